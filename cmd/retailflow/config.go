@@ -1,0 +1,405 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole configuration of retailflow: a YAML file (--config), then environment
+// variables (RETAILFLOW_ + the upper-cased key path with _ for ., e.g. RETAILFLOW_KAFKA_BROKERS),
+// then flags. Defaults point at the local services that `make up` starts.
+//
+// Only this package reads configuration; each section maps onto the options of the package
+// that uses it, and Validate names the offending key.
+type Config struct {
+	Kafka      KafkaConfig      `mapstructure:"kafka"`
+	Topics     TopicsConfig     `mapstructure:"topics"`
+	Registry   RegistryConfig   `mapstructure:"registry"`
+	ClickHouse ClickHouseConfig `mapstructure:"clickhouse"`
+	Runtime    RuntimeConfig    `mapstructure:"runtime"`
+	Sink       SinkConfig       `mapstructure:"sink"`
+	Policy     PolicyConfig     `mapstructure:"policy"`
+	Recon      ReconConfig      `mapstructure:"recon"`
+	HTTP       HTTPConfig       `mapstructure:"http"`
+	Log        LogConfig        `mapstructure:"log"`
+}
+
+// KafkaConfig says how to reach the brokers.
+type KafkaConfig struct {
+	Brokers  []string      `mapstructure:"brokers"`
+	ClientID string        `mapstructure:"client_id"`
+	TLS      bool          `mapstructure:"tls"`
+	SASL     SASLConfig    `mapstructure:"sasl"`
+	Timeout  time.Duration `mapstructure:"timeout"` // per admin request and for start-up probes
+}
+
+// SASLConfig holds SCRAM credentials; the password comes from the environment or a mounted
+// secret, never from a committed file.
+type SASLConfig struct {
+	Mechanism string `mapstructure:"mechanism"` // "", SCRAM-SHA-256, SCRAM-SHA-512, PLAIN
+	Username  string `mapstructure:"username"`
+	Password  string `mapstructure:"password"`
+}
+
+// TopicsConfig holds the physical names and sizes of the topics.
+type TopicsConfig struct {
+	Orders     string `mapstructure:"orders"`
+	Shipments  string `mapstructure:"shipments"`
+	Returns    string `mapstructure:"returns"`
+	Loyalty    string `mapstructure:"loyalty"`
+	ERP        string `mapstructure:"erp"`
+	Commands   string `mapstructure:"commands"`
+	Changelog  string `mapstructure:"changelog"`
+	DLQ        string `mapstructure:"dlq"`
+	Partitions int32  `mapstructure:"partitions"` // of every order-scoped topic (co-partitioned)
+	// RetentionHours of the input and output topics; the changelog is compacted instead.
+	RetentionHours int `mapstructure:"retention_hours"`
+}
+
+// RegistryConfig selects a Confluent-compatible schema registry, or none.
+type RegistryConfig struct {
+	// URL of the registry; empty means offline mode (schema ids derived from the embedded schemas).
+	URL      string `mapstructure:"url"`
+	Username string `mapstructure:"username"`
+	Password string `mapstructure:"password"`
+}
+
+// ClickHouseConfig says how to reach ClickHouse (native protocol).
+type ClickHouseConfig struct {
+	Addr        string        `mapstructure:"addr"`
+	Database    string        `mapstructure:"database"`
+	Username    string        `mapstructure:"username"`
+	Password    string        `mapstructure:"password"`
+	TLS         bool          `mapstructure:"tls"`
+	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+}
+
+// RuntimeConfig drives `retailflow run`, the exactly-once processor.
+type RuntimeConfig struct {
+	Group string `mapstructure:"group"`
+	// InstanceID makes the transactional id stable across restarts (the pod ordinal in
+	// Kubernetes); two live instances must never share one.
+	InstanceID         string        `mapstructure:"instance_id"`
+	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
+	SessionTimeout     time.Duration `mapstructure:"session_timeout"`
+	RebalanceTimeout   time.Duration `mapstructure:"rebalance_timeout"`
+	MaxRecordsPerTxn   int           `mapstructure:"max_records_per_txn"`
+	MaxTxnDuration     time.Duration `mapstructure:"max_txn_duration"`
+	MaxBufferedRecords int           `mapstructure:"max_buffered_records"`
+}
+
+// SinkConfig drives `retailflow sink`, the ClickHouse sink.
+type SinkConfig struct {
+	Group        string        `mapstructure:"group"`
+	BatchRows    int           `mapstructure:"batch_rows"`
+	BatchTimeout time.Duration `mapstructure:"batch_timeout"`
+	MaxRetryWait time.Duration `mapstructure:"max_retry_wait"`
+}
+
+// PolicyConfig is the accrual policy (DOMAIN.md B); versioned, stamped on every command.
+type PolicyConfig struct {
+	Version         string            `mapstructure:"version"`
+	EarnRates       map[string]string `mapstructure:"earn_rates"`       // currency → points per unit (decimal)
+	TierMultipliers map[string]string `mapstructure:"tier_multipliers"` // tier → multiplier (decimal)
+	ExcludedSKUs    []string          `mapstructure:"excluded_skus"`
+	LockDays        int               `mapstructure:"lock_days"`
+	ReturnWindowDays int              `mapstructure:"return_window_days"`
+	OrphanGrace     time.Duration     `mapstructure:"orphan_grace"`   // shipment/return before its order
+	RetentionAfterClose time.Duration `mapstructure:"retention_after_close"`
+}
+
+// ReconConfig holds the SLAs and grace windows of the reconciliation views (DOMAIN.md C).
+type ReconConfig struct {
+	ErpSLA        time.Duration `mapstructure:"erp_sla"`
+	InvoiceSLA    time.Duration `mapstructure:"invoice_sla"`
+	RedemptionSLA time.Duration `mapstructure:"redemption_sla"`
+	ReturnSLA     time.Duration `mapstructure:"return_sla"`
+	AccrualSLA    time.Duration `mapstructure:"accrual_sla"`
+	ThreeWaySLA   time.Duration `mapstructure:"three_way_sla"`
+	Grace         time.Duration `mapstructure:"grace"`
+}
+
+// HTTPConfig is the listener for /metrics, /healthz and /readyz.
+type HTTPConfig struct {
+	Addr string `mapstructure:"addr"` // empty disables it
+}
+
+// LogConfig sets the structured logger.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // json | text
+}
+
+// DefaultConfig points at the services `make up` starts on loopback.
+func DefaultConfig() Config {
+	return Config{
+		Kafka: KafkaConfig{Brokers: []string{"localhost:9092"}, ClientID: "retailflow", Timeout: 10 * time.Second},
+		Topics: TopicsConfig{
+			Orders: "retail.orders.v1", Shipments: "retail.shipments.v1", Returns: "retail.returns.v1",
+			Loyalty: "retail.loyalty.v1", ERP: "retail.erp.v1",
+			Commands: "retailflow.loyalty-commands.v1", Changelog: "retailflow.order-ledger.changelog",
+			DLQ: "retailflow.dlq.v1", Partitions: 6, RetentionHours: 7 * 24,
+		},
+		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "retailflow", Username: "default", DialTimeout: 5 * time.Second},
+		Runtime: RuntimeConfig{
+			Group: "retailflow-ledger", InstanceID: "0",
+			TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 30 * time.Second,
+			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000,
+		},
+		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
+		Policy: PolicyConfig{
+			Version:         "2026-11-v1",
+			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
+			TierMultipliers: map[string]string{"BASE": "1", "SILVER": "1.25", "GOLD": "1.5", "PLATINUM": "2"},
+			LockDays:        30, ReturnWindowDays: 30, OrphanGrace: 24 * time.Hour, RetentionAfterClose: 7 * 24 * time.Hour,
+		},
+		Recon: ReconConfig{
+			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,
+			AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, Grace: 15 * time.Minute,
+		},
+		HTTP: HTTPConfig{Addr: ""},
+		Log:  LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// ConfigError names the key that is wrong and what is wrong with it.
+type ConfigError struct {
+	Key     string
+	Problem string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("config %s: %s", e.Key, e.Problem) }
+
+// Validate reports the first invalid key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &ConfigError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "must list at least one host:port")
+	}
+	for i, b := range c.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", b)
+		}
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		bad("kafka.sasl.mechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
+	}
+	if c.Kafka.SASL.Mechanism != "" && c.Kafka.SASL.Username == "" {
+		bad("kafka.sasl.username", "is required when kafka.sasl.mechanism is set")
+	}
+	if c.Kafka.Timeout <= 0 {
+		bad("kafka.timeout", "must be positive")
+	}
+	names := map[string]string{}
+	for key, name := range map[string]string{
+		"topics.orders": c.Topics.Orders, "topics.shipments": c.Topics.Shipments, "topics.returns": c.Topics.Returns,
+		"topics.loyalty": c.Topics.Loyalty, "topics.erp": c.Topics.ERP, "topics.commands": c.Topics.Commands,
+		"topics.changelog": c.Topics.Changelog, "topics.dlq": c.Topics.DLQ,
+	} {
+		if name == "" {
+			bad(key, "must not be empty")
+		} else if other, dup := names[name]; dup {
+			bad(key, "topic %q is also configured as %s", name, other)
+		}
+		names[name] = key
+	}
+	if c.Topics.Partitions < 1 || c.Topics.Partitions > 10000 {
+		bad("topics.partitions", "must be between 1 and 10000, got %d", c.Topics.Partitions)
+	}
+	if c.Topics.RetentionHours < 1 {
+		bad("topics.retention_hours", "must be at least 1")
+	}
+	if c.Registry.URL != "" && !strings.HasPrefix(c.Registry.URL, "http://") && !strings.HasPrefix(c.Registry.URL, "https://") {
+		bad("registry.url", "%q must start with http:// or https://", c.Registry.URL)
+	}
+	if _, _, err := net.SplitHostPort(c.ClickHouse.Addr); err != nil {
+		bad("clickhouse.addr", "%q is not host:port", c.ClickHouse.Addr)
+	}
+	if c.ClickHouse.Database == "" {
+		bad("clickhouse.database", "must not be empty")
+	}
+	if c.Runtime.Group == "" {
+		bad("runtime.group", "must not be empty")
+	}
+	if c.Runtime.InstanceID == "" {
+		bad("runtime.instance_id", "must not be empty: it makes the transactional id stable across restarts")
+	}
+	if c.Runtime.TransactionTimeout < time.Second || c.Runtime.TransactionTimeout > 15*time.Minute {
+		bad("runtime.transaction_timeout", "must be between 1s and 15m (the broker's transaction.max.timeout.ms), got %s", c.Runtime.TransactionTimeout)
+	}
+	if c.Runtime.MaxTxnDuration <= 0 || c.Runtime.MaxTxnDuration >= c.Runtime.TransactionTimeout {
+		bad("runtime.max_txn_duration", "must be positive and below runtime.transaction_timeout")
+	}
+	if c.Runtime.MaxRecordsPerTxn < 1 {
+		bad("runtime.max_records_per_txn", "must be at least 1")
+	}
+	if c.Runtime.MaxBufferedRecords < c.Runtime.MaxRecordsPerTxn {
+		bad("runtime.max_buffered_records", "must be at least runtime.max_records_per_txn")
+	}
+	if c.Runtime.SessionTimeout < 2*time.Second {
+		bad("runtime.session_timeout", "must be at least 2s")
+	}
+	if c.Runtime.RebalanceTimeout < c.Runtime.SessionTimeout {
+		bad("runtime.rebalance_timeout", "must be at least runtime.session_timeout")
+	}
+	if c.Sink.Group == "" {
+		bad("sink.group", "must not be empty")
+	} else if c.Sink.Group == c.Runtime.Group {
+		bad("sink.group", "must differ from runtime.group")
+	}
+	if c.Sink.BatchRows < 1 || c.Sink.BatchRows > 1_000_000 {
+		bad("sink.batch_rows", "must be between 1 and 1000000")
+	}
+	if c.Sink.BatchTimeout < 10*time.Millisecond {
+		bad("sink.batch_timeout", "must be at least 10ms")
+	}
+	if c.Sink.MaxRetryWait < 100*time.Millisecond {
+		bad("sink.max_retry_wait", "must be at least 100ms")
+	}
+	if c.Policy.Version == "" {
+		bad("policy.version", "must not be empty: it is stamped on every command")
+	}
+	if c.Policy.LockDays < 0 {
+		bad("policy.lock_days", "must not be negative")
+	}
+	if c.Policy.ReturnWindowDays < 0 {
+		bad("policy.return_window_days", "must not be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "%q is not one of json, text", c.Log.Format)
+	}
+	if c.HTTP.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+			bad("http.addr", "%q is not host:port", c.HTTP.Addr)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads the file (if any), then the environment, then the flags that were set.
+// Unknown keys in the file are an error that names them.
+func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
+	v := viper.New()
+	def := DefaultConfig()
+	var defMap map[string]any
+	if err := mapstructure.Decode(def, &defMap); err != nil {
+		return Config{}, fmt.Errorf("config defaults: %w", err)
+	}
+	keys := leafKeys("", reflect.TypeOf(def))
+	for _, k := range keys {
+		v.SetDefault(k, lookup(defMap, k))
+	}
+	if file != "" {
+		if _, err := os.Stat(file); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", file, errors.Unwrap(err))
+		}
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %v", file, err)
+		}
+		known := map[string]bool{}
+		for _, k := range keys {
+			known[k] = true
+		}
+		var unknown []string
+		for _, k := range v.AllKeys() {
+			if !known[k] && !underMapKey(k, keys) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, log)", file)}
+		}
+	}
+	v.SetEnvPrefix("RETAILFLOW")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, k := range keys {
+		if err := v.BindEnv(k); err != nil {
+			return Config{}, err
+		}
+	}
+	for k, val := range flagOverrides {
+		v.Set(k, val)
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+		dc.ErrorUnused = true
+	})
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// leafKeys lists the dotted keys of every leaf field of t (maps are leaves).
+func leafKeys(prefix string, t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("mapstructure")
+		if name == "" {
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+			out = append(out, leafKeys(key, f.Type)...)
+			continue
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+func underMapKey(k string, keys []string) bool {
+	for _, known := range keys {
+		if strings.HasPrefix(k, known+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func lookup(m map[string]any, dotted string) any {
+	parts := strings.Split(dotted, ".")
+	var cur any = m
+	for _, p := range parts {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[p]
+	}
+	return cur
+}

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Local infrastructure for tests and the demo: an Apache Kafka 4.x broker (KRaft, one combined
+# node, jars from Maven Central) and a ClickHouse server (Debian's clickhouse-server), both as
+# plain processes on loopback with their data under $RF_RUN_DIR.
+#
+#   infra/local.sh install   fetch what is missing (Kafka jars via Maven, ClickHouse via apt-get)
+#   infra/local.sh up        install if needed, start both (idempotent), wait until they answer
+#   infra/local.sh down      stop both
+#   infra/local.sh status    say what runs
+#   infra/local.sh kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill   one service (fault tests)
+#
+# Environment: RF_RUN_DIR (default <repo>/.run), RF_CACHE_DIR (default ~/.cache/retailflow),
+# KAFKA_VERSION (default 4.1.1), KAFKA_PORT (9092), CH_TCP_PORT (9000), CH_HTTP_PORT (8123).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+RF_RUN_DIR=${RF_RUN_DIR:-$repo/.run}
+RF_CACHE_DIR=${RF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/retailflow}
+KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+CH_TCP_PORT=${CH_TCP_PORT:-9000}
+CH_HTTP_PORT=${CH_HTTP_PORT:-8123}
+KAFKA_HEAP=${KAFKA_HEAP:--Xms256m -Xmx1g}
+
+kafka_libs=$RF_CACHE_DIR/kafka-$KAFKA_VERSION/libs
+kafka_dir=$RF_RUN_DIR/kafka
+ch_dir=$RF_RUN_DIR/clickhouse
+
+log() { printf 'infra: %s\n' "$*" >&2; }
+die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
+
+alive() { # pidfile
+  [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+port_open() { # port
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# ---------------------------------------------------------------- install
+
+install_kafka() {
+  if [[ -f $kafka_libs/.complete ]]; then return; fi
+  command -v java >/dev/null || die "java not found: Kafka $KAFKA_VERSION needs Java 17 (apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "mvn not found: needed once to fetch the Kafka jars from Maven Central (apt-get install maven)"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $kafka_libs"
+  rm -rf "$kafka_libs"; mkdir -p "$kafka_libs"
+  if ! mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$kafka_libs" -DincludeScope=runtime \
+      >"$RF_CACHE_DIR/mvn-kafka.log" 2>&1; then
+    tail -30 "$RF_CACHE_DIR/mvn-kafka.log" >&2
+    die "maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (log: $RF_CACHE_DIR/mvn-kafka.log)"
+  fi
+  touch "$kafka_libs/.complete"
+}
+
+install_clickhouse() {
+  if command -v clickhouse-server >/dev/null || [[ -x /usr/sbin/clickhouse-server ]]; then return; fi
+  command -v apt-get >/dev/null || die "clickhouse-server is not installed and apt-get is not available"
+  log "installing clickhouse-server from Debian's packages"
+  local sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null \
+    || die "apt-get install clickhouse-server failed"
+}
+
+ch_bin() {
+  if command -v clickhouse-server >/dev/null; then command -v clickhouse-server; else echo /usr/sbin/clickhouse-server; fi
+}
+
+# ---------------------------------------------------------------- kafka
+
+kafka_config() {
+  mkdir -p "$kafka_dir/data" "$kafka_dir/log"
+  cat >"$kafka_dir/server.properties" <<PROPS
+# Written by infra/local.sh. One KRaft node acting as broker and controller, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$kafka_dir/data
+num.partitions=6
+auto.create.topics.enable=false
+# single node: every internal topic has one replica, or transactions fail with
+# COORDINATOR_NOT_AVAILABLE / NotEnoughReplicas on __transaction_state
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+min.insync.replicas=1
+default.replication.factor=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# short enough that a crashed instance's group membership expires quickly in fault tests
+group.consumer.session.timeout.ms=10000
+group.consumer.min.session.timeout.ms=2000
+group.min.session.timeout.ms=2000
+transaction.max.timeout.ms=900000
+# lets the compaction tests see the cleaner work within seconds
+log.cleaner.backoff.ms=1000
+log.retention.check.interval.ms=30000
+PROPS
+  cat >"$kafka_dir/log4j2.properties" <<PROPS
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = $kafka_dir/log/server.log
+appender.file.filePattern = $kafka_dir/log/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 2
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.org.name = org.apache.kafka
+logger.org.level = warn
+PROPS
+}
+
+kafka_java() {
+  java -cp "$kafka_libs/*" -Dlog4j2.configurationFile="$kafka_dir/log4j2.properties" "$@"
+}
+
+kafka_start() {
+  install_kafka
+  if alive "$kafka_dir/pid"; then log "kafka already running (pid $(cat "$kafka_dir/pid"))"; return; fi
+  if port_open "$KAFKA_PORT"; then die "port $KAFKA_PORT is taken by a process this script did not start"; fi
+  kafka_config
+  if [[ ! -f $kafka_dir/data/meta.properties ]]; then
+    log "formatting Kafka storage in $kafka_dir/data"
+    kafka_java kafka.tools.StorageTool format -t "$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)" \
+      -c "$kafka_dir/server.properties" >"$kafka_dir/log/format.log" 2>&1 \
+      || { cat "$kafka_dir/log/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  log "starting Kafka $KAFKA_VERSION on localhost:$KAFKA_PORT"
+  # setsid: the broker outlives the calling shell (make up; the tests run later)
+  setsid nohup java $KAFKA_HEAP -XX:+UseG1GC -cp "$kafka_libs/*" \
+    -Dlog4j2.configurationFile="$kafka_dir/log4j2.properties" \
+    kafka.Kafka "$kafka_dir/server.properties" >"$kafka_dir/log/stdout.log" 2>&1 </dev/null &
+  echo $! >"$kafka_dir/pid"
+}
+
+kafka_wait() {
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-120}))
+  # a metadata request through Kafka's own admin client
+  until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "localhost:$KAFKA_PORT" --list >/dev/null 2>&1; do
+    if ! alive "$kafka_dir/pid"; then
+      tail -40 "$kafka_dir/log/server.log" "$kafka_dir/log/stdout.log" >&2 2>/dev/null || true
+      die "Kafka exited during start-up; the log tail is above ($kafka_dir/log)"
+    fi
+    if (( SECONDS > deadline )); then
+      tail -40 "$kafka_dir/log/server.log" >&2 2>/dev/null || true
+      die "Kafka did not answer a metadata request on localhost:$KAFKA_PORT within ${KAFKA_START_TIMEOUT:-120}s"
+    fi
+    sleep 1
+  done
+  log "kafka is up"
+}
+
+stop_pid() { # pidfile signal name timeout
+  local pidf=$1 sig=$2 name=$3 t=${4:-60}
+  if ! alive "$pidf"; then rm -f "$pidf"; return; fi
+  local pid; pid=$(cat "$pidf")
+  kill "-$sig" "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + t))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( SECONDS > deadline )); then log "$name did not stop in ${t}s, killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+    sleep 0.5
+  done
+  rm -f "$pidf"
+  log "$name stopped"
+}
+
+# ---------------------------------------------------------------- clickhouse
+
+ch_start() {
+  install_clickhouse
+  if alive "$ch_dir/pid"; then log "clickhouse already running (pid $(cat "$ch_dir/pid"))"; return; fi
+  if port_open "$CH_TCP_PORT"; then die "port $CH_TCP_PORT is taken by a process this script did not start"; fi
+  mkdir -p "$ch_dir"/{data,tmp,user_files,format_schemas,log}
+  sed -e "s|@DIR@|$ch_dir|g" -e "s|@TCP_PORT@|$CH_TCP_PORT|g" -e "s|@HTTP_PORT@|$CH_HTTP_PORT|g" \
+    "$here/clickhouse/config.xml.tmpl" >"$ch_dir/config.xml"
+  cp "$here/clickhouse/users.xml" "$ch_dir/users.xml"
+  rm -f "$ch_dir/data/status" # a stale lock left by a SIGKILLed server
+  log "starting ClickHouse on localhost:$CH_TCP_PORT (http $CH_HTTP_PORT)"
+  (cd "$ch_dir" && setsid nohup "$(ch_bin)" --config-file="$ch_dir/config.xml" \
+     >"$ch_dir/log/stdout.log" 2>&1 </dev/null & echo $! >"$ch_dir/pid")
+}
+
+ch_wait() {
+  local deadline=$((SECONDS + ${CH_START_TIMEOUT:-60}))
+  until [[ $(curl -sf "http://127.0.0.1:$CH_HTTP_PORT/?query=SELECT%201" 2>/dev/null) == 1 ]]; do
+    if ! alive "$ch_dir/pid"; then
+      tail -40 "$ch_dir/log/clickhouse-server.err.log" "$ch_dir/log/stdout.log" >&2 2>/dev/null || true
+      die "ClickHouse exited during start-up; the log tail is above ($ch_dir/log)"
+    fi
+    if (( SECONDS > deadline )); then
+      tail -40 "$ch_dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+      die "ClickHouse did not answer SELECT 1 on 127.0.0.1:$CH_HTTP_PORT within ${CH_START_TIMEOUT:-60}s"
+    fi
+    sleep 0.5
+  done
+  log "clickhouse is up"
+}
+
+# ---------------------------------------------------------------- commands
+
+status() {
+  if alive "$kafka_dir/pid"; then echo "kafka: running (pid $(cat "$kafka_dir/pid"), localhost:$KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  if alive "$ch_dir/pid"; then echo "clickhouse: running (pid $(cat "$ch_dir/pid"), localhost:$CH_TCP_PORT)"; else echo "clickhouse: stopped"; fi
+}
+
+case ${1:-} in
+  install) mkdir -p "$RF_CACHE_DIR"; install_kafka; install_clickhouse ;;
+  up) mkdir -p "$RF_CACHE_DIR" "$RF_RUN_DIR"; install_kafka; install_clickhouse
+      kafka_start; ch_start; ch_wait; kafka_wait ;;
+  down) stop_pid "$kafka_dir/pid" TERM kafka 90; stop_pid "$ch_dir/pid" TERM clickhouse 60 ;;
+  status) status ;;
+  kafka-start) kafka_start; kafka_wait ;;
+  kafka-stop) stop_pid "$kafka_dir/pid" TERM kafka 90 ;;
+  kafka-kill) stop_pid "$kafka_dir/pid" KILL kafka 10 ;;
+  ch-start) ch_start; ch_wait ;;
+  ch-stop) stop_pid "$ch_dir/pid" TERM clickhouse 60 ;;
+  ch-kill) stop_pid "$ch_dir/pid" KILL clickhouse 10 ;;
+  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill" >&2; exit 2 ;;
+esac
