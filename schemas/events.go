@@ -265,13 +265,13 @@ type ShipmentLine struct {
 
 // ReturnReceived is a return receipt with its inspection outcome.
 type ReturnReceived struct {
-	ReturnID             string       `json:"return_id"`
-	OrderID              string       `json:"order_id"`
-	ReceivedAt           time.Time    `json:"received_at"`
-	ReceivingLocationID  string       `json:"receiving_location_id"`
-	Channel              string       `json:"channel"` // STORE | MAIL
-	Lines                []ReturnLine `json:"lines"`
-	Refund               *Refund      `json:"refund,omitempty"`
+	ReturnID            string       `json:"return_id"`
+	OrderID             string       `json:"order_id"`
+	ReceivedAt          time.Time    `json:"received_at"`
+	ReceivingLocationID string       `json:"receiving_location_id"`
+	Channel             string       `json:"channel"` // STORE | MAIL
+	Lines               []ReturnLine `json:"lines"`
+	Refund              *Refund      `json:"refund,omitempty"`
 }
 
 // ReturnLine is one returned line; reversal uses QuantityAccepted.
@@ -440,10 +440,10 @@ type BillingLine struct {
 
 // BillingDocCancelled cancels an earlier billing document (SAP S1/S2).
 type BillingDocCancelled struct {
-	BillingDocumentID          string    `json:"billing_document_id"`
-	CancelsBillingDocumentID   string    `json:"cancels_billing_document_id"`
-	OrderID                    string    `json:"order_id"`
-	CancelledAt                time.Time `json:"cancelled_at"`
+	BillingDocumentID        string    `json:"billing_document_id"`
+	CancelsBillingDocumentID string    `json:"cancels_billing_document_id"`
+	OrderID                  string    `json:"order_id"`
+	CancelledAt              time.Time `json:"cancelled_at"`
 }
 
 // ---------------------------------------------------------------------------- commands

@@ -107,14 +107,14 @@ type SinkConfig struct {
 
 // PolicyConfig is the accrual policy (DOMAIN.md B); versioned, stamped on every command.
 type PolicyConfig struct {
-	Version         string            `mapstructure:"version"`
-	EarnRates       map[string]string `mapstructure:"earn_rates"`       // currency → points per unit (decimal)
-	TierMultipliers map[string]string `mapstructure:"tier_multipliers"` // tier → multiplier (decimal)
-	ExcludedSKUs    []string          `mapstructure:"excluded_skus"`
-	LockDays        int               `mapstructure:"lock_days"`
-	ReturnWindowDays int              `mapstructure:"return_window_days"`
-	OrphanGrace     time.Duration     `mapstructure:"orphan_grace"`   // shipment/return before its order
-	RetentionAfterClose time.Duration `mapstructure:"retention_after_close"`
+	Version             string            `mapstructure:"version"`
+	EarnRates           map[string]string `mapstructure:"earn_rates"`       // currency → points per unit (decimal)
+	TierMultipliers     map[string]string `mapstructure:"tier_multipliers"` // tier → multiplier (decimal)
+	ExcludedSKUs        []string          `mapstructure:"excluded_skus"`
+	LockDays            int               `mapstructure:"lock_days"`
+	ReturnWindowDays    int               `mapstructure:"return_window_days"`
+	OrphanGrace         time.Duration     `mapstructure:"orphan_grace"` // shipment/return before its order
+	RetentionAfterClose time.Duration     `mapstructure:"retention_after_close"`
 }
 
 // ReconConfig holds the SLAs and grace windows of the reconciliation views (DOMAIN.md C).
