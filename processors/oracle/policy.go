@@ -1,0 +1,106 @@
+// Package oracle computes, with its own deliberately plain code, what retailflow's outputs must be
+// for a given set of input events: per-order quantities and points, the exact set of loyalty
+// commands (contracts.md "Loyalty commands"), the rows of every reconciliation view (C1–C6) and the
+// totals of points and money. It does not share code with processors/ledger: it exists so that the
+// ledger, the runtime and the ClickHouse sink can be diffed against an independent computation.
+//
+// All arithmetic is exact: quantities and amounts are decimals, ratios are big.Rat, points are
+// floored only where DOMAIN.md B.1 floors them, money is rounded HALF_EVEN to 2 dp only where
+// contracts.md C6 rounds it.
+package oracle
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Policy is the accrual and reconciliation policy the oracle applies. Its defaults
+// (DefaultPolicy) equal the ledger's defaults in cmd/retailflow/config.go (policy and recon
+// sections); keep them in step.
+type Policy struct {
+	Version         string
+	EarnRates       map[string]decimal.Decimal // currency → points per currency unit
+	TierMultipliers map[string]decimal.Decimal // tier code → multiplier
+	ExcludedSKUs    map[string]bool            // never earn points
+	LockDays        int                        // accrual activates_at = shipped_at + LockDays
+	// OrphanGrace is how long (business time of later events of the same order) a return that
+	// exceeds what was shipped is held before it is applied capped at what was shipped.
+	OrphanGrace time.Duration
+	// ReconGrace: a view row appears once now − business_time ≥ ReconGrace.
+	ReconGrace time.Duration
+	// AmountTolerance: C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance.
+	AmountTolerance decimal.Decimal
+}
+
+// DefaultPolicy returns the policy that equals config.go's defaults.
+func DefaultPolicy() Policy {
+	return Policy{
+		Version: "2026-11-v1",
+		EarnRates: map[string]decimal.Decimal{
+			"EUR": decimal.NewFromInt(1), "GBP": decimal.NewFromInt(1), "USD": decimal.NewFromInt(1),
+		},
+		TierMultipliers: map[string]decimal.Decimal{
+			"BASE": decimal.NewFromInt(1), "SILVER": decimal.RequireFromString("1.25"),
+			"GOLD": decimal.RequireFromString("1.5"), "PLATINUM": decimal.NewFromInt(2),
+		},
+		ExcludedSKUs:    map[string]bool{},
+		LockDays:        30,
+		OrphanGrace:     24 * time.Hour,
+		ReconGrace:      15 * time.Minute,
+		AmountTolerance: decimal.RequireFromString("0.01"),
+	}
+}
+
+// Validate reports every inconsistency of p.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.Version == "" {
+		errs = append(errs, errors.New("oracle policy: version must not be empty"))
+	}
+	if len(p.EarnRates) == 0 {
+		errs = append(errs, errors.New("oracle policy: no earn rates"))
+	}
+	for cur, r := range p.EarnRates {
+		if r.IsNegative() {
+			errs = append(errs, fmt.Errorf("oracle policy: earn rate for %s is negative (%s)", cur, r))
+		}
+	}
+	for tier, m := range p.TierMultipliers {
+		if m.IsNegative() {
+			errs = append(errs, fmt.Errorf("oracle policy: multiplier for tier %s is negative (%s)", tier, m))
+		}
+	}
+	if p.LockDays < 0 {
+		errs = append(errs, errors.New("oracle policy: lock days must not be negative"))
+	}
+	if p.OrphanGrace < 0 || p.ReconGrace < 0 {
+		errs = append(errs, errors.New("oracle policy: grace periods must not be negative"))
+	}
+	if p.AmountTolerance.IsNegative() {
+		errs = append(errs, errors.New("oracle policy: amount tolerance must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// earnRate is the snapshot on the order when present, else the policy's rate for the currency.
+func (p Policy) earnRate(snapshot *decimal.Decimal, currency string) decimal.Decimal {
+	if snapshot != nil {
+		return *snapshot
+	}
+	return p.EarnRates[currency]
+}
+
+// multiplier is the snapshot on the order when present, else the policy's multiplier for the tier
+// (1 for an unknown tier).
+func (p Policy) multiplier(snapshot *decimal.Decimal, tier string) decimal.Decimal {
+	if snapshot != nil {
+		return *snapshot
+	}
+	if m, ok := p.TierMultipliers[tier]; ok {
+		return m
+	}
+	return decimal.NewFromInt(1)
+}
