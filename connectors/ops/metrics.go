@@ -1,0 +1,347 @@
+package ops
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/plugin/kprom"
+)
+
+// Namespace prefixes every retailflow metric name.
+const Namespace = "retailflow"
+
+// Histogram buckets, each with the range it must resolve.
+var (
+	// Transactions and INSERTs: 5 ms (a small local commit) to ~20 s (past the 10 s default
+	// transaction timeout, so a stuck commit lands in a bucket of its own).
+	durationBuckets = prometheus.ExponentialBuckets(0.005, 2, 13)
+	// Record latency (record timestamp → committed): 10 ms to ~1.5 h, so a backlog after an
+	// outage is still measured, not just "+Inf".
+	latencyBuckets = prometheus.ExponentialBuckets(0.01, 3, 13)
+	// Restore of one partition: 10 ms to ~20 min.
+	restoreBuckets = prometheus.ExponentialBuckets(0.01, 3, 12)
+	// Rows per sink batch: 1 to ~1M (sink.batch_rows is at most 1,000,000).
+	rowBuckets = prometheus.ExponentialBuckets(1, 4, 11)
+)
+
+// RuntimeMetrics are the metrics of the exactly-once processor (`retailflow run`).
+//
+// Every method is safe for concurrent use, and a nil *RuntimeMetrics is valid: every method is a
+// no-op, so code and tests that do not care about metrics pass nil.
+//
+// Label values must come from small fixed sets: topics are the configured topic names,
+// partitions are bounded by topics.partitions, and reasons are short classes chosen by the
+// caller ("decode", "validate", "rebalance"), never error texts.
+type RuntimeMetrics struct {
+	consumed          *prometheus.CounterVec
+	produced          *prometheus.CounterVec
+	deadLettered      *prometheus.CounterVec
+	txnCommitted      prometheus.Counter
+	txnAborted        *prometheus.CounterVec
+	txnDuration       *prometheus.HistogramVec
+	latency           prometheus.Histogram
+	stateEntries      *prometheus.GaugeVec
+	stateBytes        *prometheus.GaugeVec
+	restoreRemaining  *prometheus.GaugeVec
+	restoredRecords   *prometheus.CounterVec
+	restoreDuration   prometheus.Histogram
+	assignedPartition *prometheus.GaugeVec
+}
+
+// NewRuntimeMetrics creates the processor's metrics and registers them in reg. It fails when
+// they are already registered there (one RuntimeMetrics per registry).
+func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
+	m := &RuntimeMetrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "records_consumed_total",
+			Help: "Records the processor consumed, by topic; counted when the transaction that carried them commits.",
+		}, []string{"topic"}),
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "records_produced_total",
+			Help: "Records the processor produced in committed transactions (commands, changelog, DLQ), by topic.",
+		}, []string{"topic"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "records_dead_lettered_total",
+			Help: "Input records sent to the DLQ in committed transactions, by source topic and reason class.",
+		}, []string{"topic", "reason"}),
+		txnCommitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "transactions_committed_total",
+			Help: "Kafka transactions that End reported committed.",
+		}),
+		txnAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "transactions_aborted_total",
+			Help: "Kafka transactions that ended aborted (state overlay dropped, records re-polled), by reason class.",
+		}, []string{"reason"}),
+		txnDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "transaction_duration_seconds",
+			Help:    "Time from the first record of a transaction to End returning, by outcome (committed|aborted).",
+			Buckets: durationBuckets,
+		}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "processing_latency_seconds",
+			Help:    "Time from a record's Kafka timestamp to the commit of the transaction that processed it.",
+			Buckets: latencyBuckets,
+		}),
+		stateEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "state_entries",
+			Help: "Orders held in the ledger state store, by partition.",
+		}, []string{"partition"}),
+		stateBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "state_bytes",
+			Help: "Approximate bytes of the ledger state store (encoded changelog values), by partition.",
+		}, []string{"partition"}),
+		restoreRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "state_restore_remaining_records",
+			Help: "Changelog records still to replay before the partition's state is restored (0 when done).",
+		}, []string{"partition"}),
+		restoredRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "state_restored_records_total",
+			Help: "Changelog records replayed into the state store, by partition.",
+		}, []string{"partition"}),
+		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "state_restore_duration_seconds",
+			Help:    "Time to restore one partition's state from the changelog.",
+			Buckets: restoreBuckets,
+		}),
+		assignedPartition: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "partition_assigned",
+			Help: "1 for each partition this instance owns and has restored, 0 while it restores.",
+		}, []string{"partition"}),
+	}
+	if err := register(reg, m.consumed, m.produced, m.deadLettered, m.txnCommitted, m.txnAborted, m.txnDuration,
+		m.latency, m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords, m.restoreDuration,
+		m.assignedPartition); err != nil {
+		return nil, fmt.Errorf("ops: runtime metrics: %w", err)
+	}
+	return m, nil
+}
+
+// Consumed counts n records of topic that a committed transaction consumed.
+func (m *RuntimeMetrics) Consumed(topic string, n int) {
+	if m == nil {
+		return
+	}
+	m.consumed.WithLabelValues(topic).Add(float64(n))
+}
+
+// Produced counts n records produced to topic in a committed transaction.
+func (m *RuntimeMetrics) Produced(topic string, n int) {
+	if m == nil {
+		return
+	}
+	m.produced.WithLabelValues(topic).Add(float64(n))
+}
+
+// DeadLettered counts one record of topic sent to the DLQ, with its reason class
+// ("decode", "schema", "validate", "orphan", …).
+func (m *RuntimeMetrics) DeadLettered(topic, reason string) {
+	if m == nil {
+		return
+	}
+	m.deadLettered.WithLabelValues(topic, reason).Inc()
+}
+
+// TxnCommitted records a committed transaction that took d from its first record to End.
+func (m *RuntimeMetrics) TxnCommitted(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.txnCommitted.Inc()
+	m.txnDuration.WithLabelValues("committed").Observe(d.Seconds())
+}
+
+// TxnAborted records an aborted transaction with its reason class ("rebalance", "produce",
+// "fenced", "shutdown", …) and how long it ran.
+func (m *RuntimeMetrics) TxnAborted(reason string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.txnAborted.WithLabelValues(reason).Inc()
+	m.txnDuration.WithLabelValues("aborted").Observe(d.Seconds())
+}
+
+// ObserveLatency records, for one record, the time from its Kafka timestamp to the commit of
+// the transaction that processed it.
+func (m *RuntimeMetrics) ObserveLatency(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.latency.Observe(d.Seconds())
+}
+
+// SetStateSize sets the size of partition's state store after a commit: entries (orders) and
+// approximate bytes.
+func (m *RuntimeMetrics) SetStateSize(partition int32, entries int, bytes int64) {
+	if m == nil {
+		return
+	}
+	p := partLabel(partition)
+	m.stateEntries.WithLabelValues(p).Set(float64(entries))
+	m.stateBytes.WithLabelValues(p).Set(float64(bytes))
+}
+
+// RestoreStarted marks partition as assigned and restoring, with remaining changelog records
+// to replay (last stable offset − start offset).
+func (m *RuntimeMetrics) RestoreStarted(partition int32, remaining int64) {
+	if m == nil {
+		return
+	}
+	p := partLabel(partition)
+	m.assignedPartition.WithLabelValues(p).Set(0)
+	m.restoreRemaining.WithLabelValues(p).Set(float64(remaining))
+}
+
+// RestoreProgress records that n more changelog records of partition were replayed and
+// remaining are still to go.
+func (m *RuntimeMetrics) RestoreProgress(partition int32, n int, remaining int64) {
+	if m == nil {
+		return
+	}
+	p := partLabel(partition)
+	m.restoredRecords.WithLabelValues(p).Add(float64(n))
+	m.restoreRemaining.WithLabelValues(p).Set(float64(remaining))
+}
+
+// RestoreFinished marks partition's state as restored after d.
+func (m *RuntimeMetrics) RestoreFinished(partition int32, d time.Duration) {
+	if m == nil {
+		return
+	}
+	p := partLabel(partition)
+	m.restoreRemaining.WithLabelValues(p).Set(0)
+	m.assignedPartition.WithLabelValues(p).Set(1)
+	m.restoreDuration.Observe(d.Seconds())
+}
+
+// PartitionRevoked forgets the per-partition gauges of a partition this instance no longer
+// owns, so a dashboard summing them over instances does not count it twice.
+func (m *RuntimeMetrics) PartitionRevoked(partition int32) {
+	if m == nil {
+		return
+	}
+	p := partLabel(partition)
+	for _, g := range []*prometheus.GaugeVec{m.stateEntries, m.stateBytes, m.restoreRemaining, m.assignedPartition} {
+		g.DeleteLabelValues(p)
+	}
+}
+
+// SinkMetrics are the metrics of the ClickHouse sink (`retailflow sink`).
+//
+// Every method is safe for concurrent use, and a nil *SinkMetrics is valid (every method is a
+// no-op). Tables are the sink's table names and ops are short fixed names ("insert", "ping",
+// "migrate"), never error texts.
+type SinkMetrics struct {
+	consumed      *prometheus.CounterVec
+	batchRows     *prometheus.HistogramVec
+	insertLatency *prometheus.HistogramVec
+	rowsInserted  *prometheus.CounterVec
+	chErrors      *prometheus.CounterVec
+	paused        prometheus.Gauge
+}
+
+// NewSinkMetrics creates the sink's metrics and registers them in reg. It fails when they are
+// already registered there (one SinkMetrics per registry).
+func NewSinkMetrics(reg prometheus.Registerer) (*SinkMetrics, error) {
+	m := &SinkMetrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "sink", Name: "records_consumed_total",
+			Help: "Records the sink read (read_committed), by topic.",
+		}, []string{"topic"}),
+		batchRows: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "sink", Name: "batch_rows",
+			Help:    "Rows per INSERT batch, by table.",
+			Buckets: rowBuckets,
+		}, []string{"table"}),
+		insertLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "sink", Name: "insert_duration_seconds",
+			Help:    "Time of one successful batch INSERT into ClickHouse (prepare to send), by table.",
+			Buckets: durationBuckets,
+		}, []string{"table"}),
+		rowsInserted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "sink", Name: "rows_inserted_total",
+			Help: "Rows written to ClickHouse, by table.",
+		}, []string{"table"}),
+		chErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "clickhouse_errors_total",
+			Help: "Failed ClickHouse operations (each retry counts), by table and operation.",
+		}, []string{"table", "op"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "sink", Name: "paused",
+			Help: "1 while the sink has paused fetching because ClickHouse is failing, else 0.",
+		}),
+	}
+	if err := register(reg, m.consumed, m.batchRows, m.insertLatency, m.rowsInserted, m.chErrors, m.paused); err != nil {
+		return nil, fmt.Errorf("ops: sink metrics: %w", err)
+	}
+	return m, nil
+}
+
+// Consumed counts n records of topic read by the sink.
+func (m *SinkMetrics) Consumed(topic string, n int) {
+	if m == nil {
+		return
+	}
+	m.consumed.WithLabelValues(topic).Add(float64(n))
+}
+
+// BatchInserted records a successful INSERT of rows into table that took d.
+func (m *SinkMetrics) BatchInserted(table string, rows int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.batchRows.WithLabelValues(table).Observe(float64(rows))
+	m.insertLatency.WithLabelValues(table).Observe(d.Seconds())
+	m.rowsInserted.WithLabelValues(table).Add(float64(rows))
+}
+
+// ClickHouseError counts one failed ClickHouse operation op ("insert", "ping", …) on table
+// (empty when the operation is not about one table).
+func (m *SinkMetrics) ClickHouseError(table, op string) {
+	if m == nil {
+		return
+	}
+	m.chErrors.WithLabelValues(table, op).Inc()
+}
+
+// SetPaused reports whether the sink is paused (fetching stopped while ClickHouse fails).
+func (m *SinkMetrics) SetPaused(paused bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if paused {
+		v = 1
+	}
+	m.paused.Set(v)
+}
+
+// KafkaClientMetrics returns franz-go's client metrics (connections, request bytes, produce and
+// fetch batches, records and uncompressed bytes per topic, buffered records) as a kgo hook; pass
+// it to the client with kgo.WithHooks. The series are named retailflow_kafka_* and labelled
+// client=<client>.
+//
+// kprom registers its collectors in reg when the kgo.Client is created and panics if they are
+// already there, so give every client that lives in the same process at the same time its own
+// client name (e.g. "ledger", "restore", "sink"), and create a new one per kgo.Client.
+func KafkaClientMetrics(reg prometheus.Registerer, client string) *kprom.Metrics {
+	return kprom.NewMetrics(Namespace+"_kafka",
+		kprom.Registerer(reg),
+		kprom.WithStaticLabel(prometheus.Labels{"client": client}),
+		// Records and batches per topic, not per broker: topic is what an operator acts on, and
+		// a node label multiplies the series by the cluster size.
+		kprom.FetchAndProduceDetail(kprom.ByTopic, kprom.Records, kprom.Batches, kprom.UncompressedBytes),
+	)
+}
+
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func partLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
