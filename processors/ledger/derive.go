@@ -1,0 +1,365 @@
+package ledger
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// moneyPlaces is the rounding of OMS values compared with ERP amounts (contracts C6:
+// round_half_even(line_net × qty / q_ord, 2)).
+const moneyPlaces = 2
+
+// recompute derives everything that is a function of the recorded facts: effective quantities,
+// values, ERP matching, posted points, exceptions and closure. It runs after every Apply, so the
+// state never holds a stale derived field.
+func (n *Ledger) recompute(p Policy) {
+	n.refreshQuantities()
+	n.matchErp()
+	n.sumPostings()
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
+		ln.RefundablePoints = refundable(*ln)
+		net := ln.Shipped.Sub(ln.Returned)
+		v := ln.LineNet.Rat()
+		v.Mul(v, net.Rat())
+		ln.NetShippedValue = roundHalfEven(v.Quo(v, ln.Ordered.Rat()), moneyPlaces)
+	}
+	b := n.basis()
+	n.s.Points.Basis = roundHalfEven(b, 4)
+	n.s.Points.Entitled = n.entitled(b)
+	n.s.Points.RedemptionRefundDue = n.refundDue()
+	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p), n.s.Clock)
+	n.close(p)
+}
+
+// matchErp marks cancelled documents and sums billing per line and per shipment/return line.
+func (n *Ledger) matchErp() {
+	cancelled := map[string]bool{}
+	for _, c := range n.s.DocCancels {
+		cancelled[c.CancelsDocumentID] = true
+	}
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
+		ln.Invoiced, ln.Credited, ln.InvoicedNet, ln.CreditedNet, ln.BillingLines = decimal.Zero, decimal.Zero, decimal.Zero, decimal.Zero, 0
+		ln.HasErpItem, ln.ErpQuantity = false, decimal.Zero
+	}
+	if len(n.s.ErpOrders) > 0 {
+		for _, it := range n.s.ErpOrders[0].Items {
+			if i := n.lineIndex(it.OrderLineID); i >= 0 {
+				ln := &n.s.Lines[i]
+				ln.HasErpItem, ln.ErpQuantity = true, ln.ErpQuantity.Add(it.Quantity)
+			}
+		}
+	}
+	for si := range n.s.Shipments {
+		for li := range n.s.Shipments[si].Lines {
+			n.s.Shipments[si].Lines[li].Billed, n.s.Shipments[si].Lines[li].BilledNotTransferred = decimal.Zero, false
+		}
+	}
+	for ri := range n.s.Returns {
+		for li := range n.s.Returns[ri].Lines {
+			n.s.Returns[ri].Lines[li].Billed, n.s.Returns[ri].Lines[li].BilledNotTransferred = decimal.Zero, false
+		}
+	}
+	orderCur := ""
+	if n.s.Order != nil {
+		orderCur = n.s.Order.Currency
+	}
+	for di := range n.s.Documents {
+		d := &n.s.Documents[di]
+		d.Cancelled = cancelled[d.BillingDocumentID]
+		if d.Cancelled {
+			continue
+		}
+		sameCurrency := orderCur == "" || d.Currency == orderCur
+		for _, bl := range d.Lines {
+			if i := n.lineIndex(bl.OrderLineID); i >= 0 {
+				ln := &n.s.Lines[i]
+				if d.Kind == DocInvoice {
+					ln.Invoiced = ln.Invoiced.Add(bl.Quantity)
+					if sameCurrency {
+						ln.InvoicedNet = ln.InvoicedNet.Add(bl.Net)
+					}
+				} else {
+					ln.Credited = ln.Credited.Add(bl.Quantity)
+					if sameCurrency {
+						ln.CreditedNet = ln.CreditedNet.Add(bl.Net)
+					}
+				}
+				ln.BillingLines++
+			}
+			refs := n.s.Shipments
+			if d.Kind == DocCreditMemo {
+				n.markBilled(nil, n.s.Returns, bl, d.TransferStatus)
+				continue
+			}
+			n.markBilled(refs, nil, bl, d.TransferStatus)
+		}
+	}
+}
+
+func (n *Ledger) markBilled(ships []ShipmentState, rets []ReturnState, bl BillingLineState, transfer string) {
+	mark := func(lines []RefLine) {
+		for i := range lines {
+			if lines[i].OrderLineID == bl.OrderLineID {
+				lines[i].Billed = lines[i].Billed.Add(bl.Quantity)
+				if transfer != "TRANSFERRED" {
+					lines[i].BilledNotTransferred = true
+				}
+				return
+			}
+		}
+	}
+	for i := range ships {
+		if ships[i].ShipmentID == bl.ReferenceDocument {
+			mark(ships[i].Lines)
+		}
+	}
+	for i := range rets {
+		if rets[i].ReturnID == bl.ReferenceDocument {
+			mark(rets[i].Lines)
+		}
+	}
+}
+
+// sumPostings derives the posted side of PointsState from the loyalty bookings.
+func (n *Ledger) sumPostings() {
+	pt := &n.s.Points
+	var accrued, activated, reversed, fromPending, fromActive, shortfall, refunded int64
+	for _, p := range n.s.Postings {
+		switch p.Kind {
+		case PostingAccrual:
+			accrued += p.Points
+		case PostingActivation:
+			activated += p.Points
+		case PostingReversal:
+			reversed += p.Points
+			fromPending += p.FromPending
+			fromActive += p.FromActive
+			shortfall += p.Shortfall
+		case PostingRefund:
+			refunded += p.Points
+		}
+	}
+	pt.AccrualPosted, pt.Reversed, pt.Posted = accrued, reversed, accrued-reversed
+	pt.Pending = accrued - activated - fromPending
+	pt.Active = activated - fromActive
+	pt.Shortfall, pt.RefundPosted = shortfall, refunded
+	for i := range n.s.Reservations {
+		r := &n.s.Reservations[i]
+		switch {
+		case r.Confirmed:
+			r.Status = ReservationConfirmed
+		case r.Released:
+			r.Status = ReservationReleased
+		case r.Reserved:
+			r.Status = ReservationReserved
+		default:
+			r.Status = ReservationUnknown
+		}
+	}
+}
+
+// deriveExceptions lists every inconsistency the facts show now. FirstSeen is set here only
+// where the exception is about one event; mergeExceptions fills the rest.
+func (n *Ledger) deriveExceptions(p Policy) []Exception {
+	var out []Exception
+	add := func(code, ref string, at time.Time, format string, args ...any) {
+		out = append(out, Exception{Code: code, Ref: ref, Detail: fmt.Sprintf(format, args...), FirstSeen: at})
+	}
+	for _, h := range n.s.Held {
+		if h.Reason == HoldNoOrder && n.s.Clock.Sub(h.OccurredAt) > p.OrphanGrace {
+			add(ExcHeldWithoutOrder, h.EventID, h.OccurredAt.Add(p.OrphanGrace), "%s waits for OrderAccepted", h.EventType)
+		}
+	}
+	for _, r := range n.s.Returns {
+		if r.Capped {
+			add(ExcReturnExceedsShipped, r.ReturnID, r.ReceivedAt, "accepted quantity exceeds shipped; applied capped")
+		}
+	}
+	for _, r := range n.s.Reservations {
+		if r.Confirmed && r.Released {
+			add(ExcRedemptionConflict, r.ReservationID, time.Time{}, "reservation both confirmed and released")
+		}
+	}
+	o := n.s.Order
+	if o == nil {
+		return out
+	}
+	if o.EarnRateMissing {
+		add(ExcNoEarnRate, o.Currency, o.AcceptedAt, "policy %s has no earn rate for %s", o.PolicyVersion, o.Currency)
+	}
+	if o.TierUnknown {
+		add(ExcUnknownTier, o.TierCode, o.AcceptedAt, "policy %s has no multiplier for tier %q", o.PolicyVersion, o.TierCode)
+	}
+	unknown := func(ref, line string, at time.Time) {
+		add(ExcUnknownOrderLine, ref+"/"+line, at, "order has no line %q", line)
+	}
+	for _, s := range n.s.Shipments {
+		if s.Currency != "" && s.Currency != o.Currency {
+			add(ExcCurrencyMismatch, s.ShipmentID, s.ShippedAt, "shipment currency %s, order %s", s.Currency, o.Currency)
+		}
+		for _, l := range s.Lines {
+			if !l.Known {
+				unknown(s.ShipmentID, l.OrderLineID, s.ShippedAt)
+			}
+		}
+	}
+	for _, r := range n.s.Returns {
+		if r.RefundCurrency != "" && r.RefundCurrency != o.Currency {
+			add(ExcCurrencyMismatch, r.ReturnID, r.ReceivedAt, "refund currency %s, order %s", r.RefundCurrency, o.Currency)
+		}
+		for _, l := range r.Lines {
+			if !l.Known {
+				unknown(r.ReturnID, l.OrderLineID, r.ReceivedAt)
+			}
+		}
+	}
+	for _, c := range n.s.Cancellations {
+		for _, l := range c.Lines {
+			if !l.Known {
+				unknown(c.CancellationID, l.OrderLineID, c.CancelledAt)
+			}
+		}
+	}
+	for _, d := range n.s.Documents {
+		if d.Currency != o.Currency {
+			add(ExcCurrencyMismatch, d.BillingDocumentID, d.BillingDate, "document currency %s, order %s", d.Currency, o.Currency)
+		}
+		for _, l := range d.Lines {
+			if n.lineIndex(l.OrderLineID) < 0 {
+				unknown(d.BillingDocumentID, l.OrderLineID, d.BillingDate)
+			}
+		}
+	}
+	for _, eo := range n.s.ErpOrders {
+		if eo.Currency != "" && eo.Currency != o.Currency {
+			add(ExcCurrencyMismatch, eo.ErpSalesOrderID, eo.CreatedAt, "ERP order currency %s, order %s", eo.Currency, o.Currency)
+		}
+		for _, it := range eo.Items {
+			if n.lineIndex(it.OrderLineID) < 0 {
+				unknown(eo.ErpSalesOrderID, it.OrderLineID, eo.CreatedAt)
+			}
+		}
+		if len(eo.Items) != len(n.s.Lines) {
+			add(ExcErpLineCountDiff, eo.ErpSalesOrderID, time.Time{}, "ERP has %d items, order %d lines", len(eo.Items), len(n.s.Lines))
+		}
+	}
+	for _, ln := range n.s.Lines {
+		if ln.ShippedReported.Add(ln.CancelRequested).GreaterThan(ln.Ordered) {
+			add(ExcShipmentExceedsOpen, ln.OrderLineID, time.Time{}, "shipped %s + cancelled %s > ordered %s", ln.ShippedReported, ln.CancelRequested, ln.Ordered)
+		}
+		if ln.HasErpItem && !ln.ErpQuantity.Equal(ln.Ordered) {
+			add(ExcErpQtyDiff, ln.OrderLineID, time.Time{}, "ERP quantity %s, ordered %s", ln.ErpQuantity, ln.Ordered)
+		}
+		oms := ln.Shipped.Sub(ln.Returned)
+		erp := ln.Invoiced.Sub(ln.Credited)
+		if !oms.Equal(erp) {
+			add(ExcBilledQtyDiff, ln.OrderLineID, time.Time{}, "OMS net shipped %s, ERP net billed %s", oms, erp)
+		}
+		tol := p.AmountTolerance.Mul(decimal.NewFromInt(int64(max(ln.BillingLines, 1))))
+		if diff := ln.InvoicedNet.Sub(ln.CreditedNet).Sub(ln.NetShippedValue).Abs(); diff.GreaterThan(tol) {
+			add(ExcBilledAmountDiff, ln.OrderLineID, time.Time{}, "ERP net %s, OMS net %s (tolerance %s)", ln.InvoicedNet.Sub(ln.CreditedNet), ln.NetShippedValue, tol)
+		}
+	}
+	requested := map[string]CommandRecord{}
+	for _, c := range n.s.Commands {
+		requested[c.RequestID] = c
+	}
+	postedFor := map[string]int64{}
+	for _, ps := range n.s.Postings {
+		if ps.Kind == PostingActivation || ps.RequestID == "" {
+			continue
+		}
+		if ps.Kind == PostingAccrual && o.MemberID != "" && !ps.TierMultiplier.Equal(o.TierMultiplier) {
+			add(ExcWrongMultiplier, ps.EntryID, ps.PostedAt, "posted multiplier %s, order %s", ps.TierMultiplier, o.TierMultiplier)
+		}
+		if _, ok := requested[ps.RequestID]; !ok {
+			add(ExcPostingUnknown, ps.EntryID, time.Time{}, "%s names request %s, not a command of this order", ps.Kind, ps.RequestID)
+			continue
+		}
+		postedFor[ps.RequestID] += ps.Points
+	}
+	for _, id := range sortedKeys(postedFor) {
+		if c := requested[id]; postedFor[id] != c.Points {
+			add(ExcPostedNotRequested, id, time.Time{}, "%s requested %d, posted %d", c.CommandType, c.Points, postedFor[id])
+		}
+	}
+	return out
+}
+
+// mergeExceptions keeps FirstSeen of exceptions still open, stamps new ones without an event
+// time with clock, drops those no longer open, and sorts by (code, ref).
+func mergeExceptions(old, now []Exception, clock time.Time) []Exception {
+	sort.Slice(now, func(i, j int) bool {
+		if now[i].Code != now[j].Code {
+			return now[i].Code < now[j].Code
+		}
+		return now[i].Ref < now[j].Ref
+	})
+	out := make([]Exception, 0, len(now))
+	for i, x := range now {
+		if i > 0 && x.Code == now[i-1].Code && x.Ref == now[i-1].Ref {
+			continue
+		}
+		for _, o := range old {
+			if o.Code == x.Code && o.Ref == x.Ref {
+				x.FirstSeen = o.FirstSeen
+				break
+			}
+		}
+		if x.FirstSeen.IsZero() {
+			x.FirstSeen = clock
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// close decides whether the order is closed: every line cancelled, or everything not cancelled
+// shipped and the return window (from the last shipment) passed on the ledger clock.
+func (n *Ledger) close(p Policy) {
+	n.s.Closed, n.s.ClosedAt, n.s.EvictAt = false, time.Time{}, time.Time{}
+	o := n.s.Order
+	if o == nil {
+		return
+	}
+	allCancelled, allDone := true, true
+	for _, ln := range n.s.Lines {
+		if !ln.Cancelled.Equal(ln.Ordered) {
+			allCancelled = false
+		}
+		if !ln.Shipped.Add(ln.Cancelled).Equal(ln.Ordered) {
+			allDone = false
+		}
+	}
+	var at time.Time
+	switch {
+	case allCancelled:
+		for _, c := range n.s.Cancellations {
+			if c.CancelledAt.After(at) {
+				at = c.CancelledAt
+			}
+		}
+	case allDone:
+		var last time.Time
+		for _, s := range n.s.Shipments {
+			if !s.IsReship && s.ShippedAt.After(last) {
+				last = s.ShippedAt
+			}
+		}
+		at = last.AddDate(0, 0, int(o.ReturnWindowDays))
+		if n.s.Clock.Before(at) {
+			return
+		}
+	default:
+		return
+	}
+	n.s.Closed, n.s.ClosedAt, n.s.EvictAt = true, at, at.Add(p.RetentionAfterClose)
+}

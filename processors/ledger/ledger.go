@@ -1,0 +1,1014 @@
+// Package ledger is the order ledger: a pure function of (ledger state, event) → (new state,
+// loyalty commands) for one order, with no I/O. The runtime (topology/) keys it by order_id,
+// keeps it in a per-partition store restored from the changelog, and applies the returned state
+// only after the transaction that carried the event commits.
+//
+// Rules (DOMAIN.md B, /work/shared contracts): entitled points P = floor(B × earn_rate ×
+// tier_multiplier) with B = Σ E(l) × F(l) / q_ord(l) computed exactly (math/big), recomputed
+// cumulatively on every shipment, return and cancellation; Δ = P − P_requested becomes an
+// AccrualRequested or ReversalRequested; redemption refunds follow the cumulative floor rule
+// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord). Events that arrive before their
+// OrderAccepted, and returns that exceed what was shipped, are held in the state and applied in
+// canonical order (occurred_at, event_id) when they can be, so the set of commands (by request
+// id) does not depend on how the five input topics interleave.
+//
+// What is rejected (Apply returns an *EventError; the runtime sends the record to the DLQ) vs
+// applied with an exception (recorded in State.Exceptions for the reconciliation views):
+//
+//   - rejected: no event id; body missing or not matching event_type; a body for another order;
+//     the same event id with a different payload; a second OrderAccepted; a non-positive
+//     shipped/cancelled/ordered quantity, a negative returned quantity or negative points; an
+//     order without lines or with a duplicate line id; a loyalty or ERP document id booked
+//     twice with different content; more than Policy.MaxEventsPerOrder distinct events.
+//   - applied with an exception: unknown order line (that line is skipped, the rest applies);
+//     currency different from the order's; shipment or cancellation beyond the open quantity
+//     (the shipment wins, the cancellation is reduced); a return beyond what was shipped past
+//     the grace period (applied capped); postings that differ from what was requested or carry
+//     a wrong multiplier; ERP quantities or amounts that disagree; an event still waiting for
+//     its order past the grace period.
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/big"
+	"sort"
+	"time"
+
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/shopspring/decimal"
+)
+
+// Ledger is the state of one order as this pipeline has seen it.
+//
+// Ledger is a value with copy-on-write semantics: Apply never modifies the receiver or anything
+// reachable from it, it returns a new Ledger that shares no mutable memory with the old one. The
+// runtime can therefore keep the committed Ledger in its store, hand the result of Apply to a
+// per-transaction overlay, and drop the overlay on abort. The zero Ledger is an empty ledger
+// whose order id is taken from the first event applied.
+type Ledger struct {
+	s State
+}
+
+// Sentinel errors wrapped by *EventError.
+var (
+	ErrInvalidEvent         = errors.New("invalid event")
+	ErrWrongOrder           = errors.New("event belongs to another order")
+	ErrConflictingDuplicate = errors.New("same id already seen with a different payload")
+	ErrOrderAlreadyAccepted = errors.New("order already accepted by another event")
+	ErrTooManyEvents        = errors.New("order exceeds Policy.MaxEventsPerOrder distinct events")
+)
+
+// EventError is a rejected event: the runtime sends it to the DLQ. It names the order and the
+// event; Err wraps one of the sentinel errors above.
+type EventError struct {
+	OrderID   string
+	EventID   string
+	EventType schemas.EventType
+	Err       error
+}
+
+func (e *EventError) Error() string {
+	return fmt.Sprintf("ledger: order %q event %q (%s): %v", e.OrderID, e.EventID, e.EventType, e.Err)
+}
+
+func (e *EventError) Unwrap() error { return e.Err }
+
+// New returns an empty ledger for orderID.
+func New(orderID string) Ledger {
+	return Ledger{s: State{StateVersion: StateVersion, OrderID: orderID}}
+}
+
+// FromState wraps a State (e.g. decoded from the changelog). The State's slices become owned by
+// the Ledger: the caller must not modify them afterwards.
+func FromState(s State) Ledger { return Ledger{s: s} }
+
+// Apply folds one event into the ledger and returns the new ledger and the loyalty commands the
+// change causes, in the order they must be produced.
+//
+// Apply is deterministic: "now" is business time (the latest occurred_at seen), never the wall
+// clock. A duplicate event (same EventID and payload) returns l unchanged and no commands; a
+// rejected event returns l unchanged, no commands and an *EventError. p must be valid
+// (Policy.Validate); Apply does not re-validate it.
+func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyCommand, error) {
+	fail := func(err error) (Ledger, []schemas.LoyaltyCommand, error) {
+		orderID := l.s.OrderID
+		if orderID == "" {
+			orderID, _ = bodyOrderID(e)
+		}
+		return l, nil, &EventError{OrderID: orderID, EventID: e.EventID, EventType: e.EventType, Err: err}
+	}
+	if e.EventID == "" {
+		return fail(fmt.Errorf("%w: empty event_id", ErrInvalidEvent))
+	}
+	orderID, err := bodyOrderID(e)
+	if err != nil {
+		return fail(err)
+	}
+	if orderID != "" && l.s.OrderID != "" && orderID != l.s.OrderID {
+		return fail(fmt.Errorf("%w: body names order %q", ErrWrongOrder, orderID))
+	}
+	raw, fp, err := fingerprint(e)
+	if err != nil {
+		return fail(fmt.Errorf("%w: cannot encode: %v", ErrInvalidEvent, err))
+	}
+	if i, ok := l.seenIndex(e.EventID); ok {
+		if l.s.Seen[i].Fingerprint == fp {
+			return l, nil, nil
+		}
+		return fail(ErrConflictingDuplicate)
+	}
+	if len(l.s.Seen) >= p.MaxEventsPerOrder {
+		return fail(fmt.Errorf("%w (%d)", ErrTooManyEvents, p.MaxEventsPerOrder))
+	}
+	if err := validate(e); err != nil {
+		return fail(err)
+	}
+	if e.OrderAccepted != nil && l.s.Order != nil {
+		return fail(fmt.Errorf("%w %q", ErrOrderAlreadyAccepted, l.s.Order.EventID))
+	}
+	if err := l.checkDocumentConflict(e); err != nil {
+		return fail(err)
+	}
+
+	n := l.clone()
+	if n.s.OrderID == "" {
+		n.s.OrderID = orderID
+	}
+	n.s.StateVersion = StateVersion
+	n.s.Seen = insertSorted(n.s.Seen, SeenEvent{EventID: e.EventID, Fingerprint: fp},
+		func(a, b SeenEvent) bool { return a.EventID < b.EventID })
+	if t := e.OccurredAt.UTC(); t.After(n.s.Clock) {
+		n.s.Clock = t
+	}
+
+	var cmds []schemas.LoyaltyCommand
+	switch {
+	case e.OrderAccepted != nil:
+		n.accept(e, p)
+		cmds = n.releaseHeldOrphans(p, cmds)
+		cmds = n.emitDeferredRefund(cmds)
+	case e.ShipmentConfirmed != nil, e.ReturnReceived != nil, e.OrderLinesCancelled != nil:
+		if n.s.Order == nil {
+			n.hold(e, raw, HoldNoOrder)
+		} else {
+			cmds = n.applyOMS(e, raw, p, cmds)
+		}
+	default:
+		n.applyFeed(e)
+		if e.RedemptionConfirmed != nil {
+			cmds = n.emitDeferredRefund(cmds)
+		}
+	}
+	n.recompute(p)
+	return n, cmds, nil
+}
+
+// ---------------------------------------------------------------------------- validation
+
+// bodyOrderID checks that exactly the body named by EventType is set and returns its order id
+// ("" when the body has none, e.g. a reservation made before the order existed).
+func bodyOrderID(e schemas.Event) (string, error) {
+	set := 0
+	for _, b := range []bool{e.OrderAccepted != nil, e.OrderLinesCancelled != nil, e.ShipmentConfirmed != nil,
+		e.ReturnReceived != nil, e.PointsReserved != nil, e.RedemptionConfirmed != nil, e.RedemptionReleased != nil,
+		e.RedemptionRefunded != nil, e.PointsAccrualPosted != nil, e.PointsActivated != nil, e.PointsReversed != nil,
+		e.ErpSalesOrderCreated != nil, e.InvoicePosted != nil, e.CreditMemoPosted != nil, e.BillingDocCancelled != nil} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return "", fmt.Errorf("%w: %d bodies set, want exactly 1", ErrInvalidEvent, set)
+	}
+	var (
+		id string
+		ok bool
+	)
+	switch e.EventType {
+	case schemas.TypeOrderAccepted:
+		ok = e.OrderAccepted != nil
+		if ok {
+			id = e.OrderAccepted.OrderID
+		}
+	case schemas.TypeOrderLinesCancelled:
+		ok = e.OrderLinesCancelled != nil
+		if ok {
+			id = e.OrderLinesCancelled.OrderID
+		}
+	case schemas.TypeShipmentConfirmed:
+		ok = e.ShipmentConfirmed != nil
+		if ok {
+			id = e.ShipmentConfirmed.OrderID
+		}
+	case schemas.TypeReturnReceived:
+		ok = e.ReturnReceived != nil
+		if ok {
+			id = e.ReturnReceived.OrderID
+		}
+	case schemas.TypePointsReserved:
+		ok = e.PointsReserved != nil
+		if ok && e.PointsReserved.OrderID != nil {
+			id = *e.PointsReserved.OrderID
+		}
+	case schemas.TypeRedemptionConfirmed:
+		ok = e.RedemptionConfirmed != nil
+		if ok {
+			id = e.RedemptionConfirmed.OrderID
+		}
+	case schemas.TypeRedemptionReleased:
+		ok = e.RedemptionReleased != nil
+		if ok && e.RedemptionReleased.OrderID != nil {
+			id = *e.RedemptionReleased.OrderID
+		}
+	case schemas.TypeRedemptionRefunded:
+		ok = e.RedemptionRefunded != nil
+		if ok {
+			id = e.RedemptionRefunded.OrderID
+		}
+	case schemas.TypePointsAccrualPosted:
+		ok = e.PointsAccrualPosted != nil
+		if ok {
+			id = e.PointsAccrualPosted.OrderID
+		}
+	case schemas.TypePointsActivated:
+		ok = e.PointsActivated != nil
+		if ok {
+			id = e.PointsActivated.OrderID
+		}
+	case schemas.TypePointsReversed:
+		ok = e.PointsReversed != nil
+		if ok {
+			id = e.PointsReversed.OrderID
+		}
+	case schemas.TypeErpSalesOrderCreated:
+		ok = e.ErpSalesOrderCreated != nil
+		if ok {
+			id = e.ErpSalesOrderCreated.OrderID
+		}
+	case schemas.TypeInvoicePosted:
+		ok = e.InvoicePosted != nil
+		if ok {
+			id = e.InvoicePosted.OrderID
+		}
+	case schemas.TypeCreditMemoPosted:
+		ok = e.CreditMemoPosted != nil
+		if ok {
+			id = e.CreditMemoPosted.OrderID
+		}
+	case schemas.TypeBillingDocCancelled:
+		ok = e.BillingDocCancelled != nil
+		if ok {
+			id = e.BillingDocCancelled.OrderID
+		}
+	default:
+		return "", fmt.Errorf("%w: event_type %q is not an input of the order ledger", ErrInvalidEvent, e.EventType)
+	}
+	if !ok {
+		return "", fmt.Errorf("%w: event_type %s but its body is not set", ErrInvalidEvent, e.EventType)
+	}
+	return id, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidEvent}, args...)...)
+}
+
+// validate checks what no state can repair (quantities and points with the wrong sign, missing ids).
+func validate(e schemas.Event) error {
+	switch {
+	case e.OrderAccepted != nil:
+		o := e.OrderAccepted
+		if o.OrderID == "" {
+			return invalid("order_id empty")
+		}
+		if len(o.Lines) == 0 {
+			return invalid("order has no lines")
+		}
+		ids := make(map[string]bool, len(o.Lines))
+		for _, ln := range o.Lines {
+			if ln.OrderLineID == "" || ids[ln.OrderLineID] {
+				return invalid("order line id %q empty or duplicated", ln.OrderLineID)
+			}
+			ids[ln.OrderLineID] = true
+			if !ln.Quantity.IsPositive() {
+				return invalid("line %s quantity %s must be > 0", ln.OrderLineID, ln.Quantity)
+			}
+			if ln.RedemptionAlloc != nil && ln.RedemptionAlloc.Points < 0 {
+				return invalid("line %s redemption points negative", ln.OrderLineID)
+			}
+		}
+		if o.LoyaltyRedemption != nil && o.LoyaltyRedemption.Points < 0 {
+			return invalid("loyalty_redemption.points negative")
+		}
+	case e.ShipmentConfirmed != nil:
+		s := e.ShipmentConfirmed
+		if s.ShipmentID == "" {
+			return invalid("shipment_id empty")
+		}
+		for _, ln := range s.Lines {
+			if !ln.QuantityShipped.IsPositive() {
+				return invalid("shipment %s line %s quantity_shipped %s must be > 0", s.ShipmentID, ln.OrderLineID, ln.QuantityShipped)
+			}
+		}
+	case e.ReturnReceived != nil:
+		r := e.ReturnReceived
+		if r.ReturnID == "" {
+			return invalid("return_id empty")
+		}
+		for _, ln := range r.Lines {
+			if ln.QuantityAccepted.IsNegative() {
+				return invalid("return %s line %s quantity_accepted %s negative", r.ReturnID, ln.OrderLineID, ln.QuantityAccepted)
+			}
+		}
+	case e.OrderLinesCancelled != nil:
+		c := e.OrderLinesCancelled
+		if c.CancellationID == "" {
+			return invalid("cancellation_id empty")
+		}
+		if len(c.Lines) == 0 && !c.IsFullOrder {
+			return invalid("cancellation %s has no lines and is not a full-order cancellation", c.CancellationID)
+		}
+		for _, ln := range c.Lines {
+			if !ln.QuantityCancelled.IsPositive() {
+				return invalid("cancellation %s line %s quantity %s must be > 0", c.CancellationID, ln.OrderLineID, ln.QuantityCancelled)
+			}
+		}
+	case e.PointsReserved != nil:
+		if e.PointsReserved.ReservationID == "" || e.PointsReserved.Points < 0 {
+			return invalid("reservation id empty or points negative")
+		}
+	case e.RedemptionConfirmed != nil:
+		if e.RedemptionConfirmed.ReservationID == "" || e.RedemptionConfirmed.Points < 0 {
+			return invalid("reservation id empty or points negative")
+		}
+	case e.RedemptionReleased != nil:
+		if e.RedemptionReleased.ReservationID == "" {
+			return invalid("reservation id empty")
+		}
+	case e.RedemptionRefunded != nil:
+		if e.RedemptionRefunded.RefundEntryID == "" || e.RedemptionRefunded.Points < 0 {
+			return invalid("refund_entry_id empty or points negative")
+		}
+	case e.PointsAccrualPosted != nil:
+		if e.PointsAccrualPosted.LedgerEntryID == "" || e.PointsAccrualPosted.Points < 0 {
+			return invalid("ledger_entry_id empty or points negative")
+		}
+	case e.PointsActivated != nil:
+		if e.PointsActivated.LedgerEntryID == "" || e.PointsActivated.Points < 0 {
+			return invalid("ledger_entry_id empty or points negative")
+		}
+	case e.PointsReversed != nil:
+		r := e.PointsReversed
+		if r.LedgerEntryID == "" || r.Points < 0 || r.FromPending < 0 || r.FromActive < 0 || r.ShortfallPoints < 0 {
+			return invalid("ledger_entry_id empty or points negative")
+		}
+	case e.ErpSalesOrderCreated != nil:
+		if e.ErpSalesOrderCreated.ErpSalesOrderID == "" {
+			return invalid("erp_sales_order_id empty")
+		}
+	case e.InvoicePosted != nil, e.CreditMemoPosted != nil:
+		d := e.InvoicePosted
+		if d == nil {
+			d = e.CreditMemoPosted
+		}
+		if d.BillingDocumentID == "" {
+			return invalid("billing_document_id empty")
+		}
+		for _, ln := range d.Lines {
+			if ln.Quantity.IsNegative() {
+				return invalid("document %s item %s quantity negative", d.BillingDocumentID, ln.BillingItem)
+			}
+		}
+	case e.BillingDocCancelled != nil:
+		if e.BillingDocCancelled.BillingDocumentID == "" || e.BillingDocCancelled.CancelsBillingDocumentID == "" {
+			return invalid("billing document ids empty")
+		}
+	}
+	return nil
+}
+
+// fingerprint is the event's JSON encoding (published_at cleared: a re-publication of the same
+// fact is the same event) and its FNV-64a hash.
+func fingerprint(e schemas.Event) ([]byte, int64, error) {
+	e.PublishedAt = time.Time{}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, 0, err
+	}
+	h := fnv.New64a()
+	h.Write(raw)
+	return raw, int64(h.Sum64()), nil
+}
+
+func (l Ledger) seenIndex(id string) (int, bool) {
+	i := sort.Search(len(l.s.Seen), func(i int) bool { return l.s.Seen[i].EventID >= id })
+	return i, i < len(l.s.Seen) && l.s.Seen[i].EventID == id
+}
+
+// checkDocumentConflict rejects a loyalty or ERP document whose id was already booked by another
+// event with different content; an identical re-booking is accepted and changes nothing.
+func (l Ledger) checkDocumentConflict(e schemas.Event) error {
+	conflict := func(kind, id string) error {
+		return fmt.Errorf("%w: %s %q already booked with different content", ErrConflictingDuplicate, kind, id)
+	}
+	if k, p, ok := postingOf(e); ok {
+		if old, found := findPosting(l.s.Postings, k, p.EntryID); found && !equalPosting(old, p) {
+			return conflict(k+" entry", p.EntryID)
+		}
+	}
+	if d, ok := documentOf(e); ok {
+		for _, old := range l.s.Documents {
+			old.Cancelled = false // derived from DocCancels, not part of the document
+			if old.BillingDocumentID == d.BillingDocumentID && !equalJSON(old, d) {
+				return conflict("billing document", d.BillingDocumentID)
+			}
+		}
+	}
+	if eo := e.ErpSalesOrderCreated; eo != nil {
+		for _, old := range l.s.ErpOrders {
+			if old.ErpSalesOrderID == eo.ErpSalesOrderID && !equalJSON(old, erpOrderOf(eo)) {
+				return conflict("ERP sales order", eo.ErpSalesOrderID)
+			}
+		}
+	}
+	return nil
+}
+
+func equalJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// ---------------------------------------------------------------------------- order
+
+func (n *Ledger) accept(e schemas.Event, p Policy) {
+	o := e.OrderAccepted
+	snap := &OrderSnapshot{
+		EventID:          e.EventID,
+		AcceptedAt:       o.AcceptedAt.UTC(),
+		CustomerID:       o.CustomerID,
+		Currency:         o.Currency,
+		PolicyVersion:    p.Version,
+		LockDays:         int32(p.LockDays),
+		ReturnWindowDays: int32(p.ReturnWindowDays),
+		EarnRate:         decimal.Zero,
+		TierMultiplier:   decimal.NewFromInt(1),
+		RedemptionValue:  decimal.Zero,
+	}
+	if o.ReturnWindowDays > 0 {
+		snap.ReturnWindowDays = o.ReturnWindowDays
+	}
+	if o.LoyaltyMemberID != nil {
+		snap.MemberID = *o.LoyaltyMemberID
+	}
+	if snap.MemberID != "" {
+		if o.LoyaltyTierAtOrder != nil {
+			snap.TierCode = *o.LoyaltyTierAtOrder
+		}
+		switch m, ok := p.TierMultipliers[snap.TierCode]; {
+		case o.TierMultiplier != nil:
+			snap.TierMultiplier = *o.TierMultiplier
+		case ok:
+			snap.TierMultiplier = m
+		case snap.TierCode != "":
+			snap.TierUnknown = true
+		}
+		switch r, ok := p.EarnRates[o.Currency]; {
+		case o.EarnRate != nil:
+			snap.EarnRate = *o.EarnRate
+		case ok:
+			snap.EarnRate = r
+		default:
+			snap.EarnRateMissing = true
+		}
+	}
+	if r := o.LoyaltyRedemption; r != nil {
+		snap.ReservationID = r.ReservationID
+		snap.RedemptionPoints = r.Points
+		snap.RedemptionValue = r.Value
+		snap.RedemptionAccounting = r.Accounting
+	}
+	n.s.Order = snap
+
+	lines := make([]LineState, len(o.Lines))
+	for i, ol := range o.Lines {
+		eligible := !ol.IsGiftCard && !p.excluded(ol.SKU)
+		lines[i] = LineState{
+			OrderLineID: ol.OrderLineID, LineNumber: ol.LineNumber, SKU: ol.SKU, IsGiftCard: ol.IsGiftCard,
+			Eligible: eligible, Ordered: ol.Quantity, LineNet: ol.LineNet,
+			CancelRequested: decimal.Zero, ShippedReported: decimal.Zero, Cancelled: decimal.Zero,
+			Shipped: decimal.Zero, Reshipped: decimal.Zero, Returned: decimal.Zero,
+			EligibleValue: decimal.Zero, RedemptionValue: decimal.Zero, NetShippedValue: decimal.Zero,
+			ErpQuantity: decimal.Zero, Invoiced: decimal.Zero, Credited: decimal.Zero,
+			InvoicedNet: decimal.Zero, CreditedNet: decimal.Zero,
+		}
+	}
+	allocateRedemption(lines, o)
+	for i := range lines {
+		ln := &lines[i]
+		if !ln.Eligible {
+			continue
+		}
+		ev := ln.LineNet
+		if snap.RedemptionAccounting == "TENDER" {
+			ev = ev.Sub(ln.RedemptionValue)
+		}
+		if ev.IsNegative() {
+			ev = decimal.Zero
+		}
+		ln.EligibleValue = ev
+	}
+	n.s.Lines = lines
+}
+
+// allocateRedemption sets RedemptionPoints and RedemptionValue per line. Allocations carried by
+// the order lines are authoritative; without them the header redemption is spread over the
+// non-gift-card lines in proportion to line_subtotal − line discounts, points by largest
+// remainder (ties to the earlier line) and value HALF_EVEN to 2 places with the residual cent on
+// the largest line (DOMAIN.md B.3), so Σ lines = header.
+func allocateRedemption(lines []LineState, o *schemas.OrderAccepted) {
+	given := false
+	for i, ol := range o.Lines {
+		if ol.RedemptionAlloc != nil {
+			given = true
+			lines[i].RedemptionPoints = ol.RedemptionAlloc.Points
+			lines[i].RedemptionValue = ol.RedemptionAlloc.Value
+		}
+	}
+	r := o.LoyaltyRedemption
+	if given || r == nil || r.Points <= 0 {
+		return
+	}
+	weights := make([]*big.Rat, len(lines))
+	total := new(big.Rat)
+	for i, ol := range o.Lines {
+		w := new(big.Rat)
+		if !ol.IsGiftCard {
+			base := ol.LineSubtotal
+			for _, d := range ol.DiscountAllocations {
+				base = base.Sub(d.Amount)
+			}
+			if base.IsPositive() {
+				w = base.Rat()
+			}
+		}
+		weights[i] = w
+		total.Add(total, w)
+	}
+	if total.Sign() == 0 {
+		return
+	}
+	pts := largestRemainder(r.Points, weights, total)
+	largest := 0
+	var valueSum decimal.Decimal
+	for i := range lines {
+		lines[i].RedemptionPoints = pts[i]
+		share := new(big.Rat).Mul(r.Value.Rat(), weights[i])
+		share.Quo(share, total)
+		lines[i].RedemptionValue = roundHalfEven(share, 2)
+		valueSum = valueSum.Add(lines[i].RedemptionValue)
+		if weights[i].Cmp(weights[largest]) > 0 {
+			largest = i
+		}
+	}
+	lines[largest].RedemptionValue = lines[largest].RedemptionValue.Add(r.Value.Sub(valueSum))
+}
+
+// largestRemainder splits total integer points in proportion to weights (Σ weights = sum):
+// floors first, then one point each to the largest remainders, ties to the lower index.
+func largestRemainder(total int64, weights []*big.Rat, sum *big.Rat) []int64 {
+	out := make([]int64, len(weights))
+	rem := make([]*big.Rat, len(weights))
+	var given int64
+	for i, w := range weights {
+		q := new(big.Rat).Mul(big.NewRat(total, 1), w)
+		q.Quo(q, sum)
+		fl := ratFloor(q)
+		out[i] = fl
+		given += fl
+		rem[i] = q.Sub(q, big.NewRat(fl, 1))
+	}
+	idx := make([]int, len(weights))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return rem[idx[a]].Cmp(rem[idx[b]]) > 0 })
+	for k := 0; given < total; k++ {
+		out[idx[k%len(idx)]]++
+		given++
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------- holding
+
+func (n *Ledger) hold(e schemas.Event, raw []byte, reason string) {
+	h := HeldEvent{EventID: e.EventID, EventType: string(e.EventType), OccurredAt: e.OccurredAt.UTC(), Reason: reason, Event: raw}
+	n.s.Held = insertSorted(n.s.Held, h, heldLess)
+}
+
+func heldLess(a, b HeldEvent) bool {
+	if !a.OccurredAt.Equal(b.OccurredAt) {
+		return a.OccurredAt.Before(b.OccurredAt)
+	}
+	return a.EventID < b.EventID
+}
+
+// releaseHeldOrphans applies, in canonical order, the events that waited for OrderAccepted.
+func (n *Ledger) releaseHeldOrphans(p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	var keep, run []HeldEvent
+	for _, h := range n.s.Held {
+		if h.Reason == HoldNoOrder {
+			run = append(run, h)
+		} else {
+			keep = append(keep, h)
+		}
+	}
+	n.s.Held = keep
+	for _, h := range run {
+		cmds = n.applyOMS(n.unhold(h), h.Event, p, cmds)
+	}
+	return cmds
+}
+
+// unhold decodes a held event. The bytes were produced by json.Marshal of a schemas.Event in
+// this package (or restored from the changelog that carried them); failing to read them back is
+// a corrupted state, not bad input, hence the panic.
+func (n *Ledger) unhold(h HeldEvent) schemas.Event {
+	var e schemas.Event
+	if err := json.Unmarshal(h.Event, &e); err != nil {
+		panic(fmt.Sprintf("ledger: order %s: held event %s unreadable: %v", n.s.OrderID, h.EventID, err))
+	}
+	return e
+}
+
+// releaseReturns applies held over-returns: with forced, those whose grace period ended by
+// business time now (capped at what was shipped); otherwise those that now fit what was shipped.
+// Both go in canonical order.
+func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	var keep []HeldEvent
+	var run []schemas.Event
+	for _, h := range n.s.Held {
+		if h.Reason != HoldExceedsShipped {
+			keep = append(keep, h)
+			continue
+		}
+		e := n.unhold(h)
+		if forced && !now.Before(h.OccurredAt.Add(p.OrphanGrace)) || !forced && n.returnFits(e.ReturnReceived) {
+			run = append(run, e)
+			continue
+		}
+		keep = append(keep, h)
+	}
+	if len(run) == 0 {
+		return cmds
+	}
+	n.s.Held = keep
+	for _, e := range run {
+		n.applyReturn(e, forced)
+		cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
+	}
+	return cmds
+}
+
+// emitDeferredRefund emits the refund of a full-order cancellation that was waiting for the
+// redemption to be confirmed, once it is. The command is caused by the cancellation (same
+// request id whenever the confirmation arrives).
+func (n *Ledger) emitDeferredRefund(cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	d := n.s.DeferredRefund
+	if d == nil || n.s.Order == nil || !n.redemptionConfirmed() {
+		return cmds
+	}
+	n.s.DeferredRefund = nil
+	e := schemas.Event{Envelope: schemas.Envelope{EventID: d.EventID, EventType: schemas.TypeOrderLinesCancelled, OccurredAt: d.OccurredAt}}
+	return n.refundRest(e, d.CancellationID, cmds)
+}
+
+// redemptionConfirmed reports whether a RedemptionConfirmed for the order's reservation was seen.
+func (n *Ledger) redemptionConfirmed() bool {
+	for _, r := range n.s.Reservations {
+		if r.ReservationID == n.s.Order.ReservationID && r.Confirmed {
+			return true
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------------------- OMS facts
+
+func (n *Ledger) lineIndex(id string) int {
+	for i := range n.s.Lines {
+		if n.s.Lines[i].OrderLineID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// applyOMS applies a shipment, return or cancellation to an accepted order and appends the
+// commands it causes. Held over-returns whose grace ended by e's business time go first (capped);
+// held returns that a shipment makes fit go right after it.
+func (n *Ledger) applyOMS(e schemas.Event, raw []byte, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	cmds = n.releaseReturns(e.OccurredAt.UTC(), true, p, cmds)
+	switch {
+	case e.ShipmentConfirmed != nil:
+		n.applyShipment(e)
+		cmds = n.commandsFor(e, e.ShipmentConfirmed.ShipmentID, "SHIPMENT", cmds)
+		cmds = n.releaseReturns(time.Time{}, false, p, cmds)
+	case e.ReturnReceived != nil:
+		if !n.returnFits(e.ReturnReceived) {
+			n.hold(e, raw, HoldExceedsShipped)
+			return cmds
+		}
+		n.applyReturn(e, false)
+		cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
+	case e.OrderLinesCancelled != nil:
+		n.applyCancellation(e)
+		c := e.OrderLinesCancelled
+		if o := n.s.Order; c.IsFullOrder && o.MemberID != "" && o.ReservationID != "" && o.RedemptionPoints > 0 {
+			if n.redemptionConfirmed() {
+				cmds = n.refundRest(e, c.CancellationID, cmds)
+			} else {
+				n.s.DeferredRefund = &DeferredRefund{EventID: e.EventID, CancellationID: c.CancellationID, OccurredAt: e.OccurredAt.UTC()}
+			}
+			return cmds
+		}
+		cmds = n.commandsFor(e, c.CancellationID, "CANCELLATION", cmds)
+	}
+	return cmds
+}
+
+func (n *Ledger) applyShipment(e schemas.Event) {
+	s := e.ShipmentConfirmed
+	st := ShipmentState{ShipmentID: s.ShipmentID, EventID: e.EventID, ShippedAt: s.ShippedAt.UTC(), IsReship: s.IsReship}
+	if s.Currency != nil {
+		st.Currency = *s.Currency
+	}
+	for _, sl := range s.Lines {
+		rl := RefLine{OrderLineID: sl.OrderLineID, Quantity: sl.QuantityShipped, Applied: decimal.Zero, Billed: decimal.Zero}
+		if i := n.lineIndex(sl.OrderLineID); i >= 0 {
+			rl.Known, rl.Applied = true, sl.QuantityShipped
+			ln := &n.s.Lines[i]
+			if s.IsReship {
+				ln.Reshipped = ln.Reshipped.Add(sl.QuantityShipped)
+			} else {
+				ln.ShippedReported = ln.ShippedReported.Add(sl.QuantityShipped)
+			}
+		}
+		st.Lines = append(st.Lines, rl)
+	}
+	n.s.Shipments = insertSorted(n.s.Shipments, st, func(a, b ShipmentState) bool { return a.ShipmentID < b.ShipmentID })
+	n.refreshQuantities()
+}
+
+// returnFits reports whether every known line of r has its accepted quantity within
+// shipped − returned.
+func (n *Ledger) returnFits(r *schemas.ReturnReceived) bool {
+	need := map[int]decimal.Decimal{}
+	for _, rl := range r.Lines {
+		if i := n.lineIndex(rl.OrderLineID); i >= 0 {
+			need[i] = need[i].Add(rl.QuantityAccepted)
+		}
+	}
+	for i, q := range need {
+		ln := n.s.Lines[i]
+		if q.GreaterThan(ln.Shipped.Sub(ln.Returned)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Ledger) applyReturn(e schemas.Event, forced bool) {
+	r := e.ReturnReceived
+	st := ReturnState{ReturnID: r.ReturnID, EventID: e.EventID, ReceivedAt: r.ReceivedAt.UTC()}
+	if r.Refund != nil {
+		st.RefundCurrency = r.Refund.Currency
+	}
+	for _, x := range r.Lines {
+		rl := RefLine{OrderLineID: x.OrderLineID, Quantity: x.QuantityAccepted, Applied: decimal.Zero, Billed: decimal.Zero}
+		if i := n.lineIndex(x.OrderLineID); i >= 0 {
+			ln := &n.s.Lines[i]
+			rl.Known = true
+			q := decimal.Min(x.QuantityAccepted, ln.Shipped.Sub(ln.Returned))
+			if q.LessThan(x.QuantityAccepted) && forced {
+				st.Capped = true
+			}
+			rl.Applied = q
+			ln.Returned = ln.Returned.Add(q)
+		}
+		st.Lines = append(st.Lines, rl)
+	}
+	n.s.Returns = insertSorted(n.s.Returns, st, func(a, b ReturnState) bool { return a.ReturnID < b.ReturnID })
+	n.refreshQuantities()
+}
+
+func (n *Ledger) applyCancellation(e schemas.Event) {
+	c := e.OrderLinesCancelled
+	st := CancellationState{CancellationID: c.CancellationID, EventID: e.EventID, CancelledAt: c.CancelledAt.UTC(), IsFullOrder: c.IsFullOrder}
+	if len(c.Lines) == 0 {
+		// A full-order cancellation without lines cancels whatever is still open.
+		for i := range n.s.Lines {
+			ln := &n.s.Lines[i]
+			open := ln.Ordered.Sub(ln.Shipped).Sub(ln.Cancelled)
+			if open.IsPositive() {
+				ln.CancelRequested = ln.CancelRequested.Add(open)
+				st.Lines = append(st.Lines, RefLine{OrderLineID: ln.OrderLineID, Quantity: open, Applied: open, Billed: decimal.Zero, Known: true})
+			}
+		}
+	}
+	for _, cl := range c.Lines {
+		rl := RefLine{OrderLineID: cl.OrderLineID, Quantity: cl.QuantityCancelled, Applied: decimal.Zero, Billed: decimal.Zero}
+		if i := n.lineIndex(cl.OrderLineID); i >= 0 {
+			ln := &n.s.Lines[i]
+			rl.Known = true
+			rl.Applied = decimal.Min(cl.QuantityCancelled, ln.Ordered.Sub(ln.Shipped).Sub(ln.Cancelled))
+			ln.CancelRequested = ln.CancelRequested.Add(cl.QuantityCancelled)
+		}
+		st.Lines = append(st.Lines, rl)
+	}
+	n.s.Cancellations = insertSorted(n.s.Cancellations, st, func(a, b CancellationState) bool { return a.CancellationID < b.CancellationID })
+	n.refreshQuantities()
+}
+
+// refreshQuantities derives the effective quantities from the reported ones so that the line
+// invariant 0 ≤ Returned ≤ Shipped ≤ Ordered − Cancelled holds whatever the arrival order:
+// shipped units are a physical fact and win over a cancellation of the same units.
+func (n *Ledger) refreshQuantities() {
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
+		ln.Shipped = decimal.Min(ln.ShippedReported, ln.Ordered)
+		ln.Cancelled = decimal.Min(ln.CancelRequested, ln.Ordered.Sub(ln.Shipped))
+	}
+}
+
+// ---------------------------------------------------------------------------- points
+
+// basis returns B = Σ E(l) × F(l) / q_ord(l), exact.
+func (n *Ledger) basis() *big.Rat {
+	b := new(big.Rat)
+	for _, ln := range n.s.Lines {
+		f := ln.Shipped.Sub(ln.Returned)
+		if !ln.EligibleValue.IsPositive() || !f.IsPositive() {
+			continue
+		}
+		t := new(big.Rat).Mul(ln.EligibleValue.Rat(), f.Rat())
+		b.Add(b, t.Quo(t, ln.Ordered.Rat()))
+	}
+	return b
+}
+
+// entitled returns P = floor(B × earn_rate × tier_multiplier); 0 for a guest order.
+func (n *Ledger) entitled(b *big.Rat) int64 {
+	o := n.s.Order
+	if o == nil || o.MemberID == "" {
+		return 0
+	}
+	x := new(big.Rat).Mul(b, o.EarnRate.Rat())
+	x.Mul(x, o.TierMultiplier.Rat())
+	return ratFloor(x)
+}
+
+// refundDue returns Σ RR(l) = Σ floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord); on a fully
+// cancelled or returned line that is exactly alloc_pts(l).
+func (n *Ledger) refundDue() int64 {
+	var due int64
+	for i := range n.s.Lines {
+		due += refundable(n.s.Lines[i])
+	}
+	return due
+}
+
+func refundable(ln LineState) int64 {
+	if ln.RedemptionPoints <= 0 {
+		return 0
+	}
+	x := new(big.Rat).Mul(big.NewRat(ln.RedemptionPoints, 1), ln.Cancelled.Add(ln.Returned).Rat())
+	return ratFloor(x.Quo(x, ln.Ordered.Rat()))
+}
+
+// commandsFor emits the commands caused by the OMS event e: Δ = P − P_requested as an accrual
+// or reversal, and the redemption refund due beyond what was already requested.
+func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	o := n.s.Order
+	if o.MemberID == "" {
+		return cmds
+	}
+	b := n.basis()
+	p := n.entitled(b)
+	switch d := p - n.s.Points.Requested; {
+	case d > 0:
+		c := n.command(e, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
+		from := e.OccurredAt
+		if e.ShipmentConfirmed != nil {
+			from = e.ShipmentConfirmed.ShippedAt
+		}
+		at := from.UTC().AddDate(0, 0, int(o.LockDays))
+		c.ActivatesAt = &at
+		cmds = append(cmds, c)
+	case d < 0:
+		cmds = append(cmds, n.command(e, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p))
+	}
+	if o.ReservationID != "" && o.RedemptionPoints > 0 && reason != "SHIPMENT" {
+		if d := n.refundDue() - n.s.Points.RefundRequested; d > 0 {
+			c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
+			rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
+			c.ReservationID, c.ExpiryPolicy = &rid, &policy
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
+
+// refundRest emits, for a full-order cancellation of an order whose redemption is confirmed, the
+// refund of every allocated point not yet requested (contracts: "the rest of the allocated points").
+func (n *Ledger) refundRest(e schemas.Event, sourceRef string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	o := n.s.Order
+	var total int64
+	for _, ln := range n.s.Lines {
+		total += ln.RedemptionPoints
+	}
+	if d := total - n.s.Points.RefundRequested; d > 0 {
+		b := n.basis()
+		c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, "CANCELLATION", b, n.entitled(b))
+		rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
+		c.ReservationID, c.ExpiryPolicy = &rid, &policy
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, sourceRef, reason string, b *big.Rat, p int64) schemas.LoyaltyCommand {
+	o := n.s.Order
+	c := schemas.LoyaltyCommand{
+		RequestID:      schemas.CommandRequestID(n.s.OrderID, e.EventID, typ),
+		CommandType:    typ,
+		OrderID:        n.s.OrderID,
+		MemberID:       o.MemberID,
+		Points:         points,
+		CausingEventID: e.EventID,
+		SourceRefID:    sourceRef,
+		Reason:         reason,
+		BasisAmount:    roundHalfEven(b, 4),
+		Currency:       o.Currency,
+		EarnRate:       o.EarnRate,
+		TierCode:       o.TierCode,
+		TierMultiplier: o.TierMultiplier,
+		EntitledPoints: p,
+		PolicyVersion:  o.PolicyVersion,
+		RequestedAt:    e.OccurredAt.UTC(),
+	}
+	rec := CommandRecord{RequestID: c.RequestID, CommandType: string(typ), Points: points, CausingEventID: e.EventID, SourceRefID: sourceRef, RequestedAt: c.RequestedAt}
+	n.s.Commands = insertSorted(n.s.Commands, rec, func(a, b CommandRecord) bool { return a.RequestID < b.RequestID })
+	switch typ {
+	case schemas.TypeAccrualRequested:
+		n.s.Points.AccrualRequested += points
+		n.s.Points.Requested += points
+	case schemas.TypeReversalRequested:
+		n.s.Points.ReversalRequested += points
+		n.s.Points.Requested -= points
+	case schemas.TypeRedemptionRefundRequested:
+		n.s.Points.RefundRequested += points
+	}
+	return c
+}
+
+// ---------------------------------------------------------------------------- exact arithmetic
+
+// ratFloor is ⌊x⌋ for x ≥ 0 (the ledger never floors a negative quantity).
+func ratFloor(x *big.Rat) int64 {
+	q := new(big.Int).Quo(x.Num(), x.Denom())
+	return q.Int64()
+}
+
+// roundHalfEven rounds x to places decimals, ties to even (banker's rounding, DOMAIN.md B.3).
+func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
+	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)
+	num := new(big.Int).Mul(x.Num(), scale)
+	q, r := new(big.Int).QuoRem(num, x.Denom(), new(big.Int))
+	// |2r| vs denominator decides; QuoRem truncates toward zero, so fix up by sign.
+	r2 := new(big.Int).Abs(r)
+	r2.Lsh(r2, 1)
+	switch c := r2.Cmp(x.Denom()); {
+	case c > 0, c == 0 && q.Bit(0) == 1:
+		if x.Sign() < 0 {
+			q.Sub(q, big.NewInt(1))
+		} else {
+			q.Add(q, big.NewInt(1))
+		}
+	}
+	return decimal.NewFromBigInt(q, -places)
+}
+
+func insertSorted[T any](s []T, x T, less func(a, b T) bool) []T {
+	i := sort.Search(len(s), func(i int) bool { return !less(s[i], x) })
+	s = append(s, x)
+	copy(s[i+1:], s[i:])
+	s[i] = x
+	return s
+}

@@ -1,0 +1,91 @@
+package ledger
+
+import (
+	"slices"
+	"time"
+)
+
+// clone returns a deep copy: no slice or pointer of the result is shared with l. HeldEvent.Event
+// bytes are shared because nothing ever writes into them after hold.
+func (l Ledger) clone() Ledger {
+	s := l.s
+	if s.Order != nil {
+		o := *s.Order
+		s.Order = &o
+	}
+	s.Lines = slices.Clone(s.Lines)
+	s.Shipments = slices.Clone(s.Shipments)
+	for i := range s.Shipments {
+		s.Shipments[i].Lines = slices.Clone(s.Shipments[i].Lines)
+	}
+	s.Returns = slices.Clone(s.Returns)
+	for i := range s.Returns {
+		s.Returns[i].Lines = slices.Clone(s.Returns[i].Lines)
+	}
+	s.Cancellations = slices.Clone(s.Cancellations)
+	for i := range s.Cancellations {
+		s.Cancellations[i].Lines = slices.Clone(s.Cancellations[i].Lines)
+	}
+	s.Reservations = slices.Clone(s.Reservations)
+	s.Commands = slices.Clone(s.Commands)
+	s.Postings = slices.Clone(s.Postings)
+	s.ErpOrders = slices.Clone(s.ErpOrders)
+	for i := range s.ErpOrders {
+		s.ErpOrders[i].Items = slices.Clone(s.ErpOrders[i].Items)
+	}
+	s.Documents = slices.Clone(s.Documents)
+	for i := range s.Documents {
+		s.Documents[i].Lines = slices.Clone(s.Documents[i].Lines)
+	}
+	s.DocCancels = slices.Clone(s.DocCancels)
+	s.Held = slices.Clone(s.Held)
+	if s.DeferredRefund != nil {
+		d := *s.DeferredRefund
+		s.DeferredRefund = &d
+	}
+	s.Exceptions = slices.Clone(s.Exceptions)
+	s.Seen = slices.Clone(s.Seen)
+	return Ledger{s: s}
+}
+
+// State returns a deep copy of the ledger's state (for the changelog and the sink).
+func (l Ledger) State() State { return l.clone().s }
+
+// OrderID is the order this ledger belongs to ("" for a zero Ledger before its first event).
+func (l Ledger) OrderID() string { return l.s.OrderID }
+
+// Accepted reports whether OrderAccepted has been applied.
+func (l Ledger) Accepted() bool { return l.s.Order != nil }
+
+// Order returns the acceptance snapshot, if the order has been accepted.
+func (l Ledger) Order() (OrderSnapshot, bool) {
+	if l.s.Order == nil {
+		return OrderSnapshot{}, false
+	}
+	return *l.s.Order, true
+}
+
+// Lines returns a copy of the per-line state, in order line order.
+func (l Ledger) Lines() []LineState { return slices.Clone(l.s.Lines) }
+
+// Points returns the order-level points picture.
+func (l Ledger) Points() PointsState { return l.s.Points }
+
+// Exceptions returns a copy of the open exceptions, sorted by (code, ref).
+func (l Ledger) Exceptions() []Exception { return slices.Clone(l.s.Exceptions) }
+
+// Held returns how many events wait (for their order, or for the shipment a return refers to).
+func (l Ledger) Held() int { return len(l.s.Held) }
+
+// Clock is the latest business time of any event applied.
+func (l Ledger) Clock() time.Time { return l.s.Clock }
+
+// EvictAfter reports whether the order is closed and, if so, the business time after which the
+// runtime may evict it (write a tombstone to the changelog). An order is closed when all its
+// lines are cancelled, or when everything not cancelled has shipped and the return window since
+// the last shipment has passed on the ledger clock; closure is re-evaluated on every Apply, so a
+// late event can reopen an order. A ledger that never saw its OrderAccepted never closes: its
+// held events must not be dropped silently (they surface as HELD_WITHOUT_ORDER).
+func (l Ledger) EvictAfter() (time.Time, bool) {
+	return l.s.EvictAt, l.s.Closed
+}
