@@ -1,0 +1,71 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Conn says how to reach ClickHouse over the native protocol. The password is never logged.
+type Conn struct {
+	Addr        string // host:port of the native protocol (9000)
+	Database    string // the database retailflow owns; created by Migrate
+	Username    string
+	Password    string
+	TLS         bool
+	DialTimeout time.Duration
+}
+
+var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate reports what is wrong with c, naming the field.
+func (c Conn) Validate() error {
+	if c.Addr == "" {
+		return errors.New("clickhouse: Addr is empty")
+	}
+	if !dbNameRE.MatchString(c.Database) {
+		return fmt.Errorf("clickhouse: database name %q must match %s", c.Database, dbNameRE)
+	}
+	return nil
+}
+
+// Open connects to the server (not to c.Database, which may not exist yet) and checks that it
+// answers within DialTimeout. The caller closes the connection.
+func Open(ctx context.Context, c Conn) (driver.Conn, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	timeout := c.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	opts := &ch.Options{
+		Addr:        []string{c.Addr},
+		Auth:        ch.Auth{Database: "default", Username: c.Username, Password: c.Password},
+		DialTimeout: timeout,
+		// One INSERT in flight per table plus the report's queries: a handful of connections.
+		MaxOpenConns: 8,
+		MaxIdleConns: 4,
+		ReadTimeout:  60 * time.Second,
+	}
+	if c.TLS {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	conn, err := ch.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s unreachable within %s: %w", c.Addr, timeout, err)
+	}
+	return conn, nil
+}

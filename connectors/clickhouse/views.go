@@ -1,0 +1,27 @@
+package clickhouse
+
+// View describes one reconciliation view for the report: its name, the columns that identify a
+// row (the business keys), and the columns worth showing beside them.
+type View struct {
+	ID      string // C1 … C6
+	Name    string
+	Title   string
+	Keys    []string
+	Measure []string // quantity, points and amount columns, as the view names them
+}
+
+// Views are the reconciliation views the migrations create (contracts.md), in report order.
+var Views = []View{
+	{ID: "C1", Name: "recon_orders_awaiting_erp", Title: "Orders awaiting ERP",
+		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"oms_quantity", "erp_quantity"}},
+	{ID: "C2", Name: "recon_shipments_not_invoiced", Title: "Shipments not invoiced",
+		Keys: []string{"shipment_id", "order_line_id"}, Measure: []string{"shipped_qty", "billed_qty"}},
+	{ID: "C3", Name: "recon_redemptions_pending_confirmation", Title: "Redemptions pending confirmation",
+		Keys: []string{"reservation_id", "order_id"}, Measure: []string{"order_points", "confirmed_points"}},
+	{ID: "C4", Name: "recon_returns_not_reflected_in_loyalty", Title: "Returns not reflected in loyalty",
+		Keys: []string{"return_id", "order_id"}, Measure: []string{"requested_points", "answered_points", "shortfall_points"}},
+	{ID: "C5", Name: "recon_accrual_vs_fulfilment", Title: "Accrual vs fulfilment",
+		Keys: []string{"order_id"}, Measure: []string{"entitled_points", "posted_points"}},
+	{ID: "C6", Name: "recon_three_way_line", Title: "Three-way line match",
+		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"shipped_qty", "invoiced_qty", "returned_qty", "credited_qty", "amount"}},
+}
