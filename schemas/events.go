@@ -1,8 +1,3 @@
-// Package schemas holds retailflow's Avro contracts (the .avsc files embedded in the binary),
-// the typed Go values for every event, and the codecs between the two (Confluent wire format).
-//
-// Money is shopspring/decimal.Decimal at the scale the schema fixes (decimal(18,4) for amounts,
-// decimal(12,3) for quantities, decimal(9,6) for rates); points are int64. Never float64.
 package schemas
 
 import (
@@ -82,27 +77,32 @@ type Money struct {
 }
 
 // Event is one record of an input or output topic: the envelope and exactly one non-nil body.
-// The body pointers form a closed sum type; Body reports which one is set.
+// The body pointers form a closed sum type; BodyType reports which one is set. In Avro each body
+// is one branch of the record's `payload` union (the `avro:"payload=Branch"` tags name the
+// branch record); in the JSON form each body is the object under its json key.
 type Event struct {
 	Envelope
 
-	OrderAccepted       *OrderAccepted       `json:"order_accepted,omitempty"`
-	OrderLinesCancelled *OrderLinesCancelled `json:"order_lines_cancelled,omitempty"`
-	ShipmentConfirmed   *ShipmentConfirmed   `json:"shipment_confirmed,omitempty"`
-	ReturnReceived      *ReturnReceived      `json:"return_received,omitempty"`
+	OrderAccepted       *OrderAccepted       `json:"order_accepted,omitempty" avro:"payload=OrderAccepted"`
+	OrderLinesCancelled *OrderLinesCancelled `json:"order_lines_cancelled,omitempty" avro:"payload=OrderLinesCancelled"`
+	ShipmentConfirmed   *ShipmentConfirmed   `json:"shipment_confirmed,omitempty" avro:"payload=ShipmentConfirmed"`
+	ReturnReceived      *ReturnReceived      `json:"return_received,omitempty" avro:"payload=ReturnReceived"`
 
-	PointsReserved      *PointsReserved      `json:"points_reserved,omitempty"`
-	RedemptionConfirmed *RedemptionConfirmed `json:"redemption_confirmed,omitempty"`
-	RedemptionReleased  *RedemptionReleased  `json:"redemption_released,omitempty"`
-	RedemptionRefunded  *RedemptionRefunded  `json:"redemption_refunded,omitempty"`
-	PointsAccrualPosted *PointsAccrualPosted `json:"points_accrual_posted,omitempty"`
-	PointsActivated     *PointsActivated     `json:"points_activated,omitempty"`
-	PointsReversed      *PointsReversed      `json:"points_reversed,omitempty"`
+	PointsReserved      *PointsReserved      `json:"points_reserved,omitempty" avro:"payload=PointsReserved"`
+	RedemptionConfirmed *RedemptionConfirmed `json:"redemption_confirmed,omitempty" avro:"payload=RedemptionConfirmed"`
+	RedemptionReleased  *RedemptionReleased  `json:"redemption_released,omitempty" avro:"payload=RedemptionReleased"`
+	RedemptionRefunded  *RedemptionRefunded  `json:"redemption_refunded,omitempty" avro:"payload=RedemptionRefunded"`
+	PointsAccrualPosted *PointsAccrualPosted `json:"points_accrual_posted,omitempty" avro:"payload=PointsAccrualPosted"`
+	PointsActivated     *PointsActivated     `json:"points_activated,omitempty" avro:"payload=PointsActivated"`
+	PointsReversed      *PointsReversed      `json:"points_reversed,omitempty" avro:"payload=PointsReversed"`
 
-	ErpSalesOrderCreated *ErpSalesOrderCreated `json:"erp_sales_order_created,omitempty"`
-	InvoicePosted        *BillingDocument      `json:"invoice_posted,omitempty"`
-	CreditMemoPosted     *BillingDocument      `json:"credit_memo_posted,omitempty"`
-	BillingDocCancelled  *BillingDocCancelled  `json:"billing_document_cancelled,omitempty"`
+	ErpSalesOrderCreated *ErpSalesOrderCreated `json:"erp_sales_order_created,omitempty" avro:"payload=ErpSalesOrderCreated"`
+	InvoicePosted        *BillingDocument      `json:"invoice_posted,omitempty" avro:"payload=InvoicePosted"`
+	CreditMemoPosted     *BillingDocument      `json:"credit_memo_posted,omitempty" avro:"payload=CreditMemoPosted"`
+	BillingDocCancelled  *BillingDocCancelled  `json:"billing_document_cancelled,omitempty" avro:"payload=BillingDocumentCancelled"`
+
+	// LoyaltyCommand is the body of the loyalty-commands topic; event_type equals its command_type.
+	LoyaltyCommand *LoyaltyCommand `json:"loyalty_command,omitempty" avro:"payload=LoyaltyCommand"`
 }
 
 // ---------------------------------------------------------------------------- orders

@@ -1,0 +1,598 @@
+package schemas
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// FieldProblem is one broken rule, at a path in the JSON form of the event
+// (`order_accepted.lines[2].quantity`).
+type FieldProblem struct {
+	Path string
+	Msg  string
+}
+
+func (p FieldProblem) String() string { return p.Path + ": " + p.Msg }
+
+// ValidationError lists every broken rule of one event. The runtime dead-letters such events
+// with class ClassInvalid.
+type ValidationError struct {
+	EventID   string
+	EventType EventType
+	Problems  []FieldProblem
+}
+
+func (e *ValidationError) Error() string {
+	const show = 5
+	parts := make([]string, 0, show)
+	for i, p := range e.Problems {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("(+%d more)", len(e.Problems)-show))
+			break
+		}
+		parts = append(parts, p.String())
+	}
+	return fmt.Sprintf("invalid event %q (%s): %s", e.EventID, e.EventType, strings.Join(parts, "; "))
+}
+
+// ValidateFor validates e (Validate) and checks that its type belongs on topic t.
+func (e *Event) ValidateFor(t Topic) error {
+	err := e.Validate()
+	if bt := e.BodyType(); bt != "" {
+		if want, _ := TopicOf(bt); want != t {
+			ve, _ := err.(*ValidationError)
+			if ve == nil {
+				ve = &ValidationError{EventID: e.EventID, EventType: e.EventType}
+			}
+			ve.Problems = append(ve.Problems, FieldProblem{"event_type", fmt.Sprintf("%s belongs on topic %s, not %s", bt, want, t)})
+			return ve
+		}
+	}
+	return err
+}
+
+// Validate checks the stateless contract rules of an event (DESIGN.md "Stateless"): the
+// envelope is present, exactly one body is set and event_type names it, ids are set, quantities
+// are > 0, amounts are ≥ 0 with at most the schema's decimal places (4 for money; document
+// amounts at most the currency's minor unit), currencies look like ISO 4217 and agree within
+// the event, line ids are unique within the event, enumerated strings have documented values,
+// and a loyalty command's request_id is CommandRequestID of its order, cause and type.
+// It returns nil or a *ValidationError listing every problem.
+func (e *Event) Validate() error {
+	c := &checker{}
+	c.envelope(&e.Envelope)
+	set := e.setBodies()
+	switch {
+	case len(set) == 0:
+		c.add("", "no body set; exactly one is required")
+	case len(set) > 1:
+		keys := make([]string, len(set))
+		for i, b := range set {
+			keys[i] = b.key
+		}
+		c.add("", "bodies %s are all set; exactly one is allowed", strings.Join(keys, ", "))
+	default:
+		b := set[0]
+		if bt := e.BodyType(); e.EventType != "" && e.EventType != bt {
+			c.add("event_type", "%q does not match the body %s (want %q)", e.EventType, b.key, bt)
+		}
+		c.body(b.key, e)
+		c.scales(b.key, reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key)).Elem())
+	}
+	if len(c.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{EventID: e.EventID, EventType: e.EventType, Problems: c.problems}
+}
+
+type checker struct {
+	problems []FieldProblem
+}
+
+func (c *checker) add(path, format string, args ...any) {
+	c.problems = append(c.problems, FieldProblem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func idx(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+func (c *checker) required(path, field, v string) {
+	if strings.TrimSpace(v) == "" {
+		c.add(join(path, field), "is required")
+	}
+}
+
+func (c *checker) requiredTime(path, field string, t time.Time) {
+	if t.IsZero() {
+		c.add(join(path, field), "is required")
+	}
+}
+
+func (c *checker) positive(path, field string, d decimal.Decimal) {
+	if !d.IsPositive() {
+		c.add(join(path, field), "must be > 0, is %s", d)
+	}
+}
+
+func (c *checker) nonNegative(path, field string, d decimal.Decimal) {
+	if d.IsNegative() {
+		c.add(join(path, field), "must be ≥ 0 (direction comes from the event type), is %s", d)
+	}
+}
+
+func (c *checker) positivePoints(path, field string, p int64) {
+	if p <= 0 {
+		c.add(join(path, field), "must be > 0, is %d", p)
+	}
+}
+
+func (c *checker) nonNegativePoints(path, field string, p int64) {
+	if p < 0 {
+		c.add(join(path, field), "must be ≥ 0, is %d", p)
+	}
+}
+
+func (c *checker) oneOf(path, field, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	c.add(join(path, field), "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// currency checks the ISO 4217 shape (three upper-case letters) and, when want is not "",
+// that it equals the event's currency.
+func (c *checker) currency(path, field, v, want string) {
+	if !isISOCurrency(v) {
+		c.add(join(path, field), "%q is not an ISO 4217 currency code (three letters A-Z)", v)
+		return
+	}
+	if want != "" && isISOCurrency(want) && v != want {
+		c.add(join(path, field), "%s differs from the event's currency %s", v, want)
+	}
+}
+
+func isISOCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// minorUnits is the ISO 4217 exponent of currencies that do not use 2; document amounts
+// (invoices, credit memos, refunds) must be rounded to it (DOMAIN.md A.3).
+var minorUnits = map[string]int32{
+	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+	"RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}
+
+func minorUnit(currency string) int32 {
+	if e, ok := minorUnits[currency]; ok {
+		return e
+	}
+	return 2
+}
+
+// documentAmount checks a document amount: ≥ 0 and rounded to the currency's minor unit.
+func (c *checker) documentAmount(path, field string, d decimal.Decimal, currency string) {
+	c.nonNegative(path, field, d)
+	if exp := minorUnit(currency); isISOCurrency(currency) && !d.Equal(d.Truncate(exp)) {
+		c.add(join(path, field), "%s has more decimal places than %s's minor unit (%d)", d, currency, exp)
+	}
+}
+
+// unique reports duplicate ids within one list.
+func (c *checker) unique(path, field string, ids []string) {
+	seen := make(map[string]int, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			c.add(join(idx(path, i), field), "is required")
+			continue
+		}
+		if j, dup := seen[id]; dup {
+			c.add(join(idx(path, i), field), "%q repeats %s", id, join(idx(path, j), field))
+			continue
+		}
+		seen[id] = i
+	}
+}
+
+func (c *checker) envelope(env *Envelope) {
+	c.required("", "event_id", env.EventID)
+	if env.EventType == "" {
+		c.add("event_type", "is required")
+	} else if _, ok := TopicOf(env.EventType); !ok {
+		c.add("event_type", "%q is not a known event type", env.EventType)
+	}
+	c.required("", "source_system", env.SourceSystem)
+	c.requiredTime("", "occurred_at", env.OccurredAt)
+	c.requiredTime("", "published_at", env.PublishedAt)
+	c.required("", "aggregate_id", env.AggregateID)
+}
+
+func bodyFieldIndex(key string) []int {
+	f, ok := reflect.TypeFor[Event]().FieldByNameFunc(func(name string) bool {
+		sf, _ := reflect.TypeFor[Event]().FieldByName(name)
+		tag, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		return tag == key
+	})
+	if !ok {
+		panic("schemas: no body field " + key) // the bodies table and Event disagree: a programming error
+	}
+	return f.Index
+}
+
+func (c *checker) body(p string, e *Event) {
+	switch {
+	case e.OrderAccepted != nil:
+		c.orderAccepted(p, e.OrderAccepted)
+	case e.OrderLinesCancelled != nil:
+		b := e.OrderLinesCancelled
+		c.required(p, "cancellation_id", b.CancellationID)
+		c.required(p, "order_id", b.OrderID)
+		c.requiredTime(p, "cancelled_at", b.CancelledAt)
+		if len(b.Lines) == 0 && !b.IsFullOrder {
+			c.add(join(p, "lines"), "is empty (only a full-order cancellation may omit lines)")
+		}
+		ids := make([]string, len(b.Lines))
+		for i, l := range b.Lines {
+			ids[i] = l.OrderLineID
+			c.positive(idx(join(p, "lines"), i), "quantity_cancelled", l.QuantityCancelled)
+		}
+		c.unique(join(p, "lines"), "order_line_id", ids)
+	case e.ShipmentConfirmed != nil:
+		b := e.ShipmentConfirmed
+		c.required(p, "shipment_id", b.ShipmentID)
+		c.required(p, "order_id", b.OrderID)
+		c.requiredTime(p, "shipped_at", b.ShippedAt)
+		c.oneOf(p, "fulfillment_type", b.FulfillmentType, "WAREHOUSE", "STORE", "DROPSHIP")
+		if b.Currency != nil {
+			c.currency(p, "currency", *b.Currency, "")
+		}
+		if len(b.Lines) == 0 {
+			c.add(join(p, "lines"), "is empty")
+		}
+		ids := make([]string, len(b.Lines))
+		for i, l := range b.Lines {
+			lp := idx(join(p, "lines"), i)
+			ids[i] = l.ShipmentLineID
+			c.required(lp, "order_line_id", l.OrderLineID)
+			c.positive(lp, "quantity_shipped", l.QuantityShipped)
+		}
+		c.unique(join(p, "lines"), "shipment_line_id", ids)
+	case e.ReturnReceived != nil:
+		c.returnReceived(p, e.ReturnReceived)
+	case e.PointsReserved != nil:
+		b := e.PointsReserved
+		c.required(p, "reservation_id", b.ReservationID)
+		c.required(p, "member_id", b.MemberID)
+		c.positivePoints(p, "points", b.Points)
+		c.nonNegative(join(p, "value"), "amount", b.Value.Amount)
+		c.currency(join(p, "value"), "currency", b.Value.Currency, "")
+		c.positive(p, "conversion_rate", b.ConversionRate)
+		c.requiredTime(p, "reserved_at", b.ReservedAt)
+		c.requiredTime(p, "expires_at", b.ExpiresAt)
+	case e.RedemptionConfirmed != nil:
+		b := e.RedemptionConfirmed
+		c.required(p, "reservation_id", b.ReservationID)
+		c.required(p, "redemption_id", b.RedemptionID)
+		c.required(p, "order_id", b.OrderID)
+		c.positivePoints(p, "points", b.Points)
+		c.requiredTime(p, "confirmed_at", b.ConfirmedAt)
+	case e.RedemptionReleased != nil:
+		b := e.RedemptionReleased
+		c.required(p, "reservation_id", b.ReservationID)
+		c.oneOf(p, "reason", b.Reason, "CHECKOUT_ABANDONED", "PAYMENT_FAILED", "ORDER_CANCELLED_BEFORE_CONFIRM", "TTL_EXPIRED")
+		c.requiredTime(p, "released_at", b.ReleasedAt)
+	case e.RedemptionRefunded != nil:
+		b := e.RedemptionRefunded
+		c.required(p, "refund_entry_id", b.RefundEntryID)
+		c.required(p, "redemption_id", b.RedemptionID)
+		c.required(p, "order_id", b.OrderID)
+		c.positivePoints(p, "points", b.Points)
+		c.oneOf(p, "reason", b.Reason, "CANCELLATION", "RETURN")
+		c.required(p, "source_ref_id", b.SourceRefID)
+		c.oneOf(p, "expiry_policy", b.ExpiryPolicy, "RESTORE_ORIGINAL", "NEW_EXPIRY")
+		c.requiredTime(p, "refunded_at", b.RefundedAt)
+	case e.PointsAccrualPosted != nil:
+		b := e.PointsAccrualPosted
+		c.required(p, "ledger_entry_id", b.LedgerEntryID)
+		c.required(p, "request_id", b.RequestID)
+		c.required(p, "order_id", b.OrderID)
+		c.required(p, "member_id", b.MemberID)
+		c.positivePoints(p, "points", b.Points)
+		c.currency(p, "currency", b.Currency, "")
+		c.nonNegative(p, "basis_amount", b.BasisAmount)
+		c.nonNegative(p, "earn_rate", b.EarnRate)
+		c.positive(p, "tier_multiplier", b.TierMultiplier)
+		c.requiredTime(p, "posted_at", b.PostedAt)
+	case e.PointsActivated != nil:
+		b := e.PointsActivated
+		c.required(p, "ledger_entry_id", b.LedgerEntryID)
+		c.required(p, "order_id", b.OrderID)
+		c.positivePoints(p, "points", b.Points)
+		c.requiredTime(p, "activated_at", b.ActivatedAt)
+	case e.PointsReversed != nil:
+		b := e.PointsReversed
+		c.required(p, "ledger_entry_id", b.LedgerEntryID)
+		c.required(p, "request_id", b.RequestID)
+		c.required(p, "order_id", b.OrderID)
+		c.required(p, "member_id", b.MemberID)
+		c.nonNegativePoints(p, "points", b.Points)
+		c.nonNegativePoints(p, "from_pending", b.FromPending)
+		c.nonNegativePoints(p, "from_active", b.FromActive)
+		c.nonNegativePoints(p, "shortfall_points", b.ShortfallPoints)
+		c.oneOf(p, "reason", b.Reason, "RETURN", "POST_SHIPMENT_CANCEL", "MANUAL")
+		c.requiredTime(p, "reversed_at", b.ReversedAt)
+	case e.ErpSalesOrderCreated != nil:
+		b := e.ErpSalesOrderCreated
+		c.required(p, "erp_sales_order_id", b.ErpSalesOrderID)
+		c.required(p, "order_id", b.OrderID)
+		c.currency(p, "currency", b.Currency, "")
+		ids := make([]string, len(b.Items))
+		for i, it := range b.Items {
+			ip := idx(join(p, "item_map"), i)
+			ids[i] = it.ErpItem
+			c.required(ip, "order_line_id", it.OrderLineID)
+			c.positive(ip, "quantity", it.Quantity)
+		}
+		c.unique(join(p, "item_map"), "erp_item", ids)
+	case e.InvoicePosted != nil:
+		c.billingDocument(p, e.InvoicePosted, "F2", "L2")
+	case e.CreditMemoPosted != nil:
+		c.billingDocument(p, e.CreditMemoPosted, "G2", "RE")
+	case e.BillingDocCancelled != nil:
+		b := e.BillingDocCancelled
+		c.required(p, "billing_document_id", b.BillingDocumentID)
+		c.required(p, "cancels_billing_document_id", b.CancelsBillingDocumentID)
+		c.required(p, "order_id", b.OrderID)
+		c.requiredTime(p, "cancelled_at", b.CancelledAt)
+	case e.LoyaltyCommand != nil:
+		c.loyaltyCommand(p, e.LoyaltyCommand)
+	}
+}
+
+func (c *checker) orderAccepted(p string, b *OrderAccepted) {
+	c.required(p, "order_id", b.OrderID)
+	c.required(p, "customer_id", b.CustomerID)
+	c.requiredTime(p, "accepted_at", b.AcceptedAt)
+	c.currency(p, "currency", b.Currency, "")
+	c.oneOf(p, "rounding_mode", b.RoundingMode, "HALF_EVEN", "HALF_UP", "HALF_DOWN")
+	c.oneOf(p, "tax_calculation_mode", b.TaxCalculationMode, "LINE", "UNIT", "DOCUMENT")
+	tp := join(p, "totals")
+	for _, f := range []struct {
+		name string
+		v    decimal.Decimal
+	}{{"merchandise_net", b.Totals.MerchandiseNet}, {"discount_total", b.Totals.DiscountTotal},
+		{"loyalty_redemption_value", b.Totals.LoyaltyRedemptionValue}, {"shipping_net", b.Totals.ShippingNet},
+		{"tax_total", b.Totals.TaxTotal}, {"grand_total", b.Totals.GrandTotal}} {
+		c.nonNegative(tp, f.name, f.v)
+	}
+	c.nonNegative(p, "shipping_net", b.ShippingNet)
+	c.nonNegative(p, "shipping_tax", b.ShippingTax)
+	if b.EarnRate != nil {
+		c.nonNegative(p, "earn_rate", *b.EarnRate)
+	}
+	if b.TierMultiplier != nil {
+		c.positive(p, "tier_multiplier", *b.TierMultiplier)
+	}
+	dids := make([]string, len(b.DiscountApps))
+	for i, d := range b.DiscountApps {
+		dp := idx(join(p, "discount_applications"), i)
+		dids[i] = d.DiscountID
+		c.oneOf(dp, "kind", d.Kind, "COUPON", "PROMOTION", "APPEASEMENT")
+		c.oneOf(dp, "allocation_method", d.AllocationMethod, "ACROSS", "EACH")
+		c.nonNegative(dp, "value", d.Value)
+	}
+	c.unique(join(p, "discount_applications"), "discount_id", dids)
+	for i, t := range b.Tenders {
+		c.required(idx(join(p, "tenders"), i), "tender_type", t.TenderType)
+		c.nonNegative(idx(join(p, "tenders"), i), "amount", t.Amount)
+	}
+	if r := b.LoyaltyRedemption; r != nil {
+		rp := join(p, "loyalty_redemption")
+		c.required(rp, "reservation_id", r.ReservationID)
+		c.positivePoints(rp, "points", r.Points)
+		c.nonNegative(rp, "value", r.Value)
+		c.oneOf(rp, "accounting", r.Accounting, "DISCOUNT", "TENDER")
+		if b.LoyaltyMemberID == nil || *b.LoyaltyMemberID == "" {
+			c.add(join(p, "loyalty_member_id"), "is required when a loyalty redemption is applied")
+		}
+	}
+	if len(b.Lines) == 0 {
+		c.add(join(p, "lines"), "is empty")
+	}
+	ids := make([]string, len(b.Lines))
+	var allocated int64
+	anyAlloc := false
+	for i, l := range b.Lines {
+		lp := idx(join(p, "lines"), i)
+		ids[i] = l.OrderLineID
+		c.required(lp, "sku", l.SKU)
+		c.positive(lp, "quantity", l.Quantity)
+		for _, f := range []struct {
+			name string
+			v    decimal.Decimal
+		}{{"unit_list_price", l.UnitListPrice}, {"unit_sale_price", l.UnitSalePrice}, {"line_subtotal", l.LineSubtotal}, {"line_net", l.LineNet}} {
+			c.nonNegative(lp, f.name, f.v)
+		}
+		for j, d := range l.DiscountAllocations {
+			c.nonNegative(idx(join(lp, "discount_allocations"), j), "amount", d.Amount)
+		}
+		for j, t := range l.TaxLines {
+			c.nonNegative(idx(join(lp, "tax_lines"), j), "rate", t.Rate)
+			c.nonNegative(idx(join(lp, "tax_lines"), j), "amount", t.Amount)
+		}
+		if a := l.RedemptionAlloc; a != nil {
+			anyAlloc = true
+			allocated += a.Points
+			c.nonNegativePoints(join(lp, "loyalty_redemption_allocation"), "points", a.Points)
+			c.nonNegative(join(lp, "loyalty_redemption_allocation"), "value", a.Value)
+		}
+		c.oneOf(lp, "fulfillment_method", l.FulfillmentMethod, "SHIP", "PICKUP", "SHIP_FROM_STORE", "DIGITAL")
+	}
+	c.unique(join(p, "lines"), "order_line_id", ids)
+	if anyAlloc {
+		switch r := b.LoyaltyRedemption; {
+		case r == nil:
+			c.add(join(p, "lines"), "carry redemption allocations but the order has no loyalty_redemption")
+		case allocated != r.Points:
+			c.add(join(p, "lines"), "redemption allocations sum to %d points, loyalty_redemption.points is %d", allocated, r.Points)
+		}
+	}
+}
+
+func (c *checker) returnReceived(p string, b *ReturnReceived) {
+	c.required(p, "return_id", b.ReturnID)
+	c.required(p, "order_id", b.OrderID)
+	c.requiredTime(p, "received_at", b.ReceivedAt)
+	c.oneOf(p, "channel", b.Channel, "STORE", "MAIL")
+	if len(b.Lines) == 0 {
+		c.add(join(p, "lines"), "is empty")
+	}
+	ids := make([]string, len(b.Lines))
+	for i, l := range b.Lines {
+		lp := idx(join(p, "lines"), i)
+		ids[i] = l.ReturnLineID
+		c.required(lp, "order_line_id", l.OrderLineID)
+		c.positive(lp, "quantity_received", l.QuantityReceived)
+		c.nonNegative(lp, "quantity_accepted", l.QuantityAccepted)
+		if l.QuantityAccepted.GreaterThan(l.QuantityReceived) {
+			c.add(join(lp, "quantity_accepted"), "%s exceeds quantity_received %s", l.QuantityAccepted, l.QuantityReceived)
+		}
+		c.oneOf(lp, "disposition", l.Disposition, "RESTOCK", "DAMAGED", "DESTROY")
+	}
+	c.unique(join(p, "lines"), "return_line_id", ids)
+	if r := b.Refund; r != nil {
+		rp := join(p, "refund")
+		c.required(rp, "refund_id", r.RefundID)
+		c.currency(rp, "currency", r.Currency, "")
+		c.documentAmount(rp, "merchandise_net", r.MerchandiseNet, r.Currency)
+		c.documentAmount(rp, "tax", r.Tax, r.Currency)
+		c.documentAmount(rp, "shipping_refund", r.ShippingRefund, r.Currency)
+		c.documentAmount(rp, "return_fee", r.ReturnFee, r.Currency)
+		for i, t := range r.Tenders {
+			c.documentAmount(idx(join(rp, "tenders"), i), "amount", t.Amount, r.Currency)
+		}
+	}
+}
+
+func (c *checker) billingDocument(p string, b *BillingDocument, types ...string) {
+	c.required(p, "billing_document_id", b.BillingDocumentID)
+	c.oneOf(p, "billing_type", b.BillingType, types...)
+	c.required(p, "order_id", b.OrderID)
+	c.required(p, "erp_sales_order_id", b.ErpSalesOrderID)
+	c.oneOf(p, "accounting_transfer_status", b.AccountingTransferStatus, "NOT_TRANSFERRED", "BLOCKED", "TRANSFERRED")
+	c.requiredTime(p, "billing_date", b.BillingDate)
+	c.currency(p, "currency", b.Currency, "")
+	c.positive(p, "fx_rate", b.FxRate)
+	c.documentAmount(p, "net", b.Net, b.Currency)
+	c.documentAmount(p, "tax", b.Tax, b.Currency)
+	c.documentAmount(p, "gross", b.Gross, b.Currency)
+	if !b.Net.Add(b.Tax).Equal(b.Gross) {
+		c.add(join(p, "gross"), "%s is not net %s + tax %s", b.Gross, b.Net, b.Tax)
+	}
+	if len(b.Lines) == 0 {
+		c.add(join(p, "lines"), "is empty")
+	}
+	ids := make([]string, len(b.Lines))
+	for i, l := range b.Lines {
+		lp := idx(join(p, "lines"), i)
+		ids[i] = l.BillingItem
+		c.required(lp, "order_line_id", l.OrderLineID)
+		c.required(lp, "reference_document", l.ReferenceDocument)
+		c.positive(lp, "quantity", l.Quantity)
+		c.documentAmount(lp, "net", l.Net, b.Currency)
+		c.documentAmount(lp, "tax", l.Tax, b.Currency)
+	}
+	c.unique(join(p, "lines"), "billing_item", ids)
+}
+
+func (c *checker) loyaltyCommand(p string, b *LoyaltyCommand) {
+	c.oneOf(p, "command_type", string(b.CommandType), string(TypeAccrualRequested), string(TypeReversalRequested), string(TypeRedemptionRefundRequested))
+	c.required(p, "order_id", b.OrderID)
+	c.required(p, "member_id", b.MemberID)
+	c.required(p, "causing_event_id", b.CausingEventID)
+	c.required(p, "source_ref_id", b.SourceRefID)
+	c.required(p, "policy_version", b.PolicyVersion)
+	c.positivePoints(p, "points", b.Points)
+	c.nonNegativePoints(p, "entitled_points", b.EntitledPoints)
+	c.currency(p, "currency", b.Currency, "")
+	c.nonNegative(p, "basis_amount", b.BasisAmount)
+	c.nonNegative(p, "earn_rate", b.EarnRate)
+	c.nonNegative(p, "tier_multiplier", b.TierMultiplier)
+	c.requiredTime(p, "requested_at", b.RequestedAt)
+	if want := CommandRequestID(b.OrderID, b.CausingEventID, b.CommandType); b.RequestID != want {
+		c.add(join(p, "request_id"), "%q is not CommandRequestID(order_id, causing_event_id, command_type) = %q", b.RequestID, want)
+	}
+}
+
+// decimalScale is the scale the Avro schemas give a decimal field, by its json name
+// (the rule the .avsc files follow: quantities (12,3), rates and multipliers (9,6), fx (18,9),
+// everything else money (18,4)).
+func decimalScale(field string) int32 {
+	switch {
+	case strings.Contains(field, "quantity"):
+		return 3
+	case field == "fx_rate":
+		return 9
+	case field == "rate" || field == "earn_rate" || field == "tier_multiplier" || field == "conversion_rate":
+		return 6
+	}
+	return 4
+}
+
+// scales walks a body and reports every decimal with more decimal places than its schema
+// allows (the Avro encoding would refuse it; rounding is never implied).
+func (c *checker) scales(path string, v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			c.scales(path, v.Elem())
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			c.scales(idx(path, i), v.Index(i))
+		}
+	case reflect.Struct:
+		if v.Type() == timeType {
+			return
+		}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			fv := v.Field(i)
+			if ft := t.Field(i).Type; ft == decimalType || (ft.Kind() == reflect.Pointer && ft.Elem() == decimalType) {
+				if ft.Kind() == reflect.Pointer {
+					if fv.IsNil() {
+						continue
+					}
+					fv = fv.Elem()
+				}
+				d := fv.Interface().(decimal.Decimal)
+				if s := decimalScale(name); !d.Equal(d.Truncate(s)) {
+					c.add(join(path, name), "%s has more than %d decimal places", d, s)
+				}
+				continue
+			}
+			c.scales(join(path, name), fv)
+		}
+	}
+}
