@@ -1,0 +1,811 @@
+package topology
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
+)
+
+// Options configure a Runner; NewRunner validates them once.
+type Options struct {
+	Conn kafka.Conn
+	// Stage names the stage to run; empty selects the topology's only stage.
+	Stage string
+	// Group is the consumer group; the transactional id is Group + "-" + InstanceID, stable
+	// across restarts so a restarted instance fences and aborts its predecessor's transaction
+	// at once. Two live instances must never share an InstanceID.
+	Group      string
+	InstanceID string
+
+	TransactionTimeout time.Duration // broker aborts a transaction open longer than this
+	SessionTimeout     time.Duration
+	RebalanceTimeout   time.Duration
+	// MaxRecordsPerTxn and MaxTxnDuration bound one transaction (whichever comes first), so a
+	// transaction stays well inside TransactionTimeout and a rebalance waits little.
+	MaxRecordsPerTxn int
+	MaxTxnDuration   time.Duration
+	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
+	MaxBufferedRecords int
+	// RestoreTimeout bounds one restore, including the wait for open transactions on the
+	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
+	RestoreTimeout time.Duration
+
+	Metrics Metrics      // nil: NopMetrics
+	Logger  *slog.Logger // nil: slog.Default()
+	Now     func() time.Time
+	// ClientOpts are appended to the session client's options (tests add hooks here).
+	ClientOpts []kgo.Opt
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("topology options: "+f, a...)) }
+	if len(o.Conn.Brokers) == 0 {
+		bad("Conn.Brokers is empty")
+	}
+	if o.Group == "" {
+		bad("Group is empty")
+	}
+	if o.InstanceID == "" {
+		bad("InstanceID is empty: the transactional id must be stable per instance")
+	}
+	if o.TransactionTimeout <= 0 {
+		bad("TransactionTimeout must be positive")
+	}
+	if o.MaxTxnDuration <= 0 || o.MaxTxnDuration >= o.TransactionTimeout {
+		bad("MaxTxnDuration must be positive and below TransactionTimeout")
+	}
+	if o.MaxRecordsPerTxn < 1 {
+		bad("MaxRecordsPerTxn must be at least 1")
+	}
+	if o.MaxBufferedRecords < o.MaxRecordsPerTxn {
+		bad("MaxBufferedRecords must be at least MaxRecordsPerTxn")
+	}
+	if o.SessionTimeout <= 0 || o.RebalanceTimeout < o.SessionTimeout {
+		bad("SessionTimeout must be positive and RebalanceTimeout at least SessionTimeout")
+	}
+	if o.Metrics == nil {
+		o.Metrics = NopMetrics{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RestoreTimeout <= 0 {
+		o.RestoreTimeout = 2*o.TransactionTimeout + time.Minute
+	}
+	return errors.Join(errs...)
+}
+
+// Runner drives one keyed stage exactly once: for each polled record it decodes, validates,
+// reads the key's state, runs the processor, and produces the outputs, the changelog (the new
+// state of each touched key, once per key per transaction) and dead letters; the consumed
+// offsets commit in the same transaction (franz-go GroupTransactSession, read_committed).
+//
+// Lifecycle: NewRunner validates everything that needs no broker; Run verifies the topics,
+// joins the group and blocks until ctx is cancelled (returns nil after finishing the open
+// transaction and leaving the group) or a fatal error (returned: fenced, an End error, a failed
+// restore — the process should exit non-zero and be restarted with the same instance id).
+// Ready and Status are safe to call concurrently with Run. A Runner runs once.
+type Runner[E, S, O any] struct {
+	top    Topology
+	stage  KeyedStage
+	beh    Stage[E, S, O]
+	o      Options
+	writes map[Stream]bool
+	inputs []string
+	log    *slog.Logger
+	m      Metrics
+
+	mu         sync.Mutex
+	events     []assignEvent
+	pollCancel context.CancelFunc
+	joined     bool
+	restoring  map[int32]bool // assigned, store not yet restored (fetch paused)
+	ownedParts map[int32]bool // assigned and restored
+	fatal      error
+
+	stores map[int32]*store // only the run loop touches stores
+
+	rejMu    sync.Mutex
+	rejected map[source]string // input → topic of the output the broker refused
+
+	ov  overlay[S]
+	txn txnState
+}
+
+type assignEvent struct {
+	assigned   bool
+	partitions []int32
+}
+
+// txnState is the bookkeeping of the open transaction; reused between transactions.
+type txnState struct {
+	records    int
+	began      time.Time
+	timestamps []time.Time
+	produced   map[string]int
+	consumed   map[string]int
+	dead       map[[2]string]int
+	promise    *kgo.FirstErrPromise
+}
+
+// NewRunner checks the topology, the stage's functions and the options; nothing connects.
+func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E, S, O], error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if err := st.validate(); err != nil {
+		return nil, err
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	var ks KeyedStage
+	switch {
+	case o.Stage != "":
+		var ok bool
+		if ks, ok = t.Stage(o.Stage); !ok {
+			return nil, fmt.Errorf("topology: no stage named %q", o.Stage)
+		}
+	case len(t.Stages) == 1:
+		ks = t.Stages[0]
+	default:
+		return nil, errors.New("topology: several stages; Options.Stage must name the one this runner drives")
+	}
+	if st.Classify == nil {
+		st.Classify = DefaultClassify
+	}
+	r := &Runner[E, S, O]{
+		top: t, stage: ks, beh: st, o: o, log: o.Logger.With("stage", ks.Name, "instance", o.InstanceID), m: o.Metrics,
+		writes: map[Stream]bool{}, restoring: map[int32]bool{}, ownedParts: map[int32]bool{},
+		stores: map[int32]*store{}, rejected: map[source]string{},
+		ov:  overlay[S]{parts: map[int32]map[string]*pending[S]{}},
+		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}},
+	}
+	for _, w := range ks.Writes {
+		r.writes[w] = true
+	}
+	for _, in := range ks.Inputs {
+		r.inputs = append(r.inputs, string(in))
+	}
+	return r, nil
+}
+
+// TransactionalID is the stable transactional id of this instance.
+func (r *Runner[E, S, O]) TransactionalID() string { return r.o.Group + "-" + r.o.InstanceID }
+
+// Status is a point-in-time view of the runner for /readyz and logs.
+type Status struct {
+	Joined    bool    // the group assigned partitions at least once (possibly none)
+	Owned     []int32 // partitions being processed
+	Restoring []int32 // assigned partitions whose store is still restoring
+	Err       error   // the fatal error Run returned, if any
+}
+
+// Ready reports whether the runner has joined the group and every assigned partition's store
+// is restored.
+func (r *Runner[E, S, O]) Ready() bool {
+	s := r.Status()
+	return s.Joined && len(s.Restoring) == 0 && s.Err == nil
+}
+
+// Status returns the current status.
+func (r *Runner[E, S, O]) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Status{Joined: r.joined, Err: r.fatal}
+	for p := range r.ownedParts {
+		s.Owned = append(s.Owned, p)
+	}
+	for p := range r.restoring {
+		s.Restoring = append(s.Restoring, p)
+	}
+	slices.Sort(s.Owned)
+	slices.Sort(s.Restoring)
+	return s
+}
+
+// Run verifies the topics, joins the group and processes until ctx is cancelled or a fatal
+// error occurs; see Runner.
+func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			r.mu.Lock()
+			r.fatal = err
+			r.mu.Unlock()
+		}
+	}()
+	if err := r.verifyTopics(ctx); err != nil {
+		return err
+	}
+	opts := append(r.o.Conn.Options(),
+		kgo.ConsumerGroup(r.o.Group),
+		kgo.ConsumeTopics(r.inputs...),
+		kgo.TransactionalID(r.TransactionalID()),
+		kgo.TransactionTimeout(r.o.TransactionTimeout),
+		kgo.SessionTimeout(r.o.SessionTimeout),
+		kgo.RebalanceTimeout(r.o.RebalanceTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Eager range assignment gives one member partition p of every input (co-partitioning);
+		// cooperative-sticky does not.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MaxBufferedRecords(r.o.MaxBufferedRecords),
+		// outputs go to the input's partition number; see the package invariants
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onRevoked),
+	)
+	opts = append(opts, r.o.ClientOpts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("stage %s: new transact session: %w", r.stage.Name, err)
+	}
+	r.log.Info("runtime starting", "transactional_id", r.TransactionalID(), "inputs", r.inputs)
+	err = r.loop(ctx, sess)
+	// Close leaves the group, so the partitions move to the other instances at once; no
+	// transaction is open here (loop ends only between transactions or after a fatal End).
+	sess.Close()
+	if err != nil {
+		r.log.Error("runtime stopped", "err", err)
+		return err
+	}
+	r.log.Info("runtime stopped")
+	return nil
+}
+
+func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(r.o.Conn.Options()...)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+	}
+	defer cl.Close()
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := kafka.VerifyTopics(vctx, kadm.NewClient(cl), r.stage.TopicSpecs(r.top.DLQ)); err != nil {
+		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
+	}
+	return nil
+}
+
+// onAssigned runs in the group's goroutine. It pauses the new partitions before their offsets
+// load, so nothing of them is polled until the run loop has restored their store.
+func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.joined = true
+	var parts []int32
+	for i, t := range r.inputs {
+		ps := slices.Sorted(slices.Values(assigned[t]))
+		if i == 0 {
+			parts = ps
+		} else if !slices.Equal(ps, parts) && r.fatal == nil {
+			r.fatal = fmt.Errorf("stage %s: assignment is not co-partitioned: %s got %v, %s got %v (every member must run the range balancer on the same topics)",
+				r.stage.Name, r.inputs[0], parts, t, ps)
+		}
+	}
+	if len(assigned) == 0 {
+		return
+	}
+	cl.PauseFetchPartitions(assigned)
+	for _, p := range parts {
+		r.restoring[p] = true
+	}
+	r.events = append(r.events, assignEvent{assigned: true, partitions: parts})
+	r.wakeLocked()
+}
+
+// onRevoked (also for lost partitions) runs in the group's goroutine; the session aborts the
+// open transaction, and the run loop drops the stores before its next transaction.
+func (r *Runner[E, S, O]) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[int32]bool{}
+	var parts []int32
+	for _, ps := range revoked {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				parts = append(parts, p)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	for _, p := range parts {
+		delete(r.restoring, p)
+		delete(r.ownedParts, p)
+	}
+	r.events = append(r.events, assignEvent{assigned: false, partitions: parts})
+	r.wakeLocked()
+}
+
+func (r *Runner[E, S, O]) wakeLocked() {
+	if r.pollCancel != nil {
+		r.pollCancel()
+	}
+}
+
+// loop is the transaction loop; it returns nil when ctx is cancelled between transactions.
+func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	aborts := 0
+	for {
+		if err := r.applyAssignments(ctx, sess.Client()); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.mu.Lock()
+		if r.fatal != nil {
+			err := r.fatal
+			r.mu.Unlock()
+			return err
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		r.pollCancel = cancel
+		wake := len(r.events) > 0
+		r.mu.Unlock()
+		if wake {
+			cancel()
+		}
+		fs := sess.PollRecords(pctx, r.o.MaxRecordsPerTxn)
+		r.mu.Lock()
+		r.pollCancel = nil
+		r.mu.Unlock()
+		cancel()
+		if fs.IsClientClosed() {
+			return nil
+		}
+		r.logFetchErrors(fs)
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		committed, reason, err := r.transact(ctx, sess, fs)
+		if err != nil {
+			return err
+		}
+		if committed {
+			aborts = 0
+			continue
+		}
+		r.m.Aborted(reason)
+		if reason == "rebalance" {
+			continue
+		}
+		aborts++
+		wait := min(50*time.Millisecond<<min(aborts, 7), 5*time.Second)
+		r.log.Warn("transaction aborted; backing off", "reason", reason, "consecutive", aborts, "wait", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Runner[E, S, O]) logFetchErrors(fs kgo.Fetches) {
+	fs.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		r.log.Warn("fetch error (the client retries)", "topic", t, "partition", p, "err", err)
+	})
+}
+
+// transact runs one transaction over fs and any further records polled within the bounds.
+// It reports whether End committed and, if not, why.
+func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches) (bool, string, error) {
+	if err := sess.Begin(); err != nil {
+		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
+	}
+	t := &r.txn
+	t.records = 0
+	t.began = r.o.Now()
+	t.timestamps = t.timestamps[:0]
+	clear(t.produced)
+	clear(t.consumed)
+	clear(t.dead)
+	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
+	r.ov.reset()
+	// Produces must not be cut short by shutdown: the transaction is finished, not abandoned.
+	pctx := context.WithoutCancel(ctx)
+
+	var failure error // a transient error or a record of an unrestored partition: abort
+	deadline := time.Now().Add(r.o.MaxTxnDuration)
+	for {
+		fs.EachRecord(func(rec *kgo.Record) {
+			if failure != nil {
+				return
+			}
+			failure = r.process(pctx, sess, rec)
+		})
+		if failure != nil || t.records >= r.o.MaxRecordsPerTxn || ctx.Err() != nil {
+			break
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		qctx, cancel := context.WithTimeout(ctx, left)
+		fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
+		cancel()
+		if fs.IsClientClosed() {
+			break
+		}
+		r.logFetchErrors(fs)
+		if fs.NumRecords() == 0 {
+			break
+		}
+	}
+	if failure == nil {
+		r.produceChangelog(pctx, sess)
+	}
+	produceErr := t.promise.Err() // waits for every produce of the transaction
+	try := failure == nil && produceErr == nil
+	// End's context must not be cancelled: a cancelled End can leave the outcome unknown.
+	committed, err := sess.End(context.Background(), kgo.TransactionEndTry(try))
+	for topic, n := range t.consumed {
+		r.m.Consumed(topic, n)
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("stage %s: end transaction (%d records): %w", r.stage.Name, t.records, err)
+	}
+	if committed {
+		r.applyOverlay()
+		return true, "", nil
+	}
+	r.ov.reset()
+	switch {
+	case failure != nil:
+		r.log.Warn("transaction aborted", "err", failure)
+		return false, "transient", nil
+	case produceErr != nil:
+		r.log.Warn("transaction aborted: a produce failed", "err", produceErr)
+		return false, "produce", nil
+	default:
+		return false, "rebalance", nil
+	}
+}
+
+// process handles one record inside the open transaction. It returns an error only when the
+// transaction must abort (a transient failure, a record of a partition without a store);
+// everything that is the record's own fault goes to the DLQ.
+func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record) error {
+	p := rec.Partition
+	st := r.stores[p]
+	if st == nil {
+		return fmt.Errorf("record %s/%d@%d polled for a partition whose store is not restored", rec.Topic, p, rec.Offset)
+	}
+	t := &r.txn
+	t.records++
+	t.consumed[rec.Topic]++
+	t.timestamps = append(t.timestamps, rec.Timestamp)
+	src := source{rec.Topic, p, rec.Offset}
+
+	r.rejMu.Lock()
+	rejTopic, rejected := r.rejected[src]
+	r.rejMu.Unlock()
+	if rejected {
+		r.rejMu.Lock()
+		delete(r.rejected, src) // if this transaction aborts too, the retry marks it again
+		r.rejMu.Unlock()
+		r.deadLetter(ctx, sess, rec, ClassOutputRejected,
+			fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
+		return nil
+	}
+	if len(rec.Key) == 0 {
+		r.deadLetter(ctx, sess, rec, ClassNoKey, errors.New("record has no key; the stage is keyed by order id"), false)
+		return nil
+	}
+	ev, err := r.beh.Decode(rec)
+	if err != nil {
+		return r.fail(ctx, sess, rec, ClassDecode, err)
+	}
+	if r.beh.Validate != nil {
+		if err := r.beh.Validate(ev); err != nil {
+			return r.fail(ctx, sess, rec, ClassInvalid, err)
+		}
+	}
+	key := string(rec.Key)
+	pe, inOverlay := r.ov.get(p, key)
+	var state S
+	var found bool
+	if inOverlay {
+		state, found = pe.state, pe.found
+	} else if raw, ok := st.vals[key]; ok {
+		if state, err = r.beh.State.Decode(raw); err != nil {
+			return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err))
+		}
+		found = true
+	}
+	step, err := r.beh.Process(key, state, found, ev)
+	if err != nil {
+		return r.fail(ctx, sess, rec, ClassProcess, err)
+	}
+	// Encode everything before producing anything: an input either has all its effects in the
+	// transaction or none (then it is dead-lettered).
+	outs := make([][]byte, len(step.Outputs))
+	for i, e := range step.Outputs {
+		if !r.writes[e.To] {
+			return r.fail(ctx, sess, rec, ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name))
+		}
+		if outs[i], err = r.beh.Encode(e.To, e.Value); err != nil {
+			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err))
+		}
+	}
+	var enc []byte
+	if step.Op == Put {
+		if enc, err = r.beh.State.Encode(step.State); err != nil {
+			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("state of key %q: %w", key, err))
+		}
+	}
+	for i, e := range step.Outputs {
+		out := &kgo.Record{Topic: string(e.To), Key: rec.Key, Value: outs[i], Partition: p,
+			Headers: sourceHeaders(src, i, 5)}
+		sess.Produce(ctx, out, r.promise())
+		t.produced[out.Topic]++
+	}
+	if !inOverlay {
+		pe = &pending[S]{state: state, found: found}
+		r.ov.add(p, key, pe)
+	}
+	switch step.Op {
+	case Put:
+		pe.state, pe.found, pe.op, pe.enc, pe.src = step.State, true, Put, enc, src
+	case Evict:
+		var zero S
+		pe.state, pe.found, pe.op, pe.enc, pe.src = zero, false, Evict, nil, src
+	}
+	return nil
+}
+
+// fail routes a stage error: transient → abort the transaction (returned), poison → DLQ.
+func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error) error {
+	class, transient := r.beh.Classify(err)
+	if transient {
+		return fmt.Errorf("%s/%d@%d: transient %s error: %w", rec.Topic, rec.Partition, rec.Offset, step, err)
+	}
+	if class == "" {
+		class = step
+	}
+	r.deadLetter(ctx, sess, rec, class, err, false)
+	return nil
+}
+
+// deadLetter produces rec's original key and value to the DLQ with the error headers.
+// dropValue replaces the value with nothing (the broker refused even the DLQ copy).
+func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class string, err error, dropValue bool) {
+	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+9)
+	h = append(h, rec.Headers...)
+	h = append(h, sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
+	msg := err.Error()
+	if len(msg) > 4096 { // an error message must not make the DLQ record too large
+		msg = msg[:4096]
+	}
+	h = append(h,
+		kgo.RecordHeader{Key: HeaderErrorClass, Value: []byte(class)},
+		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(msg)},
+		kgo.RecordHeader{Key: HeaderFirstSeen, Value: []byte(r.o.Now().UTC().Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: HeaderSourceTimestamp, Value: []byte(rec.Timestamp.UTC().Format(time.RFC3339Nano))},
+	)
+	if len(rec.Value) >= 5 && rec.Value[0] == 0 {
+		h = append(h, kgo.RecordHeader{Key: HeaderSchemaID, Value: []byte(strconv.FormatUint(uint64(binary.BigEndian.Uint32(rec.Value[1:5])), 10))})
+	}
+	value := rec.Value
+	if dropValue {
+		value = nil
+		h = append(h, kgo.RecordHeader{Key: "rf.value.dropped", Value: []byte("true")})
+	}
+	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: rec.Partition, Headers: h}
+	sess.Produce(ctx, out, r.promise())
+	r.txn.produced[out.Topic]++
+	r.txn.dead[[2]string{rec.Topic, class}]++
+}
+
+// promise wraps the transaction's aborting promise: a record the broker refuses for what it is
+// (too large, invalid) marks its source input, which is dead-lettered when it is re-polled
+// after the abort instead of failing the same way forever.
+func (r *Runner[E, S, O]) promise() func(*kgo.Record, error) {
+	p := r.txn.promise.Promise()
+	return func(rec *kgo.Record, err error) {
+		if err != nil && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+			errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)) {
+			if src, ok := headerSource(rec.Headers); ok {
+				r.rejMu.Lock()
+				if len(r.rejected) < 10000 { // bounded: each entry is cleared when its input is dead-lettered
+					r.rejected[src] = rec.Topic
+				}
+				r.rejMu.Unlock()
+			}
+		}
+		p(rec, err)
+	}
+}
+
+// produceChangelog writes the new state of each key the transaction changed, once.
+func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupTransactSession) {
+	topic := string(r.stage.Store)
+	for _, k := range r.ov.order {
+		pe, _ := r.ov.get(k.partition, k.key)
+		if pe.op == Keep {
+			continue
+		}
+		out := &kgo.Record{Topic: topic, Key: []byte(k.key), Value: pe.enc, Partition: k.partition,
+			Headers: sourceHeaders(pe.src, 0, 3)}
+		sess.Produce(ctx, out, r.promise())
+		r.txn.produced[topic]++
+	}
+}
+
+// applyOverlay makes the committed transaction's state the store's and reports metrics.
+func (r *Runner[E, S, O]) applyOverlay() {
+	t := &r.txn
+	touched := map[int32]bool{}
+	for _, k := range r.ov.order {
+		pe, _ := r.ov.get(k.partition, k.key)
+		st := r.stores[k.partition]
+		switch pe.op {
+		case Put:
+			st.set(k.key, pe.enc)
+		case Evict:
+			st.set(k.key, nil)
+		default:
+			continue
+		}
+		touched[k.partition] = true
+	}
+	r.ov.reset()
+	now := r.o.Now()
+	r.m.Committed(t.records, now.Sub(t.began))
+	for _, ts := range t.timestamps {
+		r.m.Latency(now.Sub(ts))
+	}
+	for topic, n := range t.produced {
+		r.m.Produced(topic, n)
+	}
+	for k, n := range t.dead {
+		r.m.DeadLettered(k[0], k[1], n)
+	}
+	for p := range touched {
+		st := r.stores[p]
+		r.m.StateSize(p, len(st.vals), st.bytes)
+	}
+}
+
+// applyAssignments drains the group's events in order (drop revoked stores, restore assigned
+// ones) and resumes fetching of the partitions whose store is complete. It runs between
+// transactions.
+func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) error {
+	for {
+		r.mu.Lock()
+		evs := r.events
+		r.events = nil
+		r.mu.Unlock()
+		if len(evs) == 0 {
+			return nil
+		}
+		need := map[int32]bool{}
+		for _, ev := range evs {
+			for _, p := range ev.partitions {
+				if ev.assigned {
+					need[p] = true
+				} else {
+					delete(need, p)
+					if _, ok := r.stores[p]; ok {
+						delete(r.stores, p)
+						r.m.StateSize(p, -1, 0)
+					}
+				}
+			}
+		}
+		if len(need) == 0 {
+			continue
+		}
+		parts := slices.Sorted(func(yield func(int32) bool) {
+			for p := range need {
+				if !yield(p) {
+					return
+				}
+			}
+		})
+		fresh := map[int32]*store{}
+		for _, p := range parts {
+			fresh[p] = newStore()
+			delete(r.stores, p) // a re-assigned partition is restored anew: another owner may have written
+		}
+		began := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
+		err := kafka.RestoreChangelog(rctx, r.o.Conn, string(r.stage.Store), parts,
+			func(p int32, k, v []byte) { fresh[p].restorePut(k, v) }, r.m.RestoreProgress)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("stage %s: restore partitions %v: %w", r.stage.Name, parts, err)
+		}
+		// Install and resume only the partitions no newer group event mentions: if one does, the
+		// next round drops or restores it again, and it must stay paused until then.
+		r.mu.Lock()
+		newer := map[int32]bool{}
+		for _, ev := range r.events {
+			for _, p := range ev.partitions {
+				newer[p] = true
+			}
+		}
+		resume := map[string][]int32{}
+		var keys int
+		for _, p := range parts {
+			if newer[p] {
+				continue
+			}
+			r.stores[p] = fresh[p]
+			keys += len(fresh[p].vals)
+			delete(r.restoring, p)
+			r.ownedParts[p] = true
+			for _, t := range r.inputs {
+				resume[t] = append(resume[t], p)
+			}
+			r.m.StateSize(p, len(fresh[p].vals), fresh[p].bytes)
+		}
+		cl.ResumeFetchPartitions(resume)
+		r.mu.Unlock()
+		r.log.Info("restored state", "partitions", parts, "keys", keys, "took", time.Since(began).Round(time.Millisecond))
+	}
+}
+
+// sourceHeaders are the coordinates of an input, and the output's index among its outputs
+// (n is the capacity to reserve).
+func sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
+	h := make([]kgo.RecordHeader, 4, max(n, 4))
+	h[0] = kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(s.topic)}
+	h[1] = kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(s.partition), 10)}
+	h[2] = kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, s.offset, 10)}
+	h[3] = kgo.RecordHeader{Key: HeaderOutputSeq, Value: strconv.AppendInt(nil, int64(seq), 10)}
+	return h
+}
+
+// headerSource reads the source coordinates back from an output's headers.
+func headerSource(hs []kgo.RecordHeader) (source, bool) {
+	var s source
+	var have int
+	for _, h := range hs {
+		switch h.Key {
+		case HeaderSourceTopic:
+			s.topic = string(h.Value)
+			have++
+		case HeaderSourcePartition:
+			p, err := strconv.ParseInt(string(h.Value), 10, 32)
+			if err != nil {
+				return s, false
+			}
+			s.partition = int32(p)
+			have++
+		case HeaderSourceOffset:
+			o, err := strconv.ParseInt(string(h.Value), 10, 64)
+			if err != nil {
+				return s, false
+			}
+			s.offset = o
+			have++
+		}
+	}
+	return s, have == 3
+}

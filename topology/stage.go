@@ -1,0 +1,142 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Codec turns a state value into the bytes of its changelog record and back. Decode must return
+// a value that shares nothing with earlier decodes: the runtime decodes a fresh copy for every
+// transaction, so a processor that mutates in place cannot corrupt committed state.
+type Codec[S any] interface {
+	Encode(S) ([]byte, error)
+	Decode([]byte) (S, error)
+}
+
+// StateOp says what a Step does to the key's stored state.
+type StateOp uint8
+
+const (
+	// Keep leaves the stored state as it was (a duplicate event, an output-only step): no
+	// changelog record.
+	Keep StateOp = iota
+	// Put stores Step.State; the key's changelog record is written once per transaction.
+	Put
+	// Evict deletes the key; the changelog gets a tombstone.
+	Evict
+)
+
+// Step is what a processor returns for one event: what happens to the key's state and the
+// records to emit. Outputs are produced in order, keyed by the input record's key, to the
+// input record's partition number.
+type Step[S, O any] struct {
+	Op      StateOp
+	State   S
+	Outputs []Emit[O]
+}
+
+// Emit is one output value and the stream it goes to; the stream must be one of the stage's
+// Writes.
+type Emit[O any] struct {
+	To    Stream
+	Value O
+}
+
+// Stage is the typed behaviour of a keyed stage: a pure processor and the edges around it.
+// E is the decoded event, S the state per key, O an output value.
+type Stage[E, S, O any] struct {
+	// Decode turns an input record into an event. A poison error (anything not transient, see
+	// Classify) sends the record to the DLQ with class "decode" unless Classify names another.
+	Decode func(r *kgo.Record) (E, error)
+	// Validate checks a decoded event (the stateless processor); nil accepts everything.
+	// Failures go to the DLQ with class "invalid".
+	Validate func(E) error
+	// Process is the pure function (state, event) → (new state, outputs). found is false for a
+	// key without state (state is then the zero S). It must not mutate state it did not create
+	// and must not do I/O. An error sends the record to the DLQ with class "process".
+	Process func(key string, state S, found bool, event E) (Step[S, O], error)
+	// State encodes the state for the changelog.
+	State Codec[S]
+	// Encode turns an output value into record bytes. An error sends the causing input to the DLQ
+	// with class "encode" (none of its outputs are produced).
+	Encode func(to Stream, o O) ([]byte, error)
+	// Classify names the DLQ class of a decode/validate/process error and says whether it is
+	// transient (retried with back-off, never dead-lettered). Nil uses DefaultClassify.
+	Classify func(err error) (class string, transient bool)
+}
+
+func (s Stage[E, S, O]) validate() error {
+	var missing []string
+	if s.Decode == nil {
+		missing = append(missing, "Decode")
+	}
+	if s.Process == nil {
+		missing = append(missing, "Process")
+	}
+	if s.State == nil {
+		missing = append(missing, "State")
+	}
+	if s.Encode == nil {
+		missing = append(missing, "Encode")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("topology: stage is missing %v", missing)
+	}
+	return nil
+}
+
+// ErrTransient marks an error as transient: the condition is outside the record (a registry
+// that does not answer, a broker that is down), so the record is retried, never dead-lettered.
+var ErrTransient = errors.New("transient")
+
+// DefaultClassify treats an error as transient if it wraps ErrTransient or has a
+// Temporary() bool / Transient() bool method returning true; the class comes from an
+// ErrorClass() string method when the error has one, otherwise it is empty (the runtime then
+// uses the name of the step that failed).
+func DefaultClassify(err error) (class string, transient bool) {
+	if errors.Is(err, ErrTransient) {
+		return "", true
+	}
+	var tmp interface{ Temporary() bool }
+	if errors.As(err, &tmp) && tmp.Temporary() {
+		return "", true
+	}
+	var tr interface{ Transient() bool }
+	if errors.As(err, &tr) && tr.Transient() {
+		return "", true
+	}
+	var cl interface{ ErrorClass() string }
+	if errors.As(err, &cl) {
+		return cl.ErrorClass(), false
+	}
+	return "", false
+}
+
+// DLQ error classes the runtime assigns when Classify names none.
+const (
+	ClassDecode  = "decode"
+	ClassInvalid = "invalid"
+	ClassProcess = "process"
+	ClassEncode  = "encode"
+	// ClassNoKey is a record without a key: a keyed stage cannot place it.
+	ClassNoKey = "no-key"
+	// ClassOutputRejected is an input whose outputs the broker refused (e.g. too large).
+	ClassOutputRejected = "output-rejected"
+)
+
+// Headers the runtime writes. Every output and changelog record carries the source coordinates
+// of the input that caused it (Source*, plus OutputSeq, the index among that input's outputs),
+// so a verifier can prove no input was processed twice. DLQ records carry all of them.
+const (
+	HeaderSourceTopic     = "rf.source.topic"
+	HeaderSourcePartition = "rf.source.partition"
+	HeaderSourceOffset    = "rf.source.offset"
+	HeaderOutputSeq       = "rf.output.seq"
+	HeaderErrorClass      = "rf.error.class"
+	HeaderErrorMessage    = "rf.error.message"
+	HeaderSchemaID        = "rf.schema.id" // decimal; absent when the value has no Confluent header
+	HeaderFirstSeen       = "rf.first.seen" // RFC 3339 (nanoseconds), wall clock of the runtime
+	HeaderSourceTimestamp = "rf.source.timestamp"
+)
