@@ -136,7 +136,7 @@ const (
 	HeaderOutputSeq       = "rf.output.seq"
 	HeaderErrorClass      = "rf.error.class"
 	HeaderErrorMessage    = "rf.error.message"
-	HeaderSchemaID        = "rf.schema.id" // decimal; absent when the value has no Confluent header
+	HeaderSchemaID        = "rf.schema.id"  // decimal; absent when the value has no Confluent header
 	HeaderFirstSeen       = "rf.first.seen" // RFC 3339 (nanoseconds), wall clock of the runtime
 	HeaderSourceTimestamp = "rf.source.timestamp"
 )
