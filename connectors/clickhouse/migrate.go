@@ -107,10 +107,10 @@ func bootstrapStatements(db string) []string {
 // recon_config (only when they differ from what is stored), and the views read them when queried:
 // changing them needs `retailflow migrate`, not a new migration.
 type ReconSettings struct {
-	Grace                                                      time.Duration
-	ErpSLA, InvoiceSLA, RedemptionSLA, ReturnSLA, AccrualSLA   time.Duration
-	ThreeWaySLA                                                time.Duration
-	AmountTolerance                                            decimal.Decimal // C6 AMOUNT_DIFF when |ERP − OMS| > this
+	Grace                                                    time.Duration
+	ErpSLA, InvoiceSLA, RedemptionSLA, ReturnSLA, AccrualSLA time.Duration
+	ThreeWaySLA                                              time.Duration
+	AmountTolerance                                          decimal.Decimal // C6 AMOUNT_DIFF when |ERP − OMS| > this
 }
 
 // MigrationError says which migration and statement failed and why (the server's message).
