@@ -27,9 +27,9 @@
 //	Validation (the stateless processor)
 //	  (*Event).Validate() / ValidateFor(topic) → *ValidationError{Problems: [{Path, Msg}]}
 //
-//	JSON form (retailflow produce / consume; in progress): one event per line, shaped by the json tags
+//	JSON form (retailflow produce / consume): one event per line, shaped by the json tags
 //	  NewJSONReader(r).Next() (*Event, error) — errors "line 7: order_accepted.lines[0].quantity: …"
-//	  MarshalEventJSON(*Event) ([]byte, error), UnmarshalEventJSON([]byte) (*Event, error)
+//	  EncodeJSON[T](*T) ([]byte, error), DecodeJSON[T]([]byte) (*T, error), DecodeEventJSON([]byte)
 //
 // Money is shopspring/decimal.Decimal at the scale the schema fixes (decimal(18,4) for amounts,
 // decimal(12,3) for quantities, decimal(9,6) for rates, decimal(18,9) for fx); points are int64.
