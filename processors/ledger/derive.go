@@ -248,12 +248,21 @@ func (n *Ledger) deriveExceptions(p Policy) []Exception {
 			add(ExcErpLineCountDiff, eo.ErpSalesOrderID, time.Time{}, "ERP has %d items, order %d lines", len(eo.Items), len(n.s.Lines))
 		}
 	}
+	billedAny := map[string]bool{} // lines on some billing document, cancelled or not
+	for _, d := range n.s.Documents {
+		for _, bl := range d.Lines {
+			billedAny[bl.OrderLineID] = true
+		}
+	}
 	for _, ln := range n.s.Lines {
 		if ln.ShippedReported.Add(ln.CancelRequested).GreaterThan(ln.Ordered) {
 			add(ExcShipmentExceedsOpen, ln.OrderLineID, time.Time{}, "shipped %s + cancelled %s > ordered %s", ln.ShippedReported, ln.CancelRequested, ln.Ordered)
 		}
 		if ln.HasErpItem && !ln.ErpQuantity.Equal(ln.Ordered) {
 			add(ExcErpQtyDiff, ln.OrderLineID, time.Time{}, "ERP quantity %s, ordered %s", ln.ErpQuantity, ln.Ordered)
+		}
+		if !billedAny[ln.OrderLineID] {
+			continue // not billed at all: the views' NOT_BILLED, aged from the shipment
 		}
 		oms := ln.Shipped.Sub(ln.Returned)
 		erp := ln.Invoiced.Sub(ln.Credited)

@@ -335,7 +335,7 @@ const (
 	ExcWrongMultiplier      = "WRONG_MULTIPLIER"                  // Ref: ledger entry id
 	ExcErpQtyDiff           = "ERP_QTY_DIFF"                      // Ref: order line; ERP sales order qty ≠ ordered
 	ExcErpLineCountDiff     = "ERP_LINE_COUNT_DIFF"               // Ref: ERP sales order id
-	ExcBilledQtyDiff        = "BILLED_QTY_DIFF"                   // Ref: order line; invoiced − credited ≠ shipped − returned
+	ExcBilledQtyDiff        = "BILLED_QTY_DIFF"                   // Ref: order line on some billing document; invoiced − credited ≠ shipped − returned
 	ExcBilledAmountDiff     = "BILLED_AMOUNT_DIFF"                // Ref: order line; beyond AmountTolerance × lines
 	ExcNoEarnRate           = "NO_EARN_RATE"                      // Ref: currency
 	ExcUnknownTier          = "UNKNOWN_TIER"                      // Ref: tier code

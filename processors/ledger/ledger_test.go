@@ -1,0 +1,448 @@
+package ledger
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retailflow/retailflow/schemas"
+)
+
+// TestWorkedExamplesB2 reproduces every number of DOMAIN.md B.2.
+func TestWorkedExamplesB2(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"})
+	s2 := shipment("e-s2", "O-1001", "S2", day(4), qty{"L1", "1"}, qty{"L2", "2"})
+	cases := []struct {
+		name     string
+		events   []schemas.Event
+		want     []string // commands of the whole sequence
+		entitled int64
+		basis    string
+	}{
+		{
+			name:     "A: split shipment posts 141 then 181 = 322, not 321",
+			events:   []schemas.Event{o1001(), s1, s2},
+			want:     []string{"AccrualRequested 141 S1", "AccrualRequested 181 S2"},
+			entitled: 322, basis: "215",
+		},
+		{
+			name:     "A': one shipment of everything gives the same 322",
+			events:   []schemas.Event{o1001(), shipment("e-s", "O-1001", "S", day(1), qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})},
+			want:     []string{"AccrualRequested 322 S"},
+			entitled: 322, basis: "215",
+		},
+		{
+			name:     "B: cancellation after S1 keeps 141 and refunds 320 + 240 = 560",
+			events:   []schemas.Event{o1001(), s1, cancelled("e-c", "O-1001", "C1", day(3), false, qty{"L1", "1"}, qty{"L2", "2"})},
+			want:     []string{"AccrualRequested 141 S1", "RedemptionRefundRequested 560 C1"},
+			entitled: 141, basis: "94.6",
+		},
+		{
+			name: "C: returns reverse 39 then 77 and refund 120 then 240",
+			events: []schemas.Event{o1001(), s1, s2,
+				returned("e-r1", "O-1001", "R1", day(20), qty{"L2", "1"}),
+				returned("e-r2", "O-1001", "R2", day(40), qty{"L2", "2"})},
+			want: []string{"AccrualRequested 141 S1", "AccrualRequested 181 S2",
+				"ReversalRequested 39 R1", "RedemptionRefundRequested 120 R1",
+				"ReversalRequested 77 R2", "RedemptionRefundRequested 240 R2"},
+			entitled: 206, basis: "137.6",
+		},
+		{
+			name: "D: full return nets accrual to 0 and refunds all 1,000 points",
+			events: []schemas.Event{o1001(), s1, s2,
+				returned("e-r", "O-1001", "R", day(10), qty{"L1", "2"}, qty{"L2", "3"})},
+			want: []string{"AccrualRequested 141 S1", "AccrualRequested 181 S2",
+				"ReversalRequested 322 R", "RedemptionRefundRequested 1000 R"},
+			entitled: 0, basis: "0",
+		},
+		{
+			name: "full cancellation before shipment of a confirmed redemption refunds 1,000",
+			events: []schemas.Event{o1001(), confirmed("e-rc", "O-1001", "RSV-1", 1000, day(0)),
+				cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})},
+			want:     []string{"RedemptionRefundRequested 1000 C1"},
+			entitled: 0, basis: "0",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l, cmds := run(t, p, tc.events...)
+			if got := cmdSummary(cmds); !slices.Equal(got, tc.want) {
+				t.Fatalf("commands\n got %q\nwant %q", got, tc.want)
+			}
+			pt := l.Points()
+			if pt.Entitled != tc.entitled || pt.Requested != tc.entitled {
+				t.Fatalf("P = %d, requested %d, want %d", pt.Entitled, pt.Requested, tc.entitled)
+			}
+			if !pt.Basis.Equal(dec(tc.basis)) {
+				t.Fatalf("B = %s, want %s", pt.Basis, tc.basis)
+			}
+		})
+	}
+}
+
+// TestScenarioDMemberNetsToZero: −1,000 redeemed +141 +181 −322 +1,000 refunded = 0.
+func TestScenarioDMemberNetsToZero(t *testing.T) {
+	_, cmds := run(t, DefaultPolicy(), o1001(),
+		shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"}),
+		shipment("e-s2", "O-1001", "S2", day(4), qty{"L1", "1"}, qty{"L2", "2"}),
+		returned("e-r", "O-1001", "R", day(10), qty{"L1", "2"}, qty{"L2", "3"}))
+	net := int64(-1000)
+	for _, c := range cmds {
+		switch c.CommandType {
+		case schemas.TypeAccrualRequested, schemas.TypeRedemptionRefundRequested:
+			net += c.Points
+		case schemas.TypeReversalRequested:
+			net -= c.Points
+		}
+	}
+	if net != 0 {
+		t.Fatalf("member ledger for the order nets to %d, want 0", net)
+	}
+}
+
+func TestCommandFields(t *testing.T) {
+	p := DefaultPolicy()
+	_, cmds := run(t, p, o1001(), shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}))
+	if len(cmds) != 1 {
+		t.Fatalf("want 1 command, got %d", len(cmds))
+	}
+	c := cmds[0]
+	if c.RequestID != schemas.CommandRequestID("O-1001", "e-s1", schemas.TypeAccrualRequested) {
+		t.Fatalf("request id %s is not the contract id", c.RequestID)
+	}
+	if c.ActivatesAt == nil || !c.ActivatesAt.Equal(day(31)) {
+		t.Fatalf("activates_at %v, want day 31", c.ActivatesAt)
+	}
+	if c.PolicyVersion != p.Version || c.MemberID != "M-77" || c.TierCode != "GOLD" || !c.TierMultiplier.Equal(dec("1.5")) ||
+		!c.BasisAmount.Equal(dec("94.6")) || c.EntitledPoints != 141 || c.Reason != "SHIPMENT" || !c.RequestedAt.Equal(day(1)) {
+		t.Fatalf("command fields: %+v", c)
+	}
+}
+
+func TestDuplicateIsNoOp(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"})
+	l, _ := run(t, p, o1001(), s1)
+	again := s1
+	again.PublishedAt = day(9) // a re-publication of the same fact
+	l2, cmds, err := l.Apply(again, p)
+	if err != nil || len(cmds) != 0 {
+		t.Fatalf("duplicate: cmds %v err %v", cmds, err)
+	}
+	if !equalStates(l.State(), l2.State()) {
+		t.Fatal("duplicate changed the ledger")
+	}
+	bad := s1
+	bad.ShipmentConfirmed = &schemas.ShipmentConfirmed{ShipmentID: "S1", OrderID: "O-1001", ShippedAt: day(1),
+		Lines: []schemas.ShipmentLine{{OrderLineID: "L1", QuantityShipped: dec("2")}}}
+	_, _, err = l.Apply(bad, p)
+	var ee *EventError
+	if !errors.Is(err, ErrConflictingDuplicate) || !errors.As(err, &ee) || ee.EventID != "e-s1" || ee.OrderID != "O-1001" {
+		t.Fatalf("same id, different payload: %v", err)
+	}
+}
+
+func TestApplyDoesNotMutateReceiver(t *testing.T) {
+	p := DefaultPolicy()
+	l, _ := run(t, p, o1001(), shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}))
+	before := l.State()
+	_, _, err := l.Apply(returned("e-r", "O-1001", "R", day(2), qty{"L1", "1"}), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _ = l.Apply(shipment("e-s2", "O-1001", "S2", day(2), qty{"L1", "1"}, qty{"L2", "3"}), p)
+	if !equalStates(before, l.State()) {
+		t.Fatal("Apply mutated the committed ledger")
+	}
+}
+
+func TestHeldBeforeOrder(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"})
+	r1 := returned("e-r1", "O-1001", "R1", day(2), qty{"L2", "1"})
+	var l Ledger
+	var err error
+	var cmds []schemas.LoyaltyCommand
+	for _, e := range []schemas.Event{r1, s1} {
+		if l, cmds, err = l.Apply(e, p); err != nil || len(cmds) != 0 {
+			t.Fatalf("orphan %s: cmds %v err %v", e.EventID, cmds, err)
+		}
+	}
+	if l.Held() != 2 || l.Accepted() {
+		t.Fatalf("held %d", l.Held())
+	}
+	// A much later loyalty event moves the clock past the grace: the orphans become exceptions.
+	late := confirmed("e-rc", "O-1001", "RSV-1", 1000, day(5))
+	if l, _, err = l.Apply(late, p); err != nil {
+		t.Fatal(err)
+	}
+	if ex := l.Exceptions(); len(ex) != 2 || !hasException(ex, ExcHeldWithoutOrder, "e-s1") || !ex[1].FirstSeen.Equal(day(1).Add(p.OrphanGrace)) {
+		t.Fatalf("exceptions %+v", ex)
+	}
+	l, cmds, err = l.Apply(o1001(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"AccrualRequested 141 S1", "ReversalRequested 38 R1", "RedemptionRefundRequested 120 R1"}
+	if got := cmdSummary(cmds); !slices.Equal(got, want) {
+		t.Fatalf("released commands %q, want %q", got, want)
+	}
+	if l.Held() != 0 || len(l.Exceptions()) != 0 {
+		t.Fatalf("after order: held %d exceptions %+v", l.Held(), l.Exceptions())
+	}
+}
+
+func TestOverReturnHeldThenCapped(t *testing.T) {
+	p := DefaultPolicy()
+	l, cmds := run(t, p, o1001(),
+		shipment("e-s1", "O-1001", "S1", day(1), qty{"L2", "1"}),
+		returned("e-r", "O-1001", "R", day(2), qty{"L2", "2"}))
+	if l.Held() != 1 || len(cmds) != 1 {
+		t.Fatalf("held %d cmds %q", l.Held(), cmdSummary(cmds))
+	}
+	// The second unit ships within the grace: the return applies in full.
+	l2, cmds2 := run(t, p, o1001(),
+		shipment("e-s1", "O-1001", "S1", day(1), qty{"L2", "1"}),
+		returned("e-r", "O-1001", "R", day(2), qty{"L2", "2"}),
+		shipment("e-s2", "O-1001", "S2", day(2).Add(time.Hour), qty{"L2", "1"}))
+	if l2.Held() != 0 || !l2.Lines()[1].Returned.Equal(dec("2")) {
+		t.Fatalf("fitting return not applied: held %d", l2.Held())
+	}
+	if got := cmdSummary(cmds2)[2:]; !slices.Equal(got, []string{"ReversalRequested 77 R", "RedemptionRefundRequested 240 R"}) {
+		t.Fatalf("fitting return commands %q", got)
+	}
+	// Nothing more ships; a cancellation a day later applies the return capped at 1, flagged.
+	l3, cmds3, err := l.Apply(cancelled("e-c", "O-1001", "C", day(3), false, qty{"L1", "1"}), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l3.Held() != 0 || !l3.Lines()[1].Returned.Equal(dec("1")) {
+		t.Fatalf("capped return: held %d returned %s", l3.Held(), l3.Lines()[1].Returned)
+	}
+	if got := cmdSummary(cmds3); !slices.Equal(got, []string{"ReversalRequested 38 R", "RedemptionRefundRequested 120 R", "RedemptionRefundRequested 320 C"}) {
+		t.Fatalf("capped commands %q", got)
+	}
+	if ex := l3.Exceptions(); len(ex) == 0 || !hasException(ex, ExcReturnExceedsShipped, "R") {
+		t.Fatalf("exceptions %+v", ex)
+	}
+}
+
+func TestDeferredFullCancelRefund(t *testing.T) {
+	p := DefaultPolicy()
+	full := cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})
+	l, cmds := run(t, p, o1001(), full)
+	if len(cmds) != 0 {
+		t.Fatalf("unconfirmed redemption refunded: %q", cmdSummary(cmds))
+	}
+	if open, closed := l.EvictAfter(); !closed || !open.Equal(day(1).Add(p.RetentionAfterClose)) {
+		t.Fatalf("fully cancelled order not closed: %v %v", open, closed)
+	}
+	_, cmds, err := l.Apply(confirmed("e-rc", "O-1001", "RSV-1", 1000, day(0)), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cmds) != 1 || cmds[0].RequestID != schemas.CommandRequestID("O-1001", "e-c", schemas.TypeRedemptionRefundRequested) || cmds[0].Points != 1000 {
+		t.Fatalf("deferred refund %+v", cmds)
+	}
+}
+
+func TestGuestOrderEarnsNothing(t *testing.T) {
+	p := DefaultPolicy()
+	oa := accepted("e-oa", "O-2", day(0), "", "", nil, orderLine("L1", "SKU-A", 1, "100", "100", false, 0, ""))
+	l, cmds := run(t, p, oa, shipment("e-s", "O-2", "S", day(1), qty{"L1", "1"}))
+	if len(cmds) != 0 || l.Points().Entitled != 0 {
+		t.Fatalf("guest order: %q P=%d", cmdSummary(cmds), l.Points().Entitled)
+	}
+}
+
+func TestTenderRedemptionAndExclusions(t *testing.T) {
+	p := DefaultPolicy()
+	p.ExcludedSKUs = []string{"SKU-X"}
+	oa := accepted("e-oa", "O-3", day(0), "M-1", "BASE",
+		&schemas.LoyaltyRedemption{ReservationID: "R", Points: 500, Value: dec("5"), Accounting: "TENDER"},
+		orderLine("L1", "SKU-A", 1, "100", "100", false, 500, "5"),
+		orderLine("L2", "SKU-X", 1, "40", "40", false, 0, ""))
+	l, cmds := run(t, p, oa, shipment("e-s", "O-3", "S", day(1), qty{"L1", "1"}, qty{"L2", "1"}))
+	if got := cmdSummary(cmds); !slices.Equal(got, []string{"AccrualRequested 95 S"}) {
+		t.Fatalf("commands %q", got)
+	}
+	if ln := l.Lines(); !ln[0].EligibleValue.Equal(dec("95")) || !ln[1].EligibleValue.IsZero() || ln[1].Eligible {
+		t.Fatalf("eligible values %s %s", ln[0].EligibleValue, ln[1].EligibleValue)
+	}
+}
+
+func TestRedemptionAllocatedByLargestRemainder(t *testing.T) {
+	// No line carries an allocation: 100 points over weights 1:1:1 → 34, 33, 33.
+	oa := accepted("e-oa", "O-4", day(0), "M-1", "BASE",
+		&schemas.LoyaltyRedemption{ReservationID: "R", Points: 100, Value: dec("1.00"), Accounting: "DISCOUNT"},
+		orderLine("A", "A", 1, "10", "10", false, 0, ""), orderLine("B", "B", 1, "10", "10", false, 0, ""),
+		orderLine("C", "C", 1, "10", "10", false, 0, ""), orderLine("G", "G", 1, "10", "10", true, 0, ""))
+	l, _ := run(t, DefaultPolicy(), oa)
+	var pts []int64
+	var value []string
+	for _, ln := range l.Lines() {
+		pts = append(pts, ln.RedemptionPoints)
+		value = append(value, ln.RedemptionValue.StringFixed(2))
+	}
+	if !slices.Equal(pts, []int64{34, 33, 33, 0}) || !slices.Equal(value, []string{"0.34", "0.33", "0.33", "0.00"}) {
+		t.Fatalf("allocation %v %v", pts, value)
+	}
+}
+
+func TestLoyaltyAndErpFeeds(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"})
+	l, cmds := run(t, p, o1001(), s1)
+	req := cmds[0].RequestID
+	posted := schemas.Event{Envelope: envelope("e-pa", schemas.TypePointsAccrualPosted, day(1), "O-1001"),
+		PointsAccrualPosted: &schemas.PointsAccrualPosted{LedgerEntryID: "LE1", RequestID: req, OrderID: "O-1001", Points: 140,
+			TierMultiplier: dec("1.25"), SourceRef: "S1", PostedAt: day(1)}}
+	activated := schemas.Event{Envelope: envelope("e-act", schemas.TypePointsActivated, day(31), "O-1001"),
+		PointsActivated: &schemas.PointsActivated{LedgerEntryID: "LE1", OrderID: "O-1001", Points: 140, ActivatedAt: day(31)}}
+	erp := schemas.Event{Envelope: envelope("e-erp", schemas.TypeErpSalesOrderCreated, day(0), "O-1001"),
+		ErpSalesOrderCreated: &schemas.ErpSalesOrderCreated{ErpSalesOrderID: "SO1", OrderID: "O-1001", Currency: "EUR",
+			Items: []schemas.ErpItemLink{{ErpItem: "10", OrderLineID: "L1", Quantity: dec("2")}, {ErpItem: "20", OrderLineID: "L2", Quantity: dec("2")}, {ErpItem: "30", OrderLineID: "L3", Quantity: dec("1")}}}}
+	inv := schemas.Event{Envelope: envelope("e-inv", schemas.TypeInvoicePosted, day(2), "O-1001"),
+		InvoicePosted: &schemas.BillingDocument{BillingDocumentID: "90001", BillingType: "F2", OrderID: "O-1001", AccountingTransferStatus: "NOT_TRANSFERRED",
+			Currency: "EUR", BillingDate: day(2), Net: dec("144.60"), Lines: []schemas.BillingLine{
+				{BillingItem: "1", OrderLineID: "L1", ReferenceDocument: "S1", Quantity: dec("1"), Net: dec("68.80")},
+				{BillingItem: "2", OrderLineID: "L2", ReferenceDocument: "S1", Quantity: dec("1"), Net: dec("25.80")},
+				{BillingItem: "3", OrderLineID: "L3", ReferenceDocument: "S1", Quantity: dec("1"), Net: dec("50.00")}}}}
+	// ERP first, activation before its accrual: order of arrival must not matter.
+	for _, e := range []schemas.Event{erp, activated, inv, posted} {
+		var err error
+		if l, _, err = l.Apply(e, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pt := l.Points()
+	if pt.Posted != 140 || pt.Pending != 0 || pt.Active != 140 {
+		t.Fatalf("points %+v", pt)
+	}
+	ex := l.Exceptions()
+	for _, want := range [][2]string{{ExcPostedNotRequested, req}, {ExcWrongMultiplier, "LE1"}, {ExcErpQtyDiff, "L2"}} {
+		if !hasException(ex, want[0], want[1]) {
+			t.Fatalf("missing %v in %+v", want, ex)
+		}
+	}
+	if hasException(ex, ExcBilledQtyDiff, "L1") || hasException(ex, ExcBilledAmountDiff, "L1") {
+		t.Fatalf("billed S1 fully, yet %+v", ex)
+	}
+	st := l.State()
+	if sl := st.Shipments[0].Lines[0]; !sl.Billed.Equal(dec("1")) || !sl.BilledNotTransferred {
+		t.Fatalf("shipment line billing %+v", sl)
+	}
+	// Cancelling the invoice reverses it.
+	cxl := schemas.Event{Envelope: envelope("e-cxl", schemas.TypeBillingDocCancelled, day(3), "O-1001"),
+		BillingDocCancelled: &schemas.BillingDocCancelled{BillingDocumentID: "90002", CancelsBillingDocumentID: "90001", OrderID: "O-1001", CancelledAt: day(3)}}
+	l, _, err := l.Apply(cxl, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ln := l.Lines()[0]; !ln.Invoiced.IsZero() || !ln.InvoicedNet.IsZero() || !hasException(l.Exceptions(), ExcBilledQtyDiff, "L1") {
+		t.Fatalf("cancelled invoice still counted: %s %s", ln.Invoiced, ln.InvoicedNet)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	p := DefaultPolicy()
+	l, _ := run(t, p, o1001())
+	cases := []struct {
+		name string
+		e    schemas.Event
+		want error
+	}{
+		{"no event id", func() schemas.Event { e := shipment("", "O-1001", "S", day(1), qty{"L1", "1"}); return e }(), ErrInvalidEvent},
+		{"other order", shipment("e-x", "O-9", "S", day(1), qty{"L1", "1"}), ErrWrongOrder},
+		{"zero quantity", shipment("e-z", "O-1001", "S", day(1), qty{"L1", "0"}), ErrInvalidEvent},
+		{"second order", accepted("e-oa2", "O-1001", day(0), "", "", nil, orderLine("L1", "A", 1, "1", "1", false, 0, "")), ErrOrderAlreadyAccepted},
+		{"body mismatch", schemas.Event{Envelope: envelope("e-b", schemas.TypeReturnReceived, day(1), "O-1001"),
+			ShipmentConfirmed: &schemas.ShipmentConfirmed{ShipmentID: "S", OrderID: "O-1001"}}, ErrInvalidEvent},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, cmds, err := l.Apply(tc.e, p)
+			var ee *EventError
+			if !errors.Is(err, tc.want) || !errors.As(err, &ee) || ee.EventID != tc.e.EventID || len(cmds) != 0 {
+				t.Fatalf("err %v", err)
+			}
+			if !strings.Contains(err.Error(), "O-1001") && tc.want != ErrWrongOrder {
+				t.Fatalf("error does not name the order: %v", err)
+			}
+			if !equalStates(got.State(), l.State()) {
+				t.Fatal("rejected event changed the ledger")
+			}
+		})
+	}
+	small := p
+	small.MaxEventsPerOrder = 1
+	if _, _, err := l.Apply(shipment("e-s", "O-1001", "S", day(1), qty{"L1", "1"}), small); !errors.Is(err, ErrTooManyEvents) {
+		t.Fatalf("bound: %v", err)
+	}
+}
+
+func TestUnknownLineAndOverShipment(t *testing.T) {
+	p := DefaultPolicy()
+	l, cmds := run(t, p, o1001(),
+		cancelled("e-c", "O-1001", "C", day(1), false, qty{"L1", "1"}),
+		shipment("e-s", "O-1001", "S", day(2), qty{"L1", "2"}, qty{"L9", "1"}))
+	ln := l.Lines()[0]
+	if !ln.Shipped.Equal(dec("2")) || !ln.Cancelled.IsZero() {
+		t.Fatalf("shipment must win over the cancellation: shipped %s cancelled %s", ln.Shipped, ln.Cancelled)
+	}
+	ex := l.Exceptions()
+	if !hasException(ex, ExcShipmentExceedsOpen, "L1") || !hasException(ex, ExcUnknownOrderLine, "S/L9") {
+		t.Fatalf("exceptions %+v", ex)
+	}
+	_ = cmds
+}
+
+func TestClosureAfterReturnWindow(t *testing.T) {
+	p := DefaultPolicy()
+	l, _ := run(t, p, o1001(), shipment("e-s", "O-1001", "S", day(1), qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"}))
+	if _, closed := l.EvictAfter(); closed {
+		t.Fatal("closed inside the return window")
+	}
+	late := schemas.Event{Envelope: envelope("e-act", schemas.TypePointsActivated, day(31), "O-1001"),
+		PointsActivated: &schemas.PointsActivated{LedgerEntryID: "LE1", OrderID: "O-1001", Points: 322, ActivatedAt: day(31)}}
+	l, _, err := l.Apply(late, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, closed := l.EvictAfter()
+	if !closed || !at.Equal(day(31).Add(p.RetentionAfterClose)) {
+		t.Fatalf("evict after %v closed %v", at, closed)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	if err := DefaultPolicy().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := DefaultPolicy()
+	p.Version = ""
+	p.LockDays = -1
+	p.MaxEventsPerOrder = 0
+	err := p.Validate()
+	for _, field := range []string{"Version", "LockDays", "MaxEventsPerOrder"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Fatalf("Validate() = %v, want it to name %s", err, field)
+		}
+	}
+	var pe *PolicyError
+	if !errors.As(err, &pe) {
+		t.Fatalf("not a *PolicyError: %v", err)
+	}
+}
+
+func hasException(ex []Exception, code, ref string) bool {
+	for _, x := range ex {
+		if x.Code == code && x.Ref == ref {
+			return true
+		}
+	}
+	return false
+}
