@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,28 +27,34 @@ var (
 	rowBuckets = prometheus.ExponentialBuckets(1, 4, 11)
 )
 
-// RuntimeMetrics are the metrics of the exactly-once processor (`retailflow run`).
+// RuntimeMetrics are the metrics of the exactly-once processor (`retailflow run`). Its methods
+// are the hooks of topology.Metrics, so a *RuntimeMetrics is passed as the runner's Metrics
+// option as it is.
 //
-// Every method is safe for concurrent use, and a nil *RuntimeMetrics is valid: every method is a
-// no-op, so code and tests that do not care about metrics pass nil.
+// Every method is safe for concurrent use and does not block, and a nil *RuntimeMetrics is
+// valid: every method is a no-op.
 //
 // Label values must come from small fixed sets: topics are the configured topic names,
-// partitions are bounded by topics.partitions, and reasons are short classes chosen by the
-// caller ("decode", "validate", "rebalance"), never error texts.
+// partitions are bounded by topics.partitions, and classes and reasons are the runtime's short
+// names ("decode", "validate"; "rebalance", "produce"), never error texts.
 type RuntimeMetrics struct {
 	consumed          *prometheus.CounterVec
 	produced          *prometheus.CounterVec
 	deadLettered      *prometheus.CounterVec
 	txnCommitted      prometheus.Counter
 	txnAborted        *prometheus.CounterVec
-	txnDuration       *prometheus.HistogramVec
+	txnDuration       prometheus.Histogram
+	txnRecords        prometheus.Histogram
 	latency           prometheus.Histogram
 	stateEntries      *prometheus.GaugeVec
 	stateBytes        *prometheus.GaugeVec
 	restoreRemaining  *prometheus.GaugeVec
-	restoredRecords   *prometheus.CounterVec
+	restoredRecords   *prometheus.GaugeVec
 	restoreDuration   prometheus.Histogram
 	assignedPartition *prometheus.GaugeVec
+
+	mu           sync.Mutex
+	restoreStart map[int32]time.Time // partitions being restored → when the first progress came
 }
 
 // NewRuntimeMetrics creates the processor's metrics and registers them in reg. It fails when
@@ -56,7 +63,7 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 	m := &RuntimeMetrics{
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "records_consumed_total",
-			Help: "Records the processor consumed, by topic; counted when the transaction that carried them commits.",
+			Help: "Input records the processor polled, by topic (a record re-polled after an abort counts again).",
 		}, []string{"topic"}),
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "records_produced_total",
@@ -64,29 +71,34 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 		}, []string{"topic"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "records_dead_lettered_total",
-			Help: "Input records sent to the DLQ in committed transactions, by source topic and reason class.",
-		}, []string{"topic", "reason"}),
+			Help: "Input records sent to the DLQ in committed transactions, by source topic and error class.",
+		}, []string{"topic", "class"}),
 		txnCommitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "transactions_committed_total",
 			Help: "Kafka transactions that End reported committed.",
 		}),
 		txnAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "transactions_aborted_total",
-			Help: "Kafka transactions that ended aborted (state overlay dropped, records re-polled), by reason class.",
+			Help: "Kafka transactions that ended aborted (state overlay dropped, records re-polled), by reason.",
 		}, []string{"reason"}),
-		txnDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		txnDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "transaction_duration_seconds",
-			Help:    "Time from the first record of a transaction to End returning, by outcome (committed|aborted).",
+			Help:    "Time of a committed transaction, from its first record to End returning.",
 			Buckets: durationBuckets,
-		}, []string{"outcome"}),
+		}),
+		txnRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "transaction_records",
+			Help:    "Input records per committed transaction.",
+			Buckets: rowBuckets,
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "processing_latency_seconds",
-			Help:    "Time from a record's Kafka timestamp to the commit of the transaction that processed it.",
+			Help:    "Time from an input record's Kafka timestamp to the commit of the transaction that processed it.",
 			Buckets: latencyBuckets,
 		}),
 		stateEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "state_entries",
-			Help: "Orders held in the ledger state store, by partition.",
+			Help: "Keys (orders) held in the ledger state store, by partition.",
 		}, []string{"partition"}),
 		stateBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "state_bytes",
@@ -96,9 +108,9 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 			Namespace: Namespace, Name: "state_restore_remaining_records",
 			Help: "Changelog records still to replay before the partition's state is restored (0 when done).",
 		}, []string{"partition"}),
-		restoredRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "state_restored_records_total",
-			Help: "Changelog records replayed into the state store, by partition.",
+		restoredRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "state_restore_read_records",
+			Help: "Changelog records replayed so far by the partition's current (or last) restore.",
 		}, []string{"partition"}),
 		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "state_restore_duration_seconds",
@@ -106,19 +118,20 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 			Buckets: restoreBuckets,
 		}),
 		assignedPartition: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "partition_assigned",
-			Help: "1 for each partition this instance owns and has restored, 0 while it restores.",
+			Namespace: Namespace, Name: "partition_restored",
+			Help: "1 for each partition this instance owns with its state restored, 0 while it restores.",
 		}, []string{"partition"}),
+		restoreStart: map[int32]time.Time{},
 	}
 	if err := register(reg, m.consumed, m.produced, m.deadLettered, m.txnCommitted, m.txnAborted, m.txnDuration,
-		m.latency, m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords, m.restoreDuration,
-		m.assignedPartition); err != nil {
+		m.txnRecords, m.latency, m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords,
+		m.restoreDuration, m.assignedPartition); err != nil {
 		return nil, fmt.Errorf("ops: runtime metrics: %w", err)
 	}
 	return m, nil
 }
 
-// Consumed counts n records of topic that a committed transaction consumed.
+// Consumed counts n input records polled from topic.
 func (m *RuntimeMetrics) Consumed(topic string, n int) {
 	if m == nil {
 		return
@@ -126,7 +139,7 @@ func (m *RuntimeMetrics) Consumed(topic string, n int) {
 	m.consumed.WithLabelValues(topic).Add(float64(n))
 }
 
-// Produced counts n records produced to topic in a committed transaction.
+// Produced counts n records a committed transaction wrote to topic.
 func (m *RuntimeMetrics) Produced(topic string, n int) {
 	if m == nil {
 		return
@@ -134,97 +147,93 @@ func (m *RuntimeMetrics) Produced(topic string, n int) {
 	m.produced.WithLabelValues(topic).Add(float64(n))
 }
 
-// DeadLettered counts one record of topic sent to the DLQ, with its reason class
-// ("decode", "schema", "validate", "orphan", …).
-func (m *RuntimeMetrics) DeadLettered(topic, reason string) {
+// DeadLettered counts n records of topic that a committed transaction sent to the DLQ, with
+// their error class.
+func (m *RuntimeMetrics) DeadLettered(topic, class string, n int) {
 	if m == nil {
 		return
 	}
-	m.deadLettered.WithLabelValues(topic, reason).Inc()
+	m.deadLettered.WithLabelValues(topic, class).Add(float64(n))
 }
 
-// TxnCommitted records a committed transaction that took d from its first record to End.
-func (m *RuntimeMetrics) TxnCommitted(d time.Duration) {
+// Committed records one committed transaction of records input records that took d.
+func (m *RuntimeMetrics) Committed(records int, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.txnCommitted.Inc()
-	m.txnDuration.WithLabelValues("committed").Observe(d.Seconds())
+	m.txnDuration.Observe(d.Seconds())
+	m.txnRecords.Observe(float64(records))
 }
 
-// TxnAborted records an aborted transaction with its reason class ("rebalance", "produce",
-// "fenced", "shutdown", …) and how long it ran.
-func (m *RuntimeMetrics) TxnAborted(reason string, d time.Duration) {
+// Aborted records one aborted transaction with its reason ("rebalance", "produce",
+// "transient", "shutdown").
+func (m *RuntimeMetrics) Aborted(reason string) {
 	if m == nil {
 		return
 	}
 	m.txnAborted.WithLabelValues(reason).Inc()
-	m.txnDuration.WithLabelValues("aborted").Observe(d.Seconds())
 }
 
-// ObserveLatency records, for one record, the time from its Kafka timestamp to the commit of
-// the transaction that processed it.
-func (m *RuntimeMetrics) ObserveLatency(d time.Duration) {
+// Latency records, for one input record, the time from its Kafka timestamp to the commit of the
+// transaction that processed it.
+func (m *RuntimeMetrics) Latency(d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.latency.Observe(d.Seconds())
 }
 
-// SetStateSize sets the size of partition's state store after a commit: entries (orders) and
-// approximate bytes.
-func (m *RuntimeMetrics) SetStateSize(partition int32, entries int, bytes int64) {
+// RestoreProgress reports partition's restore: read records so far of the total in its
+// changelog range; done once the store is complete. The restore's duration is measured from
+// the first report of the partition to the one with done.
+func (m *RuntimeMetrics) RestoreProgress(partition int32, read, total int64, done bool) {
 	if m == nil {
 		return
 	}
 	p := partLabel(partition)
-	m.stateEntries.WithLabelValues(p).Set(float64(entries))
-	m.stateBytes.WithLabelValues(p).Set(float64(bytes))
-}
-
-// RestoreStarted marks partition as assigned and restoring, with remaining changelog records
-// to replay (last stable offset − start offset).
-func (m *RuntimeMetrics) RestoreStarted(partition int32, remaining int64) {
-	if m == nil {
+	m.restoredRecords.WithLabelValues(p).Set(float64(read))
+	m.restoreRemaining.WithLabelValues(p).Set(float64(max(total-read, 0)))
+	now := time.Now()
+	m.mu.Lock()
+	start, restoring := m.restoreStart[partition]
+	switch {
+	case done && restoring:
+		delete(m.restoreStart, partition)
+	case done:
+		start = now // a single report: an empty changelog, restored at once
+	case !restoring:
+		m.restoreStart[partition] = now
+	}
+	m.mu.Unlock()
+	if done {
+		m.restoreRemaining.WithLabelValues(p).Set(0)
+		m.assignedPartition.WithLabelValues(p).Set(1)
+		m.restoreDuration.Observe(now.Sub(start).Seconds())
 		return
 	}
-	p := partLabel(partition)
 	m.assignedPartition.WithLabelValues(p).Set(0)
-	m.restoreRemaining.WithLabelValues(p).Set(float64(remaining))
 }
 
-// RestoreProgress records that n more changelog records of partition were replayed and
-// remaining are still to go.
-func (m *RuntimeMetrics) RestoreProgress(partition int32, n int, remaining int64) {
+// StateSize sets partition's store size after a commit or restore: keys (orders) and
+// approximate bytes. keys < 0 means the partition was dropped (revoked): its per-partition
+// series are removed, so a dashboard summing over instances does not count it twice.
+func (m *RuntimeMetrics) StateSize(partition int32, keys int, bytes int64) {
 	if m == nil {
 		return
 	}
 	p := partLabel(partition)
-	m.restoredRecords.WithLabelValues(p).Add(float64(n))
-	m.restoreRemaining.WithLabelValues(p).Set(float64(remaining))
-}
-
-// RestoreFinished marks partition's state as restored after d.
-func (m *RuntimeMetrics) RestoreFinished(partition int32, d time.Duration) {
-	if m == nil {
+	if keys < 0 {
+		for _, g := range []*prometheus.GaugeVec{m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords, m.assignedPartition} {
+			g.DeleteLabelValues(p)
+		}
+		m.mu.Lock()
+		delete(m.restoreStart, partition)
+		m.mu.Unlock()
 		return
 	}
-	p := partLabel(partition)
-	m.restoreRemaining.WithLabelValues(p).Set(0)
-	m.assignedPartition.WithLabelValues(p).Set(1)
-	m.restoreDuration.Observe(d.Seconds())
-}
-
-// PartitionRevoked forgets the per-partition gauges of a partition this instance no longer
-// owns, so a dashboard summing them over instances does not count it twice.
-func (m *RuntimeMetrics) PartitionRevoked(partition int32) {
-	if m == nil {
-		return
-	}
-	p := partLabel(partition)
-	for _, g := range []*prometheus.GaugeVec{m.stateEntries, m.stateBytes, m.restoreRemaining, m.assignedPartition} {
-		g.DeleteLabelValues(p)
-	}
+	m.stateEntries.WithLabelValues(p).Set(float64(keys))
+	m.stateBytes.WithLabelValues(p).Set(float64(bytes))
 }
 
 // SinkMetrics are the metrics of the ClickHouse sink (`retailflow sink`).

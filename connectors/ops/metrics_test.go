@@ -12,7 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/ops"
+	"github.com/retailflow/retailflow/topology"
 )
+
+// The processor hands *RuntimeMetrics to the runner as its Metrics hooks.
+var _ topology.Metrics = (*ops.RuntimeMetrics)(nil)
 
 func TestRuntimeMetricsExposition(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -24,14 +28,14 @@ func TestRuntimeMetricsExposition(t *testing.T) {
 	m.Consumed("retail.orders.v1", 2)
 	m.Consumed("retail.shipments.v1", 1)
 	m.Produced("retailflow.loyalty-commands.v1", 4)
-	m.DeadLettered("retail.orders.v1", "decode")
-	m.TxnCommitted(20 * time.Millisecond)
-	m.TxnCommitted(30 * time.Millisecond)
-	m.TxnAborted("rebalance", 5*time.Millisecond)
-	m.ObserveLatency(150 * time.Millisecond)
-	m.RestoreStarted(3, 1000)
-	m.RestoreProgress(3, 400, 600)
-	m.SetStateSize(3, 42, 4096)
+	m.DeadLettered("retail.orders.v1", "decode", 2)
+	m.Committed(5, 20*time.Millisecond)
+	m.Committed(1, 30*time.Millisecond)
+	m.Aborted("rebalance")
+	m.Latency(150 * time.Millisecond)
+	m.RestoreProgress(3, 0, 1000, false)
+	m.RestoreProgress(3, 400, 1000, false)
+	m.StateSize(3, 42, 4096)
 
 	body := scrape(t, reg)
 	for _, line := range []string{
@@ -39,15 +43,15 @@ func TestRuntimeMetricsExposition(t *testing.T) {
 		`retailflow_records_consumed_total{topic="retail.orders.v1"} 5`,
 		`retailflow_records_consumed_total{topic="retail.shipments.v1"} 1`,
 		`retailflow_records_produced_total{topic="retailflow.loyalty-commands.v1"} 4`,
-		`retailflow_records_dead_lettered_total{reason="decode",topic="retail.orders.v1"} 1`,
+		`retailflow_records_dead_lettered_total{class="decode",topic="retail.orders.v1"} 2`,
 		`retailflow_transactions_committed_total 2`,
 		`retailflow_transactions_aborted_total{reason="rebalance"} 1`,
-		`retailflow_transaction_duration_seconds_count{outcome="committed"} 2`,
-		`retailflow_transaction_duration_seconds_count{outcome="aborted"} 1`,
+		`retailflow_transaction_duration_seconds_count 2`,
+		`retailflow_transaction_records_sum 6`,
 		`retailflow_processing_latency_seconds_count 1`,
 		`retailflow_state_restore_remaining_records{partition="3"} 600`,
-		`retailflow_state_restored_records_total{partition="3"} 400`,
-		`retailflow_partition_assigned{partition="3"} 0`,
+		`retailflow_state_restore_read_records{partition="3"} 400`,
+		`retailflow_partition_restored{partition="3"} 0`,
 		`retailflow_state_entries{partition="3"} 42`,
 		`retailflow_state_bytes{partition="3"} 4096`,
 	} {
@@ -56,27 +60,29 @@ func TestRuntimeMetricsExposition(t *testing.T) {
 		}
 	}
 
-	m.RestoreFinished(3, 2*time.Second)
+	m.RestoreProgress(3, 1000, 1000, true)
+	m.RestoreProgress(4, 0, 0, true) // an empty changelog: one report, done at once
 	body = scrape(t, reg)
 	for _, line := range []string{
-		`retailflow_partition_assigned{partition="3"} 1`,
+		`retailflow_partition_restored{partition="3"} 1`,
+		`retailflow_partition_restored{partition="4"} 1`,
 		`retailflow_state_restore_remaining_records{partition="3"} 0`,
-		`retailflow_state_restore_duration_seconds_count 1`,
+		`retailflow_state_restore_duration_seconds_count 2`,
 	} {
 		if !strings.Contains(body, line+"\n") {
 			t.Errorf("/metrics after restore lacks %q", line)
 		}
 	}
 
-	m.PartitionRevoked(3)
+	m.StateSize(3, -1, 0)
 	body = scrape(t, reg)
-	for _, gone := range []string{"retailflow_state_entries{", "retailflow_partition_assigned{", "retailflow_state_restore_remaining_records{"} {
+	for _, gone := range []string{`{partition="3"}`} {
 		if strings.Contains(body, gone) {
-			t.Errorf("/metrics still has %s…} after the partition was revoked", gone)
+			t.Errorf("/metrics still has series with %s after the partition was revoked:\n%s", gone, grep(body, "retailflow_"))
 		}
 	}
-	if !strings.Contains(body, `retailflow_state_restored_records_total{partition="3"} 400`) {
-		t.Error("the restored-records counter was dropped on revoke; counters must stay monotonic")
+	if !strings.Contains(body, `retailflow_partition_restored{partition="4"} 1`) {
+		t.Error("revoking partition 3 dropped partition 4's series")
 	}
 
 	if _, err := ops.NewRuntimeMetrics(reg); err == nil {
@@ -100,15 +106,14 @@ func TestNilMetricsAreNoOps(t *testing.T) {
 	var r *ops.RuntimeMetrics
 	r.Consumed("t", 1)
 	r.Produced("t", 1)
-	r.DeadLettered("t", "decode")
-	r.TxnCommitted(time.Second)
-	r.TxnAborted("x", time.Second)
-	r.ObserveLatency(time.Second)
-	r.SetStateSize(0, 1, 1)
-	r.RestoreStarted(0, 1)
-	r.RestoreProgress(0, 1, 0)
-	r.RestoreFinished(0, time.Second)
-	r.PartitionRevoked(0)
+	r.DeadLettered("t", "decode", 1)
+	r.Committed(1, time.Second)
+	r.Aborted("rebalance")
+	r.Latency(time.Second)
+	r.StateSize(0, 1, 1)
+	r.RestoreProgress(0, 1, 2, false)
+	r.RestoreProgress(0, 2, 2, true)
+	r.StateSize(0, -1, 0)
 	var s *ops.SinkMetrics
 	s.Consumed("t", 1)
 	s.BatchInserted("orders", 10, time.Second)

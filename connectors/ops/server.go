@@ -154,6 +154,26 @@ func (r *Readiness) Check(context.Context) error {
 	return errors.New(r.reason)
 }
 
+// ProcessorCheck adapts the processor's status to a Check: ready once the consumer group is
+// joined and no assigned partition is still restoring its state; never again after a fatal
+// error. status is typically
+//
+//	func() (bool, []int32, error) { s := runner.Status(); return s.Joined, s.Restoring, s.Err }
+func ProcessorCheck(status func() (joined bool, restoring []int32, fatal error)) Check {
+	return func(context.Context) error {
+		joined, restoring, fatal := status()
+		switch {
+		case fatal != nil:
+			return fmt.Errorf("stopped: %w", fatal)
+		case !joined:
+			return errors.New("consumer group not joined yet")
+		case len(restoring) > 0:
+			return fmt.Errorf("restoring state of partitions %v", restoring)
+		}
+		return nil
+	}
+}
+
 // Cached wraps check so that it runs at most once per ttl; callers within the ttl get the last
 // result. Use it for checks that cost a round trip (a ClickHouse ping), so probes and scrapes
 // cannot multiply the load on a struggling server. The check runs under the caller's context.

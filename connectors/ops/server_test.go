@@ -79,6 +79,36 @@ func TestReadyzTimesOut(t *testing.T) {
 	}
 }
 
+func TestProcessorCheck(t *testing.T) {
+	var (
+		joined    bool
+		restoring []int32
+		fatal     error
+	)
+	check := ops.ProcessorCheck(func() (bool, []int32, error) { return joined, restoring, fatal })
+	srv := httptest.NewServer(ops.NewServer("unused:0", prometheus.NewRegistry(), check).Handler())
+	defer srv.Close()
+	for _, step := range []struct {
+		joined    bool
+		restoring []int32
+		fatal     error
+		code      int
+		body      string
+	}{
+		{false, nil, nil, 503, "not joined"},
+		{true, []int32{0, 3}, nil, 503, "restoring state of partitions [0 3]"},
+		{true, nil, nil, 200, "ready"},
+		{true, nil, errors.New("producer fenced"), 503, "stopped: producer fenced"},
+	} {
+		joined, restoring, fatal = step.joined, step.restoring, step.fatal
+		code, body := get(t, srv.URL+"/readyz")
+		if code != step.code || !strings.Contains(body, step.body) {
+			t.Errorf("joined=%v restoring=%v fatal=%v: /readyz = %d %q, want %d containing %q",
+				step.joined, step.restoring, step.fatal, code, body, step.code, step.body)
+		}
+	}
+}
+
 func TestCachedAndAll(t *testing.T) {
 	var calls atomic.Int32
 	down := errors.New("clickhouse 127.0.0.1:9000: connection refused")
