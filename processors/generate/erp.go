@@ -1,0 +1,160 @@
+package generate
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/shopspring/decimal"
+)
+
+var companyCodes = map[string]string{"EUR": "1000", "GBP": "2000", "USD": "3000"}
+
+// invoices posts one F2 invoice per non-reship shipment after the nightly billing run, each line
+// billing the difference of the line's cumulative value (DOMAIN.md B.3). A few invoices are
+// cancelled (S1) and re-issued. Faults: a shipment never invoiced, an invoice line a unit short,
+// an invoice not transferred to accounting.
+func (o *orderGen) invoices() {
+	if len(o.shipments) == 0 {
+		return
+	}
+	missing, shortShip, shortLine, untransferred := -1, -1, "", -1
+	if o.want[FaultMissingInvoice] {
+		missing = o.fr.IntN(len(o.shipments))
+		o.applied(FaultMissingInvoice)
+	}
+	if o.want[FaultShortInvoice] {
+		type cand struct {
+			ship int
+			line string
+		}
+		var cands []cand
+		for n, s := range o.shipments {
+			for _, l := range s.ShipmentConfirmed.Lines {
+				if n != missing && l.QuantityShipped.GreaterThanOrEqual(decimal.NewFromInt(2)) {
+					cands = append(cands, cand{n, l.OrderLineID})
+				}
+			}
+		}
+		if len(cands) > 0 {
+			c := cands[o.fr.IntN(len(cands))]
+			shortShip, shortLine = c.ship, c.line
+			o.applied(FaultShortInvoice)
+		}
+	}
+	if o.want[FaultInvoiceNotTransferred] {
+		var cands []int
+		for n := range o.shipments {
+			if n != missing {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			untransferred = cands[o.fr.IntN(len(cands))]
+			o.applied(FaultInvoiceNotTransferred)
+		}
+	}
+	byID := map[string]*lineState{}
+	for _, l := range o.lines {
+		byID[l.ol.OrderLineID] = l
+	}
+	cum := map[string]int{} // units shipped before this shipment, per line
+	docs := 0
+	for n, s := range o.shipments {
+		sc := s.ShipmentConfirmed
+		doc := &schemas.BillingDocument{BillingType: "F2", OrderID: o.orderID, ErpSalesOrderID: o.erpSalesOrderID,
+			CompanyCode: companyCodes[o.cur.code], AccountingTransferStatus: "TRANSFERRED", Currency: o.cur.code,
+			FxRate: decimal.NewFromInt(1)}
+		for _, sl := range sc.Lines {
+			l := byID[sl.OrderLineID]
+			q := int(sl.QuantityShipped.IntPart())
+			billed := q
+			if n == shortShip && sl.OrderLineID == shortLine {
+				billed = q - 1
+			}
+			net := valueCum(l.ol.LineNet, cum[sl.OrderLineID]+billed, l.qty).Sub(valueCum(l.ol.LineNet, cum[sl.OrderLineID], l.qty))
+			cum[sl.OrderLineID] += q
+			t := tax(net, l.taxRate)
+			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
+				OrderLineID: sl.OrderLineID, ErpItem: l.erpItem, ReferenceDocument: sc.ShipmentID, SKU: l.ol.SKU,
+				Quantity: decimal.NewFromInt(int64(billed)), Net: net, Tax: t})
+			doc.Net, doc.Tax = doc.Net.Add(net), doc.Tax.Add(t)
+		}
+		doc.Gross = doc.Net.Add(doc.Tax)
+		if n == missing {
+			continue
+		}
+		if n == untransferred {
+			doc.AccountingTransferStatus = []string{"NOT_TRANSFERRED", "BLOCKED"}[o.fr.IntN(2)]
+		}
+		// Nightly billing run: the early hours after the shipment.
+		at := sc.ShippedAt.Add(between(o.r, 3*time.Hour, 20*time.Hour))
+		if o.r.Float64() < 0.03 {
+			docs++
+			first := o.postInvoice(docs, *doc, "TRANSFERRED", at, s)
+			docs++
+			cancelID := o.id("BD", docs)
+			at = at.Add(between(o.r, time.Hour, 6*time.Hour))
+			o.emit(schemas.TypeBillingDocCancelled, "ERP", "billing_document", cancelID, at, first, o.orderID, func(e *schemas.Event) {
+				e.BillingDocCancelled = &schemas.BillingDocCancelled{BillingDocumentID: cancelID,
+					CancelsBillingDocumentID: first.InvoicePosted.BillingDocumentID, OrderID: o.orderID, CancelledAt: e.OccurredAt}
+			})
+			at = at.Add(time.Minute)
+		}
+		docs++
+		o.postInvoice(docs, *doc, doc.AccountingTransferStatus, at, s)
+	}
+}
+
+func (o *orderGen) postInvoice(n int, doc schemas.BillingDocument, status string, at time.Time, cause *schemas.Event) *schemas.Event {
+	doc.BillingDocumentID = o.id("BD", n)
+	doc.AccountingTransferStatus = status
+	if status == "TRANSFERRED" {
+		doc.AccountingDocumentID = strp(o.id("AD", n))
+	}
+	if o.firstInvoiceID == "" {
+		o.firstInvoiceID = doc.BillingDocumentID
+	}
+	return o.emit(schemas.TypeInvoicePosted, "ERP", "billing_document", doc.BillingDocumentID, at, cause, o.orderID, func(e *schemas.Event) {
+		doc.BillingDate = e.OccurredAt
+		doc.FiscalYear = int32(e.OccurredAt.Year())
+		e.InvoicePosted = &doc
+	})
+}
+
+// creditMemos posts one RE credit memo per return; the MissingCreditMemo fault withholds one.
+func (o *orderGen) creditMemos() {
+	missing := -1
+	if o.want[FaultMissingCreditMemo] && len(o.credits) > 0 {
+		missing = o.fr.IntN(len(o.credits))
+		o.applied(FaultMissingCreditMemo)
+	}
+	for n, c := range o.credits {
+		rr := c.ret.ReturnReceived
+		at := rr.ReceivedAt.Add(between(o.r, 2*time.Hour, 24*time.Hour))
+		if n == missing {
+			continue
+		}
+		id := o.id("CM", n+1)
+		doc := &schemas.BillingDocument{BillingDocumentID: id, BillingType: "RE", OrderID: o.orderID,
+			ErpSalesOrderID: o.erpSalesOrderID, CompanyCode: companyCodes[o.cur.code],
+			AccountingDocumentID: strp(o.id("AD", 100+n)), AccountingTransferStatus: "TRANSFERRED",
+			Currency: o.cur.code, FxRate: decimal.NewFromInt(1), ReturnID: strp(rr.ReturnID)}
+		if o.firstInvoiceID != "" {
+			doc.ReferenceInvoiceID = strp(o.firstInvoiceID)
+		}
+		for _, cl := range c.lines {
+			t := tax(cl.net, cl.l.taxRate)
+			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
+				OrderLineID: cl.l.ol.OrderLineID, ErpItem: cl.l.erpItem, ReferenceDocument: rr.ReturnID, SKU: cl.l.ol.SKU,
+				Quantity: decimal.NewFromInt(int64(cl.qty)), Net: cl.net, Tax: t})
+			doc.Net, doc.Tax = doc.Net.Add(cl.net), doc.Tax.Add(t)
+		}
+		doc.Gross = doc.Net.Add(doc.Tax)
+		o.emit(schemas.TypeCreditMemoPosted, "ERP", "billing_document", id, at, c.ret, o.orderID, func(e *schemas.Event) {
+			doc.BillingDate = e.OccurredAt
+			doc.FiscalYear = int32(e.OccurredAt.Year())
+			e.CreditMemoPosted = doc
+		})
+	}
+}

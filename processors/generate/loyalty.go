@@ -1,0 +1,253 @@
+package generate
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/retailflow/retailflow/processors/oracle"
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/shopspring/decimal"
+)
+
+// loyaltyPostings simulates the loyalty platform answering the commands the pipeline emits for
+// this order (as the oracle computes them): accruals posted PENDING, reversals taken from the
+// order's pending entries first (latest first) then from the active balance, redemption refunds.
+// Faults withhold or distort some postings.
+func (o *orderGen) loyaltyPostings() {
+	evs := make([]schemas.Event, 0, len(o.events))
+	for _, ge := range o.events {
+		if ge.key == o.orderID {
+			evs = append(evs, *ge.ev)
+		}
+	}
+	cmds := oracle.Commands(evs, o.pol)
+	var accruals, reversals, returnRefunds []int
+	for n, c := range cmds {
+		switch {
+		case c.Type == schemas.TypeAccrualRequested:
+			accruals = append(accruals, n)
+		case c.Type == schemas.TypeReversalRequested:
+			reversals = append(reversals, n)
+		case c.Reason == "RETURN":
+			returnRefunds = append(returnRefunds, n)
+		}
+	}
+	withheld := map[int]bool{}
+	short := -1
+	wrongMult := false
+	if o.want[FaultWithheldAccrual] && len(accruals) > 0 {
+		withheld[accruals[len(accruals)-1]] = true
+		o.applied(FaultWithheldAccrual)
+	}
+	if o.want[FaultWrongMultiplier] && len(accruals) > 0 {
+		wrongMult = true
+		o.applied(FaultWrongMultiplier)
+	}
+	if o.want[FaultWithheldReversal] && len(reversals) > 0 {
+		withheld[reversals[o.fr.IntN(len(reversals))]] = true
+		o.applied(FaultWithheldReversal)
+	}
+	if o.want[FaultShortReversal] {
+		var cands []int
+		for _, n := range reversals {
+			if !withheld[n] && cmds[n].Points >= 2 {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			short = cands[o.fr.IntN(len(cands))]
+			o.applied(FaultShortReversal)
+		}
+	}
+	if o.want[FaultWithheldRefund] && len(returnRefunds) > 0 {
+		withheld[returnRefunds[o.fr.IntN(len(returnRefunds))]] = true
+		o.applied(FaultWithheldRefund)
+	}
+	causes := map[string]*schemas.Event{}
+	for _, ge := range o.events {
+		causes[ge.ev.EventID] = ge.ev
+	}
+	for n, c := range cmds {
+		at := c.BusinessTime.Add(between(o.r, time.Minute, 15*time.Minute))
+		if withheld[n] {
+			continue
+		}
+		cause := causes[c.CausingEventID]
+		switch c.Type {
+		case schemas.TypeAccrualRequested:
+			o.postAccrual(n, c, at, cause, wrongMult)
+		case schemas.TypeReversalRequested:
+			pts := c.Points
+			if n == short {
+				pts -= max(1, pts/4)
+			}
+			o.postReversal(n, c, pts, at, cause)
+		case schemas.TypeRedemptionRefundRequested:
+			o.emit(schemas.TypeRedemptionRefunded, "LOYALTY", "redemption", o.redemptionID, at, cause, o.orderID, func(e *schemas.Event) {
+				req := c.RequestID
+				e.RedemptionRefunded = &schemas.RedemptionRefunded{RefundEntryID: o.id("RFE", n+1), RequestID: &req,
+					RedemptionID: o.redemptionID, OrderID: o.orderID, Points: c.Points, Reason: c.Reason,
+					SourceRefID: c.SourceRefID, ExpiryPolicy: "RESTORE_ORIGINAL", RefundedAt: e.OccurredAt}
+			})
+		}
+	}
+}
+
+func (o *orderGen) postAccrual(n int, c oracle.Command, at time.Time, cause *schemas.Event, wrongMult bool) {
+	id := o.id("LE", n+1)
+	pts, mult := c.Points, c.TierMultiplier
+	if wrongMult {
+		mult = o.tier.wrong
+		inflated := decimal.NewFromInt(c.Points).Mul(mult).Div(c.TierMultiplier).IntPart()
+		pts = max(c.Points+1, inflated)
+	}
+	activates := c.ActivatesAt.UTC().Truncate(time.Microsecond)
+	ev := o.emit(schemas.TypePointsAccrualPosted, "LOYALTY", "ledger_entry", id, at, cause, o.orderID, func(e *schemas.Event) {
+		expires := activates.AddDate(1, 0, 0)
+		e.PointsAccrualPosted = &schemas.PointsAccrualPosted{LedgerEntryID: id, RequestID: c.RequestID, OrderID: o.orderID,
+			MemberID: o.memberID, Points: pts, Status: "PENDING", ActivatesAt: activates, ExpiresAt: &expires,
+			SourceRef: c.SourceRefID, BasisAmount: c.BasisAmount, Currency: o.cur.code, EarnRate: c.EarnRate,
+			TierCode: c.TierCode, TierMultiplier: mult, RuleVersion: o.pol.Version, PostedAt: e.OccurredAt}
+	})
+	o.entries = append(o.entries, &entry{id: id, ev: ev, points: pts, activatesAt: activates})
+}
+
+func (o *orderGen) postReversal(n int, c oracle.Command, pts int64, at time.Time, cause *schemas.Event) {
+	id := o.id("LE", n+1)
+	var fromPending int64
+	var touched []string
+	for k := len(o.entries) - 1; k >= 0 && fromPending < pts; k-- {
+		en := o.entries[k]
+		if !en.activatesAt.After(at) {
+			continue // already active
+		}
+		take := min(en.points-en.taken, pts-fromPending)
+		if take > 0 {
+			en.taken += take
+			fromPending += take
+			touched = append(touched, en.id)
+		}
+	}
+	fromActive := pts - fromPending
+	if fromActive > 0 {
+		for k := len(o.entries) - 1; k >= 0; k-- {
+			if !o.entries[k].activatesAt.After(at) {
+				touched = append(touched, o.entries[k].id)
+			}
+		}
+	}
+	if touched == nil {
+		touched = []string{}
+	}
+	o.emit(schemas.TypePointsReversed, "LOYALTY", "ledger_entry", id, at, cause, o.orderID, func(e *schemas.Event) {
+		e.PointsReversed = &schemas.PointsReversed{LedgerEntryID: id, RequestID: c.RequestID, OrderID: o.orderID,
+			MemberID: o.memberID, Points: pts, FromPending: fromPending, FromActive: fromActive, Reason: "RETURN",
+			SourceRefID: c.SourceRefID, ReversesEntryIDs: touched, ReversedAt: e.OccurredAt}
+	})
+}
+
+// activate posts PointsActivated for every entry whose lock ended by end, for what is left
+// pending of it.
+func (o *orderGen) activate(end time.Time) {
+	for _, en := range o.entries {
+		left := en.points - en.taken
+		if left <= 0 || en.activatesAt.After(end) {
+			continue
+		}
+		o.emit(schemas.TypePointsActivated, "LOYALTY", "ledger_entry", en.id, en.activatesAt, en.ev, o.orderID, func(e *schemas.Event) {
+			e.PointsActivated = &schemas.PointsActivated{LedgerEntryID: en.id, OrderID: o.orderID, Points: left, ActivatedAt: e.OccurredAt}
+		})
+	}
+}
+
+// deliver turns the order's events into records: duplicates, shuffled (out-of-order) delivery
+// and one malformed record, as the options ask.
+func (o *orderGen) deliver() []seqRecord {
+	opts := o.g.opts
+	recs := make([]seqRecord, 0, len(o.events)+2)
+	for _, ge := range o.events {
+		recs = append(recs, seqRecord{Record: Record{Topic: TopicOf(ge.ev.EventType), Key: ge.key, Event: ge.ev, At: ge.ev.PublishedAt}})
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].At.Before(recs[j].At) })
+	if o.dr.Float64() < opts.OutOfOrderRate && len(recs) > 1 {
+		times := make([]time.Time, len(recs))
+		for i := range recs {
+			times[i] = recs[i].At
+		}
+		o.dr.Shuffle(len(times), func(i, j int) { times[i], times[j] = times[j], times[i] })
+		for i := range recs {
+			recs[i].At = times[i]
+		}
+		// The point is to exercise holding: make sure something arrives before OrderAccepted.
+		for i := range recs {
+			if recs[i].Event == o.oa && recs[i].At.Equal(minAt(recs)) {
+				j := (i + 1 + o.dr.IntN(len(recs)-1)) % len(recs)
+				recs[i].At, recs[j].At = recs[j].At, recs[i].At
+			}
+		}
+	}
+	n := len(recs)
+	for i := range n {
+		if o.dr.Float64() < opts.DuplicateRate {
+			d := recs[i]
+			d.At = d.At.Add(between(o.dr, time.Second, 10*time.Minute))
+			d.Duplicate = true
+			recs = append(recs, d)
+		}
+	}
+	if o.dr.Float64() < opts.MalformedRate {
+		recs = append(recs, o.malformed(recs[o.dr.IntN(n)].At.Add(time.Second)))
+	}
+	return recs
+}
+
+func minAt(recs []seqRecord) time.Time {
+	m := recs[0].At
+	for _, r := range recs[1:] {
+		if r.At.Before(m) {
+			m = r.At
+		}
+	}
+	return m
+}
+
+// malformed is one record that must end in the DLQ.
+func (o *orderGen) malformed(at time.Time) seqRecord {
+	rec := Record{Key: o.orderID, At: at}
+	line := o.lines[0]
+	switch o.dr.IntN(4) {
+	case 0:
+		rec.Topic, rec.Class = schemas.TopicShipments, MalformedNotAvro
+		rec.Raw = []byte(fmt.Sprintf(`{"event_type":"ShipmentConfirmed","order_id":%q,"lines":[{"order_line_id":%q,"quantity_shipped":"1"}]}`,
+			o.orderID, line.ol.OrderLineID))
+		rec.Malformed = "value is JSON, not Confluent-framed Avro (first byte 0x7b, want magic byte 0)"
+	case 1:
+		rec.Topic, rec.Class = schemas.TopicReturns, MalformedUnknownSchema
+		rec.Raw = make([]byte, 5, 21)
+		binary.BigEndian.PutUint32(rec.Raw[1:], UnknownSchemaID)
+		rec.Raw = binary.BigEndian.AppendUint64(rec.Raw, o.dr.Uint64())
+		rec.Raw = binary.BigEndian.AppendUint64(rec.Raw, o.dr.Uint64())
+		rec.Malformed = fmt.Sprintf("schema id %d is not registered", UnknownSchemaID)
+	case 2:
+		id := o.id("SH", 77)
+		e := o.envelope(schemas.TypeShipmentConfirmed, "WMS", "shipment", id, at.Add(-time.Second), o.oa, o.orderID)
+		e.ShipmentConfirmed = &schemas.ShipmentConfirmed{ShipmentID: id, OrderID: o.orderID, ShipNodeID: "DC-NORTH",
+			FulfillmentType: "WAREHOUSE", Carrier: o.cur.carrier[0], ServiceLevel: "STANDARD", TrackingNumbers: []string{},
+			ShippedAt: e.OccurredAt, Lines: []schemas.ShipmentLine{{ShipmentLineID: id + "-1", OrderLineID: line.ol.OrderLineID,
+				SKU: line.ol.SKU, QuantityShipped: decimal.Zero}}}
+		rec.Topic, rec.Class, rec.Event = schemas.TopicShipments, MalformedBusinessRule, e
+		rec.Malformed = "shipment line quantity_shipped must be > 0"
+	default:
+		id := o.id("RT", 77)
+		e := o.envelope(schemas.TypeReturnReceived, "OMS", "return", id, at.Add(-time.Second), o.oa, o.orderID)
+		e.ReturnReceived = &schemas.ReturnReceived{ReturnID: id, OrderID: o.orderID, ReceivedAt: e.OccurredAt,
+			ReceivingLocationID: "RC-" + o.cur.country + "-01", Channel: "MAIL",
+			Lines: []schemas.ReturnLine{{ReturnLineID: id + "-1", OrderLineID: line.ol.OrderLineID, SKU: line.ol.SKU,
+				QuantityReceived: decimal.NewFromInt(1), QuantityAccepted: decimal.NewFromInt(-1), Disposition: "RESTOCK", ReasonCode: "SIZE"}}}
+		rec.Topic, rec.Class, rec.Event = schemas.TopicReturns, MalformedBusinessRule, e
+		rec.Malformed = "return line quantity_accepted must be > 0"
+	}
+	return seqRecord{Record: rec}
+}
