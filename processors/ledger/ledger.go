@@ -652,7 +652,9 @@ func (n *Ledger) unhold(h HeldEvent) schemas.Event {
 // Both go in canonical order.
 func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	var keep []HeldEvent
-	var run []schemas.Event
+	changed := false
+	// One at a time, re-checking against the state the previous one left: two held returns may
+	// each fit alone but not together.
 	for _, h := range n.s.Held {
 		if h.Reason != HoldExceedsShipped {
 			keep = append(keep, h)
@@ -660,18 +662,15 @@ func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []sch
 		}
 		e := n.unhold(h)
 		if forced && !now.Before(h.OccurredAt.Add(p.OrphanGrace)) || !forced && n.returnFits(e.ReturnReceived) {
-			run = append(run, e)
+			n.applyReturn(e, forced)
+			cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
+			changed = true
 			continue
 		}
 		keep = append(keep, h)
 	}
-	if len(run) == 0 {
-		return cmds
-	}
-	n.s.Held = keep
-	for _, e := range run {
-		n.applyReturn(e, forced)
-		cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
+	if changed {
+		n.s.Held = keep
 	}
 	return cmds
 }
