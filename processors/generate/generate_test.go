@@ -1,6 +1,9 @@
 package generate
 
 import (
+	"bytes"
+	"encoding/json"
+	"github.com/shopspring/decimal"
 	"testing"
 	"time"
 
@@ -66,5 +69,253 @@ func TestCleanRunHasEmptyViews(t *testing.T) {
 		len(tr.Records), len(x.Orders), accr, rev, ref, x.Totals)
 	if accr == 0 || rev == 0 || ref == 0 {
 		t.Fatalf("traffic too poor: %d accruals, %d reversals, %d refunds", accr, rev, ref)
+	}
+}
+
+func TestSameSeedSameTraffic(t *testing.T) {
+	o := Options{Seed: 42, Orders: 300, DuplicateRate: 0.1, OutOfOrderRate: 0.1, LateRate: 0.1, MalformedRate: 0.1,
+		Faults: Faults{MissingInvoice: 0.1, WrongMultiplier: 0.1, AbandonedReservation: 0.1}}
+	a, b := encode(t, gen(t, o)), encode(t, gen(t, o))
+	if !bytes.Equal(a, b) {
+		t.Fatal("same options gave different traffic")
+	}
+	o.Seed = 43
+	if c := encode(t, gen(t, o)); bytes.Equal(a, c) {
+		t.Fatal("different seeds gave the same traffic")
+	}
+}
+
+// encode renders the whole stream (JSON of each record) for byte comparison.
+func encode(t *testing.T, tr *Traffic) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, r := range tr.Records {
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// TestDeliveryKnobsKeepContent: duplicates, shuffling, lateness and malformed extras change how
+// records arrive, never what the pipeline must conclude.
+func TestDeliveryKnobsKeepContent(t *testing.T) {
+	clean := gen(t, Options{Seed: 7, Orders: 800})
+	noisy := gen(t, Options{Seed: 7, Orders: 800, DuplicateRate: 0.2, OutOfOrderRate: 0.3, LateRate: 0.2, MalformedRate: 0.3})
+	at := asOf(noisy)
+	x, y := clean.Expected(at), noisy.Expected(at)
+	if len(x.Commands) != len(y.Commands) {
+		t.Fatalf("commands: clean %d, noisy %d", len(x.Commands), len(y.Commands))
+	}
+	for id, c := range x.Commands {
+		if d, ok := y.Commands[id]; !ok || d.Points != c.Points || d.Type != c.Type {
+			t.Fatalf("command %s differs: %+v vs %+v", id, c, d)
+		}
+	}
+	if c := viewCounts(y); len(c) != 0 {
+		t.Fatalf("delivery noise alone expects view rows: %v", c)
+	}
+
+	var dups, late, beforeOrder, malformed int
+	firstAt := map[string]int{} // order → index of its OrderAccepted
+	for i, r := range noisy.Records {
+		if r.Event != nil && r.Event.OrderAccepted != nil && !r.Duplicate {
+			firstAt[r.Key] = i
+		}
+	}
+	for i, r := range noisy.Records {
+		switch {
+		case r.Malformed != "":
+			malformed++
+		case r.Duplicate:
+			dups++
+		}
+		if r.Event != nil && r.Event.PublishedAt.Sub(r.Event.OccurredAt) >= 24*time.Hour {
+			late++
+		}
+		if oa, ok := firstAt[r.Key]; ok && i < oa && r.Event != nil && r.Malformed == "" {
+			beforeOrder++
+		}
+	}
+	t.Logf("%d records: %d duplicates, %d late, %d delivered before their OrderAccepted, %d malformed",
+		len(noisy.Records), dups, late, beforeOrder, malformed)
+	if dups == 0 || late == 0 || beforeOrder == 0 || malformed == 0 {
+		t.Fatal("a delivery knob had no effect")
+	}
+	classes := map[MalformedClass]int{}
+	events := map[string]bool{}
+	for _, e := range noisy.Events() {
+		events[e.EventID] = true
+	}
+	for _, d := range noisy.DeadLetters() {
+		classes[d.Class]++
+		if d.EventID != "" && events[d.EventID] {
+			t.Fatalf("dead letter %s is also a valid event", d.EventID)
+		}
+	}
+	if len(classes) != 3 {
+		t.Fatalf("malformed classes %v, want all three", classes)
+	}
+}
+
+// faultViews: for each fault, the view rows it must cause (at least one of each) and those it
+// may cause as well (contracts.md "Generator faults").
+var faultViews = map[Fault]struct{ must, may []string }{
+	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
+	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
+	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, []string{"recon_three_way_line/AMOUNT_DIFF"}},
+	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
+	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED", "recon_three_way_line/AMOUNT_DIFF"}, nil},
+	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED"}, []string{"recon_three_way_line/AMOUNT_DIFF"}},
+	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
+	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
+	FaultWithheldAccrual:       {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"}, nil},
+	FaultWrongMultiplier:       {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	FaultWithheldReversal:      {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	FaultShortReversal:         {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	FaultWithheldRefund:        {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
+}
+
+func TestEachFaultProducesItsRows(t *testing.T) {
+	for _, f := range AllFaults() {
+		t.Run(string(f), func(t *testing.T) {
+			t.Parallel()
+			var faults Faults
+			faults.Set(f, 0.5)
+			tr := gen(t, Options{Seed: 11, Orders: 1500, Faults: faults})
+			x := tr.Expected(asOf(tr))
+			faulty := tr.Faults()
+			if len(faulty) == 0 {
+				t.Fatal("fault never applied")
+			}
+			allowed := map[string]bool{}
+			for _, k := range append(faultViews[f].must, faultViews[f].may...) {
+				allowed[k] = true
+			}
+			counts := viewCounts(x)
+			for _, k := range faultViews[f].must {
+				if counts[k] == 0 {
+					t.Errorf("no %s rows (counts %v)", k, counts)
+				}
+			}
+			withRows := map[string]bool{}
+			for view, rows := range x.Views {
+				for _, r := range rows {
+					if !allowed[view+"/"+r.MismatchCode] {
+						t.Errorf("unexpected row %s/%s %+v", view, r.MismatchCode, r)
+					}
+					if r.OrderID != "" && faulty[r.OrderID] == nil {
+						t.Errorf("row for an order without faults: %+v", r)
+					}
+					withRows[r.OrderID] = true
+				}
+			}
+			if f == FaultAbandonedReservation { // OPEN_PAST_TTL rows have no order: count them
+				if n := counts["recon_redemptions_pending_confirmation/OPEN_PAST_TTL"]; n != len(faulty) {
+					t.Errorf("%d OPEN_PAST_TTL rows for %d abandoned reservations", n, len(faulty))
+				}
+			} else {
+				missed := 0
+				for id := range faulty {
+					if !withRows[id] {
+						missed++
+					}
+				}
+				// A fault can be masked by what else happens to the order (an accrual withheld, then
+				// everything returned: nothing is owed); it must stay the exception.
+				if missed*10 > len(faulty) {
+					t.Errorf("%d of %d faulty orders have no row", missed, len(faulty))
+				}
+			}
+			t.Logf("%d faulty orders; rows %v", len(faulty), counts)
+		})
+	}
+}
+
+// TestGeneratorGuarantees checks what the contracts rely on: Σ line coupons = header, redemption
+// allocations sum to the header with each line ≥ its quantity, every eligible unit worth ≥ 1,
+// documents whose totals are the sums of their lines.
+func TestGeneratorGuarantees(t *testing.T) {
+	tr := gen(t, Options{Seed: 5, Orders: 3000})
+	one := decimal.NewFromInt(1)
+	for _, e := range tr.Events() {
+		switch {
+		case e.OrderAccepted != nil:
+			a := e.OrderAccepted
+			coupon, pts := decimal.Zero, int64(0)
+			net := decimal.Zero
+			for _, l := range a.Lines {
+				for _, d := range l.DiscountAllocations {
+					coupon = coupon.Add(d.Amount)
+				}
+				if l.RedemptionAlloc != nil {
+					pts += l.RedemptionAlloc.Points
+					if l.RedemptionAlloc.Points < l.Quantity.IntPart() {
+						t.Fatalf("%s: line %s redemption %d points < quantity %s", a.OrderID, l.OrderLineID, l.RedemptionAlloc.Points, l.Quantity)
+					}
+				}
+				if !l.IsGiftCard && l.LineNet.Div(l.Quantity).LessThan(one) {
+					t.Fatalf("%s: line %s eligible unit worth %s < 1", a.OrderID, l.OrderLineID, l.LineNet.Div(l.Quantity))
+				}
+				net = net.Add(l.LineNet).Add(l.TaxLines[0].Amount)
+			}
+			if !coupon.Equal(a.Totals.DiscountTotal) {
+				t.Fatalf("%s: Σ coupon allocations %s ≠ header %s", a.OrderID, coupon, a.Totals.DiscountTotal)
+			}
+			if a.LoyaltyRedemption != nil && pts != a.LoyaltyRedemption.Points {
+				t.Fatalf("%s: Σ redemption allocations %d ≠ header %d", a.OrderID, pts, a.LoyaltyRedemption.Points)
+			}
+			if !net.Add(a.ShippingNet).Add(a.ShippingTax).Equal(a.Totals.GrandTotal) {
+				t.Fatalf("%s: grand total %s ≠ Σ lines + shipping", a.OrderID, a.Totals.GrandTotal)
+			}
+		case e.InvoicePosted != nil || e.CreditMemoPosted != nil:
+			d := e.InvoicePosted
+			if d == nil {
+				d = e.CreditMemoPosted
+			}
+			n, x := decimal.Zero, decimal.Zero
+			for _, l := range d.Lines {
+				n, x = n.Add(l.Net), x.Add(l.Tax)
+			}
+			if !n.Equal(d.Net) || !x.Equal(d.Tax) || !d.Gross.Equal(n.Add(x)) {
+				t.Fatalf("%s: document totals ≠ Σ lines", d.BillingDocumentID)
+			}
+		}
+		if e.OccurredAt.Truncate(time.Microsecond) != e.OccurredAt || e.PublishedAt.Before(e.OccurredAt) {
+			t.Fatalf("event %s: times not exact micros or published before occurred", e.EventID)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{{Orders: -1}, {DuplicateRate: 1.5}, {Faults: Faults{WrongErpQty: -0.1}}, {Rate: -1}} {
+		if _, err := Generate(o); err == nil {
+			t.Errorf("Generate(%+v) accepted invalid options", o)
+		}
+	}
+}
+
+func TestActivationsOverALongSpan(t *testing.T) {
+	tr := gen(t, Options{Seed: 3, Orders: 400, Span: 60 * 24 * time.Hour})
+	n := 0
+	for _, e := range tr.Events() {
+		if e.PointsActivated != nil {
+			n++
+			if e.PointsActivated.Points <= 0 {
+				t.Fatalf("activation of %d points", e.PointsActivated.Points)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no PointsActivated over 60 days with a 30-day lock")
+	}
+}
+
+func BenchmarkGenerate10k(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Generate(Options{Seed: 1, Orders: 10_000}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -378,12 +378,14 @@ func (o *orderGen) abandonedReservations() {
 	if o.memberID == "" {
 		return
 	}
-	normal := o.r.Float64() < 0.03
-	faulty := o.want[FaultAbandonedReservation]
-	for n, release := range []bool{normal, false} {
-		if (release && !normal) || (!release && !faulty) {
-			continue
-		}
+	var releases []bool
+	if o.r.Float64() < 0.03 {
+		releases = append(releases, true)
+	}
+	if o.want[FaultAbandonedReservation] {
+		releases = append(releases, false)
+	}
+	for n, release := range releases {
 		ck := o.id("CK", 10+n)
 		res := o.id("RS", 10+n)
 		pts := int64(100 * (2 + o.r.IntN(20)))
