@@ -20,36 +20,24 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// MalformedClass says why a record must end in the DLQ.
-type MalformedClass string
-
-// The classes of malformed records.
-const (
-	// MalformedNotAvro: the value is not Confluent-framed Avro (a JSON body; first byte ≠ 0).
-	MalformedNotAvro MalformedClass = "not-avro"
-	// MalformedUnknownSchema: framed, but the schema id is not registered.
-	MalformedUnknownSchema MalformedClass = "unknown-schema-id"
-	// MalformedBusinessRule: valid Avro of a valid schema whose content breaks a stateless rule.
-	MalformedBusinessRule MalformedClass = "business-rule"
-)
-
 // UnknownSchemaID is the schema id malformed records of class MalformedUnknownSchema carry.
 const UnknownSchemaID = 0x7ffffff0
 
 // Record is one record of the generated stream, in delivery order.
 //
 // A valid record has Event set and Malformed empty. A malformed record has Malformed (the reason)
-// and Class set and either Raw (bytes to send as the value, as they are) or Event (to encode
-// normally: the content is what is wrong).
+// and Class set and either Raw (bytes to send as the value, as they are: class
+// schemas.ClassBadHeader or schemas.ClassUnknownSchema) or Event (to encode normally: the
+// content breaks a stateless rule, class schemas.ClassInvalid).
 type Record struct {
 	Topic     schemas.Topic
 	Key       string // order_id ("checkout:<id>" for a reservation that never became an order)
 	Event     *schemas.Event
 	Raw       []byte
 	Malformed string
-	Class     MalformedClass
-	At        time.Time // simulated delivery time; Records are sorted by (At, creation)
-	Duplicate bool      // a re-sent copy of an earlier record (same event id)
+	Class     schemas.ErrorClass // the DLQ error class the pipeline must record
+	At        time.Time          // simulated delivery time; Records are sorted by (At, creation)
+	Duplicate bool               // a re-sent copy of an earlier record (same event id)
 }
 
 // OrderFacts is the generator's ground truth about one order.
@@ -64,7 +52,7 @@ type DeadLetter struct {
 	Topic   schemas.Topic
 	Key     string
 	EventID string // "" when the bytes carry none (not Avro, unknown schema)
-	Class   MalformedClass
+	Class   schemas.ErrorClass
 	Reason  string
 }
 
@@ -125,21 +113,13 @@ func (t *Traffic) Expected(asOf time.Time) *oracle.Expected {
 	return oracle.Compute(t.Events(), t.Options.Policy, asOf)
 }
 
-// TopicOf is the topic that carries an event type.
-func TopicOf(t schemas.EventType) schemas.Topic {
-	switch t {
-	case schemas.TypeOrderAccepted, schemas.TypeOrderLinesCancelled:
-		return schemas.TopicOrders
-	case schemas.TypeShipmentConfirmed:
-		return schemas.TopicShipments
-	case schemas.TypeReturnReceived:
-		return schemas.TopicReturns
-	case schemas.TypeErpSalesOrderCreated, schemas.TypeInvoicePosted, schemas.TypeCreditMemoPosted, schemas.TypeBillingDocCancelled:
-		return schemas.TopicERP
-	case schemas.TypeAccrualRequested, schemas.TypeReversalRequested, schemas.TypeRedemptionRefundRequested:
-		return schemas.TopicCommands
+// topicOf is the topic that carries an event type.
+func topicOf(t schemas.EventType) schemas.Topic {
+	topic, ok := schemas.TopicOf(t)
+	if !ok {
+		panic(fmt.Sprintf("generate: event type %q has no topic", t)) // a bug in this package
 	}
-	return schemas.TopicLoyalty
+	return topic
 }
 
 // Generate produces the traffic opts describe. It is deterministic: the same opts give the same

@@ -142,7 +142,7 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 	if dups == 0 || late == 0 || beforeOrder == 0 || malformed == 0 {
 		t.Fatal("a delivery knob had no effect")
 	}
-	classes := map[MalformedClass]int{}
+	classes := map[schemas.ErrorClass]int{}
 	events := map[string]bool{}
 	for _, e := range noisy.Events() {
 		events[e.EventID] = true

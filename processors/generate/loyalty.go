@@ -168,7 +168,7 @@ func (o *orderGen) deliver() []seqRecord {
 	opts := o.g.opts
 	recs := make([]seqRecord, 0, len(o.events)+2)
 	for _, ge := range o.events {
-		recs = append(recs, seqRecord{Record: Record{Topic: TopicOf(ge.ev.EventType), Key: ge.key, Event: ge.ev, At: ge.ev.PublishedAt}})
+		recs = append(recs, seqRecord{Record: Record{Topic: topicOf(ge.ev.EventType), Key: ge.key, Event: ge.ev, At: ge.ev.PublishedAt}})
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].At.Before(recs[j].At) })
 	if o.dr.Float64() < opts.OutOfOrderRate && len(recs) > 1 {
@@ -219,12 +219,12 @@ func (o *orderGen) malformed(at time.Time) seqRecord {
 	line := o.lines[0]
 	switch o.dr.IntN(4) {
 	case 0:
-		rec.Topic, rec.Class = schemas.TopicShipments, MalformedNotAvro
+		rec.Topic, rec.Class = schemas.TopicShipments, schemas.ClassBadHeader
 		rec.Raw = []byte(fmt.Sprintf(`{"event_type":"ShipmentConfirmed","order_id":%q,"lines":[{"order_line_id":%q,"quantity_shipped":"1"}]}`,
 			o.orderID, line.ol.OrderLineID))
 		rec.Malformed = "value is JSON, not Confluent-framed Avro (first byte 0x7b, want magic byte 0)"
 	case 1:
-		rec.Topic, rec.Class = schemas.TopicReturns, MalformedUnknownSchema
+		rec.Topic, rec.Class = schemas.TopicReturns, schemas.ClassUnknownSchema
 		rec.Raw = make([]byte, 5, 21)
 		binary.BigEndian.PutUint32(rec.Raw[1:], UnknownSchemaID)
 		rec.Raw = binary.BigEndian.AppendUint64(rec.Raw, o.dr.Uint64())
@@ -237,7 +237,7 @@ func (o *orderGen) malformed(at time.Time) seqRecord {
 			FulfillmentType: "WAREHOUSE", Carrier: o.cur.carrier[0], ServiceLevel: "STANDARD", TrackingNumbers: []string{},
 			ShippedAt: e.OccurredAt, Lines: []schemas.ShipmentLine{{ShipmentLineID: id + "-1", OrderLineID: line.ol.OrderLineID,
 				SKU: line.ol.SKU, QuantityShipped: decimal.Zero}}}
-		rec.Topic, rec.Class, rec.Event = schemas.TopicShipments, MalformedBusinessRule, e
+		rec.Topic, rec.Class, rec.Event = schemas.TopicShipments, schemas.ClassInvalid, e
 		rec.Malformed = "shipment line quantity_shipped must be > 0"
 	default:
 		id := o.id("RT", 77)
@@ -246,7 +246,7 @@ func (o *orderGen) malformed(at time.Time) seqRecord {
 			ReceivingLocationID: "RC-" + o.cur.country + "-01", Channel: "MAIL",
 			Lines: []schemas.ReturnLine{{ReturnLineID: id + "-1", OrderLineID: line.ol.OrderLineID, SKU: line.ol.SKU,
 				QuantityReceived: decimal.NewFromInt(1), QuantityAccepted: decimal.NewFromInt(-1), Disposition: "RESTOCK", ReasonCode: "SIZE"}}}
-		rec.Topic, rec.Class, rec.Event = schemas.TopicReturns, MalformedBusinessRule, e
+		rec.Topic, rec.Class, rec.Event = schemas.TopicReturns, schemas.ClassInvalid, e
 		rec.Malformed = "return line quantity_accepted must be > 0"
 	}
 	return seqRecord{Record: rec}
