@@ -89,6 +89,9 @@ func newRootCmd(app *App) *cobra.Command {
 func subcommands(app *App) []*cobra.Command {
 	return []*cobra.Command{
 		newConfigCmd(app),
+		newTopicsCmd(app),
+		newProduceCmd(app),
+		newConsumeCmd(app),
 	}
 }
 

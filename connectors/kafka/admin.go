@@ -136,8 +136,22 @@ func EnsureTopics(ctx context.Context, c Conn, specs []TopicSpec) ([]TopicStatus
 			return out, fmt.Errorf("create topic %s: %w", s.Name, resp.Err)
 		}
 	}
-	if err := VerifyTopics(ctx, adm, specs); err != nil {
-		return out, err
+	// A created topic shows in metadata only once the controller has propagated it, which can
+	// take seconds on a busy broker: verify until it does or the deadline passes.
+	for {
+		err := VerifyTopics(ctx, adm, specs)
+		if err == nil {
+			break
+		}
+		var missing *MissingTopicsError
+		if !errors.As(err, &missing) || ctx.Err() != nil {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	details, err := adm.ListTopics(ctx, names(specs)...)
 	if err != nil {
@@ -165,12 +179,14 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 		return fmt.Errorf("list topics: %w", err)
 	}
 	var problems []string
+	missing := 0
 	counts := map[int32][]string{}
 	var compacted []string
 	for _, s := range specs {
 		d, ok := details[s.Name]
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 			problems = append(problems, fmt.Sprintf("topic %s does not exist (run `retailflow topics create`)", s.Name))
+			missing++
 			continue
 		}
 		if d.Err != nil {
@@ -212,7 +228,16 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 		problems = append(problems, "co-partitioned topics differ in partition count ("+strings.Join(parts, "; ")+"); every order-scoped topic needs the same count and key")
 	}
 	if len(problems) > 0 {
+		if len(problems) == missing {
+			return &MissingTopicsError{msg: strings.Join(problems, "; ")}
+		}
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }
+
+// MissingTopicsError is VerifyTopics' error when the only problem is topics that do not exist
+// (yet: metadata of a just-created topic propagates asynchronously).
+type MissingTopicsError struct{ msg string }
+
+func (e *MissingTopicsError) Error() string { return e.msg }
