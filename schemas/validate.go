@@ -227,17 +227,18 @@ func (c *checker) envelope(env *Envelope) {
 	c.required("", "aggregate_id", env.AggregateID)
 }
 
-func bodyFieldIndex(key string) []int {
-	f, ok := reflect.TypeFor[Event]().FieldByNameFunc(func(name string) bool {
-		sf, _ := reflect.TypeFor[Event]().FieldByName(name)
-		tag, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-		return tag == key
-	})
-	if !ok {
-		panic("schemas: no body field " + key) // the bodies table and Event disagree: a programming error
+// bodyFieldIndexes maps a body's json key to its Event field index (computed once; read-only).
+var bodyFieldIndexes = func() map[string][]int {
+	m := map[string][]int{}
+	for _, f := range goFields(reflect.TypeFor[Event]()) {
+		if f.union != "" {
+			m[f.name] = f.index
+		}
 	}
-	return f.Index
-}
+	return m
+}()
+
+func bodyFieldIndex(key string) []int { return bodyFieldIndexes[key] }
 
 func (c *checker) body(p string, e *Event) {
 	switch {

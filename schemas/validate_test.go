@@ -1,0 +1,87 @@
+package schemas
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateFixturesAreValid(t *testing.T) {
+	for _, e := range sampleEvents() {
+		topic, _ := TopicOf(e.BodyType())
+		if err := e.ValidateFor(topic); err != nil {
+			t.Errorf("%s: %v", e.EventType, err)
+		}
+	}
+}
+
+func TestValidateNamesFieldPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(e *Event)
+		want   string
+	}{
+		{"quantity", func(e *Event) { e.OrderAccepted.Lines[2].Quantity = dec("0") }, "order_accepted.lines[2].quantity: must be > 0"},
+		{"duplicate line", func(e *Event) { e.OrderAccepted.Lines[1].OrderLineID = "L1" }, `order_accepted.lines[1].order_line_id: "L1" repeats order_accepted.lines[0].order_line_id`},
+		{"currency shape", func(e *Event) { e.OrderAccepted.Currency = "eur" }, `order_accepted.currency: "eur" is not an ISO 4217`},
+		{"money scale", func(e *Event) { e.OrderAccepted.Lines[0].LineNet = dec("137.60001") }, "order_accepted.lines[0].line_net: 137.60001 has more than 4 decimal places"},
+		{"negative money", func(e *Event) { e.OrderAccepted.Totals.GrandTotal = dec("-1") }, "order_accepted.totals.grand_total: must be ≥ 0"},
+		{"event type", func(e *Event) { e.EventType = TypeShipmentConfirmed }, `event_type: "ShipmentConfirmed" does not match the body order_accepted`},
+		{"no envelope", func(e *Event) { e.Envelope = Envelope{} }, "event_id: is required"},
+		{"order id", func(e *Event) { e.OrderAccepted.OrderID = "" }, "order_accepted.order_id: is required"},
+		{"allocation sum", func(e *Event) { e.OrderAccepted.Lines[0].RedemptionAlloc.Points = 1 }, "redemption allocations sum to 361 points"},
+		{"two bodies", func(e *Event) { e.ShipmentConfirmed = &ShipmentConfirmed{} }, "bodies order_accepted, shipment_confirmed are all set"},
+		{"no body", func(e *Event) { e.OrderAccepted = nil }, "no body set"},
+	} {
+		e := sampleOrderAccepted()
+		tc.mutate(e)
+		err := e.Validate()
+		var ve *ValidationError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v\nwant %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestValidateBodies(t *testing.T) {
+	events := sampleEvents()
+	byType := map[EventType]*Event{}
+	for _, e := range events {
+		byType[e.EventType] = e
+	}
+	for _, tc := range []struct {
+		typ    EventType
+		mutate func(e *Event)
+		want   string
+	}{
+		{TypeReturnReceived, func(e *Event) { e.ReturnReceived.Lines[0].QuantityAccepted = dec("2") }, "quantity_accepted: 2 exceeds quantity_received 1"},
+		{TypeReturnReceived, func(e *Event) { e.ReturnReceived.Refund.Tax = dec("5.165") }, "return_received.refund.tax: 5.165 has more decimal places than EUR's minor unit (2)"},
+		{TypeInvoicePosted, func(e *Event) { e.InvoicePosted.Gross = dec("1") }, "invoice_posted.gross: 1 is not net 150.5 + tax 20.1"},
+		{TypeInvoicePosted, func(e *Event) { e.InvoicePosted.BillingType = "RE" }, `invoice_posted.billing_type: "RE" is not one of F2, L2`},
+		{TypeShipmentConfirmed, func(e *Event) { e.ShipmentConfirmed.Lines[1].ShipmentLineID = "SL1" }, "shipment_confirmed.lines[1].shipment_line_id"},
+		{TypeAccrualRequested, func(e *Event) { e.LoyaltyCommand.Points = 0 }, "loyalty_command.points: must be > 0"},
+		{TypeAccrualRequested, func(e *Event) { e.LoyaltyCommand.RequestID = "x" }, "loyalty_command.request_id: \"x\" is not CommandRequestID"},
+		{TypeAccrualRequested, func(e *Event) { e.EventType = TypeReversalRequested }, `event_type: "ReversalRequested" does not match the body loyalty_command (want "AccrualRequested")`},
+		{TypePointsReserved, func(e *Event) { e.PointsReserved.Value.Currency = "EURO" }, "points_reserved.value.currency"},
+	} {
+		e := byType[tc.typ]
+		cp := deepCopy(t, e)
+		tc.mutate(cp)
+		err := cp.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v\nwant %s", tc.typ, err, tc.want)
+		}
+	}
+}
+
+func deepCopy(t *testing.T, e *Event) *Event {
+	b, err := EncodeJSON(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := DecodeJSON[Event](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
