@@ -10,7 +10,7 @@ import (
 // DOMAIN.md B.2 where it applies).
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
-func ptr[T any](v T) *T             { return &v }
+func ptr[T any](v T) *T            { return &v }
 
 var t0 = time.Date(2025, 3, 1, 9, 30, 0, 123456000, time.UTC)
 
