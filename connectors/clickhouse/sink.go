@@ -260,20 +260,24 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		rows[0].Values["origin"] = origin
 		return rows, nil
 	case schemas.TopicCommands:
-		c, err := schemas.Decode[schemas.LoyaltyCommand](ctx, s.o.Serde, ref, r.Value)
+		e, err := s.o.Serde.DecodeEvent(ctx, ref, r.Value)
 		if err != nil {
 			return fail(err)
 		}
-		return CommandRows(c, src), nil
+		if e.LoyaltyCommand == nil {
+			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
+		}
+		return CommandRows(e.LoyaltyCommand, src), nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
 			return StateRows(string(r.Key), nil, src), nil
 		}
-		st, err := schemas.Decode[ledger.State](ctx, s.o.Serde, ref, r.Value)
+		l, err := ledger.DecodeState(ctx, s.o.Serde, ref, r.Value)
 		if err != nil {
 			return fail(err)
 		}
-		return StateRows(st.OrderID, st, src), nil
+		st := l.State()
+		return StateRows(st.OrderID, &st, src), nil
 	case "":
 		return nil, fmt.Errorf("clickhouse sink: record from unexpected topic %s", r.Topic)
 	default:

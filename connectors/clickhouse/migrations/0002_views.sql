@@ -4,6 +4,8 @@
 -- now() - business_time >= grace. SLAs, grace and the amount tolerance are read from
 -- recon_config at query time (written by `retailflow migrate` from the recon configuration).
 -- ClickHouse 18.16 allows one JOIN per SELECT, so the views nest; facts are read with FINAL.
+-- Every branch of a UNION ALL names every column alike: 18.16 prunes unused columns of a
+-- UNION ALL by name, and an unnamed column in a later branch silently shifts the values.
 
 -- Records the runtime rejected (read back from the DLQ topic): their facts are not part of the
 -- order's story, exactly as the ledger never applied them.
@@ -92,22 +94,26 @@ FROM (
            toUInt8(0) AS billing
     FROM {db}.f_order_lines
     UNION ALL
-    SELECT order_id, order_line_id, toDecimal64(0, 3), toDecimal64(quantity_cancelled, 3), toDecimal64(0, 3),
-           toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 4), toDateTime(0), toUInt8(0), toUInt8(0)
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(quantity_cancelled, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_cancellation_lines WHERE order_line_id != ''
     UNION ALL
-    SELECT order_id, order_line_id, toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(quantity_shipped, 3),
-           toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 4), occurred_at, toUInt8(0), toUInt8(0)
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(quantity_shipped, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_shipment_lines WHERE is_reship = 0
     UNION ALL
-    SELECT order_id, order_line_id, toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 3),
-           toDecimal64(quantity_accepted, 3), toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 4), occurred_at, toUInt8(0), toUInt8(0)
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(quantity_accepted, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_return_lines
     UNION ALL
-    SELECT order_id, order_line_id, toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 3), toDecimal64(0, 3),
-           toDecimal64(if(doc_kind = 'INVOICE', quantity, toDecimal64(0, 3)), 3),
-           toDecimal64(if(doc_kind = 'CREDIT_MEMO', quantity, toDecimal64(0, 3)), 3),
-           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4), occurred_at, toUInt8(0), toUInt8(1)
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned,
+           toDecimal64(if(doc_kind = 'INVOICE', quantity, toDecimal64(0, 3)), 3) AS invoiced,
+           toDecimal64(if(doc_kind = 'CREDIT_MEMO', quantity, toDecimal64(0, 3)), 3) AS credited,
+           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
     FROM {db}.v_live_billing_lines
 )
 GROUP BY order_id, order_line_id;
@@ -136,14 +142,15 @@ FROM (
     WHERE order_id NOT IN (SELECT order_id FROM {db}.f_erp_sales_orders)
       AND order_id NOT IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
     UNION ALL
-    SELECT order_id, '', 'LINE_COUNT_DIFF', toDecimal64(line_count, 3), toDecimal64(erp_items, 3), accepted_at
+    SELECT order_id, '' AS order_line_id, 'LINE_COUNT_DIFF' AS mismatch_code, toDecimal64(line_count, 3) AS oms_quantity,
+           toDecimal64(erp_items, 3) AS erp_quantity, accepted_at AS business_time
     FROM (SELECT order_id, line_count, accepted_at FROM {db}.f_orders)
     ALL INNER JOIN (
         SELECT order_id, argMax(item_count, version) AS erp_items FROM {db}.f_erp_sales_orders GROUP BY order_id
     ) USING (order_id)
     WHERE line_count != erp_items
     UNION ALL
-    SELECT order_id, order_line_id, 'QTY_DIFF', oms_q, erp_q, accepted_at
+    SELECT order_id, order_line_id, 'QTY_DIFF' AS mismatch_code, oms_q AS oms_quantity, erp_q AS erp_quantity, accepted_at AS business_time
     FROM (SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS oms_q, accepted_at FROM {db}.f_order_lines)
     ALL INNER JOIN (
         SELECT order_id, order_line_id, toDecimal64(sum(quantity), 3) AS erp_q
@@ -173,8 +180,9 @@ FROM (
                    toDecimal64(0, 3) AS billed, toUInt64(0) AS not_transferred, toUInt8(1) AS has_shipment, shipped_at AS t
             FROM {db}.f_shipment_lines WHERE is_reship = 0
             UNION ALL
-            SELECT order_id, reference_document, order_line_id, toDecimal64(0, 3), toDecimal64(quantity, 3),
-                   toUInt64(accounting_transfer_status != 'TRANSFERRED'), toUInt8(0), toDateTime(0)
+            SELECT order_id, reference_document AS shipment_id, order_line_id, toDecimal64(0, 3) AS shipped,
+                   toDecimal64(quantity, 3) AS billed, toUInt64(accounting_transfer_status != 'TRANSFERRED') AS not_transferred,
+                   toUInt8(0) AS has_shipment, toDateTime(0) AS t
             FROM {db}.v_live_billing_lines WHERE doc_kind = 'INVOICE'
         )
         GROUP BY order_id, shipment_id, order_line_id
@@ -199,24 +207,25 @@ FROM (
     ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
     WHERE confirmed = 0 AND released = 0
     UNION ALL
-    SELECT reservation_id, order_id, 'ORDER_CANCELLED_NOT_RELEASED', toInt64(redemption_points), toInt64(confirmed_points),
-           if(reserved = 1, reserved_at, accepted_at)
+    SELECT reservation_id, order_id, 'ORDER_CANCELLED_NOT_RELEASED' AS mismatch_code, toInt64(redemption_points) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, accepted_at) AS business_time
     FROM (SELECT reservation_id, order_id, redemption_points, accepted_at FROM {db}.f_orders WHERE reservation_id != '')
     ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
     WHERE confirmed = 0 AND released = 0 AND order_id IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
     UNION ALL
-    SELECT reservation_id, reserve_order_id, 'OPEN_PAST_TTL', toInt64(0), toInt64(confirmed_points), reserved_at
+    SELECT reservation_id, reserve_order_id AS order_id, 'OPEN_PAST_TTL' AS mismatch_code, toInt64(0) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, reserved_at AS business_time
     FROM {db}.v_reservations
     WHERE reserved = 1 AND confirmed = 0 AND released = 0 AND expires_at < now()
       AND reservation_id NOT IN (SELECT reservation_id FROM {db}.f_orders WHERE reservation_id != '')
     UNION ALL
-    SELECT reservation_id, confirm_order_id, 'CONFIRMED_WITHOUT_ORDER', toInt64(0), toInt64(confirmed_points),
-           if(reserved = 1, reserved_at, confirmed_at)
+    SELECT reservation_id, confirm_order_id AS order_id, 'CONFIRMED_WITHOUT_ORDER' AS mismatch_code, toInt64(0) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, confirmed_at) AS business_time
     FROM {db}.v_reservations
     WHERE confirmed = 1 AND confirm_order_id NOT IN (SELECT order_id FROM {db}.f_orders)
     UNION ALL
-    SELECT reservation_id, order_id, 'POINTS_DIFF', toInt64(redemption_points), toInt64(confirmed_points),
-           if(reserved = 1, reserved_at, accepted_at)
+    SELECT reservation_id, order_id, 'POINTS_DIFF' AS mismatch_code, toInt64(redemption_points) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, accepted_at) AS business_time
     FROM (SELECT reservation_id, order_id, redemption_points, accepted_at FROM {db}.f_orders WHERE reservation_id != '')
     ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
     WHERE confirmed = 1 AND confirmed_points != redemption_points
@@ -300,12 +309,13 @@ FROM (
                        toUInt64(0) AS accruals, toDateTime(0) AS t
                 FROM {db}.loyalty_commands FINAL WHERE command_type IN ('AccrualRequested', 'ReversalRequested')
                 UNION ALL
-                SELECT order_id, toInt64(0), if(kind = 'ACCRUAL', points, -points), toUInt64(kind = 'ACCRUAL'), toDateTime(0)
+                SELECT order_id, toInt64(0) AS req, if(kind = 'ACCRUAL', points, -points) AS posted,
+                       toUInt64(kind = 'ACCRUAL') AS accruals, toDateTime(0) AS t
                 FROM {db}.f_loyalty_postings WHERE kind IN ('ACCRUAL', 'REVERSAL')
                 UNION ALL
-                SELECT order_id, toInt64(0), toInt64(0), toUInt64(0), occurred_at FROM {db}.f_shipment_lines
+                SELECT order_id, toInt64(0) AS req, toInt64(0) AS posted, toUInt64(0) AS accruals, occurred_at AS t FROM {db}.f_shipment_lines
                 UNION ALL
-                SELECT order_id, toInt64(0), toInt64(0), toUInt64(0), occurred_at FROM {db}.f_return_lines
+                SELECT order_id, toInt64(0) AS req, toInt64(0) AS posted, toUInt64(0) AS accruals, occurred_at AS t FROM {db}.f_return_lines
             )
             GROUP BY order_id
         ) ALL INNER JOIN (
@@ -350,7 +360,10 @@ FROM (
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
                toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
         FROM (
-            SELECT * FROM {db}.v_line_facts
+            -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
+            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
+                   last_activity, known_line
+            FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         )
         ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) USING (order_id, order_line_id)

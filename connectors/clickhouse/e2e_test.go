@@ -1,0 +1,344 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/oracle"
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/shopspring/decimal"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func brokers() []string {
+	if b := os.Getenv("RETAILFLOW_KAFKA_BROKERS"); b != "" {
+		return strings.Split(b, ",")
+	}
+	return []string{"localhost:9092"}
+}
+
+// env is one isolated pipeline: its own topics, database and sink group.
+type env struct {
+	id     string
+	topics map[schemas.Topic]string
+	serde  *schemas.Serde
+	conn   driver.Conn
+	db     string
+	group  string
+	adm    *kadm.Client
+	cl     *kgo.Client
+}
+
+func newEnv(t *testing.T, partitions int32) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{id: randomID(), topics: map[schemas.Topic]string{}}
+	for _, tp := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
+		e.topics[tp] = fmt.Sprintf("rf-chtest-%s-%s", e.id, tp)
+	}
+	var err error
+	if e.cl, err = kgo.NewClient(kgo.SeedBrokers(brokers()...), kgo.ProducerLinger(5*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	e.adm = kadm.NewClient(e.cl)
+	names := make([]string, 0, len(e.topics))
+	for _, n := range e.topics {
+		names = append(names, n)
+	}
+	if _, err := e.adm.CreateTopics(ctx, partitions, 1, nil, names...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.adm.DeleteTopics(context.Background(), names...)
+		_, _ = e.adm.DeleteGroups(context.Background(), e.group)
+		e.cl.Close()
+	})
+	if e.serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(e.topics)); err != nil {
+		t.Fatal(err)
+	}
+	e.conn = testConn(t)
+	e.db = testDB(t, e.conn)
+	e.group = "rf-chtest-sink-" + e.id
+	return e
+}
+
+// produceTraffic sends the generated records, and the loyalty commands the runtime would emit
+// (the oracle's: the runtime is another team's, and its commands are contract-bound to these).
+func (e *env) produceTraffic(t *testing.T, tr *generate.Traffic, exp *oracle.Expected) int {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, r := range tr.Records {
+		val := r.Raw
+		if r.Event != nil && r.Raw == nil {
+			var err error
+			if val, err = e.serde.EncodeEvent(r.Topic, r.Event); err != nil {
+				t.Fatalf("encode %s: %v", r.Event.EventID, err)
+			}
+		}
+		recs = append(recs, &kgo.Record{Topic: e.topics[r.Topic], Key: []byte(r.Key), Value: val})
+	}
+	ids := make([]string, 0, len(exp.Commands))
+	for id := range exp.Commands {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		c := exp.Commands[id]
+		lc := &schemas.LoyaltyCommand{RequestID: c.RequestID, CommandType: c.Type, OrderID: c.OrderID, MemberID: c.MemberID,
+			Points: c.Points, CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason,
+			BasisAmount: c.BasisAmount, Currency: "EUR", EarnRate: c.EarnRate, TierCode: c.TierCode, TierMultiplier: c.TierMultiplier,
+			EntitledPoints: c.EntitledPoints, PolicyVersion: "test", RequestedAt: c.BusinessTime}
+		if !c.ActivatesAt.IsZero() {
+			at := c.ActivatesAt
+			lc.ActivatesAt = &at
+		}
+		if c.ReservationID != "" {
+			r := c.ReservationID
+			lc.ReservationID = &r
+		}
+		ev := &schemas.Event{Envelope: schemas.Envelope{EventID: c.RequestID, EventType: c.Type, SchemaVersion: 1,
+			SourceSystem: "retailflow", OccurredAt: c.BusinessTime, PublishedAt: c.BusinessTime, AggregateType: "order",
+			AggregateID: c.OrderID, CorrelationID: c.OrderID, TenantID: "t"}, LoyaltyCommand: lc}
+		val, err := e.serde.EncodeEvent(schemas.TopicCommands, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: e.topics[schemas.TopicCommands], Key: []byte(c.OrderID), Value: val})
+	}
+	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+func (e *env) sinkOptions() SinkOptions {
+	return SinkOptions{
+		Kafka: []kgo.Opt{kgo.SeedBrokers(brokers()...)}, Group: e.group, Topics: e.topics, Serde: e.serde,
+		Conn: e.conn, Database: e.db, Changelog: true, BatchRows: 5000, BatchTimeout: 200 * time.Millisecond,
+		MinInsertInterval: 200 * time.Millisecond, MaxRetryWait: 2 * time.Second,
+	}
+}
+
+// caughtUp waits until the sink group has committed every record of every topic.
+func (e *env) caughtUp(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		lags, err := e.adm.Lag(context.Background(), e.group)
+		if err == nil {
+			if gl, ok := lags[e.group]; ok && gl.Error() == nil && gl.Lag.Total() == 0 && len(gl.Lag) > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink group %s did not catch up within %s (lag err %v)", e.group, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// viewRows reads every reconciliation view as oracle rows (keys, code, points/amount).
+func (e *env) viewRows(t *testing.T) map[string][]oracle.ViewRow {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string][]oracle.ViewRow{}
+	q := map[string]string{
+		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
+		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_shipments_not_invoiced",
+		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
+		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
+		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_three_way_line",
+	}
+	for _, v := range oracle.Views {
+		rows, err := e.conn.Query(ctx, fmt.Sprintf(q[v], e.db))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		for rows.Next() {
+			var k1, k2, code, amt string
+			var pts int64
+			if err := rows.Scan(&k1, &k2, &code, &pts, &amt); err != nil {
+				t.Fatal(err)
+			}
+			r := oracle.ViewRow{View: v, MismatchCode: code, Points: pts, Amount: decimal.RequireFromString(amt)}
+			switch v {
+			case oracle.ViewShipmentsNotInvoiced:
+				r.ShipmentID, r.OrderLineID = k1, k2
+			case oracle.ViewRedemptionsPending:
+				r.ReservationID, r.OrderID = k1, k2
+			case oracle.ViewReturnsNotInLoyalty:
+				r.ReturnID, r.OrderID = k1, k2
+			default:
+				r.OrderID, r.OrderLineID = k1, k2
+			}
+			out[v] = append(out[v], r)
+		}
+		rows.Close()
+	}
+	return out
+}
+
+// rowText is what two runs must agree on: keys, code, points, amount.
+func rowText(r oracle.ViewRow) string {
+	return fmt.Sprintf("%s pts=%d amt=%s", r.Key(), r.Points, r.Amount.StringFixed(4))
+}
+
+func viewTexts(rows map[string][]oracle.ViewRow) []string {
+	var out []string
+	for _, rs := range rows {
+		for _, r := range rs {
+			out = append(out, rowText(r))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// compareViews diffs the views with the oracle's expected rows; it reports every difference.
+func compareViews(t *testing.T, got, want map[string][]oracle.ViewRow) {
+	t.Helper()
+	g, w := viewTexts(got), viewTexts(want)
+	gs, ws := map[string]bool{}, map[string]bool{}
+	for _, x := range g {
+		gs[x] = true
+	}
+	for _, x := range w {
+		ws[x] = true
+	}
+	bad := 0
+	for _, x := range w {
+		if !gs[x] {
+			t.Errorf("missing from ClickHouse: %s", x)
+			bad++
+		}
+	}
+	for _, x := range g {
+		if !ws[x] {
+			t.Errorf("unexpected in ClickHouse: %s", x)
+			bad++
+		}
+	}
+	if len(g) != len(w) {
+		t.Errorf("ClickHouse has %d view rows, the oracle expects %d", len(g), len(w))
+	}
+	counts := map[string]int{}
+	for v, rs := range want {
+		counts[v] = len(rs)
+	}
+	t.Logf("expected rows per view: %v (%d differences)", counts, bad)
+}
+
+func (e *env) checkTotals(t *testing.T, want oracle.Totals) {
+	t.Helper()
+	ctx := context.Background()
+	var accReq, revReq, refReq, accPost, revPost, refPost, redeemed int64
+	if err := e.conn.QueryRow(ctx, fmt.Sprintf(`SELECT
+		toInt64(sumIf(points, command_type = 'AccrualRequested')), toInt64(sumIf(points, command_type = 'ReversalRequested')),
+		toInt64(sumIf(points, command_type = 'RedemptionRefundRequested')) FROM %s.loyalty_commands FINAL`, e.db)).Scan(&accReq, &revReq, &refReq); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toInt64(sumIf(points, kind = 'ACCRUAL')), toInt64(sumIf(points, kind = 'REVERSAL')),
+		toInt64(sumIf(points, kind = 'REDEMPTION_REFUND')) FROM %s.f_loyalty_postings`, e.db)).Scan(&accPost, &revPost, &refPost); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.QueryRow(ctx, fmt.Sprintf(`SELECT toInt64(sumIf(points, kind = 'CONFIRMED')) FROM %s.f_reservation_events`, e.db)).Scan(&redeemed); err != nil {
+		t.Fatal(err)
+	}
+	got := [7]int64{accReq, revReq, refReq, accPost, revPost, refPost, redeemed}
+	exp := [7]int64{want.AccrualRequested, want.ReversalRequested, want.RefundRequested, want.AccrualPosted, want.ReversalPosted, want.RefundPosted, want.RedeemedConfirmed}
+	if got != exp {
+		t.Errorf("point totals (acc req, rev req, refund req, acc posted, rev posted, refund posted, redeemed): got %v, want %v", got, exp)
+	}
+	rows, err := e.conn.Query(ctx, fmt.Sprintf(`SELECT currency, doc_kind, toString(sum(net)) FROM (
+		SELECT currency, doc_kind, net FROM %[1]s.f_billing_documents
+		WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM %[1]s.f_billing_cancellations))
+		GROUP BY currency, doc_kind`, e.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	gotNet := map[string]decimal.Decimal{}
+	for rows.Next() {
+		var cur, kind, net string
+		if err := rows.Scan(&cur, &kind, &net); err != nil {
+			t.Fatal(err)
+		}
+		gotNet[kind+" "+cur] = decimal.RequireFromString(net)
+	}
+	for cur, v := range want.ErpInvoicedNet {
+		if !gotNet["INVOICE "+cur].Equal(v) {
+			t.Errorf("invoiced net %s: got %s, want %s", cur, gotNet["INVOICE "+cur], v)
+		}
+	}
+	for cur, v := range want.ErpCreditedNet {
+		if !gotNet["CREDIT_MEMO "+cur].Equal(v) {
+			t.Errorf("credited net %s: got %s, want %s", cur, gotNet["CREDIT_MEMO "+cur], v)
+		}
+	}
+}
+
+// noDuplicates checks count() = uniqExact(row_id) after FINAL for every table.
+func (e *env) noDuplicates(t *testing.T) {
+	t.Helper()
+	tables, _ := Tables()
+	for name := range tables {
+		if name == "recon_config" {
+			continue
+		}
+		var n, u uint64
+		if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count(), uniqExact(row_id) FROM %s.%s FINAL", e.db, name)).Scan(&n, &u); err != nil {
+			t.Fatal(err)
+		}
+		if n != u {
+			t.Errorf("%s: count() %d != uniqExact(row_id) %d after FINAL", name, n, u)
+		}
+	}
+}
+
+func faultyTraffic(t *testing.T, seed uint64, orders int) *generate.Traffic {
+	t.Helper()
+	f := generate.Faults{}
+	for _, name := range generate.AllFaults() {
+		f.Set(name, 0.12)
+	}
+	tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, Start: time.Now().Add(-20 * 24 * time.Hour).Truncate(time.Hour),
+		DuplicateRate: 0.05, OutOfOrderRate: 0.2, LateRate: 0.05, Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func TestSinkViewsMatchOracle(t *testing.T) {
+	needsServices(t)
+	e := newEnv(t, 3)
+	tr := faultyTraffic(t, 7, 150)
+	exp := tr.Expected(time.Now())
+	n := e.produceTraffic(t, tr, exp)
+	s, err := NewSink(e.sinkOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.Run(ctx) }()
+	e.caughtUp(t, 90*time.Second)
+	t.Logf("sink caught up on %d records in %s", n, time.Since(start))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	compareViews(t, e.viewRows(t), exp.Views)
+	e.checkTotals(t, exp.Totals)
+	e.noDuplicates(t)
+}
