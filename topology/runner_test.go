@@ -1,0 +1,447 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
+)
+
+// The test stage keeps a running sum per key. Inputs are "<int>" (add), "evict" (delete the
+// key), "bad" (does not decode) or a negative number (fails validation). Every accepted add
+// emits "<key>=<sum>", so the committed output of a key must be exactly its prefix sums: a lost
+// or doubled effect shows as a wrong or repeated sum.
+type sumEvent struct {
+	n     int64
+	evict bool
+}
+
+type intCodec struct{}
+
+func (intCodec) Encode(v int64) ([]byte, error) { return strconv.AppendInt(nil, v, 10), nil }
+func (intCodec) Decode(b []byte) (int64, error) { return strconv.ParseInt(string(b), 10, 64) }
+
+func sumStage(process func()) Stage[sumEvent, int64, string] {
+	return Stage[sumEvent, int64, string]{
+		Decode: func(r *kgo.Record) (sumEvent, error) {
+			switch string(r.Value) {
+			case "evict":
+				return sumEvent{evict: true}, nil
+			case "huge":
+				return sumEvent{n: -1 << 40}, nil
+			}
+			n, err := strconv.ParseInt(string(r.Value), 10, 64)
+			return sumEvent{n: n}, err
+		},
+		Validate: func(e sumEvent) error {
+			if e.n < 0 && e.n != -1<<40 {
+				return errors.New("negative")
+			}
+			return nil
+		},
+		Process: func(key string, sum int64, _ bool, e sumEvent) (Step[int64, string], error) {
+			if process != nil {
+				process()
+			}
+			if e.evict {
+				return Step[int64, string]{Op: Evict}, nil
+			}
+			if e.n == -1<<40 { // an output larger than the producer's batch limit
+				return Step[int64, string]{Outputs: []Emit[string]{{To: "out", Value: strings.Repeat("x", 2<<20)}}}, nil
+			}
+			sum += e.n
+			return Step[int64, string]{Op: Put, State: sum,
+				Outputs: []Emit[string]{{To: "out", Value: key + "=" + strconv.FormatInt(sum, 10)}}}, nil
+		},
+		State:  intCodec{},
+		Encode: func(_ Stream, s string) ([]byte, error) { return []byte(s), nil },
+	}
+}
+
+func sumTopology() Topology {
+	return Topology{
+		Sources: []Stream{"in-a", "in-b"},
+		Stages:  []KeyedStage{{Name: "sum", Inputs: []Stream{"in-a", "in-b"}, Store: "sum-changelog", Writes: []Stream{"out"}}},
+		Outputs: []Stream{"out"},
+		DLQ:     "dlq",
+	}
+}
+
+const testPartitions = 3
+
+type fixture struct {
+	t     *testing.T
+	c     *kfake.Cluster
+	conn  kafka.Conn
+	prod  *kgo.Client
+	group string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	conn := kafka.Conn{Brokers: c.ListenAddrs(), Timeout: 5 * time.Second}
+	var specs []kafka.TopicSpec
+	for _, s := range sumTopology().Stages[0].TopicSpecs("dlq") {
+		s.Partitions = testPartitions
+		specs = append(specs, s)
+	}
+	if _, err := kafka.EnsureTopics(context.Background(), conn, specs); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(append(conn.Options(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	return &fixture{t: t, c: c, conn: conn, prod: prod, group: "g"}
+}
+
+// produce writes value to topic for key, on the key's partition (a stable function of the key).
+func (f *fixture) produce(topic, key, value string) {
+	p := int32(0)
+	for _, ch := range key {
+		p = (p*31 + ch) % testPartitions
+	}
+	if err := f.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value), Partition: p}).FirstErr(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) options(instance string, m Metrics) Options {
+	var log *slog.Logger
+	if os.Getenv("RUNTIME_TEST_LOG") == "" {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return Options{
+		Conn: f.conn, Group: f.group, InstanceID: instance,
+		TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second,
+		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
+		Metrics: m, Logger: log,
+	}
+}
+
+type running struct {
+	r      *Runner[sumEvent, int64, string]
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (f *fixture) start(instance string, m Metrics, process func()) *running {
+	f.t.Helper()
+	r, err := NewRunner(sumTopology(), sumStage(process), f.options(instance, m))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return &running{r: r, cancel: cancel, done: done}
+}
+
+func (rn *running) stop(t *testing.T) {
+	t.Helper()
+	rn.cancel()
+	select {
+	case err := <-rn.done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// committed reads a topic read_committed from the start until it has want records or times out.
+func (f *fixture) committed(topic string, want int) []*kgo.Record {
+	f.t.Helper()
+	cl, err := kgo.NewClient(append(f.conn.Options(), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	deadline := time.Now().Add(20 * time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		out = append(out, fs.Records()...)
+	}
+	// a short extra read catches records beyond want (duplicates)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	out = append(out, cl.PollFetches(ctx).Records()...)
+	cancel()
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// checkSums asserts that each key's committed outputs are a running sum over exactly its inputs:
+// as many outputs as inputs, and the increments between consecutive sums are the inputs as a
+// multiset (the two input topics interleave in any order). No source coordinate repeats.
+func checkSums(t *testing.T, outs []*kgo.Record, inputs map[string][]int64) {
+	t.Helper()
+	got := map[string][]int64{}
+	seen := map[string]bool{}
+	for _, r := range outs {
+		src := header(r, HeaderSourceTopic) + "/" + header(r, HeaderSourcePartition) + "@" + header(r, HeaderSourceOffset) + "#" + header(r, HeaderOutputSeq)
+		if seen[src] {
+			t.Errorf("source %s produced output twice", src)
+		}
+		seen[src] = true
+		_, v, _ := strings.Cut(string(r.Value), "=")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		got[string(r.Key)] = append(got[string(r.Key)], n)
+	}
+	for key, ns := range inputs {
+		want := map[int64]int{}
+		for _, n := range ns {
+			want[n]++
+		}
+		var prev int64
+		for _, sum := range got[key] {
+			want[sum-prev]--
+			prev = sum
+		}
+		for n, c := range want {
+			if c != 0 {
+				t.Errorf("key %s: outputs %v do not add up inputs %v (increment %d off by %d)", key, got[key], ns, n, c)
+				break
+			}
+		}
+	}
+}
+
+// feed produces n adds per key across the two inputs; it returns what each key received.
+func (f *fixture) feed(keys, n int, inputs map[string][]int64) {
+	for i := 0; i < n; i++ {
+		for k := 0; k < keys; k++ {
+			key := fmt.Sprintf("k%d", k)
+			v := int64(i + 1)
+			topic := "in-a"
+			if (i+k)%2 == 1 {
+				topic = "in-b"
+			}
+			f.produce(topic, key, strconv.FormatInt(v, 10))
+			inputs[key] = append(inputs[key], v)
+		}
+	}
+}
+
+// TestRunnerExactlyOnceAndRestore: outputs are exact, poison goes to the DLQ with headers, and a
+// second incarnation restores the sums from the changelog and continues them.
+func TestRunnerExactlyOnceAndRestore(t *testing.T) {
+	f := newFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, 5, inputs)
+	f.produce("in-a", "k0", "bad")
+	f.produce("in-b", "k1", "-3")
+	f.prod.ProduceSync(context.Background(), &kgo.Record{Topic: "in-a", Value: []byte("1"), Partition: 0})
+
+	m := NewCounters(1000)
+	rn := f.start("0", m, nil)
+	outs := f.committed("out", 30)
+	checkSums(t, outs, inputs)
+	dlq := f.committed("dlq", 3)
+	classes := map[string]bool{}
+	for _, r := range dlq {
+		classes[header(r, HeaderErrorClass)] = true
+		if header(r, HeaderSourceOffset) == "" || header(r, HeaderFirstSeen) == "" || header(r, HeaderErrorMessage) == "" {
+			t.Errorf("DLQ record lacks headers: %v", r.Headers)
+		}
+	}
+	if len(dlq) != 3 || !classes[ClassDecode] || !classes[ClassInvalid] || !classes[ClassNoKey] {
+		t.Errorf("DLQ has %d records with classes %v, want decode, invalid, no-key", len(dlq), classes)
+	}
+	if !rn.r.Ready() {
+		t.Errorf("not ready after processing: %+v", rn.r.Status())
+	}
+	rn.stop(t)
+
+	// A new incarnation (same instance id) continues every sum from the restored changelog.
+	f.feed(6, 2, inputs)
+	rn2 := f.start("0", m, nil)
+	outs = f.committed("out", 42)
+	checkSums(t, outs, inputs)
+	f.produce("in-a", "k5", "evict")
+	// The changelog's last value per key is its final sum; k5 ends in a tombstone.
+	last := map[string][]byte{}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		clear(last)
+		for _, r := range f.committed("sum-changelog", 1) {
+			last[string(r.Key)] = r.Value
+			if header(r, HeaderSourceOffset) == "" {
+				t.Errorf("changelog record without source headers")
+			}
+		}
+		if v, ok := last["k5"]; ok && v == nil {
+			break
+		}
+	}
+	rn2.stop(t)
+	for key, ns := range inputs {
+		var sum int64
+		for _, n := range ns {
+			sum += n
+		}
+		want := strconv.FormatInt(sum, 10)
+		if key == "k5" {
+			want = ""
+		}
+		if string(last[key]) != want {
+			t.Errorf("changelog %s = %q, want %q", key, last[key], want)
+		}
+	}
+	s := m.Snapshot()
+	if s.Commits == 0 || s.DeadLettered["in-a/decode"] != 1 || s.DeadLettered["in-b/invalid"] != 1 {
+		t.Errorf("metrics: %+v", s)
+	}
+}
+
+// TestRunnerEndTxnErrorIsNotACommit: the broker answers EndTxn(commit) with UNKNOWN_SERVER_ERROR
+// (the outcome is unknown); the runtime must not apply the overlay, and every effect still
+// appears exactly once.
+func TestRunnerEndTxnErrorIsNotACommit(t *testing.T) {
+	f := newFixture(t)
+	var injected atomic.Int32
+	f.c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		f.c.KeepControl()
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit || injected.Add(1) > 2 {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	inputs := map[string][]int64{}
+	f.feed(4, 5, inputs)
+	m := NewCounters(0)
+	rn := f.start("0", m, nil)
+	checkSums(t, f.committed("out", 20), inputs)
+	rn.stop(t)
+	if injected.Load() < 2 {
+		t.Fatalf("only %d EndTxn commits were intercepted", injected.Load())
+	}
+	if s := m.Snapshot(); s.Aborts["rebalance"]+s.Aborts["produce"]+s.Aborts["transient"] == 0 {
+		t.Errorf("no abort recorded: %+v", s.Aborts)
+	}
+}
+
+// TestRunnerProduceFailureAborts: an output the producer refuses (too large) fails its produce;
+// the transaction aborts (nothing of it commits), and on the retry the input that caused it
+// goes to the DLQ as output-rejected while every other effect appears exactly once.
+func TestRunnerProduceFailureAborts(t *testing.T) {
+	f := newFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(4, 3, inputs)
+	f.produce("in-a", "k0", "huge")
+	f.feed(4, 2, inputs)
+	m := NewCounters(0)
+	rn := f.start("0", m, nil)
+	outs := f.committed("out", 20)
+	dlq := f.committed("dlq", 1)
+	rn.stop(t)
+	checkSums(t, outs, inputs)
+	if s := m.Snapshot(); s.Aborts["produce"] == 0 {
+		t.Errorf("aborts = %v, want a produce abort", s.Aborts)
+	}
+	if len(dlq) != 1 || header(dlq[0], HeaderErrorClass) != ClassOutputRejected || string(dlq[0].Value) != "huge" {
+		t.Fatalf("DLQ = %d records, want the huge input as %s", len(dlq), ClassOutputRejected)
+	}
+}
+
+// TestRunnerRevokeMidTransaction: a second instance joins while the first is inside a
+// transaction; the first's transaction aborts (its overlay dropped), the partitions are split,
+// each restored from the changelog, and every effect appears exactly once.
+func TestRunnerRevokeMidTransaction(t *testing.T) {
+	f := newFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, 4, inputs)
+
+	var once sync.Once
+	inTxn := make(chan struct{})
+	release := make(chan struct{})
+	m1 := NewCounters(0)
+	first := f.start("0", m1, nil)
+	checkSums(t, f.committed("out", 24), inputs)
+
+	// The next transaction of the first instance blocks inside the processor until the second
+	// instance has joined and the rebalance has revoked its partitions.
+	var block atomic.Bool
+	block.Store(true)
+	first.stop(t)
+	first = f.start("0", m1, func() {
+		if block.Load() {
+			once.Do(func() { close(inTxn) })
+			<-release
+		}
+	})
+	f.feed(6, 3, inputs)
+	select {
+	case <-inTxn:
+	case <-time.After(20 * time.Second):
+		t.Fatal("first instance never processed")
+	}
+	m2 := NewCounters(0)
+	second := f.start("1", m2, nil)
+	// wait until the group has rebalanced: the second instance owns partitions
+	deadline := time.Now().Add(20 * time.Second)
+	for len(second.r.Status().Owned) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	block.Store(false)
+	close(release)
+	if len(second.r.Status().Owned) == 0 {
+		t.Fatalf("second instance never got partitions: %+v", second.r.Status())
+	}
+	checkSums(t, f.committed("out", 42), inputs)
+	first.stop(t)
+	second.stop(t)
+	if s := m1.Snapshot(); s.Aborts["rebalance"] == 0 {
+		t.Errorf("first instance aborts = %v, want a rebalance abort", s.Aborts)
+	}
+}
+
+func TestNewRunnerRejectsBadOptions(t *testing.T) {
+	_, err := NewRunner(sumTopology(), sumStage(nil), Options{Conn: kafka.Conn{Brokers: []string{"x:1"}}})
+	if err == nil || !strings.Contains(err.Error(), "InstanceID") || !strings.Contains(err.Error(), "Group") {
+		t.Fatalf("err = %v", err)
+	}
+	st := sumStage(nil)
+	st.Decode = nil
+	f := &fixture{conn: kafka.Conn{Brokers: []string{"x:1"}}, group: "g"}
+	if _, err := NewRunner(sumTopology(), st, f.options("0", nil)); err == nil || !strings.Contains(err.Error(), "Decode") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
