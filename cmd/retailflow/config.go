@@ -352,12 +352,31 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		dc.ErrorUnused = true
 	})
 	if err != nil {
-		return Config{}, fmt.Errorf("config: %v", err)
+		return Config{}, decodeError(err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// decodeError turns mapstructure's multi-line report into one line per problem, each starting
+// with the key: "config sink.batch_rows: cannot parse value as 'int' ...".
+func decodeError(err error) error {
+	var parts []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "decoding failed") {
+			continue
+		}
+		if strings.HasPrefix(line, "'") {
+			if end := strings.Index(line[1:], "'"); end > 0 {
+				line = line[1:end+1] + ":" + line[end+2:]
+			}
+		}
+		parts = append(parts, line)
+	}
+	return fmt.Errorf("config %s", strings.Join(parts, "; "))
 }
 
 // leafKeys lists the dotted keys of every leaf field of t (maps are leaves).
