@@ -8,6 +8,8 @@
 //	                              erp, loyalty-commands, dlq (+ order_ledger, owned by the ledger)
 //	  SchemaText(name), SchemaNames(), ValueSchema(topic) → SchemaName
 //	  Event (Envelope + exactly one body), DeadLetter, LoyaltyCommand, CommandRequestID
+//	  Every topic but dlq and the changelog carries an Event: the loyalty-commands value is
+//	  Event{Envelope (event_type = command_type), LoyaltyCommand: &cmd}, not a bare LoyaltyCommand.
 //	  TopicOf(EventType), EventTypes(), (*Event).BodyType(), (*Event).OrderID()
 //
 //	Codec (Avro body only, reflection over json tags, any Go type)
