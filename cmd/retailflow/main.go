@@ -92,6 +92,7 @@ func subcommands(app *App) []*cobra.Command {
 		newTopicsCmd(app),
 		newProduceCmd(app),
 		newConsumeCmd(app),
+		newGenerateCmd(app),
 	}
 }
 
