@@ -156,12 +156,6 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 func recordJSON(ctx context.Context, serde *schemas.Serde, t schemas.Topic, r *kgo.Record) ([]byte, error) {
 	ref := schemas.RecordRef{Topic: t, Partition: r.Partition, Offset: r.Offset}
 	switch t {
-	case schemas.TopicCommands:
-		v, err := schemas.Decode[schemas.LoyaltyCommand](ctx, serde, ref, r.Value)
-		if err != nil {
-			return nil, err
-		}
-		return schemas.EncodeJSON(v)
 	case schemas.TopicDLQ:
 		v, err := schemas.Decode[schemas.DeadLetter](ctx, serde, ref, r.Value)
 		if err != nil {

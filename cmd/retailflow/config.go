@@ -61,6 +61,8 @@ type TopicsConfig struct {
 	Changelog  string `mapstructure:"changelog"`
 	DLQ        string `mapstructure:"dlq"`
 	Partitions int32  `mapstructure:"partitions"` // of every order-scoped topic (co-partitioned)
+	// ReplicationFactor of every topic retailflow creates (1 for the local single broker; 3 in production).
+	ReplicationFactor int16 `mapstructure:"replication_factor"`
 	// RetentionHours of the input and output topics; the changelog is compacted instead.
 	RetentionHours int `mapstructure:"retention_hours"`
 }
@@ -115,6 +117,10 @@ type PolicyConfig struct {
 	ReturnWindowDays    int               `mapstructure:"return_window_days"`
 	OrphanGrace         time.Duration     `mapstructure:"orphan_grace"` // shipment/return before its order
 	RetentionAfterClose time.Duration     `mapstructure:"retention_after_close"`
+	// AmountTolerance per rounded document line when ERP amounts are compared (DOMAIN.md B.3).
+	AmountTolerance string `mapstructure:"amount_tolerance"`
+	// MaxEventsPerOrder bounds the per-order seen-event set that makes duplicates idempotent.
+	MaxEventsPerOrder int `mapstructure:"max_events_per_order"`
 }
 
 // ReconConfig holds the SLAs and grace windows of the reconciliation views (DOMAIN.md C).
@@ -147,7 +153,7 @@ func DefaultConfig() Config {
 			Orders: "retail.orders.v1", Shipments: "retail.shipments.v1", Returns: "retail.returns.v1",
 			Loyalty: "retail.loyalty.v1", ERP: "retail.erp.v1",
 			Commands: "retailflow.loyalty-commands.v1", Changelog: "retailflow.order-ledger.changelog",
-			DLQ: "retailflow.dlq.v1", Partitions: 6, RetentionHours: 7 * 24,
+			DLQ: "retailflow.dlq.v1", Partitions: 6, ReplicationFactor: 1, RetentionHours: 7 * 24,
 		},
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "retailflow", Username: "default", DialTimeout: 5 * time.Second},
 		Runtime: RuntimeConfig{
@@ -161,6 +167,7 @@ func DefaultConfig() Config {
 			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
 			TierMultipliers: map[string]string{"BASE": "1", "SILVER": "1.25", "GOLD": "1.5", "PLATINUM": "2"},
 			LockDays:        30, ReturnWindowDays: 30, OrphanGrace: 24 * time.Hour, RetentionAfterClose: 7 * 24 * time.Hour,
+			AmountTolerance: "0.005", MaxEventsPerOrder: 4096,
 		},
 		Recon: ReconConfig{
 			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,
@@ -220,6 +227,9 @@ func (c *Config) Validate() error {
 	if c.Topics.Partitions < 1 || c.Topics.Partitions > 10000 {
 		bad("topics.partitions", "must be between 1 and 10000, got %d", c.Topics.Partitions)
 	}
+	if c.Topics.ReplicationFactor < 1 {
+		bad("topics.replication_factor", "must be at least 1")
+	}
 	if c.Topics.RetentionHours < 1 {
 		bad("topics.retention_hours", "must be at least 1")
 	}
@@ -272,6 +282,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Version == "" {
 		bad("policy.version", "must not be empty: it is stamped on every command")
+	}
+	if _, err := c.LedgerPolicy(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Policy.LockDays < 0 {
 		bad("policy.lock_days", "must not be negative")

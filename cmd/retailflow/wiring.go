@@ -1,9 +1,16 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
 )
 
@@ -36,9 +43,66 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 		schemas.TopicCommands, schemas.TopicChangelog, schemas.TopicDLQ,
 	} {
 		specs = append(specs, kafka.TopicSpec{
-			Name: names[t], Partitions: c.Topics.Partitions, Retention: retention,
+			Name: names[t], Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor, Retention: retention,
 			Compacted: t == schemas.TopicChangelog, CoPartitioned: true,
 		})
 	}
 	return specs
+}
+
+// LedgerPolicy maps the policy section onto the ledger's Policy; a value that is not a
+// decimal, or a policy the ledger refuses, is a *ConfigError naming the key.
+func (c Config) LedgerPolicy() (ledger.Policy, error) {
+	p := ledger.Policy{
+		Version: c.Policy.Version, ExcludedSKUs: c.Policy.ExcludedSKUs,
+		LockDays: c.Policy.LockDays, ReturnWindowDays: c.Policy.ReturnWindowDays,
+		OrphanGrace: c.Policy.OrphanGrace, RetentionAfterClose: c.Policy.RetentionAfterClose,
+		MaxEventsPerOrder: c.Policy.MaxEventsPerOrder,
+		EarnRates:         map[string]decimal.Decimal{}, TierMultipliers: map[string]decimal.Decimal{},
+	}
+	parse := func(key, v string) (decimal.Decimal, error) {
+		d, err := decimal.NewFromString(v)
+		if err != nil {
+			return d, &ConfigError{Key: key, Problem: fmt.Sprintf("%q is not a decimal", v)}
+		}
+		return d, nil
+	}
+	var err error
+	for cur, v := range c.Policy.EarnRates {
+		// viper lower-cases map keys; currencies and tiers are upper case by convention.
+		if p.EarnRates[strings.ToUpper(cur)], err = parse("policy.earn_rates."+cur, v); err != nil {
+			return p, err
+		}
+	}
+	for tier, v := range c.Policy.TierMultipliers {
+		if p.TierMultipliers[strings.ToUpper(tier)], err = parse("policy.tier_multipliers."+tier, v); err != nil {
+			return p, err
+		}
+	}
+	if p.AmountTolerance, err = parse("policy.amount_tolerance", c.Policy.AmountTolerance); err != nil {
+		return p, err
+	}
+	if err := p.Validate(); err != nil {
+		var pe *ledger.PolicyError
+		if errors.As(err, &pe) {
+			return p, &ConfigError{Key: "policy." + snake(pe.Field), Problem: pe.Problem}
+		}
+		return p, err
+	}
+	return p, nil
+}
+
+// snake turns a Go field name (EarnRates) into its config key (earn_rates).
+func snake(field string) string {
+	var b strings.Builder
+	for i, r := range field {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

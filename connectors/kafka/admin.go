@@ -79,6 +79,8 @@ func Ping(ctx context.Context, c Conn) error {
 type TopicSpec struct {
 	Name       string
 	Partitions int32
+	// ReplicationFactor of a created topic; 0 means the broker's default.
+	ReplicationFactor int16
 	// Compacted topics keep the latest value per key (the ledger changelog).
 	Compacted bool
 	// Retention of a non-compacted topic; zero keeps the broker default.
@@ -106,7 +108,9 @@ func (s TopicSpec) configs() map[string]*string {
 type TopicStatus struct {
 	Name       string
 	Partitions int32
-	Created    bool
+	// ReplicationFactor of a created topic; 0 means the broker's default.
+	ReplicationFactor int16
+	Created           bool
 }
 
 // EnsureTopics creates the topics that do not exist and verifies the ones that do: a compacted
@@ -124,7 +128,11 @@ func EnsureTopics(ctx context.Context, c Conn, specs []TopicSpec) ([]TopicStatus
 
 	var out []TopicStatus
 	for _, s := range specs {
-		resp, err := adm.CreateTopic(ctx, s.Partitions, 1, s.configs(), s.Name)
+		rf := s.ReplicationFactor
+		if rf == 0 {
+			rf = -1 // broker default (KIP-464)
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, rf, s.configs(), s.Name)
 		switch {
 		case err == nil && resp.Err == nil:
 			out = append(out, TopicStatus{Name: s.Name, Partitions: s.Partitions, Created: true})
