@@ -602,19 +602,30 @@ func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransac
 	if len(msg) > 4096 { // an error message must not make the DLQ record too large
 		msg = msg[:4096]
 	}
+	now := r.o.Now().UTC()
 	h = append(h,
 		kgo.RecordHeader{Key: HeaderErrorClass, Value: []byte(class)},
 		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(msg)},
-		kgo.RecordHeader{Key: HeaderFirstSeen, Value: []byte(r.o.Now().UTC().Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: HeaderFirstSeen, Value: []byte(now.Format(time.RFC3339Nano))},
 		kgo.RecordHeader{Key: HeaderSourceTimestamp, Value: []byte(rec.Timestamp.UTC().Format(time.RFC3339Nano))},
 	)
+	schemaID := int32(-1)
 	if len(rec.Value) >= 5 && rec.Value[0] == 0 {
-		h = append(h, kgo.RecordHeader{Key: HeaderSchemaID, Value: []byte(strconv.FormatUint(uint64(binary.BigEndian.Uint32(rec.Value[1:5])), 10))})
+		schemaID = int32(binary.BigEndian.Uint32(rec.Value[1:5]))
+		h = append(h, kgo.RecordHeader{Key: HeaderSchemaID, Value: strconv.AppendInt(nil, int64(schemaID), 10)})
 	}
 	value := rec.Value
 	if dropValue {
 		value = nil
-		h = append(h, kgo.RecordHeader{Key: "rf.value.dropped", Value: []byte("true")})
+		h = append(h, kgo.RecordHeader{Key: HeaderValueDropped, Value: []byte("true")})
+	}
+	if r.beh.DeadLetter != nil {
+		v, encErr := r.beh.DeadLetter(Rejected{Record: rec, Class: class, Err: err, SchemaID: schemaID, FirstSeen: now, ValueDropped: dropValue})
+		if encErr != nil {
+			h = append(h, kgo.RecordHeader{Key: HeaderDLQEncodeError, Value: []byte(encErr.Error())})
+		} else {
+			value = v
+		}
 	}
 	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: rec.Partition, Headers: h}
 	sess.Produce(ctx, out, r.promise())

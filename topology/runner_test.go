@@ -444,4 +444,3 @@ func TestNewRunnerRejectsBadOptions(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
-

@@ -3,6 +3,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -62,6 +63,10 @@ type Stage[E, S, O any] struct {
 	// Encode turns an output value into record bytes. An error sends the causing input to the DLQ
 	// with class "encode" (none of its outputs are produced).
 	Encode func(to Stream, o O) ([]byte, error)
+	// DeadLetter encodes the value of a DLQ record; nil writes the original value unchanged.
+	// The error headers are written either way. If it fails, the original value is written
+	// with the encoding error in an extra header.
+	DeadLetter func(Rejected) ([]byte, error)
 	// Classify names the DLQ class of a decode/validate/process error and says whether it is
 	// transient (retried with back-off, never dead-lettered). Nil uses DefaultClassify.
 	Classify func(err error) (class string, transient bool)
@@ -85,6 +90,17 @@ func (s Stage[E, S, O]) validate() error {
 		return fmt.Errorf("topology: stage is missing %v", missing)
 	}
 	return nil
+}
+
+// Rejected is an input record on its way to the DLQ.
+type Rejected struct {
+	Record    *kgo.Record
+	Class     string
+	Err       error
+	SchemaID  int32 // −1 when the value has no Confluent header
+	FirstSeen time.Time
+	// ValueDropped: the broker refused even the DLQ copy of the value; write none.
+	ValueDropped bool
 }
 
 // ErrTransient marks an error as transient: the condition is outside the record (a registry
@@ -139,4 +155,6 @@ const (
 	HeaderSchemaID        = "rf.schema.id"  // decimal; absent when the value has no Confluent header
 	HeaderFirstSeen       = "rf.first.seen" // RFC 3339 (nanoseconds), wall clock of the runtime
 	HeaderSourceTimestamp = "rf.source.timestamp"
+	HeaderValueDropped    = "rf.value.dropped"    // "true": the DLQ record carries no value
+	HeaderDLQEncodeError  = "rf.dlq.encode.error" // Stage.DeadLetter failed; the value is the original
 )
