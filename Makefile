@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test test-unit test-e2e demo fmt vet clean
+.PHONY: build up down status test test-unit test-helm demo fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -30,8 +30,13 @@ vet:
 test-unit:
 	$(GO) test -count=1 -short ./...
 
+# Helm chart: lint, render, golden files, offline kubeconform, config check, guard rails.
+# (installs helm and kubeconform with `go install` into ~/.cache/retailflow/bin the first time)
+test-helm:
+	helm/test.sh
+
 # The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
-test: build up
+test: build up test-helm
 	RETAILFLOW_E2E=1 $(GO) test -count=1 -timeout 20m ./...
 
 demo: build up
