@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
+	"github.com/retailflow/retailflow/connectors/ops"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+func newSinkCmd(app *App) *cobra.Command {
+	var noChangelog bool
+	cmd := &cobra.Command{
+		Use:   "sink",
+		Short: "Copy the committed topics into ClickHouse (idempotent; its own consumer group)",
+		Long: "Reads the five input topics, the loyalty commands, the DLQ and the ledger changelog with\n" +
+			"read_committed in consumer group sink.group, and inserts them into the ClickHouse database\n" +
+			"(run `retailflow migrate` first). Offsets are committed only after ClickHouse acknowledged the\n" +
+			"INSERTs; while ClickHouse is down the sink pauses and retries. Stops on SIGTERM.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := app.Config()
+			if err != nil {
+				return err
+			}
+			log := app.Logger(c).With("component", "sink")
+			ctx := cmd.Context()
+			serde, err := c.NewSerde(ctx)
+			if err != nil {
+				return err
+			}
+			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			reg := prometheus.NewRegistry()
+			metrics, err := ops.NewSinkMetrics(reg)
+			if err != nil {
+				return err
+			}
+			s, err := chsink.NewSink(chsink.SinkOptions{
+				Kafka: c.KafkaConn().Options(), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
+				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
+				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
+				Logger: log, Metrics: metrics,
+			})
+			if err != nil {
+				return err
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			if c.HTTP.Addr != "" {
+				ready := &ops.Readiness{}
+				ready.SetReady()
+				srv := ops.NewServer(c.HTTP.Addr, reg, ready.Check)
+				g.Go(func() error { return srv.Run(gctx) })
+			}
+			g.Go(func() error {
+				log.Info("sink starting", "group", c.Sink.Group, "database", c.ClickHouse.Database)
+				if err := s.Run(gctx); err != nil {
+					return fmt.Errorf("sink: %w", err)
+				}
+				return errors.New("sink stopped") // stops the HTTP server too
+			})
+			if err := g.Wait(); err != nil && ctx.Err() == nil {
+				return err
+			}
+			log.Info("sink stopped")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&noChangelog, "no-changelog", false, "do not read the ledger changelog (order_state, order_line_state)")
+	return cmd
+}
