@@ -10,6 +10,14 @@ import (
 )
 
 // Command is one loyalty command the pipeline must emit (contracts.md "Loyalty commands").
+//
+// What is independent of arrival order, and so comparable with any run of the pipeline, is the
+// set of request ids (with their types, causing events and source refs) and, per order, the sums
+// of points (OrderTruth.RequestedNet, RefundRequested). Points of a single command are those of
+// the canonical application order: Δ = P − P_requested is cumulative, so when two events of an
+// order that both move P reach the processor in another relative order (late or shuffled
+// delivery, topics read at different speeds), their individual Δs can differ by rounding while
+// their sum does not. Compare per-command points only for traffic delivered in canonical order.
 type Command struct {
 	RequestID      string            // schemas.CommandRequestID(OrderID, CausingEventID, Type)
 	Type           schemas.EventType // AccrualRequested | ReversalRequested | RedemptionRefundRequested
@@ -131,6 +139,8 @@ type Totals struct {
 
 // Expected is everything the oracle derives from a set of input events.
 type Expected struct {
+	// Orders by grouping key: every order_id seen, and the checkout id of a reservation that
+	// never became an order (Accepted false, like an order whose OrderAccepted never came).
 	Orders   map[string]*OrderTruth
 	Commands map[string]Command // by request id
 	Members  map[string]*MemberTruth
