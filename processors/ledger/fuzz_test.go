@@ -140,5 +140,40 @@ func BenchmarkApply(b *testing.B) {
 			}
 		}
 	})
+	// The feed events: no commands, but the same derived state to keep current.
+	_, s2cmds, _ := l.Apply(s2, p)
+	feeds := map[string]schemas.Event{
+		"accrual-posted": {Envelope: envelope("e-pa2", schemas.TypePointsAccrualPosted, day(4), "O-1001"),
+			PointsAccrualPosted: &schemas.PointsAccrualPosted{LedgerEntryID: "LE2", RequestID: s2cmds[0].RequestID, OrderID: "O-1001", MemberID: "M-77",
+				Points: s2cmds[0].Points, Status: "PENDING", ActivatesAt: day(34), SourceRef: "S2", BasisAmount: dec("120.4"), Currency: "EUR",
+				EarnRate: dec("1"), TierCode: "GOLD", TierMultiplier: dec("1.5"), RuleVersion: p.Version, PostedAt: day(4)}},
+		"invoice": {Envelope: envelope("e-inv2", schemas.TypeInvoicePosted, day(5), "O-1001"),
+			InvoicePosted: &schemas.BillingDocument{BillingDocumentID: "90002", BillingType: "F2", OrderID: "O-1001", ErpSalesOrderID: "SO1",
+				AccountingTransferStatus: "TRANSFERRED", Currency: "EUR", BillingDate: day(5), FxRate: dec("1"), Net: dec("120.40"), Tax: dec("24.08"), Gross: dec("144.48"),
+				Lines: []schemas.BillingLine{
+					{BillingItem: "1", OrderLineID: "L1", ReferenceDocument: "S2", Quantity: dec("1"), Net: dec("68.80"), Tax: dec("13.76")},
+					{BillingItem: "2", OrderLineID: "L2", ReferenceDocument: "S2", Quantity: dec("2"), Net: dec("51.60"), Tax: dec("10.32")}}}},
+	}
+	for _, name := range []string{"accrual-posted", "invoice"} {
+		e := feeds[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, cmds, err := l2.Apply(e, p)
+				if err != nil || len(cmds) != 0 {
+					b.Fatal(err, len(cmds))
+				}
+			}
+		})
+	}
+	b.Run("order-accepted", func(b *testing.B) {
+		b.ReportAllocs()
+		oa := o1001()
+		for b.Loop() {
+			if _, _, err := (Ledger{}).Apply(oa, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	_ = time.Second
 }
