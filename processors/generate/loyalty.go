@@ -162,10 +162,43 @@ func (o *orderGen) activate(end time.Time) {
 	}
 }
 
-// deliver turns the order's events into records: duplicates, shuffled (out-of-order) delivery
-// and one malformed record, as the options ask.
+// movesPoints reports whether e changes P or the refundable points of its order: the OMS events
+// whose relative order decides the points of each command (oracle.Command).
+func movesPoints(e *schemas.Event) bool {
+	return e.OrderLinesCancelled != nil || e.ShipmentConfirmed != nil || e.ReturnReceived != nil
+}
+
+// deliver turns the order's events into records: late publication, shuffled (out-of-order)
+// delivery, duplicates and one malformed record, as the options ask.
+//
+// Neither lateness nor shuffling changes the relative order of the events that move points
+// (cancellations, shipments, returns): the pipeline's per-command points then equal the oracle's
+// canonical ones, and the loyalty postings (which answer those) match what the pipeline asks.
+// Everything else moves freely: OrderAccepted after shipments, postings and ERP documents before
+// what caused them.
 func (o *orderGen) deliver() []seqRecord {
 	opts := o.g.opts
+	var moving []*schemas.Event // canonical order
+	for _, ge := range o.events {
+		if movesPoints(ge.ev) {
+			moving = append(moving, ge.ev)
+		}
+	}
+	sort.SliceStable(moving, func(i, j int) bool { return moving[i].OccurredAt.Before(moving[j].OccurredAt) })
+	nextMoving := map[*schemas.Event]time.Time{}
+	for i := 0; i+1 < len(moving); i++ {
+		nextMoving[moving[i]] = moving[i+1].PublishedAt
+	}
+	for _, ge := range o.events {
+		if o.dr.Float64() >= opts.LateRate {
+			continue
+		}
+		late := ge.ev.OccurredAt.Add(between(o.dr, 24*time.Hour, 26*time.Hour))
+		if next, ok := nextMoving[ge.ev]; ok && !late.Before(next) {
+			continue // it would overtake a later event that moves points
+		}
+		ge.ev.PublishedAt = late
+	}
 	recs := make([]seqRecord, 0, len(o.events)+2)
 	for _, ge := range o.events {
 		recs = append(recs, seqRecord{Record: Record{Topic: topicOf(ge.ev.EventType), Key: ge.key, Event: ge.ev, At: ge.ev.PublishedAt}})
@@ -177,15 +210,40 @@ func (o *orderGen) deliver() []seqRecord {
 			times[i] = recs[i].At
 		}
 		o.dr.Shuffle(len(times), func(i, j int) { times[i], times[j] = times[j], times[i] })
+		var slots []time.Time
 		for i := range recs {
 			recs[i].At = times[i]
-		}
-		// The point is to exercise holding: make sure something arrives before OrderAccepted.
-		for i := range recs {
-			if recs[i].Event == o.oa && recs[i].At.Equal(minAt(recs)) {
-				j := (i + 1 + o.dr.IntN(len(recs)-1)) % len(recs)
-				recs[i].At, recs[j].At = recs[j].At, recs[i].At
+			if movesPoints(recs[i].Event) {
+				slots = append(slots, times[i])
 			}
+		}
+		// The events that move points take their shuffled slots in canonical order.
+		sort.Slice(slots, func(i, j int) bool { return slots[i].Before(slots[j]) })
+		slot := map[*schemas.Event]time.Time{}
+		for i, e := range moving {
+			slot[e] = slots[i]
+		}
+		for i := range recs {
+			if t, ok := slot[recs[i].Event]; ok {
+				recs[i].At = t
+			}
+		}
+		// Exercise holding: something must arrive before OrderAccepted, preferably the first
+		// shipment (the earliest slot keeps the canonical order).
+		first := minAt(recs)
+		for i := range recs {
+			if recs[i].Event != o.oa || !recs[i].At.Equal(first) {
+				continue
+			}
+			j := (i + 1 + o.dr.IntN(len(recs)-1)) % len(recs)
+			if len(moving) > 0 {
+				for k := range recs {
+					if recs[k].Event == moving[0] {
+						j = k
+					}
+				}
+			}
+			recs[i].At, recs[j].At = recs[j].At, recs[i].At
 		}
 	}
 	n := len(recs)

@@ -129,10 +129,7 @@ func (o *orderGen) envelope(typ schemas.EventType, source, aggType, aggID string
 	cause *schemas.Event, key string) *schemas.Event {
 	o.versions[aggID]++
 	at = at.UTC().Truncate(time.Microsecond)
-	published := at.Add(between(o.dr, 50*time.Millisecond, 3*time.Second))
-	if o.dr.Float64() < o.g.opts.LateRate {
-		published = at.Add(between(o.dr, 24*time.Hour, 26*time.Hour))
-	}
+	published := at.Add(between(o.dr, 50*time.Millisecond, 3*time.Second)) // deliver may make it late
 	corr := o.orderID
 	if key != o.orderID {
 		corr = key[len("checkout:"):]
