@@ -142,6 +142,17 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 	if dups == 0 || late == 0 || beforeOrder == 0 || malformed == 0 {
 		t.Fatal("a delivery knob had no effect")
 	}
+	// Cancellations, shipments and returns of an order arrive in canonical order (first copies).
+	last := map[string]time.Time{}
+	for _, r := range noisy.Records {
+		if r.Event == nil || r.Duplicate || r.Malformed != "" || !movesPoints(r.Event) {
+			continue
+		}
+		if r.Event.OccurredAt.Before(last[r.Key]) {
+			t.Fatalf("%s: %s %s delivered after a later event that moves points", r.Key, r.Event.EventType, r.Event.EventID)
+		}
+		last[r.Key] = r.Event.OccurredAt
+	}
 	classes := map[schemas.ErrorClass]int{}
 	events := map[string]bool{}
 	for _, e := range noisy.Events() {
