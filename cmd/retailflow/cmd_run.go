@@ -76,36 +76,36 @@ func (lc ledgerCodec) Decode(b []byte) (ledger.Ledger, error) {
 
 // LedgerStage builds the typed stage: Avro decode + validation (schemas), Ledger.Apply, Avro
 // commands, the ledger's changelog codec, and DeadLetter values for the DLQ.
-func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.Policy) topology.Stage[*schemas.Event, ledger.Ledger, schemas.LoyaltyCommand] {
+func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.Policy) topology.Stage[*schemas.Event, ledger.Ledger, *schemas.Event] {
 	logical := map[string]schemas.Topic{}
 	for t, name := range c.TopicNames() {
 		logical[name] = t
 	}
 	commands := topology.Stream(c.Topics.Commands)
-	return topology.Stage[*schemas.Event, ledger.Ledger, schemas.LoyaltyCommand]{
+	return topology.Stage[*schemas.Event, ledger.Ledger, *schemas.Event]{
 		Decode: func(r *kgo.Record) (*schemas.Event, error) {
 			return serde.DecodeEvent(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}, r.Value)
 		},
-		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (topology.Step[ledger.Ledger, schemas.LoyaltyCommand], error) {
+		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (topology.Step[ledger.Ledger, *schemas.Event], error) {
 			if !found {
 				l = ledger.New(key)
 			}
 			n, cmds, err := l.Apply(*e, p)
 			if err != nil {
-				return topology.Step[ledger.Ledger, schemas.LoyaltyCommand]{}, err
+				return topology.Step[ledger.Ledger, *schemas.Event]{}, err
 			}
-			step := topology.Step[ledger.Ledger, schemas.LoyaltyCommand]{Op: topology.Put, State: n}
+			step := topology.Step[ledger.Ledger, *schemas.Event]{Op: topology.Put, State: n}
 			if at, closed := n.EvictAfter(); closed && len(cmds) == 0 && !n.Clock().Before(at) {
 				step.Op = topology.Evict
 			}
-			for _, cmd := range cmds {
-				step.Outputs = append(step.Outputs, topology.Emit[schemas.LoyaltyCommand]{To: commands, Value: cmd})
+			for i := range cmds {
+				step.Outputs = append(step.Outputs, topology.Emit[*schemas.Event]{To: commands, Value: commandEvent(e, &cmds[i])})
 			}
 			return step, nil
 		},
 		State: ledgerCodec{ctx: ctx, serde: serde},
-		Encode: func(_ topology.Stream, cmd schemas.LoyaltyCommand) ([]byte, error) {
-			return schemas.Encode(serde, schemas.TopicCommands, &cmd)
+		Encode: func(_ topology.Stream, ev *schemas.Event) ([]byte, error) {
+			return serde.EncodeEvent(schemas.TopicCommands, ev)
 		},
 		DeadLetter: func(rj topology.Rejected) ([]byte, error) {
 			d := &schemas.DeadLetter{
@@ -132,6 +132,26 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 			return schemas.Encode(serde, schemas.TopicDLQ, d)
 		},
 		Classify: classifyLedgerError,
+	}
+}
+
+// commandEvent wraps a command in the envelope of the commands topic. Every field is derived
+// from the command and its causing event, so a replay re-emits the identical event: event_id is
+// the request id, occurred_at and published_at the command's business time.
+func commandEvent(cause *schemas.Event, cmd *schemas.LoyaltyCommand) *schemas.Event {
+	causation := cause.EventID
+	corr := cause.CorrelationID
+	if corr == "" {
+		corr = cmd.OrderID
+	}
+	return &schemas.Event{
+		Envelope: schemas.Envelope{
+			EventID: cmd.RequestID, EventType: cmd.CommandType, SchemaVersion: 1, SourceSystem: "retailflow",
+			OccurredAt: cmd.RequestedAt, PublishedAt: cmd.RequestedAt,
+			AggregateType: "order", AggregateID: cmd.OrderID, CorrelationID: corr, CausationID: &causation,
+			TenantID: cause.TenantID,
+		},
+		LoyaltyCommand: cmd,
 	}
 }
 
