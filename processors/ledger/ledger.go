@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/big"
 	"sort"
 	"time"
@@ -111,12 +110,12 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	if orderID != "" && l.s.OrderID != "" && orderID != l.s.OrderID {
 		return fail(fmt.Errorf("%w: body names order %q", ErrWrongOrder, orderID))
 	}
-	raw, fp, err := fingerprint(e)
+	fp, err := fingerprint(&e)
 	if err != nil {
 		return fail(fmt.Errorf("%w: cannot encode: %v", ErrInvalidEvent, err))
 	}
 	if i, ok := l.seenIndex(e.EventID); ok {
-		if l.s.Seen[i].Fingerprint == fp {
+		if old := l.s.Seen[i].Fingerprint; old == fp || legacyDuplicate(e, old) {
 			return l, nil, nil
 		}
 		return fail(ErrConflictingDuplicate)
@@ -153,9 +152,9 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 		cmds = n.emitDeferredRefund(cmds)
 	case e.ShipmentConfirmed != nil, e.ReturnReceived != nil, e.OrderLinesCancelled != nil:
 		if n.s.Order == nil {
-			n.hold(e, raw, HoldNoOrder)
+			n.hold(e, nil, HoldNoOrder)
 		} else {
-			cmds = n.applyOMS(e, raw, p, cmds)
+			cmds = n.applyOMS(e, nil, p, cmds)
 		}
 	default:
 		n.applyFeed(e)
@@ -391,17 +390,12 @@ func validate(e schemas.Event) error {
 	return nil
 }
 
-// fingerprint is the event's JSON encoding (published_at cleared: a re-publication of the same
-// fact is the same event) and its FNV-64a hash.
-func fingerprint(e schemas.Event) ([]byte, int64, error) {
-	e.PublishedAt = time.Time{}
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return nil, 0, err
-	}
-	h := fnv.New64a()
-	h.Write(raw)
-	return raw, int64(h.Sum64()), nil
+// legacyDuplicate reports whether e is a duplicate of a seen event whose fingerprint old was
+// recorded by a state-version-1 ledger (legacyFingerprint). It runs only when the current
+// fingerprint differs, i.e. on the rare conflict path.
+func legacyDuplicate(e schemas.Event, old int64) bool {
+	fp, err := legacyFingerprint(e)
+	return err == nil && fp == old
 }
 
 func (l Ledger) seenIndex(id string) (int, bool) {
@@ -607,7 +601,17 @@ func largestRemainder(total int64, weights []*big.Rat, sum *big.Rat) []int64 {
 
 // ---------------------------------------------------------------------------- holding
 
+// hold keeps e in the state, as raw (its JSON encoding, published_at cleared) or, when raw is
+// nil, encoded here.
 func (n *Ledger) hold(e schemas.Event, raw []byte, reason string) {
+	if raw == nil {
+		e.PublishedAt = time.Time{}
+		var err error
+		if raw, err = json.Marshal(e); err != nil {
+			// Apply has fingerprinted e, which fails on exactly what json.Marshal fails on.
+			panic(fmt.Sprintf("ledger: order %s: event %s has no JSON form after fingerprinting: %v", n.s.OrderID, e.EventID, err))
+		}
+	}
 	h := HeldEvent{EventID: e.EventID, EventType: string(e.EventType), OccurredAt: e.OccurredAt.UTC(), Reason: reason, Event: raw}
 	n.s.Held = insertSorted(n.s.Held, h, heldLess)
 }

@@ -9,7 +9,12 @@ import (
 // StateVersion is the version of the State layout written to the changelog
 // (schemas/avro/order_ledger.avsc). Bump it, and keep DecodeState able to read the previous
 // version, whenever the meaning of a field changes.
-const StateVersion = 1
+//
+// History: 1 — first layout. 2 — SeenEvent.Fingerprint is the binary-form hash (fingerprint)
+// instead of FNV-64a of the JSON form; the layout is unchanged, and a version-1 fingerprint is
+// still honoured (Apply falls back to legacyFingerprint when a seen id's fingerprint differs),
+// so a version-1 state needs no migration step.
+const StateVersion = 2
 
 // State is the whole ledger of one order as plain data: what the changelog carries and what the
 // ClickHouse sink reads into order_line_state. Every slice is kept sorted by its key (noted on
@@ -317,7 +322,8 @@ type DeferredRefund struct {
 }
 
 // SeenEvent is one event id already applied (or held), with a fingerprint of its payload so a
-// different payload under the same id is detected.
+// different payload under the same id is detected (see fingerprint; states of version 1 hold
+// legacyFingerprint values).
 type SeenEvent struct {
 	EventID     string `json:"event_id"`
 	Fingerprint int64  `json:"fingerprint"`
