@@ -8,6 +8,7 @@ import (
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -32,18 +33,23 @@ func newSinkCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			// Connect, not Open: a ClickHouse outage at start is waited out like one later on
+			conn, err := chsink.Connect(c.ClickHouseConn())
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			if err := conn.Ping(ctx); err != nil {
+				log.Warn("clickhouse not reachable yet; the sink will retry", "addr", c.ClickHouse.Addr, "err", err)
+			}
 			reg := prometheus.NewRegistry()
 			metrics, err := ops.NewSinkMetrics(reg)
 			if err != nil {
 				return err
 			}
 			s, err := chsink.NewSink(chsink.SinkOptions{
-				Kafka: c.KafkaConn().Options(), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
+				// the runtime's session timeout: a crashed sink's partitions move on as quickly
+				Kafka: append(c.KafkaConn().Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
 				Logger: log, Metrics: metrics,

@@ -38,13 +38,34 @@ func (c Conn) Validate() error {
 // Open connects to the server (not to c.Database, which may not exist yet) and checks that it
 // answers within DialTimeout. The caller closes the connection.
 func Open(ctx context.Context, c Conn) (driver.Conn, error) {
+	conn, err := Connect(c)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse %s unreachable within %s: %w", c.Addr, c.timeout(), err)
+	}
+	return conn, nil
+}
+
+func (c Conn) timeout() time.Duration {
+	if c.DialTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return c.DialTimeout
+}
+
+// Connect returns a connection pool without talking to the server: connections are dialled on
+// use and re-dialled after failures. The sink uses it so that starting while ClickHouse is down
+// means waiting (its inserts retry), not exiting.
+func Connect(c Conn) (driver.Conn, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	timeout := c.DialTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
+	timeout := c.timeout()
 	opts := &ch.Options{
 		Addr:        []string{c.Addr},
 		Auth:        ch.Auth{Database: "default", Username: c.Username, Password: c.Password},
@@ -60,12 +81,6 @@ func Open(ctx context.Context, c Conn) (driver.Conn, error) {
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", c.Addr, err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := conn.Ping(pctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("clickhouse %s unreachable within %s: %w", c.Addr, timeout, err)
 	}
 	return conn, nil
 }

@@ -74,6 +74,12 @@ func newEnv(t *testing.T, partitions int32) *env {
 // (the oracle's: the runtime is another team's, and its commands are contract-bound to these).
 func (e *env) produceTraffic(t *testing.T, tr *generate.Traffic, exp *oracle.Expected) int {
 	t.Helper()
+	return e.produceRecords(t, tr) + e.produceCommands(t, exp)
+}
+
+// produceRecords sends the generated input records.
+func (e *env) produceRecords(t *testing.T, tr *generate.Traffic) int {
+	t.Helper()
 	var recs []*kgo.Record
 	for _, r := range tr.Records {
 		val := r.Raw
@@ -85,6 +91,16 @@ func (e *env) produceTraffic(t *testing.T, tr *generate.Traffic, exp *oracle.Exp
 		}
 		recs = append(recs, &kgo.Record{Topic: e.topics[r.Topic], Key: []byte(r.Key), Value: val})
 	}
+	if err := e.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
+}
+
+// produceCommands sends the loyalty commands the runtime would emit for exp.
+func (e *env) produceCommands(t *testing.T, exp *oracle.Expected) int {
+	t.Helper()
+	var recs []*kgo.Record
 	ids := make([]string, 0, len(exp.Commands))
 	for id := range exp.Commands {
 		ids = append(ids, id)
