@@ -256,4 +256,3 @@ func runInfra(t *testing.T, what string) {
 		t.Fatalf("infra/local.sh %s: %v\n%s", what, err, out)
 	}
 }
-
