@@ -19,18 +19,19 @@ func (n *Ledger) recompute(p Policy) {
 	n.refreshQuantities()
 	n.matchErp()
 	n.sumPostings()
+	r := getRatio()
+	defer putRatio(r)
+	var due int64
 	for i := range n.s.Lines {
 		ln := &n.s.Lines[i]
-		ln.RefundablePoints = refundable(*ln)
-		net := ln.Shipped.Sub(ln.Returned)
-		v := ln.LineNet.Rat()
-		v.Mul(v, net.Rat())
-		ln.NetShippedValue = roundHalfEven(v.Quo(v, ln.Ordered.Rat()), moneyPlaces)
+		ln.RefundablePoints = refundable(ln, r)
+		due += ln.RefundablePoints
+		ln.NetShippedValue = netShippedValue(ln, ln.NetShippedValue, r)
 	}
-	b := n.basis()
-	n.s.Points.Basis = roundHalfEven(b, 4)
-	n.s.Points.Entitled = n.entitled(b)
-	n.s.Points.RedemptionRefundDue = n.refundDue()
+	basis(n.s.Lines, r)
+	n.s.Points.Basis = basisRounded(r, n.s.Points.Basis)
+	n.s.Points.Entitled = entitledFrom(n.s.Order, r)
+	n.s.Points.RedemptionRefundDue = due
 	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p), n.s.Clock)
 	n.close(p)
 }

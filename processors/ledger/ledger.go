@@ -852,47 +852,13 @@ func (n *Ledger) refreshQuantities() {
 
 // ---------------------------------------------------------------------------- points
 
-// basis returns B = Σ E(l) × F(l) / q_ord(l), exact.
-func (n *Ledger) basis() *big.Rat {
-	b := new(big.Rat)
-	for _, ln := range n.s.Lines {
-		f := ln.Shipped.Sub(ln.Returned)
-		if !ln.EligibleValue.IsPositive() || !f.IsPositive() {
-			continue
-		}
-		t := new(big.Rat).Mul(ln.EligibleValue.Rat(), f.Rat())
-		b.Add(b, t.Quo(t, ln.Ordered.Rat()))
-	}
-	return b
-}
-
-// entitled returns P = floor(B × earn_rate × tier_multiplier); 0 for a guest order.
-func (n *Ledger) entitled(b *big.Rat) int64 {
-	o := n.s.Order
-	if o == nil || o.MemberID == "" {
-		return 0
-	}
-	x := new(big.Rat).Mul(b, o.EarnRate.Rat())
-	x.Mul(x, o.TierMultiplier.Rat())
-	return ratFloor(x)
-}
-
-// refundDue returns Σ RR(l) = Σ floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord); on a fully
-// cancelled or returned line that is exactly alloc_pts(l).
-func (n *Ledger) refundDue() int64 {
+// refundDue returns Σ RR(l) over the lines (see refundable).
+func (n *Ledger) refundDue(r *ratio) int64 {
 	var due int64
 	for i := range n.s.Lines {
-		due += refundable(n.s.Lines[i])
+		due += refundable(&n.s.Lines[i], r)
 	}
 	return due
-}
-
-func refundable(ln LineState) int64 {
-	if ln.RedemptionPoints <= 0 {
-		return 0
-	}
-	x := new(big.Rat).Mul(big.NewRat(ln.RedemptionPoints, 1), ln.Cancelled.Add(ln.Returned).Rat())
-	return ratFloor(x.Quo(x, ln.Ordered.Rat()))
 }
 
 // commandsFor emits the commands caused by the OMS event e: Δ = P − P_requested as an accrual
@@ -902,8 +868,11 @@ func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []s
 	if o.MemberID == "" {
 		return cmds
 	}
-	b := n.basis()
-	p := n.entitled(b)
+	r := getRatio()
+	defer putRatio(r)
+	basis(n.s.Lines, r)
+	p := entitledFrom(o, r)
+	b := basisRounded(r, decimal.Decimal{})
 	switch d := p - n.s.Points.Requested; {
 	case d > 0:
 		c := n.command(e, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
@@ -918,7 +887,7 @@ func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []s
 		cmds = append(cmds, n.command(e, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p))
 	}
 	if o.ReservationID != "" && o.RedemptionPoints > 0 && reason != "SHIPMENT" {
-		if d := n.refundDue() - n.s.Points.RefundRequested; d > 0 {
+		if d := n.refundDue(r) - n.s.Points.RefundRequested; d > 0 {
 			c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
 			rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
 			c.ReservationID, c.ExpiryPolicy = &rid, &policy
@@ -937,8 +906,11 @@ func (n *Ledger) refundRest(e schemas.Event, sourceRef string, cmds []schemas.Lo
 		total += ln.RedemptionPoints
 	}
 	if d := total - n.s.Points.RefundRequested; d > 0 {
-		b := n.basis()
-		c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, "CANCELLATION", b, n.entitled(b))
+		r := getRatio()
+		defer putRatio(r)
+		basis(n.s.Lines, r)
+		p := entitledFrom(o, r)
+		c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, "CANCELLATION", basisRounded(r, decimal.Decimal{}), p)
 		rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
 		c.ReservationID, c.ExpiryPolicy = &rid, &policy
 		cmds = append(cmds, c)
@@ -946,7 +918,8 @@ func (n *Ledger) refundRest(e schemas.Event, sourceRef string, cmds []schemas.Lo
 	return cmds
 }
 
-func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, sourceRef, reason string, b *big.Rat, p int64) schemas.LoyaltyCommand {
+// command records and returns a command; basis is B rounded half-even to 4 places, p is P.
+func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, sourceRef, reason string, basis decimal.Decimal, p int64) schemas.LoyaltyCommand {
 	o := n.s.Order
 	c := schemas.LoyaltyCommand{
 		RequestID:      schemas.CommandRequestID(n.s.OrderID, e.EventID, typ),
@@ -957,7 +930,7 @@ func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, s
 		CausingEventID: e.EventID,
 		SourceRefID:    sourceRef,
 		Reason:         reason,
-		BasisAmount:    roundHalfEven(b, 4),
+		BasisAmount:    basis,
 		Currency:       o.Currency,
 		EarnRate:       o.EarnRate,
 		TierCode:       o.TierCode,
