@@ -148,6 +148,11 @@ func Generate(opts Options) (*Traffic, error) {
 	for _, og := range gens {
 		og.activate(tr.End)
 	}
+	size := 0
+	for _, og := range gens {
+		size += len(og.events) + 2
+	}
+	g.records = make([]seqRecord, 0, size+size/8)
 	seq := 0
 	for _, og := range gens {
 		for _, r := range og.deliver() {

@@ -33,9 +33,10 @@ func valueCum(net decimal.Decimal, k, q int) decimal.Decimal {
 	return roundHalfEven(num, big.NewRat(int64(q), 1))
 }
 
-// tax is round_half_even(net × rate, 2): tax per line, the order's rounding mode.
+// tax is round_half_even(net × rate, 2): tax per line, the order's rounding mode. The product of
+// two decimals is exact, so decimal's banker's rounding applies the rule exactly.
 func tax(net, rate decimal.Decimal) decimal.Decimal {
-	return roundHalfEven(new(big.Rat).Mul(net.Rat(), rate.Rat()), big.NewRat(1, 1))
+	return net.Mul(rate).RoundBank(2)
 }
 
 // allocateAcross splits total over weights proportionally, HALF_EVEN per share, and gives the
