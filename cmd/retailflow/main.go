@@ -93,6 +93,10 @@ func subcommands(app *App) []*cobra.Command {
 		newProduceCmd(app),
 		newConsumeCmd(app),
 		newGenerateCmd(app),
+		newRunCmd(app),
+		newSinkCmd(app),
+		newMigrateCmd(app),
+		newReconcileCmd(app),
 	}
 }
 
