@@ -40,7 +40,7 @@ test: build up test-helm
 	RETAILFLOW_E2E=1 $(GO) test -count=1 -timeout 20m ./...
 
 demo: build up
-	$(BIN) demo
+	infra/demo.sh
 
 clean:
 	rm -rf bin .run
