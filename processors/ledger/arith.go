@@ -18,7 +18,8 @@ import (
 // with getRatio and give it back with putRatio; its words are reused, so steady-state
 // computations allocate nothing.
 type ratio struct {
-	num, den, a, b, c big.Int
+	num, den, a, b, c  big.Int
+	s1, s2, s3, s4, s5 decSum
 }
 
 var ratioPool = sync.Pool{New: func() any { return new(ratio) }}
@@ -179,4 +180,80 @@ func decimalOf(q *big.Int, places int32, old decimal.Decimal) decimal.Decimal {
 func basisRounded(r *ratio, old decimal.Decimal) decimal.Decimal {
 	roundHalfEvenCoef(&r.a, &r.num, &r.den, 4, &r.b, &r.c)
 	return decimalOf(&r.a, 4, old)
+}
+
+// decSum is an exact running sum of decimals: z × 10^exp. The zero decSum is 0.
+type decSum struct {
+	z, t, u, v big.Int
+	exp        int32
+}
+
+func (s *decSum) reset() {
+	s.z.SetInt64(0)
+	s.exp = 0
+}
+
+// add adds d (subtracts it with neg).
+func (s *decSum) add(d decimal.Decimal, neg bool) *decSum {
+	e := setDec(&s.t, d)
+	if e < s.exp {
+		mulPow10(&s.z, s.exp-e, &s.u)
+		s.exp = e
+	} else {
+		mulPow10(&s.t, e-s.exp, &s.u)
+	}
+	if neg {
+		s.z.Sub(&s.z, &s.t)
+	} else {
+		s.z.Add(&s.z, &s.t)
+	}
+	return s
+}
+
+func (s *decSum) sign() int { return s.z.Sign() }
+
+// equal reports whether the sum equals d, by value.
+func (s *decSum) equal(d decimal.Decimal) bool {
+	e := setDec(&s.t, d)
+	if e == s.exp {
+		return s.z.Cmp(&s.t) == 0
+	}
+	if s.z.Sign() != s.t.Sign() {
+		return false
+	}
+	s.v.Set(&s.z)
+	m := min(e, s.exp)
+	mulPow10(&s.v, s.exp-m, &s.u)
+	mulPow10(&s.t, e-m, &s.u)
+	return s.v.Cmp(&s.t) == 0
+}
+
+// value returns the sum as a decimal, or old when old already has that value.
+func (s *decSum) value(old decimal.Decimal) decimal.Decimal {
+	if s.equal(old) {
+		return old
+	}
+	if s.z.IsInt64() {
+		return decimal.New(s.z.Int64(), s.exp)
+	}
+	return decimal.NewFromBigInt(&s.z, s.exp)
+}
+
+// reset2 sets the sum to x + y.
+func (s *decSum) reset2(x, y decimal.Decimal) *decSum {
+	s.reset()
+	return s.add(x, false).add(y, false)
+}
+
+// sameDecimal reports whether a and b are the same decimal: same coefficient and exponent
+// (a derived value recomputed to a different representation of the same number is rewritten;
+// comparing representations is cheaper than comparing values).
+func sameDecimal(a, b decimal.Decimal) bool {
+	if a.Exponent() != b.Exponent() {
+		return false
+	}
+	if a.NumDigits() <= 18 && b.NumDigits() <= 18 {
+		return a.CoefficientInt64() == b.CoefficientInt64()
+	}
+	return a.Equal(b)
 }

@@ -14,7 +14,8 @@ const moneyPlaces = 2
 
 // recompute derives everything that is a function of the recorded facts: effective quantities,
 // values, ERP matching, posted points, exceptions and closure. It runs after every Apply, so the
-// state never holds a stale derived field.
+// state never holds a stale derived field. It writes a derived field only when its value
+// changes, so an event that changes nothing derived copies nothing (cow.go).
 func (n *Ledger) recompute(p Policy) {
 	n.refreshQuantities()
 	n.matchErp()
@@ -24,9 +25,13 @@ func (n *Ledger) recompute(p Policy) {
 	var due int64
 	for i := range n.s.Lines {
 		ln := &n.s.Lines[i]
-		ln.RefundablePoints = refundable(ln, r)
-		due += ln.RefundablePoints
-		ln.NetShippedValue = netShippedValue(ln, ln.NetShippedValue, r)
+		rr := refundable(ln, r)
+		due += rr
+		v := netShippedValue(ln, ln.NetShippedValue, r)
+		if rr != ln.RefundablePoints || !sameDecimal(v, ln.NetShippedValue) {
+			ln = &n.mutLines()[i]
+			ln.RefundablePoints, ln.NetShippedValue = rr, v
+		}
 	}
 	basis(n.s.Lines, r)
 	n.s.Points.Basis = basisRounded(r, n.s.Points.Basis)
@@ -36,94 +41,133 @@ func (n *Ledger) recompute(p Policy) {
 	n.close(p)
 }
 
-// matchErp marks cancelled documents and sums billing per line and per shipment/return line.
+// docCancelled reports whether a BillingDocumentCancelled names document id.
+func (n *Ledger) docCancelled(id string) bool {
+	for i := range n.s.DocCancels {
+		if n.s.DocCancels[i].CancelsDocumentID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// matchErp marks cancelled documents and sums billing per line (quantities, and nets of the
+// documents in the order's currency) and per shipment/return line (what billing lines that
+// reference it bill). Each sum is recomputed from the documents, exactly, and written only
+// when it changed.
 func (n *Ledger) matchErp() {
-	cancelled := map[string]bool{}
-	for _, c := range n.s.DocCancels {
-		cancelled[c.CancelsDocumentID] = true
-	}
-	for i := range n.s.Lines {
-		ln := &n.s.Lines[i]
-		ln.Invoiced, ln.Credited, ln.InvoicedNet, ln.CreditedNet, ln.BillingLines = decimal.Zero, decimal.Zero, decimal.Zero, decimal.Zero, 0
-		ln.HasErpItem, ln.ErpQuantity = false, decimal.Zero
-	}
-	if len(n.s.ErpOrders) > 0 {
-		for _, it := range n.s.ErpOrders[0].Items {
-			if i := n.lineIndex(it.OrderLineID); i >= 0 {
-				ln := &n.s.Lines[i]
-				ln.HasErpItem, ln.ErpQuantity = true, ln.ErpQuantity.Add(it.Quantity)
-			}
-		}
-	}
-	for si := range n.s.Shipments {
-		for li := range n.s.Shipments[si].Lines {
-			n.s.Shipments[si].Lines[li].Billed, n.s.Shipments[si].Lines[li].BilledNotTransferred = decimal.Zero, false
-		}
-	}
-	for ri := range n.s.Returns {
-		for li := range n.s.Returns[ri].Lines {
-			n.s.Returns[ri].Lines[li].Billed, n.s.Returns[ri].Lines[li].BilledNotTransferred = decimal.Zero, false
+	for di := range n.s.Documents {
+		if c := n.docCancelled(n.s.Documents[di].BillingDocumentID); c != n.s.Documents[di].Cancelled {
+			n.mutDocuments()[di].Cancelled = c
 		}
 	}
 	orderCur := ""
 	if n.s.Order != nil {
 		orderCur = n.s.Order.Currency
 	}
-	for di := range n.s.Documents {
-		d := &n.s.Documents[di]
-		d.Cancelled = cancelled[d.BillingDocumentID]
-		if d.Cancelled {
-			continue
-		}
-		sameCurrency := orderCur == "" || d.Currency == orderCur
-		for _, bl := range d.Lines {
-			if i := n.lineIndex(bl.OrderLineID); i >= 0 {
-				ln := &n.s.Lines[i]
-				if d.Kind == DocInvoice {
-					ln.Invoiced = ln.Invoiced.Add(bl.Quantity)
-					if sameCurrency {
-						ln.InvoicedNet = ln.InvoicedNet.Add(bl.Net)
-					}
-				} else {
-					ln.Credited = ln.Credited.Add(bl.Quantity)
-					if sameCurrency {
-						ln.CreditedNet = ln.CreditedNet.Add(bl.Net)
-					}
+	r := getRatio()
+	defer putRatio(r)
+	erpQty, inv, cred, invNet, credNet := &r.s1, &r.s2, &r.s3, &r.s4, &r.s5
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
+		erpQty.reset()
+		hasErp := false
+		if len(n.s.ErpOrders) > 0 {
+			for _, it := range n.s.ErpOrders[0].Items {
+				if it.OrderLineID == ln.OrderLineID {
+					hasErp = true
+					erpQty.add(it.Quantity, false)
 				}
-				ln.BillingLines++
 			}
-			refs := n.s.Shipments
-			if d.Kind == DocCreditMemo {
-				n.markBilled(nil, n.s.Returns, bl, d.TransferStatus)
+		}
+		inv.reset()
+		cred.reset()
+		invNet.reset()
+		credNet.reset()
+		var billingLines int32
+		for di := range n.s.Documents {
+			d := &n.s.Documents[di]
+			if d.Cancelled {
 				continue
 			}
-			n.markBilled(refs, nil, bl, d.TransferStatus)
+			sameCurrency := orderCur == "" || d.Currency == orderCur
+			for bi := range d.Lines {
+				bl := &d.Lines[bi]
+				if bl.OrderLineID != ln.OrderLineID {
+					continue
+				}
+				if d.Kind == DocInvoice {
+					inv.add(bl.Quantity, false)
+					if sameCurrency {
+						invNet.add(bl.Net, false)
+					}
+				} else {
+					cred.add(bl.Quantity, false)
+					if sameCurrency {
+						credNet.add(bl.Net, false)
+					}
+				}
+				billingLines++
+			}
+		}
+		if hasErp != ln.HasErpItem || !erpQty.equal(ln.ErpQuantity) || !inv.equal(ln.Invoiced) || !cred.equal(ln.Credited) ||
+			!invNet.equal(ln.InvoicedNet) || !credNet.equal(ln.CreditedNet) || billingLines != ln.BillingLines {
+			ln = &n.mutLines()[i]
+			ln.HasErpItem, ln.ErpQuantity, ln.BillingLines = hasErp, erpQty.value(ln.ErpQuantity), billingLines
+			ln.Invoiced, ln.Credited = inv.value(ln.Invoiced), cred.value(ln.Credited)
+			ln.InvoicedNet, ln.CreditedNet = invNet.value(ln.InvoicedNet), credNet.value(ln.CreditedNet)
+		}
+	}
+	for si := range n.s.Shipments {
+		s := &n.s.Shipments[si]
+		for li := range s.Lines {
+			if billed, notTransferred := n.billedRef(s.ShipmentID, s.Lines, li, DocInvoice, &r.s1); !billed.equal(s.Lines[li].Billed) || notTransferred != s.Lines[li].BilledNotTransferred {
+				rl := &n.mutShipments()[si].Lines[li]
+				rl.Billed, rl.BilledNotTransferred = billed.value(rl.Billed), notTransferred
+				s = &n.s.Shipments[si]
+			}
+		}
+	}
+	for ri := range n.s.Returns {
+		rt := &n.s.Returns[ri]
+		for li := range rt.Lines {
+			if billed, notTransferred := n.billedRef(rt.ReturnID, rt.Lines, li, DocCreditMemo, &r.s1); !billed.equal(rt.Lines[li].Billed) || notTransferred != rt.Lines[li].BilledNotTransferred {
+				rl := &n.mutReturns()[ri].Lines[li]
+				rl.Billed, rl.BilledNotTransferred = billed.value(rl.Billed), notTransferred
+				rt = &n.s.Returns[ri]
+			}
 		}
 	}
 }
 
-func (n *Ledger) markBilled(ships []ShipmentState, rets []ReturnState, bl BillingLineState, transfer string) {
-	mark := func(lines []RefLine) {
-		for i := range lines {
-			if lines[i].OrderLineID == bl.OrderLineID {
-				lines[i].Billed = lines[i].Billed.Add(bl.Quantity)
-				if transfer != "TRANSFERRED" {
-					lines[i].BilledNotTransferred = true
+// billedRef sums into sum the quantities of the non-cancelled documents' lines of kind (invoices
+// for shipments, credit memos for returns) that reference (ref, lines[li].OrderLineID), and
+// reports whether one of those documents is not TRANSFERRED. A billing line counts on the first
+// line of the shipment/return with its order line only.
+func (n *Ledger) billedRef(ref string, lines []RefLine, li int, kind string, sum *decSum) (*decSum, bool) {
+	sum.reset()
+	id := lines[li].OrderLineID
+	for k := range li {
+		if lines[k].OrderLineID == id {
+			return sum, false
+		}
+	}
+	notTransferred := false
+	for di := range n.s.Documents {
+		d := &n.s.Documents[di]
+		if d.Cancelled || d.Kind != kind {
+			continue
+		}
+		for bi := range d.Lines {
+			if bl := &d.Lines[bi]; bl.ReferenceDocument == ref && bl.OrderLineID == id {
+				sum.add(bl.Quantity, false)
+				if d.TransferStatus != "TRANSFERRED" {
+					notTransferred = true
 				}
-				return
 			}
 		}
 	}
-	for i := range ships {
-		if ships[i].ShipmentID == bl.ReferenceDocument {
-			mark(ships[i].Lines)
-		}
-	}
-	for i := range rets {
-		if rets[i].ReturnID == bl.ReferenceDocument {
-			mark(rets[i].Lines)
-		}
-	}
+	return sum, notTransferred
 }
 
 // sumPostings derives the posted side of PointsState from the loyalty bookings.
@@ -151,15 +195,19 @@ func (n *Ledger) sumPostings() {
 	pt.Shortfall, pt.RefundPosted = shortfall, refunded
 	for i := range n.s.Reservations {
 		r := &n.s.Reservations[i]
+		var status string
 		switch {
 		case r.Confirmed:
-			r.Status = ReservationConfirmed
+			status = ReservationConfirmed
 		case r.Released:
-			r.Status = ReservationReleased
+			status = ReservationReleased
 		case r.Reserved:
-			r.Status = ReservationReserved
+			status = ReservationReserved
 		default:
-			r.Status = ReservationUnknown
+			status = ReservationUnknown
+		}
+		if status != r.Status {
+			n.mutReservations()[i].Status = status
 		}
 	}
 }

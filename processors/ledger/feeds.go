@@ -59,15 +59,17 @@ func (n *Ledger) applyFeed(e schemas.Event) {
 	}
 }
 
-// reservation returns the reservation with id, adding it (sorted) when new.
+// reservation returns the reservation with id, adding it (sorted) when new, in a slice this
+// Ledger owns (the caller writes through the pointer).
 func (n *Ledger) reservation(id string) *ReservationState {
 	for i := range n.s.Reservations {
 		if n.s.Reservations[i].ReservationID == id {
-			return &n.s.Reservations[i]
+			return &n.mutReservations()[i]
 		}
 	}
 	n.s.Reservations = insertSorted(n.s.Reservations, ReservationState{ReservationID: id},
 		func(a, b ReservationState) bool { return a.ReservationID < b.ReservationID })
+	n.own |= ownReservations // a fresh slice of values
 	for i := range n.s.Reservations {
 		if n.s.Reservations[i].ReservationID == id {
 			return &n.s.Reservations[i]

@@ -44,12 +44,14 @@ import (
 // Ledger is the state of one order as this pipeline has seen it.
 //
 // Ledger is a value with copy-on-write semantics: Apply never modifies the receiver or anything
-// reachable from it, it returns a new Ledger that shares no mutable memory with the old one. The
-// runtime can therefore keep the committed Ledger in its store, hand the result of Apply to a
-// per-transaction overlay, and drop the overlay on abort. The zero Ledger is an empty ledger
-// whose order id is taken from the first event applied.
+// reachable from it. The Ledger it returns may share memory with the receiver, but only memory
+// that no Apply on either of them will ever write (see cow.go). The runtime can therefore keep
+// the committed Ledger in its store, hand the result of Apply to a per-transaction overlay, and
+// drop the overlay on abort. The zero Ledger is an empty ledger whose order id is taken from the
+// first event applied.
 type Ledger struct {
-	s State
+	s   State
+	own uint8 // during Apply only: which shared slices this value already copied (cow.go)
 }
 
 // Sentinel errors wrapped by *EventError.
@@ -133,7 +135,8 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 		return fail(err)
 	}
 
-	n := l.clone()
+	n := l
+	n.own = 0
 	if n.s.OrderID == "" {
 		n.s.OrderID = orderID
 	}
@@ -163,6 +166,7 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 		}
 	}
 	n.recompute(p)
+	n.own = 0
 	return n, cmds, nil
 }
 
@@ -518,6 +522,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 		ln.EligibleValue = ev
 	}
 	n.s.Lines = lines
+	n.own |= ownLines
 }
 
 // allocateRedemption sets RedemptionPoints and RedemptionValue per line. Allocations carried by
@@ -756,7 +761,7 @@ func (n *Ledger) applyShipment(e schemas.Event) {
 		rl := RefLine{OrderLineID: sl.OrderLineID, Quantity: sl.QuantityShipped, Applied: decimal.Zero, Billed: decimal.Zero}
 		if i := n.lineIndex(sl.OrderLineID); i >= 0 {
 			rl.Known, rl.Applied = true, sl.QuantityShipped
-			ln := &n.s.Lines[i]
+			ln := &n.mutLines()[i]
 			if s.IsReship {
 				ln.Reshipped = ln.Reshipped.Add(sl.QuantityShipped)
 			} else {
@@ -796,7 +801,7 @@ func (n *Ledger) applyReturn(e schemas.Event, forced bool) {
 	for _, x := range r.Lines {
 		rl := RefLine{OrderLineID: x.OrderLineID, Quantity: x.QuantityAccepted, Applied: decimal.Zero, Billed: decimal.Zero}
 		if i := n.lineIndex(x.OrderLineID); i >= 0 {
-			ln := &n.s.Lines[i]
+			ln := &n.mutLines()[i]
 			rl.Known = true
 			q := decimal.Min(x.QuantityAccepted, ln.Shipped.Sub(ln.Returned))
 			if q.LessThan(x.QuantityAccepted) && forced {
@@ -817,7 +822,7 @@ func (n *Ledger) applyCancellation(e schemas.Event) {
 	if len(c.Lines) == 0 {
 		// A full-order cancellation without lines cancels whatever is still open.
 		for i := range n.s.Lines {
-			ln := &n.s.Lines[i]
+			ln := &n.mutLines()[i]
 			open := ln.Ordered.Sub(ln.Shipped).Sub(ln.Cancelled)
 			if open.IsPositive() {
 				ln.CancelRequested = ln.CancelRequested.Add(open)
@@ -828,7 +833,7 @@ func (n *Ledger) applyCancellation(e schemas.Event) {
 	for _, cl := range c.Lines {
 		rl := RefLine{OrderLineID: cl.OrderLineID, Quantity: cl.QuantityCancelled, Applied: decimal.Zero, Billed: decimal.Zero}
 		if i := n.lineIndex(cl.OrderLineID); i >= 0 {
-			ln := &n.s.Lines[i]
+			ln := &n.mutLines()[i]
 			rl.Known = true
 			rl.Applied = decimal.Min(cl.QuantityCancelled, ln.Ordered.Sub(ln.Shipped).Sub(ln.Cancelled))
 			ln.CancelRequested = ln.CancelRequested.Add(cl.QuantityCancelled)
@@ -842,11 +847,22 @@ func (n *Ledger) applyCancellation(e schemas.Event) {
 // refreshQuantities derives the effective quantities from the reported ones so that the line
 // invariant 0 ≤ Returned ≤ Shipped ≤ Ordered − Cancelled holds whatever the arrival order:
 // shipped units are a physical fact and win over a cancellation of the same units.
+// Shipped = min(ShippedReported, Ordered), Cancelled = min(CancelRequested, Ordered − Shipped).
 func (n *Ledger) refreshQuantities() {
+	r := getRatio()
+	defer putRatio(r)
 	for i := range n.s.Lines {
 		ln := &n.s.Lines[i]
-		ln.Shipped = decimal.Min(ln.ShippedReported, ln.Ordered)
-		ln.Cancelled = decimal.Min(ln.CancelRequested, ln.Ordered.Sub(ln.Shipped))
+		shipped := decimal.Min(ln.ShippedReported, ln.Ordered)
+		cancelled := ln.CancelRequested
+		// CancelRequested + Shipped > Ordered: capped at what is still open.
+		if !ln.CancelRequested.IsZero() && r.s1.reset2(ln.CancelRequested, shipped).add(ln.Ordered, true).sign() > 0 {
+			cancelled = ln.Ordered.Sub(shipped)
+		}
+		if !sameDecimal(shipped, ln.Shipped) || !sameDecimal(cancelled, ln.Cancelled) {
+			ln = &n.mutLines()[i]
+			ln.Shipped, ln.Cancelled = shipped, cancelled
+		}
 	}
 }
 
@@ -979,12 +995,4 @@ func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 		}
 	}
 	return decimal.NewFromBigInt(q, -places)
-}
-
-func insertSorted[T any](s []T, x T, less func(a, b T) bool) []T {
-	i := sort.Search(len(s), func(i int) bool { return !less(s[i], x) })
-	s = append(s, x)
-	copy(s[i+1:], s[i:])
-	s[i] = x
-	return s
 }
