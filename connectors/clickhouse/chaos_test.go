@@ -137,8 +137,24 @@ func (p *tcpProxy) restore() {
 }
 
 type child struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd    *exec.Cmd
+	done   chan error
+	exited bool
+	err    error
+}
+
+// check fails the test if the process has exited on its own.
+func (c *child) check(t *testing.T) {
+	t.Helper()
+	if !c.exited {
+		select {
+		case c.err = <-c.done:
+			c.exited = true
+		default:
+			return
+		}
+	}
+	t.Fatalf("%s exited early: %v", strings.Join(c.cmd.Args, " "), c.err)
 }
 
 func startChild(t *testing.T, spec childSpec, logf *os.File) *child {
@@ -159,12 +175,18 @@ func startChild(t *testing.T, spec childSpec, logf *os.File) *child {
 func (c *child) kill(t *testing.T) {
 	t.Helper()
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
+	if !c.exited {
+		<-c.done
+	}
 }
 
 func (c *child) stop(t *testing.T) {
 	t.Helper()
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if c.exited {
+		t.Errorf("%s had exited before SIGTERM: %v", strings.Join(c.cmd.Args, " "), c.err)
+		return
+	}
 	select {
 	case err := <-c.done:
 		if err != nil {
@@ -184,7 +206,7 @@ func TestSinkSurvivesKillsAndOutage(t *testing.T) {
 	needsServices(t)
 	chaos := os.Getenv("RETAILFLOW_CHAOS") != ""
 	e := newEnv(t, 3)
-	tr := faultyTraffic(t, 11, 200)
+	tr := faultyTraffic(t, 11, 200, 0)
 	exp := tr.Expected(time.Now())
 	// produce in two halves: the second one arrives while the sink is being killed
 	half := *tr

@@ -50,11 +50,16 @@ func newEnv(t *testing.T, partitions int32) *env {
 	}
 	e.adm = kadm.NewClient(e.cl)
 	names := make([]string, 0, len(e.topics))
-	for _, n := range e.topics {
+	for tp, n := range e.topics {
 		names = append(names, n)
-	}
-	if _, err := e.adm.CreateTopics(ctx, partitions, 1, nil, names...); err != nil {
-		t.Fatal(err)
+		var cfg map[string]*string
+		if tp == schemas.TopicChangelog {
+			compact := "compact"
+			cfg = map[string]*string{"cleanup.policy": &compact}
+		}
+		if _, err := e.adm.CreateTopics(ctx, partitions, 1, cfg, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		_, _ = e.adm.DeleteTopics(context.Background(), names...)
@@ -320,14 +325,14 @@ func (e *env) noDuplicates(t *testing.T) {
 	}
 }
 
-func faultyTraffic(t *testing.T, seed uint64, orders int) *generate.Traffic {
+func faultyTraffic(t *testing.T, seed uint64, orders int, malformed float64) *generate.Traffic {
 	t.Helper()
 	f := generate.Faults{}
 	for _, name := range generate.AllFaults() {
 		f.Set(name, 0.12)
 	}
 	tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, Start: time.Now().Add(-20 * 24 * time.Hour).Truncate(time.Hour),
-		DuplicateRate: 0.05, OutOfOrderRate: 0.2, LateRate: 0.05, Faults: f})
+		DuplicateRate: 0.05, OutOfOrderRate: 0.2, LateRate: 0.05, MalformedRate: malformed, Faults: f})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +342,7 @@ func faultyTraffic(t *testing.T, seed uint64, orders int) *generate.Traffic {
 func TestSinkViewsMatchOracle(t *testing.T) {
 	needsServices(t)
 	e := newEnv(t, 3)
-	tr := faultyTraffic(t, 7, 150)
+	tr := faultyTraffic(t, 7, 150, 0)
 	exp := tr.Expected(time.Now())
 	n := e.produceTraffic(t, tr, exp)
 	s, err := NewSink(e.sinkOptions())
