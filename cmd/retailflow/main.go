@@ -126,16 +126,22 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the process exit code.
+// run executes one command line and returns the process exit code; SIGINT and SIGTERM
+// cancel the command's context (graceful shutdown).
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdin, stdout, stderr)
+}
+
+// runContext executes one command line under ctx and returns the process exit code.
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := &App{Stdout: stdout, Stderr: stderr, Stdin: stdin}
 	root := newRootCmd(app)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ue *usageError
 		fmt.Fprintf(stderr, "retailflow: %v\n", err)
