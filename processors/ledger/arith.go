@@ -257,3 +257,21 @@ func sameDecimal(a, b decimal.Decimal) bool {
 	}
 	return a.Equal(b)
 }
+
+// addSum adds o to the sum (subtracts it with neg).
+func (s *decSum) addSum(o *decSum, neg bool) *decSum {
+	s.t.Set(&o.z)
+	e := o.exp
+	if e < s.exp {
+		mulPow10(&s.z, s.exp-e, &s.u)
+		s.exp = e
+	} else {
+		mulPow10(&s.t, e-s.exp, &s.u)
+	}
+	if neg {
+		s.z.Sub(&s.z, &s.t)
+	} else {
+		s.z.Add(&s.z, &s.t)
+	}
+	return s
+}

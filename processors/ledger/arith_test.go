@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"fmt"
 	"math/big"
 	"math/rand/v2"
 	"testing"
@@ -117,6 +118,29 @@ func TestRoundHalfEvenTies(t *testing.T) {
 		roundHalfEvenCoef(&r.a, &r.num, &r.den, 2, &r.b, &r.c)
 		if got := decimalOf(&r.a, 2, decimal.Decimal{}); !got.Equal(dec(c.want)) {
 			t.Fatalf("%d/%d → %s, want %s", c.num, c.den, got, c.want)
+		}
+	}
+}
+
+// TestAppendDetail: the exception details read exactly as fmt.Sprintf writes them.
+func TestAppendDetail(t *testing.T) {
+	for _, c := range []struct {
+		format string
+		args   []any
+	}{
+		{"%s waits for OrderAccepted", []any{"ShipmentConfirmed"}},
+		{"policy %s has no multiplier for tier %q", []any{"v1", "GO\"LD\n"}},
+		{"shipped %s + cancelled %s > ordered %s", []any{dec("2.000"), dec("0.5"), dec("-1.25")}},
+		{"ERP has %d items, order %d lines", []any{3, int32(-4)}},
+		{"%s requested %d, posted %d", []any{"AccrualRequested", int64(141), int64(-140)}},
+		{"ERP net %s, OMS net %s (tolerance %s)", []any{dec("68.80"), decimal.Decimal{}, dec("0.0050")}},
+		{"odd %v verb and %s", []any{1.5, "x"}},
+		{"too few %s %s", []any{"x"}},
+		{"too many %s", []any{"x", "y"}},
+		{"100%", nil},
+	} {
+		if got, want := string(appendDetail(nil, c.format, c.args...)), fmt.Sprintf(c.format, c.args...); got != want {
+			t.Errorf("appendDetail(%q) = %q, fmt %q", c.format, got, want)
 		}
 	}
 }

@@ -2,9 +2,13 @@ package ledger
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/retailflow/retailflow/schemas"
 	"github.com/shopspring/decimal"
 )
 
@@ -37,7 +41,8 @@ func (n *Ledger) recompute(p Policy) {
 	n.s.Points.Basis = basisRounded(r, n.s.Points.Basis)
 	n.s.Points.Entitled = entitledFrom(n.s.Order, r)
 	n.s.Points.RedemptionRefundDue = due
-	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p), n.s.Clock)
+	var scratch [8]Exception
+	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p, scratch[:0]), n.s.Clock)
 	n.close(p)
 }
 
@@ -214,10 +219,21 @@ func (n *Ledger) sumPostings() {
 
 // deriveExceptions lists every inconsistency the facts show now. FirstSeen is set here only
 // where the exception is about one event; mergeExceptions fills the rest.
-func (n *Ledger) deriveExceptions(p Policy) []Exception {
-	var out []Exception
+//
+// Details are formatted into a scratch buffer and the previous Detail string is reused when it
+// reads the same, so an exception that persists unchanged costs no allocation; out is appended
+// to (pass a scratch slice; mergeExceptions copies what it keeps).
+func (n *Ledger) deriveExceptions(p Policy, out []Exception) []Exception {
+	var buf [160]byte
 	add := func(code, ref string, at time.Time, format string, args ...any) {
-		out = append(out, Exception{Code: code, Ref: ref, Detail: fmt.Sprintf(format, args...), FirstSeen: at})
+		d := appendDetail(buf[:0], format, args...)
+		detail := ""
+		if old, ok := findException(n.s.Exceptions, code, ref); ok && old.Detail == string(d) {
+			detail = old.Detail
+		} else {
+			detail = string(d)
+		}
+		out = append(out, Exception{Code: code, Ref: ref, Detail: detail, FirstSeen: at})
 	}
 	for _, h := range n.s.Held {
 		if h.Reason == HoldNoOrder && n.s.Clock.Sub(h.OccurredAt) > p.OrphanGrace {
@@ -297,37 +313,39 @@ func (n *Ledger) deriveExceptions(p Policy) []Exception {
 			add(ExcErpLineCountDiff, eo.ErpSalesOrderID, time.Time{}, "ERP has %d items, order %d lines", len(eo.Items), len(n.s.Lines))
 		}
 	}
-	billedAny := map[string]bool{} // lines on some billing document, cancelled or not
-	for _, d := range n.s.Documents {
-		for _, bl := range d.Lines {
-			billedAny[bl.OrderLineID] = true
-		}
-	}
-	for _, ln := range n.s.Lines {
-		if ln.ShippedReported.Add(ln.CancelRequested).GreaterThan(ln.Ordered) {
+	r := getRatio()
+	defer putRatio(r)
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
+		if r.s1.reset2(ln.ShippedReported, ln.CancelRequested).add(ln.Ordered, true).sign() > 0 {
 			add(ExcShipmentExceedsOpen, ln.OrderLineID, time.Time{}, "shipped %s + cancelled %s > ordered %s", ln.ShippedReported, ln.CancelRequested, ln.Ordered)
 		}
 		if ln.HasErpItem && !ln.ErpQuantity.Equal(ln.Ordered) {
 			add(ExcErpQtyDiff, ln.OrderLineID, time.Time{}, "ERP quantity %s, ordered %s", ln.ErpQuantity, ln.Ordered)
 		}
-		if !billedAny[ln.OrderLineID] {
+		if !n.onBillingDocument(ln.OrderLineID) {
 			continue // not billed at all: the views' NOT_BILLED, aged from the shipment
 		}
-		oms := ln.Shipped.Sub(ln.Returned)
-		erp := ln.Invoiced.Sub(ln.Credited)
-		if !oms.Equal(erp) {
-			add(ExcBilledQtyDiff, ln.OrderLineID, time.Time{}, "OMS net shipped %s, ERP net billed %s", oms, erp)
+		// OMS net shipped (shipped − returned) vs ERP net billed (invoiced − credited).
+		if r.s1.reset2(ln.Shipped, ln.Credited).add(ln.Returned, true).add(ln.Invoiced, true).sign() != 0 {
+			add(ExcBilledQtyDiff, ln.OrderLineID, time.Time{}, "OMS net shipped %s, ERP net billed %s", ln.Shipped.Sub(ln.Returned), ln.Invoiced.Sub(ln.Credited))
 		}
-		tol := p.AmountTolerance.Mul(decimal.NewFromInt(int64(max(ln.BillingLines, 1))))
-		if diff := ln.InvoicedNet.Sub(ln.CreditedNet).Sub(ln.NetShippedValue).Abs(); diff.GreaterThan(tol) {
+		// |ERP net − OMS net| > tolerance × billing lines
+		k := int64(max(ln.BillingLines, 1))
+		r.s1.reset()
+		diff := r.s1.add(ln.InvoicedNet, false).add(ln.CreditedNet, true).add(ln.NetShippedValue, true)
+		if diff.sign() < 0 {
+			diff.z.Neg(&diff.z)
+		}
+		r.s2.reset()
+		r.s2.add(p.AmountTolerance, false).z.Mul(&r.s2.z, r.a.SetInt64(k))
+		if diff.addSum(&r.s2, true).sign() > 0 {
+			tol := p.AmountTolerance.Mul(decimal.NewFromInt(k))
 			add(ExcBilledAmountDiff, ln.OrderLineID, time.Time{}, "ERP net %s, OMS net %s (tolerance %s)", ln.InvoicedNet.Sub(ln.CreditedNet), ln.NetShippedValue, tol)
 		}
 	}
-	requested := map[string]CommandRecord{}
-	for _, c := range n.s.Commands {
-		requested[c.RequestID] = c
-	}
-	postedFor := map[string]int64{}
+	var postedArr [8]posted
+	postedFor := postedArr[:0]
 	for _, ps := range n.s.Postings {
 		if ps.Kind == PostingActivation || ps.RequestID == "" {
 			continue
@@ -335,30 +353,79 @@ func (n *Ledger) deriveExceptions(p Policy) []Exception {
 		if ps.Kind == PostingAccrual && o.MemberID != "" && !ps.TierMultiplier.Equal(o.TierMultiplier) {
 			add(ExcWrongMultiplier, ps.EntryID, ps.PostedAt, "posted multiplier %s, order %s", ps.TierMultiplier, o.TierMultiplier)
 		}
-		if _, ok := requested[ps.RequestID]; !ok {
+		if _, ok := n.commandRecord(ps.RequestID); !ok {
 			add(ExcPostingUnknown, ps.EntryID, time.Time{}, "%s names request %s, not a command of this order", ps.Kind, ps.RequestID)
 			continue
 		}
-		postedFor[ps.RequestID] += ps.Points
+		postedFor = append(postedFor, posted{ps.RequestID, ps.Points})
 	}
-	for _, id := range sortedKeys(postedFor) {
-		if c := requested[id]; postedFor[id] != c.Points {
-			add(ExcPostedNotRequested, id, time.Time{}, "%s requested %d, posted %d", c.CommandType, c.Points, postedFor[id])
+	// Σ points posted per request id, in request id order.
+	slices.SortStableFunc(postedFor, func(a, b posted) int { return strings.Compare(a.requestID, b.requestID) })
+	for i := 0; i < len(postedFor); {
+		id, sum := postedFor[i].requestID, int64(0)
+		for ; i < len(postedFor) && postedFor[i].requestID == id; i++ {
+			sum += postedFor[i].points
+		}
+		if c, _ := n.commandRecord(id); sum != c.Points {
+			add(ExcPostedNotRequested, id, time.Time{}, "%s requested %d, posted %d", c.CommandType, c.Points, sum)
 		}
 	}
 	return out
 }
 
-// mergeExceptions keeps FirstSeen of exceptions still open, stamps new ones without an event
-// time with clock, drops those no longer open, and sorts by (code, ref).
-func mergeExceptions(old, now []Exception, clock time.Time) []Exception {
-	sort.Slice(now, func(i, j int) bool {
-		if now[i].Code != now[j].Code {
-			return now[i].Code < now[j].Code
+type posted struct {
+	requestID string
+	points    int64
+}
+
+// commandRecord finds the command with request id id (the last one, should a restored state
+// hold two).
+func (n *Ledger) commandRecord(id string) (CommandRecord, bool) {
+	cs := n.s.Commands
+	i := sort.Search(len(cs), func(i int) bool { return cs[i].RequestID > id })
+	if i > 0 && cs[i-1].RequestID == id {
+		return cs[i-1], true
+	}
+	return CommandRecord{}, false
+}
+
+// onBillingDocument reports whether some billing document, cancelled or not, has a line for
+// order line id.
+func (n *Ledger) onBillingDocument(id string) bool {
+	for di := range n.s.Documents {
+		for bi := range n.s.Documents[di].Lines {
+			if n.s.Documents[di].Lines[bi].OrderLineID == id {
+				return true
+			}
 		}
-		return now[i].Ref < now[j].Ref
+	}
+	return false
+}
+
+// findException finds the exception (code, ref) in xs, sorted by (code, ref).
+func findException(xs []Exception, code, ref string) (Exception, bool) {
+	i := sort.Search(len(xs), func(i int) bool {
+		return xs[i].Code > code || xs[i].Code == code && xs[i].Ref >= ref
 	})
-	out := make([]Exception, 0, len(now))
+	if i < len(xs) && xs[i].Code == code && xs[i].Ref == ref {
+		return xs[i], true
+	}
+	return Exception{}, false
+}
+
+// mergeExceptions keeps FirstSeen of exceptions still open, stamps new ones without an event
+// time with clock, drops those no longer open, and sorts by (code, ref). It returns old itself
+// when nothing changed, and otherwise a new slice (now, which may be scratch, is not kept).
+func mergeExceptions(old, now []Exception, clock time.Time) []Exception {
+	if len(now) > 1 {
+		sort.Slice(now, func(i, j int) bool {
+			if now[i].Code != now[j].Code {
+				return now[i].Code < now[j].Code
+			}
+			return now[i].Ref < now[j].Ref
+		})
+	}
+	out := now[:0]
 	for i, x := range now {
 		if i > 0 && x.Code == now[i-1].Code && x.Ref == now[i-1].Ref {
 			continue
@@ -377,7 +444,12 @@ func mergeExceptions(old, now []Exception, clock time.Time) []Exception {
 	if len(out) == 0 {
 		return nil
 	}
-	return out
+	if slices.EqualFunc(out, old, func(a, b Exception) bool {
+		return a.Code == b.Code && a.Ref == b.Ref && a.Detail == b.Detail && a.FirstSeen == b.FirstSeen
+	}) {
+		return old
+	}
+	return slices.Clone(out)
 }
 
 // close decides whether the order is closed: every line cancelled, or everything not cancelled
@@ -389,11 +461,14 @@ func (n *Ledger) close(p Policy) {
 		return
 	}
 	allCancelled, allDone := true, true
-	for _, ln := range n.s.Lines {
+	r := getRatio()
+	defer putRatio(r)
+	for i := range n.s.Lines {
+		ln := &n.s.Lines[i]
 		if !ln.Cancelled.Equal(ln.Ordered) {
 			allCancelled = false
 		}
-		if !ln.Shipped.Add(ln.Cancelled).Equal(ln.Ordered) {
+		if r.s1.reset2(ln.Shipped, ln.Cancelled).add(ln.Ordered, true).sign() != 0 {
 			allDone = false
 		}
 	}
@@ -420,4 +495,70 @@ func (n *Ledger) close(p Policy) {
 		return
 	}
 	n.s.Closed, n.s.ClosedAt, n.s.EvictAt = true, at, at.Add(p.RetentionAfterClose)
+}
+
+// appendDetail appends the exception detail fmt.Sprintf(format, args...) would give, for the
+// verbs and types the details use (%s of a string or decimal, %q of a string, %d of an
+// integer), without fmt's allocations; anything else goes through fmt.
+func appendDetail(b []byte, format string, args ...any) []byte {
+	start, next := len(b), 0
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+1 >= len(format) || next >= len(args) {
+			return fmt.Appendf(b[:start], format, args...)
+		}
+		i++
+		switch v := args[next]; {
+		case format[i] == 's' && isString(v):
+			b = append(b, asString(v)...)
+		case format[i] == 'q' && isString(v):
+			b = strconv.AppendQuote(b, asString(v))
+		case format[i] == 's':
+			d, ok := v.(decimal.Decimal)
+			if !ok {
+				return fmt.Appendf(b[:start], format, args...)
+			}
+			b = appendDecimal(b, d)
+		case format[i] == 'd':
+			switch x := v.(type) {
+			case int:
+				b = strconv.AppendInt(b, int64(x), 10)
+			case int32:
+				b = strconv.AppendInt(b, int64(x), 10)
+			case int64:
+				b = strconv.AppendInt(b, x, 10)
+			default:
+				return fmt.Appendf(b[:start], format, args...)
+			}
+		default:
+			return fmt.Appendf(b[:start], format, args...)
+		}
+		next++
+	}
+	if next != len(args) {
+		return fmt.Appendf(b[:start], format, args...)
+	}
+	return b
+}
+
+func isString(v any) bool {
+	switch v.(type) {
+	case string, schemas.EventType:
+		return true
+	}
+	return false
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case schemas.EventType:
+		return string(x)
+	}
+	return ""
 }
