@@ -48,8 +48,11 @@ func newSinkCmd(app *App) *cobra.Command {
 				return err
 			}
 			s, err := chsink.NewSink(chsink.SinkOptions{
-				// the runtime's session timeout: a crashed sink's partitions move on as quickly
-				Kafka: append(c.KafkaConn().Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
+				// Static membership keyed by the instance id (the pod ordinal, unique per live
+				// process like the runtime's transactional id): a restarted sink takes its
+				// partitions back at once instead of waiting for the dead member's session to end.
+				Kafka: append(c.KafkaConn().Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout),
+					kgo.InstanceID(c.Sink.Group+"-"+c.Runtime.InstanceID)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
 				Logger: log, Metrics: metrics,

@@ -57,7 +57,8 @@ func runChildSink() int {
 	}
 	defer conn.Close()
 	// a short session: a SIGKILLed member leaves the group quickly, so the restarted sink resumes soon
-	kopts := []kgo.Opt{kgo.SeedBrokers(brokers()...), kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)}
+	kopts := []kgo.Opt{kgo.SeedBrokers(brokers()...), kgo.SessionTimeout(3 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
+		kgo.InstanceID(spec.Group + "-0")}
 	s, err := NewSink(SinkOptions{Kafka: kopts, Group: spec.Group, Topics: spec.Topics,
 		Serde: serde, Conn: conn, Database: spec.Database, Changelog: true, BatchRows: 2000, BatchTimeout: 200 * time.Millisecond,
 		MinInsertInterval: 200 * time.Millisecond, MaxRetryWait: time.Second,

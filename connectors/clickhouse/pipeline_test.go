@@ -101,7 +101,15 @@ func (e *env) caughtUpTxn(t *testing.T, group string, timeout time.Duration, pro
 // downstream postings and malformed records → `retailflow run` → `retailflow sink` → views.
 // Every view lists exactly the oracle's rows; point and money totals match; every malformed
 // record is a dead_letters row; `retailflow migrate` run twice is a no-op.
-func TestPipelineViewsMatchOracle(t *testing.T) {
+func TestPipelineViewsMatchOracle(t *testing.T) { pipeline(t, false) }
+
+// TestPipelineSinkKilledAndClickHouseDown is the same with the sink SIGKILLed twice and ClickHouse
+// unreachable in the middle: 5 s through a cut proxy by default, or, with RETAILFLOW_CHAOS=1,
+// the shared server stopped for 60 s (infra/local.sh ch-stop / ch-start). The views must be
+// exactly the undisturbed ones (the oracle's), with no duplicate rows after FINAL.
+func TestPipelineSinkKilledAndClickHouseDown(t *testing.T) { pipeline(t, true) }
+
+func pipeline(t *testing.T, disturb bool) {
 	needsServices(t)
 	bin := buildCLI(t, "migrate", "run", "sink")
 	e := newEnv(t, 3)
@@ -120,7 +128,11 @@ func TestPipelineViewsMatchOracle(t *testing.T) {
 		}
 	}
 
-	tr := faultyTraffic(t, 23, 200, 0.05)
+	seed := uint64(23)
+	if disturb {
+		seed = 29
+	}
+	tr := faultyTraffic(t, seed, 200, 0.05)
 	exp := tr.Expected(time.Now())
 	logf, err := os.Create(filepath.Join(t.TempDir(), "pipeline.log"))
 	if err != nil {
@@ -132,7 +144,14 @@ func TestPipelineViewsMatchOracle(t *testing.T) {
 			t.Logf("pipeline log (tail):\n%s", tail(string(b), 60))
 		}
 	}()
-	start := func(args ...string) *child {
+	chaos := os.Getenv("RETAILFLOW_CHAOS") != ""
+	var proxy *tcpProxy
+	sinkEnv := env
+	if disturb && !chaos {
+		proxy = newProxy(t, "127.0.0.1:9000")
+		sinkEnv = append(append([]string{}, env...), "RETAILFLOW_CLICKHOUSE_ADDR="+proxy.addr())
+	}
+	start := func(env []string, args ...string) *child {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -144,15 +163,48 @@ func TestPipelineViewsMatchOracle(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
 		return c
 	}
-	run := start("run")
-	sink := start("sink")
-	n := e.produceRecords(t, tr)
+	run := start(env, "run")
+	sink := start(sinkEnv, "sink")
 	begin := time.Now()
+	var n int
+	if !disturb {
+		n = e.produceRecords(t, tr)
+	} else {
+		first, rest := *tr, *tr
+		first.Records, rest.Records = tr.Records[:len(tr.Records)/2], tr.Records[len(tr.Records)/2:]
+		n = e.produceRecords(t, &first)
+		time.Sleep(1500 * time.Millisecond)
+		sink.kill(t) // kill 1: mid-stream
+		sink = start(sinkEnv, "sink")
+		time.Sleep(800 * time.Millisecond)
+		outage := 5 * time.Second
+		if chaos {
+			outage = 60 * time.Second
+			runInfra(t, "ch-stop")
+		} else {
+			proxy.cut()
+		}
+		n += e.produceRecords(t, &rest) // processed by run, waits for ClickHouse in the sink
+		time.Sleep(outage / 3)
+		sink.kill(t) // kill 2: while ClickHouse is away, rows buffered and uncommitted
+		sink = start(sinkEnv, "sink")
+		time.Sleep(outage - outage/3)
+		if chaos {
+			runInfra(t, "ch-start")
+		} else {
+			proxy.restore()
+		}
+	}
 	e.caughtUpTxn(t, "rf-chtest-ledger-"+e.id, 180*time.Second, run, sink)
-	e.caughtUpTxn(t, e.group, 120*time.Second, run, sink)
+	e.caughtUpTxn(t, e.group, 180*time.Second, run, sink)
 	t.Logf("%d input records through run and sink in %s", n, time.Since(begin).Round(time.Millisecond))
 	run.stop(t)
 	sink.stop(t)
+	if disturb {
+		if b, _ := os.ReadFile(logf.Name()); !strings.Contains(string(b), "fetching paused, retrying") {
+			t.Error("the sink never saw the outage (no retry in its log): the test did not test it")
+		}
+	}
 
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
