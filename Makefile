@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test test-unit test-helm demo fmt vet clean
+.PHONY: build up down status test test-unit test-helm demo eos bench bench-runtime bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -38,6 +38,20 @@ test-helm:
 # The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
 test: build up test-helm
 	RETAILFLOW_E2E=1 $(GO) test -count=1 -timeout 20m ./...
+
+# Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
+# the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
+eos: build up
+	RETAILFLOW_E2E=1 EOS_LONG=1 RETAILFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestEOS ./topology/eostest/ | grep -E '^(eos:|---|ok|FAIL|PASS)'
+
+# Benchmarks; figures and commands are written down in bench/RESULTS.md.
+bench: bench-ledger bench-runtime
+
+bench-ledger:
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./processors/ledger ./schemas
+
+bench-runtime: build up
+	$(GO) run ./bench/runtime -bin $(BIN)
 
 demo: build up
 	infra/demo.sh
