@@ -14,6 +14,7 @@ import (
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -132,7 +133,9 @@ func NewSink(o SinkOptions) (*Sink, error) {
 		kgo.ConsumeTopics(consume...),
 		kgo.DisableAutoCommit(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// a new group starts at the beginning; an offset out of range (retention shorter than
+		// an outage) is fatal instead of a silent reset that would lose or duplicate rows
+		kgo.ConsumeResetOffset(kgo.NoResetOffset().AtStart()),
 		// bounded fetch buffering: at most ~16 MiB per fetch, a few fetches in flight
 		kgo.FetchMaxBytes(16<<20),
 		kgo.MaxConcurrentFetches(4),
@@ -173,9 +176,9 @@ func (s *Sink) Run(ctx context.Context) error {
 			// kgo retries fetch errors itself; what surfaces here is worth a log line, and an
 			// offset out of range is fatal: silently resetting would lose or duplicate rows.
 			s.log.Warn("sink fetch error", "topic", topic, "partition", p, "err", err)
-			var oor interface{ OffsetOutOfRange() bool }
-			if errors.As(err, &oor) {
-				fatal = fmt.Errorf("clickhouse sink: %s[%d]: %w", topic, p, err)
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				fatal = fmt.Errorf("clickhouse sink: %s[%d]: committed offset no longer in the log (retention shorter "+
+					"than the sink's outage?); not resetting, which would lose rows: %w", topic, p, err)
 			}
 		})
 		if fatal != nil {
