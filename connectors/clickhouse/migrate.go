@@ -87,7 +87,7 @@ func DDL(db string) (string, error) {
 		b.WriteString(s + ";\n\n")
 	}
 	for _, m := range ms {
-		fmt.Fprintf(&b, "-- migration %04d %s\n", m.Version, m.Name)
+		fmt.Fprintf(&b, "-- migration %s\n", m.Name)
 		for _, s := range m.Statements(db) {
 			b.WriteString(s + ";\n\n")
 		}
