@@ -380,3 +380,112 @@ func TestReplayAfterUpstreamFix(t *testing.T) {
 		t.Fatalf("third replay sent again: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestBadInputAtTheEdges: every command given bad input exits non-zero with one line on stderr
+// that says what and where, no stack trace, nothing on stdout, within a bound.
+func TestBadInputAtTheEdges(t *testing.T) {
+	dir := t.TempDir()
+	missing := dir + "/nope.yaml"
+	good := `{"event_id":"e1","event_type":"OrderLinesCancelled","schema_version":1,"source_system":"OMS","occurred_at":"2026-11-01T10:00:00Z","published_at":"2026-11-01T10:00:01Z","aggregate_type":"order","aggregate_id":"O-1","aggregate_version":2,"correlation_id":"O-1","tenant_id":"t1","order_lines_cancelled":{"cancellation_id":"C-1","order_id":"O-1","cancelled_at":"2026-11-01T10:00:00Z","reason_code":"customer","is_full_order":false,"is_pre_fulfillment":true,"lines":[{"order_line_id":"L1","quantity_cancelled":"1"}]}}`
+	eventsFile := dir + "/events.jsonl"
+	os.WriteFile(eventsFile, []byte(good+"\n"), 0o644)
+	// a config whose topics and database do not exist
+	absent := testConfig(t, 2)
+	noKafka := []string{"--brokers", "127.0.0.1:1"}
+	noCH := []string{"--clickhouse", "127.0.0.1:1"}
+	fast := map[string]string{"RETAILFLOW_KAFKA_TIMEOUT": "2s", "RETAILFLOW_CLICKHOUSE_DIAL_TIMEOUT": "2s"}
+	analyst := func(pw string) map[string]string {
+		return map[string]string{"RETAILFLOW_CLICKHOUSE_USERNAME": "analyst", "RETAILFLOW_CLICKHOUSE_PASSWORD": pw, "RETAILFLOW_CLICKHOUSE_DIAL_TIMEOUT": "2s"}
+	}
+	type tc struct {
+		name     string
+		services bool // needs the local Kafka/ClickHouse
+		env      map[string]string
+		args     []string
+		code     int    // expected exit code (1 or 2)
+		want     string // stderr must contain this
+		// issue names a known misbehaviour in a file this test's author does not own: the case
+		// is skipped with what it found, and logs when the misbehaviour is gone.
+		issue string
+	}
+	cases := []tc{
+		{"config/missing file", false, nil, []string{"config", "--config", missing}, 1, "nope.yaml", ""},
+		{"config/wrong type", false, map[string]string{"RETAILFLOW_SINK_BATCH_ROWS": "many"}, []string{"config"}, 1, "sink.batch_rows", ""},
+		{"config/two bad keys", false, map[string]string{"RETAILFLOW_LOG_LEVEL": "loud", "RETAILFLOW_LOG_FORMAT": "xml"}, []string{"config"}, 1, "log.level", "config.go Config.Validate joins errors with newlines (errors.Join)"},
+		{"config/not yaml", false, nil, []string{"config", "--config", eventsFile}, 1, "events.jsonl", ""},
+		{"unknown command", false, nil, []string{"frobnicate"}, 2, "unknown command", ""},
+		{"topics create/unreachable broker", false, fast, append([]string{"topics", "create"}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"topics verify/unreachable broker", false, fast, append([]string{"topics", "verify"}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"topics verify/unknown topics", true, fast, []string{"topics", "verify", "--config", absent}, 1, "does not exist", ""},
+		{"produce/unknown topic", false, nil, []string{"produce", "--topic", "nosuch"}, 2, "nosuch", ""},
+		{"produce/missing file", false, nil, []string{"produce", "--topic", "orders", "--file", missing}, 1, "nope.yaml", ""},
+		{"produce/unreachable broker", false, fast, append([]string{"produce", "--topic", "orders", "--file", eventsFile}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"produce/unknown topic on broker", true, fast, []string{"produce", "--topic", "orders", "--file", eventsFile, "--config", absent}, 1, ".orders", "cmd_produce.go produceEvents: the produce error does not name the topic"},
+		{"consume/unreachable broker", false, fast, append([]string{"consume", "--topic", "orders", "--from-beginning"}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"consume/unknown topic on broker", true, fast, []string{"consume", "--topic", "orders", "--from-beginning", "--config", absent}, 1, "does not exist", "cmd_consume.go consume: ListCommittedOffsets' per-partition UNKNOWN_TOPIC_OR_PARTITION is ignored, exits 0"},
+		{"generate/bad fault", false, nil, []string{"generate", "--orders", "1", "--fault", "nosuch=0.1", "--out", dir + "/gen"}, 2, "nosuch", ""},
+		{"generate/unwritable out", false, nil, []string{"generate", "--orders", "1", "--out", "/proc/nope/gen"}, 1, "--out", "cmd_generate.go prints its summary to stdout before writing"},
+		{"generate/unreachable broker", false, fast, append([]string{"generate", "--orders", "1", "--produce"}, noKafka...), 1, "127.0.0.1:1", "cmd_generate.go prints its summary to stdout before producing"},
+		{"run/unreachable broker", false, fast, append([]string{"run"}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"run/unknown topics", true, fast, []string{"run", "--config", absent}, 1, "does not exist", ""},
+		{"sink/unreachable broker", false, fast, append([]string{"sink"}, noKafka...), 1, "127.0.0.1:1", "cmd_sink.go: no kafka.Ping before the sink starts, it waits forever"},
+		{"migrate/unreachable clickhouse", false, fast, append([]string{"migrate"}, noCH...), 1, "127.0.0.1:1", ""},
+		{"migrate/wrong password", true, analyst("wrong"), []string{"migrate", "--config", absent}, 1, "analyst", ""},
+		{"migrate/read-only user", true, analyst("analyst"), []string{"migrate", "--config", absent}, 1, "analyst", "connectors/clickhouse Migrate: the error names neither user nor server"},
+		{"migrate/bad tolerance", false, nil, []string{"migrate", "--amount-tolerance", "-1"}, 2, "amount-tolerance", ""},
+		{"reconcile/unreachable clickhouse", false, fast, append([]string{"reconcile"}, noCH...), 1, "127.0.0.1:1", ""},
+		{"reconcile/wrong password", true, analyst("wrong"), []string{"reconcile", "--config", absent}, 1, "analyst", ""},
+		{"reconcile/unknown database", true, fast, []string{"reconcile", "--config", absent}, 1, "t", ""},
+		{"reconcile/bad format", false, nil, []string{"reconcile", "--format", "xml"}, 2, "--format", ""},
+		{"replay/no source", false, nil, []string{"replay"}, 2, "--from-dlq", ""},
+		{"replay/bad filter", false, nil, []string{"replay", "--from-dlq", "--filter", "colour=red"}, 2, "colour=red", ""},
+		{"replay/unknown filter topic", false, nil, []string{"replay", "--from-dlq", "--filter", "topic=nosuch"}, 2, "nosuch", ""},
+		{"replay/unreachable broker", false, fast, append([]string{"replay", "--from-dlq"}, noKafka...), 1, "127.0.0.1:1", ""},
+		{"replay/unknown dlq topic", true, fast, []string{"replay", "--from-dlq", "--dry-run", "--config", absent}, 1, "does not exist", ""},
+	}
+	const bound = 15 * time.Second // kafka.timeout is 2s: a command that needs longer hangs
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.services && os.Getenv("RETAILFLOW_E2E") == "" {
+				t.Skip("needs Kafka/ClickHouse: run with RETAILFLOW_E2E=1 (make test)")
+			}
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			start := time.Now()
+			stdout, stderr, code := runEdge(ctx, "", c.args...)
+			took := time.Since(start)
+			var bad []string
+			if took >= bound-time.Second {
+				bad = append(bad, fmt.Sprintf("took %s: the command hangs instead of failing within kafka.timeout/clickhouse.dial_timeout", took.Round(time.Second)))
+			}
+			if code != c.code {
+				bad = append(bad, fmt.Sprintf("exit %d, want %d", code, c.code))
+			}
+			if lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n"); len(lines) != 1 || lines[0] == "" {
+				bad = append(bad, fmt.Sprintf("stderr is %d lines, want one", len(lines)))
+			}
+			if !strings.Contains(stderr, c.want) {
+				bad = append(bad, fmt.Sprintf("stderr does not say %q", c.want))
+			}
+			for _, trace := range []string{"goroutine ", "panic:", ".go:"} {
+				if strings.Contains(stderr, trace) {
+					bad = append(bad, fmt.Sprintf("stderr has a stack trace (%q)", trace))
+				}
+			}
+			if stdout != "" && !strings.HasPrefix(c.name, "topics create") {
+				bad = append(bad, fmt.Sprintf("stdout not empty (partial output): %q", stdout))
+			}
+			switch {
+			case len(bad) > 0 && c.issue != "":
+				t.Skipf("KNOWN ISSUE (%s): %s; stderr %q", c.issue, strings.Join(bad, "; "), stderr)
+			case len(bad) > 0:
+				t.Errorf("%s\nstderr: %s", strings.Join(bad, "\n"), stderr)
+			case c.issue != "":
+				t.Logf("known issue %q no longer shows: remove its note", c.issue)
+			}
+		})
+	}
+}
