@@ -236,8 +236,14 @@ func (n *Ledger) deriveExceptions(p Policy, out []Exception) []Exception {
 		out = append(out, Exception{Code: code, Ref: ref, Detail: detail, FirstSeen: at})
 	}
 	for _, h := range n.s.Held {
-		if h.Reason == HoldNoOrder && n.s.Clock.Sub(h.OccurredAt) > p.OrphanGrace {
+		if n.s.Clock.Sub(h.OccurredAt) <= p.OrphanGrace {
+			continue
+		}
+		switch h.Reason {
+		case HoldNoOrder:
 			add(ExcHeldWithoutOrder, h.EventID, h.OccurredAt.Add(p.OrphanGrace), "%s waits for OrderAccepted", h.EventType)
+		case HoldExceedsShipped:
+			add(ExcReturnExceedsShipped, n.heldReturnID(h), h.OccurredAt, "accepted quantity exceeds shipped; held")
 		}
 	}
 	for _, r := range n.s.Returns {

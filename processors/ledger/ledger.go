@@ -23,7 +23,7 @@
 //   - applied with an exception: unknown order line (that line is skipped, the rest applies);
 //     currency different from the order's; shipment or cancellation beyond the open quantity
 //     (the shipment wins, the cancellation is reduced); a return beyond what was shipped past
-//     the grace period (applied capped); postings that differ from what was requested or carry
+//     the grace period (held, then applied capped by a later shipment); postings that differ from what was requested or carry
 //     a wrong multiplier; ERP quantities or amounts that disagree; an event still waiting for
 //     its order past the grace period.
 package ledger
@@ -656,9 +656,17 @@ func (n *Ledger) unhold(h HeldEvent) schemas.Event {
 	return e
 }
 
+// heldReturnID is the return id of a held return (decoded: held returns are the faulty minority).
+func (n *Ledger) heldReturnID(h HeldEvent) string {
+	if r := n.unhold(h).ReturnReceived; r != nil {
+		return r.ReturnID
+	}
+	return h.EventID
+}
+
 // releaseReturns applies held over-returns: with forced, those whose grace period ended by
-// business time now (capped at what was shipped); otherwise those that now fit what was shipped.
-// Both go in canonical order.
+// business time now (capped at what was shipped; now is the business time of a shipment, see
+// applyOMS); otherwise those that now fit what was shipped. Both go in canonical order.
 func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	var keep []HeldEvent
 	changed := false
@@ -719,12 +727,19 @@ func (n *Ledger) lineIndex(id string) int {
 }
 
 // applyOMS applies a shipment, return or cancellation to an accepted order and appends the
-// commands it causes. Held over-returns whose grace ended by e's business time go first (capped);
-// held returns that a shipment makes fit go right after it.
+// commands it causes. Before a shipment, held over-returns whose grace ended by the shipment's
+// business time are applied capped; held returns that the shipment makes fit go right after it.
+//
+// Only a shipment ends a held return's grace. A held return waits for the shipments stream, and
+// only that stream's progress says the wait is over: a later return or cancellation comes from
+// another topic, which may run days ahead of the shipments (a backlog, a replay), so its business
+// time proves nothing about shipments still to come. Were it allowed to expire the hold, a return
+// that fits once the order's earlier shipments arrive would be capped (at nothing) and its
+// commands lost, depending on how the topics interleave.
 func (n *Ledger) applyOMS(e schemas.Event, raw []byte, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
-	cmds = n.releaseReturns(e.OccurredAt.UTC(), true, p, cmds)
 	switch {
 	case e.ShipmentConfirmed != nil:
+		cmds = n.releaseReturns(e.OccurredAt.UTC(), true, p, cmds)
 		n.applyShipment(e)
 		cmds = n.commandsFor(e, e.ShipmentConfirmed.ShipmentID, "SHIPMENT", cmds)
 		cmds = n.releaseReturns(time.Time{}, false, p, cmds)

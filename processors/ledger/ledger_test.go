@@ -214,18 +214,34 @@ func TestOverReturnHeldThenCapped(t *testing.T) {
 	if got := cmdSummary(cmds2)[2:]; !slices.Equal(got, []string{"ReversalRequested 77 R", "RedemptionRefundRequested 240 R"}) {
 		t.Fatalf("fitting return commands %q", got)
 	}
-	// Nothing more ships; a cancellation a day later applies the return capped at 1, flagged.
-	l3, cmds3, err := l.Apply(cancelled("e-c", "O-1001", "C", day(3), false, qty{"L1", "1"}), p)
+	// A cancellation more than a day later does not end the wait (the orders topic may run ahead
+	// of the shipments): the return stays held, flagged once the ledger clock passes the grace.
+	l3, cmds3, err := l.Apply(cancelled("e-c", "O-1001", "C", day(3).Add(time.Hour), false, qty{"L1", "1"}), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l3.Held() != 0 || !l3.Lines()[1].Returned.Equal(dec("1")) {
-		t.Fatalf("capped return: held %d returned %s", l3.Held(), l3.Lines()[1].Returned)
+	if l3.Held() != 1 || !l3.Lines()[1].Returned.IsZero() {
+		t.Fatalf("return expired by a cancellation: held %d returned %s", l3.Held(), l3.Lines()[1].Returned)
 	}
-	if got := cmdSummary(cmds3); !slices.Equal(got, []string{"ReversalRequested 38 R", "RedemptionRefundRequested 120 R", "RedemptionRefundRequested 320 C"}) {
+	if got := cmdSummary(cmds3); !slices.Equal(got, []string{"RedemptionRefundRequested 320 C"}) {
+		t.Fatalf("cancellation commands %q", got)
+	}
+	if ex := l3.Exceptions(); !hasException(ex, ExcReturnExceedsShipped, "R") {
+		t.Fatalf("held past grace, exceptions %+v", ex)
+	}
+	// A later shipment ends the grace: the return applies first, capped at the 1 shipped unit,
+	// flagged; then the shipment itself.
+	l4, cmds4, err := l3.Apply(shipment("e-s3", "O-1001", "S3", day(4), qty{"L1", "1"}), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l4.Held() != 0 || !l4.Lines()[1].Returned.Equal(dec("1")) {
+		t.Fatalf("capped return: held %d returned %s", l4.Held(), l4.Lines()[1].Returned)
+	}
+	if got := cmdSummary(cmds4); !slices.Equal(got, []string{"ReversalRequested 38 R", "RedemptionRefundRequested 120 R", "AccrualRequested 103 S3"}) {
 		t.Fatalf("capped commands %q", got)
 	}
-	if ex := l3.Exceptions(); len(ex) == 0 || !hasException(ex, ExcReturnExceedsShipped, "R") {
+	if ex := l4.Exceptions(); !hasException(ex, ExcReturnExceedsShipped, "R") {
 		t.Fatalf("exceptions %+v", ex)
 	}
 }

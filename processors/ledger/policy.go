@@ -38,8 +38,11 @@ type Policy struct {
 	ReturnWindowDays int
 	// OrphanGrace is how long an event may wait for its OrderAccepted (measured on the ledger
 	// clock) before it becomes the HELD_WITHOUT_ORDER exception, and how long a return may wait
-	// for the shipment it refers to: the first shipment, return or cancellation of the order with
-	// business time ≥ return time + OrphanGrace applies it capped at what was shipped.
+	// for the shipment it refers to: past it (ledger clock) the held return is the
+	// RETURN_EXCEEDS_SHIPPED exception, and the first shipment of the order with business time
+	// ≥ return time + OrphanGrace applies it, before itself, capped at what was shipped. Only a
+	// shipment ends that wait: returns and cancellations arrive on other topics, which may run
+	// ahead of the shipments by more than the grace.
 	OrphanGrace time.Duration
 	// RetentionAfterClose is how long a closed ledger is kept (for late ERP and loyalty
 	// documents) before the runtime may evict it.
