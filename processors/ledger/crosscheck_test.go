@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
 )
@@ -93,4 +95,146 @@ func TestReturnsBeforeTheirShipments(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMatchesOracleOnGeneratedTraffic: for generated traffic under several seeds and delivery
+// settings, each order's records fed to the ledger in delivery order (duplicates included, as the
+// runtime sees them) give exactly the oracle's commands: request ids, types, causing events,
+// source refs, and — the generator keeps the events that move points in canonical order — each
+// command's points in emission order.
+//
+// The generator never lets a return overtake its shipment, so delivery order alone cannot reach
+// the reported bug. Each order is therefore also fed with its topics interleaved at random (every
+// topic keeps its own order, as a partition does; one topic may run days ahead of another, as in
+// a replay): that must give the same set of commands and per-order sums, per-command points
+// being then arrival-dependent (contracts.md).
+func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
+	var faults generate.Faults
+	for _, f := range generate.AllFaults() {
+		faults.Set(f, 0.1)
+	}
+	orders := 2000
+	if testing.Short() {
+		orders = 300
+	}
+	settings := []struct {
+		name string
+		opts generate.Options
+	}{
+		{"clean", generate.Options{Seed: 21}},
+		{"10% late", generate.Options{Seed: 22, LateRate: 0.1}},
+		{"30% out of order", generate.Options{Seed: 23, OutOfOrderRate: 0.3}},
+		{"50% duplicates", generate.Options{Seed: 24, DuplicateRate: 0.5}},
+		{"reported knobs: 30% out of order, 10% late, every fault 10%", generate.Options{Seed: 21, OutOfOrderRate: 0.3, LateRate: 0.1, Faults: faults}},
+	}
+	for _, st := range settings {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			st.opts.Orders = orders
+			tr, err := generate.Generate(st.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byOrder, keys := recordsByOrder(tr)
+			r := rand.New(rand.NewPCG(st.opts.Seed, 99))
+			p := DefaultPolicy()
+			var commands, interleaved int
+			for _, key := range keys {
+				recs := byOrder[key]
+				want := oracle.Commands(eventsOf(recs), tr.Options.Policy)
+				got := feed(t, p, key, eventsOf(recs))
+				if err := sameCommands(got, want, true); err != nil {
+					t.Fatalf("order %s, delivery order: %v", key, err)
+				}
+				commands += len(got)
+				mixed := interleaveTopics(r, recs)
+				if err := sameCommands(feed(t, p, key, mixed), want, false); err != nil {
+					t.Fatalf("order %s, topics interleaved %s: %v", key, arrival(mixed), err)
+				}
+				if !slices.EqualFunc(mixed, eventsOf(recs), func(a, b schemas.Event) bool { return a.EventID == b.EventID }) {
+					interleaved++
+				}
+			}
+			t.Logf("%d orders (%d keys), %d commands; %d orders re-fed in another arrival order", orders, len(keys), commands, interleaved)
+			if commands == 0 || interleaved < len(keys)/2 {
+				t.Fatalf("too little coverage: %d commands, %d of %d orders interleaved differently", commands, interleaved, len(keys))
+			}
+		})
+	}
+}
+
+// recordsByOrder groups the valid records (duplicates included) by record key, in delivery order.
+func recordsByOrder(tr *generate.Traffic) (map[string][]generate.Record, []string) {
+	byOrder := map[string][]generate.Record{}
+	var keys []string
+	for _, r := range tr.Records {
+		if r.Event == nil || r.Malformed != "" {
+			continue
+		}
+		if _, ok := byOrder[r.Key]; !ok {
+			keys = append(keys, r.Key)
+		}
+		byOrder[r.Key] = append(byOrder[r.Key], r)
+	}
+	return byOrder, keys
+}
+
+func eventsOf(recs []generate.Record) []schemas.Event {
+	out := make([]schemas.Event, len(recs))
+	for i, r := range recs {
+		out[i] = *r.Event
+	}
+	return out
+}
+
+// interleaveTopics merges the order's per-topic streams in a random order: each topic keeps its
+// records' relative order, and which topic delivers next is drawn in proportion to what it has
+// left, so whole topics often run ahead of others.
+func interleaveTopics(r *rand.Rand, recs []generate.Record) []schemas.Event {
+	var topics []schemas.Topic
+	streams := map[schemas.Topic][]schemas.Event{}
+	for _, rec := range recs {
+		if _, ok := streams[rec.Topic]; !ok {
+			topics = append(topics, rec.Topic)
+		}
+		streams[rec.Topic] = append(streams[rec.Topic], *rec.Event)
+	}
+	out := make([]schemas.Event, 0, len(recs))
+	for left := len(recs); left > 0; left-- {
+		k := r.IntN(left)
+		for _, tp := range topics {
+			if k < len(streams[tp]) {
+				out = append(out, streams[tp][0])
+				streams[tp] = streams[tp][1:]
+				break
+			}
+			k -= len(streams[tp])
+		}
+	}
+	return out
+}
+
+// feed applies events to a new ledger and returns every command, failing on any error.
+func feed(t *testing.T, p Policy, key string, events []schemas.Event) []schemas.LoyaltyCommand {
+	t.Helper()
+	var l Ledger
+	var all []schemas.LoyaltyCommand
+	for _, e := range events {
+		var cmds []schemas.LoyaltyCommand
+		var err error
+		if l, cmds, err = l.Apply(e, p); err != nil {
+			t.Fatalf("order %s: %v", key, err)
+		}
+		all = append(all, cmds...)
+	}
+	return all
+}
+
+// arrival is "type@day" per event, for failure messages.
+func arrival(events []schemas.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = fmt.Sprintf("%s@%s", e.EventType, e.OccurredAt.Format("01-02T15"))
+	}
+	return out
 }
