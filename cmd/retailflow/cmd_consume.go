@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
@@ -67,9 +68,11 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 	if fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
+	// Control records (transaction markers) are kept so the position reaches the end offset of
+	// a transactional topic; they are skipped when printing.
 	cl, err := kgo.NewClient(append(conn.Options(),
 		kgo.ConsumeTopics(physical), kgo.ConsumeResetOffset(start),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return err
 	}
@@ -87,11 +90,20 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 			return fmt.Errorf("topic %s does not exist (run `retailflow topics create`)", physical)
 		}
 		end = map[int32]int64{}
+		var lerr error
 		offs.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil && o.Offset > 0 {
+			switch {
+			case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+				lerr = fmt.Errorf("topic %s does not exist (run `retailflow topics create`)", physical)
+			case o.Err != nil:
+				lerr = fmt.Errorf("topic %s partition %d: %w", physical, o.Partition, o.Err)
+			case o.Offset > 0:
 				end[o.Partition] = o.Offset
 			}
 		})
+		if lerr != nil {
+			return lerr
+		}
 	}
 	done := func(pos map[int32]int64) bool {
 		if end == nil {
@@ -135,6 +147,9 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 		for it := fs.RecordIter(); !it.Done(); {
 			r := it.Next()
 			pos[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				continue
+			}
 			if max > 0 && n >= max {
 				break
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,18 +88,23 @@ at --rate events per second, then flushes and reports the counts.`,
 			if err != nil {
 				return &usageError{msg: err.Error()}
 			}
-			fmt.Fprintf(app.Stdout, "generated %d orders, %d records (seed %d) in %s\n",
+			// The summary is printed only after everything succeeded, so a failure leaves no
+			// success line behind.
+			summary := fmt.Sprintf("generated %d orders, %d records (seed %d) in %s\n",
 				opts.Orders, len(tr.Records), opts.Seed, time.Since(began).Round(time.Millisecond))
 			if outDir != "" {
 				if err := writeTraffic(outDir, tr); err != nil {
 					return err
 				}
-				fmt.Fprintf(app.Stdout, "wrote %s\n", outDir)
+				summary += fmt.Sprintf("wrote %s\n", outDir)
 			}
 			if produce {
-				return produceTraffic(cmd.Context(), app, c, tr, opts.Rate)
+				if err := produceTraffic(cmd.Context(), app, c, tr, opts.Rate); err != nil {
+					return err
+				}
 			}
-			return nil
+			_, err = io.WriteString(app.Stdout, summary)
+			return err
 		},
 	}
 	f := cmd.Flags()

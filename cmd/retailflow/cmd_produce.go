@@ -146,7 +146,7 @@ func produceEvents(ctx context.Context, conn kafka.Conn, serde *schemas.Serde, p
 	ack := 0
 	for _, r := range cl.ProduceSync(ctx, records...) {
 		if r.Err != nil {
-			return ack, r.Err
+			return ack, fmt.Errorf("topic %s: %w", physical, r.Err)
 		}
 		ack++
 	}

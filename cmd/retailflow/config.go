@@ -307,8 +307,28 @@ func (c *Config) Validate() error {
 			bad("http.addr", "%q is not host:port", c.HTTP.Addr)
 		}
 	}
-	return errors.Join(errs...)
+	return joinOneLine(errs)
 }
+
+// joinOneLine joins errors with "; " so a report of several bad keys stays one line.
+func joinOneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &joinedError{errs: errs, msg: strings.Join(msgs, "; ")}
+}
+
+type joinedError struct {
+	errs []error
+	msg  string
+}
+
+func (e *joinedError) Error() string   { return e.msg }
+func (e *joinedError) Unwrap() []error { return e.errs }
 
 // LoadConfig reads the file (if any), then the environment, then the flags that were set.
 // Unknown keys in the file are an error that names them.

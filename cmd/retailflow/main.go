@@ -97,6 +97,7 @@ func subcommands(app *App) []*cobra.Command {
 		newSinkCmd(app),
 		newMigrateCmd(app),
 		newReconcileCmd(app),
+		newReplayCmd(app),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/retailflow/retailflow/connectors/dlq"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
@@ -47,6 +48,11 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 			Compacted: t == schemas.TopicChangelog, CoPartitioned: true,
 		})
 	}
+	// The replay log: one record per replayed DLQ record, so a replay never sends one twice.
+	specs = append(specs, kafka.TopicSpec{
+		Name: dlq.ReplayLogTopic(names[schemas.TopicDLQ]), Partitions: 1,
+		ReplicationFactor: c.Topics.ReplicationFactor, Compacted: true,
+	})
 	return specs
 }
 
