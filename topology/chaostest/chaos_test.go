@@ -1,0 +1,492 @@
+// Package chaostest is the reliability suite (RELIABILITY.md §2, oracles §3.2): a seeded,
+// scripted sequence of faults, each injected while generated traffic flows through real
+// `retailflow run` processes (a chaoshooks build, so they can SIGKILL themselves at exact
+// protocol steps) and one `retailflow sink` into ClickHouse, each followed by every oracle over
+// all traffic sent so far. It prints a table with a row per fault and the line
+//
+//	chaos: faults=N passed=N lost=0 duplicated=0 dlq_unexplained=0
+//
+// Run it with
+//
+//	RETAILFLOW_E2E=1 go test -v -count=1 -run TestChaos ./topology/chaostest/    (short: 3 faults, < 2 min)
+//	RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 go test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/
+//
+// The short version never stops Kafka or ClickHouse (other packages' tests share them); the long
+// one restarts the broker (SIGTERM and SIGKILL) and stops ClickHouse for CHAOS_CH_OUTAGE (3m).
+// CHAOS_SEED fixes the seed (printed at the start), CHAOS_FAULTS=a,b runs only the named faults,
+// RETAILFLOW_CHAOS_BIN names a prebuilt `go build -tags chaoshooks` binary. Logs of every
+// process incarnation stay in the directory printed at the start.
+package chaostest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/retailflow/retailflow/processors/generate"
+)
+
+type params struct {
+	seed       uint64
+	long       bool
+	partitions int32
+	orders     int           // per segment
+	rate       float64       // base records per second
+	chOutage   time.Duration // ClickHouse stopped for this long (long version only)
+	rssLimit   int64         // KiB the sink may use while ClickHouse is away
+	faults     []fault
+}
+
+// fault is one row of the schedule. inject runs while the segment's traffic is produced and
+// returns a note for the table; an error fails the row (the fault could not be injected, or it
+// was not observed — a fault that silently did nothing proves nothing).
+type fault struct {
+	name    string
+	traffic func(*generate.Options)
+	rateX   float64 // multiplier of the base rate (1 when zero)
+	ordersX int     // multiplier of the orders per segment (1 when zero)
+	poison  int     // oversized records mixed in
+	inject  func(h *harness, seg *segment) (string, error)
+}
+
+// segment is the state of one fault's run, shared between the injector and the checks.
+type segment struct {
+	produceFor time.Duration
+	mark       logMark
+	maxLag     int64
+	rssBase    int64
+	rssMax     int64
+	after      func(v verdict) error // a fault-specific check once the oracles have run
+}
+
+func TestChaos(t *testing.T) {
+	if os.Getenv("RETAILFLOW_E2E") == "" {
+		t.Skip("needs Kafka/ClickHouse: run with RETAILFLOW_E2E=1 (make test)")
+	}
+	p := params{seed: uint64(time.Now().UnixNano()), partitions: 4, orders: 60, rate: 150, rssLimit: 512 << 10}
+	if s := os.Getenv("CHAOS_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED=%q: %v", s, err)
+		}
+		p.seed = n
+	}
+	short := []string{"sigkill-endtxn-sent", "zombie-sigstop", "poison"}
+	if os.Getenv("RETAILFLOW_CHAOS") != "" {
+		p.long, p.orders, p.chOutage = true, 200, 3*time.Minute
+		short = nil
+	}
+	if s := os.Getenv("CHAOS_CH_OUTAGE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("CHAOS_CH_OUTAGE=%q: %v", s, err)
+		}
+		p.chOutage = d
+	}
+	only := short
+	if s := os.Getenv("CHAOS_FAULTS"); s != "" {
+		only = strings.Split(s, ",")
+	}
+	for _, f := range schedule(p) {
+		if only == nil || contains(only, f.name) {
+			p.faults = append(p.faults, f)
+		}
+	}
+	if len(p.faults) == 0 {
+		t.Fatalf("CHAOS_FAULTS=%q names no fault of the schedule", os.Getenv("CHAOS_FAULTS"))
+	}
+	h := newHarness(t, p)
+	fmt.Printf("chaos: seed=%d faults=%d long=%v logs=%s\n", p.seed, len(p.faults), p.long, h.logDir)
+	h.run()
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if strings.TrimSpace(y) == x {
+			return true
+		}
+	}
+	return false
+}
+
+// schedule is the scripted fault sequence; what happens when within a fault comes from the seed.
+func schedule(p params) []fault {
+	protocolKill := func(step string) func(h *harness, seg *segment) (string, error) {
+		return func(h *harness, seg *segment) (string, error) { return h.killAtStep(step) }
+	}
+	var fs []fault
+	fs = append(fs,
+		fault{name: "sigkill-random", inject: func(h *harness, seg *segment) (string, error) {
+			n := 4
+			gap := seg.produceFor / time.Duration(n+1)
+			var killed []string
+			for i := 0; i < n; i++ {
+				time.Sleep(gap/2 + time.Duration(h.rng.Int64N(int64(gap))))
+				ps := h.processors()
+				s := ps[h.rng.IntN(len(ps))]
+				if s.signal(syscall.SIGKILL) {
+					killed = append(killed, s.id)
+				}
+			}
+			if len(killed) == 0 {
+				return "", errors.New("no processor was running to kill")
+			}
+			return "killed " + strings.Join(killed, ","), nil
+		}},
+		fault{name: "sigkill-endtxn-sent", inject: protocolKill("endtxn-written")},
+		fault{name: "sigkill-txnoffsetcommit-sent", inject: protocolKill("txnoffsetcommit-written")},
+		fault{name: "sigkill-endtxn-answered", inject: protocolKill("endtxn-read")},
+		fault{name: "zombie-sigstop", inject: (*harness).zombie},
+		fault{name: "rebalance-storm", ordersX: 2, inject: (*harness).storm},
+		fault{name: "dup-ooo-late", traffic: func(o *generate.Options) {
+			o.DuplicateRate, o.OutOfOrderRate, o.LateRate = 0.3, 0.7, 0.3
+		}, inject: func(h *harness, seg *segment) (string, error) {
+			return "30% duplicates, 70% of orders shuffled, 30% day-late", nil
+		}},
+		fault{name: "poison", poison: 2, traffic: func(o *generate.Options) { o.MalformedRate = 0.5 },
+			inject: func(h *harness, seg *segment) (string, error) {
+				return "not-Avro, unknown schema id, rule-breaking Avro, 2 × 1.5 MB", nil
+			}},
+		fault{name: "burst-10x", rateX: 10, ordersX: 5, inject: (*harness).burst},
+	)
+	if p.long {
+		fs = append(fs,
+			fault{name: "kafka-restart-sigterm", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+				return h.bounceKafka(seg, "kafka-stop")
+			}},
+			fault{name: "kafka-restart-sigkill", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+				return h.bounceKafka(seg, "kafka-kill")
+			}},
+			fault{name: "clickhouse-outage", inject: (*harness).clickhouseOutage},
+		)
+	}
+	return fs
+}
+
+// row is one line of the result table.
+type row struct {
+	name     string
+	took     time.Duration
+	records  int
+	restarts int
+	maxLag   int64
+	v        verdict
+	note     string
+	passed   bool
+}
+
+func (h *harness) run() {
+	t := h.t
+	began := time.Now()
+	for _, id := range []string{"0", "1", "2"} {
+		h.startSlot(id, "run")
+	}
+	h.startSlot("0", "sink")
+	defer h.stopAll()
+
+	var all []generate.Record
+	var rows []row
+	for i, f := range h.p.faults {
+		r, recs := h.segment(i, f, all)
+		all = append(all, recs...)
+		rows = append(rows, r)
+		fmt.Printf("chaos: %-28s %s (%s)\n", f.name, map[bool]string{true: "PASS", false: "FAIL"}[r.passed], r.took.Round(time.Second))
+		if !r.passed {
+			for _, p := range r.v.problems {
+				t.Errorf("%s: %s", f.name, p)
+			}
+		}
+	}
+	for _, s := range append(h.processors(), h.slot("sink", "0")) {
+		if err := h.stop(s); err != nil {
+			t.Error(err)
+		}
+	}
+
+	fmt.Printf("| %-28s | %6s | %7s | %8s | %6s | %4s | %4s | %7s | %5s | %5s | %7s | %-4s | %s\n",
+		"fault", "secs", "records", "restarts", "maxlag", "lost", "dup", "dlq_unx", "state", "views", "aborted", "ok", "note")
+	var lost, dup, unx, passed int
+	for _, r := range rows {
+		fmt.Printf("| %-28s | %6.0f | %7d | %8d | %6d | %4d | %4d | %7d | %5d | %5d | %7d | %-4s | %s\n",
+			r.name, r.took.Seconds(), r.records, r.restarts, r.maxLag, r.v.lost, r.v.duplicated, r.v.dlqUnexplained,
+			r.v.stateMismatch, r.v.viewDiffs, r.v.aborted, map[bool]string{true: "PASS", false: "FAIL"}[r.passed], r.note)
+		lost += r.v.lost
+		dup += r.v.duplicated
+		unx += r.v.dlqUnexplained
+		if r.passed {
+			passed++
+		}
+	}
+	line := fmt.Sprintf("chaos: faults=%d passed=%d lost=%d duplicated=%d dlq_unexplained=%d", len(rows), passed, lost, dup, unx)
+	fmt.Printf("chaos: seed=%d took %s; %d records; logs in %s\n", h.p.seed, time.Since(began).Round(time.Second), len(all), h.logDir)
+	fmt.Println(line)
+	if passed != len(rows) || lost != 0 || dup != 0 || unx != 0 {
+		t.Error(line)
+	} else if !t.Failed() {
+		_ = os.RemoveAll(h.logDir)
+	}
+}
+
+// segment produces one fault's traffic while the fault is injected, then waits for the pipeline
+// to drain and runs the oracles over everything sent so far.
+func (h *harness) segment(i int, f fault, before []generate.Record) (row, []generate.Record) {
+	r := row{name: f.name}
+	start := time.Now()
+	opts := generate.Options{
+		Seed: h.p.seed*1000 + uint64(i), Orders: h.p.orders * max(f.ordersX, 1),
+		Start:         time.Now().Add(-20 * 24 * time.Hour).Truncate(time.Hour),
+		DuplicateRate: 0.05, OutOfOrderRate: 0.2, LateRate: 0.05, MalformedRate: 0.03,
+	}
+	for _, name := range generate.AllFaults() {
+		opts.Faults.Set(name, 0.12)
+	}
+	if f.traffic != nil {
+		f.traffic(&opts)
+	}
+	tr, err := generate.Generate(opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	recs := tr.Records
+	for j := 0; j < f.poison; j++ {
+		at := h.rng.IntN(len(recs))
+		recs = append(recs[:at], append([]generate.Record{oversized(recs[at].Key)}, recs[at:]...)...)
+	}
+	r.records = len(recs)
+	rate := h.p.rate * max(f.rateX, 1)
+	seg := &segment{produceFor: time.Duration(float64(len(recs)) / rate * float64(time.Second)), mark: h.mark()}
+	h.mu.Lock()
+	restarts := h.restarts
+	h.mu.Unlock()
+
+	produced := make(chan error, 1)
+	go func() { produced <- h.produce(recs, rate) }()
+	note, injErr := f.inject(h, seg)
+	if err := <-produced; err != nil {
+		h.t.Fatalf("%s: %v", f.name, err)
+	}
+	r.note = note
+	fail := func(err error) (row, []generate.Record) {
+		r.v.problem("%v", err)
+		r.took = time.Since(start)
+		return r, recs
+	}
+	if injErr != nil {
+		r.v.problem("fault not injected: %v", injErr)
+	}
+	if err := h.waitProcessed(4 * time.Minute); err != nil {
+		return fail(err)
+	}
+	if err := h.waitNoOpenTransactions(time.Minute); err != nil {
+		return fail(err)
+	}
+	out, err := h.readOutputs()
+	if err != nil {
+		return fail(err)
+	}
+	if err := h.waitSunk(out, 4*time.Minute); err != nil {
+		return fail(err)
+	}
+	v := h.verify(append(append([]generate.Record(nil), before...), recs...), tr.Options.Policy, out)
+	v.problems = append(r.v.problems, v.problems...)
+	v.aborted -= h.abortedSoFar // verify counts every aborted record since the start
+	h.abortedSoFar += v.aborted
+	r.v = v
+	if seg.after != nil {
+		if err := seg.after(v); err != nil {
+			r.v.problem("%v", err)
+		}
+	}
+	h.mu.Lock()
+	r.restarts = h.restarts - restarts
+	h.mu.Unlock()
+	r.maxLag = seg.maxLag
+	r.took = time.Since(start)
+	r.passed = r.v.ok()
+	return r, recs
+}
+
+// killAtStep restarts one processor (SIGTERM; the supervisor starts it again) with
+// RETAILFLOW_CHAOS_KILL_AT=<step>:<n> and waits for that incarnation to SIGKILL itself. It fails
+// loudly when the hooks are not wired into `retailflow run`.
+func (h *harness) killAtStep(step string) (string, error) {
+	ps := h.processors()
+	s := ps[h.rng.IntN(len(ps))]
+	spec := fmt.Sprintf("%s:%d", step, 2+h.rng.IntN(5))
+	s.mu.Lock()
+	s.armed = spec
+	s.mu.Unlock()
+	s.drainExits()
+	s.signal(syscall.SIGTERM)
+	deadline := time.After(90 * time.Second)
+	for {
+		select {
+		case e := <-s.exits:
+			if e.armed == "" {
+				continue // the SIGTERMed incarnation
+			}
+			b, _ := os.ReadFile(e.log)
+			switch {
+			case !strings.Contains(string(b), hookArmed):
+				return "", fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s never called chaosClientOpts "+
+					"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`); it exited with signal %v code %d, log %s",
+					killAtEnv, spec, e.signal, e.code, e.log)
+			case e.signal != syscall.SIGKILL || !strings.Contains(string(b), hookBanner):
+				return "", fmt.Errorf("instance %s armed with %s ended with signal %v code %d, not by its own SIGKILL (log %s)", s.id, spec, e.signal, e.code, e.log)
+			}
+			return fmt.Sprintf("instance %s killed itself at %s", s.id, spec), nil
+		case <-deadline:
+			b, _ := os.ReadFile(s.logPath)
+			if !strings.Contains(string(b), hookArmed) {
+				return "", fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s ran 90s without calling chaosClientOpts "+
+					"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`; log %s)", killAtEnv, spec, s.logPath)
+			}
+			return "", fmt.Errorf("instance %s armed with %s did not die within 90s (log %s)", s.id, spec, s.logPath)
+		}
+	}
+}
+
+// zombie SIGSTOPs a processor past its session timeout while traffic flows, so its partitions
+// move, then SIGCONTs it: whatever it writes late must stay invisible to read_committed readers
+// (the oracles) while a read_uncommitted reader sees aborted records.
+func (h *harness) zombie(seg *segment) (string, error) {
+	time.Sleep(seg.produceFor / 3)
+	ps := h.processors()
+	s := ps[h.rng.IntN(len(ps))]
+	s.drainExits()
+	pid := s.pid()
+	if pid == 0 || syscall.Kill(-pid, syscall.SIGSTOP) != nil {
+		return "", fmt.Errorf("instance %s is not running", s.id)
+	}
+	pause := 15 * time.Second // session timeout 6s, transaction timeout 10s
+	time.Sleep(pause)
+	_ = syscall.Kill(-pid, syscall.SIGCONT)
+	// give the zombie time to try its late writes and meet the fence
+	time.Sleep(8 * time.Second)
+	fate := "survived (rejoined)"
+	select {
+	case e := <-s.exits:
+		fate = fmt.Sprintf("exited signal=%v code=%d, restarted", e.signal, e.code)
+	default:
+	}
+	seg.after = func(v verdict) error {
+		if v.aborted > 0 {
+			return nil
+		}
+		if ev := h.grepSince(seg.mark, "fenced", "ILLEGAL_GENERATION", "INVALID_PRODUCER_EPOCH", "abort"); len(ev) > 0 {
+			return nil
+		}
+		return errors.New("the zombie left no trace: no aborted output records and no fenced/aborted line in its log — the fault did not test anything")
+	}
+	return fmt.Sprintf("instance %s paused %s; %s", s.id, pause, fate), nil
+}
+
+// storm adds and removes processors 3 and 4 every few seconds while traffic flows.
+func (h *harness) storm(seg *segment) (string, error) {
+	deadline := time.Now().Add(seg.produceFor)
+	changes := 0
+	var errs []error
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Duration(2000+h.rng.IntN(2000)) * time.Millisecond)
+		id := []string{"3", "4"}[h.rng.IntN(2)]
+		if s := h.slot("run", id); s != nil {
+			if err := h.stop(s); err != nil {
+				errs = append(errs, err)
+			}
+		} else {
+			h.startSlot(id, "run")
+		}
+		changes++
+	}
+	for _, id := range []string{"3", "4"} {
+		if s := h.slot("run", id); s != nil {
+			if err := h.stop(s); err != nil {
+				errs = append(errs, err)
+			}
+			changes++
+		}
+	}
+	return fmt.Sprintf("%d membership changes (instances 3,4 joining/leaving)", changes), errors.Join(errs...)
+}
+
+// burst produces at 10× the base rate; lag must rise and drain, and no transaction may time out.
+func (h *harness) burst(seg *segment) (string, error) {
+	adm := h.admin()
+	defer adm.Close()
+	deadline := time.Now().Add(seg.produceFor + 5*time.Second)
+	for time.Now().Before(deadline) {
+		if l := h.lag(adm); l > seg.maxLag {
+			seg.maxLag = l
+		}
+		time.Sleep(time.Second)
+	}
+	seg.after = func(verdict) error {
+		if bad := h.grepSince(seg.mark, "INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "fenced", "TRANSACTION_TIMED_OUT", "transaction timed out"); len(bad) > 0 {
+			return fmt.Errorf("a transaction was fenced or timed out under the burst: %s", strings.Join(bad[:min(3, len(bad))], " | "))
+		}
+		if seg.maxLag <= 0 {
+			return errors.New("lag never rose under the burst: the fault did not load the pipeline")
+		}
+		return nil
+	}
+	return fmt.Sprintf("%.0f records/s", h.p.rate*10), nil
+}
+
+// bounceKafka stops the broker (kafka-stop: SIGTERM, kafka-kill: SIGKILL) a third into the
+// segment, keeps it down 10 s and starts it again; processors that exit are restarted by the
+// supervisor, and the producer retries.
+func (h *harness) bounceKafka(seg *segment, how string) (string, error) {
+	time.Sleep(seg.produceFor / 3)
+	if err := h.infra(how); err != nil {
+		return "", err
+	}
+	down := time.Now()
+	time.Sleep(10 * time.Second)
+	if err := h.infra("kafka-start"); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("broker down %s (%s)", time.Since(down).Round(time.Second), how), nil
+}
+
+// clickhouseOutage stops ClickHouse for the configured time while traffic flows; the sink's RSS
+// must stay bounded and its lag must drain once ClickHouse is back.
+func (h *harness) clickhouseOutage(seg *segment) (string, error) {
+	sink := h.slot("sink", "0")
+	seg.rssBase = rssKiB(sink.pid())
+	if err := h.infra("ch-stop"); err != nil {
+		return "", err
+	}
+	end := time.Now().Add(h.p.chOutage)
+	for time.Now().Before(end) {
+		if r := rssKiB(sink.pid()); r > seg.rssMax {
+			seg.rssMax = r
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if err := h.infra("ch-start"); err != nil {
+		return "", err
+	}
+	// the harness's own connection pool reconnects on its next query
+	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+	defer cancel()
+	for ctx.Err() == nil && h.ch.Ping(ctx) != nil {
+		time.Sleep(time.Second)
+	}
+	seg.after = func(verdict) error {
+		var errs []error
+		if seg.rssMax > h.p.rssLimit {
+			errs = append(errs, fmt.Errorf("sink RSS reached %d MiB during the outage (limit %d MiB)", seg.rssMax>>10, h.p.rssLimit>>10))
+		}
+		if len(h.grepSince(seg.mark, "fetching paused, retrying")) == 0 {
+			errs = append(errs, errors.New("the sink never saw the outage (no retry in its log)"))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Sprintf("ClickHouse down %s; sink RSS %d → max %d MiB", h.p.chOutage, seg.rssBase>>10, seg.rssMax>>10), nil
+}
