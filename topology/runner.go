@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -38,6 +40,10 @@ type Options struct {
 	MaxTxnDuration   time.Duration
 	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
 	MaxBufferedRecords int
+	// Parallelism is the number of goroutines that decode and validate a polled batch and
+	// encode the changelog states of a transaction; zero means runtime.GOMAXPROCS(0). The
+	// keyed part (state, Process, produce) stays on the run loop goroutine, in record order.
+	Parallelism int
 	// RestoreTimeout bounds one restore, including the wait for open transactions on the
 	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
 	RestoreTimeout time.Duration
@@ -75,6 +81,12 @@ func (o *Options) validate() error {
 	}
 	if o.SessionTimeout <= 0 || o.RebalanceTimeout < o.SessionTimeout {
 		bad("SessionTimeout must be positive and RebalanceTimeout at least SessionTimeout")
+	}
+	if o.Parallelism < 0 {
+		bad("Parallelism must not be negative")
+	}
+	if o.Parallelism == 0 {
+		o.Parallelism = runtime.GOMAXPROCS(0)
 	}
 	if o.Metrics == nil {
 		o.Metrics = NopMetrics{}
@@ -119,13 +131,30 @@ type Runner[E, S, O any] struct {
 	ownedParts map[int32]bool // assigned and restored
 	fatal      error
 
-	stores map[int32]*store // only the run loop touches stores
+	stores map[int32]*store[S] // only the run loop touches stores
 
-	rejMu    sync.Mutex
-	rejected map[source]string // input → topic of the output the broker refused
+	rejMu       sync.Mutex
+	rejected    map[source]string // input → topic of the output the broker refused
+	hasRejected atomic.Bool       // rejected is not empty: process looks it up only then
 
 	ov  overlay[S]
 	txn txnState
+	// eagerEncode makes the next transaction encode each Put state as its input is processed
+	// (as opposed to once per key when the changelog is prepared), so the input whose state
+	// cannot be encoded is found and dead-lettered. It is set when a transaction aborted for
+	// that reason and cleared by the next commit.
+	eagerEncode bool
+	batch       []*kgo.Record // the polled batch being processed, reused
+	decoded     []decoded[E]  // decode results of batch, by index
+	encodeQueue []*pending[S] // Put states to encode when the changelog is prepared, reused
+	outs        [][]byte      // encoded outputs of the input being processed, reused
+}
+
+// decoded is the result of decoding and validating one record of a batch.
+type decoded[E any] struct {
+	ev   E
+	err  error
+	step string // ClassDecode or ClassInvalid when err is set
 }
 
 type assignEvent struct {
@@ -173,7 +202,7 @@ func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E
 	r := &Runner[E, S, O]{
 		top: t, stage: ks, beh: st, o: o, log: o.Logger.With("stage", ks.Name, "instance", o.InstanceID), m: o.Metrics,
 		writes: map[Stream]bool{}, restoring: map[int32]bool{}, ownedParts: map[int32]bool{},
-		stores: map[int32]*store{}, rejected: map[source]string{},
+		stores: map[int32]*store[S]{}, rejected: map[source]string{},
 		ov:  overlay[S]{parts: map[int32]map[string]*pending[S]{}},
 		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}},
 	}
@@ -412,8 +441,8 @@ func (r *Runner[E, S, O]) logFetchErrors(fs kgo.Fetches) {
 	})
 }
 
-// transact runs one transaction over fs and any further records polled within the bounds.
-// It reports whether End committed and, if not, why.
+// transact runs one transaction over fs and any further records already buffered, within the
+// bounds. It reports whether End committed and, if not, why.
 func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches) (bool, string, error) {
 	if err := sess.Begin(); err != nil {
 		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
@@ -431,24 +460,24 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	pctx := context.WithoutCancel(ctx)
 
 	var failure error // a transient error or a record of an unrestored partition: abort
+	encodeFailed := false
 	deadline := time.Now().Add(r.o.MaxTxnDuration)
 	for {
-		fs.EachRecord(func(rec *kgo.Record) {
-			if failure != nil {
-				return
+		r.decodeBatch(fs)
+		for i, rec := range r.batch {
+			if failure = r.process(pctx, sess, rec, &r.decoded[i]); failure != nil {
+				break
 			}
-			failure = r.process(pctx, sess, rec)
-		})
-		if failure != nil || t.records >= r.o.MaxRecordsPerTxn || ctx.Err() != nil {
+		}
+		if failure != nil || t.records >= r.o.MaxRecordsPerTxn || ctx.Err() != nil || time.Until(deadline) <= 0 {
 			break
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		qctx, cancel := context.WithTimeout(ctx, left)
-		fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
-		cancel()
+		// Go on only with records that are already buffered: once the consumer has caught up the
+		// transaction ends at once instead of waiting out MaxTxnDuration for a trickle (that
+		// wait was most of a record's latency at low rates); under a backlog the buffer is never
+		// empty and the transaction grows to its bounds. With a nil context kgo returns the
+		// buffered records without waiting.
+		fs = sess.PollRecords(nil, r.o.MaxRecordsPerTxn-t.records) //nolint:staticcheck // nil: do not wait (kgo.Client.PollRecords)
 		if fs.IsClientClosed() {
 			break
 		}
@@ -457,9 +486,17 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 			break
 		}
 	}
+	clear(r.batch) // the records are not needed past processing; do not pin their fetch buffers
+	clear(r.decoded)
 	if failure == nil {
-		r.produceChangelog(pctx, sess)
+		if failure = r.prepareChangelog(); failure != nil {
+			encodeFailed = true
+		} else {
+			r.produceChangelog(pctx, sess)
+		}
 	}
+	// Send what lingers now: Err waits for every produce, and End would flush anyway.
+	_ = sess.Client().Flush(pctx) // errors only on a cancelled context; pctx is never cancelled
 	produceErr := t.promise.Err() // waits for every produce of the transaction
 	try := failure == nil && produceErr == nil
 	// End's context must not be cancelled: a cancelled End can leave the outcome unknown.
@@ -471,11 +508,16 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 		return false, "", fmt.Errorf("stage %s: end transaction (%d records): %w", r.stage.Name, t.records, err)
 	}
 	if committed {
+		r.eagerEncode = false
 		r.applyOverlay()
 		return true, "", nil
 	}
 	r.ov.reset()
 	switch {
+	case encodeFailed:
+		r.eagerEncode = true
+		r.log.Warn("transaction aborted: a state does not encode; the retry encodes per input and dead-letters the one that caused it", "err", failure)
+		return false, "encode", nil
 	case failure != nil:
 		r.log.Warn("transaction aborted", "err", failure)
 		return false, "transient", nil
@@ -487,10 +529,76 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 }
 
-// process handles one record inside the open transaction. It returns an error only when the
-// transaction must abort (a transient failure, a record of a partition without a store);
-// everything that is the record's own fault goes to the DLQ.
-func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record) error {
+// decodeBatch collects fs's records into r.batch and decodes and validates them into
+// r.decoded, in parallel.
+func (r *Runner[E, S, O]) decodeBatch(fs kgo.Fetches) {
+	r.batch = r.batch[:0]
+	fs.EachRecord(func(rec *kgo.Record) { r.batch = append(r.batch, rec) })
+	n := len(r.batch)
+	if cap(r.decoded) < n {
+		r.decoded = make([]decoded[E], n)
+	}
+	r.decoded = r.decoded[:n]
+	r.fanOut(n, func(i int) {
+		rec := r.batch[i]
+		d := &r.decoded[i]
+		*d = decoded[E]{}
+		if len(rec.Key) == 0 {
+			return // dead-lettered as no-key by process
+		}
+		ev, err := r.beh.Decode(rec)
+		if err != nil {
+			d.err, d.step = err, ClassDecode
+			return
+		}
+		d.ev = ev
+		if r.beh.Validate != nil {
+			if err := r.beh.Validate(ev); err != nil {
+				d.err, d.step = err, ClassInvalid
+			}
+		}
+	})
+}
+
+// fanOutBlock is how many consecutive indexes a fanOut goroutine takes at a time: large enough
+// that claiming a block costs nothing next to decoding it, small enough to balance the load.
+const fanOutBlock = 16
+
+// fanOut calls f(i) for every i in [0, n) from up to Options.Parallelism goroutines (the caller's
+// included) and returns when every call has returned. f must be safe for concurrent use with
+// distinct i.
+func (r *Runner[E, S, O]) fanOut(n int, f func(int)) {
+	workers := min(r.o.Parallelism, (n+fanOutBlock-1)/fanOutBlock)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			lo := int(next.Add(fanOutBlock)) - fanOutBlock
+			if lo >= n {
+				return
+			}
+			for i := lo; i < min(lo+fanOutBlock, n); i++ {
+				f(i)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+}
+
+// process handles one record inside the open transaction; d is its decode result. It returns
+// an error only when the transaction must abort (a transient failure, a record of a partition
+// without a store); everything that is the record's own fault goes to the DLQ.
+func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, d *decoded[E]) error {
 	p := rec.Partition
 	st := r.stores[p]
 	if st == nil {
@@ -502,59 +610,66 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	t.timestamps = append(t.timestamps, rec.Timestamp)
 	src := source{rec.Topic, p, rec.Offset}
 
-	r.rejMu.Lock()
-	rejTopic, rejected := r.rejected[src]
-	r.rejMu.Unlock()
-	if rejected {
+	if r.hasRejected.Load() {
 		r.rejMu.Lock()
+		rejTopic, rejected := r.rejected[src]
 		delete(r.rejected, src) // if this transaction aborts too, the retry marks it again
+		r.hasRejected.Store(len(r.rejected) > 0)
 		r.rejMu.Unlock()
-		r.deadLetter(ctx, sess, rec, ClassOutputRejected,
-			fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
-		return nil
+		if rejected {
+			r.deadLetter(ctx, sess, rec, ClassOutputRejected,
+				fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
+			return nil
+		}
 	}
 	if len(rec.Key) == 0 {
 		r.deadLetter(ctx, sess, rec, ClassNoKey, errors.New("record has no key; the stage is keyed by order id"), false)
 		return nil
 	}
-	ev, err := r.beh.Decode(rec)
-	if err != nil {
-		return r.fail(ctx, sess, rec, ClassDecode, err)
+	if d.err != nil {
+		return r.fail(ctx, sess, rec, d.step, d.err)
 	}
-	if r.beh.Validate != nil {
-		if err := r.beh.Validate(ev); err != nil {
-			return r.fail(ctx, sess, rec, ClassInvalid, err)
-		}
-	}
-	key := string(rec.Key)
-	pe, inOverlay := r.ov.get(p, key)
+	pe, inOverlay := r.ov.get(p, string(rec.Key))
+	var key string
 	var state S
 	var found bool
 	if inOverlay {
-		state, found = pe.state, pe.found
-	} else if raw, ok := st.vals[key]; ok {
-		if state, err = r.beh.State.Decode(raw); err != nil {
-			return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err))
+		key, state, found = pe.key, pe.state, pe.found
+	} else {
+		key = string(rec.Key)
+		if ls, ok := st.live[key]; ok {
+			state, found = ls.state, true
+		} else if raw, ok := st.raw[key]; ok {
+			var err error
+			if state, err = r.beh.State.Decode(raw); err != nil {
+				return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err))
+			}
+			found = true
+			if r.beh.ImmutableState {
+				st.promote(key, state) // the same committed value, decoded once
+			}
 		}
-		found = true
 	}
-	step, err := r.beh.Process(key, state, found, ev)
+	step, err := r.beh.Process(key, state, found, d.ev)
 	if err != nil {
 		return r.fail(ctx, sess, rec, ClassProcess, err)
 	}
 	// Encode everything before producing anything: an input either has all its effects in the
 	// transaction or none (then it is dead-lettered).
-	outs := make([][]byte, len(step.Outputs))
+	outs := r.outs[:0]
 	for i, e := range step.Outputs {
 		if !r.writes[e.To] {
 			return r.fail(ctx, sess, rec, ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name))
 		}
-		if outs[i], err = r.beh.Encode(e.To, e.Value); err != nil {
+		b, err := r.beh.Encode(e.To, e.Value)
+		if err != nil {
 			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err))
 		}
+		outs = append(outs, b)
 	}
+	r.outs = outs
 	var enc []byte
-	if step.Op == Put {
+	if step.Op == Put && r.eagerEncode {
 		if enc, err = r.beh.State.Encode(step.State); err != nil {
 			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("state of key %q: %w", key, err))
 		}
@@ -565,9 +680,10 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		sess.Produce(ctx, out, r.promise())
 		t.produced[out.Topic]++
 	}
+	clear(outs)
 	if !inOverlay {
-		pe = &pending[S]{state: state, found: found}
-		r.ov.add(p, key, pe)
+		pe = r.ov.add(p, key)
+		pe.state, pe.found = state, found
 	}
 	switch step.Op {
 	case Put:
@@ -645,12 +761,45 @@ func (r *Runner[E, S, O]) promise() func(*kgo.Record, error) {
 				r.rejMu.Lock()
 				if len(r.rejected) < 10000 { // bounded: each entry is cleared when its input is dead-lettered
 					r.rejected[src] = rec.Topic
+					r.hasRejected.Store(true)
 				}
 				r.rejMu.Unlock()
 			}
 		}
 		p(rec, err)
 	}
+}
+
+// prepareChangelog encodes the last state of every key the transaction Put, once per key, in
+// parallel (Codec.Encode is safe for concurrent use). States already encoded per input
+// (eagerEncode) are not encoded again. An error means the transaction must abort.
+func (r *Runner[E, S, O]) prepareChangelog() error {
+	q := r.encodeQueue[:0]
+	for _, k := range r.ov.order {
+		if pe, _ := r.ov.get(k.partition, k.key); pe.op == Put && pe.enc == nil {
+			q = append(q, pe)
+		}
+	}
+	r.encodeQueue = q
+	defer clear(q)
+	var mu sync.Mutex
+	var first error
+	firstAt := len(q)
+	r.fanOut(len(q), func(i int) {
+		pe := q[i]
+		enc, err := r.beh.State.Encode(pe.state)
+		if err != nil {
+			mu.Lock()
+			if i < firstAt {
+				firstAt, first = i, fmt.Errorf("state of key %q (partition %d, last changed by %s/%d@%d): %w",
+					pe.key, pe.src.partition, pe.src.topic, pe.src.partition, pe.src.offset, err)
+			}
+			mu.Unlock()
+			return
+		}
+		pe.enc = enc
+	})
+	return first
 }
 
 // produceChangelog writes the new state of each key the transaction changed, once.
@@ -677,9 +826,13 @@ func (r *Runner[E, S, O]) applyOverlay() {
 		st := r.stores[k.partition]
 		switch pe.op {
 		case Put:
-			st.set(k.key, pe.enc)
+			if r.beh.ImmutableState {
+				st.putLive(k.key, pe.state, len(pe.enc))
+			} else {
+				st.putRaw(k.key, pe.enc)
+			}
 		case Evict:
-			st.set(k.key, nil)
+			st.drop(k.key)
 		default:
 			continue
 		}
@@ -699,7 +852,7 @@ func (r *Runner[E, S, O]) applyOverlay() {
 	}
 	for p := range touched {
 		st := r.stores[p]
-		r.m.StateSize(p, len(st.vals), st.bytes)
+		r.m.StateSize(p, st.keys(), st.bytes)
 	}
 }
 
@@ -739,9 +892,9 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 				}
 			}
 		})
-		fresh := map[int32]*store{}
+		fresh := map[int32]*store[S]{}
 		for _, p := range parts {
-			fresh[p] = newStore()
+			fresh[p] = newStore[S]()
 			delete(r.stores, p) // a re-assigned partition is restored anew: another owner may have written
 		}
 		began := time.Now()
@@ -768,13 +921,13 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 				continue
 			}
 			r.stores[p] = fresh[p]
-			keys += len(fresh[p].vals)
+			keys += fresh[p].keys()
 			delete(r.restoring, p)
 			r.ownedParts[p] = true
 			for _, t := range r.inputs {
 				resume[t] = append(resume[t], p)
 			}
-			r.m.StateSize(p, len(fresh[p].vals), fresh[p].bytes)
+			r.m.StateSize(p, fresh[p].keys(), fresh[p].bytes)
 		}
 		cl.ResumeFetchPartitions(resume)
 		r.mu.Unlock()
@@ -783,13 +936,21 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 }
 
 // sourceHeaders are the coordinates of an input, and the output's index among its outputs
-// (n is the capacity to reserve).
+// (n is the capacity to reserve). The four values share one buffer: two allocations per record.
 func sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
+	buf := make([]byte, 0, len(s.topic)+3*20)
+	buf = append(buf, s.topic...)
+	t := len(buf)
+	buf = strconv.AppendInt(buf, int64(s.partition), 10)
+	p := len(buf)
+	buf = strconv.AppendInt(buf, s.offset, 10)
+	o := len(buf)
+	buf = strconv.AppendInt(buf, int64(seq), 10)
 	h := make([]kgo.RecordHeader, 4, max(n, 4))
-	h[0] = kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(s.topic)}
-	h[1] = kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(s.partition), 10)}
-	h[2] = kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, s.offset, 10)}
-	h[3] = kgo.RecordHeader{Key: HeaderOutputSeq, Value: strconv.AppendInt(nil, int64(seq), 10)}
+	h[0] = kgo.RecordHeader{Key: HeaderSourceTopic, Value: buf[:t:t]}
+	h[1] = kgo.RecordHeader{Key: HeaderSourcePartition, Value: buf[t:p:p]}
+	h[2] = kgo.RecordHeader{Key: HeaderSourceOffset, Value: buf[p:o:o]}
+	h[3] = kgo.RecordHeader{Key: HeaderOutputSeq, Value: buf[o:len(buf):len(buf)]}
 	return h
 }
 

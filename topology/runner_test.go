@@ -90,6 +90,16 @@ type fixture struct {
 	conn  kafka.Conn
 	prod  *kgo.Client
 	group string
+	// immutable runs the stage with ImmutableState (decoded states kept between transactions)
+	immutable bool
+}
+
+// stateModes runs a test with the stage's states decoded afresh per transaction and with
+// decoded states kept (ImmutableState): the guarantees must not depend on it.
+func stateModes(t *testing.T, test func(t *testing.T, immutable bool)) {
+	for _, immutable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("immutable=%v", immutable), func(t *testing.T) { test(t, immutable) })
+	}
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -148,7 +158,9 @@ type running struct {
 
 func (f *fixture) start(instance string, m Metrics, process func()) *running {
 	f.t.Helper()
-	r, err := NewRunner(sumTopology(), sumStage(process), f.options(instance, m))
+	st := sumStage(process)
+	st.ImmutableState = f.immutable
+	r, err := NewRunner(sumTopology(), st, f.options(instance, m))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -258,8 +270,11 @@ func (f *fixture) feed(keys, n int, inputs map[string][]int64) {
 
 // TestRunnerExactlyOnceAndRestore: outputs are exact, poison goes to the DLQ with headers, and a
 // second incarnation restores the sums from the changelog and continues them.
-func TestRunnerExactlyOnceAndRestore(t *testing.T) {
+func TestRunnerExactlyOnceAndRestore(t *testing.T) { stateModes(t, testRunnerExactlyOnceAndRestore) }
+
+func testRunnerExactlyOnceAndRestore(t *testing.T, immutable bool) {
 	f := newFixture(t)
+	f.immutable = immutable
 	inputs := map[string][]int64{}
 	f.feed(6, 5, inputs)
 	f.produce("in-a", "k0", "bad")
@@ -331,7 +346,12 @@ func TestRunnerExactlyOnceAndRestore(t *testing.T) {
 // (the outcome is unknown); the runtime must not apply the overlay, and every effect still
 // appears exactly once.
 func TestRunnerEndTxnErrorIsNotACommit(t *testing.T) {
+	stateModes(t, testRunnerEndTxnErrorIsNotACommit)
+}
+
+func testRunnerEndTxnErrorIsNotACommit(t *testing.T, immutable bool) {
 	f := newFixture(t)
+	f.immutable = immutable
 	var injected atomic.Int32
 	f.c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		f.c.KeepControl()
@@ -383,8 +403,11 @@ func TestRunnerProduceFailureAborts(t *testing.T) {
 // TestRunnerRevokeMidTransaction: a second instance joins while the first is inside a
 // transaction; the first's transaction aborts (its overlay dropped), the partitions are split,
 // each restored from the changelog, and every effect appears exactly once.
-func TestRunnerRevokeMidTransaction(t *testing.T) {
+func TestRunnerRevokeMidTransaction(t *testing.T) { stateModes(t, testRunnerRevokeMidTransaction) }
+
+func testRunnerRevokeMidTransaction(t *testing.T, immutable bool) {
 	f := newFixture(t)
+	f.immutable = immutable
 	inputs := map[string][]int64{}
 	f.feed(6, 4, inputs)
 
@@ -429,6 +452,52 @@ func TestRunnerRevokeMidTransaction(t *testing.T) {
 	second.stop(t)
 	if s := m1.Snapshot(); s.Aborts["rebalance"] == 0 {
 		t.Errorf("first instance aborts = %v, want a rebalance abort", s.Aborts)
+	}
+}
+
+// failingCodec cannot encode the state 13.
+type failingCodec struct{ intCodec }
+
+func (c failingCodec) Encode(v int64) ([]byte, error) {
+	if v == 13 {
+		return nil, errors.New("13 does not encode")
+	}
+	return c.intCodec.Encode(v)
+}
+
+// TestRunnerStateEncodeFailure: states are encoded once per key when the changelog is
+// prepared; a state that does not encode aborts the transaction, and the retry encodes per
+// input, so exactly the input that produced it is dead-lettered (class encode) and the key
+// goes on from the state before it.
+func TestRunnerStateEncodeFailure(t *testing.T) {
+	f := newFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(3, 2, inputs)
+	f.produce("in-a", "k", "5")
+	f.produce("in-a", "k", "8") // 5 + 8 = 13 (same topic: the order is fixed)
+	inputs["k"] = []int64{5}
+	m := NewCounters(0)
+	st := sumStage(nil)
+	st.State = failingCodec{}
+	r, err := NewRunner(sumTopology(), st, f.options("0", m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	rn := &running{r: r, cancel: cancel, done: done}
+	dlq := f.committed("dlq", 1)
+	f.produce("in-a", "k", "1")
+	inputs["k"] = append(inputs["k"], 1)
+	outs := f.committed("out", 8)
+	rn.stop(t)
+	checkSums(t, outs, inputs)
+	if len(dlq) != 1 || header(dlq[0], HeaderErrorClass) != ClassEncode || string(dlq[0].Value) != "8" {
+		t.Fatalf("DLQ = %d records (%v), want the input 8 as %s", len(dlq), dlq, ClassEncode)
+	}
+	if s := m.Snapshot(); s.Aborts["encode"] == 0 {
+		t.Errorf("aborts = %v, want an encode abort", s.Aborts)
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 )
 
 // Codec turns a state value into the bytes of its changelog record and back. Decode must return
-// a value that shares nothing with earlier decodes: the runtime decodes a fresh copy for every
-// transaction, so a processor that mutates in place cannot corrupt committed state.
+// a value that shares nothing with earlier decodes: unless the stage declares ImmutableState,
+// the runtime decodes a fresh copy for every transaction, so a processor that mutates in place
+// cannot corrupt committed state. Encode is called once per key per transaction, on the key's
+// last state in it, possibly from several goroutines at once (for different keys): it must be
+// safe for concurrent use.
 type Codec[S any] interface {
 	Encode(S) ([]byte, error)
 	Decode([]byte) (S, error)
@@ -50,6 +53,9 @@ type Emit[O any] struct {
 type Stage[E, S, O any] struct {
 	// Decode turns an input record into an event. A poison error (anything not transient, see
 	// Classify) sends the record to the DLQ with class "decode" unless Classify names another.
+	// Decode and Validate run for a whole polled batch before it is processed, from several
+	// goroutines at once (Options.Parallelism): they must be safe for concurrent use and must
+	// not depend on the order in which records are decoded.
 	Decode func(r *kgo.Record) (E, error)
 	// Validate checks a decoded event (the stateless processor); nil accepts everything.
 	// Failures go to the DLQ with class "invalid".
@@ -60,6 +66,13 @@ type Stage[E, S, O any] struct {
 	Process func(key string, state S, found bool, event E) (Step[S, O], error)
 	// State encodes the state for the changelog.
 	State Codec[S]
+	// ImmutableState declares that Process never writes into a state it is given, nor into
+	// anything reachable from it (S is a plain value, or copy-on-write like ledger.Ledger), and
+	// that a state it returns is not written by anyone afterwards. The runtime then decodes a
+	// key's committed state once, on its first use after restore, and hands that same value,
+	// and later the value the last committed transaction produced, to every later transaction.
+	// Without it every transaction decodes a fresh copy from the changelog bytes.
+	ImmutableState bool
 	// Encode turns an output value into record bytes. An error sends the causing input to the DLQ
 	// with class "encode" (none of its outputs are produced).
 	Encode func(to Stream, o O) ([]byte, error)

@@ -1,26 +1,41 @@
 package topology
 
-// store is the committed state of one partition: the changelog's latest value per key, as
-// bytes. Keeping bytes (not decoded values) makes restore a copy and a map insert, and gives
-// every transaction a freshly decoded value that no aborted transaction can have touched.
-type store struct {
-	vals  map[string][]byte
-	bytes int64
+// store is the committed state of one partition: the changelog's latest value per key.
+//
+// A key lives in exactly one of two maps. raw holds changelog bytes not yet decoded: restore
+// only copies bytes (one arena allocation per chunk, a map insert per record), so a restore
+// costs no decoding. live holds decoded states; it is used only for stages whose states are
+// immutable (Stage.ImmutableState), where the runtime decodes a key once, on its first use
+// after restore, and from then on keeps the value the last committed transaction produced.
+// Without ImmutableState every committed state goes back to raw as its encoded bytes, and every
+// transaction decodes a fresh copy that no aborted transaction can have touched.
+type store[S any] struct {
+	raw   map[string][]byte
+	live  map[string]liveState[S]
+	bytes int64  // sum of the changelog value sizes of every key (raw and live)
 	arena []byte // restore copies values into chunks of it: one allocation per chunk, not per record
+}
+
+// liveState is a decoded committed state and the size of its changelog value.
+type liveState[S any] struct {
+	state S
+	size  int
 }
 
 // arenaChunk is the size of one restore allocation; values larger than a quarter of it get their own.
 const arenaChunk = 1 << 20
 
-func newStore() *store { return &store{vals: map[string][]byte{}} }
+func newStore[S any]() *store[S] {
+	return &store[S]{raw: map[string][]byte{}, live: map[string]liveState[S]{}}
+}
+
+// keys is the number of keys with a state.
+func (s *store[S]) keys() int { return len(s.raw) + len(s.live) }
 
 // restorePut applies one changelog record read during restore (value nil: tombstone).
-func (s *store) restorePut(key, value []byte) {
+func (s *store[S]) restorePut(key, value []byte) {
 	if value == nil {
-		if old, ok := s.vals[string(key)]; ok {
-			s.bytes -= int64(len(old))
-			delete(s.vals, string(key))
-		}
+		s.drop(string(key))
 		return
 	}
 	var v []byte
@@ -34,28 +49,60 @@ func (s *store) restorePut(key, value []byte) {
 		s.arena = append(s.arena, value...)
 		v = s.arena[start:len(s.arena):len(s.arena)]
 	}
-	s.set(string(key), v)
+	// A restore sees each key's history in offset order, so the key is usually already in raw
+	// (compaction has not run yet): replace it without a second lookup through drop.
+	if old, ok := s.raw[string(key)]; ok {
+		s.bytes -= int64(len(old))
+	} else {
+		s.bytes -= int64(s.live[string(key)].size)
+		delete(s.live, string(key))
+	}
+	s.raw[string(key)] = v
+	s.bytes += int64(len(v))
 }
 
-// set stores value (owned by the store from now on) or deletes the key when value is nil.
-func (s *store) set(key string, value []byte) {
-	if old, ok := s.vals[key]; ok {
+// drop deletes the key.
+func (s *store[S]) drop(key string) {
+	if old, ok := s.raw[key]; ok {
 		s.bytes -= int64(len(old))
-	}
-	if value == nil {
-		delete(s.vals, key)
+		delete(s.raw, key)
 		return
 	}
-	s.vals[key] = value
+	if old, ok := s.live[key]; ok {
+		s.bytes -= int64(old.size)
+		delete(s.live, key)
+	}
+}
+
+// putRaw stores a committed key's encoded state (owned by the store from now on).
+func (s *store[S]) putRaw(key string, value []byte) {
+	s.drop(key)
+	s.raw[key] = value
 	s.bytes += int64(len(value))
+}
+
+// putLive stores a committed key's decoded state and the size of its changelog value.
+func (s *store[S]) putLive(key string, state S, size int) {
+	s.drop(key)
+	s.live[key] = liveState[S]{state: state, size: size}
+	s.bytes += int64(size)
+}
+
+// promote moves a key decoded from raw into live (ImmutableState only), so it is decoded once.
+func (s *store[S]) promote(key string, state S) {
+	if v, ok := s.raw[key]; ok {
+		delete(s.raw, key)
+		s.live[key] = liveState[S]{state: state, size: len(v)}
+	}
 }
 
 // pending is one key's state inside the open transaction.
 type pending[S any] struct {
+	key   string
 	state S
 	found bool    // state is a real value (from the store or a Put), not the zero S
 	op    StateOp // Keep: only read in this transaction; Put/Evict: write at commit
-	enc   []byte  // encoded state for Put
+	enc   []byte  // encoded state for Put: set when the changelog is prepared (or per event, see Runner.eagerEncode)
 	src   source  // the input that last changed the key
 }
 
@@ -70,7 +117,8 @@ type source struct {
 // the stores only after the transaction commits and dropped otherwise.
 type overlay[S any] struct {
 	parts map[int32]map[string]*pending[S]
-	order []overlayKey // first-touch order, so changelog records are produced deterministically
+	order []overlayKey  // first-touch order, so changelog records are produced deterministically
+	free  []*pending[S] // entries of earlier transactions, reused (nothing refers to them after reset)
 }
 
 type overlayKey struct {
@@ -87,17 +135,33 @@ func (o *overlay[S]) get(p int32, key string) (*pending[S], bool) {
 	return e, ok
 }
 
-func (o *overlay[S]) add(p int32, key string, e *pending[S]) {
+// add returns a new, zero entry for key (which must not be in the overlay yet).
+func (o *overlay[S]) add(p int32, key string) *pending[S] {
 	m := o.parts[p]
 	if m == nil {
 		m = map[string]*pending[S]{}
 		o.parts[p] = m
 	}
+	var e *pending[S]
+	if n := len(o.free); n > 0 {
+		e, o.free = o.free[n-1], o.free[:n-1]
+	} else {
+		e = new(pending[S])
+	}
+	e.key = key
 	m[key] = e
 	o.order = append(o.order, overlayKey{p, key})
+	return e
 }
 
+// reset empties the overlay; the entries are zeroed (so they hold no state) and kept for reuse.
 func (o *overlay[S]) reset() {
-	clear(o.parts)
+	for _, m := range o.parts {
+		for _, e := range m {
+			*e = pending[S]{}
+			o.free = append(o.free, e)
+		}
+		clear(m)
+	}
 	o.order = o.order[:0]
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -18,7 +20,7 @@ import (
 
 // newRunCmd is `retailflow run`: the exactly-once order-ledger processor.
 func newRunCmd(app *App) *cobra.Command {
-	var instance string
+	var instance, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the exactly-once order ledger (consume inputs → ledger → loyalty commands, changelog, DLQ)",
@@ -36,10 +38,22 @@ the supervisor to restart the process with the same instance id.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runLedger(cmd.Context(), app, c)
 		},
 	}
 	cmd.Flags().StringVar(&instance, "instance-id", "", "stable instance id, e.g. the pod ordinal (runtime.instance_id)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/runtime; stops when run returns)")
 	return cmd
 }
 
@@ -104,6 +118,9 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 			return step, nil
 		},
 		State: ledgerCodec{ctx: ctx, serde: serde},
+		// Ledger.Apply is copy-on-write and never writes into its receiver (processors/ledger
+		// cow.go), so decoded ledgers are kept between transactions.
+		ImmutableState: true,
 		Encode: func(_ topology.Stream, ev *schemas.Event) ([]byte, error) {
 			return serde.EncodeEvent(schemas.TopicCommands, ev)
 		},
