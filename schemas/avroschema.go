@@ -21,6 +21,7 @@ type avroType struct {
 	values   *avroType // map
 	branches []*avroType
 	symbols  []string // enum
+	size     int      // fixed
 }
 
 type avroField struct {
@@ -196,6 +197,7 @@ func (p *schemaParser) parseObject(x map[string]any, ns string) (*avroType, erro
 				t.symbols = append(t.symbols, str)
 			}
 		case "fixed":
+			t.size = intAttr(x, "size")
 			if logical == "decimal" {
 				t.prec, t.scale = intAttr(x, "precision"), intAttr(x, "scale")
 			}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/shopspring/decimal"
@@ -38,6 +39,10 @@ type Codec[T any] struct {
 	avro   *goavro.Codec
 	enc    encFn // nil for a decode-only (resolving) codec
 	dec    decFn
+	fast   *fastCodec // direct binary path (fastpath.go); nil when the pair is not covered
+
+	writer  *avroType
+	minSize map[*avroType]int // for checkBounds, the guard in front of goavro
 }
 
 // NewCodec returns a codec for T against the embedded schema with that name
@@ -88,7 +93,7 @@ func newCodec[T any](writerText, readerText string, encode bool) (*Codec[T], err
 	}
 	t := reflect.TypeFor[T]()
 	p := &planner{encs: map[planKey]*encFn{}, decs: map[planKey]*decFn{}, strict: encode}
-	c := &Codec[T]{schema: compact, avro: ac}
+	c := &Codec[T]{schema: compact, avro: ac, writer: w, minSize: minSizes(w)}
 	if encode {
 		if c.enc, err = p.encoder(t, w); err != nil {
 			return nil, err
@@ -96,6 +101,10 @@ func newCodec[T any](writerText, readerText string, encode bool) (*Codec[T], err
 	}
 	if c.dec, err = p.decoder(t, w, r); err != nil {
 		return nil, err
+	}
+	if encode {
+		// Only for writer = reader; errNoFastPlan just leaves the codec on the goavro path.
+		c.fast, _ = compileFast(t, w)
 	}
 	return c, nil
 }
@@ -109,6 +118,18 @@ func (c *Codec[T]) Encode(v *T) ([]byte, error) { return c.AppendEncode(nil, v) 
 // AppendEncode appends the Avro binary encoding of *v to dst. Errors name the field path
 // (`payload.lines[2].quantity: …`).
 func (c *Codec[T]) AppendEncode(dst []byte, v *T) ([]byte, error) {
+	if c.fast != nil && v != nil {
+		if out, err := c.fast.enc(dst, unsafe.Pointer(v)); err == nil {
+			return out, nil
+		}
+		// The goavro path reports the error with its field path (or encodes what the direct
+		// path does not handle).
+	}
+	return c.goavroEncode(dst, v)
+}
+
+// goavroEncode is the reference encoding: Go value → goavro native form → bytes.
+func (c *Codec[T]) goavroEncode(dst []byte, v *T) ([]byte, error) {
 	if c.enc == nil {
 		return dst, errors.New("schemas: codec is decode-only (resolving an older writer schema)")
 	}
@@ -139,12 +160,29 @@ func (c *Codec[T]) Decode(b []byte) (*T, error) {
 // DecodeInto decodes into *v, which should be the zero value.
 func (c *Codec[T]) DecodeInto(b []byte, v *T) (err error) {
 	defer func() {
-		// goavro has had index-out-of-range bugs on hostile input; a record must never crash
-		// the processor, so a panic becomes an avro error for this record.
+		// A record must never crash the processor: a panic (goavro has had index-out-of-range
+		// bugs on hostile input) becomes an avro error for this record.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("goavro panicked on input: %v", r)
+			err = fmt.Errorf("decoder panicked on input: %v", r)
 		}
 	}()
+	if c.fast != nil {
+		rest, err := c.fast.dec(b, unsafe.Pointer(v))
+		if err == nil && len(rest) == 0 {
+			return nil
+		}
+		// The goavro path reports the error (or decodes what the direct path does not handle).
+		var zero T
+		*v = zero
+	}
+	return c.goavroDecodeInto(b, v)
+}
+
+// goavroDecodeInto is the reference decoding: bytes → goavro native form → Go value.
+func (c *Codec[T]) goavroDecodeInto(b []byte, v *T) error {
+	if _, st := checkBounds(c.writer, b, c.minSize); st == boundsOversized {
+		return errors.New("malformed Avro: an array or map block claims more items than the bytes left can hold")
+	}
 	native, rest, err := c.avro.NativeFromBinary(b)
 	if err != nil {
 		return fmt.Errorf("goavro: %w", err)

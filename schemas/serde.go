@@ -141,7 +141,8 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 			return nil, err
 		}
 	}
-	for topic, ts := range schemas {
+	for _, topic := range sortedTopics(schemas) { // sorted: the same error first every time
+		ts := schemas[topic]
 		if cfg.reg == nil {
 			if ts.id, err = OfflineSchemaID(ts.text); err != nil {
 				return nil, fmt.Errorf("schemas: %s: %w", ts.name, err)

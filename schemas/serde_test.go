@@ -120,7 +120,7 @@ func TestSerdeRegistry(t *testing.T) {
 	ctx := context.Background()
 	reg, cl := registry(t)
 
-	if _, err := NewSerde(ctx, WithRegistry(cl), WithPhysicalTopics(physical)); err == nil || !strings.Contains(err.Error(), "retail.") {
+	if _, err := NewSerde(ctx, WithRegistry(cl), WithPhysicalTopics(physical)); err == nil || !strings.Contains(err.Error(), "is not registered under subject") {
 		t.Fatalf("unregistered schemas: err = %v", err)
 	}
 	ids, err := RegisterSchemas(ctx, cl, physical)
