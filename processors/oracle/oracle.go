@@ -352,11 +352,13 @@ func foldOrder(key string, events []*schemas.Event, p Policy) *orderFold {
 		if e.OrderLinesCancelled == nil && e.ShipmentConfirmed == nil && e.ReturnReceived == nil {
 			continue
 		}
-		f.releaseExpiredHolds(e.OccurredAt)
 		switch {
 		case e.OrderLinesCancelled != nil:
 			f.cancel(e)
 		case e.ShipmentConfirmed != nil:
+			// Only a shipment ends a held return's grace (the ledger's rule: returns and
+			// cancellations come on topics that may run ahead of the shipments).
+			f.releaseExpiredHolds(e.OccurredAt)
 			f.ship(e)
 			f.releaseFittingHolds()
 		case e.ReturnReceived != nil:

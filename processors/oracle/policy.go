@@ -26,7 +26,7 @@ type Policy struct {
 	TierMultipliers map[string]decimal.Decimal // tier code → multiplier
 	ExcludedSKUs    map[string]bool            // never earn points
 	LockDays        int                        // accrual activates_at = shipped_at + LockDays
-	// OrphanGrace is how long (business time of later events of the same order) a return that
+	// OrphanGrace is how long (business time of later shipments of the same order) a return that
 	// exceeds what was shipped is held before it is applied capped at what was shipped.
 	OrphanGrace time.Duration
 	// ReconGrace: a view row appears once now − business_time ≥ ReconGrace.
