@@ -61,17 +61,32 @@ func (e *Event) setBodies() []*bodyInfo {
 	return out
 }
 
+// setBody returns the first non-nil body and how many bodies are set.
+func (e *Event) setBody() (*bodyInfo, int) {
+	var first *bodyInfo
+	n := 0
+	for i := range bodies {
+		if bodies[i].isSet(e) {
+			if first == nil {
+				first = &bodies[i]
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
 // BodyType returns the event type implied by the single non-nil body (for a loyalty command,
 // its CommandType), or "" when no body or more than one is set.
 func (e *Event) BodyType() EventType {
-	set := e.setBodies()
-	if len(set) != 1 {
+	b, n := e.setBody()
+	if n != 1 {
 		return ""
 	}
 	if e.LoyaltyCommand != nil {
 		return e.LoyaltyCommand.CommandType
 	}
-	return set[0].types[0]
+	return b.types[0]
 }
 
 // OrderID returns the order the event belongs to (the Kafka key of every order-scoped topic):

@@ -3,6 +3,7 @@ package schemas
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,23 +66,24 @@ func (e *Event) ValidateFor(t Topic) error {
 func (e *Event) Validate() error {
 	c := &checker{}
 	c.envelope(&e.Envelope)
-	set := e.setBodies()
+	b, n := e.setBody()
 	switch {
-	case len(set) == 0:
-		c.add("", "no body set; exactly one is required")
-	case len(set) > 1:
+	case n == 0:
+		c.add(fpath{}, "no body set; exactly one is required")
+	case n > 1:
+		set := e.setBodies()
 		keys := make([]string, len(set))
 		for i, b := range set {
 			keys[i] = b.key
 		}
-		c.add("", "bodies %s are all set; exactly one is allowed", strings.Join(keys, ", "))
+		c.add(fpath{}, "bodies %s are all set; exactly one is allowed", strings.Join(keys, ", "))
 	default:
-		b := set[0]
 		if bt := e.BodyType(); e.EventType != "" && e.EventType != bt {
-			c.add("event_type", "%q does not match the body %s (want %q)", e.EventType, b.key, bt)
+			c.add(root("event_type"), "%q does not match the body %s (want %q)", e.EventType, b.key, bt)
 		}
-		c.body(b.key, e)
-		c.scales(b.key, reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key)).Elem())
+		c.body(root(b.key), e)
+		body := reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key)).Elem()
+		c.scales(root(b.key), body, scalePlans[body.Type()])
 	}
 	if len(c.problems) == 0 {
 		return nil
@@ -93,56 +95,97 @@ type checker struct {
 	problems []FieldProblem
 }
 
-func (c *checker) add(path, format string, args ...any) {
-	c.problems = append(c.problems, FieldProblem{Path: path, Msg: fmt.Sprintf(format, args...)})
+func (c *checker) add(path fpath, format string, args ...any) {
+	c.problems = append(c.problems, FieldProblem{Path: path.String(), Msg: fmt.Sprintf(format, args...)})
 }
 
-func join(path, field string) string {
-	if path == "" {
-		return field
+// fpath is a field path (`order_accepted.lines[2].quantity`) kept as segments and rendered
+// only when a problem is reported, so validating a valid event builds no strings.
+type fpath struct {
+	n    int
+	segs [maxPathDepth]pathSeg
+}
+
+// maxPathDepth is the deepest path an event has (payload body, list, item, list, item, field)
+// with room to spare; deeper segments are dropped from the rendering, never from the checks.
+const maxPathDepth = 8
+
+type pathSeg struct {
+	name  string
+	index int // ≥ 0: an element of the list named name; -1: none
+}
+
+func join(p fpath, field string) fpath {
+	if p.n < maxPathDepth {
+		p.segs[p.n] = pathSeg{name: field, index: -1}
+		p.n++
 	}
-	return path + "." + field
+	return p
 }
 
-func idx(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+func idx(p fpath, i int) fpath {
+	if p.n > 0 {
+		p.segs[p.n-1].index = i
+	}
+	return p
+}
 
-func (c *checker) required(path, field, v string) {
+func (p fpath) String() string {
+	var b strings.Builder
+	for i := 0; i < p.n; i++ {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p.segs[i].name)
+		if p.segs[i].index >= 0 {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(p.segs[i].index))
+			b.WriteByte(']')
+		}
+	}
+	return b.String()
+}
+
+// root is the path of a top-level field.
+func root(field string) fpath { return join(fpath{}, field) }
+
+func (c *checker) required(path fpath, field, v string) {
 	if strings.TrimSpace(v) == "" {
 		c.add(join(path, field), "is required")
 	}
 }
 
-func (c *checker) requiredTime(path, field string, t time.Time) {
+func (c *checker) requiredTime(path fpath, field string, t time.Time) {
 	if t.IsZero() {
 		c.add(join(path, field), "is required")
 	}
 }
 
-func (c *checker) positive(path, field string, d decimal.Decimal) {
+func (c *checker) positive(path fpath, field string, d decimal.Decimal) {
 	if !d.IsPositive() {
 		c.add(join(path, field), "must be > 0, is %s", d)
 	}
 }
 
-func (c *checker) nonNegative(path, field string, d decimal.Decimal) {
+func (c *checker) nonNegative(path fpath, field string, d decimal.Decimal) {
 	if d.IsNegative() {
 		c.add(join(path, field), "must be ≥ 0 (direction comes from the event type), is %s", d)
 	}
 }
 
-func (c *checker) positivePoints(path, field string, p int64) {
+func (c *checker) positivePoints(path fpath, field string, p int64) {
 	if p <= 0 {
 		c.add(join(path, field), "must be > 0, is %d", p)
 	}
 }
 
-func (c *checker) nonNegativePoints(path, field string, p int64) {
+func (c *checker) nonNegativePoints(path fpath, field string, p int64) {
 	if p < 0 {
 		c.add(join(path, field), "must be ≥ 0, is %d", p)
 	}
 }
 
-func (c *checker) oneOf(path, field, v string, allowed ...string) {
+func (c *checker) oneOf(path fpath, field, v string, allowed ...string) {
 	for _, a := range allowed {
 		if v == a {
 			return
@@ -153,7 +196,7 @@ func (c *checker) oneOf(path, field, v string, allowed ...string) {
 
 // currency checks the ISO 4217 shape (three upper-case letters) and, when want is not "",
 // that it equals the event's currency.
-func (c *checker) currency(path, field, v, want string) {
+func (c *checker) currency(path fpath, field, v, want string) {
 	if !isISOCurrency(v) {
 		c.add(join(path, field), "%q is not an ISO 4217 currency code (three letters A-Z)", v)
 		return
@@ -191,40 +234,41 @@ func minorUnit(currency string) int32 {
 }
 
 // documentAmount checks a document amount: ≥ 0 and rounded to the currency's minor unit.
-func (c *checker) documentAmount(path, field string, d decimal.Decimal, currency string) {
+func (c *checker) documentAmount(path fpath, field string, d decimal.Decimal, currency string) {
 	c.nonNegative(path, field, d)
-	if exp := minorUnit(currency); isISOCurrency(currency) && !d.Equal(d.Truncate(exp)) {
+	if exp := minorUnit(currency); isISOCurrency(currency) && !hasAtMostPlaces(d, exp) {
 		c.add(join(path, field), "%s has more decimal places than %s's minor unit (%d)", d, currency, exp)
 	}
 }
 
 // unique reports duplicate ids within one list.
-func (c *checker) unique(path, field string, ids []string) {
-	seen := make(map[string]int, len(ids))
+func (c *checker) unique(path fpath, field string, ids []string) {
+	// Quadratic without a map: lists within one event are short.
 	for i, id := range ids {
 		if id == "" {
 			c.add(join(idx(path, i), field), "is required")
 			continue
 		}
-		if j, dup := seen[id]; dup {
-			c.add(join(idx(path, i), field), "%q repeats %s", id, join(idx(path, j), field))
-			continue
+		for j := 0; j < i; j++ {
+			if ids[j] == id {
+				c.add(join(idx(path, i), field), "%q repeats %s", id, join(idx(path, j), field))
+				break
+			}
 		}
-		seen[id] = i
 	}
 }
 
 func (c *checker) envelope(env *Envelope) {
-	c.required("", "event_id", env.EventID)
+	c.required(fpath{}, "event_id", env.EventID)
 	if env.EventType == "" {
-		c.add("event_type", "is required")
+		c.add(root("event_type"), "is required")
 	} else if _, ok := TopicOf(env.EventType); !ok {
-		c.add("event_type", "%q is not a known event type", env.EventType)
+		c.add(root("event_type"), "%q is not a known event type", env.EventType)
 	}
-	c.required("", "source_system", env.SourceSystem)
-	c.requiredTime("", "occurred_at", env.OccurredAt)
-	c.requiredTime("", "published_at", env.PublishedAt)
-	c.required("", "aggregate_id", env.AggregateID)
+	c.required(fpath{}, "source_system", env.SourceSystem)
+	c.requiredTime(fpath{}, "occurred_at", env.OccurredAt)
+	c.requiredTime(fpath{}, "published_at", env.PublishedAt)
+	c.required(fpath{}, "aggregate_id", env.AggregateID)
 }
 
 // bodyFieldIndexes maps a body's json key to its Event field index (computed once; read-only).
@@ -240,7 +284,7 @@ var bodyFieldIndexes = func() map[string][]int {
 
 func bodyFieldIndex(key string) []int { return bodyFieldIndexes[key] }
 
-func (c *checker) body(p string, e *Event) {
+func (c *checker) body(p fpath, e *Event) {
 	switch {
 	case e.OrderAccepted != nil:
 		c.orderAccepted(p, e.OrderAccepted)
@@ -370,7 +414,7 @@ func (c *checker) body(p string, e *Event) {
 	}
 }
 
-func (c *checker) orderAccepted(p string, b *OrderAccepted) {
+func (c *checker) orderAccepted(p fpath, b *OrderAccepted) {
 	c.required(p, "order_id", b.OrderID)
 	c.required(p, "customer_id", b.CustomerID)
 	c.requiredTime(p, "accepted_at", b.AcceptedAt)
@@ -460,7 +504,7 @@ func (c *checker) orderAccepted(p string, b *OrderAccepted) {
 	}
 }
 
-func (c *checker) returnReceived(p string, b *ReturnReceived) {
+func (c *checker) returnReceived(p fpath, b *ReturnReceived) {
 	c.required(p, "return_id", b.ReturnID)
 	c.required(p, "order_id", b.OrderID)
 	c.requiredTime(p, "received_at", b.ReceivedAt)
@@ -495,7 +539,7 @@ func (c *checker) returnReceived(p string, b *ReturnReceived) {
 	}
 }
 
-func (c *checker) billingDocument(p string, b *BillingDocument, types ...string) {
+func (c *checker) billingDocument(p fpath, b *BillingDocument, types ...string) {
 	c.required(p, "billing_document_id", b.BillingDocumentID)
 	c.oneOf(p, "billing_type", b.BillingType, types...)
 	c.required(p, "order_id", b.OrderID)
@@ -526,7 +570,7 @@ func (c *checker) billingDocument(p string, b *BillingDocument, types ...string)
 	c.unique(join(p, "lines"), "billing_item", ids)
 }
 
-func (c *checker) loyaltyCommand(p string, b *LoyaltyCommand) {
+func (c *checker) loyaltyCommand(p fpath, b *LoyaltyCommand) {
 	c.oneOf(p, "command_type", string(b.CommandType), string(TypeAccrualRequested), string(TypeReversalRequested), string(TypeRedemptionRefundRequested))
 	c.required(p, "order_id", b.OrderID)
 	c.required(p, "member_id", b.MemberID)
@@ -560,40 +604,111 @@ func decimalScale(field string) int32 {
 	return 4
 }
 
-// scales walks a body and reports every decimal with more decimal places than its schema
-// allows (the Avro encoding would refuse it; rounding is never implied).
-func (c *checker) scales(path string, v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			c.scales(path, v.Elem())
+// scalePlan lists the fields of a struct type that are or contain decimals, so that scales
+// walks only those. Built once for every type reachable from Event; read-only afterwards.
+type scalePlan struct {
+	steps []scaleStep
+}
+
+type scaleStep struct {
+	index int
+	name  string
+	kind  scaleKind
+	scale int32      // decimal kinds: decimalScale(name)
+	elem  *scalePlan // struct kinds
+}
+
+type scaleKind int
+
+const (
+	scaleDecimal scaleKind = iota
+	scaleDecimalPtr
+	scaleStruct
+	scaleStructPtr
+	scaleStructSlice
+)
+
+var scalePlans = func() map[reflect.Type]*scalePlan {
+	plans := map[reflect.Type]*scalePlan{}
+	buildScalePlan(reflect.TypeFor[Event](), plans)
+	return plans
+}()
+
+// buildScalePlan returns the plan of struct type t, or nil when t holds no decimal.
+func buildScalePlan(t reflect.Type, plans map[reflect.Type]*scalePlan) *scalePlan {
+	if p, ok := plans[t]; ok {
+		return p
+	}
+	p := &scalePlan{}
+	plans[t] = p // a recursive reference sees the plan being built
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		st := scaleStep{index: i, name: name}
+		ft := f.Type
+		switch {
+		case ft == decimalType:
+			st.kind, st.scale = scaleDecimal, decimalScale(name)
+		case ft.Kind() == reflect.Pointer && ft.Elem() == decimalType:
+			st.kind, st.scale = scaleDecimalPtr, decimalScale(name)
+		case ft.Kind() == reflect.Struct && ft != timeType:
+			st.kind, st.elem = scaleStruct, buildScalePlan(ft, plans)
+		case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct && ft.Elem() != timeType:
+			st.kind, st.elem = scaleStructPtr, buildScalePlan(ft.Elem(), plans)
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && ft.Elem() != timeType:
+			st.kind, st.elem = scaleStructSlice, buildScalePlan(ft.Elem(), plans)
+		default:
+			continue
 		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			c.scales(idx(path, i), v.Index(i))
+		if st.elem != nil && len(st.elem.steps) == 0 && st.elem != p {
+			continue
 		}
-	case reflect.Struct:
-		if v.Type() == timeType {
-			return
-		}
-		t := v.Type()
-		for i := 0; i < t.NumField(); i++ {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-			fv := v.Field(i)
-			if ft := t.Field(i).Type; ft == decimalType || (ft.Kind() == reflect.Pointer && ft.Elem() == decimalType) {
-				if ft.Kind() == reflect.Pointer {
-					if fv.IsNil() {
-						continue
-					}
-					fv = fv.Elem()
-				}
-				d := fv.Interface().(decimal.Decimal)
-				if s := decimalScale(name); !d.Equal(d.Truncate(s)) {
-					c.add(join(path, name), "%s has more than %d decimal places", d, s)
-				}
+		p.steps = append(p.steps, st)
+	}
+	return p
+}
+
+// scales reports every decimal of v (an addressable struct laid out by plan) with more decimal
+// places than its schema allows (the Avro encoding would refuse it; rounding is never implied).
+func (c *checker) scales(path fpath, v reflect.Value, plan *scalePlan) {
+	if plan == nil {
+		return
+	}
+	for _, st := range plan.steps {
+		fv := v.Field(st.index)
+		switch st.kind {
+		case scaleDecimalPtr:
+			if fv.IsNil() {
 				continue
 			}
-			c.scales(join(path, name), fv)
+			c.scale(join(path, st.name), fv.Interface().(*decimal.Decimal), st.scale)
+		case scaleDecimal:
+			c.scale(join(path, st.name), fv.Addr().Interface().(*decimal.Decimal), st.scale)
+		case scaleStruct:
+			c.scales(join(path, st.name), fv, st.elem)
+		case scaleStructPtr:
+			if !fv.IsNil() {
+				c.scales(join(path, st.name), fv.Elem(), st.elem)
+			}
+		case scaleStructSlice:
+			for i := 0; i < fv.Len(); i++ {
+				c.scales(idx(join(path, st.name), i), fv.Index(i), st.elem)
+			}
 		}
 	}
+}
+
+func (c *checker) scale(path fpath, d *decimal.Decimal, scale int32) {
+	if !hasAtMostPlaces(*d, scale) {
+		c.add(path, "%s has more than %d decimal places", *d, scale)
+	}
+}
+
+// hasAtMostPlaces reports whether d equals d truncated to places decimal places; without
+// allocating when the exponent already says so (every decoded decimal).
+func hasAtMostPlaces(d decimal.Decimal, places int32) bool {
+	if d.Exponent() >= -places {
+		return true
+	}
+	return d.Equal(d.Truncate(places))
 }

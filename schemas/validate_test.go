@@ -25,6 +25,9 @@ func TestValidateNamesFieldPaths(t *testing.T) {
 		{"duplicate line", func(e *Event) { e.OrderAccepted.Lines[1].OrderLineID = "L1" }, `order_accepted.lines[1].order_line_id: "L1" repeats order_accepted.lines[0].order_line_id`},
 		{"currency shape", func(e *Event) { e.OrderAccepted.Currency = "eur" }, `order_accepted.currency: "eur" is not an ISO 4217`},
 		{"money scale", func(e *Event) { e.OrderAccepted.Lines[0].LineNet = dec("137.60001") }, "order_accepted.lines[0].line_net: 137.60001 has more than 4 decimal places"},
+		{"nested scale", func(e *Event) { e.OrderAccepted.Lines[1].TaxLines[0].Rate = dec("0.1234567") }, "order_accepted.lines[1].tax_lines[0].rate: 0.1234567 has more than 6 decimal places"},
+		{"optional scale", func(e *Event) { e.OrderAccepted.TierMultiplier = ptr(dec("1.0000001")) }, "order_accepted.tier_multiplier: 1.0000001 has more than 6 decimal places"},
+		{"record scale", func(e *Event) { e.OrderAccepted.Totals.TaxTotal = dec("44.18005") }, "order_accepted.totals.tax_total: 44.18005 has more than 4 decimal places"},
 		{"negative money", func(e *Event) { e.OrderAccepted.Totals.GrandTotal = dec("-1") }, "order_accepted.totals.grand_total: must be ≥ 0"},
 		{"event type", func(e *Event) { e.EventType = TypeShipmentConfirmed }, `event_type: "ShipmentConfirmed" does not match the body order_accepted`},
 		{"no envelope", func(e *Event) { e.Envelope = Envelope{} }, "event_id: is required"},
@@ -40,6 +43,16 @@ func TestValidateNamesFieldPaths(t *testing.T) {
 		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v\nwant %s", tc.name, err, tc.want)
 		}
+	}
+}
+
+// Trailing zeros beyond the scale are not extra places: 1.50000000 is 1.5.
+func TestValidateScaleIgnoresTrailingZeros(t *testing.T) {
+	e := sampleOrderAccepted()
+	e.OrderAccepted.Lines[0].LineNet = dec("137.600000000")
+	e.OrderAccepted.TierMultiplier = ptr(dec("1.500000000000"))
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 
