@@ -324,7 +324,15 @@ func (h *harness) killAtStep(step string) (string, error) {
 	s.mu.Unlock()
 	s.drainExits()
 	s.signal(syscall.SIGTERM)
-	deadline := time.After(90 * time.Second)
+	notWired := func(what string) error {
+		return fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s %s "+
+			"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`)", killAtEnv, spec, what)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var armedLog string
+	var armedAt time.Time
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case e := <-s.exits:
@@ -334,20 +342,27 @@ func (h *harness) killAtStep(step string) (string, error) {
 			b, _ := os.ReadFile(e.log)
 			switch {
 			case !strings.Contains(string(b), hookArmed):
-				return "", fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s never called chaosClientOpts "+
-					"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`); it exited with signal %v code %d, log %s",
-					killAtEnv, spec, e.signal, e.code, e.log)
+				return "", notWired(fmt.Sprintf("never called chaosClientOpts; it exited with signal %v code %d (log %s)", e.signal, e.code, e.log))
 			case e.signal != syscall.SIGKILL || !strings.Contains(string(b), hookBanner):
 				return "", fmt.Errorf("instance %s armed with %s ended with signal %v code %d, not by its own SIGKILL (log %s)", s.id, spec, e.signal, e.code, e.log)
 			}
 			return fmt.Sprintf("instance %s killed itself at %s", s.id, spec), nil
-		case <-deadline:
-			b, _ := os.ReadFile(s.logPath)
-			if !strings.Contains(string(b), hookArmed) {
-				return "", fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s ran 90s without calling chaosClientOpts "+
-					"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`; log %s)", killAtEnv, spec, s.logPath)
+		case <-tick.C:
+			if armedLog == "" {
+				s.mu.Lock()
+				if s.armed == "" && s.cmd != nil {
+					armedLog, armedAt = s.logPath, time.Now()
+				}
+				s.mu.Unlock()
+			} else if time.Since(armedAt) > 20*time.Second {
+				// chaosClientOpts reports itself before the client connects: 20 s is plenty
+				if b, _ := os.ReadFile(armedLog); !strings.Contains(string(b), hookArmed) {
+					return "", notWired(fmt.Sprintf("ran 20s without calling chaosClientOpts (log %s)", armedLog))
+				}
 			}
-			return "", fmt.Errorf("instance %s armed with %s did not die within 90s (log %s)", s.id, spec, s.logPath)
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("instance %s armed with %s did not die within 90s (log %s)", s.id, spec, s.logPath)
+			}
 		}
 	}
 }
