@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -87,7 +88,14 @@ type topicSchema struct {
 	text    string
 	id      int
 	subject string
+	// sizeHint is the largest framed value encoded so far (capped at maxSizeHint), so Encode
+	// allocates its buffer once.
+	sizeHint atomic.Int64
 }
+
+// maxSizeHint caps Encode's initial allocation: one huge value must not make every later
+// buffer huge.
+const maxSizeHint = 64 << 10
 
 type codecKey struct {
 	id    int
@@ -254,11 +262,14 @@ func Encode[T any](s *Serde, t Topic, v *T) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schemas: encode %s: %w", t, err)
 	}
-	out := make([]byte, HeaderSize, 256)
+	out := make([]byte, HeaderSize, max(256, ts.sizeHint.Load()))
 	binary.BigEndian.PutUint32(out[1:], uint32(ts.id))
 	out, err = c.AppendEncode(out, v)
 	if err != nil {
 		return nil, fmt.Errorf("schemas: encode %s: %w", t, err)
+	}
+	if n := int64(len(out)); n > ts.sizeHint.Load() && n <= maxSizeHint {
+		ts.sizeHint.Store(n)
 	}
 	return out, nil
 }
