@@ -899,7 +899,8 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 		}
 		began := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
-		err := kafka.RestoreChangelog(rctx, r.o.Conn, string(r.stage.Store), parts,
+		// each store is written by one goroutine: put is never concurrent for the same partition
+		err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, r.o.Parallelism,
 			func(p int32, k, v []byte) { fresh[p].restorePut(k, v) }, r.m.RestoreProgress)
 		cancel()
 		if err != nil {

@@ -3,11 +3,14 @@
 //
 //   - throughput: N generated orders are preloaded into fresh topics, then one `retailflow run`
 //     process drains them; input events/s (wall) and per CPU-second of that process;
-//   - latency: with the processor caught up, more traffic is produced at -rate events/s and a
-//     read_committed consumer of the commands topic measures input timestamp → committed command;
-//   - restore: a changelog of -restore-orders keys (real ledger states from the throughput run,
-//     replicated under new keys) is restored with connectors/kafka.RestoreChangelog into the
-//     runtime's byte store shape;
+//   - latency: with the processor caught up, more traffic is produced at -rate events/s (by
+//     default half the drained rate, the goal's operating point) for about -latency-seconds, and
+//     a read_committed consumer of the commands topic measures input timestamp → committed
+//     command;
+//   - restore: a changelog of -restore-orders keys (the final ledger states of the throughput
+//     run, replicated under new keys) is restored by a second `retailflow run` process on
+//     otherwise empty topics; the rate is its own "restored state" log line (keys, took: from
+//     the stable-range check to the complete store);
 //   - baseline: a plain franz-go group consume → produce pass-through (no transactions, no
 //     decoding) over the same input topics, events/s and per CPU-second.
 //
@@ -15,9 +18,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -40,8 +46,10 @@ import (
 var (
 	bin           = flag.String("bin", "bin/retailflow", "retailflow binary with the run command")
 	orders        = flag.Int("orders", 20000, "orders preloaded for the throughput run")
-	latencyOrders = flag.Int("latency-orders", 1500, "orders produced paced for the latency run")
-	rate          = flag.Float64("rate", 1000, "input events/s of the latency run")
+	latencySecs   = flag.Float64("latency-seconds", 20, "length of the paced latency run")
+	rate          = flag.Float64("rate", 0, "input events/s of the latency run; 0: half the drained events/s")
+	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the throughput process (the profile covers the drain and the latency run)")
+	restoreProf   = flag.String("restore-cpuprofile", "", "pass --cpuprofile to the restore process")
 	restoreOrders = flag.Int("restore-orders", 300000, "changelog keys for the restore run (1M is the goal; the default keeps the shared box's disk and time in check)")
 	partitions    = flag.Int("partitions", 6, "partitions per topic")
 )
@@ -85,18 +93,24 @@ func main() {
 	must(err)
 	n := e.produce(tr, 0, nil)
 	log.Printf("preloaded %d records of %d orders", n, *orders)
-	proc := e.start()
+	proc := e.start(e.names, "", "warn", nil)
 	began := time.Now()
 	e.waitCaughtUp(30 * time.Minute)
 	wall := time.Since(began)
 	cpu := cpuOf(proc.Process.Pid)
-	log.Printf("drained %d records in %s using %s CPU", n, wall, cpu)
+	rss := peakRSS(proc.Process.Pid)
+	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB", n, wall, cpu, rss/1e6)
 
 	// latency: paced traffic while caught up
-	lt, err := generate.Generate(generate.Options{Seed: 43, Orders: *latencyOrders})
+	if *rate == 0 {
+		*rate = float64(n) / wall.Seconds() / 2
+	}
+	latencyOrders := max(100, int(*rate**latencySecs*float64(*orders)/float64(n)))
+	lt, err := generate.Generate(generate.Options{Seed: 43, Orders: latencyOrders})
 	must(err)
 	lats := e.latency(lt)
 	e.waitCaughtUp(10 * time.Minute)
+	samples := e.finalStates()
 	must(proc.Process.Signal(syscall.SIGTERM))
 	_ = proc.Wait()
 
@@ -104,7 +118,7 @@ func main() {
 	bn, bwall, bcpu := e.baseline(n)
 
 	// restore
-	rn, rbytes, rwall := e.restore(*restoreOrders)
+	rn, rbytes, rwall := e.restore(*restoreOrders, samples)
 
 	p := func(q float64) time.Duration {
 		if len(lats) == 0 {
@@ -114,7 +128,7 @@ func main() {
 	}
 	fmt.Printf(`## Runtime (retailflow run) — %s
 
-Command: `+"`go build -o bin/retailflow ./cmd/retailflow && go run ./bench/runtime -bin bin/retailflow -orders %d -restore-orders %d`"+`
+Command: `+"`go build -o bin/retailflow ./cmd/retailflow && go run ./bench/runtime -bin bin/retailflow -orders %d -restore-orders %d`"+` (`+"`make bench-runtime`"+`)
 Machine: %d partitions, one local Kafka 4.1 broker (KRaft), 2 cores shared with other work; offline schema ids.
 
 | measure | value |
@@ -124,14 +138,15 @@ Machine: %d partitions, one local Kafka 4.1 broker (KRaft), 2 cores shared with 
 | input events/s (wall) | %.0f |
 | CPU seconds of the run process | %.2f |
 | input events per CPU-second | %.0f |
-| latency input timestamp → committed command, paced %g ev/s (%d commands) | p50 %s, p99 %s |
-| restore: changelog records (real ledger states, %d keys) | %d records, %.1f MB |
-| restore rate | %.0f records/s, %.1f MB/s |
+| peak RSS of the run process after the drain (%d orders' states) | %.0f MB |
+| latency input timestamp → committed command, paced %.0f ev/s (%d commands) | p50 %s, p99 %s |
+| restore by a run process: changelog records (final ledger states, %d keys) | %d records, %.1f MB |
+| restore rate (its "restored state" log line) | %.0f records/s, %.1f MB/s |
 | baseline: plain franz-go consume→produce pass-through, same inputs | %d records |
 | baseline events/s (wall) | %.0f |
 | baseline events per CPU-second | %.0f |
 `, time.Now().UTC().Format("2006-01-02"), *orders, *restoreOrders, *partitions,
-		*orders, n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), cpu.Seconds(), float64(n)/cpu.Seconds(),
+		*orders, n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), cpu.Seconds(), float64(n)/cpu.Seconds(), *orders, rss/1e6,
 		*rate, len(lats), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond),
 		*restoreOrders, rn, float64(rbytes)/1e6, float64(rn)/rwall.Seconds(), float64(rbytes)/1e6/rwall.Seconds(),
 		bn, float64(bn)/bwall.Seconds(), float64(bn)/bcpu.Seconds())
@@ -173,16 +188,28 @@ func (e *env) produce(tr *generate.Traffic, rate float64, sent *sync.Map) int {
 	return len(tr.Records)
 }
 
-func (e *env) start() *exec.Cmd {
-	cmd := exec.Command(*bin, "run", "--instance-id", "0")
+// start runs `retailflow run` on the named topics in group e.group+suffix; stderr, when set,
+// receives the process's log instead of os.Stderr.
+func (e *env) start(names map[schemas.Topic]string, suffix, level string, stderr io.Writer) *exec.Cmd {
+	args := []string{"run", "--instance-id", "0"}
+	if *cpuProfile != "" && suffix == "" {
+		args = append(args, "--cpuprofile", *cpuProfile)
+	}
+	if *restoreProf != "" && suffix == "-restore" {
+		args = append(args, "--cpuprofile", *restoreProf)
+	}
+	cmd := exec.Command(*bin, args...)
 	cmd.Env = append(os.Environ(),
-		"RETAILFLOW_TOPICS_ORDERS="+e.names[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+e.names[schemas.TopicShipments],
-		"RETAILFLOW_TOPICS_RETURNS="+e.names[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+e.names[schemas.TopicLoyalty],
-		"RETAILFLOW_TOPICS_ERP="+e.names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+e.names[schemas.TopicCommands],
-		"RETAILFLOW_TOPICS_CHANGELOG="+e.names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+e.names[schemas.TopicDLQ],
-		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+e.group,
-		"RETAILFLOW_LOG_LEVEL=warn", "RETAILFLOW_HTTP_ADDR=")
+		"RETAILFLOW_TOPICS_ORDERS="+names[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+names[schemas.TopicShipments],
+		"RETAILFLOW_TOPICS_RETURNS="+names[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+names[schemas.TopicLoyalty],
+		"RETAILFLOW_TOPICS_ERP="+names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+names[schemas.TopicCommands],
+		"RETAILFLOW_TOPICS_CHANGELOG="+names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+names[schemas.TopicDLQ],
+		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+e.group+suffix,
+		"RETAILFLOW_LOG_LEVEL="+level, "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
 	cmd.Stderr = os.Stderr
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
 	must(cmd.Start())
 	return cmd
 }
@@ -224,6 +251,20 @@ func cpuOf(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
+}
+
+// peakRSS is the peak resident set size of a live process in bytes (Linux /proc VmHWM).
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			must(err)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 func selfCPU() time.Duration {
@@ -310,17 +351,15 @@ func (e *env) baseline(n int) (int, time.Duration, time.Duration) {
 	return got, time.Since(began), selfCPU() - cpu0
 }
 
-// restore writes keys changelog records (the real states of the throughput run, replicated
-// under new keys) and times RestoreChangelog into a byte store.
-func (e *env) restore(keys int) (int, int64, time.Duration) {
-	topic := e.names[schemas.TopicChangelog] + ".restore"
-	_, err := kafka.EnsureTopics(e.ctx, e.conn, []kafka.TopicSpec{{Name: topic, Partitions: int32(*partitions), ReplicationFactor: 1, Compacted: true}})
-	must(err)
-	var samples [][]byte
+// finalStates reads the changelog of the throughput run and returns the last value of every
+// key, ordered by key: the same samples in every run of the same traffic.
+func (e *env) finalStates() [][]byte {
 	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.ConsumeTopics(e.names[schemas.TopicChangelog]),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	must(err)
-	for len(samples) < 5000 {
+	defer cl.Close()
+	last := map[string][]byte{} // the changelog is complete: the run process is caught up and idle
+	for {
 		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
@@ -328,39 +367,74 @@ func (e *env) restore(keys int) (int, int64, time.Duration) {
 			break
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Value != nil {
-				samples = append(samples, r.Value)
+			if r.Value == nil {
+				delete(last, string(r.Key))
+			} else {
+				last[string(r.Key)] = r.Value
 			}
 		})
 	}
-	cl.Close()
+	keys := make([]string, 0, len(last))
+	for k := range last {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	samples := make([][]byte, len(keys))
+	for i, k := range keys {
+		samples[i] = last[k]
+	}
 	if len(samples) == 0 {
 		log.Fatal("no changelog samples")
 	}
-	p, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(100000), kgo.ProducerLinger(20*time.Millisecond),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()))...)
+	return samples
+}
+
+// restore writes keys changelog records (the samples, replicated under new keys) to the
+// changelog of a fresh, otherwise empty topic set, starts a `retailflow run` process on it, and
+// returns the records, bytes and duration of the restore its log reports.
+func (e *env) restore(keys int, samples [][]byte) (int, int64, time.Duration) {
+	names := map[schemas.Topic]string{}
+	var specs []kafka.TopicSpec
+	for t, n := range e.names {
+		names[t] = n + ".restore"
+		specs = append(specs, kafka.TopicSpec{Name: names[t], Partitions: int32(*partitions), ReplicationFactor: 1,
+			Compacted: t == schemas.TopicChangelog, CoPartitioned: true})
+	}
+	_, err := kafka.EnsureTopics(e.ctx, e.conn, specs)
 	must(err)
+	// default compression (snappy), as the runtime's own changelog producer
+	p, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(100000), kgo.ProducerLinger(20*time.Millisecond))...)
+	must(err)
+	var bytes int64
 	for i := 0; i < keys; i++ {
-		p.Produce(e.ctx, &kgo.Record{Topic: topic, Key: []byte("O-RESTORE-" + strconv.Itoa(i)), Value: samples[i%len(samples)]},
+		v := samples[i%len(samples)]
+		bytes += int64(len(v))
+		p.Produce(e.ctx, &kgo.Record{Topic: names[schemas.TopicChangelog], Key: []byte("O-RESTORE-" + strconv.Itoa(i)), Value: v},
 			func(_ *kgo.Record, err error) { must(err) })
 	}
 	must(p.Flush(e.ctx))
 	p.Close()
-	parts := make([]int32, *partitions)
-	for i := range parts {
-		parts[i] = int32(i)
+
+	pr, pw := io.Pipe()
+	proc := e.start(names, "-restore", "info", pw)
+	var got struct {
+		Keys int   `json:"keys"`
+		Took int64 `json:"took"` // slog's JSON handler writes a Duration in nanoseconds
 	}
-	stores := map[int32]map[string][]byte{}
-	for _, q := range parts {
-		stores[q] = map[string][]byte{}
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"restored state"`) {
+			must(json.Unmarshal(sc.Bytes(), &got))
+			break
+		}
 	}
-	var n int
-	var bytes int64
-	began := time.Now()
-	must(kafka.RestoreChangelog(e.ctx, e.conn, topic, parts, func(q int32, k, v []byte) {
-		n++
-		bytes += int64(len(v))
-		stores[q][string(k)] = append([]byte(nil), v...) // the runtime copies too (into an arena)
-	}, nil))
-	return n, bytes, time.Since(began)
+	must(proc.Process.Signal(syscall.SIGTERM))
+	go io.Copy(io.Discard, pr) // drain the rest of the log until the process exits
+	_ = proc.Wait()
+	pw.Close()
+	if got.Keys != keys {
+		log.Fatalf("restore: the process restored %d keys, want %d", got.Keys, keys)
+	}
+	return got.Keys, bytes, time.Duration(got.Took)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 )
 
 // RestoreProgress is called while a changelog partition is restored: read records of the range
@@ -39,6 +40,17 @@ type RestoreProgress func(partition int32, read, total int64, done bool)
 func RestoreChangelog(ctx context.Context, c Conn, topic string, partitions []int32,
 	put func(partition int32, key, value []byte), progress RestoreProgress,
 ) error {
+	return RestoreChangelogConcurrently(ctx, c, topic, partitions, 1, put, progress)
+}
+
+// RestoreChangelogConcurrently is RestoreChangelog with the partitions split over up to
+// workers clients, each fetching, decompressing and calling put from its own goroutines: put
+// and progress are called concurrently for different partitions, never concurrently for the
+// same partition, and in offset order per partition. One client decompresses every batch from
+// a broker on one goroutine, which bounds a restore to about one core; several use more.
+func RestoreChangelogConcurrently(ctx context.Context, c Conn, topic string, partitions []int32, workers int,
+	put func(partition int32, key, value []byte), progress RestoreProgress,
+) error {
 	if len(partitions) == 0 {
 		return nil
 	}
@@ -52,7 +64,22 @@ func RestoreChangelog(ctx context.Context, c Conn, topic string, partitions []in
 	if err != nil {
 		return err
 	}
+	workers = max(1, min(workers, len(partitions)))
+	groups := make([][]int32, workers)
+	for i, p := range partitions {
+		groups[i%workers] = append(groups[i%workers], p)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ps := range groups {
+		g.Go(func() error { return restoreRange(gctx, c, topic, ps, starts, ends, put, progress) })
+	}
+	return g.Wait()
+}
 
+// restoreRange reads partitions from starts to ends with one client; see RestoreChangelog.
+func restoreRange(ctx context.Context, c Conn, topic string, partitions []int32, starts, ends map[int32]int64,
+	put func(partition int32, key, value []byte), progress RestoreProgress,
+) error {
 	consume := map[int32]kgo.Offset{}
 	remaining := map[int32]int64{} // partition → last offset to read (end − 1)
 	read := map[int32]int64{}
