@@ -224,8 +224,22 @@ func decimalFromBytes(b []byte, prec, scale int) (decimal.Decimal, bool) {
 	if u >= pow10Int64[prec] || u <= -pow10Int64[prec] {
 		return decimal.Decimal{}, false
 	}
+	if u == 0 {
+		return zeroDecimals[scale], true
+	}
 	return decimal.New(u, int32(-scale)), true
 }
+
+// zeroDecimals[s] is 0 with exponent -s. Decoded zeros share it: a decimal.Decimal never
+// mutates its coefficient (every operation returns a new one; copies share it all the time),
+// and zero is the most common value in a ledger state.
+var zeroDecimals = func() [19]decimal.Decimal {
+	var out [19]decimal.Decimal
+	for s := range out {
+		out[s] = decimal.New(0, int32(-s))
+	}
+	return out
+}()
 
 // ---------------------------------------------------------------------------- timestamps
 
@@ -837,7 +851,7 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			*(*sliceHeader)(ptr) = sliceHeader{} // empty is nil: the canonical Go form
 			return buf, nil
 		}
-		reflect.NewAt(t, ptr).Elem().Set(s)
+		*(*sliceHeader)(ptr) = sliceHeader{data: s.UnsafePointer(), len: n, cap: n}
 		return buf, nil
 	}, nil
 }
