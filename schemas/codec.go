@@ -33,6 +33,9 @@ import (
 // into T, ignoring writer fields T lacks and filling T's fields the writer lacked with the
 // reader schema's defaults (goavro has no schema resolution of its own).
 //
+// Encoding and decoding take the direct binary path (fastpath.go) when T and the schema are
+// covered by it, and goavro's otherwise; both give the same bytes and values (doc.go).
+//
 // A Codec is immutable and safe for concurrent use; build it once and keep it.
 type Codec[T any] struct {
 	schema string // compact writer schema text
