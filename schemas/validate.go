@@ -551,7 +551,7 @@ func (c *checker) billingDocument(p fpath, b *BillingDocument, types ...string) 
 	c.documentAmount(p, "net", b.Net, b.Currency)
 	c.documentAmount(p, "tax", b.Tax, b.Currency)
 	c.documentAmount(p, "gross", b.Gross, b.Currency)
-	if !b.Net.Add(b.Tax).Equal(b.Gross) {
+	if !sumEquals(b.Net, b.Tax, b.Gross) {
 		c.add(join(p, "gross"), "%s is not net %s + tax %s", b.Gross, b.Net, b.Tax)
 	}
 	if len(b.Lines) == 0 {
@@ -707,8 +707,21 @@ func (c *checker) scale(path fpath, d *decimal.Decimal, scale int32) {
 // hasAtMostPlaces reports whether d equals d truncated to places decimal places; without
 // allocating when the exponent already says so (every decoded decimal).
 func hasAtMostPlaces(d decimal.Decimal, places int32) bool {
-	if d.Exponent() >= -places {
+	exp := d.Exponent()
+	if exp >= -places {
 		return true
 	}
+	if k := -exp - places; k <= 18 && d.NumDigits() <= 18 {
+		return d.CoefficientInt64()%pow10Int64[k] == 0
+	}
 	return d.Equal(d.Truncate(places))
+}
+
+// sumEquals reports whether a + b = c, without allocating when the three share an exponent
+// and fit in int64 (every decoded document amount).
+func sumEquals(a, b, c decimal.Decimal) bool {
+	if e := a.Exponent(); e == b.Exponent() && e == c.Exponent() && a.NumDigits() <= 18 && b.NumDigits() <= 18 && c.NumDigits() <= 18 {
+		return a.CoefficientInt64()+b.CoefficientInt64() == c.CoefficientInt64()
+	}
+	return a.Add(b).Equal(c)
 }

@@ -98,3 +98,29 @@ func deepCopy(t *testing.T, e *Event) *Event {
 	}
 	return cp
 }
+
+func TestDecimalHelpers(t *testing.T) {
+	for _, tc := range []struct {
+		d      string
+		places int32
+		want   bool
+	}{
+		{"1.5", 2, true}, {"1.50000", 2, true}, {"1.505", 2, false}, {"-1.50100", 2, false},
+		{"100", 0, true}, {"0.0000000000000000000001", 4, false}, {"123456789012345678901234.50", 1, true},
+	} {
+		if got := hasAtMostPlaces(dec(tc.d), tc.places); got != tc.want {
+			t.Errorf("hasAtMostPlaces(%s, %d) = %v", tc.d, tc.places, got)
+		}
+	}
+	for _, tc := range []struct {
+		a, b, c string
+		want    bool
+	}{
+		{"1.10", "2.20", "3.30", true}, {"1.1", "2.20", "3.3", true}, {"1.10", "2.20", "3.31", false},
+		{"-5.00", "2.00", "-3.00", true}, {"99999999999999999999", "1", "100000000000000000000", true},
+	} {
+		if got := sumEquals(dec(tc.a), dec(tc.b), dec(tc.c)); got != tc.want {
+			t.Errorf("sumEquals(%s, %s, %s) = %v", tc.a, tc.b, tc.c, got)
+		}
+	}
+}
