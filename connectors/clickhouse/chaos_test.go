@@ -274,8 +274,27 @@ func runInfra(t *testing.T, what string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "infra", "local.sh")
-	out, err := exec.Command(script, what).CombinedOutput()
+	// output to a file, not a pipe: the server ch-start launches (and its wrapper) would hold a
+	// pipe open, and Wait would block until the server exits
+	out, err := os.CreateTemp(t.TempDir(), "infra-*.log")
 	if err != nil {
-		t.Fatalf("infra/local.sh %s: %v\n%s", what, err, out)
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, what)
+	cmd.Stdout, cmd.Stderr = out, out
+	err = cmd.Run()
+	b, _ := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatalf("infra/local.sh %s: %v\n%s", what, err, b)
+	}
+	if what == "ch-stop" {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:9000", time.Second); err == nil {
+			c.Close()
+			t.Fatalf("infra/local.sh ch-stop returned but ClickHouse still answers on 9000 (its pid file names "+
+				"another process?); this test cannot produce the outage\n%s", b)
+		}
 	}
 }
