@@ -29,7 +29,9 @@ type SinkOptions struct {
 	// Changelog: read the order ledger's changelog into order_state / order_line_state.
 	Changelog bool
 	// BatchRows: flush when this many rows are buffered (and at least MinInsertInterval passed).
-	// Memory is bounded by 4 × BatchRows rows: polling stops there until a flush succeeds.
+	// Memory is bounded by about 2 × BatchRows rows (a few hundred bytes each, as column values)
+	// plus franz-go's fetch buffers (4 fetches of at most 16 MiB): at 2 × BatchRows the sink
+	// flushes at once, and it polls no more while a flush is retried.
 	BatchRows    int
 	BatchTimeout time.Duration // flush buffered rows at least this often
 	// MinInsertInterval keeps INSERTs to about one per second per table (ClickHouse merges
@@ -99,9 +101,12 @@ type Sink struct {
 	lastInsert time.Time
 }
 
+// pendingRow is one row, its values already in its table's column order (a slice of values
+// is a fraction of the map the mappers build), and the record it came from.
 type pendingRow struct {
-	row Row
-	rec *kgo.Record
+	vals  []any
+	rowID any
+	rec   *kgo.Record
 }
 
 // NewSink validates o and creates the Kafka client (no I/O until Run).
@@ -163,7 +168,7 @@ func (s *Sink) Run(ctx context.Context) error {
 			wait = time.Millisecond
 		}
 		pctx, cancel := context.WithTimeout(ctx, wait)
-		fetches := s.cl.PollRecords(pctx, 4*s.o.BatchRows-len(s.records))
+		fetches := s.cl.PollRecords(pctx, max(1, s.o.BatchRows-len(s.records)))
 		cancel()
 		if fetches.IsClientClosed() {
 			return nil
@@ -194,7 +199,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		due := time.Since(s.firstAt) >= s.o.BatchTimeout ||
 			(s.rows >= s.o.BatchRows && time.Since(s.lastInsert) >= s.o.MinInsertInterval) ||
-			len(s.records) >= 4*s.o.BatchRows || s.rows >= 4*s.o.BatchRows
+			len(s.records) >= s.o.BatchRows || s.rows >= 2*s.o.BatchRows
 		if due {
 			if err := s.flush(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -217,8 +222,24 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 	if err != nil {
 		return err
 	}
-	for _, row := range rows {
-		s.buf[row.Table] = append(s.buf[row.Table], pendingRow{row: row, rec: r})
+	ordered := make([]pendingRow, len(rows))
+	for i, row := range rows {
+		t, ok := s.tables[row.Table]
+		var vals []any
+		if ok {
+			vals, err = row.Ordered(t)
+		} else {
+			err = fmt.Errorf("no table %s in the migrations", row.Table)
+		}
+		if err != nil {
+			// a mapping bug, caught by the tests for every event type: dead-letter the record
+			// rather than block its partition
+			return s.deadLetter(ctx, r, row.Table, err)
+		}
+		ordered[i] = pendingRow{vals: vals, rowID: row.Values["row_id"], rec: r}
+	}
+	for i, row := range rows {
+		s.buf[row.Table] = append(s.buf[row.Table], ordered[i])
 	}
 	s.rows += len(rows)
 	return nil
@@ -400,13 +421,9 @@ func (s *Sink) insert(ctx context.Context, table string, rows []pendingRow) erro
 		return fmt.Errorf("prepare insert into %s: %w", table, err)
 	}
 	for _, pr := range rows {
-		vals, err := pr.row.Ordered(t)
-		if err == nil {
-			err = b.Append(vals...)
-		}
-		if err != nil {
+		if err := b.Append(pr.vals...); err != nil {
 			_ = b.Abort()
-			return &appendError{fmt.Errorf("row %v of %s[%d]@%d: %w", pr.row.Values["row_id"], pr.rec.Topic, pr.rec.Partition, pr.rec.Offset, err)}
+			return &appendError{fmt.Errorf("row %v of %s[%d]@%d: %w", pr.rowID, pr.rec.Topic, pr.rec.Partition, pr.rec.Offset, err)}
 		}
 	}
 	if err := b.Send(); err != nil {
