@@ -473,3 +473,94 @@ func FuzzFastEncode(f *testing.F) {
 		}
 	})
 }
+
+// A type that exercises what the direct path supports beyond retailflow's own schemas: enums,
+// Avro int into narrow Go integers, nested arrays, nullable array items, a non-pointer Go value
+// for ["null", T], a nullable array, optional decimals.
+type fastShape struct {
+	Kind   string           `json:"kind"`
+	Small  int16            `json:"small"`
+	Count  int32            `json:"count"`
+	Grid   [][]string       `json:"grid"`
+	Maybe  []*string        `json:"maybe"`
+	Plain  string           `json:"plain"`
+	Opt    []int64          `json:"opt"`
+	Amount *decimal.Decimal `json:"amount"`
+	At     time.Time        `json:"at"`
+	Flag   bool             `json:"flag"`
+	Raw    []byte           `json:"raw"`
+}
+
+const fastShapeSchema = `{"type":"record","name":"S","fields":[
+ {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B","C"]}},
+ {"name":"small","type":"int"},
+ {"name":"count","type":"int"},
+ {"name":"grid","type":{"type":"array","items":{"type":"array","items":"string"}}},
+ {"name":"maybe","type":{"type":"array","items":["null","string"]}},
+ {"name":"plain","type":["null","string"]},
+ {"name":"opt","type":["null",{"type":"array","items":"long"}]},
+ {"name":"amount","type":["null",{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}]},
+ {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"flag","type":"boolean"},
+ {"name":"raw","type":"bytes"}]}`
+
+func TestFastPathAgreesOnOtherShapes(t *testing.T) {
+	c, err := NewCodecFromSchema[fastShape](fastShapeSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Enum symbols are rarely drawn at random: half of the values get a valid one.
+	r := rand.New(rand.NewPCG(5, 5))
+	encoded := 0
+	for i := 0; i < 3000; i++ {
+		g := &valueGen{r: r, wild: []float64{0, 0.05, 0.3}[i%3]}
+		var v fastShape
+		g.fill(reflect.ValueOf(&v).Elem(), 0)
+		if i%2 == 0 {
+			v.Kind = []string{"A", "B", "C"}[r.IntN(3)]
+		}
+		b, err := fastEncodeAgrees(c, &v)
+		if err != nil {
+			t.Fatalf("value %d: %v\n%+v", i, err, v)
+		}
+		if b == nil {
+			continue
+		}
+		encoded++
+		if err := fastDecodeAgrees(c, b); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 8; j++ {
+			if err := fastDecodeAgrees(c, mutate(r, b)); err != nil {
+				t.Fatalf("value %d mutation %d: %v", i, j, err)
+			}
+		}
+	}
+	if encoded < 500 {
+		t.Fatalf("only %d values encoded", encoded)
+	}
+	// Encodings goavro never writes but other writers do: arrays in several blocks, blocks
+	// with a negative count and a byte size, overlong varints, non-minimal decimals.
+	for i, b := range [][]byte{ // the first four are valid
+		// kind=B small=-1 count=1 grid=[[x],[y]] in two blocks (second with count -1, size 4) maybe=[] plain=null opt=null amount=null at=0 flag raw
+		{2, 1, 2, 2, 2, 2, 'x', 0, 1, 4, 2, 2, 'y', 0, 0, 0, 0, 0, 0, 0, 1, 0},
+		// small as an overlong varint (0x81 0x80 0x00 = 1 with padding), opt = [] (non-null, empty)
+		{0, 0x81, 0x80, 0x00, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0},
+		// amount = 2 bytes 00 05 (non-minimal 0.05) and ff ff fb (non-minimal -0.05)
+		{0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 5, 0, 0, 0},
+		{0, 0, 0, 0, 0, 0, 0, 2, 6, 0xff, 0xff, 0xfb, 0, 0, 0},
+		// amount = 10^9 (exceeds precision 9): refused by both
+		{0, 0, 0, 0, 0, 0, 0, 2, 8, 0x3b, 0x9a, 0xca, 0x00, 0, 0, 0},
+		// small = 40000 (Avro int, overflows int16): refused by both
+		{0, 0x80, 0xf1, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		// enum index 3 of 3 symbols: refused by both
+		{6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		if err := fastDecodeAgrees(c, b); err != nil {
+			t.Errorf("% x: %v", b, err)
+		}
+		if _, err := c.Decode(b); (err == nil) != (i < 4) {
+			t.Errorf("case %d: err = %v", i, err)
+		}
+	}
+}
