@@ -532,13 +532,21 @@ func rssKiB(pid int) int64 {
 }
 
 // infra runs infra/local.sh <what> (the environment is inherited, so RF_RUN_DIR, KAFKA_PORT …
-// select which services).
+// select which services). Its output goes to a file, not a pipe: a server it starts may keep the
+// pipe open, and the read would never end.
 func (h *harness) infra(what string) error {
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "infra", "local.sh")
-	out, err := exec.Command(script, what).CombinedOutput()
+	out, err := os.Create(filepath.Join(h.logDir, "infra-"+what+".out"))
 	if err != nil {
-		return fmt.Errorf("infra/local.sh %s: %v\n%s", what, err, out)
+		return err
+	}
+	defer out.Close()
+	cmd := exec.Command(script, what)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(out.Name())
+		return fmt.Errorf("infra/local.sh %s: %v\n%s", what, err, b)
 	}
 	return nil
 }
