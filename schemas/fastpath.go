@@ -224,19 +224,24 @@ func decimalFromBytes(b []byte, prec, scale int) (decimal.Decimal, bool) {
 	if u >= pow10Int64[prec] || u <= -pow10Int64[prec] {
 		return decimal.Decimal{}, false
 	}
-	if u == 0 {
-		return zeroDecimals[scale], true
+	if scale < len(sharedDecimals) && u >= 0 && u <= maxSharedDecimal*pow10Int64[scale] && u%pow10Int64[scale] == 0 {
+		return sharedDecimals[scale][u/pow10Int64[scale]], true
 	}
 	return decimal.New(u, int32(-scale)), true
 }
 
-// zeroDecimals[s] is 0 with exponent -s. Decoded zeros share it: a decimal.Decimal never
-// mutates its coefficient (every operation returns a new one; copies share it all the time),
-// and zero is the most common value in a ledger state.
-var zeroDecimals = func() [19]decimal.Decimal {
-	var out [19]decimal.Decimal
+// maxSharedDecimal: the integers 0…maxSharedDecimal are decoded without allocating.
+const maxSharedDecimal = 100
+
+// sharedDecimals[s][i] is the integer i with exponent -s (s ≤ 16, so i·10^s fits an int64).
+// Decoded values equal to a small integer (zero amounts, whole quantities, rates of 1) share
+// it: a decimal.Decimal never mutates its coefficient (every operation returns a new one;
+// copies share it all the time).
+var sharedDecimals = func() (out [17][maxSharedDecimal + 1]decimal.Decimal) {
 	for s := range out {
-		out[s] = decimal.New(0, int32(-s))
+		for i := range out[s] {
+			out[s][i] = decimal.New(int64(i)*pow10Int64[s], int32(-s))
+		}
 	}
 	return out
 }()
