@@ -820,8 +820,15 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		return nil, err
 	}
 	size := t.Elem().Size()
+	// Backing arrays of up to len(arrays) items are allocated as [n]T, one object, instead of
+	// by reflect.MakeSlice, which also allocates the slice header it returns.
+	var arrays [8]reflect.Type
+	for i := 1; i < len(arrays); i++ {
+		arrays[i] = reflect.ArrayOf(i, t.Elem())
+	}
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		var s reflect.Value
+		var data unsafe.Pointer
 		n := 0
 		for {
 			count, rest, ok := readBlockCount(buf)
@@ -836,14 +843,20 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 				return buf, errFastInvalid // fewer bytes left than count items need
 			}
 			c := int(count)
-			if !s.IsValid() {
-				s = reflect.MakeSlice(t, c, c)
-			} else {
+			switch {
+			case n == 0 && c < len(arrays):
+				data = reflect.New(arrays[c]).UnsafePointer()
+			default: // a large block, or a further block (rare: goavro writes one)
 				grown := reflect.MakeSlice(t, n+c, n+c)
-				reflect.Copy(grown, s)
-				s = grown
+				if n > 0 {
+					if s.IsValid() {
+						reflect.Copy(grown, s)
+					} else {
+						reflect.Copy(grown, reflect.NewAt(arrays[n], data).Elem())
+					}
+				}
+				s, data = grown, grown.UnsafePointer()
 			}
-			data := s.UnsafePointer()
 			for i := n; i < n+c; i++ {
 				var err error
 				if buf, err = item(buf, unsafe.Add(data, uintptr(i)*size)); err != nil {
@@ -856,7 +869,7 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			*(*sliceHeader)(ptr) = sliceHeader{} // empty is nil: the canonical Go form
 			return buf, nil
 		}
-		*(*sliceHeader)(ptr) = sliceHeader{data: s.UnsafePointer(), len: n, cap: n}
+		*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: n}
 		return buf, nil
 	}, nil
 }

@@ -541,7 +541,11 @@ func TestFastPathAgreesOnOtherShapes(t *testing.T) {
 	}
 	// Encodings goavro never writes but other writers do: arrays in several blocks, blocks
 	// with a negative count and a byte size, overlong varints, non-minimal decimals.
-	for i, b := range [][]byte{ // the first four are valid
+	tenNulls, nineNulls := make([]byte, 10), make([]byte, 9)
+	longBlocks := append(append(append(append([]byte{0, 0, 0, 0, 0x14}, tenNulls...), 0x12), nineNulls...), 0, 0, 0, 0, 0, 0, 0)
+	for i, b := range [][]byte{ // the first five are valid
+		// maybe = 19 nulls in a block of 10 and one of 9 (larger than the small-array sizes)
+		longBlocks,
 		// kind=B small=-1 count=1 grid=[[x],[y]] in two blocks (second with count -1, size 4) maybe=[] plain=null opt=null amount=null at=0 flag raw
 		{2, 1, 2, 2, 2, 2, 'x', 0, 1, 4, 2, 2, 'y', 0, 0, 0, 0, 0, 0, 0, 1, 0},
 		// small as an overlong varint (0x81 0x80 0x00 = 1 with padding), opt = [] (non-null, empty)
@@ -559,7 +563,7 @@ func TestFastPathAgreesOnOtherShapes(t *testing.T) {
 		if err := fastDecodeAgrees(c, b); err != nil {
 			t.Errorf("% x: %v", b, err)
 		}
-		if _, err := c.Decode(b); (err == nil) != (i < 4) {
+		if _, err := c.Decode(b); (err == nil) != (i < 5) {
 			t.Errorf("case %d: err = %v", i, err)
 		}
 	}
