@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // buildCLI returns the retailflow binary to test: $RETAILFLOW_BIN if set, else a build of this
@@ -206,6 +207,25 @@ func pipeline(t *testing.T, disturb bool) {
 		}
 	}
 
+	// conservation on the runtime's output: every committed command is a loyalty_commands row
+	inTopic := e.committedRequestIDs(t)
+	var rows uint64
+	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT uniqExact(request_id) FROM %s.loyalty_commands FINAL", e.db)).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != uint64(len(inTopic)) {
+		t.Errorf("the commands topic holds %d committed commands, loyalty_commands %d", len(inTopic), rows)
+	}
+	missing := 0
+	for id := range exp.Commands {
+		if !inTopic[id] {
+			missing++
+		}
+	}
+	if missing > 0 || len(inTopic) != len(exp.Commands) {
+		t.Errorf("the runtime committed %d commands, the oracle expects %d (%d of them missing)", len(inTopic), len(exp.Commands), missing)
+	}
+
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
 	e.noDuplicates(t)
@@ -216,6 +236,53 @@ func pipeline(t *testing.T, disturb bool) {
 	if want := len(tr.DeadLetters()); dl != uint64(want) {
 		t.Errorf("dead_letters from the runtime: %d, want %d malformed records", dl, want)
 	}
+	// every record the sink could not decode was also rejected by the runtime (its row, with the
+	// runtime's classification, replaced the sink's): the commands, the DLQ and the ledger's
+	// changelog all decoded
+	var own, states uint64
+	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.dead_letters FINAL WHERE origin != 'runtime'", e.db)).Scan(&own); err != nil {
+		t.Fatal(err)
+	}
+	if own != 0 {
+		t.Errorf("%d records failed in the sink but not in the runtime", own)
+	}
+	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.order_state FINAL", e.db)).Scan(&states); err != nil || states == 0 {
+		t.Errorf("order_state is empty (%v): the changelog did not reach ClickHouse", err)
+	}
+}
+
+// committedRequestIDs reads the commands topic (read_committed) until it has been idle for 2 s;
+// the pipeline is stopped by then, so that is its end.
+func (e *env) committedRequestIDs(t *testing.T) map[string]bool {
+	t.Helper()
+	topic := e.topics[schemas.TopicCommands]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers()...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ids := map[string]bool{}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			ev, err := e.serde.DecodeEvent(context.Background(), schemas.RecordRef{Topic: schemas.TopicCommands, Partition: r.Partition, Offset: r.Offset}, r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[ev.LoyaltyCommand.RequestID] = true
+		})
+		if n == 0 {
+			return ids
+		}
+	}
+	t.Fatalf("%s still yields records after 60 s", topic)
+	return nil
 }
 
 func tail(s string, lines int) string {
