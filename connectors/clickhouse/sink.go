@@ -191,6 +191,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			if err := s.take(ctx, it.Next()); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 		}
@@ -219,8 +222,19 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 	s.records = append(s.records, r)
 	s.o.Metrics.Consumed(r.Topic, 1)
 	rows, err := s.mapRecord(ctx, r)
-	if err != nil {
-		return err
+	// only a transient failure (the schema registry unreachable) comes back as an error: wait
+	// and retry the same record, never dead-letter it
+	for wait := 100 * time.Millisecond; err != nil; {
+		s.log.Warn("cannot decode yet; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if wait *= 2; wait > s.o.MaxRetryWait {
+			wait = s.o.MaxRetryWait
+		}
+		rows, err = s.mapRecord(ctx, r)
 	}
 	ordered := make([]pendingRow, len(rows))
 	for i, row := range rows {
