@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv("RF_SINK_CHILD") != "" {
 		os.Exit(runChildSink())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if cliBin != "" {
+		os.RemoveAll(filepath.Dir(cliBin))
+	}
+	os.Exit(code)
 }
 
 type childSpec struct {

@@ -9,11 +9,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var (
+	cliOnce sync.Once // one build per test process
+	cliBin  string
+	cliErr  error
 )
 
 // buildCLI returns the retailflow binary to test: $RETAILFLOW_BIN if set, else a build of this
@@ -23,13 +30,24 @@ func buildCLI(t *testing.T, need ...string) string {
 	t.Helper()
 	bin := os.Getenv("RETAILFLOW_BIN")
 	if bin == "" {
-		_, file, _, _ := runtime.Caller(0)
-		bin = filepath.Join(t.TempDir(), "retailflow")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/retailflow")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/retailflow: %v\n%s", err, out)
+		cliOnce.Do(func() {
+			_, file, _, _ := runtime.Caller(0)
+			dir, err := os.MkdirTemp("", "retailflow-cli-")
+			if err != nil {
+				cliErr = err
+				return
+			}
+			cliBin = filepath.Join(dir, "retailflow")
+			cmd := exec.Command("go", "build", "-o", cliBin, "./cmd/retailflow")
+			cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				cliErr = fmt.Errorf("go build ./cmd/retailflow: %v\n%s", err, out)
+			}
+		})
+		if cliErr != nil {
+			t.Fatal(cliErr)
 		}
+		bin = cliBin
 	}
 	for _, sub := range need {
 		if out, err := exec.Command(bin, sub, "--help").CombinedOutput(); err != nil {
