@@ -86,11 +86,11 @@ func main() {
 	must(err)
 	if !*keep {
 		defer func() {
-			names := make([]string, 0, len(names))
+			all := make([]string, 0, len(names))
 			for _, n := range names {
-				names = append(names, n)
+				all = append(all, n)
 			}
-			_, _ = adm.DeleteTopics(context.Background(), names...)
+			_, _ = adm.DeleteTopics(context.Background(), all...)
 			_, _ = adm.DeleteGroups(context.Background(), group)
 			_ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
 		}()
