@@ -36,8 +36,10 @@ func FuzzDecode(f *testing.F) {
 				continue
 			}
 			// A record may carry another topic's schema id (DecodeEvent rejects it as invalid);
-			// it re-encodes with the schema of its body's topic.
-			topic, _ := TopicOf(e.BodyType())
+			// it re-encodes with the schema of its body's topic. (Not TopicOf(BodyType()): a
+			// loyalty command's body type is its command_type, which may be any string.)
+			body, _ := e.setBody()
+			topic := body.topic
 			ref = RecordRef{Topic: topic}
 			b, err := s.EncodeEvent(topic, e)
 			if err != nil {
