@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -422,6 +423,7 @@ func (h *harness) processors() []*slot {
 func (h *harness) produce(records []generate.Record, rate float64) error {
 	per := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
+	var inflight atomic.Int64
 	for i, r := range records {
 		value := r.Raw
 		if value == nil && r.Event != nil {
@@ -442,25 +444,44 @@ func (h *harness) produce(records []generate.Record, rate float64) error {
 		h.sent = append(h.sent, sr)
 		h.produced[r.Topic]++
 		h.mu.Unlock()
-		h.prod.Produce(h.ctx, &kgo.Record{Topic: h.names[r.Topic], Key: []byte(r.Key), Value: value}, func(rec *kgo.Record, err error) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			if err != nil {
-				if h.prodErr == nil {
-					h.prodErr = fmt.Errorf("produce to %s: %w", rec.Topic, err)
-				}
-				return
-			}
-			h.sent[idx].partition, h.sent[idx].offset = rec.Partition, rec.Offset
-			h.bySource[fmt.Sprintf("%s/%d@%d", rec.Topic, rec.Partition, rec.Offset)] = idx
-		})
+		inflight.Add(1)
+		h.send(idx, &kgo.Record{Topic: h.names[r.Topic], Key: []byte(r.Key), Value: value}, 0, &inflight)
 	}
-	if err := h.prod.Flush(h.ctx); err != nil {
-		return err
+	for inflight.Load() > 0 {
+		if err := h.prod.Flush(h.ctx); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.prodErr
+}
+
+// send produces one record; a failure (the broker restarting under a chaos fault) is retried for
+// up to two minutes. The idempotent producer keeps an acknowledged record single; a retry after
+// an unacknowledged failure can at worst re-send the same event, which the pipeline must absorb.
+func (h *harness) send(idx int, rec *kgo.Record, attempt int, inflight *atomic.Int64) {
+	h.prod.Produce(h.ctx, rec, func(got *kgo.Record, err error) {
+		if err != nil && attempt < 240 && h.ctx.Err() == nil {
+			go func() {
+				time.Sleep(500 * time.Millisecond)
+				h.send(idx, &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value}, attempt+1, inflight)
+			}()
+			return
+		}
+		defer inflight.Add(-1)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err != nil {
+			if h.prodErr == nil {
+				h.prodErr = fmt.Errorf("produce to %s after %d attempts: %w", got.Topic, attempt+1, err)
+			}
+			return
+		}
+		h.sent[idx].partition, h.sent[idx].offset = got.Partition, got.Offset
+		h.bySource[fmt.Sprintf("%s/%d@%d", got.Topic, got.Partition, got.Offset)] = idx
+	})
 }
 
 // oversized is a ~1.5 MB value that is not Confluent-framed Avro: the processor must dead-letter
