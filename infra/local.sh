@@ -196,8 +196,10 @@ ch_start() {
   cp "$here/clickhouse/users.xml" "$ch_dir/users.xml"
   rm -f "$ch_dir/data/status" # a stale lock left by a SIGKILLed server
   log "starting ClickHouse on localhost:$CH_TCP_PORT (http $CH_HTTP_PORT)"
-  (cd "$ch_dir" && setsid nohup "$(ch_bin)" --config-file="$ch_dir/config.xml" \
-     >"$ch_dir/log/stdout.log" 2>&1 </dev/null & echo $! >"$ch_dir/pid")
+  # the server itself is the background job (not a subshell around it), so $! is its pid
+  ( cd "$ch_dir" || exit 1
+    setsid nohup "$(ch_bin)" --config-file="$ch_dir/config.xml" >"$ch_dir/log/stdout.log" 2>&1 </dev/null &
+    echo $! >"$ch_dir/pid" )
 }
 
 ch_wait() {
