@@ -267,6 +267,23 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 
 	produced := make(chan error, 1)
 	go func() { produced <- h.produce(recs, rate) }()
+	// the processor group's lag, sampled every second until it has drained
+	stopLag, lagDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		adm := h.admin()
+		defer adm.Close()
+		for {
+			if l := h.lag(adm); l > seg.maxLag {
+				seg.maxLag = l
+			}
+			select {
+			case <-stopLag:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 	note, injErr := f.inject(h, seg)
 	if err := <-produced; err != nil {
 		h.t.Fatalf("%s: %v", f.name, err)
@@ -280,7 +297,10 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 	if injErr != nil {
 		r.v.problem("fault not injected: %v", injErr)
 	}
-	if err := h.waitProcessed(4 * time.Minute); err != nil {
+	err = h.waitProcessed(4 * time.Minute)
+	close(stopLag)
+	<-lagDone
+	if err != nil {
 		return fail(err)
 	}
 	if err := h.waitNoOpenTransactions(time.Minute); err != nil {
@@ -432,15 +452,6 @@ func (h *harness) storm(seg *segment) (string, error) {
 
 // burst produces at 10× the base rate; lag must rise and drain, and no transaction may time out.
 func (h *harness) burst(seg *segment) (string, error) {
-	adm := h.admin()
-	defer adm.Close()
-	deadline := time.Now().Add(seg.produceFor + 5*time.Second)
-	for time.Now().Before(deadline) {
-		if l := h.lag(adm); l > seg.maxLag {
-			seg.maxLag = l
-		}
-		time.Sleep(time.Second)
-	}
 	seg.after = func(verdict) error {
 		if bad := h.grepSince(seg.mark, "INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "fenced", "TRANSACTION_TIMED_OUT", "transaction timed out"); len(bad) > 0 {
 			return fmt.Errorf("a transaction was fenced or timed out under the burst: %s", strings.Join(bad[:min(3, len(bad))], " | "))
