@@ -40,6 +40,11 @@ type Options struct {
 	MaxTxnDuration   time.Duration
 	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
 	MaxBufferedRecords int
+	// MaxDecodedStates bounds the decoded states a stage with ImmutableState keeps between
+	// transactions (the others stay bytes and are decoded on their next use): a decoded state
+	// takes several times the memory of its changelog bytes. Zero means 100,000 (≈0.5 GB of
+	// final order ledgers); negative, no bound.
+	MaxDecodedStates int
 	// Parallelism is the number of goroutines that decode and validate a polled batch and
 	// encode the changelog states of a transaction; zero means runtime.GOMAXPROCS(0). The
 	// keyed part (state, Process, produce) stays on the run loop goroutine, in record order.
@@ -87,6 +92,9 @@ func (o *Options) validate() error {
 	}
 	if o.Parallelism == 0 {
 		o.Parallelism = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxDecodedStates == 0 {
+		o.MaxDecodedStates = 100_000
 	}
 	if o.Metrics == nil {
 		o.Metrics = NopMetrics{}
@@ -463,21 +471,32 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	encodeFailed := false
 	deadline := time.Now().Add(r.o.MaxTxnDuration)
 	for {
+		behind := backlog(fs)
 		r.decodeBatch(fs)
 		for i, rec := range r.batch {
 			if failure = r.process(pctx, sess, rec, &r.decoded[i]); failure != nil {
 				break
 			}
 		}
-		if failure != nil || t.records >= r.o.MaxRecordsPerTxn || ctx.Err() != nil || time.Until(deadline) <= 0 {
+		if failure != nil || t.records >= r.o.MaxRecordsPerTxn || ctx.Err() != nil {
 			break
 		}
-		// Go on only with records that are already buffered: once the consumer has caught up the
-		// transaction ends at once instead of waiting out MaxTxnDuration for a trickle (that
-		// wait was most of a record's latency at low rates); under a backlog the buffer is never
-		// empty and the transaction grows to its bounds. With a nil context kgo returns the
-		// buffered records without waiting.
-		fs = sess.PollRecords(nil, r.o.MaxRecordsPerTxn-t.records) //nolint:staticcheck // nil: do not wait (kgo.Client.PollRecords)
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		// With a backlog the transaction grows to its bounds, waiting for the next fetch if
+		// need be: fewer, larger transactions cost less per record. Once caught up it goes on
+		// only with records already buffered (a nil context makes kgo return them without
+		// waiting) and otherwise ends at once, instead of waiting out MaxTxnDuration for a
+		// trickle, which was most of a record's latency at low rates.
+		if behind {
+			qctx, cancel := context.WithTimeout(ctx, left)
+			fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
+			cancel()
+		} else {
+			fs = sess.PollRecords(nil, r.o.MaxRecordsPerTxn-t.records) //nolint:staticcheck // nil: do not wait (kgo.Client.PollRecords)
+		}
 		if fs.IsClientClosed() {
 			break
 		}
@@ -527,6 +546,19 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	default:
 		return false, "rebalance", nil
 	}
+}
+
+// backlog reports whether a partition in fs has more committed records than fs carries: its
+// last stable offset is beyond the last polled record by more than one (one offset is left
+// for the commit marker of a transactional producer). It only steers the transaction's size.
+func backlog(fs kgo.Fetches) bool {
+	behind := false
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if n := len(fp.Records); n > 0 && fp.LastStableOffset-(fp.Records[n-1].Offset+1) > 1 {
+			behind = true
+		}
+	})
+	return behind
 }
 
 // decodeBatch collects fs's records into r.batch and decodes and validates them into
@@ -827,16 +859,14 @@ func (r *Runner[E, S, O]) applyOverlay() {
 		switch pe.op {
 		case Put:
 			if r.beh.ImmutableState {
-				st.putLive(k.key, pe.state, len(pe.enc))
+				st.putLive(k.key, pe.state, pe.enc)
 			} else {
 				st.putRaw(k.key, pe.enc)
 			}
 		case Evict:
 			st.drop(k.key)
-		default:
-			continue
 		}
-		touched[k.partition] = true
+		touched[k.partition] = true // a read may have decoded the key: bound below
 	}
 	r.ov.reset()
 	now := r.o.Now()
@@ -852,6 +882,9 @@ func (r *Runner[E, S, O]) applyOverlay() {
 	}
 	for p := range touched {
 		st := r.stores[p]
+		if r.o.MaxDecodedStates > 0 {
+			st.bound(r.o.MaxDecodedStates / len(r.stores))
+		}
 		r.m.StateSize(p, st.keys(), st.bytes)
 	}
 }

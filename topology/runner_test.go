@@ -160,7 +160,11 @@ func (f *fixture) start(instance string, m Metrics, process func()) *running {
 	f.t.Helper()
 	st := sumStage(process)
 	st.ImmutableState = f.immutable
-	r, err := NewRunner(sumTopology(), st, f.options(instance, m))
+	o := f.options(instance, m)
+	if f.immutable {
+		o.MaxDecodedStates = 2 // keys keep going back to bytes and are decoded again
+	}
+	r, err := NewRunner(sumTopology(), st, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -511,5 +515,39 @@ func TestNewRunnerRejectsBadOptions(t *testing.T) {
 	f := &fixture{conn: kafka.Conn{Brokers: []string{"x:1"}}, group: "g"}
 	if _, err := NewRunner(sumTopology(), st, f.options("0", nil)); err == nil || !strings.Contains(err.Error(), "Decode") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestStoreBound: bounding the decoded states moves keys back to bytes without losing any.
+func TestStoreBound(t *testing.T) {
+	s := newStore[int64]()
+	for i := range 100 {
+		k := "k" + strconv.Itoa(i)
+		b, _ := intCodec{}.Encode(int64(i))
+		if i%2 == 0 {
+			s.restorePut([]byte(k), b)
+			s.promote(k, int64(i))
+		} else {
+			s.putLive(k, int64(i), b)
+		}
+	}
+	bytes := s.bytes
+	s.bound(50)
+	if len(s.live) > 50 || s.keys() != 100 || s.bytes != bytes {
+		t.Fatalf("after bound(50): %d live, %d keys, %d bytes (want ≤ 50, 100, %d)", len(s.live), s.keys(), s.bytes, bytes)
+	}
+	for i := range 100 {
+		k := "k" + strconv.Itoa(i)
+		var got int64
+		if ls, ok := s.live[k]; ok {
+			got = ls.state
+		} else if raw, ok := s.raw[k]; ok {
+			got, _ = intCodec{}.Decode(raw)
+		} else {
+			t.Fatalf("key %s lost", k)
+		}
+		if got != int64(i) {
+			t.Fatalf("key %s = %d, want %d", k, got, i)
+		}
 	}
 }

@@ -15,6 +15,15 @@
 //   - state mutations live in a per-transaction overlay and reach the store only after
 //     GroupTransactSession.End reports committed=true; on abort the overlay is dropped and the
 //     records are re-polled from the committed offsets;
+//   - the store keeps a restored key as bytes until its first use; a stage with ImmutableState
+//     then keeps the decoded value (shared with the transactions that read it, which is safe
+//     only because Process never writes into a state it is given), others decode afresh per
+//     transaction;
+//   - a key's changelog record is encoded once per transaction, from its last state, when the
+//     changelog is prepared; if that fails the transaction aborts and its retry encodes per
+//     input (Runner.eagerEncode), so the culprit input is dead-lettered and nothing else is;
+//   - decode and validate of a polled batch run in parallel before the batch is processed in
+//     record order: they are stateless, so the order of decoding cannot change any outcome;
 //   - every output record of an input record goes to the input's partition number (manual
 //     partitioning), so the changelog partition p holds exactly the state of input partition p;
 //   - a partition is paused from the moment it is assigned until its store is restored, so no

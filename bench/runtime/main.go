@@ -49,6 +49,7 @@ var (
 	latencySecs   = flag.Float64("latency-seconds", 20, "length of the paced latency run")
 	rate          = flag.Float64("rate", 0, "input events/s of the latency run; 0: half the drained events/s")
 	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the throughput process (the profile covers the drain and the latency run)")
+	onlyDrain     = flag.Bool("only-drain", false, "measure the throughput run only (for profiling)")
 	restoreProf   = flag.String("restore-cpuprofile", "", "pass --cpuprofile to the restore process")
 	restoreOrders = flag.Int("restore-orders", 300000, "changelog keys for the restore run (1M is the goal; the default keeps the shared box's disk and time in check)")
 	partitions    = flag.Int("partitions", 6, "partitions per topic")
@@ -101,6 +102,12 @@ func main() {
 	rss := peakRSS(proc.Process.Pid)
 	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB", n, wall, cpu, rss/1e6)
 
+	if *onlyDrain {
+		must(proc.Process.Signal(syscall.SIGTERM))
+		_ = proc.Wait()
+		fmt.Printf("drain: %d events, %.0f events/s, %.0f events per CPU-second\n", n, float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
+		return
+	}
 	// latency: paced traffic while caught up
 	if *rate == 0 {
 		*rate = float64(n) / wall.Seconds() / 2
