@@ -63,6 +63,7 @@ type segment struct {
 	rssBase    int64
 	rssMax     int64
 	after      func(v verdict) error // a fault-specific check once the oracles have run
+	note       string                // appended to the row's note by after
 }
 
 func TestChaos(t *testing.T) {
@@ -322,7 +323,9 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 		if err := seg.after(v); err != nil {
 			r.v.problem("%v", err)
 		}
+		r.note += seg.note
 	}
+	h.lastAbortedBy = v.abortedBy
 	h.mu.Lock()
 	r.restarts = h.restarts - restarts
 	h.mu.Unlock()
@@ -395,6 +398,16 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	ps := h.processors()
 	s := ps[h.rng.IntN(len(ps))]
 	s.drainExits()
+	adm := h.admin()
+	defer adm.Close()
+	txnID := h.group + "-" + s.id
+	var producerID int64 = -1
+	if d, err := adm.DescribeTransactions(h.ctx, txnID); err == nil {
+		if x, ok := d[txnID]; ok {
+			producerID = x.ProducerID
+		}
+	}
+	before := h.lastAbortedBy[producerID]
 	pid := s.pid()
 	if pid == 0 || syscall.Kill(-pid, syscall.SIGSTOP) != nil {
 		return "", fmt.Errorf("instance %s is not running", s.id)
@@ -411,13 +424,17 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	default:
 	}
 	seg.after = func(v verdict) error {
-		if v.aborted > 0 {
+		// O7: the zombie's transactional producer wrote records that read_committed readers
+		// (every oracle above) never saw
+		if n := v.abortedBy[producerID] - before; producerID >= 0 && n > 0 {
+			seg.note = fmt.Sprintf("; %d aborted records of its producer %d seen read_uncommitted only", n, producerID)
 			return nil
 		}
 		if ev := h.grepSince(seg.mark, "fenced", "ILLEGAL_GENERATION", "INVALID_PRODUCER_EPOCH", "abort"); len(ev) > 0 {
+			seg.note = "; no aborted record of its own, but it met the fence: " + ev[0]
 			return nil
 		}
-		return errors.New("the zombie left no trace: no aborted output records and no fenced/aborted line in its log — the fault did not test anything")
+		return fmt.Errorf("the zombie (producer %d) left no trace: no aborted output records and no fenced/aborted line in its log — the fault did not test anything", producerID)
 	}
 	return fmt.Sprintf("instance %s paused %s; %s", s.id, pause, fate), nil
 }

@@ -74,7 +74,8 @@ type harness struct {
 	prodErr  error
 	restarts int // incarnations that ended without being stopped on purpose
 
-	abortedSoFar int // aborted output records counted by earlier segments
+	abortedSoFar  int           // aborted output records counted by earlier segments
+	lastAbortedBy map[int64]int // the same per producer id
 }
 
 // sentRecord is a produced record and where the broker put it.

@@ -22,12 +22,13 @@ import (
 
 // verdict is what the oracles found after one fault segment (cumulative over all traffic sent).
 type verdict struct {
-	lost           int // expected effects missing: commands, applied events, dead letters
-	duplicated     int // effects present twice: request ids, source coordinates, ClickHouse rows
-	dlqUnexplained int // DLQ records whose source the generator did not mark malformed
-	stateMismatch  int // orders whose changelog-restored state differs from the oracle
-	viewDiffs      int // ClickHouse view rows missing or unexpected
-	aborted        int // output records only a read_uncommitted consumer sees (aborted writes)
+	lost           int           // expected effects missing: commands, applied events, dead letters
+	duplicated     int           // effects present twice: request ids, source coordinates, ClickHouse rows
+	dlqUnexplained int           // DLQ records whose source the generator did not mark malformed
+	stateMismatch  int           // orders whose changelog-restored state differs from the oracle
+	viewDiffs      int           // ClickHouse view rows missing or unexpected
+	aborted        int           // output records only a read_uncommitted consumer sees (aborted writes)
+	abortedBy      map[int64]int // the same per producer id, since the start
 	problems       []string
 }
 
@@ -141,6 +142,7 @@ type outRecord struct {
 	headers    map[string]string
 	partition  int32
 	offset     int64
+	producerID int64
 }
 
 func (r outRecord) source() string {
@@ -195,7 +197,7 @@ func (h *harness) readTopic(topic string, committed bool) ([]outRecord, error) {
 				for _, x := range r.Headers {
 					hs[x.Key] = string(x.Value)
 				}
-				out = append(out, outRecord{key: r.Key, value: r.Value, headers: hs, partition: r.Partition, offset: r.Offset})
+				out = append(out, outRecord{key: r.Key, value: r.Value, headers: hs, partition: r.Partition, offset: r.Offset, producerID: r.ProducerID})
 			}
 			if r.Offset >= l {
 				delete(last, r.Partition)
@@ -208,11 +210,12 @@ func (h *harness) readTopic(topic string, committed bool) ([]outRecord, error) {
 // outputs is the committed content of the pipeline's three outputs.
 type outputs struct {
 	commands, dlq, changelog []outRecord
-	uncommitted              int // data records on the three outputs read_uncommitted
+	uncommitted              int           // data records on the three outputs read_uncommitted
+	abortedBy                map[int64]int // aborted data records (read_uncommitted only) per producer id
 }
 
 func (h *harness) readOutputs() (outputs, error) {
-	var o outputs
+	o := outputs{abortedBy: map[int64]int{}}
 	var err error
 	for _, x := range []struct {
 		tp  schemas.Topic
@@ -226,6 +229,15 @@ func (h *harness) readOutputs() (outputs, error) {
 			return o, err
 		}
 		o.uncommitted += len(unc)
+		committed := map[[2]int64]bool{}
+		for _, r := range *x.dst {
+			committed[[2]int64{int64(r.partition), r.offset}] = true
+		}
+		for _, r := range unc {
+			if !committed[[2]int64{int64(r.partition), r.offset}] {
+				o.abortedBy[r.producerID]++
+			}
+		}
 	}
 	return o, nil
 }
@@ -301,6 +313,7 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	states := h.checkState(&v, all, ex)
 	h.checkEvents(&v, sent, states, dlqEvents)
 	v.aborted = out.uncommitted - len(out.commands) - len(out.dlq) - len(out.changelog)
+	v.abortedBy = out.abortedBy
 	h.checkViews(&v, ex)
 	return v
 }
