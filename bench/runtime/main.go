@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,10 @@ type env struct {
 	group string
 	serde *schemas.Serde
 	adm   *kadm.Client
+	// exited is closed when the throughput process has exited after stopping was set; an exit
+	// before that (a fatal runtime error) ends the benchmark at once.
+	exited   chan struct{}
+	stopping atomic.Bool
 }
 
 func main() {
@@ -95,6 +100,14 @@ func main() {
 	n := e.produce(tr, 0, nil)
 	log.Printf("preloaded %d records of %d orders", n, *orders)
 	proc := e.start(e.names, "", "warn", nil)
+	e.exited = make(chan struct{})
+	go func() {
+		err := proc.Wait()
+		if !e.stopping.Load() {
+			log.Fatalf("the run process exited during the benchmark: %v", err)
+		}
+		close(e.exited)
+	}()
 	began := time.Now()
 	e.waitCaughtUp(30 * time.Minute)
 	wall := time.Since(began)
@@ -103,8 +116,9 @@ func main() {
 	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB", n, wall, cpu, rss/1e6)
 
 	if *onlyDrain {
+		e.stopping.Store(true)
 		must(proc.Process.Signal(syscall.SIGTERM))
-		_ = proc.Wait()
+		<-e.exited
 		fmt.Printf("drain: %d events, %.0f events/s, %.0f events per CPU-second\n", n, float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
 		return
 	}
@@ -118,8 +132,9 @@ func main() {
 	lats := e.latency(lt)
 	e.waitCaughtUp(10 * time.Minute)
 	samples := e.finalStates()
+	e.stopping.Store(true)
 	must(proc.Process.Signal(syscall.SIGTERM))
-	_ = proc.Wait()
+	<-e.exited
 
 	// baseline pass-through over the same preloaded inputs
 	bn, bwall, bcpu := e.baseline(n)
