@@ -308,19 +308,22 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	}
 	h.mu.Unlock()
 
-	h.checkCommands(&v, ex, out.commands)
+	gross := h.checkCommands(&v, ex, out.commands)
 	dlqEvents := h.checkDLQ(&v, sent, bySource, out.dlq)
 	states := h.checkState(&v, all, ex)
 	h.checkEvents(&v, sent, states, dlqEvents)
 	v.aborted = out.uncommitted - len(out.commands) - len(out.dlq) - len(out.changelog)
 	v.abortedBy = out.abortedBy
-	h.checkViews(&v, ex)
+	h.checkViews(&v, ex, gross)
 	return v
 }
 
 // checkCommands: exactly the oracle's request ids, each once, each from its own source
-// coordinates (O2, O3), and per order the oracle's net points and refunds (O6).
-func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecord) {
+// coordinates (O2, O3), and per order the oracle's net points and refunds (O6). It returns the
+// gross points of the commands in Kafka by type (accrual, reversal, refund): the split between
+// accrual and reversal depends on arrival order (oracle.Command), so only the sink is held to it.
+func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecord) [3]int64 {
+	var gross [3]int64
 	got := map[string]int{}
 	perOrder := map[string][3]int64{}
 	sources := map[string]int{}
@@ -346,6 +349,11 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 			s[2] += c.Points
 		}
 		perOrder[c.OrderID] = s
+	}
+	for _, s := range perOrder {
+		for i := range gross {
+			gross[i] += s[i]
+		}
 	}
 	for id, c := range ex.Commands {
 		if got[id] == 0 {
@@ -374,6 +382,7 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 			v.problem("order %s: net points %d refunds %d in commands, oracle %d and %d", id, s[0]-s[1], s[2], o.RequestedNet(), o.RefundRequested)
 		}
 	}
+	return gross
 }
 
 // checkDLQ maps every dead letter back to the record the harness sent (by its source
@@ -536,7 +545,7 @@ func (h *harness) checkEvents(v *verdict, sent []sentRecord, states map[string]l
 
 // checkViews compares every ClickHouse reconciliation view with the oracle's rows, the point and
 // money totals, and count() = uniqExact(row_id) after FINAL in every table (O4).
-func (h *harness) checkViews(v *verdict, ex *oracle.Expected) {
+func (h *harness) checkViews(v *verdict, ex *oracle.Expected, gross [3]int64) {
 	got, err := h.viewRows()
 	if err != nil {
 		v.problem("read views: %v", err)
@@ -564,7 +573,7 @@ func (h *harness) checkViews(v *verdict, ex *oracle.Expected) {
 			v.problem("unexpected view row in ClickHouse: %s", x)
 		}
 	}
-	h.checkTotals(v, ex.Totals)
+	h.checkTotals(v, ex.Totals, gross)
 	tables, err := clickhouse.Tables()
 	if err != nil {
 		v.problem("tables: %v", err)
@@ -628,8 +637,10 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 	return out, nil
 }
 
-// checkTotals compares point totals (requested and posted) and ERP money totals per currency.
-func (h *harness) checkTotals(v *verdict, want oracle.Totals) {
+// checkTotals compares point totals and ERP money totals per currency: requested points in
+// ClickHouse equal the commands in Kafka by type and the oracle's net (accrual − reversal) and
+// refunds; posted points equal the oracle's.
+func (h *harness) checkTotals(v *verdict, want oracle.Totals, gross [3]int64) {
 	var accReq, revReq, refReq, accPost, revPost, refPost int64
 	if err := h.ch.QueryRow(h.ctx, fmt.Sprintf(`SELECT
 		toInt64(sumIf(points, command_type = 'AccrualRequested')), toInt64(sumIf(points, command_type = 'ReversalRequested')),
@@ -642,10 +653,13 @@ func (h *harness) checkTotals(v *verdict, want oracle.Totals) {
 		v.problem("f_loyalty_postings totals: %v", err)
 		return
 	}
-	got := [6]int64{accReq, revReq, refReq, accPost, revPost, refPost}
-	exp := [6]int64{want.AccrualRequested, want.ReversalRequested, want.RefundRequested, want.AccrualPosted, want.ReversalPosted, want.RefundPosted}
+	if got := [3]int64{accReq, revReq, refReq}; got != gross {
+		v.problem("requested points (accrual, reversal, refund): ClickHouse %v, commands in Kafka %v", got, gross)
+	}
+	got := [5]int64{accReq - revReq, refReq, accPost, revPost, refPost}
+	exp := [5]int64{want.AccrualRequested - want.ReversalRequested, want.RefundRequested, want.AccrualPosted, want.ReversalPosted, want.RefundPosted}
 	if got != exp {
-		v.problem("point totals (acc req, rev req, refund req, acc posted, rev posted, refund posted): ClickHouse %v, oracle %v", got, exp)
+		v.problem("point totals (net requested, refund req, acc posted, rev posted, refund posted): ClickHouse %v, oracle %v", got, exp)
 	}
 	rows, err := h.ch.Query(h.ctx, fmt.Sprintf(`SELECT currency, doc_kind, toString(sum(net)) FROM (
 		SELECT currency, doc_kind, net FROM %[1]s.f_billing_documents FINAL
