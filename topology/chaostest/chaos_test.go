@@ -401,17 +401,23 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	adm := h.admin()
 	defer adm.Close()
 	txnID := h.group + "-" + s.id
+	// SIGSTOP it while its transaction is Ongoing with records written, so the zombie surely
+	// holds writes that must never become visible
 	var producerID int64 = -1
-	if d, err := adm.DescribeTransactions(h.ctx, txnID); err == nil {
-		if x, ok := d[txnID]; ok {
-			producerID = x.ProducerID
+	pid := 0
+	for wait := time.Now().Add(15 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+		d, err := adm.DescribeTransactions(h.ctx, txnID)
+		if x, ok := d[txnID]; err == nil && ok && x.State == "Ongoing" && len(x.Topics) > 0 {
+			if pid = s.pid(); pid != 0 && syscall.Kill(-pid, syscall.SIGSTOP) == nil {
+				producerID = x.ProducerID
+				break
+			}
 		}
 	}
-	before := h.lastAbortedBy[producerID]
-	pid := s.pid()
-	if pid == 0 || syscall.Kill(-pid, syscall.SIGSTOP) != nil {
-		return "", fmt.Errorf("instance %s is not running", s.id)
+	if producerID < 0 {
+		return "", fmt.Errorf("instance %s (%s) had no ongoing transaction with writes to pause within 15s", s.id, txnID)
 	}
+	before := h.lastAbortedBy[producerID]
 	pause := 15 * time.Second // session timeout 6s, transaction timeout 10s
 	time.Sleep(pause)
 	_ = syscall.Kill(-pid, syscall.SIGCONT)
