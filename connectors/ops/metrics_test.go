@@ -169,10 +169,23 @@ func TestKafkaClientMetrics(t *testing.T) {
 			t.Fatalf("produce via %s: %v", name, err)
 		}
 	}
-	body := scrape(t, reg)
-	for _, want := range []string{`retailflow_kafka_produce_records_total{client="ledger"`, `retailflow_kafka_produce_records_total{client="restore"`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s…", want)
+	// franz-go runs the batch-written hook after the produce promise, so the last client's
+	// counter can appear a moment after ProduceSync returns.
+	wants := []string{`retailflow_kafka_produce_records_total{client="ledger"`, `retailflow_kafka_produce_records_total{client="restore"`}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, missing := scrape(t, reg), ""
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				missing = want
+			}
 		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %s…", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
