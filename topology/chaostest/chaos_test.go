@@ -426,7 +426,10 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	fate := "survived (rejoined)"
 	select {
 	case e := <-s.exits:
-		fate = fmt.Sprintf("exited signal=%v code=%d, restarted", e.signal, e.code)
+		fate = fmt.Sprintf("exited with code %d (restarted)", e.code)
+		if e.signal != 0 {
+			fate = fmt.Sprintf("killed by %v (restarted)", e.signal)
+		}
 	default:
 	}
 	seg.after = func(v verdict) error {
