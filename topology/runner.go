@@ -38,6 +38,12 @@ type Options struct {
 	// transaction stays well inside TransactionTimeout and a rebalance waits little.
 	MaxRecordsPerTxn int
 	MaxTxnDuration   time.Duration
+	// MinTxnDuration is how long a transaction keeps waiting for records once the consumer has
+	// caught up; zero means MaxTxnDuration / 8. Every commit writes markers to each partition
+	// it touched, so transactions of a few records each would load the broker (and this
+	// process) far more per record; this floor bounds the commit rate while adding at most
+	// this much to a record's latency.
+	MinTxnDuration time.Duration
 	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
 	MaxBufferedRecords int
 	// MaxDecodedStates bounds the decoded states a stage with ImmutableState keeps between
@@ -46,8 +52,12 @@ type Options struct {
 	// final order ledgers); negative, no bound.
 	MaxDecodedStates int
 	// Parallelism is the number of goroutines that decode and validate a polled batch and
-	// encode the changelog states of a transaction; zero means runtime.GOMAXPROCS(0). The
-	// keyed part (state, Process, produce) stays on the run loop goroutine, in record order.
+	// encode the changelog states of a transaction; zero means 1. The keyed part (state,
+	// Process, produce) stays on the run loop goroutine, in record order. More goroutines raise
+	// the wall-clock rate on an idle multi-core host but cost CPU per event (hand-offs, idle
+	// spinning): on the shared 2-core benchmark host 2 gave ~8 % more events/s and ~15–20 %
+	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
+	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
 	// RestoreTimeout bounds one restore, including the wait for open transactions on the
 	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
@@ -91,7 +101,10 @@ func (o *Options) validate() error {
 		bad("Parallelism must not be negative")
 	}
 	if o.Parallelism == 0 {
-		o.Parallelism = runtime.GOMAXPROCS(0)
+		o.Parallelism = 1
+	}
+	if o.MinTxnDuration <= 0 || o.MinTxnDuration > o.MaxTxnDuration {
+		o.MinTxnDuration = o.MaxTxnDuration / 8
 	}
 	if o.MaxDecodedStates == 0 {
 		o.MaxDecodedStates = 100_000
@@ -469,7 +482,8 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 
 	var failure error // a transient error or a record of an unrestored partition: abort
 	encodeFailed := false
-	deadline := time.Now().Add(r.o.MaxTxnDuration)
+	began := time.Now()
+	deadline := began.Add(r.o.MaxTxnDuration)
 	for {
 		behind := backlog(fs)
 		r.decodeBatch(fs)
@@ -486,11 +500,15 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 			break
 		}
 		// With a backlog the transaction grows to its bounds, waiting for the next fetch if
-		// need be: fewer, larger transactions cost less per record. Once caught up it goes on
-		// only with records already buffered (a nil context makes kgo return them without
-		// waiting) and otherwise ends at once, instead of waiting out MaxTxnDuration for a
-		// trickle, which was most of a record's latency at low rates.
-		if behind {
+		// need be: fewer, larger transactions cost less per record. Once caught up it waits for
+		// more only until MinTxnDuration, then goes on only with records already buffered (a
+		// nil context makes kgo return them without waiting) and otherwise ends, instead of
+		// waiting out MaxTxnDuration for a trickle, which was most of a record's latency at
+		// low rates.
+		if !behind {
+			left = time.Until(began.Add(r.o.MinTxnDuration))
+		}
+		if left > 0 {
 			qctx, cancel := context.WithTimeout(ctx, left)
 			fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
 			cancel()
@@ -933,7 +951,7 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 		began := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
 		// each store is written by one goroutine: put is never concurrent for the same partition
-		err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, r.o.Parallelism,
+		err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, runtime.GOMAXPROCS(0),
 			func(p int32, k, v []byte) { fresh[p].restorePut(k, v) }, r.m.RestoreProgress)
 		cancel()
 		if err != nil {

@@ -146,7 +146,8 @@ func (f *fixture) options(instance string, m Metrics) Options {
 		Conn: f.conn, Group: f.group, InstanceID: instance,
 		TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second,
 		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
-		Metrics: m, Logger: log,
+		Parallelism: 2, // the concurrent decode and encode paths (go test -race)
+		Metrics:     m, Logger: log,
 	}
 }
 
