@@ -119,8 +119,12 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 		},
 		State: ledgerCodec{ctx: ctx, serde: serde},
 		// Ledger.Apply is copy-on-write and never writes into its receiver (processors/ledger
-		// cow.go), so decoded ledgers are kept between transactions.
-		ImmutableState: true,
+		// cow.go), so the runtime could keep decoded ledgers between transactions; it does
+		// not: a decoded ledger is ≈3.5× its bytes and pointer-rich, and on the benchmark the
+		// GC work of keeping them cost as much as the decodes it saved and tripled the p99
+		// latency (bench/RESULTS.md). Orders are touched a few times over hours, so decoding
+		// once per key per transaction is cheap.
+		ImmutableState: false,
 		Encode: func(_ topology.Stream, ev *schemas.Event) ([]byte, error) {
 			return serde.EncodeEvent(schemas.TopicCommands, ev)
 		},
