@@ -56,7 +56,7 @@ type Options struct {
 	// encode the changelog states of a transaction; zero means 1. The keyed part (state,
 	// Process, produce) stays on the run loop goroutine, in record order. More goroutines raise
 	// the wall-clock rate on an idle multi-core host but cost CPU per event (hand-offs, idle
-	// spinning): on the shared 2-core benchmark host 2 gave ~8 % more events/s and ~15–20 %
+	// spinning): on the shared 2-core benchmark host 2 gave a few % more events/s and ≈10–20 %
 	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
 	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
