@@ -198,6 +198,7 @@ func (c Config) RunnerOptions() topology.Options {
 		TransactionTimeout: c.Runtime.TransactionTimeout, SessionTimeout: c.Runtime.SessionTimeout,
 		RebalanceTimeout: c.Runtime.RebalanceTimeout, MaxRecordsPerTxn: c.Runtime.MaxRecordsPerTxn,
 		MaxTxnDuration: c.Runtime.MaxTxnDuration, MaxBufferedRecords: c.Runtime.MaxBufferedRecords,
+		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}

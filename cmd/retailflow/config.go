@@ -97,6 +97,11 @@ type RuntimeConfig struct {
 	MaxRecordsPerTxn   int           `mapstructure:"max_records_per_txn"`
 	MaxTxnDuration     time.Duration `mapstructure:"max_txn_duration"`
 	MaxBufferedRecords int           `mapstructure:"max_buffered_records"`
+	// MinTxnDuration: how long a caught-up transaction waits for more records before it ends
+	// (0: max_txn_duration/8). Shorter lowers latency but raises the commit rate.
+	MinTxnDuration time.Duration `mapstructure:"min_txn_duration"`
+	// Parallelism: goroutines that decode/validate a polled batch and encode the changelog.
+	Parallelism int `mapstructure:"parallelism"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -159,7 +164,7 @@ func DefaultConfig() Config {
 		Runtime: RuntimeConfig{
 			Group: "retailflow-ledger", InstanceID: "0",
 			TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 30 * time.Second,
-			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000,
+			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
 		Policy: PolicyConfig{
@@ -253,6 +258,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.MaxTxnDuration <= 0 || c.Runtime.MaxTxnDuration >= c.Runtime.TransactionTimeout {
 		bad("runtime.max_txn_duration", "must be positive and below runtime.transaction_timeout")
+	}
+	if c.Runtime.MinTxnDuration < 0 || c.Runtime.MinTxnDuration > c.Runtime.MaxTxnDuration {
+		bad("runtime.min_txn_duration", "must be between 0 and runtime.max_txn_duration")
+	}
+	if c.Runtime.Parallelism < 1 || c.Runtime.Parallelism > 64 {
+		bad("runtime.parallelism", "must be between 1 and 64")
 	}
 	if c.Runtime.MaxRecordsPerTxn < 1 {
 		bad("runtime.max_records_per_txn", "must be at least 1")
