@@ -59,7 +59,8 @@ func newMigrateCmd(app *App) *cobra.Command {
 			start := time.Now()
 			res, err := chsink.Migrate(ctx, conn, c.ClickHouse.Database, c.ReconSettings(tol))
 			if err != nil {
-				return err
+				// name who tried where: a read-only or mistyped user is the usual cause
+				return fmt.Errorf("migrate %s as user %s on %s: %w", c.ClickHouse.Database, c.ClickHouse.Username, c.ClickHouse.Addr, err)
 			}
 			switch {
 			case res.AlreadyLatest:
