@@ -221,37 +221,8 @@ func Commands(events []schemas.Event, p Policy) []Command {
 // OrderKey is the order an event belongs to: the body's order_id when it has one, else the
 // envelope's correlation id (a reservation made before any order exists).
 func OrderKey(e *schemas.Event) string {
-	switch {
-	case e.OrderAccepted != nil:
-		return e.OrderAccepted.OrderID
-	case e.OrderLinesCancelled != nil:
-		return e.OrderLinesCancelled.OrderID
-	case e.ShipmentConfirmed != nil:
-		return e.ShipmentConfirmed.OrderID
-	case e.ReturnReceived != nil:
-		return e.ReturnReceived.OrderID
-	case e.PointsReserved != nil && e.PointsReserved.OrderID != nil:
-		return *e.PointsReserved.OrderID
-	case e.RedemptionConfirmed != nil:
-		return e.RedemptionConfirmed.OrderID
-	case e.RedemptionReleased != nil && e.RedemptionReleased.OrderID != nil:
-		return *e.RedemptionReleased.OrderID
-	case e.RedemptionRefunded != nil:
-		return e.RedemptionRefunded.OrderID
-	case e.PointsAccrualPosted != nil:
-		return e.PointsAccrualPosted.OrderID
-	case e.PointsActivated != nil:
-		return e.PointsActivated.OrderID
-	case e.PointsReversed != nil:
-		return e.PointsReversed.OrderID
-	case e.ErpSalesOrderCreated != nil:
-		return e.ErpSalesOrderCreated.OrderID
-	case e.InvoicePosted != nil:
-		return e.InvoicePosted.OrderID
-	case e.CreditMemoPosted != nil:
-		return e.CreditMemoPosted.OrderID
-	case e.BillingDocCancelled != nil:
-		return e.BillingDocCancelled.OrderID
+	if id := e.OrderID(); id != "" {
+		return id
 	}
 	return e.CorrelationID
 }
