@@ -68,7 +68,7 @@ for t in orders order_lines shipment_lines return_lines loyalty_postings billing
 done
 
 say "loyalty commands by type (points)"
-ch "SELECT command_type, count(), sum(points) FROM retailflow_demo.loyalty_commands FINAL GROUP BY command_type ORDER BY command_type FORMAT PrettyCompactMonoBlock"
+ch "SELECT command_type, count(), sum(points) FROM retailflow_demo.loyalty_commands FINAL GROUP BY command_type ORDER BY command_type FORMAT PrettyCompactNoEscapes"
 
 say "reconciliation report"
 $B reconcile --top 3
