@@ -36,8 +36,10 @@ test-helm:
 	helm/test.sh
 
 # The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
+# One package at a time (-p 1): the end-to-end packages each run processes against the same
+# broker and server, and on two cores running them side by side only adds timing noise.
 test: build up test-helm
-	RETAILFLOW_E2E=1 $(GO) test -count=1 -timeout 20m ./...
+	RETAILFLOW_E2E=1 $(GO) test -p 1 -count=1 -timeout 20m ./...
 
 # Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.

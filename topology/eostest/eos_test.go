@@ -154,7 +154,8 @@ type slot struct {
 	stopped bool
 	starts  int
 	done    chan struct{}
-	exitErr error // of the last purposeful stop
+	exitErr error     // of the last purposeful stop
+	killed  *exec.Cmd // the process the harness last SIGKILLed
 }
 
 func (h *harness) startSlot(id string) *slot {
@@ -228,6 +229,7 @@ func (h *harness) kill(s *slot) {
 		return
 	}
 	if err := syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL); err == nil {
+		s.killed = s.cmd
 		h.mu.Lock()
 		h.kills++
 		h.mu.Unlock()
@@ -236,6 +238,16 @@ func (h *harness) kill(s *slot) {
 
 // stop SIGTERMs the slot's process and expects a clean exit (status 0) within 30 s.
 func (h *harness) stop(s *slot) {
+	// A stop right after a random kill must test the graceful exit of the restarted process,
+	// not report the SIGKILL it raced with: wait for the supervisor's restart first.
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		s.mu.Lock()
+		restarted := s.killed == nil || s.cmd != s.killed
+		s.mu.Unlock()
+		if restarted {
+			break
+		}
+	}
 	s.mu.Lock()
 	s.stopped = true
 	if s.cmd != nil && s.cmd.Process != nil {
