@@ -85,7 +85,7 @@ func newHarness(t *testing.T, p params) *harness {
 		names[tp] = "eos-" + suffix + "." + string(tp)
 	}
 	h := &harness{
-		t: t, p: p, ctx: ctx, dir: t.TempDir(), suffix: suffix, names: names, group: "eos-" + suffix,
+		t: t, p: p, ctx: ctx, dir: logDir(t), suffix: suffix, names: names, group: "eos-" + suffix,
 		conn:  kafka.Conn{Brokers: []string{"localhost:9092"}, Timeout: 10 * time.Second},
 		rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
 		slots: map[string]*slot{},
@@ -156,6 +156,7 @@ type slot struct {
 	done    chan struct{}
 	exitErr error     // of the last purposeful stop
 	killed  *exec.Cmd // the process the harness last SIGKILLed
+	started time.Time // when the current process started
 }
 
 func (h *harness) startSlot(id string) *slot {
@@ -187,7 +188,7 @@ func (h *harness) startSlot(id string) *slot {
 				h.t.Error(err)
 				return
 			}
-			s.cmd = cmd
+			s.cmd, s.started = cmd, time.Now()
 			s.mu.Unlock()
 			h.countRebalance()
 			err = cmd.Wait()
@@ -242,7 +243,8 @@ func (h *harness) stop(s *slot) {
 	// not report the SIGKILL it raced with: wait for the supervisor's restart first.
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		s.mu.Lock()
-		restarted := s.killed == nil || s.cmd != s.killed
+		// restarted, and up long enough to have installed its SIGTERM handler
+		restarted := (s.killed == nil || s.cmd != s.killed) && time.Since(s.started) > 2*time.Second
 		s.mu.Unlock()
 		if restarted {
 			break
@@ -667,4 +669,21 @@ func (h *harness) checkNoOpenTransactions() {
 			h.t.Errorf("transaction %s is still ongoing", tx.TxnID)
 		}
 	}
+}
+
+// logDir holds the instances' logs: removed after a passing test, kept (and named in the
+// failure) after a failing one, so a failure can be read after the fact.
+func logDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "retailflow-eos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("instance logs kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
 }
