@@ -547,16 +547,8 @@ type groupMember struct {
 }
 
 func (p *planner) recordEncoder(t reflect.Type, a *avroType) (encFn, error) {
-	gfs := goFields(t)
-	byName := map[string]goField{}
-	groups := map[string][]goField{}
-	for _, gf := range gfs {
-		if gf.union != "" {
-			groups[gf.union] = append(groups[gf.union], gf)
-		} else {
-			byName[gf.name] = gf
-		}
-	}
+	gfs := goFields(t) // in declaration order, for deterministic errors and defaults
+	byName, groups := splitFields(t)
 	var plan []fieldEnc
 	used := map[string]bool{}
 	for _, af := range a.fields {
@@ -960,16 +952,8 @@ func (p *planner) recordDecoder(t reflect.Type, w, r *avroType) (decFn, error) {
 	if r != nil && r.kind != "record" {
 		r = nil
 	}
-	gfs := goFields(t)
-	byName := map[string]goField{}
-	groups := map[string][]goField{}
-	for _, gf := range gfs {
-		if gf.union != "" {
-			groups[gf.union] = append(groups[gf.union], gf)
-		} else {
-			byName[gf.name] = gf
-		}
-	}
+	gfs := goFields(t) // in declaration order, for deterministic errors and defaults
+	byName, groups := splitFields(t)
 	var plan []fieldDec
 	seen := map[string]bool{}
 	for _, wf := range w.fields {
