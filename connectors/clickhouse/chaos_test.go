@@ -220,7 +220,7 @@ func TestSinkSurvivesKillsAndOutage(t *testing.T) {
 	rest.Records = tr.Records[len(tr.Records)/2:]
 	n := e.produceTraffic(t, &half, exp)
 
-	chAddr := "127.0.0.1:9000"
+	chAddr := chAddrFromEnv()
 	var proxy *tcpProxy
 	if !chaos {
 		proxy = newProxy(t, chAddr)
@@ -295,7 +295,7 @@ func runInfra(t *testing.T, what string) {
 		t.Fatalf("infra/local.sh %s: %v\n%s", what, err, b)
 	}
 	if what == "ch-stop" {
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:9000", time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", chAddrFromEnv(), time.Second); err == nil {
 			c.Close()
 			t.Fatalf("infra/local.sh ch-stop returned but ClickHouse still answers on 9000 (its pid file names "+
 				"another process?); this test cannot produce the outage\n%s", b)

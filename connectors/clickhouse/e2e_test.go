@@ -25,6 +25,15 @@ func brokers() []string {
 	return []string{"localhost:9092"}
 }
 
+// chAddrFromEnv is the ClickHouse server the tests use: RETAILFLOW_CLICKHOUSE_ADDR, as for the
+// processes they start, or the local default.
+func chAddrFromEnv() string {
+	if a := os.Getenv("RETAILFLOW_CLICKHOUSE_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:9000"
+}
+
 // env is one isolated pipeline: its own topics, database and sink group.
 type env struct {
 	id     string

@@ -167,7 +167,7 @@ func pipeline(t *testing.T, disturb bool) {
 	var proxy *tcpProxy
 	sinkEnv := env
 	if disturb && !chaos {
-		proxy = newProxy(t, "127.0.0.1:9000")
+		proxy = newProxy(t, chAddrFromEnv())
 		sinkEnv = append(append([]string{}, env...), "RETAILFLOW_CLICKHOUSE_ADDR="+proxy.addr())
 	}
 	start := func(env []string, args ...string) *child {

@@ -86,7 +86,7 @@ func newHarness(t *testing.T, p params) *harness {
 	}
 	h := &harness{
 		t: t, p: p, ctx: ctx, dir: logDir(t), suffix: suffix, names: names, group: "eos-" + suffix,
-		conn:  kafka.Conn{Brokers: []string{"localhost:9092"}, Timeout: 10 * time.Second},
+		conn:  kafka.Conn{Brokers: testBrokers(), Timeout: 10 * time.Second},
 		rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
 		slots: map[string]*slot{},
 	}
@@ -686,4 +686,13 @@ func logDir(t *testing.T) string {
 		os.RemoveAll(dir)
 	})
 	return dir
+}
+
+// testBrokers is the broker the test uses: RETAILFLOW_KAFKA_BROKERS, as for the processes it
+// starts, or the local default.
+func testBrokers() []string {
+	if b := os.Getenv("RETAILFLOW_KAFKA_BROKERS"); b != "" {
+		return strings.Split(b, ",")
+	}
+	return []string{"localhost:9092"}
 }
