@@ -12,7 +12,8 @@ import (
 	"github.com/hamba/avro/v2"
 )
 
-// Every released version of every schema lives in testdata/compat/<name>/v<N>.avsc. When a
+// Every released version of every schema lives in avro/released/<name>/v<N>.avsc (embedded:
+// offline decoding knows their ids, see ReleasedSchemas). When a
 // schema changes, the previous file stays and the new one is released as the next version;
 // this test proves the current schema can read data written with every earlier one (BACKWARD,
 // as the registry is configured), using hamba/avro's implementation of Avro's resolution rules
@@ -29,7 +30,7 @@ func parseHamba(t *testing.T, text string) avro.Schema {
 
 func releasedVersions(t *testing.T, name SchemaName) []string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join("testdata", "compat", string(name), "v*.avsc"))
+	files, _ := filepath.Glob(filepath.Join("avro", "released", string(name), "v*.avsc"))
 	sort.Strings(files)
 	return files
 }
@@ -42,7 +43,7 @@ func TestSchemasBackwardCompatibleWithReleasedVersions(t *testing.T) {
 				if name == "order_ledger" {
 					t.Skip("order_ledger (owned by processors/ledger) has no released snapshot yet")
 				}
-				t.Fatalf("no released version under testdata/compat/%s: snapshot the schema as v1.avsc", name)
+				t.Fatalf("no released version under avro/released/%s: snapshot the schema as v1.avsc", name)
 			}
 			cur, _ := SchemaText(name)
 			reader := parseHamba(t, cur)
@@ -64,7 +65,7 @@ func TestSchemasBackwardCompatibleWithReleasedVersions(t *testing.T) {
 
 // The check above must fail for a breaking change, or it proves nothing.
 func TestCompatibilityCheckCatchesBreakingChanges(t *testing.T) {
-	v1, err := os.ReadFile(filepath.Join("testdata", "compat", "shipments", "v1.avsc"))
+	v1, err := os.ReadFile(filepath.Join("avro", "released", "shipments", "v1.avsc"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 )
 
-//go:embed avro/*.avsc
+//go:embed avro/*.avsc avro/released
 var avroFS embed.FS
 
 // SchemaName is the name of an embedded schema: the file name under schemas/avro without
@@ -61,4 +62,37 @@ func schemaNameList() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ReleasedSchema is one released version of a schema: avro/released/<name>/v<N>.avsc. A
+// released file never changes; a schema change adds the next version (and the compatibility
+// test proves the current schema reads every released one).
+type ReleasedSchema struct {
+	Name    SchemaName
+	Version int
+	Text    string
+}
+
+// ReleasedSchemas lists every released version of a schema, oldest first.
+func ReleasedSchemas(name SchemaName) ([]ReleasedSchema, error) {
+	dir := path.Join("avro", "released", string(name))
+	entries, err := avroFS.ReadDir(dir)
+	if err != nil {
+		return nil, nil // nothing released yet (e.g. the changelog state before its first release)
+	}
+	var out []ReleasedSchema
+	for _, e := range entries {
+		v, ok := strings.CutSuffix(strings.TrimPrefix(e.Name(), "v"), ".avsc")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || !strings.HasPrefix(e.Name(), "v") {
+			return nil, fmt.Errorf("schemas: %s/%s: released versions are named v<N>.avsc", dir, e.Name())
+		}
+		b, err := avroFS.ReadFile(path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ReleasedSchema{Name: name, Version: n, Text: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
 }

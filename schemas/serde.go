@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -68,9 +69,11 @@ func Subject(physicalTopic string) string { return physicalTopic + "-value" }
 // schema id: the current ones directly, older or newer ones by fetching the writer schema from
 // the registry and resolving it into the current Go type (NewResolvingCodec).
 //
-// Offline (no registry) the ids are derived from the embedded schemas: the first four bytes of
-// SHA-256 over the schema's Parsing Canonical Form, top bit clear, so every process computes
-// the same ids; only the current schemas can then be decoded.
+// Offline (no registry) the ids are derived from the embedded schemas (OfflineSchemaID: the
+// first four bytes of SHA-256 over the specification's Parsing Canonical Form, top bit clear),
+// so every process, in any language, computes the same ids. Offline decoding knows the current
+// schemas and every released version (avro/released), resolving older writers into the current
+// types, and the legacy ids of earlier releases (LegacyOfflineSchemaID).
 //
 // A Serde is safe for concurrent use. It caches a codec per (schema id, topic, Go type).
 type Serde struct {
@@ -114,6 +117,7 @@ type serdeConfig struct {
 	reg          *sr.Client
 	physical     map[Topic]string
 	autoRegister bool
+	released     map[SchemaName][]string // extra released versions (tests of a future release)
 }
 
 // WithRegistry makes the Serde use a Confluent-compatible schema registry for ids.
@@ -169,6 +173,11 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 			return nil, fmt.Errorf("schemas: schema id %d is shared by two different schemas (%s)", ts.id, ts.name)
 		}
 		s.texts[ts.id] = ts.text
+		if cfg.reg == nil {
+			if err := s.offlineIDs(ts, cfg.released[ts.name]); err != nil {
+				return nil, err
+			}
+		}
 		s.current[topic] = ts
 	}
 	return s, nil
@@ -194,14 +203,86 @@ func embeddedTopicSchemas(physical map[Topic]string) (map[Topic]*topicSchema, er
 }
 
 // OfflineSchemaID is the schema id offline mode uses: the first four bytes of SHA-256 over
-// the schema's Parsing Canonical Form, top bit clear (ids stay positive int32).
+// the schema's Parsing Canonical Form as the Avro specification defines it, top bit clear (ids
+// stay positive int32). A producer in any language computes the same id, e.g. in Python:
+//
+//	int.from_bytes(hashlib.sha256(fastavro.schema.to_parsing_canonical_form(s).encode()).digest()[:4], "big") & 0x7fffffff
 func OfflineSchemaID(schema string) (int, error) {
+	pcf, err := ParsingCanonicalForm(schema)
+	if err != nil {
+		return 0, err
+	}
+	return idOf(pcf), nil
+}
+
+// LegacyOfflineSchemaID is the id that releases before the specification's canonical form
+// used (a hash of goavro's canonical form, which keeps logical types). Data written with it
+// stays decodable offline; nothing encodes with it.
+func LegacyOfflineSchemaID(schema string) (int, error) {
 	c, err := goavro.NewCodec(schema)
 	if err != nil {
 		return 0, err
 	}
-	sum := sha256.Sum256([]byte(c.CanonicalSchema()))
-	return int(binary.BigEndian.Uint32(sum[:4]) & 0x7fffffff), nil
+	return idOf(c.CanonicalSchema()), nil
+}
+
+func idOf(canonical string) int {
+	sum := sha256.Sum256([]byte(canonical))
+	return int(binary.BigEndian.Uint32(sum[:4]) & 0x7fffffff)
+}
+
+// SchemaFingerprint is the SHA-256 of a schema's Parsing Canonical Form, hex: the fingerprint
+// the Avro specification and single-object encoding name.
+func SchemaFingerprint(schema string) (string, error) {
+	pcf, err := ParsingCanonicalForm(schema)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(pcf))
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// offlineIDs registers, for an offline Serde, every id a producer may have written a topic's
+// values with: the specification-form and legacy ids of the current schema and of every released
+// version. Writers of a released version are decoded by resolution into the current type.
+func (s *Serde) offlineIDs(ts *topicSchema, extra []string) error {
+	texts := []string{ts.text}
+	released, err := ReleasedSchemas(ts.name)
+	if err != nil {
+		return err
+	}
+	for _, r := range released {
+		texts = append(texts, r.Text)
+	}
+	texts = append(texts, extra...)
+	for i, text := range texts {
+		legacy, err := LegacyOfflineSchemaID(text)
+		if err != nil {
+			return fmt.Errorf("schemas: %s (released version %d): %w", ts.name, i, err)
+		}
+		spec, err := OfflineSchemaID(text)
+		if err != nil {
+			return fmt.Errorf("schemas: %s (released version %d): %w", ts.name, i, err)
+		}
+		for _, id := range []int{spec, legacy} {
+			if other, dup := s.texts[id]; dup && other != text {
+				if a, b := mustCanonical(other), mustCanonical(text); a == b {
+					continue // the same schema, formatted differently
+				}
+				return fmt.Errorf("schemas: schema id %d is shared by two different schemas (%s)", id, ts.name)
+			}
+			s.texts[id] = text
+		}
+	}
+	return nil
+}
+
+func mustCanonical(text string) string {
+	c, err := ParsingCanonicalForm(text)
+	if err != nil {
+		return text
+	}
+	return c
 }
 
 // RegisterSchemas registers every embedded value schema under Subject(physical topic) with
@@ -340,7 +421,7 @@ func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic) (*Codec[T
 	}
 	cur := s.current[t]
 	var c *Codec[T]
-	if id == cur.id {
+	if id == cur.id || text == cur.text {
 		c, err = NewCodecFromSchema[T](text)
 	} else {
 		c, err = NewResolvingCodec[T](text, cur.text)

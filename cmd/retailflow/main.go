@@ -90,6 +90,7 @@ func subcommands(app *App) []*cobra.Command {
 	return []*cobra.Command{
 		newConfigCmd(app),
 		newTopicsCmd(app),
+		newSchemasCmd(app),
 		newProduceCmd(app),
 		newConsumeCmd(app),
 		newGenerateCmd(app),
