@@ -3,9 +3,11 @@ package clickhouse
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -168,5 +170,75 @@ func TestMigrateReportsFailingStatement(t *testing.T) {
 	var n uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_views").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("failed views recorded: n=%d err=%v", n, err)
+	}
+}
+
+// TestMigrateUpgradesReleasedViews: a database migrated by the release whose 0002_views.sql
+// created the views (the definitions current ClickHouse rejects) upgrades: its recorded checksum
+// is accepted, the views are re-created from migrations/views/recon.sql, and they answer.
+func TestMigrateUpgradesReleasedViews(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	ctx := context.Background()
+	db := "rf_test_" + randomID()
+	t.Cleanup(func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db) })
+	released, err := os.ReadFile("testdata/0002_views_as_released.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(released)
+	if !contains(retiredChecksums[2], hex.EncodeToString(sum[:])) {
+		t.Fatal("testdata/0002_views_as_released.sql is not the released file")
+	}
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NativeSession(conn)
+	for _, st := range bootstrapStatements(db)[:2] { // the release had schema_migrations only
+		if err := s.Exec(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ms[:3] {
+		if m.Version == 2 {
+			m = Migration{Version: 2, Name: m.Name, Checksum: hex.EncodeToString(sum[:]), body: string(released)}
+		}
+		for _, st := range m.Statements(db) {
+			if err := s.Exec(ctx, st); err != nil {
+				t.Fatalf("%s: %v", m.Name, err)
+			}
+		}
+		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, applied_at) SELECT %d, %s, %s, now()",
+			db, m.Version, quote(m.Name), quote(m.Checksum))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Migrate(ctx, conn, db, testRecon())
+	if err != nil {
+		t.Fatalf("upgrade of a released database: %v", err)
+	}
+	if !res.ViewsUpdated || len(res.Applied) != 1 || res.Applied[0] != "0004_current_server" {
+		t.Fatalf("upgrade did %+v, want 0004 applied and the views re-created", res)
+	}
+	vs, _ := loadViews()
+	for _, v := range vs.names {
+		rows, err := s.Query(ctx, "SELECT toString(count()) FROM "+db+"."+v)
+		if err != nil {
+			t.Fatalf("view %s after the upgrade: %v", v, err)
+		}
+		_ = rows
+	}
+	// the recorded view definitions are the current file's, so a second run does nothing
+	if res, err := Migrate(ctx, conn, db, testRecon()); err != nil || !res.AlreadyLatest {
+		t.Fatalf("second migrate after the upgrade: %+v %v", res, err)
+	}
+	// an edited (not retired) migration is still refused
+	if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, applied_at) SELECT 3, '0003_sink_rejections', %s, now()",
+		db, quote(strings.Repeat("ab", 32)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, conn, db, testRecon()); err == nil || !strings.Contains(err.Error(), "never edit an applied migration") {
+		t.Fatalf("a changed migration was accepted: %v", err)
 	}
 }

@@ -138,12 +138,13 @@ func pipeline(t *testing.T, disturb bool) {
 	if err := e.conn.Exec(context.Background(), "DROP DATABASE "+e.db); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections", "up to date"} {
+	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections, 0004_current_server", "up to date"} {
 		cmd := exec.Command(bin, "migrate")
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), want) {
-			t.Fatalf("migrate #%d: want %q, got %v: %s", i+1, want, err, out)
+		if err != nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), "clickhouse 18.16") ||
+			!strings.Contains(string(out), "features enabled: none") {
+			t.Fatalf("migrate #%d: want %q, the server version and its features, got %v: %s", i+1, want, err, out)
 		}
 	}
 

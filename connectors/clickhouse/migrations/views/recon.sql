@@ -3,7 +3,11 @@
 -- age_hours, age_bucket, sla_breached. A row appears once its mismatch exists and
 -- now() - business_time >= grace. SLAs, grace and the amount tolerance are read from
 -- recon_config at query time (written by `retailflow migrate` from the recon configuration).
+-- Every view, valid on ClickHouse 18.16 and on current releases (`make test` checks both):
+-- `retailflow migrate` drops and re-creates them all whenever this file changes.
 -- ClickHouse 18.16 allows one JOIN per SELECT, so the views nest; facts are read with FINAL.
+-- Every side of every JOIN has an alias: the analyzer (default since 24.3, mandatory since 26.9)
+-- rejects a joined subquery without one.
 -- Every branch of a UNION ALL names every column alike: 18.16 prunes unused columns of a
 -- UNION ALL by name, and an unnamed column in a later branch silently shifts the values.
 
