@@ -298,7 +298,7 @@ func (e *env) checkCurrentClickHouse(t *testing.T, exp *oracle.Expected) {
 	}
 	for _, id := range orderIDs {
 		for _, q := range storyQueries {
-			queries = append(queries, strings.Replace(fmt.Sprintf(q.sql, e.db), "?", quote(id[0]), 1))
+			queries = append(queries, strings.ReplaceAll(fmt.Sprintf(q.sql, e.db), "?", quote(id[0])))
 		}
 		for _, v := range Views {
 			queries = append(queries, strings.Replace(storyViewSQL(e.db, v), "?", quote(id[0]), 1))

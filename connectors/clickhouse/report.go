@@ -195,9 +195,15 @@ type Story struct {
 
 // storyQueries are the sections of a story; %[1]s is the database, the order id is bound as ?.
 var storyQueries = []struct{ title, sql string }{
+	// multiplier: the one the ledger applied — the order's own, else the tier's from the policy as
+	// stamped on the order's point commands (v_order_multiplier); empty while neither is known
 	{"Order", `SELECT order_id, toString(accepted_at) AS accepted_at, customer_id, loyalty_member_id AS member, tier_code AS tier,
-		toString(tier_multiplier) AS multiplier, currency, toString(grand_total) AS grand_total, reservation_id,
-		toString(redemption_points) AS redemption_points FROM %[1]s.f_orders WHERE order_id = ?`},
+		multiIf(has_tier_multiplier = 1, toString(tier_multiplier), known = 1, concat(toString(applied_multiplier), ' (tier policy)'), '') AS multiplier,
+		currency, toString(grand_total) AS grand_total, reservation_id, toString(redemption_points) AS redemption_points
+		FROM (SELECT order_id, accepted_at, customer_id, loyalty_member_id, tier_code, tier_multiplier, has_tier_multiplier, currency,
+		             grand_total, reservation_id, redemption_points FROM %[1]s.f_orders WHERE order_id = ?) AS ord
+		ANY LEFT JOIN (SELECT order_id, multiplier AS applied_multiplier, known FROM %[1]s.v_order_multiplier WHERE order_id = ?) AS applied
+		USING (order_id)`},
 	{"Lines (OMS vs ERP quantities, ERP net billed)", `SELECT order_line_id, toString(ordered_qty) AS ordered, toString(cancelled_qty) AS cancelled,
 		toString(shipped_qty) AS shipped, toString(returned_qty) AS returned, toString(invoiced_qty) AS invoiced,
 		toString(credited_qty) AS credited, toString(erp_net_billed) AS erp_net_billed
@@ -230,7 +236,11 @@ func OrderStory(ctx context.Context, conn driver.Conn, db, orderID string) (*Sto
 	}
 	s := &Story{OrderID: orderID}
 	for _, q := range storyQueries {
-		sec, err := querySection(ctx, conn, q.title, fmt.Sprintf(q.sql, db), orderID)
+		args := make([]any, strings.Count(q.sql, "?")) // every ? is the order id
+		for i := range args {
+			args[i] = orderID
+		}
+		sec, err := querySection(ctx, conn, q.title, fmt.Sprintf(q.sql, db), args...)
 		if err != nil {
 			return nil, err
 		}

@@ -3,8 +3,10 @@ package clickhouse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +126,57 @@ func TestReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "testdata/order_story.golden", story.String())
+}
+
+// TestOrderStoryShowsAppliedMultiplier: an order that states no tier multiplier shows the one the
+// ledger applied (stamped on its point commands), not 0.
+func TestOrderStoryShowsAppliedMultiplier(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	db := testDB(t, conn)
+	fixture(t, conn, db)
+	ctx := context.Background()
+	var orderID, applied string
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT order_id, toString(any(tier_multiplier)) FROM %[1]s.loyalty_commands FINAL
+		WHERE command_type = 'AccrualRequested' AND tier_multiplier != 1 GROUP BY order_id ORDER BY order_id LIMIT 1`, db)).Scan(&orderID, &applied); err != nil {
+		t.Fatalf("the fixture has no member order with a multiplier: %v", err)
+	}
+	// the OrderAccepted of that order, as an upstream that states no multiplier sends it (the
+	// ledger then applies the tier's from its policy, as the commands say)
+	tables, _ := Tables()
+	cols := tables["orders"].Columns
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "version":
+			sel[i] = "version + 1"
+		case "tier_multiplier":
+			sel[i] = "toDecimal32(0, 6)"
+		case "has_tier_multiplier":
+			sel[i] = "toUInt8(0)"
+		default:
+			sel[i] = c
+		}
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s.orders (%[2]s) SELECT %[3]s FROM %[1]s.orders FINAL WHERE order_id = '%[4]s'",
+		db, strings.Join(cols, ", "), strings.Join(sel, ", "), orderID)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OrderStory(ctx, conn, db, orderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := s.Sections[0]
+	col := -1
+	for i, c := range sec.Columns {
+		if c == "multiplier" {
+			col = i
+		}
+	}
+	if col < 0 || len(sec.Rows) != 1 {
+		t.Fatalf("order section: columns %v, %d rows", sec.Columns, len(sec.Rows))
+	}
+	if got := sec.Rows[0][col]; !strings.HasPrefix(got, applied) {
+		t.Fatalf("order %s shows multiplier %q, the ledger applied %s", orderID, got, applied)
+	}
 }
