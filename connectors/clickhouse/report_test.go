@@ -3,8 +3,8 @@ package clickhouse
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -178,5 +178,28 @@ func TestOrderStoryShowsAppliedMultiplier(t *testing.T) {
 	}
 	if got := sec.Rows[0][col]; !strings.HasPrefix(got, applied) {
 		t.Fatalf("order %s shows multiplier %q, the ledger applied %s", orderID, got, applied)
+	}
+}
+
+// TestThreeWayAmountDiffOnlyWhenQuantitiesAgree: C6 names one cause per line. A line shipped
+// but not (fully) invoiced differs in ERP net billed because of the quantity; AMOUNT_DIFF is for
+// lines whose quantities agree and whose money does not (a price difference).
+func TestThreeWayAmountDiffOnlyWhenQuantitiesAgree(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	db := testDB(t, conn)
+	fixture(t, conn, db)
+	ctx := context.Background()
+	var both, qty uint64
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(countIf(has_qty = 1 AND has_amount = 1)), toUInt64(countIf(has_qty = 1)) FROM (
+		SELECT order_id, order_line_id, max(mismatch_code != 'AMOUNT_DIFF') AS has_qty, max(mismatch_code = 'AMOUNT_DIFF') AS has_amount
+		FROM %s.recon_three_way_line GROUP BY order_id, order_line_id)`, db)).Scan(&both, &qty); err != nil {
+		t.Fatal(err)
+	}
+	if qty == 0 {
+		t.Fatal("the fixture has no C6 quantity mismatch")
+	}
+	if both != 0 {
+		t.Fatalf("%d of %d C6 lines with a quantity mismatch are listed again as AMOUNT_DIFF", both, qty)
 	}
 }

@@ -354,8 +354,11 @@ FROM (
                if(invoiced_qty > shipped_qty, 'INVOICED_NOT_SHIPPED', ''),
                if(returned_qty > credited_qty, 'RETURNED_NOT_CREDITED', ''),
                if(credited_qty > returned_qty, 'CREDITED_NOT_RETURNED', ''),
-               -- compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
-               if(value_known = 1 AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
+               -- AMOUNT_DIFF only where the quantities agree: a quantity mismatch already explains
+               -- the money, and one line must not count twice (DOMAIN C6: one cause per line).
+               -- Compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
+               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty
+                      AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
                       (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config),
                   'AMOUNT_DIFF', '')]) AS codes
     FROM (
