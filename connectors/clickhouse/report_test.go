@@ -202,4 +202,39 @@ func TestThreeWayAmountDiffOnlyWhenQuantitiesAgree(t *testing.T) {
 	if both != 0 {
 		t.Fatalf("%d of %d C6 lines with a quantity mismatch are listed again as AMOUNT_DIFF", both, qty)
 	}
+	// a price difference on a line whose quantities agree is AMOUNT_DIFF, once, with the amount
+	var orderID, lineID, doc, item string
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT order_id, order_line_id, any(billing_document_id), any(billing_item) FROM %[1]s.v_live_billing_lines
+		WHERE doc_kind = 'INVOICE' AND (order_id, order_line_id) IN (SELECT order_id, order_line_id FROM %[1]s.v_line_facts
+			WHERE shipped_qty = invoiced_qty AND shipped_qty > 0 AND returned_qty = 0 AND credited_qty = 0)
+		AND (order_id, order_line_id) NOT IN (SELECT order_id, order_line_id FROM %[1]s.recon_three_way_line)
+		GROUP BY order_id, order_line_id HAVING count() = 1 ORDER BY order_id, order_line_id LIMIT 1`, db)).Scan(&orderID, &lineID, &doc, &item); err != nil {
+		t.Fatalf("no cleanly invoiced line in the fixture: %v", err)
+	}
+	tables, _ := Tables()
+	cols := tables["billing_lines"].Columns
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "version":
+			sel[i] = "version + 1"
+		case "net":
+			sel[i] = "net + toDecimal64('5.00', 4)"
+		default:
+			sel[i] = c
+		}
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s.billing_lines (%[2]s) SELECT %[3]s FROM %[1]s.billing_lines FINAL
+		WHERE order_id = '%[4]s' AND billing_document_id = '%[5]s' AND billing_item = '%[6]s'`,
+		db, strings.Join(cols, ", "), strings.Join(sel, ", "), orderID, doc, item)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := NativeSession(conn).Query(ctx, fmt.Sprintf(`SELECT mismatch_code, toString(amount) FROM %s.recon_three_way_line
+		WHERE order_id = '%s' AND order_line_id = '%s'`, db, orderID, lineID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0][0] != "AMOUNT_DIFF" || rows[0][1] != "5.0000" {
+		t.Fatalf("line %s invoiced 5.00 over its value: C6 rows %v, want one AMOUNT_DIFF of 5.0000", lineID, rows)
+	}
 }
