@@ -172,8 +172,8 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 // faultViews: for each fault, the view rows it must cause (at least one of each) and those it
 // may cause as well (contracts.md "Generator faults").
 var faultViews = map[Fault]struct{ must, may []string }{
-	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
-	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
+	FaultMissingErpOrder: {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
+	FaultWrongErpQty:     {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
 	// C6 AMOUNT_DIFF only where quantities agree: a quantity fault never adds it
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
