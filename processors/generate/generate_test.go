@@ -170,11 +170,11 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 }
 
 // faultViews: for each fault, the view rows it must cause (at least one of each) and those it
-// may cause as well (contracts.md "Generator faults").
+// may cause as well (contracts.md "Generator faults"). C6 AMOUNT_DIFF appears only where the
+// quantities agree, so no quantity fault adds it.
 var faultViews = map[Fault]struct{ must, may []string }{
-	FaultMissingErpOrder: {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
-	FaultWrongErpQty:     {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
-	// C6 AMOUNT_DIFF only where quantities agree: a quantity fault never adds it
+	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
+	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
 	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
