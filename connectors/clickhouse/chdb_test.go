@@ -221,10 +221,14 @@ func (e *env) checkCurrentClickHouse(t *testing.T, exp *oracle.Expected) {
 	if err != nil {
 		t.Fatalf("migrate on %s: %v", cur.version, err)
 	}
-	if !res.Features.Has(FeatureLowCardinality) || !res.Features.Has(FeatureDedupToken) {
-		t.Errorf("features on %s: %v, want low_cardinality and dedup_token", cur.version, res.Features.Names())
+	if !res.Features.Has(FeatureLowCardinality) || !res.Features.Has(FeatureDedupToken) || !res.Features.Has(FeatureTableComments) {
+		t.Errorf("features on %s: %v, want dedup_token, low_cardinality and table_comments", cur.version, res.Features.Names())
 	}
 	t.Logf("migrated on %s: %v, features %v", cur.version, res.Applied, res.Features.Names())
+	if c, err := cur.Query(ctx, "SELECT comment FROM system.tables WHERE database = "+quote(e.db)+" AND name = 'orders'"); err != nil ||
+		len(c) != 1 || !strings.Contains(c[0][0], "f_orders") {
+		t.Errorf("orders has no comment naming f_orders on %s: %v %v", cur.version, c, err)
+	}
 
 	// the fact rows, as 18.16 holds them after FINAL
 	tables, err := Tables()

@@ -22,12 +22,16 @@ const (
 	// FeatureDedupToken: tables keep a deduplication window (non_replicated_deduplication_window)
 	// and the server accepts the insert_deduplication_token setting (server ≥ 22.2).
 	FeatureDedupToken = "dedup_token"
+	// FeatureTableComments: raw fact tables carry a comment that points analysts to the f_* views
+	// (server ≥ 21.10).
+	FeatureTableComments = "table_comments"
 )
 
 // featureMinVersion is the first ClickHouse release (major, minor) that has each feature.
 var featureMinVersion = map[string][2]int{
 	FeatureLowCardinality: {20, 1},
 	FeatureDedupToken:     {22, 2},
+	FeatureTableComments:  {21, 10},
 }
 
 // Features is what a database uses of its server. Capabilities reads it back for the sink.

@@ -154,3 +154,43 @@ ALTER TABLE {db}.audit_ledger MODIFY SETTING non_replicated_deduplication_window
 
 -- requires: dedup_token
 ALTER TABLE {db}.dead_letters MODIFY SETTING non_replicated_deduplication_window = 1000;
+
+-- table_comments (server >= 21.10): every raw input fact table says what it holds. Raw input
+-- tables also keep the rows of records that were dead-lettered (the runtime rejected them, or
+-- ClickHouse refused part of them): analysts query the f_* views, which leave those out.
+
+-- requires: table_comments
+ALTER TABLE {db}.orders MODIFY COMMENT 'Raw orders facts, including the rows of dead-lettered records: query {db}.f_orders instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.order_lines MODIFY COMMENT 'Raw order_lines facts, including the rows of dead-lettered records: query {db}.f_order_lines instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.cancellation_lines MODIFY COMMENT 'Raw cancellation_lines facts, including the rows of dead-lettered records: query {db}.f_cancellation_lines instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.shipment_lines MODIFY COMMENT 'Raw shipment_lines facts, including the rows of dead-lettered records: query {db}.f_shipment_lines instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.return_lines MODIFY COMMENT 'Raw return_lines facts, including the rows of dead-lettered records: query {db}.f_return_lines instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.reservation_events MODIFY COMMENT 'Raw reservation_events facts, including the rows of dead-lettered records: query {db}.f_reservation_events instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.loyalty_postings MODIFY COMMENT 'Raw loyalty_postings facts, including the rows of dead-lettered records: query {db}.f_loyalty_postings instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.erp_sales_orders MODIFY COMMENT 'Raw erp_sales_orders facts, including the rows of dead-lettered records: query {db}.f_erp_sales_orders instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.erp_sales_order_items MODIFY COMMENT 'Raw erp_sales_order_items facts, including the rows of dead-lettered records: query {db}.f_erp_sales_order_items instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.billing_documents MODIFY COMMENT 'Raw billing_documents facts, including the rows of dead-lettered records: query {db}.f_billing_documents instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.billing_lines MODIFY COMMENT 'Raw billing_lines facts, including the rows of dead-lettered records: query {db}.f_billing_lines instead';
+
+-- requires: table_comments
+ALTER TABLE {db}.billing_cancellations MODIFY COMMENT 'Raw billing_cancellations facts, including the rows of dead-lettered records: query {db}.f_billing_cancellations instead';
