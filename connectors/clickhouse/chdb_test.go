@@ -324,6 +324,22 @@ func (e *env) checkCurrentClickHouse(t *testing.T, exp *oracle.Expected) {
 		diffRows(t, headline(q), normalizedRows(or), normalizedRows(cr))
 	}
 	t.Logf("%d view, %d report/story/dashboard queries equal on %s and %s", len(vs.names), len(queries), oldVersion, cur.version)
+
+	// dedup_token: a retried INSERT with the same token is acknowledged and not written twice;
+	// another token is another batch (last: it changes the rows compared above)
+	row := httpQuery(t, "SELECT * FROM "+e.db+".orders FINAL ORDER BY order_id LIMIT 1 FORMAT TabSeparated")
+	row = strings.ReplaceAll(row, "0000-00-00 00:00:00", "1970-01-01 00:00:00")
+	for i, token := range []string{"batch-a", "batch-a", "batch-b"} {
+		if err := cur.Exec(ctx, fmt.Sprintf("INSERT INTO %s.orders SETTINGS insert_deduplication_token = %s FORMAT TabSeparated\n%s",
+			e.db, quote(token), row)); err != nil {
+			t.Fatalf("insert #%d with token %s: %v", i+1, token, err)
+		}
+	}
+	id := strings.SplitN(row, "\t", 2)[0]
+	n, err := cur.Query(ctx, fmt.Sprintf("SELECT count() FROM %s.orders WHERE order_id = %s", e.db, quote(id)))
+	if err != nil || len(n) != 1 || n[0][0] != "3" { // the original row, batch-a once, batch-b once
+		t.Errorf("rows of %s after inserts with tokens a, a, b: %v %v, want 3", id, n, err)
+	}
 }
 
 // textQuery runs q on the 18.16 server (over HTTP) or on chDB, both in TabSeparated: the same

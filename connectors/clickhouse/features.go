@@ -216,3 +216,25 @@ func applyViews(ctx context.Context, s Session, db, serverVersion string) (bool,
 	}
 	return true, nil
 }
+
+// InsertDedupToken is the insert_deduplication_token for one batch INSERT of rows into table on a
+// database with FeatureDedupToken: a hash of the table and of every row's source record and row
+// id, in a canonical order. A retried INSERT of the same rows (a timeout after the server wrote
+// them, a restart that re-reads the same offsets) carries the same token and the server
+// acknowledges it without writing the rows again; any other batch has another token.
+// The sink sets it with clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+// "insert_deduplication_token": token})) when Capabilities reports the feature, and never on 18.16.
+func InsertDedupToken(table string, rows []Row) string {
+	keys := make([]string, 0, len(rows))
+	for _, r := range rows {
+		keys = append(keys, fmt.Sprintf("%v\x00%v\x00%v\x00%v", r.Values["src_topic"], r.Values["src_partition"], r.Values["src_offset"], r.Values["row_id"]))
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	h.Write([]byte(table))
+	for _, k := range keys {
+		h.Write([]byte{0})
+		h.Write([]byte(k))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
