@@ -138,7 +138,7 @@ func pipeline(t *testing.T, disturb bool) {
 	if err := e.conn.Exec(context.Background(), "DROP DATABASE "+e.db); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections, 0004_current_server", "up to date"} {
+	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections, 0004_current_server, 0005_facts_by_record", "up to date"} {
 		cmd := exec.Command(bin, "migrate")
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()

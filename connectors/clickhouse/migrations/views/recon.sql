@@ -13,56 +13,73 @@
 
 -- Records the runtime rejected (read back from the DLQ topic): their facts are not part of the
 -- order's story, exactly as the ledger never applied them.
+-- Records the sink dead-lettered because ClickHouse rejected their rows (origin sink-insert)
+-- leave the views too: a record is in the views whole or not at all (0003_sink_rejections).
 CREATE VIEW IF NOT EXISTS {db}.v_rejected_sources AS
-SELECT source_topic, source_partition, source_offset FROM {db}.dead_letters FINAL WHERE origin = 'runtime';
+SELECT source_topic, source_partition, source_offset FROM {db}.dead_letters FINAL
+WHERE origin IN ('runtime', 'sink-insert');
 
+-- f_<table>: per business key, the first record (highest version: 2^63 − offset) that was not
+-- rejected, read from raw_<table>, which keeps every record (0005_facts_by_record.sql).
 CREATE VIEW IF NOT EXISTS {db}.f_orders AS
-SELECT * FROM {db}.orders FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_orders FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_order_lines AS
-SELECT * FROM {db}.order_lines FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_order_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, order_line_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_cancellation_lines AS
-SELECT * FROM {db}.cancellation_lines FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_cancellation_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, cancellation_id, order_line_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_shipment_lines AS
-SELECT * FROM {db}.shipment_lines FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_shipment_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, shipment_id, shipment_line_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_return_lines AS
-SELECT * FROM {db}.return_lines FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_return_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, return_id, return_line_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_reservation_events AS
-SELECT * FROM {db}.reservation_events FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_reservation_events FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY reservation_id, kind;
 
 CREATE VIEW IF NOT EXISTS {db}.f_loyalty_postings AS
-SELECT * FROM {db}.loyalty_postings FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_loyalty_postings FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, kind, entry_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_orders AS
-SELECT * FROM {db}.erp_sales_orders FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_erp_sales_orders FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_order_items AS
-SELECT * FROM {db}.erp_sales_order_items FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_erp_sales_order_items FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id, erp_item;
 
 CREATE VIEW IF NOT EXISTS {db}.f_billing_documents AS
-SELECT * FROM {db}.billing_documents FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_billing_documents FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, billing_document_id;
 
 CREATE VIEW IF NOT EXISTS {db}.f_billing_lines AS
-SELECT * FROM {db}.billing_lines FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_billing_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, billing_document_id, billing_item;
 
 CREATE VIEW IF NOT EXISTS {db}.f_billing_cancellations AS
-SELECT * FROM {db}.billing_cancellations FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+SELECT * FROM {db}.raw_billing_cancellations FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+ORDER BY version DESC LIMIT 1 BY order_id, billing_document_id;
 
 -- Billing lines of documents that no BillingDocumentCancelled cancels.
 CREATE VIEW IF NOT EXISTS {db}.v_live_billing_lines AS
