@@ -268,6 +268,10 @@ func pipeline(t *testing.T, disturb bool) {
 	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.order_state FINAL", e.db)).Scan(&states); err != nil || states == 0 {
 		t.Errorf("order_state is empty (%v): the changelog did not reach ClickHouse", err)
 	}
+	if !disturb {
+		// the facts of the whole pipeline (runtime dead letters included) on current ClickHouse
+		t.Run("current-clickhouse", func(t *testing.T) { e.checkCurrentClickHouse(t, exp) })
+	}
 }
 
 // committedRequestIDs reads the commands topic (read_committed) until it has been idle for 2 s;
