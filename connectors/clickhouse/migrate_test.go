@@ -130,6 +130,14 @@ func TestMigrateTwiceIsNoOp(t *testing.T) {
 	if n != uint64(len(ms)) {
 		t.Fatalf("schema_migrations has %d rows, want %d", n, len(ms))
 	}
+	// the features were decided once, all off on 18.16, and the sink can read them back
+	caps, err := Capabilities(ctx, conn, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(caps.ServerVersion, "18.16") || len(caps.Names()) != 0 || len(caps.Enabled) != len(featureMinVersion) {
+		t.Fatalf("capabilities on 18.16: %+v", caps)
+	}
 	// every view can be queried on empty tables
 	for _, v := range Views {
 		rows, err := conn.Query(ctx, "SELECT * FROM "+db+"."+v.Name)
