@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test test-unit test-helm demo eos chaos bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up down status test chdb test-unit test-helm demo eos chaos bench bench-runtime bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -38,8 +38,14 @@ test-helm:
 # The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
 # One package at a time (-p 1): the end-to-end packages each run processes against the same
 # broker and server, and on two cores running them side by side only adds timing noise.
-test: build up test-helm
-	RETAILFLOW_E2E=1 $(GO) test -p 1 -count=1 -timeout 20m ./...
+# chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
+# engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
+# on both.
+test: build up test-helm chdb
+	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m ./...
+
+chdb:
+	infra/chdb.sh install
 
 # Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
@@ -67,4 +73,4 @@ demo: build up
 	infra/demo.sh
 
 clean:
-	rm -rf bin .run
+	rm -rf bin .run .venv-chdb

@@ -1,5 +1,5 @@
 // Command sink benchmarks the ClickHouse sink (connectors/clickhouse) on the real broker
-// (localhost:9092) and ClickHouse server (127.0.0.1:9000) and prints a Markdown section for
+// (RETAILFLOW_KAFKA_BROKERS, default localhost:9092) and ClickHouse server (RETAILFLOW_CLICKHOUSE_ADDR, default 127.0.0.1:9000) and prints a Markdown section for
 // bench/RESULTS.md:
 //
 //   - throughput: N generated orders (all five input topics, with faults) and the loyalty
@@ -62,7 +62,7 @@ func main() {
 	}
 	db := "bench_sink_" + suffix
 	group := "bench-sink-" + suffix
-	cl, err := kgo.NewClient(kgo.SeedBrokers("localhost:9092"), kgo.ProducerLinger(5*time.Millisecond))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(envOr("RETAILFLOW_KAFKA_BROKERS", "localhost:9092"), ",")...), kgo.ProducerLinger(5*time.Millisecond))
 	must(err)
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -77,7 +77,7 @@ func main() {
 	}
 	serde, err := schemas.NewSerde(ctx, schemas.WithPhysicalTopics(names))
 	must(err)
-	conn, err := chsink.Open(ctx, chsink.Conn{Addr: "127.0.0.1:9000", Database: db, Username: "default"})
+	conn, err := chsink.Open(ctx, chsink.Conn{Addr: envOr("RETAILFLOW_CLICKHOUSE_ADDR", "127.0.0.1:9000"), Database: db, Username: "default"})
 	must(err)
 	defer conn.Close()
 	_, err = chsink.Migrate(ctx, conn, db, chsink.ReconSettings{Grace: 15 * time.Minute, ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour,
@@ -134,7 +134,7 @@ func main() {
 	reg := prometheus.NewRegistry()
 	metrics, err := ops.NewSinkMetrics(reg)
 	must(err)
-	s, err := chsink.NewSink(chsink.SinkOptions{Kafka: []kgo.Opt{kgo.SeedBrokers("localhost:9092")}, Group: group, Topics: names,
+	s, err := chsink.NewSink(chsink.SinkOptions{Kafka: []kgo.Opt{kgo.SeedBrokers(strings.Split(envOr("RETAILFLOW_KAFKA_BROKERS", "localhost:9092"), ",")...)}, Group: group, Topics: names,
 		Serde: serde, Conn: conn, Database: db, Changelog: true, BatchRows: *batchRows, BatchTimeout: *batchTimeout,
 		MaxRetryWait: 5 * time.Second, Metrics: metrics})
 	must(err)
@@ -304,4 +304,13 @@ func must(err error) {
 		log.Print(err)
 		os.Exit(1)
 	}
+}
+
+// envOr is the service address from the environment the tests use (private service pairs), or
+// the local default.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

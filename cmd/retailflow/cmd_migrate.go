@@ -62,12 +62,20 @@ func newMigrateCmd(app *App) *cobra.Command {
 				// name who tried where: a read-only or mistyped user is the usual cause
 				return fmt.Errorf("migrate %s as user %s on %s: %w", c.ClickHouse.Database, c.ClickHouse.Username, c.ClickHouse.Addr, err)
 			}
+			feats := "none"
+			if n := res.Features.Names(); len(n) > 0 {
+				feats = strings.Join(n, ", ")
+			}
+			fmt.Fprintf(app.Stdout, "clickhouse %s on %s: features enabled: %s\n", res.ServerVersion, c.ClickHouse.Addr, feats)
 			switch {
 			case res.AlreadyLatest:
 				fmt.Fprintf(app.Stdout, "database %s is up to date (nothing applied)\n", c.ClickHouse.Database)
 			default:
 				if len(res.Applied) > 0 {
 					fmt.Fprintf(app.Stdout, "database %s: applied %s in %s\n", c.ClickHouse.Database, strings.Join(res.Applied, ", "), time.Since(start).Round(time.Millisecond))
+				}
+				if res.ViewsUpdated {
+					fmt.Fprintf(app.Stdout, "database %s: views (re)created\n", c.ClickHouse.Database)
 				}
 				if res.ReconUpdated {
 					fmt.Fprintf(app.Stdout, "database %s: recon settings stored (grace %s, amount tolerance %s)\n", c.ClickHouse.Database, c.Recon.Grace, tol)

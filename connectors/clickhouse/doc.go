@@ -6,10 +6,14 @@
 // # Files
 //
 //	conn.go        Conn (address, database, credentials), Open (pings), Connect (lazy: the sink)
-//	migrate.go     Migrations, Migrate (schema_migrations bookkeeping by batch INSERT, checksums),
-//	               DDL (testdata/ddl.golden), ReconSettings → recon_config
-//	migrations/    0001 fact tables; 0002 helper and reconciliation views C1–C6; 0003 records
-//	               ClickHouse rejected leave the views. Never edit an applied migration.
+//	migrate.go     Migrations, Migrate/MigrateSession (schema_migrations bookkeeping, checksums,
+//	               retired checksums), Session, DDL (testdata/ddl.golden), ReconSettings → recon_config
+//	features.go    Features decided from version() (-- requires: statements), Capabilities,
+//	               InsertDedupToken; the views file re-created when it changes (applyViews)
+//	migrations/    0001 fact tables; 0002 retired (empty); 0003 records ClickHouse rejected leave
+//	               the views; 0004 current-server features; 0005 raw_<table> per record.
+//	               views/recon.sql: every view (f_*, v_*, recon_* C1–C6). Never edit an applied
+//	               numbered migration; edit the views file freely.
 //	tables.go      Table (insert column lists parsed from the DDL), Row
 //	rows.go        record → rows; versions; NetValueByQty (HALF_EVEN, DOMAIN.md B.3)
 //	sink.go        Sink: consume → map → batch → INSERT → commit; pause/back-off; DLQ
@@ -46,9 +50,11 @@
 //
 // # ClickHouse 18.16 with clickhouse-go v2.51
 //
-// INSERT only as a prepared batch with an explicit column list (Exec("INSERT … VALUES") hangs);
-// one JOIN per SELECT (views nest); no DateTime64, Map, CODEC, TTL, LowCardinality or
-// roundBankers; a Decimal cannot be compared with a Decimal scalar subquery; and UNION ALL
+// INSERT only as a prepared batch with an explicit column list, or INSERT … SELECT through Exec
+// (Exec("INSERT … VALUES") hangs); one JOIN per SELECT (views nest), and every joined subquery
+// aliased (the analyzer of current servers requires it; chdb_test checks both engines); no
+// DateTime64, Map, CODEC, TTL or roundBankers, and LowCardinality only where Migrate found a
+// server that has it; a Decimal cannot be compared with a Decimal scalar subquery; and UNION ALL
 // prunes unused columns by name, so every branch must alias every column alike or values shift
 // silently between columns.
 package clickhouse

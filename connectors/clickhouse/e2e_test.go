@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -178,26 +179,32 @@ func (e *env) caughtUp(t *testing.T, timeout time.Duration) {
 // viewRows reads every reconciliation view as oracle rows (keys, code, points/amount).
 func (e *env) viewRows(t *testing.T) map[string][]oracle.ViewRow {
 	t.Helper()
+	return viewRowsFrom(t, NativeSession(e.conn), e.db)
+}
+
+// viewRowsFrom reads every reconciliation view of db through s (18.16 or chDB) as oracle rows.
+func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRow {
+	t.Helper()
 	ctx := context.Background()
 	out := map[string][]oracle.ViewRow{}
 	q := map[string]string{
-		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
-		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_shipments_not_invoiced",
-		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
-		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
-		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_three_way_line",
+		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, '0', toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
+		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, '0', toString(amount) FROM %s.recon_shipments_not_invoiced",
+		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
+		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
+		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, '0', toString(amount) FROM %s.recon_three_way_line",
 	}
 	for _, v := range oracle.Views {
-		rows, err := e.conn.Query(ctx, fmt.Sprintf(q[v], e.db))
+		rows, err := s.Query(ctx, fmt.Sprintf(q[v], db))
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)
 		}
-		for rows.Next() {
-			var k1, k2, code, amt string
-			var pts int64
-			if err := rows.Scan(&k1, &k2, &code, &pts, &amt); err != nil {
-				t.Fatal(err)
+		for _, row := range rows {
+			k1, k2, code, amt := row[0], row[1], row[2], row[4]
+			pts, err := strconv.ParseInt(row[3], 10, 64)
+			if err != nil {
+				t.Fatalf("%s points %q: %v", v, row[3], err)
 			}
 			r := oracle.ViewRow{View: v, MismatchCode: code, Points: pts, Amount: decimal.RequireFromString(amt)}
 			switch v {
@@ -212,7 +219,6 @@ func (e *env) viewRows(t *testing.T) map[string][]oracle.ViewRow {
 			}
 			out[v] = append(out[v], r)
 		}
-		rows.Close()
 	}
 	return out
 }
@@ -371,4 +377,5 @@ func TestSinkViewsMatchOracle(t *testing.T) {
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
 	e.noDuplicates(t)
+	t.Run("current-clickhouse", func(t *testing.T) { e.checkCurrentClickHouse(t, exp) })
 }

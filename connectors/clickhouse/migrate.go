@@ -16,7 +16,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/views/*.sql
 var migrationFS embed.FS
 
 // Migration is one versioned, embedded SQL file (migrations/NNNN_name.sql). Its statements end
@@ -54,6 +54,9 @@ func Migrations() ([]Migration, error) {
 	var out []Migration
 	seen := map[int]string{}
 	for _, e := range entries {
+		if e.IsDir() { // views/: applied by applyViews, not a numbered migration
+			continue
+		}
 		name := strings.TrimSuffix(e.Name(), ".sql")
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
@@ -72,7 +75,7 @@ func Migrations() ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: name, Checksum: hex.EncodeToString(sum[:]), body: string(b)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out, nil
+	return out, checkFeatureNames(out)
 }
 
 // DDL renders every statement Migrate runs for database db, bookkeeping first: what reviewers
@@ -92,6 +95,14 @@ func DDL(db string) (string, error) {
 			b.WriteString(s + ";\n\n")
 		}
 	}
+	vs, err := loadViews()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "-- views (%s, re-created whenever it changes)\n", viewsFile)
+	for _, s := range vs.statements(db) {
+		b.WriteString(s + ";\n\n")
+	}
 	return b.String(), nil
 }
 
@@ -100,6 +111,12 @@ func bootstrapStatements(db string) []string {
 		"CREATE DATABASE IF NOT EXISTS " + db,
 		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, checksum String, " +
 			"applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY (version)",
+		// per feature of a current server, whether this database uses it (decided once, see features.go)
+		"CREATE TABLE IF NOT EXISTS " + db + ".schema_features (feature String, enabled UInt8, server_version String, " +
+			"decided_at DateTime) ENGINE = ReplacingMergeTree ORDER BY (feature)",
+		// the checksum of the view definitions last created (migrations/views/recon.sql)
+		"CREATE TABLE IF NOT EXISTS " + db + ".schema_views (name String, checksum String, server_version String, " +
+			"applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY (name)",
 	}
 }
 
@@ -143,42 +160,55 @@ func headline(sql string) string {
 
 // MigrateResult reports what Migrate did.
 type MigrateResult struct {
+	ServerVersion string   // version() of the server migrated
+	Features      Features // what the database uses, as recorded in schema_features
 	Applied       []string // names of the migrations applied by this run
+	ViewsUpdated  bool     // the views were (re)created from migrations/views/recon.sql
 	ReconUpdated  bool     // recon_config was (re)written
 	AlreadyLatest bool     // nothing to do
 }
 
 // Migrate creates database db if needed and applies, in order, every embedded migration not yet
-// recorded in db.schema_migrations, recording each one (batch INSERT with a column list: the only
-// insert form that works on 18.16 with clickhouse-go v2.51) after all its statements succeeded.
-// Running it twice is a no-op. A recorded migration whose file changed is an error.
+// recorded in db.schema_migrations, recording each one after all its statements succeeded; then
+// it (re)creates the views when their definitions changed (see applyViews) and stores recon.
+// Running it twice is a no-op. A recorded migration whose file changed is an error, except a
+// retired one (retiredChecksums).
 func Migrate(ctx context.Context, conn driver.Conn, db string, recon ReconSettings) (MigrateResult, error) {
+	return MigrateSession(ctx, NativeSession(conn), db, recon)
+}
+
+// MigrateSession is Migrate over any Session (the tests run it against the embedded current
+// ClickHouse of chDB as well as the 18.16 server).
+func MigrateSession(ctx context.Context, s Session, db string, recon ReconSettings) (MigrateResult, error) {
 	var res MigrateResult
 	if !dbNameRE.MatchString(db) {
 		return res, fmt.Errorf("clickhouse: database name %q must match %s", db, dbNameRE)
 	}
-	for i, s := range bootstrapStatements(db) {
-		if err := conn.Exec(ctx, s); err != nil {
-			return res, &MigrationError{Migration: "bootstrap", Statement: i + 1, SQL: s, Err: err}
+	v, err := s.Query(ctx, "SELECT version()")
+	if err != nil || len(v) != 1 || len(v[0]) != 1 {
+		return res, fmt.Errorf("reading the server version: %v", err)
+	}
+	res.ServerVersion = v[0][0]
+	offered, err := DecideFeatures(res.ServerVersion)
+	if err != nil {
+		return res, err
+	}
+	for i, st := range bootstrapStatements(db) {
+		if err := s.Exec(ctx, st); err != nil {
+			return res, &MigrationError{Migration: "bootstrap", Statement: i + 1, SQL: st, Err: err}
 		}
 	}
 	applied := map[int]string{}
-	rows, err := conn.Query(ctx, "SELECT version, checksum FROM "+db+".schema_migrations FINAL")
+	rows, err := s.Query(ctx, "SELECT toString(version), checksum FROM "+db+".schema_migrations FINAL")
 	if err != nil {
 		return res, fmt.Errorf("reading %s.schema_migrations: %w", db, err)
 	}
-	for rows.Next() {
-		var v uint32
-		var sum string
-		if err := rows.Scan(&v, &sum); err != nil {
-			rows.Close()
-			return res, fmt.Errorf("reading %s.schema_migrations: %w", db, err)
+	for _, r := range rows {
+		n, err := strconv.Atoi(r[0])
+		if err != nil {
+			return res, fmt.Errorf("reading %s.schema_migrations: version %q", db, r[0])
 		}
-		applied[int(v)] = sum
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return res, fmt.Errorf("reading %s.schema_migrations: %w", db, err)
+		applied[n] = r[1]
 	}
 	ms, err := Migrations()
 	if err != nil {
@@ -186,65 +216,129 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, recon ReconSettin
 	}
 	for _, m := range ms {
 		if sum, ok := applied[m.Version]; ok {
-			if sum != m.Checksum {
+			if sum != m.Checksum && !contains(retiredChecksums[m.Version], sum) {
 				return res, fmt.Errorf("migration %s was applied with checksum %s but the embedded file now has %s: "+
 					"never edit an applied migration, add a new one", m.Name, sum[:12], m.Checksum[:12])
 			}
 			continue
 		}
-		for i, s := range m.Statements(db) {
-			if err := conn.Exec(ctx, s); err != nil {
-				return res, &MigrationError{Migration: m.Name, Statement: i + 1, SQL: s, Err: err}
+		for i, st := range m.statementsFor(db, offered) {
+			if err := s.Exec(ctx, st); err != nil {
+				return res, &MigrationError{Migration: m.Name, Statement: i + 1, SQL: st, Err: err}
 			}
 		}
-		b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".schema_migrations (version, name, checksum, applied_at)")
-		if err != nil {
-			return res, fmt.Errorf("recording migration %s: %w", m.Name, err)
+		// features are decided once, by the server that applies the statements that use them
+		for _, f := range m.requires() {
+			if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_features (feature, enabled, server_version, decided_at) "+
+				"SELECT %s, %d, %s, now()", db, quote(f), boolInt(offered.Has(f)), quote(res.ServerVersion))); err != nil {
+				return res, fmt.Errorf("recording feature %s: %w", f, err)
+			}
 		}
-		if err := b.Append(uint32(m.Version), m.Name, m.Checksum, time.Now()); err != nil {
-			return res, fmt.Errorf("recording migration %s: %w", m.Name, err)
-		}
-		if err := b.Send(); err != nil {
+		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, applied_at) SELECT %d, %s, %s, now()",
+			db, m.Version, quote(m.Name), quote(m.Checksum))); err != nil {
 			return res, fmt.Errorf("recording migration %s: %w", m.Name, err)
 		}
 		res.Applied = append(res.Applied, m.Name)
 	}
-	updated, err := storeRecon(ctx, conn, db, recon)
+	if res.ViewsUpdated, err = applyViews(ctx, s, db, res.ServerVersion); err != nil {
+		return res, err
+	}
+	if res.Features, err = readFeatures(ctx, s, db); err != nil {
+		return res, err
+	}
+	res.Features.ServerVersion = res.ServerVersion
+	updated, err := storeRecon(ctx, s, db, recon)
 	if err != nil {
 		return res, err
 	}
 	res.ReconUpdated = updated
-	res.AlreadyLatest = len(res.Applied) == 0 && !updated
+	res.AlreadyLatest = len(res.Applied) == 0 && !updated && !res.ViewsUpdated
 	return res, nil
 }
 
-func storeRecon(ctx context.Context, conn driver.Conn, db string, r ReconSettings) (bool, error) {
+// retiredChecksums are checksums an installed database may have recorded for a migration whose
+// file was later emptied because its objects moved elsewhere: 0002_views.sql created the views
+// until they moved to migrations/views/recon.sql, which applyViews re-creates whenever it changes
+// (the old definitions fail on ClickHouse ≥ 24.3). Only a migration that created views, never
+// tables, may be retired: nothing it made holds data.
+var retiredChecksums = map[int][]string{
+	2: {"f63619404fbe3c9210e3308e98baa73956d10c2f5472060104dddfe18e5c08b9"},
+}
+
+func storeRecon(ctx context.Context, s Session, db string, r ReconSettings) (bool, error) {
 	want := []int64{int64(r.Grace.Seconds()), int64(r.ErpSLA.Seconds()), int64(r.InvoiceSLA.Seconds()),
 		int64(r.RedemptionSLA.Seconds()), int64(r.ReturnSLA.Seconds()), int64(r.AccrualSLA.Seconds()), int64(r.ThreeWaySLA.Seconds())}
 	tol := r.AmountTolerance.Round(4)
-	var have [7]int64
-	var haveTol decimal.Decimal
-	var n uint64
-	err := conn.QueryRow(ctx, "SELECT count(), argMax(grace_s, version), argMax(erp_sla_s, version), argMax(invoice_sla_s, version), "+
-		"argMax(redemption_sla_s, version), argMax(return_sla_s, version), argMax(accrual_sla_s, version), "+
-		"argMax(three_way_sla_s, version), argMax(amount_tolerance, version) FROM "+db+".recon_config").
-		Scan(&n, &have[0], &have[1], &have[2], &have[3], &have[4], &have[5], &have[6], &haveTol)
-	if err != nil {
-		return false, fmt.Errorf("reading %s.recon_config: %w", db, err)
+	rows, err := s.Query(ctx, "SELECT toString(count()), toString(argMax(grace_s, version)), toString(argMax(erp_sla_s, version)), "+
+		"toString(argMax(invoice_sla_s, version)), toString(argMax(redemption_sla_s, version)), toString(argMax(return_sla_s, version)), "+
+		"toString(argMax(accrual_sla_s, version)), toString(argMax(three_way_sla_s, version)), toString(argMax(amount_tolerance, version)) FROM "+db+".recon_config")
+	if err != nil || len(rows) != 1 || len(rows[0]) != 9 {
+		return false, fmt.Errorf("reading %s.recon_config: %v", db, err)
 	}
-	if n > 0 && haveTol.Equal(tol) && have == [7]int64(want) {
-		return false, nil
+	if rows[0][0] != "0" {
+		same := true
+		for i, w := range want {
+			same = same && rows[0][i+1] == strconv.FormatInt(w, 10)
+		}
+		if have, err := decimal.NewFromString(rows[0][8]); same && err == nil && have.Equal(tol) {
+			return false, nil
+		}
 	}
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".recon_config (id, version, grace_s, erp_sla_s, invoice_sla_s, "+
-		"redemption_sla_s, return_sla_s, accrual_sla_s, three_way_sla_s, amount_tolerance)")
-	if err != nil {
-		return false, fmt.Errorf("writing %s.recon_config: %w", db, err)
+	vals := make([]string, len(want))
+	for i, w := range want {
+		vals[i] = strconv.FormatInt(w, 10)
 	}
-	if err := b.Append(uint8(1), uint64(time.Now().UnixNano()), want[0], want[1], want[2], want[3], want[4], want[5], want[6], tol); err != nil {
-		return false, fmt.Errorf("writing %s.recon_config: %w", db, err)
-	}
-	if err := b.Send(); err != nil {
+	if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.recon_config (id, version, grace_s, erp_sla_s, invoice_sla_s, "+
+		"redemption_sla_s, return_sla_s, accrual_sla_s, three_way_sla_s, amount_tolerance) SELECT 1, %d, %s, toDecimal64(%s, 4)",
+		db, time.Now().UnixNano(), strings.Join(vals, ", "), quote(tol.StringFixed(4)))); err != nil {
 		return false, fmt.Errorf("writing %s.recon_config: %w", db, err)
 	}
 	return true, nil
+}
+
+// Session is what Migrate needs of a server: run a statement, read a result as text (callers
+// select String columns only).
+type Session interface {
+	Exec(ctx context.Context, sql string) error
+	Query(ctx context.Context, sql string) ([][]string, error)
+}
+
+// NativeSession is a Session over a clickhouse-go connection.
+func NativeSession(conn driver.Conn) Session { return nativeSession{conn} }
+
+type nativeSession struct{ conn driver.Conn }
+
+func (n nativeSession) Exec(ctx context.Context, sql string) error { return n.conn.Exec(ctx, sql) }
+
+func (n nativeSession) Query(ctx context.Context, sql string) ([][]string, error) {
+	rows, err := n.conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][]string
+	for rows.Next() {
+		vals := make([]string, len(rows.Columns()))
+		dest := make([]any, len(vals))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		out = append(out, vals)
+	}
+	return out, rows.Err()
+}
+
+// quote is a ClickHouse string literal.
+func quote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,9 +3,11 @@ package clickhouse
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -128,6 +130,14 @@ func TestMigrateTwiceIsNoOp(t *testing.T) {
 	if n != uint64(len(ms)) {
 		t.Fatalf("schema_migrations has %d rows, want %d", n, len(ms))
 	}
+	// the features were decided once, all off on 18.16, and the sink can read them back
+	caps, err := Capabilities(ctx, conn, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(caps.ServerVersion, "18.16") || len(caps.Names()) != 0 || len(caps.Enabled) != len(featureMinVersion) {
+		t.Fatalf("capabilities on 18.16: %+v", caps)
+	}
 	// every view can be queried on empty tables
 	for _, v := range Views {
 		rows, err := conn.Query(ctx, "SELECT * FROM "+db+"."+v.Name)
@@ -150,7 +160,7 @@ func TestMigrateReportsFailingStatement(t *testing.T) {
 	ctx := context.Background()
 	db := "rf_test_" + randomID()
 	t.Cleanup(func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db) })
-	// an orders table that is not ours: 0001 skips it (IF NOT EXISTS), the views of 0002 fail on it
+	// an orders table that is not ours: 0001 skips it (IF NOT EXISTS), 0005 fails on it
 	for _, s := range []string{"CREATE DATABASE " + db, "CREATE TABLE " + db + ".orders (order_id String) ENGINE = Memory"} {
 		if err := conn.Exec(ctx, s); err != nil {
 			t.Fatal(err)
@@ -161,12 +171,85 @@ func TestMigrateReportsFailingStatement(t *testing.T) {
 	if !errors.As(err, &me) {
 		t.Fatalf("want a MigrationError, got %v", err)
 	}
-	if me.Migration != "0002_views" || !strings.Contains(err.Error(), "statement ") || !strings.Contains(err.Error(), "CREATE VIEW") {
+	if me.Migration != "0005_facts_by_record" || !strings.Contains(err.Error(), "statement 1 ") || !strings.Contains(err.Error(), "raw_orders") {
 		t.Fatalf("error does not say which statement failed: %v", err)
 	}
 	t.Logf("as reported: %v", err)
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_migrations WHERE version = 2").Scan(&n); err != nil || n != 0 {
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_migrations WHERE version = 5").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("failed migration recorded: n=%d err=%v", n, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".schema_views").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("views recorded after a failed migration: n=%d err=%v", n, err)
+	}
+}
+
+// TestMigrateUpgradesReleasedViews: a database migrated by the release whose 0002_views.sql
+// created the views (the definitions current ClickHouse rejects) upgrades: its recorded checksum
+// is accepted, the views are re-created from migrations/views/recon.sql, and they answer.
+func TestMigrateUpgradesReleasedViews(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	ctx := context.Background()
+	db := "rf_test_" + randomID()
+	t.Cleanup(func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db) })
+	released, err := os.ReadFile("testdata/0002_views_as_released.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(released)
+	if !contains(retiredChecksums[2], hex.EncodeToString(sum[:])) {
+		t.Fatal("testdata/0002_views_as_released.sql is not the released file")
+	}
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NativeSession(conn)
+	for _, st := range bootstrapStatements(db)[:2] { // the release had schema_migrations only
+		if err := s.Exec(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ms[:3] {
+		if m.Version == 2 {
+			m = Migration{Version: 2, Name: m.Name, Checksum: hex.EncodeToString(sum[:]), body: string(released)}
+		}
+		for _, st := range m.Statements(db) {
+			if err := s.Exec(ctx, st); err != nil {
+				t.Fatalf("%s: %v", m.Name, err)
+			}
+		}
+		if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, applied_at) SELECT %d, %s, %s, now()",
+			db, m.Version, quote(m.Name), quote(m.Checksum))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Migrate(ctx, conn, db, testRecon())
+	if err != nil {
+		t.Fatalf("upgrade of a released database: %v", err)
+	}
+	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record" {
+		t.Fatalf("upgrade did %+v, want 0004 and 0005 applied and the views re-created", res)
+	}
+	vs, _ := loadViews()
+	for _, v := range vs.names {
+		rows, err := s.Query(ctx, "SELECT toString(count()) FROM "+db+"."+v)
+		if err != nil {
+			t.Fatalf("view %s after the upgrade: %v", v, err)
+		}
+		_ = rows
+	}
+	// the recorded view definitions are the current file's, so a second run does nothing
+	if res, err := Migrate(ctx, conn, db, testRecon()); err != nil || !res.AlreadyLatest {
+		t.Fatalf("second migrate after the upgrade: %+v %v", res, err)
+	}
+	// an edited (not retired) migration is still refused
+	if err := s.Exec(ctx, fmt.Sprintf("INSERT INTO %s.schema_migrations (version, name, checksum, applied_at) SELECT 3, '0003_sink_rejections', %s, now()",
+		db, quote(strings.Repeat("ab", 32)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, conn, db, testRecon()); err == nil || !strings.Contains(err.Error(), "never edit an applied migration") {
+		t.Fatalf("a changed migration was accepted: %v", err)
 	}
 }

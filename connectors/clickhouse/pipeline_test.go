@@ -138,12 +138,13 @@ func pipeline(t *testing.T, disturb bool) {
 	if err := e.conn.Exec(context.Background(), "DROP DATABASE "+e.db); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections", "up to date"} {
+	for i, want := range []string{"applied 0001_facts, 0002_views, 0003_sink_rejections, 0004_current_server, 0005_facts_by_record", "up to date"} {
 		cmd := exec.Command(bin, "migrate")
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), want) {
-			t.Fatalf("migrate #%d: want %q, got %v: %s", i+1, want, err, out)
+		if err != nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), "clickhouse 18.16") ||
+			!strings.Contains(string(out), "features enabled: none") {
+			t.Fatalf("migrate #%d: want %q, the server version and its features, got %v: %s", i+1, want, err, out)
 		}
 	}
 
@@ -266,6 +267,10 @@ func pipeline(t *testing.T, disturb bool) {
 	}
 	if err := e.conn.QueryRow(context.Background(), fmt.Sprintf("SELECT count() FROM %s.order_state FINAL", e.db)).Scan(&states); err != nil || states == 0 {
 		t.Errorf("order_state is empty (%v): the changelog did not reach ClickHouse", err)
+	}
+	if !disturb {
+		// the facts of the whole pipeline (runtime dead letters included) on current ClickHouse
+		t.Run("current-clickhouse", func(t *testing.T) { e.checkCurrentClickHouse(t, exp) })
 	}
 }
 

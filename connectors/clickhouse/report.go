@@ -48,6 +48,26 @@ type ItemRow struct {
 	SLABreached  bool              `json:"sla_breached"`
 }
 
+// reportSQL is the report's two queries of view v: rows by code and bucket, and the oldest rows.
+func reportSQL(db string, v View, top int) (buckets, oldest string) {
+	cols := append(append([]string{}, v.Keys...), v.Measure...)
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		sel[i] = "toString(" + c + ")"
+	}
+	buckets = fmt.Sprintf(`SELECT mismatch_code, age_bucket, count(), toUInt64(sum(sla_breached))
+			FROM %s.%s GROUP BY mismatch_code, age_bucket ORDER BY mismatch_code, age_bucket`, db, v.Name)
+	oldest = fmt.Sprintf(`SELECT %s, mismatch_code, business_time, age_hours, age_bucket, sla_breached
+			FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`, strings.Join(sel, ", "), db, v.Name, strings.Join(v.Keys, ", "), top)
+	return buckets, oldest
+}
+
+// storyViewSQL is the story's query of the open rows of view v for one order (bound as ?).
+func storyViewSQL(db string, v View) string {
+	return fmt.Sprintf(`SELECT '%s', mismatch_code, concat(%s), toString(business_time), age_bucket
+			FROM %s.%s WHERE order_id = ? ORDER BY mismatch_code, %s`, v.ID, keyConcat(v.Keys), db, v.Name, strings.Join(v.Keys, ", "))
+}
+
 // BuildReport queries every reconciliation view of db. top bounds the oldest rows per view.
 func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Report, error) {
 	if !dbNameRE.MatchString(db) {
@@ -56,8 +76,8 @@ func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Re
 	r := &Report{Database: db}
 	for _, v := range Views {
 		vr := ViewReport{ID: v.ID, Name: v.Name, Title: v.Title}
-		rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT mismatch_code, age_bucket, count(), toUInt64(sum(sla_breached))
-			FROM %s.%s GROUP BY mismatch_code, age_bucket ORDER BY mismatch_code, age_bucket`, db, v.Name))
+		bucketsSQL, oldestSQL := reportSQL(db, v, top)
+		rows, err := conn.Query(ctx, bucketsSQL)
 		if err != nil {
 			return nil, fmt.Errorf("report %s: %w", v.Name, err)
 		}
@@ -72,13 +92,7 @@ func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Re
 		}
 		rows.Close()
 		cols := append(append([]string{}, v.Keys...), v.Measure...)
-		sel := make([]string, len(cols))
-		for i, c := range cols {
-			sel[i] = "toString(" + c + ")"
-		}
-		orderBy := strings.Join(v.Keys, ", ")
-		rows, err = conn.Query(ctx, fmt.Sprintf(`SELECT %s, mismatch_code, business_time, age_hours, age_bucket, sla_breached
-			FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`, strings.Join(sel, ", "), db, v.Name, orderBy, top))
+		rows, err = conn.Query(ctx, oldestSQL)
 		if err != nil {
 			return nil, fmt.Errorf("report %s: %w", v.Name, err)
 		}
@@ -181,9 +195,15 @@ type Story struct {
 
 // storyQueries are the sections of a story; %[1]s is the database, the order id is bound as ?.
 var storyQueries = []struct{ title, sql string }{
+	// multiplier: the one the ledger applied — the order's own, else the tier's from the policy as
+	// stamped on the order's point commands (v_order_multiplier); empty while neither is known
 	{"Order", `SELECT order_id, toString(accepted_at) AS accepted_at, customer_id, loyalty_member_id AS member, tier_code AS tier,
-		toString(tier_multiplier) AS multiplier, currency, toString(grand_total) AS grand_total, reservation_id,
-		toString(redemption_points) AS redemption_points FROM %[1]s.f_orders WHERE order_id = ?`},
+		multiIf(has_tier_multiplier = 1, toString(tier_multiplier), known = 1, concat(toString(applied_multiplier), ' (tier policy)'), '') AS multiplier,
+		currency, toString(grand_total) AS grand_total, reservation_id, toString(redemption_points) AS redemption_points
+		FROM (SELECT order_id, accepted_at, customer_id, loyalty_member_id, tier_code, tier_multiplier, has_tier_multiplier, currency,
+		             grand_total, reservation_id, redemption_points FROM %[1]s.f_orders WHERE order_id = ?) AS ord
+		ANY LEFT JOIN (SELECT order_id, multiplier AS applied_multiplier, known FROM %[1]s.v_order_multiplier WHERE order_id = ?) AS applied
+		USING (order_id)`},
 	{"Lines (OMS vs ERP quantities, ERP net billed)", `SELECT order_line_id, toString(ordered_qty) AS ordered, toString(cancelled_qty) AS cancelled,
 		toString(shipped_qty) AS shipped, toString(returned_qty) AS returned, toString(invoiced_qty) AS invoiced,
 		toString(credited_qty) AS credited, toString(erp_net_billed) AS erp_net_billed
@@ -198,8 +218,8 @@ var storyQueries = []struct{ title, sql string }{
 		FROM %[1]s.f_billing_documents WHERE order_id = ? ORDER BY billing_date, billing_document_id`},
 	{"Points requested vs posted", `SELECT toString(requested_at) AS at, command_type, request_id, source_ref_id, toString(points) AS requested,
 		toString(answered) AS posted, toString(entitled_points) AS entitled_after
-		FROM (SELECT requested_at, command_type, request_id, source_ref_id, points, entitled_points FROM %[1]s.loyalty_commands FINAL WHERE order_id = ?)
-		ANY LEFT JOIN (SELECT request_id, toInt64(sum(points)) AS answered FROM %[1]s.f_loyalty_postings WHERE request_id != '' GROUP BY request_id)
+		FROM (SELECT requested_at, command_type, request_id, source_ref_id, points, entitled_points FROM %[1]s.loyalty_commands FINAL WHERE order_id = ?) AS cmd
+		ANY LEFT JOIN (SELECT request_id, toInt64(sum(points)) AS answered FROM %[1]s.f_loyalty_postings WHERE request_id != '' GROUP BY request_id) AS posted
 		USING (request_id) ORDER BY requested_at, request_id`},
 	{"Audit trail (every point and money movement, and why)", `SELECT toString(business_time) AS at, movement_kind AS movement,
 		toString(points) AS points, toString(amount) AS amount, currency, source_ref, if(event_id != '', event_id, causing_event_id) AS event, detail
@@ -216,7 +236,11 @@ func OrderStory(ctx context.Context, conn driver.Conn, db, orderID string) (*Sto
 	}
 	s := &Story{OrderID: orderID}
 	for _, q := range storyQueries {
-		sec, err := querySection(ctx, conn, q.title, fmt.Sprintf(q.sql, db), orderID)
+		args := make([]any, strings.Count(q.sql, "?")) // every ? is the order id
+		for i := range args {
+			args[i] = orderID
+		}
+		sec, err := querySection(ctx, conn, q.title, fmt.Sprintf(q.sql, db), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -224,8 +248,7 @@ func OrderStory(ctx context.Context, conn driver.Conn, db, orderID string) (*Sto
 	}
 	sec := Section{Title: "Open reconciliation rows", Columns: []string{"view", "mismatch_code", "keys", "business_time", "age_bucket"}}
 	for _, v := range Views {
-		part, err := querySection(ctx, conn, "", fmt.Sprintf(`SELECT '%s', mismatch_code, concat(%s), toString(business_time), age_bucket
-			FROM %s.%s WHERE order_id = ? ORDER BY mismatch_code, %s`, v.ID, keyConcat(v.Keys), db, v.Name, strings.Join(v.Keys, ", ")), orderID)
+		part, err := querySection(ctx, conn, "", storyViewSQL(db, v), orderID)
 		if err != nil {
 			return nil, err
 		}

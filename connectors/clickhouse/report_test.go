@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +126,115 @@ func TestReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "testdata/order_story.golden", story.String())
+}
+
+// TestOrderStoryShowsAppliedMultiplier: an order that states no tier multiplier shows the one the
+// ledger applied (stamped on its point commands), not 0.
+func TestOrderStoryShowsAppliedMultiplier(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	db := testDB(t, conn)
+	fixture(t, conn, db)
+	ctx := context.Background()
+	var orderID, applied string
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT order_id, toString(any(tier_multiplier)) FROM %[1]s.loyalty_commands FINAL
+		WHERE command_type = 'AccrualRequested' AND tier_multiplier != 1 GROUP BY order_id ORDER BY order_id LIMIT 1`, db)).Scan(&orderID, &applied); err != nil {
+		t.Fatalf("the fixture has no member order with a multiplier: %v", err)
+	}
+	// the OrderAccepted of that order, as an upstream that states no multiplier sends it (the
+	// ledger then applies the tier's from its policy, as the commands say)
+	tables, _ := Tables()
+	cols := tables["orders"].Columns
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "version":
+			sel[i] = "version + 1"
+		case "tier_multiplier":
+			sel[i] = "toDecimal32(0, 6)"
+		case "has_tier_multiplier":
+			sel[i] = "toUInt8(0)"
+		default:
+			sel[i] = c
+		}
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s.orders (%[2]s) SELECT %[3]s FROM %[1]s.orders FINAL WHERE order_id = '%[4]s'",
+		db, strings.Join(cols, ", "), strings.Join(sel, ", "), orderID)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OrderStory(ctx, conn, db, orderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := s.Sections[0]
+	col := -1
+	for i, c := range sec.Columns {
+		if c == "multiplier" {
+			col = i
+		}
+	}
+	if col < 0 || len(sec.Rows) != 1 {
+		t.Fatalf("order section: columns %v, %d rows", sec.Columns, len(sec.Rows))
+	}
+	if got := sec.Rows[0][col]; !strings.HasPrefix(got, applied) {
+		t.Fatalf("order %s shows multiplier %q, the ledger applied %s", orderID, got, applied)
+	}
+}
+
+// TestThreeWayAmountDiffOnlyWhenQuantitiesAgree: C6 names one cause per line. A line shipped
+// but not (fully) invoiced differs in ERP net billed because of the quantity; AMOUNT_DIFF is for
+// lines whose quantities agree and whose money does not (a price difference).
+func TestThreeWayAmountDiffOnlyWhenQuantitiesAgree(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	db := testDB(t, conn)
+	fixture(t, conn, db)
+	ctx := context.Background()
+	var both, qty uint64
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT toUInt64(countIf(has_qty = 1 AND has_amount = 1)), toUInt64(countIf(has_qty = 1)) FROM (
+		SELECT order_id, order_line_id, max(mismatch_code != 'AMOUNT_DIFF') AS has_qty, max(mismatch_code = 'AMOUNT_DIFF') AS has_amount
+		FROM %s.recon_three_way_line GROUP BY order_id, order_line_id)`, db)).Scan(&both, &qty); err != nil {
+		t.Fatal(err)
+	}
+	if qty == 0 {
+		t.Fatal("the fixture has no C6 quantity mismatch")
+	}
+	if both != 0 {
+		t.Fatalf("%d of %d C6 lines with a quantity mismatch are listed again as AMOUNT_DIFF", both, qty)
+	}
+	// a price difference on a line whose quantities agree is AMOUNT_DIFF, once, with the amount
+	var orderID, lineID, doc, item string
+	if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT order_id, order_line_id, any(billing_document_id), any(billing_item) FROM %[1]s.v_live_billing_lines
+		WHERE doc_kind = 'INVOICE' AND (order_id, order_line_id) IN (SELECT order_id, order_line_id FROM %[1]s.v_line_facts
+			WHERE shipped_qty = invoiced_qty AND shipped_qty > 0 AND returned_qty = 0 AND credited_qty = 0)
+		AND (order_id, order_line_id) NOT IN (SELECT order_id, order_line_id FROM %[1]s.recon_three_way_line)
+		GROUP BY order_id, order_line_id HAVING count() = 1 ORDER BY order_id, order_line_id LIMIT 1`, db)).Scan(&orderID, &lineID, &doc, &item); err != nil {
+		t.Fatalf("no cleanly invoiced line in the fixture: %v", err)
+	}
+	tables, _ := Tables()
+	cols := tables["billing_lines"].Columns
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "version":
+			sel[i] = "version + 1"
+		case "net":
+			sel[i] = "net + toDecimal64('5.00', 4)"
+		default:
+			sel[i] = c
+		}
+	}
+	if err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s.billing_lines (%[2]s) SELECT %[3]s FROM %[1]s.billing_lines FINAL
+		WHERE order_id = '%[4]s' AND billing_document_id = '%[5]s' AND billing_item = '%[6]s'`,
+		db, strings.Join(cols, ", "), strings.Join(sel, ", "), orderID, doc, item)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := NativeSession(conn).Query(ctx, fmt.Sprintf(`SELECT mismatch_code, toString(amount) FROM %s.recon_three_way_line
+		WHERE order_id = '%s' AND order_line_id = '%s'`, db, orderID, lineID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0][0] != "AMOUNT_DIFF" || rows[0][1] != "5.0000" {
+		t.Fatalf("line %s invoiced 5.00 over its value: C6 rows %v, want one AMOUNT_DIFF of 5.0000", lineID, rows)
+	}
 }

@@ -450,8 +450,9 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		case l.Credited.GreaterThan(l.Returned):
 			emit("CREDITED_NOT_RETURNED")
 		}
+		// AMOUNT_DIFF only when the quantities agree: a quantity code already explains the money
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
-		if diff := erpNet.Sub(l.OMSNetValue); diff.Abs().GreaterThan(tolerance) {
+		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && diff.Abs().GreaterThan(tolerance) {
 			row.Amount = diff
 			emit("AMOUNT_DIFF")
 		}

@@ -1,0 +1,373 @@
+-- Reconciliation views (DOMAIN.md C, contracts.md). Every view row: business keys,
+-- mismatch_code, points/amount columns, business_time (the event time ages are measured from),
+-- age_hours, age_bucket, sla_breached. A row appears once its mismatch exists and
+-- now() - business_time >= grace. SLAs, grace and the amount tolerance are read from
+-- recon_config at query time (written by `retailflow migrate` from the recon configuration).
+-- ClickHouse 18.16 allows one JOIN per SELECT, so the views nest; facts are read with FINAL.
+-- Every branch of a UNION ALL names every column alike: 18.16 prunes unused columns of a
+-- UNION ALL by name, and an unnamed column in a later branch silently shifts the values.
+
+-- Records the runtime rejected (read back from the DLQ topic): their facts are not part of the
+-- order's story, exactly as the ledger never applied them.
+CREATE VIEW IF NOT EXISTS {db}.v_rejected_sources AS
+SELECT source_topic, source_partition, source_offset FROM {db}.dead_letters FINAL WHERE origin = 'runtime';
+
+CREATE VIEW IF NOT EXISTS {db}.f_orders AS
+SELECT * FROM {db}.orders FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_order_lines AS
+SELECT * FROM {db}.order_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_cancellation_lines AS
+SELECT * FROM {db}.cancellation_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_shipment_lines AS
+SELECT * FROM {db}.shipment_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_return_lines AS
+SELECT * FROM {db}.return_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_reservation_events AS
+SELECT * FROM {db}.reservation_events FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_loyalty_postings AS
+SELECT * FROM {db}.loyalty_postings FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_orders AS
+SELECT * FROM {db}.erp_sales_orders FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_order_items AS
+SELECT * FROM {db}.erp_sales_order_items FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_billing_documents AS
+SELECT * FROM {db}.billing_documents FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_billing_lines AS
+SELECT * FROM {db}.billing_lines FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+CREATE VIEW IF NOT EXISTS {db}.f_billing_cancellations AS
+SELECT * FROM {db}.billing_cancellations FINAL
+WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources);
+
+-- Billing lines of documents that no BillingDocumentCancelled cancels.
+CREATE VIEW IF NOT EXISTS {db}.v_live_billing_lines AS
+SELECT order_id, billing_document_id, billing_item, doc_kind, accounting_transfer_status, billing_date, occurred_at,
+       order_line_id, reference_document, quantity, net
+FROM {db}.f_billing_lines
+WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations);
+
+-- Orders cancelled as a whole: a cancellation flagged is_full_order, or every line cancelled.
+CREATE VIEW IF NOT EXISTS {db}.v_fully_cancelled_orders AS
+SELECT order_id FROM {db}.f_cancellation_lines WHERE is_full_order = 1
+UNION ALL
+SELECT order_id FROM (
+    SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered_qty FROM {db}.f_order_lines
+) ANY LEFT JOIN (
+    SELECT order_id, order_line_id, toDecimal64(sum(quantity_cancelled), 3) AS cancelled_qty
+    FROM {db}.f_cancellation_lines GROUP BY order_id, order_line_id
+) USING (order_id, order_line_id)
+GROUP BY order_id HAVING min(cancelled_qty >= ordered_qty) = 1;
+
+-- Per order line: OMS and ERP quantities, ERP net billed amount, last activity on any side.
+CREATE VIEW IF NOT EXISTS {db}.v_line_facts AS
+SELECT order_id, order_line_id,
+       toDecimal64(sum(ordered), 3) AS ordered_qty, toDecimal64(sum(cancelled), 3) AS cancelled_qty,
+       toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(returned), 3) AS returned_qty,
+       toDecimal64(sum(invoiced), 3) AS invoiced_qty, toDecimal64(sum(credited), 3) AS credited_qty,
+       toDecimal64(sum(billed_net), 4) AS erp_net_billed, max(t) AS last_activity, max(known) AS known_line,
+       max(billing) AS billed_line
+FROM (
+    SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, accepted_at AS t, toUInt8(1) AS known,
+           toUInt8(0) AS billing
+    FROM {db}.f_order_lines
+    UNION ALL
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(quantity_cancelled, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+    FROM {db}.f_cancellation_lines WHERE order_line_id != ''
+    UNION ALL
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(quantity_shipped, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+    FROM {db}.f_shipment_lines WHERE is_reship = 0
+    UNION ALL
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(quantity_accepted, 3) AS returned, toDecimal64(0, 3) AS invoiced,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+    FROM {db}.f_return_lines
+    UNION ALL
+    SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
+           toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned,
+           toDecimal64(if(doc_kind = 'INVOICE', quantity, toDecimal64(0, 3)), 3) AS invoiced,
+           toDecimal64(if(doc_kind = 'CREDIT_MEMO', quantity, toDecimal64(0, 3)), 3) AS credited,
+           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
+    FROM {db}.v_live_billing_lines
+)
+GROUP BY order_id, order_line_id;
+
+-- Per reservation: which of RESERVED / CONFIRMED / RELEASED were seen, with their orders and times.
+CREATE VIEW IF NOT EXISTS {db}.v_reservations AS
+SELECT reservation_id,
+       max(kind = 'RESERVED') AS reserved, max(kind = 'CONFIRMED') AS confirmed, max(kind = 'RELEASED') AS released,
+       anyIf(order_id, kind = 'RESERVED') AS reserve_order_id, anyIf(order_id, kind = 'CONFIRMED') AS confirm_order_id,
+       maxIf(at, kind = 'RESERVED') AS reserved_at, maxIf(at, kind = 'CONFIRMED') AS confirmed_at,
+       maxIf(expires_at, kind = 'RESERVED') AS expires_at,
+       toInt64(sumIf(points, kind = 'RESERVED')) AS reserved_points, toInt64(sumIf(points, kind = 'CONFIRMED')) AS confirmed_points
+FROM {db}.f_reservation_events
+GROUP BY reservation_id;
+
+-- C1: accepted orders the ERP has not replicated, or replicated with other lines/quantities.
+CREATE VIEW IF NOT EXISTS {db}.recon_orders_awaiting_erp AS
+SELECT order_id, order_line_id, mismatch_code, oms_quantity, erp_quantity, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 0.25, '0-15m', age_hours < 4, '15m-4h', age_hours < 24, '4-24h', age_hours < 72, '1-3d', '>3d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(erp_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, '' AS order_line_id, 'NOT_REPLICATED' AS mismatch_code,
+           toDecimal64(line_count, 3) AS oms_quantity, toDecimal64(0, 3) AS erp_quantity, accepted_at AS business_time
+    FROM {db}.f_orders
+    WHERE order_id NOT IN (SELECT order_id FROM {db}.f_erp_sales_orders)
+      AND order_id NOT IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'LINE_COUNT_DIFF' AS mismatch_code, toDecimal64(line_count, 3) AS oms_quantity,
+           toDecimal64(erp_items, 3) AS erp_quantity, accepted_at AS business_time
+    FROM (SELECT order_id, line_count, accepted_at FROM {db}.f_orders)
+    ALL INNER JOIN (
+        SELECT order_id, argMax(item_count, version) AS erp_items FROM {db}.f_erp_sales_orders GROUP BY order_id
+    ) USING (order_id)
+    WHERE line_count != erp_items
+    UNION ALL
+    SELECT order_id, order_line_id, 'QTY_DIFF' AS mismatch_code, oms_q AS oms_quantity, erp_q AS erp_quantity, accepted_at AS business_time
+    FROM (SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS oms_q, accepted_at FROM {db}.f_order_lines)
+    ALL INNER JOIN (
+        SELECT order_id, order_line_id, toDecimal64(sum(quantity), 3) AS erp_q
+        FROM {db}.f_erp_sales_order_items GROUP BY order_id, order_line_id
+    ) USING (order_id, order_line_id)
+    WHERE oms_q != erp_q
+)
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C2: non-reship shipment lines and what live invoices bill against them.
+CREATE VIEW IF NOT EXISTS {db}.recon_shipments_not_invoiced AS
+SELECT shipment_id, order_line_id, order_id, mismatch_code, shipped_qty, billed_qty,
+       toDecimal64(shipped_qty - billed_qty, 3) AS amount, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 24, '0-24h', age_hours < 48, '24-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(invoice_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, shipment_id, order_line_id, shipped_qty, billed_qty, business_time,
+           multiIf(billed_qty = 0, 'NOT_BILLED', billed_qty < shipped_qty, 'PARTIALLY_BILLED',
+                   billed_qty > shipped_qty, 'OVER_BILLED', not_transferred > 0, 'BILLED_NOT_POSTED', '') AS mismatch_code
+    FROM (
+        SELECT order_id, shipment_id, order_line_id,
+               toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(billed), 3) AS billed_qty,
+               sum(not_transferred) AS not_transferred, max(has_shipment) AS has_shipment, max(t) AS business_time
+        FROM (
+            SELECT order_id, shipment_id, order_line_id, toDecimal64(quantity_shipped, 3) AS shipped,
+                   toDecimal64(0, 3) AS billed, toUInt64(0) AS not_transferred, toUInt8(1) AS has_shipment, shipped_at AS t
+            FROM {db}.f_shipment_lines WHERE is_reship = 0
+            UNION ALL
+            SELECT order_id, reference_document AS shipment_id, order_line_id, toDecimal64(0, 3) AS shipped,
+                   toDecimal64(quantity, 3) AS billed, toUInt64(accounting_transfer_status != 'TRANSFERRED') AS not_transferred,
+                   toUInt8(0) AS has_shipment, toDateTime(0) AS t
+            FROM {db}.v_live_billing_lines WHERE doc_kind = 'INVOICE'
+        )
+        GROUP BY order_id, shipment_id, order_line_id
+    )
+    WHERE has_shipment = 1
+)
+WHERE mismatch_code != ''
+  AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C3: reservations not confirmed or released as the order says, or inconsistent with it.
+CREATE VIEW IF NOT EXISTS {db}.recon_redemptions_pending_confirmation AS
+SELECT reservation_id, order_id, mismatch_code, order_points, confirmed_points,
+       if(mismatch_code = 'POINTS_DIFF', confirmed_points - order_points, toInt64(0)) AS points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 0.5, '<30m', age_hours < 24, '30m-24h', age_hours < 72, '1-3d', age_hours < 168, '3-7d', '>7d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(redemption_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT reservation_id, order_id, 'ORDER_ACCEPTED_NOT_CONFIRMED' AS mismatch_code,
+           toInt64(redemption_points) AS order_points, toInt64(confirmed_points) AS confirmed_points,
+           if(reserved = 1, reserved_at, accepted_at) AS business_time
+    FROM (SELECT reservation_id, order_id, redemption_points, accepted_at FROM {db}.f_orders WHERE reservation_id != '')
+    ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
+    WHERE confirmed = 0 AND released = 0
+    UNION ALL
+    SELECT reservation_id, order_id, 'ORDER_CANCELLED_NOT_RELEASED' AS mismatch_code, toInt64(redemption_points) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, accepted_at) AS business_time
+    FROM (SELECT reservation_id, order_id, redemption_points, accepted_at FROM {db}.f_orders WHERE reservation_id != '')
+    ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
+    WHERE confirmed = 0 AND released = 0 AND order_id IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
+    UNION ALL
+    SELECT reservation_id, reserve_order_id AS order_id, 'OPEN_PAST_TTL' AS mismatch_code, toInt64(0) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, reserved_at AS business_time
+    FROM {db}.v_reservations
+    WHERE reserved = 1 AND confirmed = 0 AND released = 0 AND expires_at < now()
+      AND reservation_id NOT IN (SELECT reservation_id FROM {db}.f_orders WHERE reservation_id != '')
+    UNION ALL
+    SELECT reservation_id, confirm_order_id AS order_id, 'CONFIRMED_WITHOUT_ORDER' AS mismatch_code, toInt64(0) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, confirmed_at) AS business_time
+    FROM {db}.v_reservations
+    WHERE confirmed = 1 AND confirm_order_id NOT IN (SELECT order_id FROM {db}.f_orders)
+    UNION ALL
+    SELECT reservation_id, order_id, 'POINTS_DIFF' AS mismatch_code, toInt64(redemption_points) AS order_points,
+           toInt64(confirmed_points) AS confirmed_points, if(reserved = 1, reserved_at, accepted_at) AS business_time
+    FROM (SELECT reservation_id, order_id, redemption_points, accepted_at FROM {db}.f_orders WHERE reservation_id != '')
+    ANY LEFT JOIN {db}.v_reservations USING (reservation_id)
+    WHERE confirmed = 1 AND confirmed_points != redemption_points
+)
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C4: commands caused by a return (source_ref_id = return_id) and the postings answering them.
+CREATE VIEW IF NOT EXISTS {db}.recon_returns_not_reflected_in_loyalty AS
+SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
+       if(mismatch_code = 'SHORTFALL', shortfall_points, requested_points - answered_points) AS points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 4, '0-4h', age_hours < 24, '4-24h', age_hours < 72, '1-3d', age_hours < 168, '3-7d', '>7d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(return_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+  SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
+         if(received_at > toDateTime(0), received_at, requested_at) AS business_time
+  FROM (
+    SELECT return_id, order_id, mismatch_code, toInt64(sum(points)) AS requested_points,
+           toInt64(sum(answered)) AS answered_points, toInt64(sum(shortfall)) AS shortfall_points, min(requested_at) AS requested_at
+    FROM (
+        SELECT source_ref_id AS return_id, order_id, points, answered, shortfall, requested_at,
+               arrayFilter(c -> c != '', [
+                   if(command_type = 'ReversalRequested' AND answers = 0, 'REVERSAL_MISSING', ''),
+                   if(command_type = 'ReversalRequested' AND answers > 0 AND answered < points, 'REVERSAL_SHORT', ''),
+                   if(command_type = 'ReversalRequested' AND shortfall > 0, 'SHORTFALL', ''),
+                   if(command_type = 'RedemptionRefundRequested' AND answers = 0, 'REFUND_MISSING', '')]) AS codes
+        FROM (
+            SELECT order_id, request_id, command_type, points, source_ref_id, requested_at
+            FROM {db}.loyalty_commands FINAL
+            WHERE command_type IN ('ReversalRequested', 'RedemptionRefundRequested')
+              AND source_ref_id IN (SELECT return_id FROM {db}.f_return_lines)
+        ) ANY LEFT JOIN (
+            SELECT request_id, toInt64(sum(points)) AS answered, count() AS answers, toInt64(sum(shortfall_points)) AS shortfall
+            FROM {db}.f_loyalty_postings
+            WHERE kind IN ('REVERSAL', 'REDEMPTION_REFUND') AND request_id != ''
+            GROUP BY request_id
+        ) USING (request_id)
+    )
+    ARRAY JOIN codes AS mismatch_code
+    GROUP BY return_id, order_id, mismatch_code
+  ) ANY LEFT JOIN (
+    SELECT return_id, min(received_at) AS received_at FROM {db}.f_return_lines GROUP BY return_id
+  ) USING (return_id)
+)
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- The tier multiplier snapshotted for each order: OrderAccepted's when it states one, else the
+-- one the ledger stamped on its point commands (policy by tier at acceptance).
+CREATE VIEW IF NOT EXISTS {db}.v_order_multiplier AS
+SELECT order_id, if(has_ord = 1, ord_mult, cmd_mult) AS multiplier, toUInt8(has_ord = 1 OR has_cmd = 1) AS known
+FROM (SELECT order_id, tier_multiplier AS ord_mult, has_tier_multiplier AS has_ord FROM {db}.f_orders)
+ALL FULL OUTER JOIN (
+    SELECT order_id, any(tier_multiplier) AS cmd_mult, toUInt8(1) AS has_cmd
+    FROM {db}.loyalty_commands FINAL WHERE command_type IN ('AccrualRequested', 'ReversalRequested')
+    GROUP BY order_id
+) USING (order_id);
+
+-- C5: per member order, entitled points P (Σ accrual − Σ reversal commands: each command brings
+-- what was requested back to P) against posted (Σ PointsAccrualPosted − Σ PointsReversed).
+CREATE VIEW IF NOT EXISTS {db}.recon_accrual_vs_fulfilment AS
+SELECT order_id, mismatch_code, entitled_points, posted_points, posted_points - entitled_points AS points,
+       wrong_multiplier_postings, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 1, '0-1h', age_hours < 24, '1-24h', age_hours < 168, '1-7d', '>7d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(accrual_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, entitled_points, posted_points, wrong_multiplier_postings,
+           if(last_fulfilment_at > toDateTime(0), last_fulfilment_at, accepted_at) AS business_time,
+           arrayFilter(c -> c != '', [
+               if(entitled_points > 0 AND accrual_postings = 0, 'MEMBER_ORDER_NO_ACCRUAL', ''),
+               if(posted_points < entitled_points AND accrual_postings > 0, 'UNDER_ACCRUED', ''),
+               if(posted_points > entitled_points, 'OVER_ACCRUED', ''),
+               if(wrong_multiplier_postings > 0, 'WRONG_MULTIPLIER', '')]) AS codes
+    FROM (
+        SELECT order_id, entitled_points, posted_points, accrual_postings, last_fulfilment_at, accepted_at
+        FROM (
+            SELECT order_id, toInt64(sum(req)) AS entitled_points, toInt64(sum(posted)) AS posted_points,
+                   sum(accruals) AS accrual_postings, max(t) AS last_fulfilment_at
+            FROM (
+                SELECT order_id, if(command_type = 'AccrualRequested', points, -points) AS req, toInt64(0) AS posted,
+                       toUInt64(0) AS accruals, toDateTime(0) AS t
+                FROM {db}.loyalty_commands FINAL WHERE command_type IN ('AccrualRequested', 'ReversalRequested')
+                UNION ALL
+                SELECT order_id, toInt64(0) AS req, if(kind = 'ACCRUAL', points, -points) AS posted,
+                       toUInt64(kind = 'ACCRUAL') AS accruals, toDateTime(0) AS t
+                FROM {db}.f_loyalty_postings WHERE kind IN ('ACCRUAL', 'REVERSAL')
+                UNION ALL
+                SELECT order_id, toInt64(0) AS req, toInt64(0) AS posted, toUInt64(0) AS accruals, occurred_at AS t FROM {db}.f_shipment_lines
+                UNION ALL
+                SELECT order_id, toInt64(0) AS req, toInt64(0) AS posted, toUInt64(0) AS accruals, occurred_at AS t FROM {db}.f_return_lines
+            )
+            GROUP BY order_id
+        ) ALL INNER JOIN (
+            SELECT order_id, accepted_at FROM {db}.f_orders WHERE loyalty_member_id != ''
+        ) USING (order_id)
+        WHERE entitled_points > 0 OR posted_points != 0
+    ) ANY LEFT JOIN (
+        SELECT order_id, count() AS wrong_multiplier_postings
+        FROM (SELECT order_id, tier_multiplier FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL')
+        ALL INNER JOIN (SELECT order_id, multiplier FROM {db}.v_order_multiplier WHERE known = 1) USING (order_id)
+        WHERE tier_multiplier != multiplier
+        GROUP BY order_id
+    ) USING (order_id)
+)
+ARRAY JOIN codes AS mismatch_code
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C6: per order line, OMS shipped/returned against ERP invoiced/credited, and ERP net billed
+-- against the OMS value of the net shipped quantity (precomputed in order_lines.net_value_by_qty
+-- with HALF_EVEN to 2 dp, so no money is divided here).
+CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
+SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
+       erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
+           oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
+           arrayFilter(c -> c != '', [
+               if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
+               if(invoiced_qty > shipped_qty, 'INVOICED_NOT_SHIPPED', ''),
+               if(returned_qty > credited_qty, 'RETURNED_NOT_CREDITED', ''),
+               if(credited_qty > returned_qty, 'CREDITED_NOT_RETURNED', ''),
+               -- compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
+               if(value_known = 1 AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
+                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config),
+                  'AMOUNT_DIFF', '')]) AS codes
+    FROM (
+        SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed, last_activity,
+               if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
+               toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
+               toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
+        FROM (
+            -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
+            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
+                   last_activity, known_line
+            FROM {db}.v_line_facts
+            WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
+        )
+        ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) USING (order_id, order_line_id)
+    )
+)
+ARRAY JOIN codes AS mismatch_code
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
