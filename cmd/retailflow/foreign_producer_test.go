@@ -14,6 +14,7 @@ import (
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/topology"
 )
 
 // pythonProducer returns the python of the producer example's virtual environment
@@ -154,7 +155,16 @@ func TestForeignProducerWithAnotherPartitioner(t *testing.T) {
 			len(want), len(got), len(missing), head(missing), len(extra), head(extra), len(differ), head(differ))
 	}
 	if dl := readAll(t, c, names[schemas.TopicDLQ]); len(dl) != 0 {
-		t.Fatalf("%d records dead-lettered, want none", len(dl))
+		var why []string
+		for _, r := range head2(dl) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			why = append(why, fmt.Sprintf("%s/%s@%s %s: %s", h[topology.HeaderSourceTopic], h[topology.HeaderSourcePartition],
+				h[topology.HeaderSourceOffset], h[topology.HeaderErrorClass], h[topology.HeaderErrorMessage]))
+		}
+		t.Fatalf("%d records dead-lettered, want none: %v", len(dl), why)
 	}
 }
 
@@ -164,6 +174,13 @@ func commandSummary(e *schemas.Event) string {
 }
 
 func head(s []string) []string {
+	if len(s) > 5 {
+		return s[:5]
+	}
+	return s
+}
+
+func head2[T any](s []T) []T {
 	if len(s) > 5 {
 		return s[:5]
 	}
