@@ -193,6 +193,16 @@ type assignEvent struct {
 	partitions []int32
 }
 
+// maxDeadLogPerTxn bounds the dead letters a committed transaction logs one by one: a flood of
+// poison is one line per record up to here, then one line with the count (the metric has all).
+const maxDeadLogPerTxn = 20
+
+type deadLogEntry struct {
+	src   source
+	class string
+	msg   string
+}
+
 // txnState is the bookkeeping of the open transaction; reused between transactions.
 type txnState struct {
 	records    int
@@ -201,6 +211,7 @@ type txnState struct {
 	produced   map[string]int
 	consumed   map[string]int
 	dead       map[[2]string]int
+	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
 	promise    *kgo.FirstErrPromise
 }
@@ -531,6 +542,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	clear(t.produced)
 	clear(t.consumed)
 	clear(t.dead)
+	t.deadLog = t.deadLog[:0]
 	clear(t.rerouted)
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
@@ -920,6 +932,9 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	sess.Produce(ctx, out, r.promise())
 	r.txn.produced[out.Topic]++
 	r.txn.dead[[2]string{rec.Topic, class}]++
+	if len(r.txn.deadLog) < maxDeadLogPerTxn {
+		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg})
+	}
 }
 
 // promise wraps the transaction's aborting promise: a record the broker refuses for what it is
@@ -1020,6 +1035,16 @@ func (r *Runner[E, S, O]) applyOverlay() {
 	}
 	for k, n := range t.dead {
 		r.m.DeadLettered(k[0], k[1], n)
+	}
+	dead := 0
+	for _, n := range t.dead {
+		dead += n
+	}
+	for _, d := range t.deadLog {
+		r.log.Info("dead-lettered", "topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg)
+	}
+	if dead > len(t.deadLog) {
+		r.log.Info("dead-lettered more records in the same transaction", "logged", len(t.deadLog), "total", dead)
 	}
 	for topic, n := range t.rerouted {
 		r.m.Rerouted(topic, n)
