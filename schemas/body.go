@@ -89,6 +89,23 @@ func (e *Event) BodyType() EventType {
 	return b.types[0]
 }
 
+// Key is the Kafka key of the event's record (the contract of every order-scoped topic): its
+// order_id, or, for a loyalty event before an order number exists (a reservation at checkout,
+// its release), "checkout:" + the checkout id, which the envelope's correlation_id carries until
+// the order exists. "" when neither is known.
+func (e *Event) Key() string {
+	if id := e.OrderID(); id != "" {
+		return id
+	}
+	if e.PointsReserved != nil && e.PointsReserved.CheckoutID != "" {
+		return "checkout:" + e.PointsReserved.CheckoutID
+	}
+	if (e.PointsReserved != nil || e.RedemptionReleased != nil) && e.CorrelationID != "" {
+		return "checkout:" + e.CorrelationID
+	}
+	return ""
+}
+
 // OrderID returns the order the event belongs to (the Kafka key of every order-scoped topic):
 // the body's order_id, or "" when the body has none (a reservation before its order).
 func (e *Event) OrderID() string {

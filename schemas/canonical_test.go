@@ -139,3 +139,21 @@ func TestReleasedSchemasEmbedded(t *testing.T) {
 		}
 	}
 }
+
+// Record keys follow the topics' contract: order_id, or checkout:<id> before the order exists.
+func TestEventKey(t *testing.T) {
+	ck := "CK-1"
+	for _, tc := range []struct {
+		e    *Event
+		want string
+	}{
+		{&Event{ShipmentConfirmed: &ShipmentConfirmed{OrderID: "O-1"}}, "O-1"},
+		{&Event{PointsReserved: &PointsReserved{CheckoutID: ck}}, "checkout:CK-1"},
+		{&Event{Envelope: Envelope{CorrelationID: ck}, RedemptionReleased: &RedemptionReleased{ReservationID: "R"}}, "checkout:CK-1"},
+		{&Event{Envelope: Envelope{CorrelationID: "x"}, ShipmentConfirmed: &ShipmentConfirmed{}}, ""},
+	} {
+		if got := tc.e.Key(); got != tc.want {
+			t.Errorf("Key() = %q, want %q", got, tc.want)
+		}
+	}
+}

@@ -27,6 +27,9 @@ type Metrics interface {
 	// StateSize reports a partition's store after each commit and restore; keys = -1 means
 	// the partition was dropped (revoked).
 	StateSize(partition int32, keys int, bytes int64)
+	// Rerouted counts records of a committed transaction that arrived on another partition
+	// than their key's and were re-routed, by the topic they arrived on.
+	Rerouted(topic string, n int)
 }
 
 // NopMetrics implements Metrics by doing nothing.
@@ -40,6 +43,7 @@ func (NopMetrics) Aborted(string)                            {}
 func (NopMetrics) Latency(time.Duration)                     {}
 func (NopMetrics) RestoreProgress(int32, int64, int64, bool) {}
 func (NopMetrics) StateSize(int32, int, int64)               {}
+func (NopMetrics) Rerouted(string, int)                      {}
 
 // Counters is a Metrics that keeps totals in memory, for tests, benchmarks and the CLI summary.
 type Counters struct {
@@ -54,6 +58,7 @@ type Counters struct {
 	keepLatency int
 	restored    map[int32]int64
 	stateKeys   map[int32]int
+	rerouted    map[string]int
 }
 
 // NewCounters returns Counters that keep up to keepLatencies latency samples (the first ones).
@@ -61,7 +66,7 @@ func NewCounters(keepLatencies int) *Counters {
 	return &Counters{
 		consumed: map[string]int{}, produced: map[string]int{}, dead: map[string]int{},
 		aborts: map[string]int{}, restored: map[int32]int64{}, stateKeys: map[int32]int{},
-		keepLatency: keepLatencies,
+		rerouted: map[string]int{}, keepLatency: keepLatencies,
 	}
 }
 
@@ -78,7 +83,8 @@ func (c *Counters) Committed(records int, _ time.Duration) {
 	c.records += records
 	c.mu.Unlock()
 }
-func (c *Counters) Aborted(reason string) { c.mu.Lock(); c.aborts[reason]++; c.mu.Unlock() }
+func (c *Counters) Aborted(reason string)    { c.mu.Lock(); c.aborts[reason]++; c.mu.Unlock() }
+func (c *Counters) Rerouted(t string, n int) { c.mu.Lock(); c.rerouted[t] += n; c.mu.Unlock() }
 func (c *Counters) Latency(d time.Duration) {
 	c.mu.Lock()
 	if len(c.latencies) < c.keepLatency {
@@ -111,6 +117,7 @@ type Snapshot struct {
 	Latencies                        []time.Duration
 	Restored                         map[int32]int64
 	StateKeys                        map[int32]int
+	Rerouted                         map[string]int
 }
 
 // Snapshot copies the current totals.
@@ -127,7 +134,7 @@ func (c *Counters) Snapshot() Snapshot {
 	s := Snapshot{Consumed: cp(c.consumed), Produced: cp(c.produced), DeadLettered: cp(c.dead),
 		Commits: c.commits, CommittedRecords: c.records, Aborts: cp(c.aborts),
 		Latencies: append([]time.Duration(nil), c.latencies...),
-		Restored:  map[int32]int64{}, StateKeys: map[int32]int{}}
+		Restored:  map[int32]int64{}, StateKeys: map[int32]int{}, Rerouted: cp(c.rerouted)}
 	for k, v := range c.restored {
 		s.Restored[k] = v
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,9 +142,12 @@ type Runner[E, S, O any] struct {
 	beh    Stage[E, S, O]
 	o      Options
 	writes map[Stream]bool
-	inputs []string
-	log    *slog.Logger
-	m      Metrics
+	inputs []string // the stage's inputs and its re-route topic
+	// partitions is the inputs' partition count (co-partitioned, checked at start): a key's
+	// partition is KeyPartition(key, partitions). Set by Run before the first poll.
+	partitions int
+	log        *slog.Logger
+	m          Metrics
 
 	mu         sync.Mutex
 	events     []assignEvent
@@ -177,11 +181,26 @@ type decoded[E any] struct {
 	ev   E
 	err  error
 	step string // ClassDecode or ClassInvalid when err is set
+	// origin is, for a record of the re-route topic, the input it re-routes as its producer
+	// wrote it (topic, partition and offset of the original, the same key, value and
+	// headers); nil otherwise, or when the headers do not say (then misrouted is set).
+	origin    *kgo.Record
+	misrouted error
 }
 
 type assignEvent struct {
 	assigned   bool
 	partitions []int32
+}
+
+// maxDeadLogPerTxn bounds the dead letters a committed transaction logs one by one: a flood of
+// poison is one line per record up to here, then one line with the count (the metric has all).
+const maxDeadLogPerTxn = 20
+
+type deadLogEntry struct {
+	src   source
+	class string
+	msg   string
 }
 
 // txnState is the bookkeeping of the open transaction; reused between transactions.
@@ -192,6 +211,8 @@ type txnState struct {
 	produced   map[string]int
 	consumed   map[string]int
 	dead       map[[2]string]int
+	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
+	rerouted   map[string]int
 	promise    *kgo.FirstErrPromise
 }
 
@@ -226,13 +247,16 @@ func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E
 		writes: map[Stream]bool{}, restoring: map[int32]bool{}, ownedParts: map[int32]bool{},
 		stores: map[int32]*store[S]{}, rejected: map[source]string{},
 		ov:  overlay[S]{parts: map[int32]map[string]*pending[S]{}},
-		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}},
+		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}, rerouted: map[string]int{}},
 	}
 	for _, w := range ks.Writes {
 		r.writes[w] = true
 	}
 	for _, in := range ks.Inputs {
 		r.inputs = append(r.inputs, string(in))
+	}
+	if ks.Reroute != "" {
+		r.inputs = append(r.inputs, string(ks.Reroute))
 	}
 	return r, nil
 }
@@ -329,9 +353,51 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 	defer cl.Close()
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := kafka.VerifyTopics(vctx, kadm.NewClient(cl), r.stage.TopicSpecs(r.top.DLQ)); err != nil {
+	adm := kadm.NewClient(cl)
+	if err := r.ensureReroute(vctx, adm); err != nil {
+		return err
+	}
+	if err := kafka.VerifyTopics(vctx, adm, r.stage.TopicSpecs(r.top.DLQ)); err != nil {
 		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
 	}
+	// The inputs are co-partitioned (just verified): one partition count for every key.
+	td, err := adm.ListTopics(vctx, r.inputs[0])
+	if err != nil {
+		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
+	}
+	if r.partitions = len(td[r.inputs[0]].Partitions); r.partitions == 0 {
+		return fmt.Errorf("stage %s: topic %s has no partitions", r.stage.Name, r.inputs[0])
+	}
+	return nil
+}
+
+// ensureReroute creates the stage's re-route topic when it is missing, with the inputs'
+// partition count and the broker's default replication, as Kafka Streams creates its internal
+// topics: it belongs to the runtime, not to the operator (`retailflow topics create` creates it
+// too, with the configured replication). An existing one is checked by VerifyTopics.
+func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client) error {
+	if r.stage.Reroute == "" {
+		return nil
+	}
+	td, err := adm.ListTopics(ctx, string(r.stage.Reroute), r.inputs[0])
+	if err != nil {
+		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
+	}
+	if td.Has(string(r.stage.Reroute)) {
+		return nil
+	}
+	in, ok := td[r.inputs[0]]
+	if !ok || in.Err != nil || len(in.Partitions) == 0 {
+		return nil // VerifyTopics reports the missing input
+	}
+	resp, err := adm.CreateTopic(ctx, int32(len(in.Partitions)), -1, nil, string(r.stage.Reroute))
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("stage %s: create re-route topic %s: %w", r.stage.Name, r.stage.Reroute, err)
+	}
+	r.log.Info("created the re-route topic", "topic", r.stage.Reroute, "partitions", len(in.Partitions))
 	return nil
 }
 
@@ -476,6 +542,8 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	clear(t.produced)
 	clear(t.consumed)
 	clear(t.dead)
+	t.deadLog = t.deadLog[:0]
+	clear(t.rerouted)
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
 	// Produces must not be cut short by shutdown: the transaction is finished, not abandoned.
@@ -597,6 +665,12 @@ func (r *Runner[E, S, O]) decodeBatch(fs kgo.Fetches) {
 		if len(rec.Key) == 0 {
 			return // dead-lettered as no-key by process
 		}
+		if r.stage.Reroute != "" && rec.Topic == string(r.stage.Reroute) {
+			if d.origin, d.misrouted = r.originOf(rec); d.misrouted != nil {
+				return
+			}
+			rec = d.origin // the stage decodes the record as its producer wrote it
+		}
 		ev, err := r.beh.Decode(rec)
 		if err != nil {
 			d.err, d.step = err, ClassDecode
@@ -677,8 +751,27 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		r.deadLetter(ctx, sess, rec, ClassNoKey, errors.New("record has no key; the stage is keyed by order id"), false)
 		return nil
 	}
+	if r.stage.Reroute != "" {
+		if d.misrouted != nil {
+			r.deadLetter(ctx, sess, rec, ClassMisrouted, d.misrouted, false)
+			return nil
+		}
+		if want := kafka.KeyPartition(rec.Key, r.partitions); want != p {
+			if d.origin != nil { // re-routed already, and still not where its key belongs
+				r.deadLetter(ctx, sess, rec, ClassMisrouted, fmt.Errorf("re-routed record is on partition %d of %s, its key hashes to %d (partition counts changed?)", p, rec.Topic, want), false)
+				return nil
+			}
+			r.reroute(ctx, sess, rec, want)
+			return nil
+		}
+		if d.origin != nil {
+			// From here on the re-routed record is its original input: outputs and dead letters
+			// name it, and outputs go to this partition (the key's).
+			rec, src = d.origin, source{d.origin.Topic, d.origin.Partition, d.origin.Offset}
+		}
+	}
 	if d.err != nil {
-		return r.fail(ctx, sess, rec, d.step, d.err)
+		return r.fail(ctx, sess, rec, d.step, d.err, p)
 	}
 	pe, inOverlay := r.ov.get(p, string(rec.Key))
 	var key string
@@ -693,7 +786,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		} else if raw, ok := st.raw[key]; ok {
 			var err error
 			if state, err = r.beh.State.Decode(raw); err != nil {
-				return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err))
+				return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err), p)
 			}
 			found = true
 			if r.beh.ImmutableState {
@@ -703,18 +796,18 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	}
 	step, err := r.beh.Process(key, state, found, d.ev)
 	if err != nil {
-		return r.fail(ctx, sess, rec, ClassProcess, err)
+		return r.fail(ctx, sess, rec, ClassProcess, err, p)
 	}
 	// Encode everything before producing anything: an input either has all its effects in the
 	// transaction or none (then it is dead-lettered).
 	outs := r.outs[:0]
 	for i, e := range step.Outputs {
 		if !r.writes[e.To] {
-			return r.fail(ctx, sess, rec, ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name))
+			return r.fail(ctx, sess, rec, ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name), p)
 		}
 		b, err := r.beh.Encode(e.To, e.Value)
 		if err != nil {
-			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err))
+			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err), p)
 		}
 		outs = append(outs, b)
 	}
@@ -722,7 +815,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	var enc []byte
 	if step.Op == Put && r.eagerEncode {
 		if enc, err = r.beh.State.Encode(step.State); err != nil {
-			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("state of key %q: %w", key, err))
+			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("state of key %q: %w", key, err), p)
 		}
 	}
 	for i, e := range step.Outputs {
@@ -746,8 +839,9 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	return nil
 }
 
-// fail routes a stage error: transient → abort the transaction (returned), poison → DLQ.
-func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error) error {
+// fail routes a stage error: transient → abort the transaction (returned), poison → DLQ (on
+// partition p, the partition being processed).
+func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error, p int32) error {
 	class, transient := r.beh.Classify(err)
 	if transient {
 		return fmt.Errorf("%s/%d@%d: transient %s error: %w", rec.Topic, rec.Partition, rec.Offset, step, err)
@@ -755,13 +849,53 @@ func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSessi
 	if class == "" {
 		class = step
 	}
-	r.deadLetter(ctx, sess, rec, class, err, false)
+	r.deadLetterTo(ctx, sess, rec, class, err, false, p)
 	return nil
 }
 
-// deadLetter produces rec's original key and value to the DLQ with the error headers.
-// dropValue replaces the value with nothing (the broker refused even the DLQ copy).
+// reroute sends an input that arrived on another partition than its key's to the re-route
+// topic's partition want, with its key, value, timestamp and producer headers, and its own
+// coordinates in the Source* headers. Its offset commits with this transaction; the record is
+// processed when the re-route topic's partition want is polled.
+func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, want int32) {
+	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+3)
+	for _, x := range rec.Headers {
+		if !strings.HasPrefix(x.Key, "rf.") { // the runtime's own headers describe this hop
+			h = append(h, x)
+		}
+	}
+	h = append(h, sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
+	out := &kgo.Record{Topic: string(r.stage.Reroute), Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp,
+		Partition: want, Headers: h}
+	sess.Produce(ctx, out, r.promise())
+	r.txn.produced[out.Topic]++
+	r.txn.rerouted[rec.Topic]++
+}
+
+// originOf reads the input a re-route record stands for from its Source* headers.
+func (r *Runner[E, S, O]) originOf(rec *kgo.Record) (*kgo.Record, error) {
+	src, ok := headerSource(rec.Headers)
+	if !ok {
+		return nil, fmt.Errorf("record %s/%d@%d has no %s/%s/%s headers: only the runtime writes the re-route topic",
+			rec.Topic, rec.Partition, rec.Offset, HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset)
+	}
+	if !slices.Contains(r.stage.Inputs, Stream(src.topic)) {
+		return nil, fmt.Errorf("record %s/%d@%d re-routes %s, which is not an input of stage %s", rec.Topic, rec.Partition, rec.Offset, src.topic, r.stage.Name)
+	}
+	o := *rec
+	o.Topic, o.Partition, o.Offset = src.topic, src.partition, src.offset
+	o.Headers = slices.DeleteFunc(slices.Clone(rec.Headers), func(h kgo.RecordHeader) bool { return strings.HasPrefix(h.Key, "rf.") })
+	return &o, nil
+}
+
+// deadLetter produces rec's original key and value to the DLQ with the error headers, on rec's
+// partition. dropValue replaces the value with nothing (the broker refused even the DLQ copy).
 func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class string, err error, dropValue bool) {
+	r.deadLetterTo(ctx, sess, rec, class, err, dropValue, rec.Partition)
+}
+
+// deadLetterTo is deadLetter onto DLQ partition p.
+func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class string, err error, dropValue bool, p int32) {
 	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+9)
 	h = append(h, rec.Headers...)
 	h = append(h, sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
@@ -794,10 +928,13 @@ func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransac
 			value = v
 		}
 	}
-	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: rec.Partition, Headers: h}
+	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: p, Headers: h}
 	sess.Produce(ctx, out, r.promise())
 	r.txn.produced[out.Topic]++
 	r.txn.dead[[2]string{rec.Topic, class}]++
+	if len(r.txn.deadLog) < maxDeadLogPerTxn {
+		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg})
+	}
 }
 
 // promise wraps the transaction's aborting promise: a record the broker refuses for what it is
@@ -898,6 +1035,19 @@ func (r *Runner[E, S, O]) applyOverlay() {
 	}
 	for k, n := range t.dead {
 		r.m.DeadLettered(k[0], k[1], n)
+	}
+	dead := 0
+	for _, n := range t.dead {
+		dead += n
+	}
+	for _, d := range t.deadLog {
+		r.log.Info("dead-lettered", "topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg)
+	}
+	if dead > len(t.deadLog) {
+		r.log.Info("dead-lettered more records in the same transaction", "logged", len(t.deadLog), "total", dead)
+	}
+	for topic, n := range t.rerouted {
+		r.m.Rerouted(topic, n)
 	}
 	for p := range touched {
 		st := r.stores[p]

@@ -153,11 +153,16 @@ const (
 	ClassNoKey = "no-key"
 	// ClassOutputRejected is an input whose outputs the broker refused (e.g. too large).
 	ClassOutputRejected = "output-rejected"
+	// ClassMisrouted is a record on the re-route topic that is still on the wrong partition, or
+	// that lacks its origin headers: it was not written by the runtime.
+	ClassMisrouted = "misrouted"
 )
 
 // Headers the runtime writes. Every output and changelog record carries the source coordinates
 // of the input that caused it (Source*, plus OutputSeq, the index among that input's outputs),
-// so a verifier can prove no input was processed twice. DLQ records carry all of them.
+// so a verifier can prove no input was processed twice. DLQ records carry all of them. A record
+// on the re-route topic carries the Source* coordinates of the input it re-routes, and the
+// outputs, changelog records and dead letters of a re-routed record name that original input.
 const (
 	HeaderSourceTopic     = "rf.source.topic"
 	HeaderSourcePartition = "rf.source.partition"

@@ -50,11 +50,18 @@ type Table string
 
 // KeyedStage is one stateful step of the graph: it consumes Inputs keyed by the same key,
 // keeps one state value per key in Store, and writes Writes.
+//
+// Reroute, when set, is an internal topic co-partitioned with the inputs that repairs producers
+// using another partitioner: an input record whose key does not hash (murmur2, as Kafka's Java
+// client partitions) to the partition it arrived on is not processed there but produced, in the
+// same transaction as its offset, to Reroute's right partition, where the stage consumes it
+// like an input. Without it such a record would meet none of its key's state.
 type KeyedStage struct {
-	Name   string
-	Inputs []Stream
-	Store  Table
-	Writes []Stream
+	Name    string
+	Inputs  []Stream
+	Store   Table
+	Writes  []Stream
+	Reroute Stream
 }
 
 // Topology is the whole graph: where records come from, what processes them, and where they go.
@@ -171,6 +178,15 @@ func (t Topology) Validate() error {
 			bad("output %s is written by no stage", o)
 		}
 	}
+	for _, st := range t.Stages {
+		if st.Reroute == "" {
+			continue
+		}
+		if sources[st.Reroute] || outputs[st.Reroute] || written[st.Reroute] != "" || consumed[st.Reroute] != "" ||
+			stores[Table(st.Reroute)] != "" || st.Reroute == t.DLQ {
+			bad("re-route topic %s of stage %s is also used as a source, output, input, store or DLQ", st.Reroute, st.Name)
+		}
+	}
 	for tb := range stores {
 		s := Stream(tb)
 		if sources[s] || outputs[s] || written[s] != "" || consumed[s] != "" {
@@ -215,5 +231,8 @@ func (st KeyedStage) TopicSpecs(dlq Stream) []kafka.TopicSpec {
 		add(string(w), false)
 	}
 	add(string(dlq), false)
+	if st.Reroute != "" {
+		add(string(st.Reroute), false)
+	}
 	return specs
 }

@@ -141,7 +141,7 @@ func produceEvents(ctx context.Context, conn kafka.Conn, serde *schemas.Serde, p
 		if err != nil {
 			return 0, fmt.Errorf("event %s: %w", e.EventID, err)
 		}
-		records = append(records, &kgo.Record{Key: []byte(e.OrderID()), Value: v, Timestamp: time.Now()})
+		records = append(records, &kgo.Record{Key: []byte(e.Key()), Value: v, Timestamp: time.Now()})
 	}
 	ack := 0
 	for _, r := range cl.ProduceSync(ctx, records...) {

@@ -70,7 +70,7 @@ func (c Config) LedgerTopology() topology.Topology {
 		Sources: inputs,
 		Stages: []topology.KeyedStage{{
 			Name: "order-ledger", Inputs: inputs, Store: topology.Table(n[schemas.TopicChangelog]),
-			Writes: []topology.Stream{commands},
+			Writes: []topology.Stream{commands}, Reroute: topology.Stream(c.RerouteTopic()),
 		}},
 		Outputs: []topology.Stream{commands},
 		DLQ:     topology.Stream(n[schemas.TopicDLQ]),

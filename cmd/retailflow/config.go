@@ -52,14 +52,18 @@ type SASLConfig struct {
 
 // TopicsConfig holds the physical names and sizes of the topics.
 type TopicsConfig struct {
-	Orders     string `mapstructure:"orders"`
-	Shipments  string `mapstructure:"shipments"`
-	Returns    string `mapstructure:"returns"`
-	Loyalty    string `mapstructure:"loyalty"`
-	ERP        string `mapstructure:"erp"`
-	Commands   string `mapstructure:"commands"`
-	Changelog  string `mapstructure:"changelog"`
-	DLQ        string `mapstructure:"dlq"`
+	Orders    string `mapstructure:"orders"`
+	Shipments string `mapstructure:"shipments"`
+	Returns   string `mapstructure:"returns"`
+	Loyalty   string `mapstructure:"loyalty"`
+	ERP       string `mapstructure:"erp"`
+	Commands  string `mapstructure:"commands"`
+	Changelog string `mapstructure:"changelog"`
+	DLQ       string `mapstructure:"dlq"`
+	// Reroute is the internal topic where the processor sends input records a producer put on
+	// another partition than murmur2 of their key gives; empty means <runtime.group>-reroute
+	// (as Kafka Streams names its internal topics after the application).
+	Reroute    string `mapstructure:"reroute"`
 	Partitions int32  `mapstructure:"partitions"` // of every order-scoped topic (co-partitioned)
 	// ReplicationFactor of every topic retailflow creates (1 for the local single broker; 3 in production).
 	ReplicationFactor int16 `mapstructure:"replication_factor"`
@@ -220,7 +224,7 @@ func (c *Config) Validate() error {
 	for key, name := range map[string]string{
 		"topics.orders": c.Topics.Orders, "topics.shipments": c.Topics.Shipments, "topics.returns": c.Topics.Returns,
 		"topics.loyalty": c.Topics.Loyalty, "topics.erp": c.Topics.ERP, "topics.commands": c.Topics.Commands,
-		"topics.changelog": c.Topics.Changelog, "topics.dlq": c.Topics.DLQ,
+		"topics.changelog": c.Topics.Changelog, "topics.dlq": c.Topics.DLQ, "topics.reroute": c.RerouteTopic(),
 	} {
 		if name == "" {
 			bad(key, "must not be empty")

@@ -33,6 +33,14 @@ func (c Config) TopicNames() map[schemas.Topic]string {
 	}
 }
 
+// RerouteTopic is topics.reroute, or <runtime.group>-reroute when it is not set.
+func (c Config) RerouteTopic() string {
+	if c.Topics.Reroute != "" {
+		return c.Topics.Reroute
+	}
+	return c.Runtime.Group + "-reroute"
+}
+
 // TopicSpecs lists every topic retailflow needs: the order-scoped ones co-partitioned, the
 // changelog compacted. The DLQ is keyed by the original key, so it is co-partitioned too.
 func (c Config) TopicSpecs() []kafka.TopicSpec {
@@ -48,6 +56,11 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 			Compacted: t == schemas.TopicChangelog, CoPartitioned: true,
 		})
 	}
+	// Inputs that a producer placed off murmur2 are re-routed through this one (co-partitioned).
+	specs = append(specs, kafka.TopicSpec{
+		Name: c.RerouteTopic(), Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor,
+		Retention: retention, CoPartitioned: true,
+	})
 	// The replay log: one record per replayed DLQ record, so a replay never sends one twice.
 	specs = append(specs, kafka.TopicSpec{
 		Name: dlq.ReplayLogTopic(names[schemas.TopicDLQ]), Partitions: 1,

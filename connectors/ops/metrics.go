@@ -41,6 +41,7 @@ type RuntimeMetrics struct {
 	consumed          *prometheus.CounterVec
 	produced          *prometheus.CounterVec
 	deadLettered      *prometheus.CounterVec
+	rerouted          *prometheus.CounterVec
 	txnCommitted      prometheus.Counter
 	txnAborted        *prometheus.CounterVec
 	txnDuration       prometheus.Histogram
@@ -73,6 +74,10 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 			Namespace: Namespace, Name: "records_dead_lettered_total",
 			Help: "Input records sent to the DLQ in committed transactions, by source topic and error class.",
 		}, []string{"topic", "class"}),
+		rerouted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "records_rerouted_total",
+			Help: "Input records that arrived on another partition than their key's (a producer with another partitioner) and were re-routed, by topic.",
+		}, []string{"topic"}),
 		txnCommitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "transactions_committed_total",
 			Help: "Kafka transactions that End reported committed.",
@@ -123,7 +128,7 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 		}, []string{"partition"}),
 		restoreStart: map[int32]time.Time{},
 	}
-	if err := register(reg, m.consumed, m.produced, m.deadLettered, m.txnCommitted, m.txnAborted, m.txnDuration,
+	if err := register(reg, m.consumed, m.produced, m.deadLettered, m.rerouted, m.txnCommitted, m.txnAborted, m.txnDuration,
 		m.txnRecords, m.latency, m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords,
 		m.restoreDuration, m.assignedPartition); err != nil {
 		return nil, fmt.Errorf("ops: runtime metrics: %w", err)
@@ -154,6 +159,14 @@ func (m *RuntimeMetrics) DeadLettered(topic, class string, n int) {
 		return
 	}
 	m.deadLettered.WithLabelValues(topic, class).Add(float64(n))
+}
+
+// Rerouted counts n records of topic that arrived on another partition than their key's.
+func (m *RuntimeMetrics) Rerouted(topic string, n int) {
+	if m == nil {
+		return
+	}
+	m.rerouted.WithLabelValues(topic).Add(float64(n))
 }
 
 // Committed records one committed transaction of records input records that took d.

@@ -46,6 +46,19 @@ def micros(text: str) -> int:
     return (t - EPOCH) // dt.timedelta(microseconds=1)
 
 
+def record_key(event: dict) -> str:
+    """The record key: the body's order_id, or checkout:<checkout id> for a loyalty event before
+    the order exists (the envelope's correlation_id carries the checkout id until then)."""
+    body = next((v for v in event.values() if isinstance(v, dict) and ("order_id" in v or "reservation_id" in v)), {})
+    if body.get("order_id"):
+        return body["order_id"]
+    if body.get("checkout_id"):
+        return "checkout:" + body["checkout_id"]
+    if "reservation_id" in body and event.get("correlation_id"):
+        return "checkout:" + event["correlation_id"]
+    return ""
+
+
 class Converter:
     """Turns a JSON-form value into the datum fastavro writes, guided by the Avro schema."""
 
@@ -165,11 +178,11 @@ def main() -> int:
                 continue
             event = json.loads(line)
             datum = conv.envelope(raw, event)
-            body = next(v for k, v in event.items() if isinstance(v, dict) and "order_id" in v)
+            key = record_key(event)
             buf = io.BytesIO()
             buf.write(b"\x00" + struct.pack(">I", schema_id))
             fastavro.schemaless_writer(buf, parsed, datum)
-            producer.produce(args.topic, key=body["order_id"].encode(), value=buf.getvalue(), on_delivery=delivered)
+            producer.produce(args.topic, key=key.encode() if key else None, value=buf.getvalue(), on_delivery=delivered)
             producer.poll(0)
             n += 1
     producer.flush(60)
