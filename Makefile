@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test chdb test-unit test-helm demo eos chaos bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up down status test chdb pyproducer test-unit test-helm demo eos chaos bench bench-runtime bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -41,11 +41,16 @@ test-helm:
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both.
-test: build up test-helm chdb
+test: build up test-helm chdb pyproducer
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m ./...
 
 chdb:
 	infra/chdb.sh install
+
+# The upstream producer example's packages (confluent-kafka, fastavro from PyPI) for the test
+# that produces with librdkafka's default partitioner (cmd/retailflow TestForeignProducer...).
+pyproducer:
+	infra/python.sh >/dev/null
 
 # Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
