@@ -65,6 +65,29 @@ func TestWorkedExamplesB2(t *testing.T) {
 			want:     []string{"RedemptionRefundRequested 1000 C1"},
 			entitled: 0, basis: "0",
 		},
+		{
+			// B.1: the reservation is CONFIRMED when OrderAccepted references it; a full-order
+			// cancellation refunds at once like any other refund path, RedemptionConfirmed or not.
+			name: "full cancellation before shipment refunds 1,000 without waiting for RedemptionConfirmed",
+			events: []schemas.Event{o1001(),
+				cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})},
+			want:     []string{"RedemptionRefundRequested 1000 C1"},
+			entitled: 0, basis: "0",
+		},
+		{
+			// Issue 10: RR(l) = floor(alloc × (q_cxl + q_ret) / q_ord) also for a full-order
+			// cancellation: floor(533 × 1/2) + 267 = 533; the shipped unit's share stays redeemed.
+			name:     "full cancellation after a partial shipment refunds 533 of 800, not 800",
+			events:   []schemas.Event{o800(), s800(), cancelled("e-c", "O-800", "C1", day(2), true, qty{"L1", "1"}, qty{"L2", "3"})},
+			want:     []string{"AccrualRequested 50 S1", "RedemptionRefundRequested 533 C1"},
+			entitled: 50, basis: "50",
+		},
+		{
+			name:     "the same without lines (cancels whatever is open) and with RedemptionConfirmed",
+			events:   []schemas.Event{o800(), confirmed("e-rc", "O-800", "RSV-8", 800, day(0)), s800(), cancelled("e-c", "O-800", "C1", day(2), true)},
+			want:     []string{"AccrualRequested 50 S1", "RedemptionRefundRequested 533 C1"},
+			entitled: 50, basis: "50",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

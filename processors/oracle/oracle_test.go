@@ -38,6 +38,21 @@ func o1001() schemas.Event {
 	}}
 }
 
+// o800 is issue 10's order (under the fixtures' order id): L1 (2 units) carries 533 redeemed
+// points and L2 (3 units) 267; a BASE member earns 1 point per euro of line_net.
+func o800() schemas.Event {
+	return schemas.Event{Envelope: env("e-oa", schemas.TypeOrderAccepted, day0), OrderAccepted: &schemas.OrderAccepted{
+		OrderID: "O-1001", AcceptedAt: day0, Currency: "EUR", LoyaltyMemberID: strp("M-8"), LoyaltyTierAtOrder: strp("BASE"),
+		LoyaltyRedemption: &schemas.LoyaltyRedemption{ReservationID: "R-8", Points: 800, Value: dec("8.00"), Accounting: "DISCOUNT"},
+		Lines: []schemas.OrderLine{
+			{OrderLineID: "L1", SKU: "SKU-A", Quantity: dec("2"), LineNet: dec("100.00"),
+				RedemptionAlloc: &schemas.RedemptionAlloc{Points: 533, Value: dec("5.33")}},
+			{OrderLineID: "L2", SKU: "SKU-B", Quantity: dec("3"), LineNet: dec("60.00"),
+				RedemptionAlloc: &schemas.RedemptionAlloc{Points: 267, Value: dec("2.67")}},
+		},
+	}}
+}
+
 func confirmed() schemas.Event {
 	return schemas.Event{Envelope: env("e-conf", schemas.TypeRedemptionConfirmed, day0.Add(time.Minute)),
 		RedemptionConfirmed: &schemas.RedemptionConfirmed{ReservationID: "R-1", RedemptionID: "RD-1", OrderID: "O-1001", Points: 1000}}
@@ -106,6 +121,14 @@ func TestWorkedExampleO1001(t *testing.T) {
 			[]string{"AccrualRequested:141@S1", "AccrualRequested:181@S2",
 				"ReversalRequested:39@R1", "RedemptionRefundRequested:120@R1",
 				"ReversalRequested:77@R2", "RedemptionRefundRequested:240@R2"}, 206},
+		// B.1: CONFIRMED when OrderAccepted references the reservation, so a full cancellation
+		// refunds at once, with or without the platform's RedemptionConfirmed.
+		{"B full cancellation before shipment, no RedemptionConfirmed", []schemas.Event{o1001(), cancel("C1", 1, true, map[string]string{"L1": "2", "L2": "3", "L3": "1"})},
+			[]string{"RedemptionRefundRequested:1000@C1"}, 0},
+		// Issue 10: floor(533 × 1/2) + floor(267 × 3/3) = 533; the shipped unit's share stays redeemed.
+		{"full cancellation after a partial shipment refunds 533 of 800", []schemas.Event{o800(),
+			shipment("S1", 1, map[string]string{"L1": "1"}), cancel("C1", 2, true, map[string]string{"L1": "1", "L2": "3"})},
+			[]string{"AccrualRequested:50@S1", "RedemptionRefundRequested:533@C1"}, 50},
 		{"D full return after A", []schemas.Event{o1001(), confirmed(), s1, s2, ret("R1", 10, map[string]string{"L1": "2", "L2": "3"})},
 			[]string{"AccrualRequested:141@S1", "AccrualRequested:181@S2",
 				"ReversalRequested:322@R1", "RedemptionRefundRequested:1000@R1"}, 0},
