@@ -77,6 +77,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad env type", map[string]string{"RETAILFLOW_SINK_BATCH_ROWS": "many"}, []string{"config"}, "sink.batch_rows"},
 		{"bad env value", map[string]string{"RETAILFLOW_LOG_LEVEL": "loud"}, []string{"config"}, "log.level"},
 		{"bad duration", map[string]string{"RETAILFLOW_RUNTIME_TRANSACTION_TIMEOUT": "1h"}, []string{"config"}, "runtime.transaction_timeout"},
+		{"bad confirm trigger", map[string]string{"RETAILFLOW_POLICY_CONFIRM_TRIGGER": "REDEMPTION_CONFIRMED"}, []string{"config"},
+			`policy.confirm_trigger: "REDEMPTION_CONFIRMED" is not one of ORDER_ACCEPTED, FIRST_SHIPMENT`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -152,7 +152,6 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	case e.OrderAccepted != nil:
 		n.accept(e, p)
 		cmds = n.releaseHeldOrphans(p, cmds)
-		cmds = n.emitDeferredRefund(cmds)
 	case e.ShipmentConfirmed != nil, e.ReturnReceived != nil, e.OrderLinesCancelled != nil:
 		if n.s.Order == nil {
 			n.hold(e, nil, HoldNoOrder)
@@ -161,10 +160,8 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 		}
 	default:
 		n.applyFeed(e)
-		if e.RedemptionConfirmed != nil {
-			cmds = n.emitDeferredRefund(cmds)
-		}
 	}
+	cmds = n.emitDeferredRefund(cmds)
 	n.recompute(p)
 	n.own = 0
 	return n, cmds, nil
@@ -457,6 +454,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 		EarnRate:         decimal.Zero,
 		TierMultiplier:   decimal.NewFromInt(1),
 		RedemptionValue:  decimal.Zero,
+		ConfirmTrigger:   p.ConfirmTrigger,
 	}
 	if o.ReturnWindowDays > 0 {
 		snap.ReturnWindowDays = o.ReturnWindowDays
@@ -692,23 +690,34 @@ func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []sch
 	return cmds
 }
 
-// emitDeferredRefund emits the refund of a full-order cancellation that was waiting for the
-// redemption to be confirmed, once it is. The command is caused by the cancellation (same
-// request id whenever the confirmation arrives).
+// emitDeferredRefund upgrades a state written by a 2026-11-v1 ledger, which held a full-order
+// cancellation's refund until RedemptionConfirmed: it requests, caused by that cancellation (the
+// request id the old ledger would have used), the refund due now by the one rule (refundDue),
+// and clears the hold.
 func (n *Ledger) emitDeferredRefund(cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	d := n.s.DeferredRefund
-	if d == nil || n.s.Order == nil || !n.redemptionConfirmed() {
+	if d == nil || n.s.Order == nil {
 		return cmds
 	}
 	n.s.DeferredRefund = nil
 	e := schemas.Event{Envelope: schemas.Envelope{EventID: d.EventID, EventType: schemas.TypeOrderLinesCancelled, OccurredAt: d.OccurredAt}}
-	return n.refundRest(e, d.CancellationID, cmds)
+	return n.refundCommand(e, d.CancellationID, "CANCELLATION", cmds)
 }
 
-// redemptionConfirmed reports whether a RedemptionConfirmed for the order's reservation was seen.
+// redemptionConfirmed reports whether the order's redemption reservation is CONFIRMED by the
+// trigger snapshotted at acceptance (Policy.ConfirmTrigger): at once for ORDER_ACCEPTED, after
+// a shipment of a unit (reships excluded) for FIRST_SHIPMENT. The loyalty platform's own
+// RedemptionConfirmed is a fact for view C3, not a trigger.
 func (n *Ledger) redemptionConfirmed() bool {
-	for _, r := range n.s.Reservations {
-		if r.ReservationID == n.s.Order.ReservationID && r.Confirmed {
+	o := n.s.Order
+	if o == nil || o.ReservationID == "" || o.RedemptionPoints <= 0 {
+		return false
+	}
+	if o.ConfirmTrigger != ConfirmOnFirstShipment {
+		return true
+	}
+	for i := range n.s.Lines {
+		if n.s.Lines[i].Shipped.IsPositive() {
 			return true
 		}
 	}
@@ -752,16 +761,7 @@ func (n *Ledger) applyOMS(e schemas.Event, raw []byte, p Policy, cmds []schemas.
 		cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
 	case e.OrderLinesCancelled != nil:
 		n.applyCancellation(e)
-		c := e.OrderLinesCancelled
-		if o := n.s.Order; c.IsFullOrder && o.MemberID != "" && o.ReservationID != "" && o.RedemptionPoints > 0 {
-			if n.redemptionConfirmed() {
-				cmds = n.refundRest(e, c.CancellationID, cmds)
-			} else {
-				n.s.DeferredRefund = &DeferredRefund{EventID: e.EventID, CancellationID: c.CancellationID, OccurredAt: e.OccurredAt.UTC()}
-			}
-			return cmds
-		}
-		cmds = n.commandsFor(e, c.CancellationID, "CANCELLATION", cmds)
+		cmds = n.commandsFor(e, e.OrderLinesCancelled.CancellationID, "CANCELLATION", cmds)
 	}
 	return cmds
 }
@@ -893,7 +893,7 @@ func (n *Ledger) refundDue(r *ratio) int64 {
 }
 
 // commandsFor emits the commands caused by the OMS event e: Δ = P − P_requested as an accrual
-// or reversal, and the redemption refund due beyond what was already requested.
+// or reversal, and the redemption refund due beyond what was already requested (refundCommand).
 func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	o := n.s.Order
 	if o.MemberID == "" {
@@ -917,36 +917,30 @@ func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []s
 	case d < 0:
 		cmds = append(cmds, n.command(e, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p))
 	}
-	if o.ReservationID != "" && o.RedemptionPoints > 0 && reason != "SHIPMENT" {
-		if d := n.refundDue(r) - n.s.Points.RefundRequested; d > 0 {
-			c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
-			rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
-			c.ReservationID, c.ExpiryPolicy = &rid, &policy
-			cmds = append(cmds, c)
-		}
-	}
-	return cmds
+	return n.refundCommand(e, sourceRef, reason, cmds)
 }
 
-// refundRest emits, for a full-order cancellation of an order whose redemption is confirmed, the
-// refund of every allocated point not yet requested (contracts: "the rest of the allocated points").
-func (n *Ledger) refundRest(e schemas.Event, sourceRef string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+// refundCommand emits the redemption refund that e made due: Σ RR(l) − already requested, where
+// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord) once the reservation is confirmed
+// (redemptionConfirmed) and 0 before. It is the only refund rule: partial and full-order
+// cancellations and returns all go through it, so a full cancellation after a partial shipment
+// refunds the unshipped units' share only, and one of everything refunds exactly alloc_pts.
+func (n *Ledger) refundCommand(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	o := n.s.Order
-	var total int64
-	for _, ln := range n.s.Lines {
-		total += ln.RedemptionPoints
+	if o.MemberID == "" || !n.redemptionConfirmed() {
+		return cmds
 	}
-	if d := total - n.s.Points.RefundRequested; d > 0 {
-		r := getRatio()
-		defer putRatio(r)
-		basis(n.s.Lines, r)
-		p := entitledFrom(o, r)
-		c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, "CANCELLATION", basisRounded(r, decimal.Decimal{}), p)
-		rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
-		c.ReservationID, c.ExpiryPolicy = &rid, &policy
-		cmds = append(cmds, c)
+	r := getRatio()
+	defer putRatio(r)
+	d := n.refundDue(r) - n.s.Points.RefundRequested
+	if d <= 0 {
+		return cmds
 	}
-	return cmds
+	basis(n.s.Lines, r)
+	c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), entitledFrom(o, r))
+	rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
+	c.ReservationID, c.ExpiryPolicy = &rid, &policy
+	return append(cmds, c)
 }
 
 // command records and returns a command; basis is B rounded half-even to 4 places, p is P.

@@ -43,9 +43,9 @@ type State struct {
 	DocCancels    []DocCancelState    `json:"doc_cancels"`   // by billing_document_id (the S1/S2 document)
 
 	Held []HeldEvent `json:"held"` // by (occurred_at, event_id): canonical order
-	// DeferredRefund is a full-order cancellation whose redemption refund waits for the
-	// RedemptionConfirmed of the order's reservation (a refund of unconfirmed points is not due:
-	// the reservation is released instead).
+	// DeferredRefund is only found in states written by policy 2026-11-v1 ledgers, which held a
+	// full-order cancellation's refund until RedemptionConfirmed arrived. The next Apply emits
+	// that refund (caused by the cancellation, by the RR rule) and clears it; nothing sets it now.
 	DeferredRefund *DeferredRefund `json:"deferred_refund"`
 	Exceptions     []Exception     `json:"exceptions"` // by (code, ref)
 	Seen           []SeenEvent     `json:"seen"`       // by event_id
@@ -78,6 +78,9 @@ type OrderSnapshot struct {
 	// at rate 0, resp. multiplier 1); they surface as NO_EARN_RATE / UNKNOWN_TIER exceptions.
 	EarnRateMissing bool `json:"earn_rate_missing"`
 	TierUnknown     bool `json:"tier_unknown"`
+	// ConfirmTrigger is Policy.ConfirmTrigger at acceptance; "" (a state written before the
+	// field existed) reads as ConfirmOnOrderAccepted.
+	ConfirmTrigger ConfirmTrigger `json:"confirm_trigger"`
 }
 
 // LineState is one order line: the quantity state and the values frozen at acceptance.

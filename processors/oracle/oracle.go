@@ -280,6 +280,7 @@ type orderFold struct {
 	policy   Policy
 
 	confirmedEver bool // some RedemptionConfirmed for this order's reservation exists at all
+	shippedAny    bool // a unit was shipped (reships excluded): FIRST_SHIPMENT confirms here
 	held          []*schemas.Event
 
 	invoicedNet map[string]decimal.Decimal
@@ -443,12 +444,8 @@ func (f *orderFold) cancel(e *schemas.Event) {
 	}
 	if c.IsFullOrder {
 		f.truth.FullyCancelled = true
-		if f.confirmedEver {
-			f.refund(e, c.CancellationID, "CANCELLATION", true)
-		}
-		return
 	}
-	f.refund(e, c.CancellationID, "CANCELLATION", false)
+	f.refund(e, c.CancellationID, "CANCELLATION")
 }
 
 func (f *orderFold) ship(e *schemas.Event) {
@@ -463,8 +460,15 @@ func (f *orderFold) ship(e *schemas.Event) {
 			continue
 		}
 		l.shipped = l.shipped.Add(sl.QuantityShipped)
+		if sl.QuantityShipped.IsPositive() {
+			f.shippedAny = true
+		}
 	}
 	f.accrueOrReverse(e, s.ShipmentID, "SHIPMENT", s.ShippedAt)
+	// Under FIRST_SHIPMENT this shipment may be what confirms the reservation: what was
+	// cancelled before it becomes refundable now. (Under the default it never refunds anything:
+	// a shipment moves neither q_cxl nor q_ret.)
+	f.refund(e, s.ShipmentID, "SHIPMENT")
 }
 
 // returnFits reports whether every line of r fits within shipped − already returned.
@@ -499,7 +503,7 @@ func (f *orderFold) applyReturn(e *schemas.Event, capped bool) {
 		f.truth.CappedReturns = append(f.truth.CappedReturns, r.ReturnID)
 	}
 	f.accrueOrReverse(e, r.ReturnID, "RETURN", r.ReceivedAt)
-	f.refund(e, r.ReturnID, "RETURN", false)
+	f.refund(e, r.ReturnID, "RETURN")
 }
 
 // releaseFittingHolds applies, in canonical order, held returns that now fit.
@@ -596,20 +600,34 @@ func (f *orderFold) accrueOrReverse(e *schemas.Event, ref, reason string, at tim
 	f.emit(c)
 }
 
-// refund emits RedemptionRefundRequested for what became refundable: cumulative
-// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord), or everything not yet refunded when rest.
-func (f *orderFold) refund(e *schemas.Event, ref, reason string, rest bool) {
+// confirmed reports whether the order's reservation is CONFIRMED by now, per DOMAIN.md B.1
+// "Reservation lifecycle" and the policy's trigger. The loyalty platform's RedemptionConfirmed
+// event is not the trigger (B.1: "same events, different trigger"); it is what view C3 checks.
+func (f *orderFold) confirmed() bool {
 	t := f.truth
-	if t.ReservationID == "" || t.MemberID == "" {
+	if t.ReservationID == "" || t.RedemptionPoints <= 0 {
+		return false
+	}
+	if f.policy.ConfirmTrigger == ConfirmAtFirstShipment {
+		return f.shippedAny
+	}
+	return true
+}
+
+// refund emits RedemptionRefundRequested for what became refundable (DOMAIN.md B.1 "Redemption
+// refunds"): Σ_l RR(l) − already requested, with the cumulative
+// RR(l) = floor(alloc_pts(l) × (q_cxl(l) + q_ret(l)) / q_ord(l)), for a confirmed reservation
+// only. B.1 has no other refund rule: "full cancel/return refunds exactly alloc_pts(l)" is what
+// this gives when q_cxl + q_ret = q_ord, and a full-order cancellation of an order that already
+// shipped units refunds the share of the units it cancelled, not the shipped units'.
+func (f *orderFold) refund(e *schemas.Event, ref, reason string) {
+	t := f.truth
+	if t.MemberID == "" || !f.confirmed() {
 		return
 	}
 	var due int64
 	for _, l := range f.lines {
 		if l.RedemptionPoints == 0 || l.ordered.Sign() == 0 {
-			continue
-		}
-		if rest {
-			due += l.RedemptionPoints
 			continue
 		}
 		x := new(big.Rat).SetInt64(l.RedemptionPoints)

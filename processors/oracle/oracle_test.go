@@ -151,6 +151,52 @@ func TestWorkedExampleO1001(t *testing.T) {
 	}
 }
 
+// TestConfirmTrigger: one confirmation rule for every refund path, from DOMAIN.md B.1. Default:
+// CONFIRMED when OrderAccepted references the reservation, so every cancellation refunds at
+// once. Variant FIRST_SHIPMENT: nothing is refundable before a unit ships; that shipment requests
+// what was cancelled before it; a fully cancelled order that never shipped is a release (C3).
+func TestConfirmTrigger(t *testing.T) {
+	first := DefaultPolicy()
+	first.ConfirmTrigger = ConfirmAtFirstShipment
+	partial := cancel("C1", 1, false, map[string]string{"L1": "1", "L2": "2"})
+	full := cancel("C1", 1, true, map[string]string{"L1": "2", "L2": "3", "L3": "1"})
+	s1 := shipment("S1", 2, map[string]string{"L1": "1", "L2": "1", "L3": "1"})
+	cases := []struct {
+		name   string
+		p      Policy
+		events []schemas.Event
+		want   []string
+		c3     []string
+	}{
+		{"default, partial cancellation", DefaultPolicy(), []schemas.Event{o1001(), partial},
+			[]string{"RedemptionRefundRequested:560@C1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED"}},
+		{"default, full cancellation", DefaultPolicy(), []schemas.Event{o1001(), full},
+			[]string{"RedemptionRefundRequested:1000@C1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED", "ORDER_CANCELLED_NOT_RELEASED"}},
+		{"first shipment, full cancellation before it", first, []schemas.Event{o1001(), full},
+			nil, []string{"ORDER_CANCELLED_NOT_RELEASED"}},
+		{"first shipment, partial cancellation then the shipment", first, []schemas.Event{o1001(), partial, s1},
+			[]string{"AccrualRequested:141@S1", "RedemptionRefundRequested:560@S1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED"}},
+		{"first shipment, unshipped order is not pending confirmation", first, []schemas.Event{o1001(), partial},
+			nil, nil},
+		{"first shipment, confirmed by the platform", first, []schemas.Event{o1001(), confirmed(), partial, s1},
+			[]string{"AccrualRequested:141@S1", "RedemptionRefundRequested:560@S1"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := summary(Commands(tc.events, tc.p)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("commands\n got %v\nwant %v", got, tc.want)
+			}
+			var c3 []string
+			for _, r := range Compute(tc.events, tc.p, day0.AddDate(0, 2, 0)).Views[ViewRedemptionsPending] {
+				c3 = append(c3, r.MismatchCode)
+			}
+			if fmt.Sprint(c3) != fmt.Sprint(tc.c3) {
+				t.Fatalf("C3 %v, want %v", c3, tc.c3)
+			}
+		})
+	}
+}
+
 // TestArrivalOrderIndependence: shuffled arrival, duplicates and a shipment before its order give
 // the same commands (same request ids), as contracts.md requires.
 func TestArrivalOrderIndependence(t *testing.T) {

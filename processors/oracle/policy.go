@@ -33,12 +33,22 @@ type Policy struct {
 	ReconGrace time.Duration
 	// AmountTolerance: C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance.
 	AmountTolerance decimal.Decimal
+	// ConfirmTrigger is when a reservation referenced by an order is CONFIRMED (DOMAIN.md B.1
+	// "Reservation lifecycle"): ConfirmAtAcceptance (the default) or ConfirmAtFirstShipment
+	// (the variant). Redeemed points are refundable only once confirmed.
+	ConfirmTrigger string
 }
+
+// The confirmation triggers of DOMAIN.md B.1 (the config values of policy.confirm_trigger).
+const (
+	ConfirmAtAcceptance    = "ORDER_ACCEPTED" // OrderAccepted references the reservation
+	ConfirmAtFirstShipment = "FIRST_SHIPMENT" // the order's first shipped unit (reships excluded)
+)
 
 // DefaultPolicy returns the policy that equals config.go's defaults.
 func DefaultPolicy() Policy {
 	return Policy{
-		Version: "2026-11-v1",
+		Version: "2026-12-v2",
 		EarnRates: map[string]decimal.Decimal{
 			"EUR": decimal.NewFromInt(1), "GBP": decimal.NewFromInt(1), "USD": decimal.NewFromInt(1),
 		},
@@ -51,6 +61,7 @@ func DefaultPolicy() Policy {
 		OrphanGrace:     24 * time.Hour,
 		ReconGrace:      15 * time.Minute,
 		AmountTolerance: decimal.RequireFromString("0.01"),
+		ConfirmTrigger:  ConfirmAtAcceptance,
 	}
 }
 
@@ -78,6 +89,9 @@ func (p Policy) Validate() error {
 	}
 	if p.OrphanGrace < 0 || p.ReconGrace < 0 {
 		errs = append(errs, errors.New("oracle policy: grace periods must not be negative"))
+	}
+	if p.ConfirmTrigger != ConfirmAtAcceptance && p.ConfirmTrigger != ConfirmAtFirstShipment {
+		errs = append(errs, fmt.Errorf("oracle policy: confirm trigger %q is not %s or %s", p.ConfirmTrigger, ConfirmAtAcceptance, ConfirmAtFirstShipment))
 	}
 	if p.AmountTolerance.IsNegative() {
 		errs = append(errs, errors.New("oracle policy: amount tolerance must not be negative"))

@@ -89,7 +89,7 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time) map[string][]Vi
 		c2(v, f, cancelled)
 		c4(v, f)
 	}
-	c3(v, folded)
+	c3(v, folded, p.ConfirmTrigger)
 	for _, rows := range v.rows {
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
 	}
@@ -195,7 +195,15 @@ func c2(v *viewSet, f *orderFold, cancelled map[string]bool) {
 }
 
 // c3: redemptions pending confirmation, over every reservation seen anywhere.
-func c3(v *viewSet, folded []*orderFold) {
+//
+// Which reservations should be CONFIRMED follows the policy's trigger (DOMAIN.md B.1), the same
+// rule that makes their points refundable: under ORDER_ACCEPTED every reservation an accepted
+// order references (ORDER_ACCEPTED_NOT_CONFIRMED when the platform neither confirmed nor
+// released it, and ORDER_CANCELLED_NOT_RELEASED besides when the order was fully cancelled);
+// under FIRST_SHIPMENT only once the order shipped a unit (ORDER_ACCEPTED_NOT_CONFIRMED), while
+// a fully cancelled order that never shipped should have its reservation released
+// (ORDER_CANCELLED_NOT_RELEASED alone).
+func c3(v *viewSet, folded []*orderFold, trigger string) {
 	type reservation struct {
 		reserved *schemas.PointsReserved
 		confirms []*schemas.RedemptionConfirmed
@@ -247,9 +255,12 @@ func c3(v *viewSet, folded []*orderFold) {
 			a := f.accepted
 			row := ViewRow{View: ViewRedemptionsPending, ReservationID: id, OrderID: a.OrderID, BusinessTime: at(a.AcceptedAt)}
 			if len(r.confirms) == 0 && !r.released {
-				row.MismatchCode = "ORDER_ACCEPTED_NOT_CONFIRMED"
-				v.add(row)
-				if f.truth.FullyCancelled {
+				due := trigger != ConfirmAtFirstShipment || f.shippedAny
+				if due {
+					row.MismatchCode = "ORDER_ACCEPTED_NOT_CONFIRMED"
+					v.add(row)
+				}
+				if f.truth.FullyCancelled && (trigger != ConfirmAtFirstShipment || !due) {
 					row.MismatchCode = "ORDER_CANCELLED_NOT_RELEASED"
 					v.add(row)
 				}
