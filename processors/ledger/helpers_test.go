@@ -140,6 +140,9 @@ func checkInvariants(t testing.TB, l Ledger) {
 	if pt.Requested != pt.AccrualRequested-pt.ReversalRequested || pt.Posted != pt.AccrualPosted-pt.Reversed {
 		t.Fatalf("points identities broken: %+v", pt)
 	}
+	if o := l.State().Order; o != nil && o.MemberID != "" && pt.Requested != pt.Entitled {
+		t.Fatalf("order %s: requested %d, entitled %d: the commands do not bring requested to P", l.OrderID(), pt.Requested, pt.Entitled)
+	}
 	if pt.AccrualRequested < 0 || pt.ReversalRequested < 0 || pt.RefundRequested < 0 {
 		t.Fatalf("negative requested points: %+v", pt)
 	}

@@ -52,6 +52,9 @@ import (
 type Ledger struct {
 	s   State
 	own uint8 // during Apply only: which shared slices this value already copied (cow.go)
+	// quiet, during Apply only, applies OMS events without emitting commands: a late event's
+	// commands come from re-attribution (attrib.go).
+	quiet bool
 }
 
 // Sentinel errors wrapped by *EventError.
@@ -153,9 +156,12 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 		n.accept(e, p)
 		cmds = n.releaseHeldOrphans(p, cmds)
 	case e.ShipmentConfirmed != nil, e.ReturnReceived != nil, e.OrderLinesCancelled != nil:
-		if n.s.Order == nil {
+		switch {
+		case n.s.Order == nil:
 			n.hold(e, nil, HoldNoOrder)
-		} else {
+		case n.late(e):
+			cmds = n.applyLate(e, p, cmds)
+		default:
 			cmds = n.applyOMS(e, nil, p, cmds)
 		}
 	default:
@@ -163,7 +169,7 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	}
 	cmds = n.emitDeferredRefund(cmds)
 	n.recompute(p)
-	n.own = 0
+	n.own, n.quiet = 0, false
 	return n, cmds, nil
 }
 
@@ -786,6 +792,7 @@ func (n *Ledger) applyShipment(e schemas.Event) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Shipments = insertSorted(n.s.Shipments, st, func(a, b ShipmentState) bool { return a.ShipmentID < b.ShipmentID })
+	n.addMove(e, MoveShipment, s.ShipmentID, false)
 	n.refreshQuantities()
 }
 
@@ -828,6 +835,7 @@ func (n *Ledger) applyReturn(e schemas.Event, forced bool) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Returns = insertSorted(n.s.Returns, st, func(a, b ReturnState) bool { return a.ReturnID < b.ReturnID })
+	n.addMove(e, MoveReturn, r.ReturnID, false)
 	n.refreshQuantities()
 }
 
@@ -856,6 +864,7 @@ func (n *Ledger) applyCancellation(e schemas.Event) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Cancellations = insertSorted(n.s.Cancellations, st, func(a, b CancellationState) bool { return a.CancellationID < b.CancellationID })
+	n.addMove(e, MoveCancellation, c.CancellationID, len(c.Lines) == 0)
 	n.refreshQuantities()
 }
 
@@ -896,28 +905,34 @@ func (n *Ledger) refundDue(r *ratio) int64 {
 // or reversal, and the redemption refund due beyond what was already requested (refundCommand).
 func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	o := n.s.Order
-	if o.MemberID == "" {
+	if o.MemberID == "" || n.quiet {
 		return cmds
 	}
 	r := getRatio()
 	defer putRatio(r)
 	basis(n.s.Lines, r)
 	p := entitledFrom(o, r)
-	b := basisRounded(r, decimal.Decimal{})
-	switch d := p - n.s.Points.Requested; {
-	case d > 0:
-		c := n.command(e, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
-		from := e.OccurredAt
-		if e.ShipmentConfirmed != nil {
-			from = e.ShipmentConfirmed.ShippedAt
-		}
-		at := from.UTC().AddDate(0, 0, int(o.LockDays))
-		c.ActivatesAt = &at
-		cmds = append(cmds, c)
-	case d < 0:
-		cmds = append(cmds, n.command(e, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p))
+	if d := p - n.s.Points.Requested; d != 0 {
+		cmds = append(cmds, n.pointsCommand(e, "", d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), p))
 	}
 	return n.refundCommand(e, sourceRef, reason, cmds)
+}
+
+// pointsCommand records and returns the accrual (d > 0) or reversal (d < 0) of |d| points
+// caused by e and carrying the share of attributedTo ("" for e's own). An accrual activates
+// LockDays after e's shipment time (its business time when e is not a shipment).
+func (n *Ledger) pointsCommand(e schemas.Event, attributedTo string, d int64, sourceRef, reason string, b decimal.Decimal, p int64) schemas.LoyaltyCommand {
+	if d < 0 {
+		return n.command(e, attributedTo, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p)
+	}
+	c := n.command(e, attributedTo, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
+	from := e.OccurredAt
+	if e.ShipmentConfirmed != nil {
+		from = e.ShipmentConfirmed.ShippedAt
+	}
+	at := from.UTC().AddDate(0, 0, int(n.s.Order.LockDays))
+	c.ActivatesAt = &at
+	return c
 }
 
 // refundCommand emits the redemption refund that e made due: Σ RR(l) − already requested, where
@@ -937,14 +952,22 @@ func (n *Ledger) refundCommand(e schemas.Event, sourceRef, reason string, cmds [
 		return cmds
 	}
 	basis(n.s.Lines, r)
-	c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), entitledFrom(o, r))
-	rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
-	c.ReservationID, c.ExpiryPolicy = &rid, &policy
-	return append(cmds, c)
+	return append(cmds, n.refundOf(e, "", d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), entitledFrom(o, r)))
 }
 
-// command records and returns a command; basis is B rounded half-even to 4 places, p is P.
-func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, sourceRef, reason string, basis decimal.Decimal, p int64) schemas.LoyaltyCommand {
+// refundOf records and returns a redemption refund of d points caused by e and carrying the
+// share of attributedTo ("" for e's own).
+func (n *Ledger) refundOf(e schemas.Event, attributedTo string, d int64, sourceRef, reason string, b decimal.Decimal, p int64) schemas.LoyaltyCommand {
+	c := n.command(e, attributedTo, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
+	rid, policy := n.s.Order.ReservationID, "RESTORE_ORIGINAL"
+	c.ReservationID, c.ExpiryPolicy = &rid, &policy
+	return c
+}
+
+// command records and returns a command caused by e (its request id is CommandRequestID of e's
+// event id); attributedTo is the event whose share it carries when that is not e (a
+// correction); basis is B rounded half-even to 4 places, p is P.
+func (n *Ledger) command(e schemas.Event, attributedTo string, typ schemas.EventType, points int64, sourceRef, reason string, basis decimal.Decimal, p int64) schemas.LoyaltyCommand {
 	o := n.s.Order
 	c := schemas.LoyaltyCommand{
 		RequestID:      schemas.CommandRequestID(n.s.OrderID, e.EventID, typ),
@@ -964,7 +987,8 @@ func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, s
 		PolicyVersion:  o.PolicyVersion,
 		RequestedAt:    e.OccurredAt.UTC(),
 	}
-	rec := CommandRecord{RequestID: c.RequestID, CommandType: string(typ), Points: points, CausingEventID: e.EventID, SourceRefID: sourceRef, RequestedAt: c.RequestedAt}
+	rec := CommandRecord{RequestID: c.RequestID, CommandType: string(typ), Points: points, CausingEventID: e.EventID, SourceRefID: sourceRef,
+		RequestedAt: c.RequestedAt, AttributedTo: attributedTo}
 	n.s.Commands = insertSorted(n.s.Commands, rec, func(a, b CommandRecord) bool { return a.RequestID < b.RequestID })
 	switch typ {
 	case schemas.TypeAccrualRequested:

@@ -53,6 +53,28 @@ type State struct {
 	Closed   bool      `json:"closed"`
 	ClosedAt time.Time `json:"closed_at"` // zero unless Closed
 	EvictAt  time.Time `json:"evict_at"`  // zero unless Closed: ClosedAt + RetentionAfterClose
+
+	// Moves are the applied shipments, returns and cancellations by (occurred_at, event_id):
+	// canonical order, from which the canonical attribution of points is replayed (attrib.go).
+	// Empty in a state written before the field existed (such an order is never re-attributed).
+	Moves []MoveRecord `json:"moves"`
+}
+
+// Move kinds: the OMS events that move points or refunds.
+const (
+	MoveShipment     = "SHIPMENT"
+	MoveReturn       = "RETURN"
+	MoveCancellation = "CANCELLATION"
+)
+
+// MoveRecord is one applied point-moving event; its content is in Shipments, Returns or
+// Cancellations under Ref.
+type MoveRecord struct {
+	EventID    string    `json:"event_id"`
+	OccurredAt time.Time `json:"occurred_at"`
+	Kind       string    `json:"kind"`
+	Ref        string    `json:"ref"`
+	NoLines    bool      `json:"no_lines"` // a full-order cancellation that named no lines
 }
 
 // OrderSnapshot is what the ledger froze at OrderAccepted: identity, currency, and the policy
@@ -213,8 +235,8 @@ type ReservationState struct {
 	ReleaseReason   string    `json:"release_reason"`
 }
 
-// CommandRecord is a loyalty command this ledger emitted. Its points depend on the order in
-// which events arrived (the set of request ids and the sums per type do not).
+// CommandRecord is a loyalty command this ledger emitted. The points of the commands that carry
+// one event's share (AttributedTo) sum to that event's canonical share (attrib.go).
 type CommandRecord struct {
 	RequestID      string    `json:"request_id"`
 	CommandType    string    `json:"command_type"`
@@ -222,6 +244,17 @@ type CommandRecord struct {
 	CausingEventID string    `json:"causing_event_id"`
 	SourceRefID    string    `json:"source_ref_id"`
 	RequestedAt    time.Time `json:"requested_at"`
+	// AttributedTo is the event id whose share a correction carries; "" for every other
+	// command, whose share is its causing event's.
+	AttributedTo string `json:"attributed_to"`
+}
+
+// attributedTo is the event whose share the command carries.
+func (c *CommandRecord) attributedTo() string {
+	if c.AttributedTo != "" {
+		return c.AttributedTo
+	}
+	return c.CausingEventID
 }
 
 // Posting kinds.
