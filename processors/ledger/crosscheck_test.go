@@ -151,8 +151,8 @@ func TestReturnsBeforeTheirShipments(t *testing.T) {
 // The generator never lets a return overtake its shipment, so delivery order alone cannot reach
 // the reported bug. Each order is therefore also fed with its topics interleaved at random (every
 // topic keeps its own order, as a partition does; one topic may run days ahead of another, as in
-// a replay): that must give the same set of commands and per-order sums, per-command points
-// being then arrival-dependent (contracts.md).
+// a replay): that must give every event the oracle's share of points (sameCommands; the
+// corrections a late event causes included) and the same per-order sums.
 func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
 	var faults generate.Faults
 	for _, f := range generate.AllFaults() {

@@ -11,13 +11,15 @@ import (
 
 // Command is one loyalty command the pipeline must emit (contracts.md "Loyalty commands").
 //
-// What is independent of arrival order, and so comparable with any run of the pipeline, is the
-// set of request ids (with their types, causing events and source refs) and, per order, the sums
-// of points (OrderTruth.RequestedNet, RefundRequested). Points of a single command are those of
-// the canonical application order: Δ = P − P_requested is cumulative, so when two events of an
-// order that both move P reach the processor in another relative order (late or shuffled
-// delivery, topics read at different speeds), their individual Δs can differ by rounding while
-// their sum does not. Compare per-command points only for traffic delivered in canonical order.
+// Points are each event's canonical share: the events of an order folded in canonical order
+// (occurred_at, event_id) with the holding rules, Δ = P − P_requested after each. That share is
+// independent of arrival order, and comparable with any run of the pipeline (DESIGN.md
+// invariant 13): the pipeline's commands carrying one event's share (same reason and source
+// ref, its corrections included) sum to this command's points. When the events that move points
+// reach the pipeline in canonical order, its commands are exactly these, request ids and points;
+// otherwise it adds corrections (causing_event_id "<late>/<corrected>", not predicted here) and
+// the points of an individual command may differ, as may the ids of events whose canonical share
+// is 0. Per order, the sums (OrderTruth.RequestedNet, RefundRequested) always match.
 type Command struct {
 	RequestID      string            // schemas.CommandRequestID(OrderID, CausingEventID, Type)
 	Type           schemas.EventType // AccrualRequested | ReversalRequested | RedemptionRefundRequested
