@@ -707,7 +707,10 @@ func (n *Ledger) emitDeferredRefund(cmds []schemas.LoyaltyCommand) []schemas.Loy
 	}
 	n.s.DeferredRefund = nil
 	e := schemas.Event{Envelope: schemas.Envelope{EventID: d.EventID, EventType: schemas.TypeOrderLinesCancelled, OccurredAt: d.OccurredAt}}
-	return n.refundCommand(e, d.CancellationID, "CANCELLATION", cmds)
+	r := getRatio()
+	defer putRatio(r)
+	basis(n.s.Lines, r)
+	return n.refundCommand(e, d.CancellationID, "CANCELLATION", basisRounded(r, decimal.Decimal{}), entitledFrom(n.s.Order, r), cmds)
 }
 
 // redemptionConfirmed reports whether the order's redemption reservation is CONFIRMED by the
@@ -912,10 +915,11 @@ func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []s
 	defer putRatio(r)
 	basis(n.s.Lines, r)
 	p := entitledFrom(o, r)
+	b := basisRounded(r, decimal.Decimal{})
 	if d := p - n.s.Points.Requested; d != 0 {
-		cmds = append(cmds, n.pointsCommand(e, "", d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), p))
+		cmds = append(cmds, n.pointsCommand(e, "", d, sourceRef, reason, b, p))
 	}
-	return n.refundCommand(e, sourceRef, reason, cmds)
+	return n.refundCommand(e, sourceRef, reason, b, p, cmds)
 }
 
 // pointsCommand records and returns the accrual (d > 0) or reversal (d < 0) of |d| points
@@ -935,24 +939,22 @@ func (n *Ledger) pointsCommand(e schemas.Event, attributedTo string, d int64, so
 	return c
 }
 
-// refundCommand emits the redemption refund that e made due: Σ RR(l) − already requested, where
+// refundCommand emits the redemption refund that e made due (b and p are B and P, stamped on
+// the command): Σ RR(l) − already requested, where
 // RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord) once the reservation is confirmed
 // (redemptionConfirmed) and 0 before. It is the only refund rule: partial and full-order
 // cancellations and returns all go through it, so a full cancellation after a partial shipment
 // refunds the unshipped units' share only, and one of everything refunds exactly alloc_pts.
-func (n *Ledger) refundCommand(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
-	o := n.s.Order
-	if o.MemberID == "" || !n.redemptionConfirmed() {
+func (n *Ledger) refundCommand(e schemas.Event, sourceRef, reason string, b decimal.Decimal, p int64, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	if n.s.Order.MemberID == "" || !n.redemptionConfirmed() {
 		return cmds
 	}
 	r := getRatio()
 	defer putRatio(r)
-	d := n.refundDue(r) - n.s.Points.RefundRequested
-	if d <= 0 {
-		return cmds
+	if d := n.refundDue(r) - n.s.Points.RefundRequested; d > 0 {
+		cmds = append(cmds, n.refundOf(e, "", d, sourceRef, reason, b, p))
 	}
-	basis(n.s.Lines, r)
-	return append(cmds, n.refundOf(e, "", d, sourceRef, reason, basisRounded(r, decimal.Decimal{}), entitledFrom(o, r)))
+	return cmds
 }
 
 // refundOf records and returns a redemption refund of d points caused by e and carrying the

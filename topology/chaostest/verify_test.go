@@ -27,6 +27,7 @@ type verdict struct {
 	dlqUnexplained int           // DLQ records whose source the generator did not mark malformed
 	stateMismatch  int           // orders whose changelog-restored state differs from the oracle
 	viewDiffs      int           // ClickHouse view rows missing or unexpected
+	corrections    int           // commands outside the oracle's set: corrections for late events (no fault)
 	aborted        int           // output records only a read_uncommitted consumer sees (aborted writes)
 	abortedBy      map[int64]int // the same per producer id, since the start
 	problems       []string
@@ -318,15 +319,20 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	return v
 }
 
-// checkCommands: exactly the oracle's request ids, each once, each from its own source
-// coordinates (O2, O3), and per order the oracle's net points and refunds (O6). It returns the
-// gross points of the commands in Kafka by type (accrual, reversal, refund): the split between
-// accrual and reversal depends on arrival order (oracle.Command), so only the sink is held to it.
+// checkCommands: every oracle request id, each once, each from its own source coordinates (O2,
+// O3); per point-moving event (order, reason, source ref) exactly the oracle's share of points
+// and refunds over the commands that carry it (DESIGN.md invariant 13: a late event adds
+// corrections, which are the only commands outside the oracle's set, and changes the points of
+// individual commands, never a share); and per order the oracle's net points and refunds (O6).
+// It returns the gross points of the commands in Kafka by type (accrual, reversal, refund),
+// which corrections change, so only the sink is held to them.
 func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecord) [3]int64 {
 	var gross [3]int64
 	got := map[string]int{}
 	perOrder := map[string][3]int64{}
 	sources := map[string]int{}
+	type shareKey struct{ order, reason, ref string }
+	shares := map[shareKey][2]int64{} // points (accruals − reversals), refunds
 	for _, r := range recs {
 		e, err := h.serde.DecodeEvent(h.ctx, schemas.RecordRef{Topic: schemas.TopicCommands, Partition: r.partition, Offset: r.offset}, r.value)
 		if err != nil || e.LoyaltyCommand == nil {
@@ -340,15 +346,48 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 			continue
 		}
 		s := perOrder[c.OrderID]
+		k := shareKey{c.OrderID, c.Reason, c.SourceRefID}
+		sh := shares[k]
 		switch c.CommandType {
 		case schemas.TypeAccrualRequested:
 			s[0] += c.Points
+			sh[0] += c.Points
 		case schemas.TypeReversalRequested:
 			s[1] += c.Points
+			sh[0] -= c.Points
 		case schemas.TypeRedemptionRefundRequested:
 			s[2] += c.Points
+			sh[1] += c.Points
 		}
 		perOrder[c.OrderID] = s
+		shares[k] = sh
+		if _, ok := ex.Commands[c.RequestID]; !ok {
+			v.corrections++
+		}
+	}
+	want := map[shareKey][2]int64{}
+	for _, c := range ex.Commands {
+		k := shareKey{c.OrderID, c.Reason, c.SourceRefID}
+		sh := want[k]
+		switch c.Type {
+		case schemas.TypeAccrualRequested:
+			sh[0] += c.Points
+		case schemas.TypeReversalRequested:
+			sh[0] -= c.Points
+		case schemas.TypeRedemptionRefundRequested:
+			sh[1] += c.Points
+		}
+		want[k] = sh
+	}
+	for k, sh := range shares {
+		if sh != want[k] {
+			v.problem("order %s %s %s: share (points, refund) %v in commands, oracle %v", k.order, k.reason, k.ref, sh, want[k])
+		}
+	}
+	for k, sh := range want {
+		if _, ok := shares[k]; !ok && sh != ([2]int64{}) {
+			v.problem("order %s %s %s: no command carries the oracle's share %v", k.order, k.reason, k.ref, sh)
+		}
 	}
 	for _, s := range perOrder {
 		for i := range gross {
@@ -366,9 +405,7 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 			v.duplicated += n - 1
 			v.problem("command %s emitted %d times", id, n)
 		}
-		if _, ok := ex.Commands[id]; !ok {
-			v.problem("command %s is not in the oracle's set", id)
-		}
+
 	}
 	for src, n := range sources {
 		if n > 1 {
@@ -485,9 +522,20 @@ func (h *harness) checkState(v *verdict, all []generate.Record, ex *oracle.Expec
 			v.problem("order %s has no state in the changelog", id)
 			continue
 		}
+		// The oracle's request ids, and besides them only corrections for late events and the
+		// commands they correct (DESIGN.md invariant 13; checkCommands holds every share exact).
+		oracleIDs, corrected := map[string]bool{}, map[string]bool{}
+		for _, id := range o.Commands {
+			oracleIDs[id] = true
+		}
+		for _, c := range st.Commands {
+			corrected[c.AttributedTo] = c.AttributedTo != ""
+		}
 		var reqIDs []string
 		for _, c := range st.Commands {
-			reqIDs = append(reqIDs, c.RequestID)
+			if oracleIDs[c.RequestID] || c.AttributedTo == "" && !corrected[c.CausingEventID] {
+				reqIDs = append(reqIDs, c.RequestID)
+			}
 		}
 		want := append([]string(nil), o.Commands...)
 		sort.Strings(reqIDs)
