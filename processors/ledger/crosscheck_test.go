@@ -158,6 +158,8 @@ func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
 	for _, f := range generate.AllFaults() {
 		faults.Set(f, 0.1)
 	}
+	firstShipment := oracle.DefaultPolicy()
+	firstShipment.ConfirmTrigger = oracle.ConfirmAtFirstShipment
 	orders := 2000
 	if testing.Short() {
 		orders = 300
@@ -171,6 +173,7 @@ func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
 		{"30% out of order", generate.Options{Seed: 23, OutOfOrderRate: 0.3}},
 		{"50% duplicates", generate.Options{Seed: 24, DuplicateRate: 0.5}},
 		{"reported knobs: 30% out of order, 10% late, every fault 10%", generate.Options{Seed: 21, OutOfOrderRate: 0.3, LateRate: 0.1, Faults: faults}},
+		{"confirm at first shipment, every fault 10%", generate.Options{Seed: 25, OutOfOrderRate: 0.3, LateRate: 0.1, Faults: faults, Policy: firstShipment}},
 	}
 	for _, st := range settings {
 		t.Run(st.name, func(t *testing.T) {
@@ -183,6 +186,9 @@ func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
 			byOrder, keys := recordsByOrder(tr)
 			r := rand.New(rand.NewPCG(st.opts.Seed, 99))
 			p := DefaultPolicy()
+			if st.opts.Policy.ConfirmTrigger == oracle.ConfirmAtFirstShipment {
+				p.ConfirmTrigger = ConfirmOnFirstShipment
+			}
 			var commands, interleaved int
 			for _, key := range keys {
 				recs := byOrder[key]

@@ -526,8 +526,9 @@ func TestPolicyValidate(t *testing.T) {
 	p.Version = ""
 	p.LockDays = -1
 	p.MaxEventsPerOrder = 0
+	p.ConfirmTrigger = "REDEMPTION_CONFIRMED"
 	err := p.Validate()
-	for _, field := range []string{"Version", "LockDays", "MaxEventsPerOrder"} {
+	for _, field := range []string{"Version", "LockDays", "MaxEventsPerOrder", "ConfirmTrigger"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Fatalf("Validate() = %v, want it to name %s", err, field)
 		}
