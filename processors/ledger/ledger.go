@@ -7,10 +7,12 @@
 // tier_multiplier) with B = Σ E(l) × F(l) / q_ord(l) computed exactly (math/big), recomputed
 // cumulatively on every shipment, return and cancellation; Δ = P − P_requested becomes an
 // AccrualRequested or ReversalRequested; redemption refunds follow the cumulative floor rule
-// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord). Events that arrive before their
+// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord) on every refund path, once the
+// redemption is confirmed (Policy.ConfirmTrigger). Events that arrive before their
 // OrderAccepted, and returns that exceed what was shipped, are held in the state and applied in
-// canonical order (occurred_at, event_id) when they can be, so the set of commands (by request
-// id) does not depend on how the five input topics interleave.
+// canonical order (occurred_at, event_id) when they can be, so the final state does not depend
+// on how the five input topics interleave; each event's share of points is its canonical one,
+// a late event adding corrections where needed (attrib.go).
 //
 // What is rejected (Apply returns an *EventError; the runtime sends the record to the DLQ) vs
 // applied with an exception (recorded in State.Exceptions for the reconciliation views):
