@@ -81,6 +81,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			`policy.confirm_trigger: "REDEMPTION_CONFIRMED" is not one of ORDER_ACCEPTED, FIRST_SHIPMENT`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The environment of an end-to-end run names a private broker, which would override
+			// the bad file's brokers: unset it here (t.Setenv restores it afterwards).
+			t.Setenv("RETAILFLOW_KAFKA_BROKERS", "")
+			os.Unsetenv("RETAILFLOW_KAFKA_BROKERS")
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
