@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -185,29 +186,27 @@ func (n *Ledger) canonicalShares(p Policy) map[string]share {
 }
 
 // moveEvent rebuilds the OMS event of an applied move from what the state recorded of it
-// (what applyShipment, applyReturn and applyCancellation read).
+// (what applyShipment, applyReturn and applyCancellation read), found by event id: two events
+// may carry the same shipment, return or cancellation id.
 func (n *Ledger) moveEvent(m MoveRecord) schemas.Event {
 	e := schemas.Event{Envelope: schemas.Envelope{EventID: m.EventID, OccurredAt: m.OccurredAt}}
 	switch m.Kind {
 	case MoveShipment:
-		i := sort.Search(len(n.s.Shipments), func(i int) bool { return n.s.Shipments[i].ShipmentID >= m.Ref })
-		st := &n.s.Shipments[i]
+		st := &n.s.Shipments[slices.IndexFunc(n.s.Shipments, func(x ShipmentState) bool { return x.EventID == m.EventID })]
 		s := &schemas.ShipmentConfirmed{ShipmentID: st.ShipmentID, OrderID: n.s.OrderID, ShippedAt: st.ShippedAt, IsReship: st.IsReship}
 		for _, l := range st.Lines {
 			s.Lines = append(s.Lines, schemas.ShipmentLine{OrderLineID: l.OrderLineID, QuantityShipped: l.Quantity})
 		}
 		e.EventType, e.ShipmentConfirmed = schemas.TypeShipmentConfirmed, s
 	case MoveReturn:
-		i := sort.Search(len(n.s.Returns), func(i int) bool { return n.s.Returns[i].ReturnID >= m.Ref })
-		st := &n.s.Returns[i]
+		st := &n.s.Returns[slices.IndexFunc(n.s.Returns, func(x ReturnState) bool { return x.EventID == m.EventID })]
 		r := &schemas.ReturnReceived{ReturnID: st.ReturnID, OrderID: n.s.OrderID, ReceivedAt: st.ReceivedAt}
 		for _, l := range st.Lines {
 			r.Lines = append(r.Lines, schemas.ReturnLine{OrderLineID: l.OrderLineID, QuantityAccepted: l.Quantity})
 		}
 		e.EventType, e.ReturnReceived = schemas.TypeReturnReceived, r
 	default:
-		i := sort.Search(len(n.s.Cancellations), func(i int) bool { return n.s.Cancellations[i].CancellationID >= m.Ref })
-		st := &n.s.Cancellations[i]
+		st := &n.s.Cancellations[slices.IndexFunc(n.s.Cancellations, func(x CancellationState) bool { return x.EventID == m.EventID })]
 		c := &schemas.OrderLinesCancelled{CancellationID: st.CancellationID, OrderID: n.s.OrderID, CancelledAt: st.CancelledAt, IsFullOrder: st.IsFullOrder}
 		if !m.NoLines {
 			for _, l := range st.Lines {

@@ -206,3 +206,23 @@ func arrivalOf(events []schemas.Event) string {
 	}
 	return b.String()
 }
+
+// TestLateEventSameShipmentIDTwice: two shipment events under one shipment id (the WMS re-sent
+// it with a new event id) are two moves; re-attribution rebuilds each from its own event.
+func TestLateEventSameShipmentIDTwice(t *testing.T) {
+	s1 := shipment("e-s1", "O-1001", "S", day(1), qty{"L2", "1"})
+	s2 := shipment("e-s2", "O-1001", "S", day(4), qty{"L1", "2"}, qty{"L2", "2"})
+	r1 := returned("e-r1", "O-1001", "R1", day(20), qty{"L2", "1"})
+	events := []schemas.Event{o1001(), s1, r1, s2}
+	_, got := run(t, DefaultPolicy(), events...)
+	// Canonically S1 +38, S2 +284, R1 −39; R1 arrived before S2 and reversed 38.
+	if err := sameCommands(got, oracle.Commands(events, oracle.DefaultPolicy()), false); err != nil {
+		t.Fatal(err)
+	}
+	// Shares by source ref cannot tell the two S events apart: the commands must.
+	want := []string{"AccrualRequested 38 S", "ReversalRequested 38 R1", "RedemptionRefundRequested 120 R1",
+		"AccrualRequested 284 S", "ReversalRequested 1 R1"}
+	if s := cmdSummary(got); !slices.Equal(s, want) {
+		t.Fatalf("commands\n got %q\nwant %q", s, want)
+	}
+}
