@@ -226,3 +226,28 @@ func TestLateEventSameShipmentIDTwice(t *testing.T) {
 		t.Fatalf("commands\n got %q\nwant %q", s, want)
 	}
 }
+
+// TestRefundShareNeverTakenBack documents the one exception of invariant 13. RR's unit
+// increments are uneven: 7 points over 5 units refund 1, 1, 2, 1, 2 as units are cancelled.
+// Canonically A (2 units) refunds 2, B (1 unit) 2, X (1 unit) 1. X arriving before B takes the
+// third unit's 2; a refund cannot be taken back, so B, arriving late, gets 1: X's and B's
+// refund shares are swapped by one point, the order's total is Σ RR = 5 either way.
+func TestRefundShareNeverTakenBack(t *testing.T) {
+	oa := accepted("e-oa", "O-7", day(0), "M-7", "BASE",
+		&schemas.LoyaltyRedemption{ReservationID: "RSV-7", Points: 7, Value: dec("0.07"), Accounting: "DISCOUNT"},
+		orderLine("L1", "SKU-1", 5, "50.00", "50.00", false, 7, "0.07"))
+	a := cancelled("e-a", "O-7", "A", day(1), false, qty{"L1", "2"})
+	b := cancelled("e-b", "O-7", "B", day(2), false, qty{"L1", "1"})
+	x := cancelled("e-x", "O-7", "X", day(3), false, qty{"L1", "1"})
+	_, canon := run(t, DefaultPolicy(), oa, a, b, x)
+	if s := cmdSummary(canon); !slices.Equal(s, []string{"RedemptionRefundRequested 2 A", "RedemptionRefundRequested 2 B", "RedemptionRefundRequested 1 X"}) {
+		t.Fatalf("canonical %q", s)
+	}
+	l, late := run(t, DefaultPolicy(), oa, a, x, b)
+	if s := cmdSummary(late); !slices.Equal(s, []string{"RedemptionRefundRequested 2 A", "RedemptionRefundRequested 2 X", "RedemptionRefundRequested 1 B"}) {
+		t.Fatalf("late %q", s)
+	}
+	if pt := l.Points(); pt.RefundRequested != 5 || pt.RedemptionRefundDue != 5 {
+		t.Fatalf("refund requested %d, due %d, want 5", pt.RefundRequested, pt.RedemptionRefundDue)
+	}
+}
