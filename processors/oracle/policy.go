@@ -1,8 +1,10 @@
 // Package oracle computes, with its own deliberately plain code, what retailflow's outputs must be
-// for a given set of input events: per-order quantities and points, the exact set of loyalty
-// commands (contracts.md "Loyalty commands"), the rows of every reconciliation view (C1–C6) and the
-// totals of points and money. It does not share code with processors/ledger: it exists so that the
-// ledger, the runtime and the ClickHouse sink can be diffed against an independent computation.
+// for a given set of input events: per-order quantities and points, the loyalty commands of
+// canonical arrival, i.e. each point-moving event's share (contracts.md "Loyalty commands";
+// Command says what a pipeline run must match), the rows of every reconciliation view (C1–C6)
+// and the totals of points and money. It does not share code with processors/ledger: it exists
+// so that the ledger, the runtime and the ClickHouse sink can be diffed against an independent
+// computation. Its rules are derived from DOMAIN.md B.1 alone.
 //
 // All arithmetic is exact: quantities and amounts are decimals, ratios are big.Rat, points are
 // floored only where DOMAIN.md B.1 floors them, money is rounded HALF_EVEN to 2 dp only where
