@@ -27,7 +27,6 @@ type verdict struct {
 	dlqUnexplained int           // DLQ records whose source the generator did not mark malformed
 	stateMismatch  int           // orders whose changelog-restored state differs from the oracle
 	viewDiffs      int           // ClickHouse view rows missing or unexpected
-	corrections    int           // commands outside the oracle's set: corrections for late events (no fault)
 	aborted        int           // output records only a read_uncommitted consumer sees (aborted writes)
 	abortedBy      map[int64]int // the same per producer id, since the start
 	problems       []string
@@ -361,9 +360,6 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 		}
 		perOrder[c.OrderID] = s
 		shares[k] = sh
-		if _, ok := ex.Commands[c.RequestID]; !ok {
-			v.corrections++
-		}
 	}
 	want := map[shareKey][2]int64{}
 	for _, c := range ex.Commands {
