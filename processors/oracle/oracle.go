@@ -205,8 +205,27 @@ func Compute(events []schemas.Event, p Policy, asOf time.Time) *Expected {
 			x.Totals.RedeemedConfirmed += o.RedemptionPoints
 		}
 	}
-	x.Views = computeViews(folded, p, asOf)
+	x.Views = computeViews(folded, p, asOf, nil)
 	return x
+}
+
+// ViewsFor evaluates the views as Compute does, except that C4 — the one view that reads
+// individual commands, joining postings to them by request id — is evaluated over issued, the
+// commands a pipeline run actually emitted (any order; grouped by OrderID). A run whose
+// point-moving events arrived out of canonical order emits corrections and other per-command
+// points than Commands predicts (DESIGN.md invariant 13; checked separately, per event share),
+// so its C4 rows follow from what it emitted, not from the inputs alone.
+func ViewsFor(events []schemas.Event, p Policy, asOf time.Time, issued []Command) map[string][]ViewRow {
+	groups, order := groupByOrder(events)
+	folded := make([]*orderFold, 0, len(order))
+	for _, key := range order {
+		folded = append(folded, foldOrder(key, groups[key], p))
+	}
+	byOrder := map[string][]Command{}
+	for _, c := range issued {
+		byOrder[c.OrderID] = append(byOrder[c.OrderID], c)
+	}
+	return computeViews(folded, p, asOf, byOrder)
 }
 
 // Commands returns the loyalty commands one order's events cause, in emission order. events must

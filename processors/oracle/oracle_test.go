@@ -250,3 +250,49 @@ func TestRoundHalfEven2(t *testing.T) {
 		}
 	}
 }
+
+// TestViewsForIssuedCommands: C4 follows the commands a run emitted. The platform answered
+// R1's reversal with the canonical 39 points; a run that got S2 late asked 38 under R1's request
+// id and 1 more in a correction, which nobody answered: REVERSAL_MISSING 1, where the canonical
+// commands expect no row.
+func TestViewsForIssuedCommands(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("S1", 1, map[string]string{"L1": "1", "L2": "1", "L3": "1"})
+	s2 := shipment("S2", 4, map[string]string{"L1": "1", "L2": "2"})
+	r1 := ret("R1", 20, map[string]string{"L2": "1"})
+	canonical := Commands([]schemas.Event{o1001(), s1, s2, r1}, p)
+	var rev Command
+	for _, c := range canonical {
+		if c.Type == schemas.TypeReversalRequested {
+			rev = c
+		}
+	}
+	posted := schemas.Event{Envelope: env("e-prev", schemas.TypePointsReversed, day0.AddDate(0, 0, 21)),
+		PointsReversed: &schemas.PointsReversed{LedgerEntryID: "LE-9", RequestID: rev.RequestID, OrderID: "O-1001", Points: 39, SourceRefID: "R1"}}
+	refunded := schemas.Event{Envelope: env("e-pref", schemas.TypeRedemptionRefunded, day0.AddDate(0, 0, 21)),
+		RedemptionRefunded: &schemas.RedemptionRefunded{RefundEntryID: "RF-9", OrderID: "O-1001", Points: 120, SourceRefID: "R1"}}
+	for _, c := range canonical {
+		if c.Type == schemas.TypeRedemptionRefundRequested {
+			refunded.RedemptionRefunded.RequestID = strp(c.RequestID)
+		}
+	}
+	events := []schemas.Event{o1001(), s1, s2, r1, posted, refunded}
+	asOf := day0.AddDate(0, 2, 0)
+	if rows := Compute(events, p, asOf).Views[ViewReturnsNotInLoyalty]; len(rows) != 0 {
+		t.Fatalf("canonical C4 rows %+v, want none", rows)
+	}
+	issued := append([]Command(nil), canonical...)
+	for i := range issued {
+		if issued[i].Type == schemas.TypeReversalRequested {
+			issued[i].Points = 38
+		}
+	}
+	corr := rev
+	corr.CausingEventID, corr.Points = "e-S2/e-R1", 1
+	corr.RequestID = schemas.CommandRequestID("O-1001", corr.CausingEventID, corr.Type)
+	issued = append(issued, corr)
+	rows := ViewsFor(events, p, asOf, issued)[ViewReturnsNotInLoyalty]
+	if len(rows) != 1 || rows[0].Key() != ViewReturnsNotInLoyalty+"|R1|O-1001|REVERSAL_MISSING" || rows[0].Points != 1 {
+		t.Fatalf("C4 rows %+v, want REVERSAL_MISSING 1 for R1", rows)
+	}
+}

@@ -299,7 +299,8 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	var v verdict
 	tr := &generate.Traffic{Records: all}
 	tr.Options.Policy = policy
-	ex := tr.Expected(time.Now())
+	asOf := time.Now()
+	ex := tr.Expected(asOf)
 	h.mu.Lock()
 	sent := append([]sentRecord(nil), h.sent...)
 	bySource := make(map[string]int, len(h.bySource))
@@ -308,12 +309,15 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	}
 	h.mu.Unlock()
 
-	gross := h.checkCommands(&v, ex, out.commands)
+	gross, issued := h.checkCommands(&v, ex, out.commands)
 	dlqEvents := h.checkDLQ(&v, sent, bySource, out.dlq)
 	states := h.checkState(&v, all, ex)
 	h.checkEvents(&v, sent, states, dlqEvents)
 	v.aborted = out.uncommitted - len(out.commands) - len(out.dlq) - len(out.changelog)
 	v.abortedBy = out.abortedBy
+	// C4 joins postings to commands by request id: it follows the commands the run emitted
+	// (their shares are held exact above), not the canonical ones (DESIGN.md invariant 13).
+	ex.Views[oracle.ViewReturnsNotInLoyalty] = oracle.ViewsFor(tr.Events(), policy, asOf, issued)[oracle.ViewReturnsNotInLoyalty]
 	h.checkViews(&v, ex, gross)
 	return v
 }
@@ -324,9 +328,10 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 // corrections, which are the only commands outside the oracle's set, and changes the points of
 // individual commands, never a share); and per order the oracle's net points and refunds (O6).
 // It returns the gross points of the commands in Kafka by type (accrual, reversal, refund),
-// which corrections change, so only the sink is held to them.
-func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecord) [3]int64 {
+// which corrections change, so only the sink is held to them, and the commands themselves.
+func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecord) ([3]int64, []oracle.Command) {
 	var gross [3]int64
+	var issued []oracle.Command
 	got := map[string]int{}
 	perOrder := map[string][3]int64{}
 	sources := map[string]int{}
@@ -360,6 +365,8 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 		}
 		perOrder[c.OrderID] = s
 		shares[k] = sh
+		issued = append(issued, oracle.Command{RequestID: c.RequestID, Type: c.CommandType, OrderID: c.OrderID, Points: c.Points,
+			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason})
 	}
 	want := map[shareKey][2]int64{}
 	for _, c := range ex.Commands {
@@ -415,7 +422,7 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 			v.problem("order %s: net points %d refunds %d in commands, oracle %d and %d", id, s[0]-s[1], s[2], o.RequestedNet(), o.RefundRequested)
 		}
 	}
-	return gross
+	return gross, issued
 }
 
 // checkDLQ maps every dead letter back to the record the harness sent (by its source
