@@ -45,12 +45,17 @@ func (n *Ledger) addMove(e schemas.Event, kind, ref string, noLines bool) {
 	n.s.Moves = insertSorted(n.s.Moves, m, moveLess)
 }
 
+// maxReattributedMoves bounds the cost of a late event: re-attribution replays every move of
+// the order (and each replayed insertion copies), so an order past this many moves — far beyond
+// any real order, but MaxEventsPerOrder allows thousands — keeps the arrival-order shares.
+const maxReattributedMoves = 256
+
 // late reports whether e's canonical position is before an applied move, and the moves are
 // complete (a state written before Moves existed is never re-attributed: its early moves are
-// not recorded).
+// not recorded) and within maxReattributedMoves.
 func (n *Ledger) late(e schemas.Event) bool {
 	k := len(n.s.Moves)
-	if k == 0 || k != len(n.s.Shipments)+len(n.s.Returns)+len(n.s.Cancellations) {
+	if k == 0 || k >= maxReattributedMoves || k != len(n.s.Shipments)+len(n.s.Returns)+len(n.s.Cancellations) {
 		return false
 	}
 	return moveLess(MoveRecord{EventID: e.EventID, OccurredAt: e.OccurredAt.UTC()}, n.s.Moves[k-1])

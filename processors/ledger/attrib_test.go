@@ -251,3 +251,22 @@ func TestRefundShareNeverTakenBack(t *testing.T) {
 		t.Fatalf("refund requested %d, due %d, want 5", pt.RefundRequested, pt.RedemptionRefundDue)
 	}
 }
+
+// TestReattributionBound: past maxReattributedMoves a late event is applied in arrival order (no
+// replay, no corrections), and requested still equals P. Each unit earns about half a point, so
+// a late first shipment would shift every later share.
+func TestReattributionBound(t *testing.T) {
+	n := maxReattributedMoves + 2
+	events := []schemas.Event{accepted("e-oa", "O-9", day(0), "M-9", "BASE", nil, orderLine("L1", "SKU-1", int64(n), fmt.Sprint(n), fmt.Sprintf("%d.50", n/2), false, 0, ""))}
+	for i := range n {
+		events = append(events, shipment(fmt.Sprintf("e-s%04d", i), "O-9", fmt.Sprintf("S%04d", i), day(1).Add(time.Duration(i)*time.Minute), qty{"L1", "1"}))
+	}
+	// The first shipment arrives last.
+	events = append(append(events[:1:1], events[2:]...), events[1])
+	_, cmds := run(t, DefaultPolicy(), events...)
+	for _, c := range cmds {
+		if strings.Contains(c.CausingEventID, "/") {
+			t.Fatalf("correction %s past the bound", c.CausingEventID)
+		}
+	}
+}
