@@ -77,8 +77,14 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad env type", map[string]string{"RETAILFLOW_SINK_BATCH_ROWS": "many"}, []string{"config"}, "sink.batch_rows"},
 		{"bad env value", map[string]string{"RETAILFLOW_LOG_LEVEL": "loud"}, []string{"config"}, "log.level"},
 		{"bad duration", map[string]string{"RETAILFLOW_RUNTIME_TRANSACTION_TIMEOUT": "1h"}, []string{"config"}, "runtime.transaction_timeout"},
+		{"bad confirm trigger", map[string]string{"RETAILFLOW_POLICY_CONFIRM_TRIGGER": "REDEMPTION_CONFIRMED"}, []string{"config"},
+			`policy.confirm_trigger: "REDEMPTION_CONFIRMED" is not one of ORDER_ACCEPTED, FIRST_SHIPMENT`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The environment of an end-to-end run names a private broker, which would override
+			// the bad file's brokers: unset it here (t.Setenv restores it afterwards).
+			t.Setenv("RETAILFLOW_KAFKA_BROKERS", "")
+			os.Unsetenv("RETAILFLOW_KAFKA_BROKERS")
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

@@ -137,6 +137,7 @@ func faultNames() string {
 func oraclePolicy(c Config) (oracle.Policy, error) {
 	p := oracle.DefaultPolicy()
 	p.Version, p.LockDays, p.OrphanGrace, p.ReconGrace = c.Policy.Version, c.Policy.LockDays, c.Policy.OrphanGrace, c.Recon.Grace
+	p.ConfirmTrigger = c.Policy.ConfirmTrigger
 	p.EarnRates, p.TierMultipliers, p.ExcludedSKUs = map[string]decimal.Decimal{}, map[string]decimal.Decimal{}, map[string]bool{}
 	for cur, s := range c.Policy.EarnRates {
 		d, err := decimal.NewFromString(s)

@@ -130,6 +130,10 @@ type PolicyConfig struct {
 	AmountTolerance string `mapstructure:"amount_tolerance"`
 	// MaxEventsPerOrder bounds the per-order seen-event set that makes duplicates idempotent.
 	MaxEventsPerOrder int `mapstructure:"max_events_per_order"`
+	// ConfirmTrigger is when an order's redemption reservation is CONFIRMED, and so refundable,
+	// on every refund path (DOMAIN.md B.1): ORDER_ACCEPTED (default) or FIRST_SHIPMENT. It is
+	// snapshotted per order and stamped through version: change version with it.
+	ConfirmTrigger string `mapstructure:"confirm_trigger"`
 }
 
 // ReconConfig holds the SLAs and grace windows of the reconciliation views (DOMAIN.md C).
@@ -172,11 +176,11 @@ func DefaultConfig() Config {
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
 		Policy: PolicyConfig{
-			Version:         "2026-11-v1",
+			Version:         "2026-12-v2",
 			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
 			TierMultipliers: map[string]string{"BASE": "1", "SILVER": "1.25", "GOLD": "1.5", "PLATINUM": "2"},
 			LockDays:        30, ReturnWindowDays: 30, OrphanGrace: 24 * time.Hour, RetentionAfterClose: 7 * 24 * time.Hour,
-			AmountTolerance: "0.005", MaxEventsPerOrder: 4096,
+			AmountTolerance: "0.005", MaxEventsPerOrder: 4096, ConfirmTrigger: "ORDER_ACCEPTED",
 		},
 		Recon: ReconConfig{
 			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,

@@ -76,8 +76,8 @@ func (c Config) LedgerPolicy() (ledger.Policy, error) {
 		Version: c.Policy.Version, ExcludedSKUs: c.Policy.ExcludedSKUs,
 		LockDays: c.Policy.LockDays, ReturnWindowDays: c.Policy.ReturnWindowDays,
 		OrphanGrace: c.Policy.OrphanGrace, RetentionAfterClose: c.Policy.RetentionAfterClose,
-		MaxEventsPerOrder: c.Policy.MaxEventsPerOrder,
-		EarnRates:         map[string]decimal.Decimal{}, TierMultipliers: map[string]decimal.Decimal{},
+		MaxEventsPerOrder: c.Policy.MaxEventsPerOrder, ConfirmTrigger: ledger.ConfirmTrigger(c.Policy.ConfirmTrigger),
+		EarnRates: map[string]decimal.Decimal{}, TierMultipliers: map[string]decimal.Decimal{},
 	}
 	parse := func(key, v string) (decimal.Decimal, error) {
 		d, err := decimal.NewFromString(v)

@@ -172,8 +172,11 @@ func movesPoints(e *schemas.Event) bool {
 // delivery, duplicates and one malformed record, as the options ask.
 //
 // Neither lateness nor shuffling changes the relative order of the events that move points
-// (cancellations, shipments, returns): the pipeline's per-command points then equal the oracle's
-// canonical ones, and the loyalty postings (which answer those) match what the pipeline asks.
+// (cancellations, shipments, returns): the pipeline's commands then equal the oracle's canonical
+// ones, and the loyalty postings (which answer those) match what the pipeline asks. (A pipeline
+// that reads the topics in another relative order still gives every event its canonical share,
+// but through corrections that these pre-generated postings do not answer: DESIGN.md
+// invariant 13.)
 // Everything else moves freely: OrderAccepted after shipments, postings and ERP documents before
 // what caused them.
 func (o *orderGen) deliver() []seqRecord {

@@ -68,5 +68,13 @@ func richLedgers(t testing.TB, p Policy) map[string]Ledger {
 			BillingDocCancelled: &schemas.BillingDocCancelled{BillingDocumentID: "90002", CancelsBillingDocumentID: "90009", OrderID: "O-1001", CancelledAt: day(3)}},
 	)
 	deferred, _ := run(t, p, o1001(), cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"}))
-	return map[string]Ledger{"orphan": empty, "full": full, "deferred": deferred, "zero": New("O-1001")}
+	// A late shipment: moves, and a correction carrying a later return's share.
+	late, lateCmds := run(t, p, o1001(),
+		shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"}),
+		returned("e-r1", "O-1001", "R1", day(20), qty{"L2", "1"}),
+		shipment("e-s2", "O-1001", "S2", day(4), qty{"L1", "1"}, qty{"L2", "2"}))
+	if len(late.State().Moves) != 3 || len(lateCmds) != 5 {
+		t.Fatalf("late ledger: %d moves, commands %q", len(late.State().Moves), cmdSummary(lateCmds))
+	}
+	return map[string]Ledger{"orphan": empty, "full": full, "deferred": deferred, "zero": New("O-1001"), "late": late}
 }

@@ -91,6 +91,19 @@ func o1001() schemas.Event {
 	)
 }
 
+// o800 is issue 10's order: L1 (2 units) carries 533 redeemed points and L2 (3 units) 267; a
+// BASE member earns 1 point per euro of line_net.
+func o800() schemas.Event {
+	return accepted("e-oa", "O-800", day(0), "M-8", "BASE",
+		&schemas.LoyaltyRedemption{ReservationID: "RSV-8", Points: 800, Value: dec("8.00"), Accounting: "DISCOUNT"},
+		orderLine("L1", "SKU-A", 2, "100.00", "100.00", false, 533, "5.33"),
+		orderLine("L2", "SKU-B", 3, "60.00", "60.00", false, 267, "2.67"),
+	)
+}
+
+// s800 ships one unit of o800's L1.
+func s800() schemas.Event { return shipment("e-s1", "O-800", "S1", day(1), qty{"L1", "1"}) }
+
 // run applies events in order, failing the test on any error, and returns the ledger and every
 // command emitted.
 func run(t testing.TB, p Policy, events ...schemas.Event) (Ledger, []schemas.LoyaltyCommand) {
@@ -126,6 +139,9 @@ func checkInvariants(t testing.TB, l Ledger) {
 	pt := l.Points()
 	if pt.Requested != pt.AccrualRequested-pt.ReversalRequested || pt.Posted != pt.AccrualPosted-pt.Reversed {
 		t.Fatalf("points identities broken: %+v", pt)
+	}
+	if o := l.State().Order; o != nil && o.MemberID != "" && pt.Requested != pt.Entitled {
+		t.Fatalf("order %s: requested %d, entitled %d: the commands do not bring requested to P", l.OrderID(), pt.Requested, pt.Entitled)
 	}
 	if pt.AccrualRequested < 0 || pt.ReversalRequested < 0 || pt.RefundRequested < 0 {
 		t.Fatalf("negative requested points: %+v", pt)

@@ -7,10 +7,12 @@
 // tier_multiplier) with B = Σ E(l) × F(l) / q_ord(l) computed exactly (math/big), recomputed
 // cumulatively on every shipment, return and cancellation; Δ = P − P_requested becomes an
 // AccrualRequested or ReversalRequested; redemption refunds follow the cumulative floor rule
-// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord). Events that arrive before their
+// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord) on every refund path, once the
+// redemption is confirmed (Policy.ConfirmTrigger). Events that arrive before their
 // OrderAccepted, and returns that exceed what was shipped, are held in the state and applied in
-// canonical order (occurred_at, event_id) when they can be, so the set of commands (by request
-// id) does not depend on how the five input topics interleave.
+// canonical order (occurred_at, event_id) when they can be, so the final state does not depend
+// on how the five input topics interleave; each event's share of points is its canonical one,
+// a late event adding corrections where needed (attrib.go).
 //
 // What is rejected (Apply returns an *EventError; the runtime sends the record to the DLQ) vs
 // applied with an exception (recorded in State.Exceptions for the reconciliation views):
@@ -52,6 +54,9 @@ import (
 type Ledger struct {
 	s   State
 	own uint8 // during Apply only: which shared slices this value already copied (cow.go)
+	// quiet, during Apply only, applies OMS events without emitting commands: a late event's
+	// commands come from re-attribution (attrib.go).
+	quiet bool
 }
 
 // Sentinel errors wrapped by *EventError.
@@ -152,21 +157,21 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	case e.OrderAccepted != nil:
 		n.accept(e, p)
 		cmds = n.releaseHeldOrphans(p, cmds)
-		cmds = n.emitDeferredRefund(cmds)
 	case e.ShipmentConfirmed != nil, e.ReturnReceived != nil, e.OrderLinesCancelled != nil:
-		if n.s.Order == nil {
+		switch {
+		case n.s.Order == nil:
 			n.hold(e, nil, HoldNoOrder)
-		} else {
+		case n.late(e):
+			cmds = n.applyLate(e, p, cmds)
+		default:
 			cmds = n.applyOMS(e, nil, p, cmds)
 		}
 	default:
 		n.applyFeed(e)
-		if e.RedemptionConfirmed != nil {
-			cmds = n.emitDeferredRefund(cmds)
-		}
 	}
+	cmds = n.emitDeferredRefund(cmds)
 	n.recompute(p)
-	n.own = 0
+	n.own, n.quiet = 0, false
 	return n, cmds, nil
 }
 
@@ -457,6 +462,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 		EarnRate:         decimal.Zero,
 		TierMultiplier:   decimal.NewFromInt(1),
 		RedemptionValue:  decimal.Zero,
+		ConfirmTrigger:   p.ConfirmTrigger,
 	}
 	if o.ReturnWindowDays > 0 {
 		snap.ReturnWindowDays = o.ReturnWindowDays
@@ -692,23 +698,37 @@ func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []sch
 	return cmds
 }
 
-// emitDeferredRefund emits the refund of a full-order cancellation that was waiting for the
-// redemption to be confirmed, once it is. The command is caused by the cancellation (same
-// request id whenever the confirmation arrives).
+// emitDeferredRefund upgrades a state written by a 2026-11-v1 ledger, which held a full-order
+// cancellation's refund until RedemptionConfirmed: it requests, caused by that cancellation (the
+// request id the old ledger would have used), the refund due now by the one rule (refundDue),
+// and clears the hold.
 func (n *Ledger) emitDeferredRefund(cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	d := n.s.DeferredRefund
-	if d == nil || n.s.Order == nil || !n.redemptionConfirmed() {
+	if d == nil || n.s.Order == nil {
 		return cmds
 	}
 	n.s.DeferredRefund = nil
 	e := schemas.Event{Envelope: schemas.Envelope{EventID: d.EventID, EventType: schemas.TypeOrderLinesCancelled, OccurredAt: d.OccurredAt}}
-	return n.refundRest(e, d.CancellationID, cmds)
+	r := getRatio()
+	defer putRatio(r)
+	basis(n.s.Lines, r)
+	return n.refundCommand(e, d.CancellationID, "CANCELLATION", basisRounded(r, decimal.Decimal{}), entitledFrom(n.s.Order, r), cmds)
 }
 
-// redemptionConfirmed reports whether a RedemptionConfirmed for the order's reservation was seen.
+// redemptionConfirmed reports whether the order's redemption reservation is CONFIRMED by the
+// trigger snapshotted at acceptance (Policy.ConfirmTrigger): at once for ORDER_ACCEPTED, after
+// a shipment of a unit (reships excluded) for FIRST_SHIPMENT. The loyalty platform's own
+// RedemptionConfirmed is a fact for view C3, not a trigger.
 func (n *Ledger) redemptionConfirmed() bool {
-	for _, r := range n.s.Reservations {
-		if r.ReservationID == n.s.Order.ReservationID && r.Confirmed {
+	o := n.s.Order
+	if o == nil || o.ReservationID == "" || o.RedemptionPoints <= 0 {
+		return false
+	}
+	if o.ConfirmTrigger != ConfirmOnFirstShipment {
+		return true
+	}
+	for i := range n.s.Lines {
+		if n.s.Lines[i].Shipped.IsPositive() {
 			return true
 		}
 	}
@@ -752,16 +772,7 @@ func (n *Ledger) applyOMS(e schemas.Event, raw []byte, p Policy, cmds []schemas.
 		cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
 	case e.OrderLinesCancelled != nil:
 		n.applyCancellation(e)
-		c := e.OrderLinesCancelled
-		if o := n.s.Order; c.IsFullOrder && o.MemberID != "" && o.ReservationID != "" && o.RedemptionPoints > 0 {
-			if n.redemptionConfirmed() {
-				cmds = n.refundRest(e, c.CancellationID, cmds)
-			} else {
-				n.s.DeferredRefund = &DeferredRefund{EventID: e.EventID, CancellationID: c.CancellationID, OccurredAt: e.OccurredAt.UTC()}
-			}
-			return cmds
-		}
-		cmds = n.commandsFor(e, c.CancellationID, "CANCELLATION", cmds)
+		cmds = n.commandsFor(e, e.OrderLinesCancelled.CancellationID, "CANCELLATION", cmds)
 	}
 	return cmds
 }
@@ -786,6 +797,7 @@ func (n *Ledger) applyShipment(e schemas.Event) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Shipments = insertSorted(n.s.Shipments, st, func(a, b ShipmentState) bool { return a.ShipmentID < b.ShipmentID })
+	n.addMove(e, MoveShipment, s.ShipmentID, false)
 	n.refreshQuantities()
 }
 
@@ -828,6 +840,7 @@ func (n *Ledger) applyReturn(e schemas.Event, forced bool) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Returns = insertSorted(n.s.Returns, st, func(a, b ReturnState) bool { return a.ReturnID < b.ReturnID })
+	n.addMove(e, MoveReturn, r.ReturnID, false)
 	n.refreshQuantities()
 }
 
@@ -856,6 +869,7 @@ func (n *Ledger) applyCancellation(e schemas.Event) {
 		st.Lines = append(st.Lines, rl)
 	}
 	n.s.Cancellations = insertSorted(n.s.Cancellations, st, func(a, b CancellationState) bool { return a.CancellationID < b.CancellationID })
+	n.addMove(e, MoveCancellation, c.CancellationID, len(c.Lines) == 0)
 	n.refreshQuantities()
 }
 
@@ -893,10 +907,10 @@ func (n *Ledger) refundDue(r *ratio) int64 {
 }
 
 // commandsFor emits the commands caused by the OMS event e: Δ = P − P_requested as an accrual
-// or reversal, and the redemption refund due beyond what was already requested.
+// or reversal, and the redemption refund due beyond what was already requested (refundCommand).
 func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	o := n.s.Order
-	if o.MemberID == "" {
+	if o.MemberID == "" || n.quiet {
 		return cmds
 	}
 	r := getRatio()
@@ -904,53 +918,60 @@ func (n *Ledger) commandsFor(e schemas.Event, sourceRef, reason string, cmds []s
 	basis(n.s.Lines, r)
 	p := entitledFrom(o, r)
 	b := basisRounded(r, decimal.Decimal{})
-	switch d := p - n.s.Points.Requested; {
-	case d > 0:
-		c := n.command(e, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
-		from := e.OccurredAt
-		if e.ShipmentConfirmed != nil {
-			from = e.ShipmentConfirmed.ShippedAt
-		}
-		at := from.UTC().AddDate(0, 0, int(o.LockDays))
-		c.ActivatesAt = &at
-		cmds = append(cmds, c)
-	case d < 0:
-		cmds = append(cmds, n.command(e, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p))
+	if d := p - n.s.Points.Requested; d != 0 {
+		cmds = append(cmds, n.pointsCommand(e, "", d, sourceRef, reason, b, p))
 	}
-	if o.ReservationID != "" && o.RedemptionPoints > 0 && reason != "SHIPMENT" {
-		if d := n.refundDue(r) - n.s.Points.RefundRequested; d > 0 {
-			c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
-			rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
-			c.ReservationID, c.ExpiryPolicy = &rid, &policy
-			cmds = append(cmds, c)
-		}
+	return n.refundCommand(e, sourceRef, reason, b, p, cmds)
+}
+
+// pointsCommand records and returns the accrual (d > 0) or reversal (d < 0) of |d| points
+// caused by e and carrying the share of attributedTo ("" for e's own). An accrual activates
+// LockDays after e's shipment time (its business time when e is not a shipment).
+func (n *Ledger) pointsCommand(e schemas.Event, attributedTo string, d int64, sourceRef, reason string, b decimal.Decimal, p int64) schemas.LoyaltyCommand {
+	if d < 0 {
+		return n.command(e, attributedTo, schemas.TypeReversalRequested, -d, sourceRef, reason, b, p)
+	}
+	c := n.command(e, attributedTo, schemas.TypeAccrualRequested, d, sourceRef, reason, b, p)
+	from := e.OccurredAt
+	if e.ShipmentConfirmed != nil {
+		from = e.ShipmentConfirmed.ShippedAt
+	}
+	at := from.UTC().AddDate(0, 0, int(n.s.Order.LockDays))
+	c.ActivatesAt = &at
+	return c
+}
+
+// refundCommand emits the redemption refund that e made due (b and p are B and P, stamped on
+// the command): Σ RR(l) − already requested, where
+// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord) once the reservation is confirmed
+// (redemptionConfirmed) and 0 before. It is the only refund rule: partial and full-order
+// cancellations and returns all go through it, so a full cancellation after a partial shipment
+// refunds the unshipped units' share only, and one of everything refunds exactly alloc_pts.
+func (n *Ledger) refundCommand(e schemas.Event, sourceRef, reason string, b decimal.Decimal, p int64, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	if n.s.Order.MemberID == "" || !n.redemptionConfirmed() {
+		return cmds
+	}
+	r := getRatio()
+	defer putRatio(r)
+	if d := n.refundDue(r) - n.s.Points.RefundRequested; d > 0 {
+		cmds = append(cmds, n.refundOf(e, "", d, sourceRef, reason, b, p))
 	}
 	return cmds
 }
 
-// refundRest emits, for a full-order cancellation of an order whose redemption is confirmed, the
-// refund of every allocated point not yet requested (contracts: "the rest of the allocated points").
-func (n *Ledger) refundRest(e schemas.Event, sourceRef string, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
-	o := n.s.Order
-	var total int64
-	for _, ln := range n.s.Lines {
-		total += ln.RedemptionPoints
-	}
-	if d := total - n.s.Points.RefundRequested; d > 0 {
-		r := getRatio()
-		defer putRatio(r)
-		basis(n.s.Lines, r)
-		p := entitledFrom(o, r)
-		c := n.command(e, schemas.TypeRedemptionRefundRequested, d, sourceRef, "CANCELLATION", basisRounded(r, decimal.Decimal{}), p)
-		rid, policy := o.ReservationID, "RESTORE_ORIGINAL"
-		c.ReservationID, c.ExpiryPolicy = &rid, &policy
-		cmds = append(cmds, c)
-	}
-	return cmds
+// refundOf records and returns a redemption refund of d points caused by e and carrying the
+// share of attributedTo ("" for e's own).
+func (n *Ledger) refundOf(e schemas.Event, attributedTo string, d int64, sourceRef, reason string, b decimal.Decimal, p int64) schemas.LoyaltyCommand {
+	c := n.command(e, attributedTo, schemas.TypeRedemptionRefundRequested, d, sourceRef, reason, b, p)
+	rid, policy := n.s.Order.ReservationID, "RESTORE_ORIGINAL"
+	c.ReservationID, c.ExpiryPolicy = &rid, &policy
+	return c
 }
 
-// command records and returns a command; basis is B rounded half-even to 4 places, p is P.
-func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, sourceRef, reason string, basis decimal.Decimal, p int64) schemas.LoyaltyCommand {
+// command records and returns a command caused by e (its request id is CommandRequestID of e's
+// event id); attributedTo is the event whose share it carries when that is not e (a
+// correction); basis is B rounded half-even to 4 places, p is P.
+func (n *Ledger) command(e schemas.Event, attributedTo string, typ schemas.EventType, points int64, sourceRef, reason string, basis decimal.Decimal, p int64) schemas.LoyaltyCommand {
 	o := n.s.Order
 	c := schemas.LoyaltyCommand{
 		RequestID:      schemas.CommandRequestID(n.s.OrderID, e.EventID, typ),
@@ -970,7 +991,8 @@ func (n *Ledger) command(e schemas.Event, typ schemas.EventType, points int64, s
 		PolicyVersion:  o.PolicyVersion,
 		RequestedAt:    e.OccurredAt.UTC(),
 	}
-	rec := CommandRecord{RequestID: c.RequestID, CommandType: string(typ), Points: points, CausingEventID: e.EventID, SourceRefID: sourceRef, RequestedAt: c.RequestedAt}
+	rec := CommandRecord{RequestID: c.RequestID, CommandType: string(typ), Points: points, CausingEventID: e.EventID, SourceRefID: sourceRef,
+		RequestedAt: c.RequestedAt, AttributedTo: attributedTo}
 	n.s.Commands = insertSorted(n.s.Commands, rec, func(a, b CommandRecord) bool { return a.RequestID < b.RequestID })
 	switch typ {
 	case schemas.TypeAccrualRequested:

@@ -65,6 +65,29 @@ func TestWorkedExamplesB2(t *testing.T) {
 			want:     []string{"RedemptionRefundRequested 1000 C1"},
 			entitled: 0, basis: "0",
 		},
+		{
+			// B.1: the reservation is CONFIRMED when OrderAccepted references it; a full-order
+			// cancellation refunds at once like any other refund path, RedemptionConfirmed or not.
+			name: "full cancellation before shipment refunds 1,000 without waiting for RedemptionConfirmed",
+			events: []schemas.Event{o1001(),
+				cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})},
+			want:     []string{"RedemptionRefundRequested 1000 C1"},
+			entitled: 0, basis: "0",
+		},
+		{
+			// Issue 10: RR(l) = floor(alloc × (q_cxl + q_ret) / q_ord) also for a full-order
+			// cancellation: floor(533 × 1/2) + 267 = 533; the shipped unit's share stays redeemed.
+			name:     "full cancellation after a partial shipment refunds 533 of 800, not 800",
+			events:   []schemas.Event{o800(), s800(), cancelled("e-c", "O-800", "C1", day(2), true, qty{"L1", "1"}, qty{"L2", "3"})},
+			want:     []string{"AccrualRequested 50 S1", "RedemptionRefundRequested 533 C1"},
+			entitled: 50, basis: "50",
+		},
+		{
+			name:     "the same without lines (cancels whatever is open) and with RedemptionConfirmed",
+			events:   []schemas.Event{o800(), confirmed("e-rc", "O-800", "RSV-8", 800, day(0)), s800(), cancelled("e-c", "O-800", "C1", day(2), true)},
+			want:     []string{"AccrualRequested 50 S1", "RedemptionRefundRequested 533 C1"},
+			entitled: 50, basis: "50",
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,22 +269,83 @@ func TestOverReturnHeldThenCapped(t *testing.T) {
 	}
 }
 
-func TestDeferredFullCancelRefund(t *testing.T) {
-	p := DefaultPolicy()
+// TestConfirmTrigger: one confirmation rule for every refund path (issue 10). Under the default
+// (B.1: CONFIRMED when OrderAccepted references the reservation) partial and full cancellations
+// and returns refund at once, RedemptionConfirmed or not; under FIRST_SHIPMENT nothing is
+// refundable before the order's first shipment, which then requests what was cancelled before it.
+func TestConfirmTrigger(t *testing.T) {
+	first := DefaultPolicy()
+	first.ConfirmTrigger = ConfirmOnFirstShipment
 	full := cancelled("e-c", "O-1001", "C1", day(1), true, qty{"L1", "2"}, qty{"L2", "3"}, qty{"L3", "1"})
-	l, cmds := run(t, p, o1001(), full)
-	if len(cmds) != 0 {
-		t.Fatalf("unconfirmed redemption refunded: %q", cmdSummary(cmds))
+	partial := cancelled("e-c", "O-1001", "C1", day(1), false, qty{"L1", "1"}, qty{"L2", "2"})
+	s1 := shipment("e-s1", "O-1001", "S1", day(2), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"})
+	reship := shipment("e-rs", "O-1001", "RS", day(2), qty{"L1", "1"})
+	reship.ShipmentConfirmed.IsReship = true
+	cases := []struct {
+		name   string
+		p      Policy
+		events []schemas.Event
+		want   []string
+	}{
+		{"default: full cancellation refunds at once", DefaultPolicy(), []schemas.Event{o1001(), full},
+			[]string{"RedemptionRefundRequested 1000 C1"}},
+		{"default: partial cancellation refunds at once", DefaultPolicy(), []schemas.Event{o1001(), partial},
+			[]string{"RedemptionRefundRequested 560 C1"}},
+		{"first shipment: full cancellation before any shipment refunds nothing (the platform releases)", first,
+			[]schemas.Event{o1001(), confirmed("e-rc", "O-1001", "RSV-1", 1000, day(0)), full}, nil},
+		{"first shipment: a reship confirms nothing", first, []schemas.Event{o1001(), partial, reship}, nil},
+		{"first shipment: the first shipment requests the refund of the earlier cancellation", first,
+			[]schemas.Event{o1001(), partial, s1},
+			[]string{"AccrualRequested 141 S1", "RedemptionRefundRequested 560 S1"}},
+		{"first shipment: after it a cancellation refunds at once", first,
+			[]schemas.Event{o1001(), s1, cancelled("e-c", "O-1001", "C1", day(3), false, qty{"L1", "1"}, qty{"L2", "2"})},
+			[]string{"AccrualRequested 141 S1", "RedemptionRefundRequested 560 C1"}},
 	}
-	if open, closed := l.EvictAfter(); !closed || !open.Equal(day(1).Add(p.RetentionAfterClose)) {
-		t.Fatalf("fully cancelled order not closed: %v %v", open, closed)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l, cmds := run(t, tc.p, tc.events...)
+			if got := cmdSummary(cmds); !slices.Equal(got, tc.want) {
+				t.Fatalf("commands\n got %q\nwant %q", got, tc.want)
+			}
+			for _, c := range cmds {
+				if c.PolicyVersion != tc.p.Version {
+					t.Fatalf("policy version %q stamped, want %q", c.PolicyVersion, tc.p.Version)
+				}
+			}
+			if l.State().Order.ConfirmTrigger != tc.p.ConfirmTrigger {
+				t.Fatalf("snapshot trigger %q, want %q", l.State().Order.ConfirmTrigger, tc.p.ConfirmTrigger)
+			}
+		})
 	}
-	_, cmds, err := l.Apply(confirmed("e-rc", "O-1001", "RSV-1", 1000, day(0)), p)
+	// The trigger is snapshotted: an order accepted under FIRST_SHIPMENT keeps it under a policy
+	// that changed since.
+	l, _ := run(t, first, o1001())
+	if _, cmds, err := l.Apply(full, DefaultPolicy()); err != nil || len(cmds) != 0 {
+		t.Fatalf("order accepted under FIRST_SHIPMENT refunded under the new policy: %q %v", cmdSummary(cmds), err)
+	}
+}
+
+// TestLegacyDeferredRefund: a state written by a 2026-11-v1 ledger may hold a full-order
+// cancellation's refund waiting for RedemptionConfirmed; the next event applied requests it,
+// caused by the cancellation, by the RR rule.
+func TestLegacyDeferredRefund(t *testing.T) {
+	p := DefaultPolicy()
+	// What the old ledger left after the cancellation: quantities applied, refund deferred.
+	l2, _ := run(t, p, o800(), s800(), cancelled("e-c", "O-800", "C1", day(2), true, qty{"L1", "1"}, qty{"L2", "3"}))
+	st := l2.State()
+	st.Commands = slices.DeleteFunc(st.Commands, func(c CommandRecord) bool { return c.CommandType == string(schemas.TypeRedemptionRefundRequested) })
+	st.Points.RefundRequested = 0
+	st.DeferredRefund = &DeferredRefund{EventID: "e-c", CancellationID: "C1", OccurredAt: day(2)}
+	st.Order.ConfirmTrigger = ""
+	got, cmds, err := FromState(st).Apply(confirmed("e-rc", "O-800", "RSV-8", 800, day(0)), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cmds) != 1 || cmds[0].RequestID != schemas.CommandRequestID("O-1001", "e-c", schemas.TypeRedemptionRefundRequested) || cmds[0].Points != 1000 {
-		t.Fatalf("deferred refund %+v", cmds)
+	if len(cmds) != 1 || cmds[0].RequestID != schemas.CommandRequestID("O-800", "e-c", schemas.TypeRedemptionRefundRequested) || cmds[0].Points != 533 {
+		t.Fatalf("legacy deferred refund %q", cmdSummary(cmds))
+	}
+	if got.State().DeferredRefund != nil {
+		t.Fatal("deferred refund not cleared")
 	}
 }
 
@@ -442,8 +526,9 @@ func TestPolicyValidate(t *testing.T) {
 	p.Version = ""
 	p.LockDays = -1
 	p.MaxEventsPerOrder = 0
+	p.ConfirmTrigger = "REDEMPTION_CONFIRMED"
 	err := p.Validate()
-	for _, field := range []string{"Version", "LockDays", "MaxEventsPerOrder"} {
+	for _, field := range []string{"Version", "LockDays", "MaxEventsPerOrder", "ConfirmTrigger"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Fatalf("Validate() = %v, want it to name %s", err, field)
 		}

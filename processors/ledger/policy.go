@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -14,9 +15,10 @@ import (
 //
 // A Policy is a value: build it once, call Validate, and never mutate its maps afterwards (Apply
 // reads them from many goroutines). The parts that define what an order earns (earn rate, tier
-// multiplier, exclusions, lock days, return window, Version) are snapshotted into the ledger at
-// OrderAccepted, so a policy change never alters an order already accepted and the Version stamped
-// on a command is the one the order was accepted under. The operational parts (OrphanGrace,
+// multiplier, exclusions, lock days, return window, confirmation trigger, Version) are
+// snapshotted into the ledger at OrderAccepted, so a policy change never alters an order already
+// accepted and the Version stamped on a command is the one the order was accepted under. The
+// operational parts (OrphanGrace,
 // AmountTolerance, RetentionAfterClose, MaxEventsPerOrder) are read from the Policy passed to each
 // Apply.
 type Policy struct {
@@ -54,13 +56,44 @@ type Policy struct {
 	// with more distinct events is rejected event by event (ErrTooManyEvents) rather than
 	// forgetting ids, which would make an old duplicate count twice.
 	MaxEventsPerOrder int
+	// ConfirmTrigger is when the redemption reservation an order references counts as
+	// CONFIRMED (DOMAIN.md B.1 "Reservation lifecycle"), and so when its points become
+	// refundable. It is the one rule of every refund path (partial and full cancellations,
+	// returns). It is snapshotted at OrderAccepted like the earn rules, so change Version with it.
+	ConfirmTrigger ConfirmTrigger
 }
 
+// ConfirmTrigger names the event that confirms an order's redemption reservation.
+//
+// A trigger on the loyalty platform's own RedemptionConfirmed is deliberately not offered: that
+// event arrives on another topic at its own pace, so refunds would depend on how the topics
+// interleave (and a refund would have to wait in the state for an event that may never come).
+// The platform's confirmation is reconciled instead: view C3 flags an accepted order whose
+// reservation the platform has not confirmed (ORDER_ACCEPTED_NOT_CONFIRMED).
+type ConfirmTrigger string
+
+const (
+	// ConfirmOnOrderAccepted (B.1's default): the reservation is CONFIRMED when OrderAccepted
+	// references it; every cancellation or return of the order refunds its share at once.
+	ConfirmOnOrderAccepted ConfirmTrigger = "ORDER_ACCEPTED"
+	// ConfirmOnFirstShipment (B.1's variant, Salesforce "until orders are fulfilled"): the
+	// reservation is CONFIRMED by the order's first shipment of a unit (reships excluded).
+	// Before it nothing is refundable (a cancelled order's reservation is released by the
+	// platform instead); the confirming shipment requests the refund of what was cancelled before it.
+	ConfirmOnFirstShipment ConfirmTrigger = "FIRST_SHIPMENT"
+)
+
+// ConfirmTriggers lists the valid triggers.
+var ConfirmTriggers = []ConfirmTrigger{ConfirmOnOrderAccepted, ConfirmOnFirstShipment}
+
 // DefaultPolicy is the policy of DOMAIN.md B.2 (1 point per currency unit, GOLD = 1.5, 30 lock
-// days) with the operational defaults of the configuration.
+// days, reservations confirmed by OrderAccepted) with the operational defaults of the
+// configuration. Version history: 2026-11-v1 refunded a full-order cancellation all allocated
+// points once RedemptionConfirmed arrived; 2026-12-v2 refunds every path by RR(l), confirmed by
+// ConfirmTrigger.
 func DefaultPolicy() Policy {
 	return Policy{
-		Version:   "2026-11-v1",
+		Version:   "2026-12-v2",
 		EarnRates: map[string]decimal.Decimal{"EUR": decimal.NewFromInt(1), "GBP": decimal.NewFromInt(1), "USD": decimal.NewFromInt(1)},
 		TierMultipliers: map[string]decimal.Decimal{
 			"BASE": decimal.NewFromInt(1), "SILVER": decimal.RequireFromString("1.25"),
@@ -72,6 +105,7 @@ func DefaultPolicy() Policy {
 		RetentionAfterClose: 7 * 24 * time.Hour,
 		AmountTolerance:     decimal.RequireFromString("0.005"),
 		MaxEventsPerOrder:   4096,
+		ConfirmTrigger:      ConfirmOnOrderAccepted,
 	}
 }
 
@@ -119,6 +153,9 @@ func (p Policy) Validate() error {
 	}
 	if p.AmountTolerance.IsNegative() {
 		bad("AmountTolerance", "must not be negative")
+	}
+	if !slices.Contains(ConfirmTriggers, p.ConfirmTrigger) {
+		bad("ConfirmTrigger", "%q is not one of %s, %s", p.ConfirmTrigger, ConfirmOnOrderAccepted, ConfirmOnFirstShipment)
 	}
 	if p.MaxEventsPerOrder <= 0 {
 		bad("MaxEventsPerOrder", "must be > 0 (it bounds the duplicate-detection set)")

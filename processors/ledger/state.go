@@ -43,9 +43,9 @@ type State struct {
 	DocCancels    []DocCancelState    `json:"doc_cancels"`   // by billing_document_id (the S1/S2 document)
 
 	Held []HeldEvent `json:"held"` // by (occurred_at, event_id): canonical order
-	// DeferredRefund is a full-order cancellation whose redemption refund waits for the
-	// RedemptionConfirmed of the order's reservation (a refund of unconfirmed points is not due:
-	// the reservation is released instead).
+	// DeferredRefund is only found in states written by policy 2026-11-v1 ledgers, which held a
+	// full-order cancellation's refund until RedemptionConfirmed arrived. The next Apply emits
+	// that refund (caused by the cancellation, by the RR rule) and clears it; nothing sets it now.
 	DeferredRefund *DeferredRefund `json:"deferred_refund"`
 	Exceptions     []Exception     `json:"exceptions"` // by (code, ref)
 	Seen           []SeenEvent     `json:"seen"`       // by event_id
@@ -53,6 +53,28 @@ type State struct {
 	Closed   bool      `json:"closed"`
 	ClosedAt time.Time `json:"closed_at"` // zero unless Closed
 	EvictAt  time.Time `json:"evict_at"`  // zero unless Closed: ClosedAt + RetentionAfterClose
+
+	// Moves are the applied shipments, returns and cancellations by (occurred_at, event_id):
+	// canonical order, from which the canonical attribution of points is replayed (attrib.go).
+	// Empty in a state written before the field existed (such an order is never re-attributed).
+	Moves []MoveRecord `json:"moves"`
+}
+
+// Move kinds: the OMS events that move points or refunds.
+const (
+	MoveShipment     = "SHIPMENT"
+	MoveReturn       = "RETURN"
+	MoveCancellation = "CANCELLATION"
+)
+
+// MoveRecord is one applied point-moving event; its content is in Shipments, Returns or
+// Cancellations under Ref.
+type MoveRecord struct {
+	EventID    string    `json:"event_id"`
+	OccurredAt time.Time `json:"occurred_at"`
+	Kind       string    `json:"kind"`
+	Ref        string    `json:"ref"`
+	NoLines    bool      `json:"no_lines"` // a full-order cancellation that named no lines
 }
 
 // OrderSnapshot is what the ledger froze at OrderAccepted: identity, currency, and the policy
@@ -78,6 +100,9 @@ type OrderSnapshot struct {
 	// at rate 0, resp. multiplier 1); they surface as NO_EARN_RATE / UNKNOWN_TIER exceptions.
 	EarnRateMissing bool `json:"earn_rate_missing"`
 	TierUnknown     bool `json:"tier_unknown"`
+	// ConfirmTrigger is Policy.ConfirmTrigger at acceptance; "" (a state written before the
+	// field existed) reads as ConfirmOnOrderAccepted.
+	ConfirmTrigger ConfirmTrigger `json:"confirm_trigger"`
 }
 
 // LineState is one order line: the quantity state and the values frozen at acceptance.
@@ -210,8 +235,8 @@ type ReservationState struct {
 	ReleaseReason   string    `json:"release_reason"`
 }
 
-// CommandRecord is a loyalty command this ledger emitted. Its points depend on the order in
-// which events arrived (the set of request ids and the sums per type do not).
+// CommandRecord is a loyalty command this ledger emitted. The points of the commands that carry
+// one event's share (AttributedTo) sum to that event's canonical share (attrib.go).
 type CommandRecord struct {
 	RequestID      string    `json:"request_id"`
 	CommandType    string    `json:"command_type"`
@@ -219,6 +244,17 @@ type CommandRecord struct {
 	CausingEventID string    `json:"causing_event_id"`
 	SourceRefID    string    `json:"source_ref_id"`
 	RequestedAt    time.Time `json:"requested_at"`
+	// AttributedTo is the event id whose share a correction carries; "" for every other
+	// command, whose share is its causing event's.
+	AttributedTo string `json:"attributed_to"`
+}
+
+// attributedTo is the event whose share the command carries.
+func (c *CommandRecord) attributedTo() string {
+	if c.AttributedTo != "" {
+		return c.AttributedTo
+	}
+	return c.CausingEventID
 }
 
 // Posting kinds.

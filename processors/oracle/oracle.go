@@ -11,13 +11,15 @@ import (
 
 // Command is one loyalty command the pipeline must emit (contracts.md "Loyalty commands").
 //
-// What is independent of arrival order, and so comparable with any run of the pipeline, is the
-// set of request ids (with their types, causing events and source refs) and, per order, the sums
-// of points (OrderTruth.RequestedNet, RefundRequested). Points of a single command are those of
-// the canonical application order: Δ = P − P_requested is cumulative, so when two events of an
-// order that both move P reach the processor in another relative order (late or shuffled
-// delivery, topics read at different speeds), their individual Δs can differ by rounding while
-// their sum does not. Compare per-command points only for traffic delivered in canonical order.
+// Points are each event's canonical share: the events of an order folded in canonical order
+// (occurred_at, event_id) with the holding rules, Δ = P − P_requested after each. That share is
+// independent of arrival order, and comparable with any run of the pipeline (DESIGN.md
+// invariant 13): the pipeline's commands carrying one event's share (same reason and source
+// ref, its corrections included) sum to this command's points. When the events that move points
+// reach the pipeline in canonical order, its commands are exactly these, request ids and points;
+// otherwise it adds corrections (causing_event_id "<late>/<corrected>", not predicted here) and
+// the points of an individual command may differ, as may the ids of events whose canonical share
+// is 0. Per order, the sums (OrderTruth.RequestedNet, RefundRequested) always match.
 type Command struct {
 	RequestID      string            // schemas.CommandRequestID(OrderID, CausingEventID, Type)
 	Type           schemas.EventType // AccrualRequested | ReversalRequested | RedemptionRefundRequested
@@ -203,8 +205,27 @@ func Compute(events []schemas.Event, p Policy, asOf time.Time) *Expected {
 			x.Totals.RedeemedConfirmed += o.RedemptionPoints
 		}
 	}
-	x.Views = computeViews(folded, p, asOf)
+	x.Views = computeViews(folded, p, asOf, nil)
 	return x
+}
+
+// ViewsFor evaluates the views as Compute does, except that C4 — the one view that reads
+// individual commands, joining postings to them by request id — is evaluated over issued, the
+// commands a pipeline run actually emitted (any order; grouped by OrderID). A run whose
+// point-moving events arrived out of canonical order emits corrections and other per-command
+// points than Commands predicts (DESIGN.md invariant 13; checked separately, per event share),
+// so its C4 rows follow from what it emitted, not from the inputs alone.
+func ViewsFor(events []schemas.Event, p Policy, asOf time.Time, issued []Command) map[string][]ViewRow {
+	groups, order := groupByOrder(events)
+	folded := make([]*orderFold, 0, len(order))
+	for _, key := range order {
+		folded = append(folded, foldOrder(key, groups[key], p))
+	}
+	byOrder := map[string][]Command{}
+	for _, c := range issued {
+		byOrder[c.OrderID] = append(byOrder[c.OrderID], c)
+	}
+	return computeViews(folded, p, asOf, byOrder)
 }
 
 // Commands returns the loyalty commands one order's events cause, in emission order. events must
@@ -280,6 +301,7 @@ type orderFold struct {
 	policy   Policy
 
 	confirmedEver bool // some RedemptionConfirmed for this order's reservation exists at all
+	shippedAny    bool // a unit was shipped (reships excluded): FIRST_SHIPMENT confirms here
 	held          []*schemas.Event
 
 	invoicedNet map[string]decimal.Decimal
@@ -443,12 +465,8 @@ func (f *orderFold) cancel(e *schemas.Event) {
 	}
 	if c.IsFullOrder {
 		f.truth.FullyCancelled = true
-		if f.confirmedEver {
-			f.refund(e, c.CancellationID, "CANCELLATION", true)
-		}
-		return
 	}
-	f.refund(e, c.CancellationID, "CANCELLATION", false)
+	f.refund(e, c.CancellationID, "CANCELLATION")
 }
 
 func (f *orderFold) ship(e *schemas.Event) {
@@ -463,8 +481,15 @@ func (f *orderFold) ship(e *schemas.Event) {
 			continue
 		}
 		l.shipped = l.shipped.Add(sl.QuantityShipped)
+		if sl.QuantityShipped.IsPositive() {
+			f.shippedAny = true
+		}
 	}
 	f.accrueOrReverse(e, s.ShipmentID, "SHIPMENT", s.ShippedAt)
+	// Under FIRST_SHIPMENT this shipment may be what confirms the reservation: what was
+	// cancelled before it becomes refundable now. (Under the default it never refunds anything:
+	// a shipment moves neither q_cxl nor q_ret.)
+	f.refund(e, s.ShipmentID, "SHIPMENT")
 }
 
 // returnFits reports whether every line of r fits within shipped − already returned.
@@ -499,7 +524,7 @@ func (f *orderFold) applyReturn(e *schemas.Event, capped bool) {
 		f.truth.CappedReturns = append(f.truth.CappedReturns, r.ReturnID)
 	}
 	f.accrueOrReverse(e, r.ReturnID, "RETURN", r.ReceivedAt)
-	f.refund(e, r.ReturnID, "RETURN", false)
+	f.refund(e, r.ReturnID, "RETURN")
 }
 
 // releaseFittingHolds applies, in canonical order, held returns that now fit.
@@ -596,20 +621,34 @@ func (f *orderFold) accrueOrReverse(e *schemas.Event, ref, reason string, at tim
 	f.emit(c)
 }
 
-// refund emits RedemptionRefundRequested for what became refundable: cumulative
-// RR(l) = floor(alloc_pts(l) × (q_cxl + q_ret) / q_ord), or everything not yet refunded when rest.
-func (f *orderFold) refund(e *schemas.Event, ref, reason string, rest bool) {
+// confirmed reports whether the order's reservation is CONFIRMED by now, per DOMAIN.md B.1
+// "Reservation lifecycle" and the policy's trigger. The loyalty platform's RedemptionConfirmed
+// event is not the trigger (B.1: "same events, different trigger"); it is what view C3 checks.
+func (f *orderFold) confirmed() bool {
 	t := f.truth
-	if t.ReservationID == "" || t.MemberID == "" {
+	if t.ReservationID == "" || t.RedemptionPoints <= 0 {
+		return false
+	}
+	if f.policy.ConfirmTrigger == ConfirmAtFirstShipment {
+		return f.shippedAny
+	}
+	return true
+}
+
+// refund emits RedemptionRefundRequested for what became refundable (DOMAIN.md B.1 "Redemption
+// refunds"): Σ_l RR(l) − already requested, with the cumulative
+// RR(l) = floor(alloc_pts(l) × (q_cxl(l) + q_ret(l)) / q_ord(l)), for a confirmed reservation
+// only. B.1 has no other refund rule: "full cancel/return refunds exactly alloc_pts(l)" is what
+// this gives when q_cxl + q_ret = q_ord, and a full-order cancellation of an order that already
+// shipped units refunds the share of the units it cancelled, not the shipped units'.
+func (f *orderFold) refund(e *schemas.Event, ref, reason string) {
+	t := f.truth
+	if t.MemberID == "" || !f.confirmed() {
 		return
 	}
 	var due int64
 	for _, l := range f.lines {
 		if l.RedemptionPoints == 0 || l.ordered.Sign() == 0 {
-			continue
-		}
-		if rest {
-			due += l.RedemptionPoints
 			continue
 		}
 		x := new(big.Rat).SetInt64(l.RedemptionPoints)

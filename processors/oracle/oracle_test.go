@@ -38,6 +38,21 @@ func o1001() schemas.Event {
 	}}
 }
 
+// o800 is issue 10's order (under the fixtures' order id): L1 (2 units) carries 533 redeemed
+// points and L2 (3 units) 267; a BASE member earns 1 point per euro of line_net.
+func o800() schemas.Event {
+	return schemas.Event{Envelope: env("e-oa", schemas.TypeOrderAccepted, day0), OrderAccepted: &schemas.OrderAccepted{
+		OrderID: "O-1001", AcceptedAt: day0, Currency: "EUR", LoyaltyMemberID: strp("M-8"), LoyaltyTierAtOrder: strp("BASE"),
+		LoyaltyRedemption: &schemas.LoyaltyRedemption{ReservationID: "R-8", Points: 800, Value: dec("8.00"), Accounting: "DISCOUNT"},
+		Lines: []schemas.OrderLine{
+			{OrderLineID: "L1", SKU: "SKU-A", Quantity: dec("2"), LineNet: dec("100.00"),
+				RedemptionAlloc: &schemas.RedemptionAlloc{Points: 533, Value: dec("5.33")}},
+			{OrderLineID: "L2", SKU: "SKU-B", Quantity: dec("3"), LineNet: dec("60.00"),
+				RedemptionAlloc: &schemas.RedemptionAlloc{Points: 267, Value: dec("2.67")}},
+		},
+	}}
+}
+
 func confirmed() schemas.Event {
 	return schemas.Event{Envelope: env("e-conf", schemas.TypeRedemptionConfirmed, day0.Add(time.Minute)),
 		RedemptionConfirmed: &schemas.RedemptionConfirmed{ReservationID: "R-1", RedemptionID: "RD-1", OrderID: "O-1001", Points: 1000}}
@@ -106,6 +121,14 @@ func TestWorkedExampleO1001(t *testing.T) {
 			[]string{"AccrualRequested:141@S1", "AccrualRequested:181@S2",
 				"ReversalRequested:39@R1", "RedemptionRefundRequested:120@R1",
 				"ReversalRequested:77@R2", "RedemptionRefundRequested:240@R2"}, 206},
+		// B.1: CONFIRMED when OrderAccepted references the reservation, so a full cancellation
+		// refunds at once, with or without the platform's RedemptionConfirmed.
+		{"B full cancellation before shipment, no RedemptionConfirmed", []schemas.Event{o1001(), cancel("C1", 1, true, map[string]string{"L1": "2", "L2": "3", "L3": "1"})},
+			[]string{"RedemptionRefundRequested:1000@C1"}, 0},
+		// Issue 10: floor(533 × 1/2) + floor(267 × 3/3) = 533; the shipped unit's share stays redeemed.
+		{"full cancellation after a partial shipment refunds 533 of 800", []schemas.Event{o800(),
+			shipment("S1", 1, map[string]string{"L1": "1"}), cancel("C1", 2, true, map[string]string{"L1": "1", "L2": "3"})},
+			[]string{"AccrualRequested:50@S1", "RedemptionRefundRequested:533@C1"}, 50},
 		{"D full return after A", []schemas.Event{o1001(), confirmed(), s1, s2, ret("R1", 10, map[string]string{"L1": "2", "L2": "3"})},
 			[]string{"AccrualRequested:141@S1", "AccrualRequested:181@S2",
 				"ReversalRequested:322@R1", "RedemptionRefundRequested:1000@R1"}, 0},
@@ -123,6 +146,52 @@ func TestWorkedExampleO1001(t *testing.T) {
 			}
 			if len(x.Commands) != len(tc.want) {
 				t.Fatalf("Expected.Commands has %d, want %d", len(x.Commands), len(tc.want))
+			}
+		})
+	}
+}
+
+// TestConfirmTrigger: one confirmation rule for every refund path, from DOMAIN.md B.1. Default:
+// CONFIRMED when OrderAccepted references the reservation, so every cancellation refunds at
+// once. Variant FIRST_SHIPMENT: nothing is refundable before a unit ships; that shipment requests
+// what was cancelled before it; a fully cancelled order that never shipped is a release (C3).
+func TestConfirmTrigger(t *testing.T) {
+	first := DefaultPolicy()
+	first.ConfirmTrigger = ConfirmAtFirstShipment
+	partial := cancel("C1", 1, false, map[string]string{"L1": "1", "L2": "2"})
+	full := cancel("C1", 1, true, map[string]string{"L1": "2", "L2": "3", "L3": "1"})
+	s1 := shipment("S1", 2, map[string]string{"L1": "1", "L2": "1", "L3": "1"})
+	cases := []struct {
+		name   string
+		p      Policy
+		events []schemas.Event
+		want   []string
+		c3     []string
+	}{
+		{"default, partial cancellation", DefaultPolicy(), []schemas.Event{o1001(), partial},
+			[]string{"RedemptionRefundRequested:560@C1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED"}},
+		{"default, full cancellation", DefaultPolicy(), []schemas.Event{o1001(), full},
+			[]string{"RedemptionRefundRequested:1000@C1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED", "ORDER_CANCELLED_NOT_RELEASED"}},
+		{"first shipment, full cancellation before it", first, []schemas.Event{o1001(), full},
+			nil, []string{"ORDER_CANCELLED_NOT_RELEASED"}},
+		{"first shipment, partial cancellation then the shipment", first, []schemas.Event{o1001(), partial, s1},
+			[]string{"AccrualRequested:141@S1", "RedemptionRefundRequested:560@S1"}, []string{"ORDER_ACCEPTED_NOT_CONFIRMED"}},
+		{"first shipment, unshipped order is not pending confirmation", first, []schemas.Event{o1001(), partial},
+			nil, nil},
+		{"first shipment, confirmed by the platform", first, []schemas.Event{o1001(), confirmed(), partial, s1},
+			[]string{"AccrualRequested:141@S1", "RedemptionRefundRequested:560@S1"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := summary(Commands(tc.events, tc.p)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("commands\n got %v\nwant %v", got, tc.want)
+			}
+			var c3 []string
+			for _, r := range Compute(tc.events, tc.p, day0.AddDate(0, 2, 0)).Views[ViewRedemptionsPending] {
+				c3 = append(c3, r.MismatchCode)
+			}
+			if fmt.Sprint(c3) != fmt.Sprint(tc.c3) {
+				t.Fatalf("C3 %v, want %v", c3, tc.c3)
 			}
 		})
 	}
@@ -179,5 +248,51 @@ func TestRoundHalfEven2(t *testing.T) {
 		if !got.Equal(dec(tc.want)) {
 			t.Errorf("round(%d/%d) = %s, want %s", tc.num, tc.den, got, tc.want)
 		}
+	}
+}
+
+// TestViewsForIssuedCommands: C4 follows the commands a run emitted. The platform answered
+// R1's reversal with the canonical 39 points; a run that got S2 late asked 38 under R1's request
+// id and 1 more in a correction, which nobody answered: REVERSAL_MISSING 1, where the canonical
+// commands expect no row.
+func TestViewsForIssuedCommands(t *testing.T) {
+	p := DefaultPolicy()
+	s1 := shipment("S1", 1, map[string]string{"L1": "1", "L2": "1", "L3": "1"})
+	s2 := shipment("S2", 4, map[string]string{"L1": "1", "L2": "2"})
+	r1 := ret("R1", 20, map[string]string{"L2": "1"})
+	canonical := Commands([]schemas.Event{o1001(), s1, s2, r1}, p)
+	var rev Command
+	for _, c := range canonical {
+		if c.Type == schemas.TypeReversalRequested {
+			rev = c
+		}
+	}
+	posted := schemas.Event{Envelope: env("e-prev", schemas.TypePointsReversed, day0.AddDate(0, 0, 21)),
+		PointsReversed: &schemas.PointsReversed{LedgerEntryID: "LE-9", RequestID: rev.RequestID, OrderID: "O-1001", Points: 39, SourceRefID: "R1"}}
+	refunded := schemas.Event{Envelope: env("e-pref", schemas.TypeRedemptionRefunded, day0.AddDate(0, 0, 21)),
+		RedemptionRefunded: &schemas.RedemptionRefunded{RefundEntryID: "RF-9", OrderID: "O-1001", Points: 120, SourceRefID: "R1"}}
+	for _, c := range canonical {
+		if c.Type == schemas.TypeRedemptionRefundRequested {
+			refunded.RedemptionRefunded.RequestID = strp(c.RequestID)
+		}
+	}
+	events := []schemas.Event{o1001(), s1, s2, r1, posted, refunded}
+	asOf := day0.AddDate(0, 2, 0)
+	if rows := Compute(events, p, asOf).Views[ViewReturnsNotInLoyalty]; len(rows) != 0 {
+		t.Fatalf("canonical C4 rows %+v, want none", rows)
+	}
+	issued := append([]Command(nil), canonical...)
+	for i := range issued {
+		if issued[i].Type == schemas.TypeReversalRequested {
+			issued[i].Points = 38
+		}
+	}
+	corr := rev
+	corr.CausingEventID, corr.Points = "e-S2/e-R1", 1
+	corr.RequestID = schemas.CommandRequestID("O-1001", corr.CausingEventID, corr.Type)
+	issued = append(issued, corr)
+	rows := ViewsFor(events, p, asOf, issued)[ViewReturnsNotInLoyalty]
+	if len(rows) != 1 || rows[0].Key() != ViewReturnsNotInLoyalty+"|R1|O-1001|REVERSAL_MISSING" || rows[0].Points != 1 {
+		t.Fatalf("C4 rows %+v, want REVERSAL_MISSING 1 for R1", rows)
 	}
 }

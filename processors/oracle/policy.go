@@ -1,8 +1,10 @@
 // Package oracle computes, with its own deliberately plain code, what retailflow's outputs must be
-// for a given set of input events: per-order quantities and points, the exact set of loyalty
-// commands (contracts.md "Loyalty commands"), the rows of every reconciliation view (C1–C6) and the
-// totals of points and money. It does not share code with processors/ledger: it exists so that the
-// ledger, the runtime and the ClickHouse sink can be diffed against an independent computation.
+// for a given set of input events: per-order quantities and points, the loyalty commands of
+// canonical arrival, i.e. each point-moving event's share (contracts.md "Loyalty commands";
+// Command says what a pipeline run must match), the rows of every reconciliation view (C1–C6)
+// and the totals of points and money. It does not share code with processors/ledger: it exists
+// so that the ledger, the runtime and the ClickHouse sink can be diffed against an independent
+// computation. Its rules are derived from DOMAIN.md B.1 alone.
 //
 // All arithmetic is exact: quantities and amounts are decimals, ratios are big.Rat, points are
 // floored only where DOMAIN.md B.1 floors them, money is rounded HALF_EVEN to 2 dp only where
@@ -33,12 +35,22 @@ type Policy struct {
 	ReconGrace time.Duration
 	// AmountTolerance: C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance.
 	AmountTolerance decimal.Decimal
+	// ConfirmTrigger is when a reservation referenced by an order is CONFIRMED (DOMAIN.md B.1
+	// "Reservation lifecycle"): ConfirmAtAcceptance (the default) or ConfirmAtFirstShipment
+	// (the variant). Redeemed points are refundable only once confirmed.
+	ConfirmTrigger string
 }
+
+// The confirmation triggers of DOMAIN.md B.1 (the config values of policy.confirm_trigger).
+const (
+	ConfirmAtAcceptance    = "ORDER_ACCEPTED" // OrderAccepted references the reservation
+	ConfirmAtFirstShipment = "FIRST_SHIPMENT" // the order's first shipped unit (reships excluded)
+)
 
 // DefaultPolicy returns the policy that equals config.go's defaults.
 func DefaultPolicy() Policy {
 	return Policy{
-		Version: "2026-11-v1",
+		Version: "2026-12-v2",
 		EarnRates: map[string]decimal.Decimal{
 			"EUR": decimal.NewFromInt(1), "GBP": decimal.NewFromInt(1), "USD": decimal.NewFromInt(1),
 		},
@@ -51,6 +63,7 @@ func DefaultPolicy() Policy {
 		OrphanGrace:     24 * time.Hour,
 		ReconGrace:      15 * time.Minute,
 		AmountTolerance: decimal.RequireFromString("0.01"),
+		ConfirmTrigger:  ConfirmAtAcceptance,
 	}
 }
 
@@ -78,6 +91,9 @@ func (p Policy) Validate() error {
 	}
 	if p.OrphanGrace < 0 || p.ReconGrace < 0 {
 		errs = append(errs, errors.New("oracle policy: grace periods must not be negative"))
+	}
+	if p.ConfirmTrigger != ConfirmAtAcceptance && p.ConfirmTrigger != ConfirmAtFirstShipment {
+		errs = append(errs, fmt.Errorf("oracle policy: confirm trigger %q is not %s or %s", p.ConfirmTrigger, ConfirmAtAcceptance, ConfirmAtFirstShipment))
 	}
 	if p.AmountTolerance.IsNegative() {
 		errs = append(errs, errors.New("oracle policy: amount tolerance must not be negative"))

@@ -74,7 +74,10 @@ func (v *viewSet) add(r ViewRow) {
 	v.rows[r.View] = append(v.rows[r.View], r)
 }
 
-func computeViews(folded []*orderFold, p Policy, asOf time.Time) map[string][]ViewRow {
+// computeViews evaluates every view over the folded orders; issued, when not nil, holds the
+// commands a pipeline run actually emitted per order key, which C4 (the one view that reads
+// individual commands) then uses instead of the canonical ones.
+func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[string][]Command) map[string][]ViewRow {
 	v := &viewSet{asOf: asOf, grace: p.ReconGrace, rows: map[string][]ViewRow{}}
 	for _, name := range Views {
 		v.rows[name] = []ViewRow{}
@@ -87,9 +90,13 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time) map[string][]Vi
 			c6(v, f, cancelled, p.AmountTolerance)
 		}
 		c2(v, f, cancelled)
-		c4(v, f)
+		cmds := f.commands
+		if issued != nil {
+			cmds = issued[f.truth.OrderID]
+		}
+		c4(v, f, cmds)
 	}
-	c3(v, folded)
+	c3(v, folded, p.ConfirmTrigger)
 	for _, rows := range v.rows {
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
 	}
@@ -195,7 +202,15 @@ func c2(v *viewSet, f *orderFold, cancelled map[string]bool) {
 }
 
 // c3: redemptions pending confirmation, over every reservation seen anywhere.
-func c3(v *viewSet, folded []*orderFold) {
+//
+// Which reservations should be CONFIRMED follows the policy's trigger (DOMAIN.md B.1), the same
+// rule that makes their points refundable: under ORDER_ACCEPTED every reservation an accepted
+// order references (ORDER_ACCEPTED_NOT_CONFIRMED when the platform neither confirmed nor
+// released it, and ORDER_CANCELLED_NOT_RELEASED besides when the order was fully cancelled);
+// under FIRST_SHIPMENT only once the order shipped a unit (ORDER_ACCEPTED_NOT_CONFIRMED), while
+// a fully cancelled order that never shipped should have its reservation released
+// (ORDER_CANCELLED_NOT_RELEASED alone).
+func c3(v *viewSet, folded []*orderFold, trigger string) {
 	type reservation struct {
 		reserved *schemas.PointsReserved
 		confirms []*schemas.RedemptionConfirmed
@@ -247,9 +262,12 @@ func c3(v *viewSet, folded []*orderFold) {
 			a := f.accepted
 			row := ViewRow{View: ViewRedemptionsPending, ReservationID: id, OrderID: a.OrderID, BusinessTime: at(a.AcceptedAt)}
 			if len(r.confirms) == 0 && !r.released {
-				row.MismatchCode = "ORDER_ACCEPTED_NOT_CONFIRMED"
-				v.add(row)
-				if f.truth.FullyCancelled {
+				due := trigger != ConfirmAtFirstShipment || f.shippedAny
+				if due {
+					row.MismatchCode = "ORDER_ACCEPTED_NOT_CONFIRMED"
+					v.add(row)
+				}
+				if f.truth.FullyCancelled && (trigger != ConfirmAtFirstShipment || !due) {
 					row.MismatchCode = "ORDER_CANCELLED_NOT_RELEASED"
 					v.add(row)
 				}
@@ -284,17 +302,22 @@ func c3(v *viewSet, folded []*orderFold) {
 	}
 }
 
-// c4: returns not reflected in loyalty, from the commands each return caused.
-func c4(v *viewSet, f *orderFold) {
-	reversed := map[string]*schemas.PointsReversed{}
+// c4: returns not reflected in loyalty, per (return, code), from the reversal and refund
+// commands that carry a return's share (source ref = the return id: its own commands, and
+// corrections for late events, DESIGN.md invariant 13) and the postings answering them by
+// request id. Points are summed per (return, code) over the commands with that code:
+// REVERSAL_MISSING and REFUND_MISSING the requested points, REVERSAL_SHORT requested − posted,
+// SHORTFALL the shortfall posted.
+func c4(v *viewSet, f *orderFold, commands []Command) {
 	reversedPts := map[string]int64{}
+	answers := map[string]int{}
 	shortfall := map[string]int64{}
 	refunded := map[string]bool{}
 	for _, e := range f.events {
 		switch {
 		case e.PointsReversed != nil:
 			r := e.PointsReversed
-			reversed[r.RequestID] = r
+			answers[r.RequestID]++
 			reversedPts[r.RequestID] += r.Points
 			shortfall[r.RequestID] += r.ShortfallPoints
 		case e.RedemptionRefunded != nil && e.RedemptionRefunded.RequestID != nil:
@@ -303,36 +326,48 @@ func c4(v *viewSet, f *orderFold) {
 	}
 	receivedAt := map[string]time.Time{}
 	for _, e := range f.events {
-		if e.ReturnReceived != nil {
-			receivedAt[e.EventID] = e.ReturnReceived.ReceivedAt
+		if r := e.ReturnReceived; r != nil {
+			if at, ok := receivedAt[r.ReturnID]; !ok || r.ReceivedAt.Before(at) {
+				receivedAt[r.ReturnID] = r.ReceivedAt
+			}
 		}
 	}
-	for _, c := range f.commands {
-		at, isReturn := receivedAt[c.CausingEventID]
-		if !isReturn {
+	type key struct{ ret, code string }
+	rows := map[key]*ViewRow{}
+	var order []key
+	add := func(c Command, code string, pts int64) {
+		k := key{c.SourceRefID, code}
+		r := rows[k]
+		if r == nil {
+			r = &ViewRow{View: ViewReturnsNotInLoyalty, ReturnID: c.SourceRefID, OrderID: c.OrderID, MismatchCode: code, BusinessTime: receivedAt[c.SourceRefID]}
+			rows[k] = r
+			order = append(order, k)
+		}
+		r.Points += pts
+	}
+	for _, c := range commands {
+		if _, isReturn := receivedAt[c.SourceRefID]; !isReturn {
 			continue
 		}
-		row := ViewRow{View: ViewReturnsNotInLoyalty, ReturnID: c.SourceRefID, OrderID: c.OrderID, BusinessTime: at}
 		switch c.Type {
 		case schemas.TypeReversalRequested:
 			switch {
-			case reversed[c.RequestID] == nil:
-				row.MismatchCode, row.Points = "REVERSAL_MISSING", c.Points
-				v.add(row)
+			case answers[c.RequestID] == 0:
+				add(c, "REVERSAL_MISSING", c.Points)
 			case reversedPts[c.RequestID] < c.Points:
-				row.MismatchCode, row.Points = "REVERSAL_SHORT", c.Points-reversedPts[c.RequestID]
-				v.add(row)
+				add(c, "REVERSAL_SHORT", c.Points-reversedPts[c.RequestID])
 			}
 			if shortfall[c.RequestID] > 0 {
-				row.MismatchCode, row.Points = "SHORTFALL", shortfall[c.RequestID]
-				v.add(row)
+				add(c, "SHORTFALL", shortfall[c.RequestID])
 			}
 		case schemas.TypeRedemptionRefundRequested:
 			if !refunded[c.RequestID] {
-				row.MismatchCode, row.Points = "REFUND_MISSING", c.Points
-				v.add(row)
+				add(c, "REFUND_MISSING", c.Points)
 			}
 		}
+	}
+	for _, k := range order {
+		v.add(*rows[k])
 	}
 }
 

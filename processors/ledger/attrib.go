@@ -1,0 +1,224 @@
+package ledger
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/shopspring/decimal"
+)
+
+// Canonical attribution of points (DESIGN.md invariant 13).
+//
+// P and Σ RR are cumulative: the points one shipment, return or cancellation moves depend on
+// which events were applied before it. The share of each point-moving event is therefore
+// defined on canonical order (occurred_at, event_id), with the holding rules: the share of
+// event X is what the commands X causes carry when every event of the order is applied in that
+// order — exactly what the oracle computes. Events that arrive in canonical order get their
+// share at once, in their own commands. An event that arrives late (canonically before an
+// event already applied) may change the share of the events after it; since a command in
+// Kafka cannot be recalled, the ledger then replays the order's moves in canonical order and
+// requests the difference of each changed share as a correction: a command caused by the late
+// event L and carrying X's share, causing_event_id "L/X" (so request_id =
+// CommandRequestID(order, "L/X", type), deterministic), with X's source ref and reason. An
+// event that has no command yet gets its own command instead (its canonical request id).
+//
+// Afterwards, for every applied move X, the points of the commands carrying X's share (signed:
+// accruals minus reversals; refunds) equal X's canonical share, and Σ requested = P. The one
+// exception is a refund share that shrinks (per-line floors make RR's unit increments uneven):
+// a refund cannot be taken back, so the excess stays where it was requested and the late
+// event's own refund is smaller by as much; the order's refund total stays Σ RR.
+
+// correctionCause is the causing_event_id of a correction caused by late carrying x's share.
+func correctionCause(late, x string) string { return late + "/" + x }
+
+func moveLess(a, b MoveRecord) bool {
+	if !a.OccurredAt.Equal(b.OccurredAt) {
+		return a.OccurredAt.Before(b.OccurredAt)
+	}
+	return a.EventID < b.EventID
+}
+
+// addMove records e, just applied, among the order's moves.
+func (n *Ledger) addMove(e schemas.Event, kind, ref string, noLines bool) {
+	m := MoveRecord{EventID: e.EventID, OccurredAt: e.OccurredAt.UTC(), Kind: kind, Ref: ref, NoLines: noLines}
+	n.s.Moves = insertSorted(n.s.Moves, m, moveLess)
+}
+
+// maxReattributedMoves bounds the cost of a late event: re-attribution replays every move of
+// the order (and each replayed insertion copies), so an order past this many moves — far beyond
+// any real order, but MaxEventsPerOrder allows thousands — keeps the arrival-order shares.
+const maxReattributedMoves = 256
+
+// late reports whether e's canonical position is before an applied move, and the moves are
+// complete (a state written before Moves existed is never re-attributed: its early moves are
+// not recorded) and within maxReattributedMoves.
+func (n *Ledger) late(e schemas.Event) bool {
+	k := len(n.s.Moves)
+	if k == 0 || k >= maxReattributedMoves || k != len(n.s.Shipments)+len(n.s.Returns)+len(n.s.Cancellations) {
+		return false
+	}
+	return moveLess(MoveRecord{EventID: e.EventID, OccurredAt: e.OccurredAt.UTC()}, n.s.Moves[k-1])
+}
+
+// applyLate applies a late OMS event without commands, then requests what the canonical
+// attribution of every applied move now asks for.
+func (n *Ledger) applyLate(e schemas.Event, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	before := len(n.s.Moves)
+	n.quiet = true
+	n.applyOMS(e, nil, p, nil)
+	n.quiet = false
+	if len(n.s.Moves) == before {
+		return cmds // held: it moves nothing yet
+	}
+	return n.reattribute(e.EventID, p, cmds)
+}
+
+// share is what a move carries: points (accruals − reversals) and refund points.
+type share struct {
+	points, refund       int64
+	hasPoints, hasRefund bool // some command carries it (even of 0 net points)
+}
+
+// reattribute brings every applied move's share to its canonical value, emitting own commands
+// for moves without one and corrections caused by late for the others, in canonical order.
+func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+	o := n.s.Order
+	if o.MemberID == "" {
+		return cmds
+	}
+	want := n.canonicalShares(p)
+	have := make(map[string]share, len(n.s.Moves))
+	for i := range n.s.Commands {
+		c := &n.s.Commands[i]
+		sh := have[c.attributedTo()]
+		switch schemas.EventType(c.CommandType) {
+		case schemas.TypeAccrualRequested:
+			sh.points += c.Points
+			sh.hasPoints = true
+		case schemas.TypeReversalRequested:
+			sh.points -= c.Points
+			sh.hasPoints = true
+		case schemas.TypeRedemptionRefundRequested:
+			sh.refund += c.Points
+			sh.hasRefund = true
+		}
+		have[c.attributedTo()] = sh
+	}
+	r := getRatio()
+	defer putRatio(r)
+	due := n.refundDue(r)
+	if !n.redemptionConfirmed() {
+		due = 0
+	}
+	basis(n.s.Lines, r)
+	pts := entitledFrom(o, r)
+	b := basisRounded(r, decimal.Decimal{})
+	for _, m := range n.s.Moves {
+		w, h := want[m.EventID], have[m.EventID]
+		x := n.moveEvent(m)
+		cause, attributed := x, ""
+		if m.EventID != late {
+			cause.EventID, attributed = correctionCause(late, m.EventID), m.EventID
+		}
+		if d := w.points - h.points; d != 0 {
+			if !h.hasPoints {
+				cause, attributed = x, "" // its own command, as in canonical order
+			}
+			cmds = append(cmds, n.pointsCommand(cause, attributed, d, m.Ref, m.Kind, b, pts))
+		}
+		cause, attributed = x, ""
+		if m.EventID != late {
+			cause.EventID, attributed = correctionCause(late, m.EventID), m.EventID
+		}
+		if d := min(w.refund-h.refund, due-n.s.Points.RefundRequested); d > 0 {
+			if !h.hasRefund {
+				cause, attributed = x, ""
+			}
+			cmds = append(cmds, n.refundOf(cause, attributed, d, m.Ref, m.Kind, b, pts))
+		}
+	}
+	return cmds
+}
+
+// canonicalShares replays the applied moves, and the returns held for want of shipped units,
+// on a fresh copy of the order in canonical order, and returns what each move's own commands
+// carry there.
+func (n *Ledger) canonicalShares(p Policy) map[string]share {
+	rp := Ledger{s: State{StateVersion: StateVersion, OrderID: n.s.OrderID, Clock: n.s.Clock, Order: n.s.Order}, own: ownLines}
+	rp.s.Lines = make([]LineState, len(n.s.Lines))
+	for i, ln := range n.s.Lines {
+		rp.s.Lines[i] = LineState{
+			OrderLineID: ln.OrderLineID, LineNumber: ln.LineNumber, SKU: ln.SKU, IsGiftCard: ln.IsGiftCard, Eligible: ln.Eligible,
+			Ordered: ln.Ordered, LineNet: ln.LineNet, EligibleValue: ln.EligibleValue,
+			RedemptionPoints: ln.RedemptionPoints, RedemptionValue: ln.RedemptionValue,
+			CancelRequested: decimal.Zero, ShippedReported: decimal.Zero, Cancelled: decimal.Zero,
+			Shipped: decimal.Zero, Reshipped: decimal.Zero, Returned: decimal.Zero,
+		}
+	}
+	type input struct {
+		key MoveRecord
+		ev  schemas.Event
+		raw []byte
+	}
+	ins := make([]input, 0, len(n.s.Moves)+len(n.s.Held))
+	for _, m := range n.s.Moves {
+		ins = append(ins, input{key: m, ev: n.moveEvent(m)})
+	}
+	for _, h := range n.s.Held {
+		if h.Reason == HoldExceedsShipped {
+			ins = append(ins, input{key: MoveRecord{EventID: h.EventID, OccurredAt: h.OccurredAt}, ev: n.unhold(h), raw: h.Event})
+		}
+	}
+	sort.Slice(ins, func(i, j int) bool { return moveLess(ins[i].key, ins[j].key) })
+	for _, in := range ins {
+		rp.applyOMS(in.ev, in.raw, p, nil)
+	}
+	out := make(map[string]share, len(n.s.Moves))
+	for _, c := range rp.s.Commands {
+		sh := out[c.CausingEventID]
+		switch schemas.EventType(c.CommandType) {
+		case schemas.TypeAccrualRequested:
+			sh.points += c.Points
+		case schemas.TypeReversalRequested:
+			sh.points -= c.Points
+		case schemas.TypeRedemptionRefundRequested:
+			sh.refund += c.Points
+		}
+		out[c.CausingEventID] = sh
+	}
+	return out
+}
+
+// moveEvent rebuilds the OMS event of an applied move from what the state recorded of it
+// (what applyShipment, applyReturn and applyCancellation read), found by event id: two events
+// may carry the same shipment, return or cancellation id.
+func (n *Ledger) moveEvent(m MoveRecord) schemas.Event {
+	e := schemas.Event{Envelope: schemas.Envelope{EventID: m.EventID, OccurredAt: m.OccurredAt}}
+	switch m.Kind {
+	case MoveShipment:
+		st := &n.s.Shipments[slices.IndexFunc(n.s.Shipments, func(x ShipmentState) bool { return x.EventID == m.EventID })]
+		s := &schemas.ShipmentConfirmed{ShipmentID: st.ShipmentID, OrderID: n.s.OrderID, ShippedAt: st.ShippedAt, IsReship: st.IsReship}
+		for _, l := range st.Lines {
+			s.Lines = append(s.Lines, schemas.ShipmentLine{OrderLineID: l.OrderLineID, QuantityShipped: l.Quantity})
+		}
+		e.EventType, e.ShipmentConfirmed = schemas.TypeShipmentConfirmed, s
+	case MoveReturn:
+		st := &n.s.Returns[slices.IndexFunc(n.s.Returns, func(x ReturnState) bool { return x.EventID == m.EventID })]
+		r := &schemas.ReturnReceived{ReturnID: st.ReturnID, OrderID: n.s.OrderID, ReceivedAt: st.ReceivedAt}
+		for _, l := range st.Lines {
+			r.Lines = append(r.Lines, schemas.ReturnLine{OrderLineID: l.OrderLineID, QuantityAccepted: l.Quantity})
+		}
+		e.EventType, e.ReturnReceived = schemas.TypeReturnReceived, r
+	default:
+		st := &n.s.Cancellations[slices.IndexFunc(n.s.Cancellations, func(x CancellationState) bool { return x.EventID == m.EventID })]
+		c := &schemas.OrderLinesCancelled{CancellationID: st.CancellationID, OrderID: n.s.OrderID, CancelledAt: st.CancelledAt, IsFullOrder: st.IsFullOrder}
+		if !m.NoLines {
+			for _, l := range st.Lines {
+				c.Lines = append(c.Lines, schemas.CancelledLine{OrderLineID: l.OrderLineID, QuantityCancelled: l.Quantity})
+			}
+		}
+		e.EventType, e.OrderLinesCancelled = schemas.TypeOrderLinesCancelled, c
+	}
+	return e
+}
