@@ -462,10 +462,31 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 	t := h.t
 	ex := tr.Expected(time.Now())
 
-	// 1. Loyalty commands: exactly the oracle's request ids, each once, from distinct sources.
+	// 1. Loyalty commands: every oracle request id once, from distinct sources; besides them only
+	// corrections for late events (causing id "<late>/<corrected>", DESIGN.md invariant 13); per
+	// point-moving event (order, reason, source ref) exactly the oracle's share.
 	got := map[string]int{}
 	perOrder := map[string][3]int64{} // accrual, reversal, refund points
 	sources := map[string]int{}
+	type shareKey struct{ order, reason, ref string }
+	shares, wantShares := map[shareKey][2]int64{}, map[shareKey][2]int64{}
+	addShare := func(m map[shareKey][2]int64, order, reason, ref string, typ schemas.EventType, points int64) {
+		k := shareKey{order, reason, ref}
+		sh := m[k]
+		switch typ {
+		case schemas.TypeAccrualRequested:
+			sh[0] += points
+		case schemas.TypeReversalRequested:
+			sh[0] -= points
+		case schemas.TypeRedemptionRefundRequested:
+			sh[1] += points
+		}
+		m[k] = sh
+	}
+	for _, c := range ex.Commands {
+		addShare(wantShares, c.OrderID, c.Reason, c.SourceRefID, c.Type, c.Points)
+	}
+	corrections := map[string]bool{}
 	for _, r := range h.readAll(h.names[schemas.TopicCommands]) {
 		e, err := h.serde.DecodeEvent(h.ctx, schemas.RecordRef{Topic: schemas.TopicCommands, Partition: r.partition}, r.value)
 		if err != nil || e.LoyaltyCommand == nil {
@@ -488,6 +509,25 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 			s[2] += c.Points
 		}
 		perOrder[c.OrderID] = s
+		addShare(shares, c.OrderID, c.Reason, c.SourceRefID, c.CommandType, c.Points)
+		if strings.Contains(c.CausingEventID, "/") {
+			corrections[c.RequestID] = true
+		}
+	}
+	shareMismatch := 0
+	for k, sh := range wantShares {
+		if shares[k] != sh {
+			shareMismatch++
+			if shareMismatch <= 5 {
+				t.Errorf("order %s %s %s: share (points, refund) %v in commands, oracle %v", k.order, k.reason, k.ref, shares[k], sh)
+			}
+		}
+	}
+	for k, sh := range shares {
+		if _, ok := wantShares[k]; !ok && sh != ([2]int64{}) {
+			shareMismatch++
+			t.Errorf("order %s %s %s: share %v in commands, none in the oracle", k.order, k.reason, k.ref, sh)
+		}
 	}
 	for id := range ex.Commands {
 		if got[id] == 0 {
@@ -503,7 +543,7 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 		if n > 1 {
 			dup += n - 1
 		}
-		if _, ok := ex.Commands[id]; !ok {
+		if _, ok := ex.Commands[id]; !ok && !corrections[id] {
 			unexpected++
 			if unexpected <= 5 {
 				t.Errorf("command %s is not in the oracle's set", id)
@@ -526,8 +566,8 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 			}
 		}
 	}
-	if unexpected > 0 || netMismatch > 0 {
-		t.Errorf("%d unexpected commands, %d orders with wrong net points", unexpected, netMismatch)
+	if unexpected > 0 || netMismatch > 0 || shareMismatch > 0 {
+		t.Errorf("%d unexpected commands, %d orders with wrong net points, %d events with a wrong share", unexpected, netMismatch, shareMismatch)
 	}
 
 	// 2. Dead letters: the generator's malformed records, each once, with its class.
@@ -609,9 +649,20 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 			continue
 		}
 		st := l.State()
+		// The oracle's request ids, and besides them only corrections and the commands they
+		// correct (DESIGN.md invariant 13; the shares are held exact above).
+		oracleIDs, corrected := map[string]bool{}, map[string]bool{}
+		for _, id := range o.Commands {
+			oracleIDs[id] = true
+		}
+		for _, c := range st.Commands {
+			corrected[c.AttributedTo] = c.AttributedTo != ""
+		}
 		var reqIDs []string
 		for _, c := range st.Commands {
-			reqIDs = append(reqIDs, c.RequestID)
+			if oracleIDs[c.RequestID] || c.AttributedTo == "" && !corrected[c.CausingEventID] {
+				reqIDs = append(reqIDs, c.RequestID)
+			}
 		}
 		want := append([]string(nil), o.Commands...)
 		sort.Strings(reqIDs)
