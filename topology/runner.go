@@ -34,6 +34,10 @@ type Options struct {
 	TransactionTimeout time.Duration // broker aborts a transaction open longer than this
 	SessionTimeout     time.Duration
 	RebalanceTimeout   time.Duration
+	// HeartbeatInterval must be below SessionTimeout (a member that heartbeats no more often
+	// than its session expires is evicted again and again: the group never settles); zero
+	// means SessionTimeout/3, at most 3s (franz-go's and Kafka's default).
+	HeartbeatInterval time.Duration
 	// MaxRecordsPerTxn and MaxTxnDuration bound one transaction (whichever comes first), so a
 	// transaction stays well inside TransactionTimeout and a rebalance waits little.
 	MaxRecordsPerTxn int
@@ -60,6 +64,11 @@ type Options struct {
 	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
 	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
+	// OffsetReset is what happens when a committed input offset is no longer in the log
+	// (retention or DeleteRecords passed it during an outage): "" or kafka.ResetNone stops Run
+	// with a *kafka.OffsetsLostError naming the topic, partition and lost offsets; earliest
+	// or latest skip the lost records (an explicit operator decision, logged by franz-go).
+	OffsetReset kafka.OffsetReset
 	// RestoreTimeout bounds one restore, including the wait for open transactions on the
 	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
 	RestoreTimeout time.Duration
@@ -97,6 +106,17 @@ func (o *Options) validate() error {
 	}
 	if o.SessionTimeout <= 0 || o.RebalanceTimeout < o.SessionTimeout {
 		bad("SessionTimeout must be positive and RebalanceTimeout at least SessionTimeout")
+	}
+	if reset, err := kafka.ParseOffsetReset(string(o.OffsetReset)); err != nil {
+		bad("OffsetReset: %v", err)
+	} else {
+		o.OffsetReset = reset
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = min(o.SessionTimeout/3, 3*time.Second)
+	}
+	if o.HeartbeatInterval <= 0 || o.HeartbeatInterval >= o.SessionTimeout {
+		bad("HeartbeatInterval (%s) must be positive and below SessionTimeout (%s): the group would never settle", o.HeartbeatInterval, o.SessionTimeout)
 	}
 	if o.Parallelism < 0 {
 		bad("Parallelism must not be negative")
@@ -290,12 +310,12 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.TransactionalID(r.TransactionalID()),
 		kgo.TransactionTimeout(r.o.TransactionTimeout),
 		kgo.SessionTimeout(r.o.SessionTimeout),
+		kgo.HeartbeatInterval(r.o.HeartbeatInterval),
 		kgo.RebalanceTimeout(r.o.RebalanceTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Eager range assignment gives one member partition p of every input (co-partitioning);
 		// cooperative-sticky does not.
 		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MaxBufferedRecords(r.o.MaxBufferedRecords),
 		// outputs go to the input's partition number; see the package invariants
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -303,6 +323,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
 	)
+	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -428,7 +449,9 @@ func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSessi
 		if fs.IsClientClosed() {
 			return nil
 		}
-		r.logFetchErrors(fs)
+		if err := r.checkFetches(ctx, sess.Client(), fs); err != nil {
+			return err
+		}
 		if fs.NumRecords() == 0 {
 			continue
 		}
@@ -454,13 +477,19 @@ func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSessi
 	}
 }
 
-func (r *Runner[E, S, O]) logFetchErrors(fs kgo.Fetches) {
+// checkFetches logs the fetch errors of fs that kgo retries, and returns a fatal
+// *kafka.OffsetsLostError when a committed offset is no longer in the log (OffsetReset none).
+func (r *Runner[E, S, O]) checkFetches(ctx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
 	fs.EachError(func(t string, p int32, err error) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.OffsetOutOfRange) {
 			return
 		}
 		r.log.Warn("fetch error (the client retries)", "topic", t, "partition", p, "err", err)
 	})
+	if err := kafka.OffsetsLost(ctx, cl, r.o.Group, fs, r.o.Conn.Timeout+time.Second); err != nil {
+		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+	}
+	return nil
 }
 
 // transact runs one transaction over fs and any further records already buffered, within the
@@ -482,6 +511,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	pctx := context.WithoutCancel(ctx)
 
 	var failure error // a transient error or a record of an unrestored partition: abort
+	var fatal error   // input offsets lost: abort and stop
 	encodeFailed := false
 	began := time.Now()
 	deadline := began.Add(r.o.MaxTxnDuration)
@@ -519,8 +549,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 		if fs.IsClientClosed() {
 			break
 		}
-		r.logFetchErrors(fs)
-		if fs.NumRecords() == 0 {
+		if fatal = r.checkFetches(ctx, sess.Client(), fs); fatal != nil {
+			failure = fatal
+		}
+		if failure != nil || fs.NumRecords() == 0 {
 			break
 		}
 	}
@@ -544,6 +576,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 	if err != nil {
 		return false, "", fmt.Errorf("stage %s: end transaction (%d records): %w", r.stage.Name, t.records, err)
+	}
+	if fatal != nil {
+		r.ov.reset()
+		return false, "", fatal
 	}
 	if committed {
 		r.eagerEncode = false

@@ -77,6 +77,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad env type", map[string]string{"RETAILFLOW_SINK_BATCH_ROWS": "many"}, []string{"config"}, "sink.batch_rows"},
 		{"bad env value", map[string]string{"RETAILFLOW_LOG_LEVEL": "loud"}, []string{"config"}, "log.level"},
 		{"bad duration", map[string]string{"RETAILFLOW_RUNTIME_TRANSACTION_TIMEOUT": "1h"}, []string{"config"}, "runtime.transaction_timeout"},
+		{"session at the heartbeat", map[string]string{"RETAILFLOW_RUNTIME_SESSION_TIMEOUT": "3s", "RETAILFLOW_RUNTIME_HEARTBEAT_INTERVAL": "3s"},
+			[]string{"config"}, "runtime.session_timeout: 3s must exceed runtime.heartbeat_interval"},
+		{"bad offset reset", map[string]string{"RETAILFLOW_RUNTIME_OFFSET_RESET": "smallest"}, []string{"config"}, "runtime.offset_reset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

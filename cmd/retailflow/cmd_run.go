@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
@@ -196,9 +197,11 @@ func (c Config) RunnerOptions() topology.Options {
 	return topology.Options{
 		Conn: c.KafkaConn(), Group: c.Runtime.Group, InstanceID: c.Runtime.InstanceID,
 		TransactionTimeout: c.Runtime.TransactionTimeout, SessionTimeout: c.Runtime.SessionTimeout,
-		RebalanceTimeout: c.Runtime.RebalanceTimeout, MaxRecordsPerTxn: c.Runtime.MaxRecordsPerTxn,
+		HeartbeatInterval: c.Runtime.HeartbeatInterval,
+		RebalanceTimeout:  c.Runtime.RebalanceTimeout, MaxRecordsPerTxn: c.Runtime.MaxRecordsPerTxn,
 		MaxTxnDuration: c.Runtime.MaxTxnDuration, MaxBufferedRecords: c.Runtime.MaxBufferedRecords,
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
+		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}
@@ -221,6 +224,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	}
 	o := c.RunnerOptions()
 	o.Metrics, o.Logger = metrics, log
+	o.Conn.Logger = log // franz-go's warnings
 	runner, err := topology.NewRunner(c.LedgerTopology(), c.LedgerStage(ctx, serde, p), o)
 	if err != nil {
 		return err

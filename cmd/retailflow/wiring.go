@@ -24,6 +24,13 @@ func (c Config) KafkaConn() kafka.Conn {
 	}
 }
 
+// KafkaConn is c.KafkaConn with franz-go's own warnings routed into the app's logger.
+func (a *App) KafkaConn(c Config) kafka.Conn {
+	k := c.KafkaConn()
+	k.Logger = a.Logger(c)
+	return k
+}
+
 // TopicNames maps every logical topic to its configured physical name.
 func (c Config) TopicNames() map[schemas.Topic]string {
 	return map[schemas.Topic]string{

@@ -11,6 +11,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
@@ -173,21 +174,18 @@ func (s *Sink) Run(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		var fatal error
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
 			}
 			// kgo retries fetch errors itself; what surfaces here is worth a log line, and an
 			// offset out of range is fatal: silently resetting would lose or duplicate rows.
-			s.log.Warn("sink fetch error", "topic", topic, "partition", p, "err", err)
-			if errors.Is(err, kerr.OffsetOutOfRange) {
-				fatal = fmt.Errorf("clickhouse sink: %s[%d]: committed offset no longer in the log (retention shorter "+
-					"than the sink's outage?); not resetting, which would lose rows: %w", topic, p, err)
+			if !errors.Is(err, kerr.OffsetOutOfRange) {
+				s.log.Warn("sink fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		if fatal != nil {
-			return fatal
+		if err := kafka.OffsetsLost(ctx, s.cl, s.o.Group, fetches, 10*time.Second); err != nil {
+			return fmt.Errorf("clickhouse sink: %w", err)
 		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			if err := s.take(ctx, it.Next()); err != nil {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // Conn says how to reach the brokers. The password is never logged.
@@ -30,11 +32,17 @@ type Conn struct {
 	SASLPassword  string
 	// Timeout bounds each admin request and start-up probes.
 	Timeout time.Duration
+	// Logger receives franz-go's own log lines at WARN and above (broker errors it retries,
+	// offset resets, rebalance trouble); nil leaves them unlogged.
+	Logger *slog.Logger
 }
 
 // Options returns the franz-go options for Conn; callers append their own.
 func (c Conn) Options() []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.Logger != nil {
+		opts = append(opts, kgo.WithLogger(kslog.New(slog.New(minLevel{c.Logger.Handler(), slog.LevelWarn}).With("component", "franz-go"))))
+	}
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))
 	}
@@ -50,6 +58,23 @@ func (c Conn) Options() []kgo.Opt {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism()))
 	}
 	return opts
+}
+
+// minLevel passes on records at or above min only: franz-go logs every request at DEBUG and
+// each rebalance step at INFO, which would drown the application's own lines.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
 
 func (c Conn) timeout() time.Duration {
