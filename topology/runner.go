@@ -372,6 +372,27 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 				r.stage.Name, r.inputs[0], parts, t, ps)
 		}
 	}
+	// With the eager range balancer, assigned is the member's whole assignment, and franz-go
+	// calls this after every rebalance, even with nothing assigned. The revoke callback is not
+	// as reliable: GroupTransactSession skips it while an earlier revoke has not been ended by
+	// End, which an idle or restoring runner never calls. So whatever this runner still holds
+	// and the new assignment lacks is dropped here.
+	var gone []int32
+	for p := range r.ownedParts {
+		if !slices.Contains(parts, p) {
+			gone = append(gone, p)
+		}
+	}
+	for p := range r.restoring {
+		if !slices.Contains(parts, p) {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		r.log.Warn("dropping partitions the group no longer assigns (their revoke was not reported)", "partitions", gone)
+		r.revokeLocked(gone)
+	}
 	if len(assigned) == 0 {
 		return
 	}
@@ -401,6 +422,11 @@ func (r *Runner[E, S, O]) onRevoked(_ context.Context, _ *kgo.Client, revoked ma
 	if len(parts) == 0 {
 		return
 	}
+	r.revokeLocked(parts)
+}
+
+// revokeLocked forgets parts and queues the drop of their stores for the run loop.
+func (r *Runner[E, S, O]) revokeLocked(parts []int32) {
 	for _, p := range parts {
 		delete(r.restoring, p)
 		delete(r.ownedParts, p)
