@@ -28,7 +28,13 @@ func newBrokerFixture(t *testing.T) *fixture {
 		brokers = strings.Split(b, ",")
 	}
 	conn := kafka.Conn{Brokers: brokers, Timeout: 10 * time.Second}
-	prefix := fmt.Sprintf("guards-%s-%d-", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	prefix := fmt.Sprintf("guards-%s-%d-", name, time.Now().UnixNano())
 	var specs []kafka.TopicSpec
 	for _, s := range sumTopologyNamed(prefix).Stages[0].TopicSpecs(Stream(prefix + "dlq")) {
 		s.Partitions = testPartitions
@@ -281,4 +287,169 @@ next:
 		return fmt.Sprintf("runners hold %v, the group assigned %v", held, assignments)
 	}
 	return ""
+}
+
+// runOnce feeds 3 keys × 2 adds, runs an instance until their outputs are committed and
+// stops it: the changelog, the group's offsets and the fingerprint exist afterwards.
+func (f *fixture) runOnce() {
+	f.t.Helper()
+	inputs := map[string][]int64{}
+	f.feed(3, 2, inputs)
+	rn := f.start("0", nil, nil)
+	if outs := f.committed("out", 6); len(outs) != 6 {
+		f.t.Fatalf("%d outputs, want 6", len(outs))
+	}
+	rn.stop(f.t)
+}
+
+// startRefused starts an instance and returns Run's error, which must be a refusal.
+func (f *fixture) startRefused() error {
+	f.t.Helper()
+	rn := f.start("0", nil, nil)
+	err := rn.waitRun(f.t, 30*time.Second)
+	if err == nil {
+		f.t.Fatal("Run returned nil, want a refusal")
+	}
+	f.t.Logf("refused: %v", err)
+	return err
+}
+
+func wantRefusal(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("refusal does not say %q: %v", p, err)
+		}
+	}
+}
+
+// recreate deletes topic and creates it again with the fixture's partition count (the broker
+// refuses the create until the deletion has completed).
+func (f *fixture) recreate(adm *kadm.Client, topic string, compacted bool) {
+	f.t.Helper()
+	if _, err := adm.DeleteTopic(context.Background(), topic); err != nil {
+		f.t.Fatal(err)
+	}
+	spec := kafka.TopicSpec{Name: topic, Partitions: testPartitions, Compacted: compacted}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := kafka.EnsureTopics(context.Background(), f.conn, []kafka.TopicSpec{spec})
+		if err == nil && len(st) == 1 && st[0].Created {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("recreate %s: %v %+v", topic, err, st)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestTopicsChangedBehindTheRunner (issue 12.3, real broker): each way the topics can change
+// under a stopped processor that would silently lose or split state makes the next start
+// refuse, with a message saying what happened.
+func TestTopicsChangedBehindTheRunner(t *testing.T) {
+	t.Run("changelog compact,delete", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		adm := f.admin()
+		_, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")}}, f.prefix+"sum-changelog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.startRefused()
+		wantRefusal(t, err, f.prefix+"sum-changelog must have cleanup.policy=compact exactly", `"compact,delete"`)
+	})
+	t.Run("changelog recreated", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		f.runOnce()
+		f.recreate(f.admin(), f.prefix+"sum-changelog", true)
+		wantRefusal(t, f.startRefused(), "topic "+f.prefix+"sum-changelog was deleted and created again")
+	})
+	t.Run("changelog truncated", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		f.runOnce()
+		adm := f.admin()
+		ends, err := adm.ListEndOffsets(context.Background(), f.prefix+"sum-changelog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		del := kadm.Offsets{}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Offset > 0 {
+				del.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset})
+			}
+		})
+		// The broker refuses DeleteRecords on a compact-only topic: what truncates a changelog
+		// is a delete policy, for a while (here for the DeleteRecords that retention would do).
+		setPolicy := func(policy string) {
+			_, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr(policy)}}, f.prefix+"sum-changelog")
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		setPolicy("compact,delete")
+		time.Sleep(time.Second) // the config propagates to the partition leader
+		if res, err := adm.DeleteRecords(context.Background(), del); err != nil || res.Error() != nil {
+			t.Fatalf("delete records: %v %v", err, res.Error())
+		}
+		setPolicy("compact")
+		wantRefusal(t, f.startRefused(), "changelog "+f.prefix+"sum-changelog[", "was truncated: its log start moved from 0 to")
+	})
+	t.Run("partitions grown together", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		f.runOnce()
+		adm := f.admin()
+		var all []string
+		for _, s := range sumTopologyNamed(f.prefix).Stages[0].TopicSpecs(Stream(f.prefix + "dlq")) {
+			all = append(all, s.Name)
+		}
+		if res, err := adm.CreatePartitions(context.Background(), 1, all...); err != nil || res.Error() != nil {
+			t.Fatalf("create partitions: %v %v", err, res.Error())
+		}
+		err := f.startRefused()
+		wantRefusal(t, err, "topic "+f.prefix+"in-a has 4 partitions, 3 when recorded", "split across two stores")
+		// once the operator has dealt with it (README "Recovery"), accepting records the
+		// topics as they are and the next start goes ahead
+		o := f.options("0", nil)
+		r, err := NewRunner(sumTopologyNamed(f.prefix), sumStageTo(Stream(f.prefix+"out"), nil), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted, err := kafka.AcceptTopicChanges(context.Background(), f.conn, r.HistorySpec())
+		if err != nil || len(accepted) != len(all) {
+			t.Fatalf("accept: %v, accepted %d problems, want %d: %v", err, len(accepted), len(all), accepted)
+		}
+		prod, err := kgo.NewClient(append(f.conn.Options(), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prod.Close()
+		f.prod = prod // the fixture's producer knows only the 3 partitions of before
+		rn := f.start("0", nil, nil)
+		f.produceTo("in-a", "k9", 3, 1)
+		if outs := f.committed("out", 7); len(outs) != 7 {
+			t.Fatalf("after accepting: %d outputs, want 7", len(outs))
+		}
+		rn.stop(t)
+	})
+	t.Run("changelog emptied before the first fingerprint", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		f.runOnce()
+		adm := f.admin()
+		if _, err := adm.DeleteTopic(context.Background(), kafka.FingerprintTopic(f.prefix+"sum-changelog")); err != nil {
+			t.Fatal(err)
+		}
+		f.recreate(adm, f.prefix+"sum-changelog", true)
+		wantRefusal(t, f.startRefused(), "is empty but group "+f.group+" has consumed", "would restart from nothing")
+	})
+	t.Run("input committed beyond its end", func(t *testing.T) {
+		f := newBrokerFixture(t)
+		f.runOnce()
+		adm := f.admin()
+		commit := kadm.Offsets{}
+		commit.Add(kadm.Offset{Topic: f.prefix + "in-b", Partition: 1, At: 100, LeaderEpoch: -1})
+		if res, err := adm.CommitOffsets(context.Background(), f.group, commit); err != nil || res.Error() != nil {
+			t.Fatalf("commit: %v %v", err, res.Error())
+		}
+		wantRefusal(t, f.startRefused(), "input "+f.prefix+"in-b[1]: group "+f.group+" committed offset 100 but the partition ends at")
+	})
 }

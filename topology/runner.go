@@ -343,7 +343,11 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 }
 
 func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(r.o.Conn.Options()...)
+	// start-up checks return what went wrong as their error: franz-go's own lines about the
+	// same failure would only repeat it
+	conn := r.o.Conn
+	conn.Logger = nil
+	cl, err := kgo.NewClient(conn.Options()...)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 	}
@@ -353,7 +357,18 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 	if err := kafka.VerifyTopics(vctx, kadm.NewClient(cl), r.stage.TopicSpecs(r.top.DLQ)); err != nil {
 		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
 	}
+	if err := kafka.CheckTopicHistory(vctx, conn, r.HistorySpec()); err != nil {
+		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+	}
 	return nil
+}
+
+// HistorySpec is what kafka.CheckTopicHistory compares with the fingerprint this stage
+// recorded at its first start.
+func (r *Runner[E, S, O]) HistorySpec() kafka.HistorySpec {
+	h := r.stage.HistorySpec(r.o.Group, r.top.DLQ)
+	h.SkipCommittedCheck = r.o.OffsetReset != kafka.ResetNone
+	return h
 }
 
 // onAssigned runs in the group's goroutine. It pauses the new partitions before their offsets

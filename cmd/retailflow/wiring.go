@@ -55,6 +55,9 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 			Compacted: t == schemas.TopicChangelog, CoPartitioned: true,
 		})
 	}
+	// The fingerprint of the topics `run` uses, recorded at its first start: a recreated,
+	// truncated or repartitioned topic is refused (kafka.CheckTopicHistory).
+	specs = append(specs, kafka.FingerprintSpec(names[schemas.TopicChangelog], c.Topics.ReplicationFactor))
 	// The replay log: one record per replayed DLQ record, so a replay never sends one twice.
 	specs = append(specs, kafka.TopicSpec{
 		Name: dlq.ReplayLogTopic(names[schemas.TopicDLQ]), Partitions: 1,

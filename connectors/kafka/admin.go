@@ -204,7 +204,8 @@ func names(specs []TopicSpec) []string {
 	return n
 }
 
-// VerifyTopics checks that every topic exists, compacted topics are compacted, and all
+// VerifyTopics checks that every topic exists, compacted topics are compacted only
+// (cleanup.policy=compact, not compact,delete), and all
 // co-partitioned topics have one partition count. The error lists every problem found.
 func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
 	details, err := adm.ListTopics(ctx, names(specs)...)
@@ -246,8 +247,10 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 					policy = *cfg.Value
 				}
 			}
-			if !strings.Contains(policy, "compact") {
-				problems = append(problems, fmt.Sprintf("topic %s must be compacted (cleanup.policy=compact), has %q", rc.Name, policy))
+			// exactly compact: "compact,delete" also deletes by retention, and a quiet order's
+			// state would vanish from the changelog
+			if policy != "compact" {
+				problems = append(problems, fmt.Sprintf("topic %s must have cleanup.policy=compact exactly, has %q (with delete, retention removes the state of quiet orders; fix: kafka-configs --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact)", rc.Name, policy, rc.Name))
 			}
 		}
 	}
