@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -311,8 +312,16 @@ func Decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (
 func (s *Serde) EncodeEvent(t Topic, e *Event) ([]byte, error) { return Encode(s, t, e) }
 
 // DecodeEvent decodes an event of ref.Topic and validates it (Event.ValidateFor): a value that
-// decodes but breaks a rule is a *DecodeError of class ClassInvalid carrying the event id.
+// decodes but breaks a rule is a *DecodeError of class ClassInvalid carrying the event id; one
+// with a time outside MinEventTime–MaxEventTime is of class ClassTimeOutOfRange.
 func (s *Serde) DecodeEvent(ctx context.Context, ref RecordRef, value []byte) (*Event, error) {
+	return s.DecodeEventAt(ctx, ref, value, time.Time{}, 0)
+}
+
+// DecodeEventAt is DecodeEvent that also bounds the event's times against the Kafka record's
+// timestamp (Event.CheckTimes with maxSkew): an event dated further ahead is a *DecodeError of
+// class ClassTimeOutOfRange. A zero recordTime or maxSkew checks the absolute range only.
+func (s *Serde) DecodeEventAt(ctx context.Context, ref RecordRef, value []byte, recordTime time.Time, maxSkew time.Duration) (*Event, error) {
 	e, err := Decode[Event](ctx, s, ref, value)
 	if err != nil {
 		return nil, err
@@ -320,6 +329,10 @@ func (s *Serde) DecodeEvent(ctx context.Context, ref RecordRef, value []byte) (*
 	if err := e.ValidateFor(ref.Topic); err != nil {
 		return nil, &DecodeError{RecordRef: ref, SchemaID: int(binary.BigEndian.Uint32(value[1:HeaderSize])),
 			EventID: e.EventID, Class: ClassInvalid, Err: err}
+	}
+	if err := e.CheckTimes(recordTime, maxSkew); err != nil {
+		return nil, &DecodeError{RecordRef: ref, SchemaID: int(binary.BigEndian.Uint32(value[1:HeaderSize])),
+			EventID: e.EventID, Class: ClassTimeOutOfRange, Err: err}
 	}
 	return e, nil
 }

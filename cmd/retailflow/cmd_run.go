@@ -98,8 +98,12 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 	}
 	commands := topology.Stream(c.Topics.Commands)
 	return topology.Stage[*schemas.Event, ledger.Ledger, *schemas.Event]{
+		// Event times are bounded against the record's timestamp before the ledger sees them:
+		// the ledger's clock is the largest occurred_at it folded, and one event dated years
+		// ahead would close and evict its order (a later real return then held forever).
 		Decode: func(r *kgo.Record) (*schemas.Event, error) {
-			return serde.DecodeEvent(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}, r.Value)
+			return serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
+				r.Value, r.Timestamp, c.Runtime.MaxEventSkew)
 		},
 		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (topology.Step[ledger.Ledger, *schemas.Event], error) {
 			if !found {

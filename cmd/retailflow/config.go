@@ -110,6 +110,11 @@ type RuntimeConfig struct {
 	// (retention passed it during an outage). none (default) stops with the lost range;
 	// earliest or latest skip the lost records — set it for one start, then back to none.
 	OffsetReset string `mapstructure:"offset_reset"`
+	// MaxEventSkew: how far an event's occurred_at, published_at and body business times may
+	// lie after its Kafka record's timestamp (and occurred_at after published_at); further is
+	// dead-lettered as time-out-of-range, so no event can move an order's clock past it. 0
+	// checks only the absolute range (1970–2106, ClickHouse DateTime).
+	MaxEventSkew time.Duration `mapstructure:"max_event_skew"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -173,7 +178,7 @@ func DefaultConfig() Config {
 			Group: "retailflow-ledger", InstanceID: "0",
 			TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, HeartbeatInterval: 3 * time.Second, RebalanceTimeout: 30 * time.Second,
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
-			OffsetReset: "none",
+			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
 		Policy: PolicyConfig{
@@ -273,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.Parallelism < 1 || c.Runtime.Parallelism > 64 {
 		bad("runtime.parallelism", "must be between 1 and 64")
+	}
+	if c.Runtime.MaxEventSkew < 0 {
+		bad("runtime.max_event_skew", "must not be negative (0 turns the check against the record timestamp off)")
 	}
 	if _, err := kafka.ParseOffsetReset(c.Runtime.OffsetReset); err != nil {
 		bad("runtime.offset_reset", "%v", err)
