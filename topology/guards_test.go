@@ -7,11 +7,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 )
@@ -452,4 +455,70 @@ func TestTopicsChangedBehindTheRunner(t *testing.T) {
 		}
 		wantRefusal(t, f.startRefused(), "input "+f.prefix+"in-b[1]: group "+f.group+" committed offset 100 but the partition ends at")
 	})
+}
+
+// TestCoordinatorErrorsBackOff (issue 12.5, kfake): while the group coordinator fails the
+// transactional offset commit (NOT_COORDINATOR: it moved or is loading), franz-go's End aborts
+// and reports no commit, as it does on a rebalance. The runner used to retry at once, re-
+// producing the whole batch in a tight loop; it must back off as for any other abort, and
+// record the abort as "coordinator", not "rebalance". Afterwards the outputs are exact.
+func TestCoordinatorErrorsBackOff(t *testing.T) {
+	f := newFixture(t)
+	var failing atomic.Bool
+	var attempts atomic.Int32
+	f.c.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		f.c.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		attempts.Add(1)
+		r := req.(*kmsg.TxnOffsetCommitRequest)
+		resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.NotCoordinator.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	m := NewCounters(0)
+	o := f.options("0", m)
+	// franz-go retries a commit on coordinator errors itself before End gives up; a small retry
+	// budget gets there quickly (in production: after its retries, i.e. a longer outage)
+	o.ClientOpts = append(o.ClientOpts, kgo.RequestRetries(1), kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }))
+	r, err := NewRunner(sumTopology(), sumStage(nil), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rn := &running{r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { rn.done <- r.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !rn.r.Ready() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	failing.Store(true)
+	inputs := map[string][]int64{}
+	f.feed(4, 5, inputs)
+	time.Sleep(3 * time.Second)
+	failing.Store(false)
+	failedCommits := attempts.Load()
+	checkSums(t, f.committed("out", 20), inputs)
+	rn.stop(t)
+	s := m.Snapshot()
+	t.Logf("%d failed offset commits in 3s; aborts %v", failedCommits, s.Aborts)
+	if s.Aborts["coordinator"] == 0 || s.Aborts["rebalance"] != 0 {
+		t.Errorf("aborts = %v, want them recorded as coordinator, none as rebalance", s.Aborts)
+	}
+	// back-off 100, 200, 400, 800, 1600 ms: at most ~6 transactions in 3 s (franz-go retries
+	// each commit a few times itself)
+	if s.Aborts["coordinator"] > 8 {
+		t.Errorf("%d aborted transactions in 3s of coordinator errors: no back-off", s.Aborts["coordinator"])
+	}
 }

@@ -165,6 +165,10 @@ type Runner[E, S, O any] struct {
 	log    *slog.Logger
 	m      Metrics
 
+	// groupEvents counts the group's callbacks (assigned, revoked, lost): a transaction that
+	// End aborted while it did not change was aborted by the broker, not by a rebalance
+	groupEvents atomic.Int64
+
 	mu         sync.Mutex
 	events     []assignEvent
 	pollCancel context.CancelFunc
@@ -374,6 +378,7 @@ func (r *Runner[E, S, O]) HistorySpec() kafka.HistorySpec {
 // onAssigned runs in the group's goroutine. It pauses the new partitions before their offsets
 // load, so nothing of them is polled until the run loop has restored their store.
 func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	r.groupEvents.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.joined = true
@@ -422,6 +427,7 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 // onRevoked (also for lost partitions) runs in the group's goroutine; the session aborts the
 // open transaction, and the run loop drops the stores before its next transaction.
 func (r *Runner[E, S, O]) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	r.groupEvents.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[int32]bool{}
@@ -539,6 +545,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	if err := sess.Begin(); err != nil {
 		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
 	}
+	groupEvents := r.groupEvents.Load()
 	t := &r.txn
 	t.records = 0
 	t.began = r.o.Now()
@@ -639,8 +646,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	case produceErr != nil:
 		r.log.Warn("transaction aborted: a produce failed", "err", produceErr)
 		return false, "produce", nil
-	default:
+	case r.groupEvents.Load() != groupEvents:
 		return false, "rebalance", nil
+	default:
+		// End aborts without an error on what it treats as abortable: besides a rebalance,
+		// the coordinator moving or loading, or concurrent transactions, after franz-go's own
+		// retries. Retrying at once would re-produce the whole batch in a tight loop.
+		r.log.Warn("transaction aborted by the broker without a rebalance (coordinator moved or loading, concurrent transactions, a server error); backing off")
+		return false, "coordinator", nil
 	}
 }
 

@@ -389,7 +389,7 @@ func testRunnerEndTxnErrorIsNotACommit(t *testing.T, immutable bool) {
 	if injected.Load() < 2 {
 		t.Fatalf("only %d EndTxn commits were intercepted", injected.Load())
 	}
-	if s := m.Snapshot(); s.Aborts["rebalance"]+s.Aborts["produce"]+s.Aborts["transient"] == 0 {
+	if s := m.Snapshot(); s.Aborts["rebalance"]+s.Aborts["produce"]+s.Aborts["transient"]+s.Aborts["coordinator"] == 0 {
 		t.Errorf("no abort recorded: %+v", s.Aborts)
 	}
 }
