@@ -78,10 +78,11 @@ type Serde struct {
 	reg     *sr.Client
 	current map[Topic]*topicSchema
 
-	mu      sync.RWMutex
-	texts   map[int]string // schema id → schema text, for every id seen
-	missing map[int]bool   // ids the registry answered 404 for; bounded, see markMissing
-	codecs  sync.Map       // codecKey → *Codec[T]
+	mu         sync.RWMutex
+	texts      map[int]string    // schema id → schema text, for every id seen
+	missing    map[int]time.Time // ids the registry answered 404 for → when to ask again; bounded, see markMissing
+	missingTTL time.Duration
+	codecs     sync.Map // codecKey → *Codec[T]
 }
 
 type topicSchema struct {
@@ -108,6 +109,19 @@ type codecKey struct {
 // memory; when full it is cleared (the registry is asked again).
 const maxMissing = 1024
 
+// DefaultNegativeCacheTTL is how long an id the registry answered 404 for is not asked again:
+// long enough that a stream of garbage ids does not hammer the registry, short enough that an
+// id registered a moment late (the producer's deploy raced the registration) is found soon.
+const DefaultNegativeCacheTTL = 30 * time.Second
+
+// ClassRegistryAuth is the class of a decode that failed because the registry refused the
+// credentials (HTTP 401 or 403): not the record's fault and not fixed by waiting; the runtime
+// stops on it (ErrRegistryAuth).
+const ClassRegistryAuth ErrorClass = "registry-auth"
+
+// ErrRegistryAuth is wrapped by every error caused by the registry refusing the credentials.
+var ErrRegistryAuth = errors.New("the schema registry refused the credentials (check registry.username, registry.password and the registry's ACLs)")
+
 // SerdeOption configures NewSerde.
 type SerdeOption func(*serdeConfig)
 
@@ -115,6 +129,13 @@ type serdeConfig struct {
 	reg          *sr.Client
 	physical     map[Topic]string
 	autoRegister bool
+	missingTTL   time.Duration
+}
+
+// WithNegativeCacheTTL sets how long an id the registry answered 404 for is not asked again
+// (DefaultNegativeCacheTTL when not set or not positive).
+func WithNegativeCacheTTL(d time.Duration) SerdeOption {
+	return func(c *serdeConfig) { c.missingTTL = d }
 }
 
 // WithRegistry makes the Serde use a Confluent-compatible schema registry for ids.
@@ -140,7 +161,10 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Serde{reg: cfg.reg, current: map[Topic]*topicSchema{}, texts: map[int]string{}, missing: map[int]bool{}}
+	if cfg.missingTTL <= 0 {
+		cfg.missingTTL = DefaultNegativeCacheTTL
+	}
+	s := &Serde{reg: cfg.reg, current: map[Topic]*topicSchema{}, texts: map[int]string{}, missing: map[int]time.Time{}, missingTTL: cfg.missingTTL}
 	schemas, err := embeddedTopicSchemas(cfg.physical)
 	if err != nil {
 		return nil, err
@@ -161,6 +185,9 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 			if err != nil {
 				if isNotFound(err) {
 					return nil, fmt.Errorf("schemas: the %s schema is not registered under subject %q (run `retailflow topics create`): %w", ts.name, ts.subject, err)
+				}
+				if code, ok := authFailure(err); ok {
+					return nil, fmt.Errorf("schemas: look up subject %q: %w (HTTP %d): %w", ts.subject, ErrRegistryAuth, code, err)
 				}
 				return nil, fmt.Errorf("schemas: look up subject %q: %w: %w", ts.subject, ErrRegistryUnavailable, err)
 			}
@@ -369,8 +396,9 @@ func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic) (*Codec[T
 func (s *Serde) schemaText(ctx context.Context, id int) (string, error) {
 	s.mu.RLock()
 	text, ok := s.texts[id]
-	missing := s.missing[id]
+	retryAt, missing := s.missing[id]
 	s.mu.RUnlock()
+	missing = missing && time.Now().Before(retryAt)
 	if ok {
 		return text, nil
 	}
@@ -382,6 +410,9 @@ func (s *Serde) schemaText(ctx context.Context, id int) (string, error) {
 		if isNotFound(err) {
 			s.markMissing(id)
 			return "", &DecodeError{Class: ClassUnknownSchema, Err: fmt.Errorf("schema id %d is not registered: %w", id, err)}
+		}
+		if code, ok := authFailure(err); ok {
+			return "", &DecodeError{Class: ClassRegistryAuth, Err: fmt.Errorf("schema id %d: %w (HTTP %d): %w", id, ErrRegistryAuth, code, err)}
 		}
 		return "", &DecodeError{Class: ClassRegistryUnavailable, Err: fmt.Errorf("%w: schema id %d: %w", ErrRegistryUnavailable, id, err)}
 	}
@@ -403,7 +434,16 @@ func (s *Serde) markMissing(id int) {
 	if len(s.missing) >= maxMissing {
 		clear(s.missing)
 	}
-	s.missing[id] = true
+	s.missing[id] = time.Now().Add(s.missingTTL)
+}
+
+// authFailure reports a registry answer that the credentials are refused (401, 403).
+func authFailure(err error) (int, bool) {
+	var re *sr.ResponseError
+	if errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden) {
+		return re.StatusCode, true
+	}
+	return 0, false
 }
 
 // isNotFound reports a registry answer that the thing does not exist (poison, not transient).

@@ -522,3 +522,36 @@ func TestCoordinatorErrorsBackOff(t *testing.T) {
 		t.Errorf("%d aborted transactions in 3s of coordinator errors: no back-off", s.Aborts["coordinator"])
 	}
 }
+
+// TestFatalStageErrorStopsRun (issue 12.5): an error marked ErrFatal (the registry refusing
+// the credentials) neither goes to the DLQ nor is retried: the transaction aborts and Run
+// returns it, naming the record.
+func TestFatalStageErrorStopsRun(t *testing.T) {
+	f := newFixture(t)
+	f.produce("in-a", "k", "5")
+	f.produce("in-a", "k", "fatal")
+	st := sumStage(nil)
+	decode := st.Decode
+	st.Decode = func(r *kgo.Record) (sumEvent, error) {
+		if string(r.Value) == "fatal" {
+			return sumEvent{}, fmt.Errorf("%w: registry said 401", ErrFatal)
+		}
+		return decode(r)
+	}
+	r, err := NewRunner(sumTopology(), st, f.options("0", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn := &running{r: r, cancel: func() {}, done: make(chan error, 1)}
+	go func() { rn.done <- r.Run(context.Background()) }()
+	err = rn.waitRun(t, 20*time.Second)
+	if !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "in-a/") || !strings.Contains(err.Error(), "registry said 401") {
+		t.Fatalf("Run returned %v, want the fatal error naming the record", err)
+	}
+	if dlq := f.committedWithin("dlq", 1, 2*time.Second); len(dlq) != 0 {
+		t.Errorf("%d DLQ records, want none", len(dlq))
+	}
+	if outs := f.committedWithin("out", 1, 2*time.Second); len(outs) != 0 {
+		t.Errorf("%d outputs committed, want none (the transaction aborted)", len(outs))
+	}
+}

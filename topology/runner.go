@@ -625,6 +625,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	if err != nil {
 		return false, "", fmt.Errorf("stage %s: end transaction (%d records): %w", r.stage.Name, t.records, err)
 	}
+	var fe *fatalError
+	if fatal == nil && errors.As(failure, &fe) {
+		fatal = fmt.Errorf("stage %s: %w", r.stage.Name, fe.err)
+	}
 	if fatal != nil {
 		r.ov.reset()
 		return false, "", fatal
@@ -838,6 +842,9 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 
 // fail routes a stage error: transient → abort the transaction (returned), poison → DLQ.
 func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error) error {
+	if errors.Is(err, ErrFatal) {
+		return &fatalError{fmt.Errorf("%s/%d@%d: %s: %w", rec.Topic, rec.Partition, rec.Offset, step, err)}
+	}
 	class, transient := r.beh.Classify(err)
 	if transient {
 		return fmt.Errorf("%s/%d@%d: transient %s error: %w", rec.Topic, rec.Partition, rec.Offset, step, err)
@@ -848,6 +855,12 @@ func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSessi
 	r.deadLetter(ctx, sess, rec, class, err, false)
 	return nil
 }
+
+// fatalError is a failure that ends Run after the transaction aborted (ErrFatal).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
 
 // deadLetter produces rec's original key and value to the DLQ with the error headers.
 // dropValue replaces the value with nothing (the broker refused even the DLQ copy).

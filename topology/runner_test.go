@@ -203,6 +203,12 @@ func (rn *running) stop(t *testing.T) {
 // committed reads a topic read_committed from the start until it has want records or times out.
 func (f *fixture) committed(topic string, want int) []*kgo.Record {
 	f.t.Helper()
+	return f.committedWithin(topic, want, 20*time.Second)
+}
+
+// committedWithin is committed with its own timeout.
+func (f *fixture) committedWithin(topic string, want int, timeout time.Duration) []*kgo.Record {
+	f.t.Helper()
 	cl, err := kgo.NewClient(append(f.conn.Options(), kgo.ConsumeTopics(f.prefix+topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
@@ -210,7 +216,7 @@ func (f *fixture) committed(topic string, want int) []*kgo.Record {
 	}
 	defer cl.Close()
 	var out []*kgo.Record
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for len(out) < want && time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		fs := cl.PollFetches(ctx)

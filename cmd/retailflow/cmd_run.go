@@ -102,8 +102,14 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 		// the ledger's clock is the largest occurred_at it folded, and one event dated years
 		// ahead would close and evict its order (a later real return then held forever).
 		Decode: func(r *kgo.Record) (*schemas.Event, error) {
-			return serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
+			e, err := serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
 				r.Value, r.Timestamp, c.Runtime.MaxEventSkew)
+			if errors.Is(err, schemas.ErrRegistryAuth) {
+				// not the record's fault, not fixed by waiting: stop rather than dead-letter
+				// every record or retry forever
+				return nil, fmt.Errorf("%w: %w", topology.ErrFatal, err)
+			}
+			return e, err
 		},
 		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (topology.Step[ledger.Ledger, *schemas.Event], error) {
 			if !found {
