@@ -221,8 +221,11 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 	s.o.Metrics.Consumed(r.Topic, 1)
 	rows, err := s.mapRecord(ctx, r)
 	// only a transient failure (the schema registry unreachable) comes back as an error: wait
-	// and retry the same record, never dead-letter it
+	// and retry the same record, never dead-letter it; refused credentials stop the sink
 	for wait := 100 * time.Millisecond; err != nil; {
+		if errors.Is(err, schemas.ErrRegistryAuth) {
+			return err
+		}
 		s.log.Warn("cannot decode yet; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
@@ -266,7 +269,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		var de *schemas.DecodeError
 		class := schemas.ClassInvalid
 		if errors.As(err, &de) {
-			if de.Transient() {
+			if de.Transient() || errors.Is(err, schemas.ErrRegistryAuth) { // auth: Run stops (take)
 				return nil, fmt.Errorf("clickhouse sink: %s: %w", ref, err)
 			}
 			class = de.Class
@@ -278,7 +281,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		d, err := schemas.Decode[schemas.DeadLetter](ctx, s.o.Serde, ref, r.Value)
 		if err != nil {
 			var de *schemas.DecodeError
-			if errors.As(err, &de) && de.Transient() {
+			if errors.As(err, &de) && (de.Transient() || errors.Is(err, schemas.ErrRegistryAuth)) {
 				return nil, fmt.Errorf("clickhouse sink: %s: %w", ref, err)
 			}
 			// a DLQ record we cannot read is kept under its own coordinates
