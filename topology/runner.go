@@ -533,7 +533,7 @@ func (r *Runner[E, S, O]) checkFetches(ctx context.Context, cl *kgo.Client, fs k
 		}
 		r.log.Warn("fetch error (the client retries)", "topic", t, "partition", p, "err", err)
 	})
-	if err := kafka.OffsetsLost(ctx, cl, r.o.Group, fs, r.o.Conn.Timeout+time.Second); err != nil {
+	if err := kafka.OffsetsLost(ctx, cl, r.o.Group, fs, max(r.o.Conn.Timeout, 10*time.Second)); err != nil {
 		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 	}
 	return nil
