@@ -250,13 +250,7 @@ func recordedChangelog(rec *fingerprint, changelog string, cur *fingerprint) (to
 // (the fingerprint topic is created if it does not exist).
 func readFingerprint(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpec) (*fingerprint, error) {
 	topic := FingerprintTopic(h.Changelog)
-	resp, err := adm.CreateTopic(ctx, 1, -1, FingerprintSpec(h.Changelog, 0).configs(), topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return nil, fmt.Errorf("topic history: create %s (run `retailflow topics create`): %w", topic, err)
-	}
+	created := false
 	var end int64
 	for {
 		ends, err := adm.ListEndOffsets(ctx, topic)
@@ -268,8 +262,21 @@ func readFingerprint(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h Hi
 			end = o.Offset
 			break
 		}
-		if !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, kerr.LeaderNotAvailable) || ctx.Err() != nil {
+		missing := errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.LeaderNotAvailable)
+		if !missing || ctx.Err() != nil {
 			return nil, fmt.Errorf("topic history: end offset of %s: %w", topic, err)
+		}
+		// Created only when missing: `retailflow topics create` creates it, and a processor
+		// allowed to describe topics but not to create them must still start.
+		if !created {
+			resp, err := adm.CreateTopic(ctx, 1, -1, FingerprintSpec(h.Changelog, 0).configs(), topic)
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				return nil, fmt.Errorf("topic history: create %s (run `retailflow topics create`): %w", topic, err)
+			}
+			created = true
 		}
 		time.Sleep(100 * time.Millisecond) // a just-created topic propagates
 	}
