@@ -250,36 +250,33 @@ func recordedChangelog(rec *fingerprint, changelog string, cur *fingerprint) (to
 // (the fingerprint topic is created if it does not exist).
 func readFingerprint(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpec) (*fingerprint, error) {
 	topic := FingerprintTopic(h.Changelog)
-	created := false
-	var end int64
-	for {
-		ends, err := adm.ListEndOffsets(ctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil {
-			o, _ := ends.Lookup(topic, 0)
-			end = o.Offset
-			break
-		}
-		missing := errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.LeaderNotAvailable)
-		if !missing || ctx.Err() != nil {
-			return nil, fmt.Errorf("topic history: end offset of %s: %w", topic, err)
-		}
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("topic history: describe %s: %w", topic, err)
+	}
+	if d, ok := details[topic]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 		// Created only when missing: `retailflow topics create` creates it, and a processor
 		// allowed to describe topics but not to create them must still start.
-		if !created {
-			resp, err := adm.CreateTopic(ctx, 1, -1, FingerprintSpec(h.Changelog, 0).configs(), topic)
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-				return nil, fmt.Errorf("topic history: create %s (run `retailflow topics create`): %w", topic, err)
-			}
-			created = true
+		resp, err := adm.CreateTopic(ctx, 1, -1, FingerprintSpec(h.Changelog, 0).configs(), topic)
+		if err == nil {
+			err = resp.Err
 		}
-		time.Sleep(100 * time.Millisecond) // a just-created topic propagates
+		switch {
+		case err == nil:
+			return nil, nil // new and empty
+		case !errors.Is(err, kerr.TopicAlreadyExists):
+			return nil, fmt.Errorf("topic history: create %s (run `retailflow topics create`): %w", topic, err)
+		}
 	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("topic history: end offset of %s: %w", topic, err)
+	}
+	o, _ := ends.Lookup(topic, 0)
+	end := o.Offset
 	if end == 0 {
 		return nil, nil
 	}
