@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -80,10 +81,11 @@ type Serde struct {
 	reg     *sr.Client
 	current map[Topic]*topicSchema
 
-	mu      sync.RWMutex
-	texts   map[int]string // schema id → schema text, for every id seen
-	missing map[int]bool   // ids the registry answered 404 for; bounded, see markMissing
-	codecs  sync.Map       // codecKey → *Codec[T]
+	mu         sync.RWMutex
+	texts      map[int]string    // schema id → schema text, for every id seen
+	missing    map[int]time.Time // ids the registry answered 404 for → when to ask again; bounded, see markMissing
+	missingTTL time.Duration
+	codecs     sync.Map // codecKey → *Codec[T]
 }
 
 type topicSchema struct {
@@ -110,6 +112,19 @@ type codecKey struct {
 // memory; when full it is cleared (the registry is asked again).
 const maxMissing = 1024
 
+// DefaultNegativeCacheTTL is how long an id the registry answered 404 for is not asked again:
+// long enough that a stream of garbage ids does not hammer the registry, short enough that an
+// id registered a moment late (the producer's deploy raced the registration) is found soon.
+const DefaultNegativeCacheTTL = 30 * time.Second
+
+// ClassRegistryAuth is the class of a decode that failed because the registry refused the
+// credentials (HTTP 401 or 403): not the record's fault and not fixed by waiting; the runtime
+// stops on it (ErrRegistryAuth).
+const ClassRegistryAuth ErrorClass = "registry-auth"
+
+// ErrRegistryAuth is wrapped by every error caused by the registry refusing the credentials.
+var ErrRegistryAuth = errors.New("the schema registry refused the credentials (check registry.username, registry.password and the registry's ACLs)")
+
 // SerdeOption configures NewSerde.
 type SerdeOption func(*serdeConfig)
 
@@ -118,6 +133,13 @@ type serdeConfig struct {
 	physical     map[Topic]string
 	autoRegister bool
 	released     map[SchemaName][]string // extra released versions (tests of a future release)
+	missingTTL   time.Duration
+}
+
+// WithNegativeCacheTTL sets how long an id the registry answered 404 for is not asked again
+// (DefaultNegativeCacheTTL when not set or not positive).
+func WithNegativeCacheTTL(d time.Duration) SerdeOption {
+	return func(c *serdeConfig) { c.missingTTL = d }
 }
 
 // WithRegistry makes the Serde use a Confluent-compatible schema registry for ids.
@@ -143,7 +165,10 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s := &Serde{reg: cfg.reg, current: map[Topic]*topicSchema{}, texts: map[int]string{}, missing: map[int]bool{}}
+	if cfg.missingTTL <= 0 {
+		cfg.missingTTL = DefaultNegativeCacheTTL
+	}
+	s := &Serde{reg: cfg.reg, current: map[Topic]*topicSchema{}, texts: map[int]string{}, missing: map[int]time.Time{}, missingTTL: cfg.missingTTL}
 	schemas, err := embeddedTopicSchemas(cfg.physical)
 	if err != nil {
 		return nil, err
@@ -164,6 +189,9 @@ func NewSerde(ctx context.Context, opts ...SerdeOption) (*Serde, error) {
 			if err != nil {
 				if isNotFound(err) {
 					return nil, fmt.Errorf("schemas: the %s schema is not registered under subject %q (run `retailflow topics create`): %w", ts.name, ts.subject, err)
+				}
+				if code, ok := authFailure(err); ok {
+					return nil, fmt.Errorf("schemas: look up subject %q: %w (HTTP %d): %w", ts.subject, ErrRegistryAuth, code, err)
 				}
 				return nil, fmt.Errorf("schemas: look up subject %q: %w: %w", ts.subject, ErrRegistryUnavailable, err)
 			}
@@ -392,8 +420,16 @@ func Decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (
 func (s *Serde) EncodeEvent(t Topic, e *Event) ([]byte, error) { return Encode(s, t, e) }
 
 // DecodeEvent decodes an event of ref.Topic and validates it (Event.ValidateFor): a value that
-// decodes but breaks a rule is a *DecodeError of class ClassInvalid carrying the event id.
+// decodes but breaks a rule is a *DecodeError of class ClassInvalid carrying the event id; one
+// with a time outside MinEventTime–MaxEventTime is of class ClassTimeOutOfRange.
 func (s *Serde) DecodeEvent(ctx context.Context, ref RecordRef, value []byte) (*Event, error) {
+	return s.DecodeEventAt(ctx, ref, value, time.Time{}, 0)
+}
+
+// DecodeEventAt is DecodeEvent that also bounds the event's times against the Kafka record's
+// timestamp (Event.CheckTimes with maxSkew): an event dated further ahead is a *DecodeError of
+// class ClassTimeOutOfRange. A zero recordTime or maxSkew checks the absolute range only.
+func (s *Serde) DecodeEventAt(ctx context.Context, ref RecordRef, value []byte, recordTime time.Time, maxSkew time.Duration) (*Event, error) {
 	e, err := Decode[Event](ctx, s, ref, value)
 	if err != nil {
 		return nil, err
@@ -401,6 +437,10 @@ func (s *Serde) DecodeEvent(ctx context.Context, ref RecordRef, value []byte) (*
 	if err := e.ValidateFor(ref.Topic); err != nil {
 		return nil, &DecodeError{RecordRef: ref, SchemaID: int(binary.BigEndian.Uint32(value[1:HeaderSize])),
 			EventID: e.EventID, Class: ClassInvalid, Err: err}
+	}
+	if err := e.CheckTimes(recordTime, maxSkew); err != nil {
+		return nil, &DecodeError{RecordRef: ref, SchemaID: int(binary.BigEndian.Uint32(value[1:HeaderSize])),
+			EventID: e.EventID, Class: ClassTimeOutOfRange, Err: err}
 	}
 	return e, nil
 }
@@ -437,8 +477,9 @@ func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic) (*Codec[T
 func (s *Serde) schemaText(ctx context.Context, id int) (string, error) {
 	s.mu.RLock()
 	text, ok := s.texts[id]
-	missing := s.missing[id]
+	retryAt, missing := s.missing[id]
 	s.mu.RUnlock()
+	missing = missing && time.Now().Before(retryAt)
 	if ok {
 		return text, nil
 	}
@@ -450,6 +491,9 @@ func (s *Serde) schemaText(ctx context.Context, id int) (string, error) {
 		if isNotFound(err) {
 			s.markMissing(id)
 			return "", &DecodeError{Class: ClassUnknownSchema, Err: fmt.Errorf("schema id %d is not registered: %w", id, err)}
+		}
+		if code, ok := authFailure(err); ok {
+			return "", &DecodeError{Class: ClassRegistryAuth, Err: fmt.Errorf("schema id %d: %w (HTTP %d): %w", id, ErrRegistryAuth, code, err)}
 		}
 		return "", &DecodeError{Class: ClassRegistryUnavailable, Err: fmt.Errorf("%w: schema id %d: %w", ErrRegistryUnavailable, id, err)}
 	}
@@ -471,7 +515,16 @@ func (s *Serde) markMissing(id int) {
 	if len(s.missing) >= maxMissing {
 		clear(s.missing)
 	}
-	s.missing[id] = true
+	s.missing[id] = time.Now().Add(s.missingTTL)
+}
+
+// authFailure reports a registry answer that the credentials are refused (401, 403).
+func authFailure(err error) (int, bool) {
+	var re *sr.ResponseError
+	if errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden) {
+		return re.StatusCode, true
+	}
+	return 0, false
 }
 
 // isNotFound reports a registry answer that the thing does not exist (poison, not transient).

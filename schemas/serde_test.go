@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -226,4 +230,73 @@ func encodeWithSchema(t *testing.T, schema string, e *Event) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestRegistryNegativeCacheExpires (issue 12.5): an id the registry answered 404 for is not
+// asked again for a while, but not forever: once the schema is registered, records with it
+// decode again after the TTL (it used to be dead-lettered until the process restarted).
+func TestRegistryNegativeCacheExpires(t *testing.T) {
+	ctx := context.Background()
+	reg, cl := registry(t)
+	if _, err := RegisterSchemas(ctx, cl, physical); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 200 * time.Millisecond
+	s, err := NewSerde(ctx, WithRegistry(cl), WithPhysicalTopics(physical), WithNegativeCacheTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := SchemaText("shipments")
+	old := removeField(t, cur, "erp_delivery_id")
+	const lateID = 4242
+	value := append(binary.BigEndian.AppendUint32([]byte{0}, lateID), encodeWithSchema(t, old, sampleEvents()[2])...)
+	var asked atomic.Int32
+	reg.Intercept(func(_ http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, fmt.Sprintf("/schemas/ids/%d", lateID)) {
+			asked.Add(1)
+		}
+		return false
+	})
+	if _, err := s.DecodeEvent(ctx, RecordRef{Topic: TopicShipments}, value); decodeErr(t, err).Class != ClassUnknownSchema {
+		t.Fatalf("before registration: %v", err)
+	}
+	reg.SeedSchema("retail.shipments.v1-value", 100, lateID, sr.Schema{Schema: old, Type: sr.TypeAvro})
+	if _, err := s.DecodeEvent(ctx, RecordRef{Topic: TopicShipments}, value); decodeErr(t, err).Class != ClassUnknownSchema || asked.Load() != 1 {
+		t.Fatalf("within the TTL the 404 is cached (asked %d times): %v", asked.Load(), err)
+	}
+	time.Sleep(ttl + 50*time.Millisecond)
+	if _, err := s.DecodeEvent(ctx, RecordRef{Topic: TopicShipments}, value); err != nil {
+		t.Fatalf("after the TTL the registered schema must decode: %v", err)
+	}
+}
+
+// TestRegistryAuthIsPermanent (issue 12.5): 401 and 403 are not the registry being briefly
+// unavailable (which is retried forever): they are class registry-auth, not transient, and
+// wrap ErrRegistryAuth with a message that says what to check.
+func TestRegistryAuthIsPermanent(t *testing.T) {
+	ctx := context.Background()
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		reg, cl := registry(t)
+		if _, err := RegisterSchemas(ctx, cl, physical); err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSerde(ctx, WithRegistry(cl), WithPhysicalTopics(physical))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Intercept(func(w http.ResponseWriter, _ *http.Request) bool {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"error_code":%d,"message":"denied"}`, code)
+			return true
+		})
+		_, err = s.DecodeEvent(ctx, RecordRef{Topic: TopicShipments}, []byte{0, 0, 0, 0x30, 0x39, 0})
+		de := decodeErr(t, err)
+		if de.Class != ClassRegistryAuth || de.Transient() || !errors.Is(err, ErrRegistryAuth) || !strings.Contains(err.Error(), "registry.username") {
+			t.Errorf("HTTP %d: class %s, transient %v: %v", code, de.Class, de.Transient(), err)
+		}
+		if _, err := NewSerde(ctx, WithRegistry(cl), WithPhysicalTopics(physical)); !errors.Is(err, ErrRegistryAuth) {
+			t.Errorf("HTTP %d at start: %v, want ErrRegistryAuth", code, err)
+		}
+	}
 }

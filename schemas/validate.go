@@ -725,3 +725,114 @@ func sumEquals(a, b, c decimal.Decimal) bool {
 	}
 	return a.Add(b).Equal(c)
 }
+
+// ClassTimeOutOfRange is the DLQ class of an event whose times are out of bounds (CheckTimes).
+const ClassTimeOutOfRange ErrorClass = "time-out-of-range"
+
+// MinEventTime and MaxEventTime bound every time of an event: the range of ClickHouse DateTime
+// (UInt32 seconds since 1970), outside which a time wraps silently in the sink's tables.
+var (
+	MinEventTime = time.Unix(0, 0).UTC()
+	MaxEventTime = time.Unix(1<<32-1, 0).UTC() // 2106-02-07T06:28:15Z
+)
+
+// TimeRangeError lists the times of one event that are out of bounds (Event.CheckTimes).
+type TimeRangeError struct {
+	EventID  string
+	Problems []FieldProblem
+}
+
+func (e *TimeRangeError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return fmt.Sprintf("event %q has times out of range: %s", e.EventID, strings.Join(parts, "; "))
+}
+
+// futureByDesign are the time fields that lie ahead of the event by their meaning (when
+// pending points activate, when points or a reservation expire): bounded by the absolute range
+// only.
+var futureByDesign = map[string]bool{"activates_at": true, "expires_at": true}
+
+// CheckTimes bounds the times of e, so that no single event can move an order's clock (the
+// largest occurred_at folded, processors/ledger) far past the time it was produced:
+//
+//   - every time is within [MinEventTime, MaxEventTime];
+//   - occurred_at is at most maxSkew after published_at (nothing occurs after it is published,
+//     beyond clock skew between systems);
+//   - when recordTime is set (the Kafka record's timestamp), occurred_at, published_at and the
+//     body's business times (all but activates_at and expires_at) are at most maxSkew after it.
+//
+// An event published late (long after it occurred) is fine: only the future is bounded. A zero
+// maxSkew checks the absolute range only. It returns nil or a *TimeRangeError.
+func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
+	var problems []FieldProblem
+	add := func(path, format string, args ...any) {
+		problems = append(problems, FieldProblem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	relative := maxSkew > 0 && !recordTime.IsZero() && recordTime.After(MinEventTime)
+	limit := recordTime.Add(maxSkew)
+	visit := func(path string, field string, t time.Time) {
+		if t.IsZero() {
+			return // required times are Validate's
+		}
+		if t.Before(MinEventTime) || t.After(MaxEventTime) {
+			add(path, "%s is outside %d–%d (ClickHouse DateTime)", t.UTC().Format(time.RFC3339), MinEventTime.Year(), MaxEventTime.Year())
+			return
+		}
+		if relative && !futureByDesign[field] && t.After(limit) {
+			add(path, "%s is %s after the record's timestamp %s (allowed skew %s)", t.UTC().Format(time.RFC3339),
+				t.Sub(recordTime).Round(time.Second), recordTime.UTC().Format(time.RFC3339), maxSkew)
+		}
+	}
+	visit("occurred_at", "occurred_at", e.OccurredAt)
+	visit("published_at", "published_at", e.PublishedAt)
+	if maxSkew > 0 && !e.PublishedAt.IsZero() && e.OccurredAt.After(e.PublishedAt.Add(maxSkew)) {
+		add("occurred_at", "%s is %s after published_at %s (allowed skew %s)", e.OccurredAt.UTC().Format(time.RFC3339),
+			e.OccurredAt.Sub(e.PublishedAt).Round(time.Second), e.PublishedAt.UTC().Format(time.RFC3339), maxSkew)
+	}
+	if b, n := e.setBody(); n == 1 {
+		body := reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key))
+		walkTimes(b.key, body, visit)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &TimeRangeError{EventID: e.EventID, Problems: problems}
+}
+
+// walkTimes calls visit for every time.Time reachable from v (structs, pointers, slices),
+// with its path in the JSON form and its json field name.
+func walkTimes(path string, v reflect.Value, visit func(path, field string, t time.Time)) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkTimes(path, v.Elem(), visit)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			walkTimes(fmt.Sprintf("%s[%d]", path, i), v.Index(i), visit)
+		}
+	case reflect.Struct:
+		if v.Type() == timeType {
+			field := path[strings.LastIndexByte(path, '.')+1:]
+			visit(path, field, v.Interface().(time.Time))
+			return
+		}
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if k := f.Type.Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice {
+				walkTimes(path+"."+name, v.Field(i), visit)
+			}
+		}
+	}
+}

@@ -2,8 +2,10 @@ package schemas
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateFixturesAreValid(t *testing.T) {
@@ -122,5 +124,71 @@ func TestDecimalHelpers(t *testing.T) {
 		if got := sumEquals(dec(tc.a), dec(tc.b), dec(tc.c)); got != tc.want {
 			t.Errorf("sumEquals(%s, %s, %s) = %v", tc.a, tc.b, tc.c, got)
 		}
+	}
+}
+
+// TestCheckTimes (issue 12.2): times are bounded absolutely (ClickHouse DateTime) and against
+// the record's timestamp; late events and future-by-design fields pass.
+func TestCheckTimes(t *testing.T) {
+	rec := t0.Add(time.Minute) // the record was produced a minute after the event occurred
+	const skew = time.Hour
+	for _, e := range sampleEvents() {
+		if err := e.CheckTimes(rec, skew); err != nil {
+			t.Errorf("sample %s: %v", e.EventType, err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(e *Event)
+		rec    time.Time
+		want   []string // paths with a problem; none: nil error
+	}{
+		{"ten years ahead", func(e *Event) {
+			e.OccurredAt, e.PublishedAt = t0.AddDate(10, 0, 0), t0.AddDate(10, 0, 0)
+		}, rec, []string{"occurred_at", "published_at"}},
+		{"occurred after published", func(e *Event) { e.OccurredAt = e.PublishedAt.Add(2 * time.Hour) }, time.Time{}, []string{"occurred_at"}},
+		{"published late is fine", func(e *Event) { e.PublishedAt = t0.AddDate(0, 0, 3) }, t0.AddDate(0, 0, 3), nil},
+		{"within the skew", func(e *Event) { e.OccurredAt = rec.Add(50 * time.Minute); e.PublishedAt = e.OccurredAt }, rec, nil},
+		{"body time ahead", func(e *Event) { e.OrderAccepted.AcceptedAt = rec.Add(48 * time.Hour) }, rec, []string{"order_accepted.accepted_at"}},
+		{"after 2106", func(e *Event) { e.OrderAccepted.PlacedAt = time.Date(2107, 1, 1, 0, 0, 0, 0, time.UTC) }, time.Time{}, []string{"order_accepted.placed_at"}},
+		{"before 1970", func(e *Event) { e.OrderAccepted.PlacedAt = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC) }, rec, []string{"order_accepted.placed_at"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := sampleOrderAccepted()
+			tc.change(e)
+			err := e.CheckTimes(tc.rec, skew)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("err = %v, want nil", err)
+				}
+				return
+			}
+			var te *TimeRangeError
+			if !errors.As(err, &te) {
+				t.Fatalf("err = %v, want a *TimeRangeError", err)
+			}
+			var got []string
+			for _, p := range te.Problems {
+				got = append(got, p.Path)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("problems at %v, want %v: %v", got, tc.want, err)
+			}
+		})
+	}
+	// activates_at and expires_at lie ahead by meaning: only the absolute range applies
+	pap := sampleEvents()[0]
+	for _, e := range sampleEvents() {
+		if e.PointsAccrualPosted != nil {
+			pap = e
+		}
+	}
+	pap.PointsAccrualPosted.ExpiresAt = ptr(t0.AddDate(5, 0, 0))
+	if err := pap.CheckTimes(rec, skew); err != nil {
+		t.Errorf("expires_at five years ahead: %v", err)
+	}
+	pap.PointsAccrualPosted.ExpiresAt = ptr(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := pap.CheckTimes(rec, skew); err == nil || !strings.Contains(err.Error(), "points_accrual_posted.expires_at") {
+		t.Errorf("expires_at in 2200: err = %v, want it named", err)
 	}
 }

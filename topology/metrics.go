@@ -17,7 +17,9 @@ type Metrics interface {
 	DeadLettered(topic, class string, n int)
 	// Committed is one committed transaction with its input record count and duration.
 	Committed(records int, d time.Duration)
-	// Aborted is one aborted transaction; reason is "rebalance", "produce", "transient" or "shutdown".
+	// Aborted is one aborted transaction; reason is "rebalance", "coordinator" (End aborted without
+	// a rebalance: coordinator moved or loading, concurrent transactions), "produce", "encode",
+	// "transient" or "shutdown".
 	Aborted(reason string)
 	// Latency is, per committed input record, the time from its record timestamp to the commit.
 	Latency(d time.Duration)

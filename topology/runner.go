@@ -35,6 +35,10 @@ type Options struct {
 	TransactionTimeout time.Duration // broker aborts a transaction open longer than this
 	SessionTimeout     time.Duration
 	RebalanceTimeout   time.Duration
+	// HeartbeatInterval must be below SessionTimeout (a member that heartbeats no more often
+	// than its session expires is evicted again and again: the group never settles); zero
+	// means SessionTimeout/3, at most 3s (franz-go's and Kafka's default).
+	HeartbeatInterval time.Duration
 	// MaxRecordsPerTxn and MaxTxnDuration bound one transaction (whichever comes first), so a
 	// transaction stays well inside TransactionTimeout and a rebalance waits little.
 	MaxRecordsPerTxn int
@@ -61,6 +65,11 @@ type Options struct {
 	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
 	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
+	// OffsetReset is what happens when a committed input offset is no longer in the log
+	// (retention or DeleteRecords passed it during an outage): "" or kafka.ResetNone stops Run
+	// with a *kafka.OffsetsLostError naming the topic, partition and lost offsets; earliest
+	// or latest skip the lost records (an explicit operator decision, logged by franz-go).
+	OffsetReset kafka.OffsetReset
 	// RestoreTimeout bounds one restore, including the wait for open transactions on the
 	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
 	RestoreTimeout time.Duration
@@ -98,6 +107,17 @@ func (o *Options) validate() error {
 	}
 	if o.SessionTimeout <= 0 || o.RebalanceTimeout < o.SessionTimeout {
 		bad("SessionTimeout must be positive and RebalanceTimeout at least SessionTimeout")
+	}
+	if reset, err := kafka.ParseOffsetReset(string(o.OffsetReset)); err != nil {
+		bad("OffsetReset: %v", err)
+	} else {
+		o.OffsetReset = reset
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = min(o.SessionTimeout/3, 3*time.Second)
+	}
+	if o.HeartbeatInterval <= 0 || o.HeartbeatInterval >= o.SessionTimeout {
+		bad("HeartbeatInterval (%s) must be positive and below SessionTimeout (%s): the group would never settle", o.HeartbeatInterval, o.SessionTimeout)
 	}
 	if o.Parallelism < 0 {
 		bad("Parallelism must not be negative")
@@ -148,6 +168,10 @@ type Runner[E, S, O any] struct {
 	partitions int
 	log        *slog.Logger
 	m          Metrics
+
+	// groupEvents counts the group's callbacks (assigned, revoked, lost): a transaction that
+	// End aborted while it did not change was aborted by the broker, not by a rebalance
+	groupEvents atomic.Int64
 
 	mu         sync.Mutex
 	events     []assignEvent
@@ -314,12 +338,12 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.TransactionalID(r.TransactionalID()),
 		kgo.TransactionTimeout(r.o.TransactionTimeout),
 		kgo.SessionTimeout(r.o.SessionTimeout),
+		kgo.HeartbeatInterval(r.o.HeartbeatInterval),
 		kgo.RebalanceTimeout(r.o.RebalanceTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Eager range assignment gives one member partition p of every input (co-partitioning);
 		// cooperative-sticky does not.
 		kgo.Balancers(kgo.RangeBalancer()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MaxBufferedRecords(r.o.MaxBufferedRecords),
 		// outputs go to the input's partition number; see the package invariants
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -327,6 +351,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
 	)
+	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -346,7 +371,11 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 }
 
 func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(r.o.Conn.Options()...)
+	// start-up checks return what went wrong as their error: franz-go's own lines about the
+	// same failure would only repeat it
+	conn := r.o.Conn
+	conn.Logger = nil
+	cl, err := kgo.NewClient(conn.Options()...)
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 	}
@@ -367,6 +396,9 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 	}
 	if r.partitions = len(td[r.inputs[0]].Partitions); r.partitions == 0 {
 		return fmt.Errorf("stage %s: topic %s has no partitions", r.stage.Name, r.inputs[0])
+	}
+	if err := kafka.CheckTopicHistory(vctx, conn, r.HistorySpec()); err != nil {
+		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 	}
 	return nil
 }
@@ -401,9 +433,18 @@ func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client) e
 	return nil
 }
 
+// HistorySpec is what kafka.CheckTopicHistory compares with the fingerprint this stage
+// recorded at its first start.
+func (r *Runner[E, S, O]) HistorySpec() kafka.HistorySpec {
+	h := r.stage.HistorySpec(r.o.Group, r.top.DLQ)
+	h.SkipCommittedCheck = r.o.OffsetReset != kafka.ResetNone
+	return h
+}
+
 // onAssigned runs in the group's goroutine. It pauses the new partitions before their offsets
 // load, so nothing of them is polled until the run loop has restored their store.
 func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	r.groupEvents.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.joined = true
@@ -416,6 +457,27 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 			r.fatal = fmt.Errorf("stage %s: assignment is not co-partitioned: %s got %v, %s got %v (every member must run the range balancer on the same topics)",
 				r.stage.Name, r.inputs[0], parts, t, ps)
 		}
+	}
+	// With the eager range balancer, assigned is the member's whole assignment, and franz-go
+	// calls this after every rebalance, even with nothing assigned. The revoke callback is not
+	// as reliable: GroupTransactSession skips it while an earlier revoke has not been ended by
+	// End, which an idle or restoring runner never calls. So whatever this runner still holds
+	// and the new assignment lacks is dropped here.
+	var gone []int32
+	for p := range r.ownedParts {
+		if !slices.Contains(parts, p) {
+			gone = append(gone, p)
+		}
+	}
+	for p := range r.restoring {
+		if !slices.Contains(parts, p) {
+			gone = append(gone, p)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		r.log.Warn("dropping partitions the group no longer assigns (their revoke was not reported)", "partitions", gone)
+		r.revokeLocked(gone)
 	}
 	if len(assigned) == 0 {
 		return
@@ -431,6 +493,7 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 // onRevoked (also for lost partitions) runs in the group's goroutine; the session aborts the
 // open transaction, and the run loop drops the stores before its next transaction.
 func (r *Runner[E, S, O]) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	r.groupEvents.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[int32]bool{}
@@ -446,6 +509,11 @@ func (r *Runner[E, S, O]) onRevoked(_ context.Context, _ *kgo.Client, revoked ma
 	if len(parts) == 0 {
 		return
 	}
+	r.revokeLocked(parts)
+}
+
+// revokeLocked forgets parts and queues the drop of their stores for the run loop.
+func (r *Runner[E, S, O]) revokeLocked(parts []int32) {
 	for _, p := range parts {
 		delete(r.restoring, p)
 		delete(r.ownedParts, p)
@@ -494,7 +562,9 @@ func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSessi
 		if fs.IsClientClosed() {
 			return nil
 		}
-		r.logFetchErrors(fs)
+		if err := r.checkFetches(ctx, sess.Client(), fs); err != nil {
+			return err
+		}
 		if fs.NumRecords() == 0 {
 			continue
 		}
@@ -520,13 +590,19 @@ func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSessi
 	}
 }
 
-func (r *Runner[E, S, O]) logFetchErrors(fs kgo.Fetches) {
+// checkFetches logs the fetch errors of fs that kgo retries, and returns a fatal
+// *kafka.OffsetsLostError when a committed offset is no longer in the log (OffsetReset none).
+func (r *Runner[E, S, O]) checkFetches(ctx context.Context, cl *kgo.Client, fs kgo.Fetches) error {
 	fs.EachError(func(t string, p int32, err error) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.OffsetOutOfRange) {
 			return
 		}
 		r.log.Warn("fetch error (the client retries)", "topic", t, "partition", p, "err", err)
 	})
+	if err := kafka.OffsetsLost(ctx, cl, r.o.Group, fs, max(r.o.Conn.Timeout, 10*time.Second)); err != nil {
+		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+	}
+	return nil
 }
 
 // transact runs one transaction over fs and any further records already buffered, within the
@@ -535,6 +611,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	if err := sess.Begin(); err != nil {
 		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
 	}
+	groupEvents := r.groupEvents.Load()
 	t := &r.txn
 	t.records = 0
 	t.began = r.o.Now()
@@ -550,6 +627,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	pctx := context.WithoutCancel(ctx)
 
 	var failure error // a transient error or a record of an unrestored partition: abort
+	var fatal error   // input offsets lost: abort and stop
 	encodeFailed := false
 	began := time.Now()
 	deadline := began.Add(r.o.MaxTxnDuration)
@@ -587,8 +665,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 		if fs.IsClientClosed() {
 			break
 		}
-		r.logFetchErrors(fs)
-		if fs.NumRecords() == 0 {
+		if fatal = r.checkFetches(ctx, sess.Client(), fs); fatal != nil {
+			failure = fatal
+		}
+		if failure != nil || fs.NumRecords() == 0 {
 			break
 		}
 	}
@@ -613,6 +693,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	if err != nil {
 		return false, "", fmt.Errorf("stage %s: end transaction (%d records): %w", r.stage.Name, t.records, err)
 	}
+	var fe *fatalError
+	if fatal == nil && errors.As(failure, &fe) {
+		fatal = fmt.Errorf("stage %s: %w", r.stage.Name, fe.err)
+	}
+	if fatal != nil {
+		r.ov.reset()
+		return false, "", fatal
+	}
 	if committed {
 		r.eagerEncode = false
 		r.applyOverlay()
@@ -630,8 +718,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	case produceErr != nil:
 		r.log.Warn("transaction aborted: a produce failed", "err", produceErr)
 		return false, "produce", nil
-	default:
+	case r.groupEvents.Load() != groupEvents:
 		return false, "rebalance", nil
+	default:
+		// End aborts without an error on what it treats as abortable: besides a rebalance,
+		// the coordinator moving or loading, or concurrent transactions, after franz-go's own
+		// retries. Retrying at once would re-produce the whole batch in a tight loop.
+		r.log.Warn("transaction aborted by the broker without a rebalance (coordinator moved or loading, concurrent transactions, a server error); backing off")
+		return false, "coordinator", nil
 	}
 }
 
@@ -839,9 +933,12 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	return nil
 }
 
-// fail routes a stage error: transient → abort the transaction (returned), poison → DLQ (on
-// partition p, the partition being processed).
+// fail routes a stage error: transient → abort the transaction (returned), fatal (ErrFatal) →
+// abort and end Run, poison → DLQ (on partition p, the partition being processed).
 func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error, p int32) error {
+	if errors.Is(err, ErrFatal) {
+		return &fatalError{fmt.Errorf("%s/%d@%d: %s: %w", rec.Topic, rec.Partition, rec.Offset, step, err)}
+	}
 	class, transient := r.beh.Classify(err)
 	if transient {
 		return fmt.Errorf("%s/%d@%d: transient %s error: %w", rec.Topic, rec.Partition, rec.Offset, step, err)
@@ -887,6 +984,12 @@ func (r *Runner[E, S, O]) originOf(rec *kgo.Record) (*kgo.Record, error) {
 	o.Headers = slices.DeleteFunc(slices.Clone(rec.Headers), func(h kgo.RecordHeader) bool { return strings.HasPrefix(h.Key, "rf.") })
 	return &o, nil
 }
+
+// fatalError is a failure that ends Run after the transaction aborted (ErrFatal).
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
 
 // deadLetter produces rec's original key and value to the DLQ with the error headers, on rec's
 // partition. dropValue replaces the value with nothing (the broker refused even the DLQ copy).

@@ -36,7 +36,10 @@ type intCodec struct{}
 func (intCodec) Encode(v int64) ([]byte, error) { return strconv.AppendInt(nil, v, 10), nil }
 func (intCodec) Decode(b []byte) (int64, error) { return strconv.ParseInt(string(b), 10, 64) }
 
-func sumStage(process func()) Stage[sumEvent, int64, string] {
+func sumStage(process func()) Stage[sumEvent, int64, string] { return sumStageTo("out", process) }
+
+// sumStageTo is sumStage writing its outputs to out.
+func sumStageTo(out Stream, process func()) Stage[sumEvent, int64, string] {
 	return Stage[sumEvent, int64, string]{
 		Decode: func(r *kgo.Record) (sumEvent, error) {
 			switch string(r.Value) {
@@ -62,23 +65,27 @@ func sumStage(process func()) Stage[sumEvent, int64, string] {
 				return Step[int64, string]{Op: Evict}, nil
 			}
 			if e.n == -1<<40 { // an output larger than the producer's batch limit
-				return Step[int64, string]{Outputs: []Emit[string]{{To: "out", Value: strings.Repeat("x", 2<<20)}}}, nil
+				return Step[int64, string]{Outputs: []Emit[string]{{To: out, Value: strings.Repeat("x", 2<<20)}}}, nil
 			}
 			sum += e.n
 			return Step[int64, string]{Op: Put, State: sum,
-				Outputs: []Emit[string]{{To: "out", Value: key + "=" + strconv.FormatInt(sum, 10)}}}, nil
+				Outputs: []Emit[string]{{To: out, Value: key + "=" + strconv.FormatInt(sum, 10)}}}, nil
 		},
 		State:  intCodec{},
 		Encode: func(_ Stream, s string) ([]byte, error) { return []byte(s), nil },
 	}
 }
 
-func sumTopology() Topology {
+func sumTopology() Topology { return sumTopologyNamed("") }
+
+// sumTopologyNamed is sumTopology with every topic name prefixed (tests on a shared broker).
+func sumTopologyNamed(prefix string) Topology {
+	n := func(s string) Stream { return Stream(prefix + s) }
 	return Topology{
-		Sources: []Stream{"in-a", "in-b"},
-		Stages:  []KeyedStage{{Name: "sum", Inputs: []Stream{"in-a", "in-b"}, Store: "sum-changelog", Writes: []Stream{"out"}}},
-		Outputs: []Stream{"out"},
-		DLQ:     "dlq",
+		Sources: []Stream{n("in-a"), n("in-b")},
+		Stages:  []KeyedStage{{Name: "sum", Inputs: []Stream{n("in-a"), n("in-b")}, Store: Table(n("sum-changelog")), Writes: []Stream{n("out")}}},
+		Outputs: []Stream{n("out")},
+		DLQ:     n("dlq"),
 	}
 }
 
@@ -90,6 +97,8 @@ type fixture struct {
 	conn  kafka.Conn
 	prod  *kgo.Client
 	group string
+	// prefix is prepended to every topic name (real-broker tests; "" on kfake)
+	prefix string
 	// immutable runs the stage with ImmutableState (decoded states kept between transactions)
 	immutable bool
 }
@@ -132,18 +141,21 @@ func (f *fixture) produce(topic, key, value string) {
 	for _, ch := range key {
 		p = (p*31 + ch) % testPartitions
 	}
-	if err := f.prod.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value), Partition: p}).FirstErr(); err != nil {
+	if err := f.prod.ProduceSync(context.Background(), &kgo.Record{Topic: f.prefix + topic, Key: []byte(key), Value: []byte(value), Partition: p}).FirstErr(); err != nil {
 		f.t.Fatal(err)
 	}
 }
 
 func (f *fixture) options(instance string, m Metrics) Options {
 	var log *slog.Logger
+	conn := f.conn
 	if os.Getenv("RUNTIME_TEST_LOG") == "" {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	} else {
+		conn.Logger = slog.Default()
 	}
 	return Options{
-		Conn: f.conn, Group: f.group, InstanceID: instance,
+		Conn: conn, Group: f.group, InstanceID: instance,
 		TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second,
 		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
 		Parallelism: 2, // the concurrent decode and encode paths (go test -race)
@@ -159,13 +171,13 @@ type running struct {
 
 func (f *fixture) start(instance string, m Metrics, process func()) *running {
 	f.t.Helper()
-	st := sumStage(process)
+	st := sumStageTo(Stream(f.prefix+"out"), process)
 	st.ImmutableState = f.immutable
 	o := f.options(instance, m)
 	if f.immutable {
 		o.MaxDecodedStates = 2 // keys keep going back to bytes and are decoded again
 	}
-	r, err := NewRunner(sumTopology(), st, o)
+	r, err := NewRunner(sumTopologyNamed(f.prefix), st, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -191,14 +203,20 @@ func (rn *running) stop(t *testing.T) {
 // committed reads a topic read_committed from the start until it has want records or times out.
 func (f *fixture) committed(topic string, want int) []*kgo.Record {
 	f.t.Helper()
-	cl, err := kgo.NewClient(append(f.conn.Options(), kgo.ConsumeTopics(topic),
+	return f.committedWithin(topic, want, 20*time.Second)
+}
+
+// committedWithin is committed with its own timeout.
+func (f *fixture) committedWithin(topic string, want int, timeout time.Duration) []*kgo.Record {
+	f.t.Helper()
+	cl, err := kgo.NewClient(append(f.conn.Options(), kgo.ConsumeTopics(f.prefix+topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	defer cl.Close()
 	var out []*kgo.Record
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for len(out) < want && time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		fs := cl.PollFetches(ctx)
@@ -377,7 +395,7 @@ func testRunnerEndTxnErrorIsNotACommit(t *testing.T, immutable bool) {
 	if injected.Load() < 2 {
 		t.Fatalf("only %d EndTxn commits were intercepted", injected.Load())
 	}
-	if s := m.Snapshot(); s.Aborts["rebalance"]+s.Aborts["produce"]+s.Aborts["transient"] == 0 {
+	if s := m.Snapshot(); s.Aborts["rebalance"]+s.Aborts["produce"]+s.Aborts["transient"]+s.Aborts["coordinator"] == 0 {
 		t.Errorf("no abort recorded: %+v", s.Aborts)
 	}
 }
@@ -516,6 +534,16 @@ func TestNewRunnerRejectsBadOptions(t *testing.T) {
 	f := &fixture{conn: kafka.Conn{Brokers: []string{"x:1"}}, group: "g"}
 	if _, err := NewRunner(sumTopology(), st, f.options("0", nil)); err == nil || !strings.Contains(err.Error(), "Decode") {
 		t.Fatalf("err = %v", err)
+	}
+	o := f.options("0", nil)
+	o.HeartbeatInterval = o.SessionTimeout
+	if _, err := NewRunner(sumTopology(), sumStage(nil), o); err == nil || !strings.Contains(err.Error(), "HeartbeatInterval") {
+		t.Fatalf("heartbeat = session timeout: err = %v, want it refused", err)
+	}
+	o = f.options("0", nil)
+	o.OffsetReset = "smallest"
+	if _, err := NewRunner(sumTopology(), sumStage(nil), o); err == nil || !strings.Contains(err.Error(), "OffsetReset") {
+		t.Fatalf("offset reset smallest: err = %v, want it refused", err)
 	}
 }
 

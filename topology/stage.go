@@ -120,6 +120,12 @@ type Rejected struct {
 // that does not answer, a broker that is down), so the record is retried, never dead-lettered.
 var ErrTransient = errors.New("transient")
 
+// ErrFatal marks an error that neither a retry nor the DLQ fixes (the schema registry refusing
+// the credentials, a misconfiguration): the transaction aborts and Run returns the error, so
+// the process stops with one clear line instead of retrying forever or dead-lettering every
+// record.
+var ErrFatal = errors.New("fatal")
+
 // DefaultClassify treats an error as transient if it wraps ErrTransient or has a
 // Temporary() bool / Transient() bool method returning true; the class comes from an
 // ErrorClass() string method when the error has one, otherwise it is empty (the runtime then

@@ -236,3 +236,18 @@ func (st KeyedStage) TopicSpecs(dlq Stream) []kafka.TopicSpec {
 	}
 	return specs
 }
+
+// HistorySpec names what kafka.CheckTopicHistory checks for stage st run by group: its inputs,
+// its store's changelog, and its writes and the DLQ. `retailflow topics accept-changes`
+// records the same topics.
+func (st KeyedStage) HistorySpec(group string, dlq Stream) kafka.HistorySpec {
+	h := kafka.HistorySpec{Group: group, Key: st.Name, Changelog: string(st.Store)}
+	for _, in := range st.Inputs {
+		h.Inputs = append(h.Inputs, string(in))
+	}
+	for _, w := range st.Writes {
+		h.Outputs = append(h.Outputs, string(w))
+	}
+	h.Outputs = append(h.Outputs, string(dlq))
+	return h
+}

@@ -79,6 +79,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad duration", map[string]string{"RETAILFLOW_RUNTIME_TRANSACTION_TIMEOUT": "1h"}, []string{"config"}, "runtime.transaction_timeout"},
 		{"bad confirm trigger", map[string]string{"RETAILFLOW_POLICY_CONFIRM_TRIGGER": "REDEMPTION_CONFIRMED"}, []string{"config"},
 			`policy.confirm_trigger: "REDEMPTION_CONFIRMED" is not one of ORDER_ACCEPTED, FIRST_SHIPMENT`},
+		{"session at the heartbeat", map[string]string{"RETAILFLOW_RUNTIME_SESSION_TIMEOUT": "3s", "RETAILFLOW_RUNTIME_HEARTBEAT_INTERVAL": "3s"},
+			[]string{"config"}, "runtime.session_timeout: 3s must exceed runtime.heartbeat_interval"},
+		{"bad offset reset", map[string]string{"RETAILFLOW_RUNTIME_OFFSET_RESET": "smallest"}, []string{"config"}, "runtime.offset_reset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The environment of an end-to-end run names a private broker, which would override

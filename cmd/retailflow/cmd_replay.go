@@ -73,7 +73,7 @@ already-replayed or unreplayable), a summary on stderr. --dry-run sends nothing.
 				sources = append(sources, names[t])
 			}
 			res, err := dlq.Replay(ctx, dlq.Options{
-				Conn: c.KafkaConn(), DLQ: c.Topics.DLQ, Sources: sources, TransactionalID: c.Runtime.Group + "-replay",
+				Conn: app.KafkaConn(c), DLQ: c.Topics.DLQ, Sources: sources, TransactionalID: c.Runtime.Group + "-replay",
 				Serde: serde, Filter: f, DryRun: dryRun, MaxPerTxn: perTxn, ReplicationFactor: c.Topics.ReplicationFactor,
 				Out: app.Stdout,
 			})

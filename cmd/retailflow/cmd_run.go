@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
@@ -97,8 +98,18 @@ func (c Config) LedgerStage(ctx context.Context, serde *schemas.Serde, p ledger.
 	}
 	commands := topology.Stream(c.Topics.Commands)
 	return topology.Stage[*schemas.Event, ledger.Ledger, *schemas.Event]{
+		// Event times are bounded against the record's timestamp before the ledger sees them:
+		// the ledger's clock is the largest occurred_at it folded, and one event dated years
+		// ahead would close and evict its order (a later real return then held forever).
 		Decode: func(r *kgo.Record) (*schemas.Event, error) {
-			return serde.DecodeEvent(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}, r.Value)
+			e, err := serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
+				r.Value, r.Timestamp, c.Runtime.MaxEventSkew)
+			if errors.Is(err, schemas.ErrRegistryAuth) {
+				// not the record's fault, not fixed by waiting: stop rather than dead-letter
+				// every record or retry forever
+				return nil, fmt.Errorf("%w: %w", topology.ErrFatal, err)
+			}
+			return e, err
 		},
 		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (topology.Step[ledger.Ledger, *schemas.Event], error) {
 			if !found {
@@ -196,9 +207,11 @@ func (c Config) RunnerOptions() topology.Options {
 	return topology.Options{
 		Conn: c.KafkaConn(), Group: c.Runtime.Group, InstanceID: c.Runtime.InstanceID,
 		TransactionTimeout: c.Runtime.TransactionTimeout, SessionTimeout: c.Runtime.SessionTimeout,
-		RebalanceTimeout: c.Runtime.RebalanceTimeout, MaxRecordsPerTxn: c.Runtime.MaxRecordsPerTxn,
+		HeartbeatInterval: c.Runtime.HeartbeatInterval,
+		RebalanceTimeout:  c.Runtime.RebalanceTimeout, MaxRecordsPerTxn: c.Runtime.MaxRecordsPerTxn,
 		MaxTxnDuration: c.Runtime.MaxTxnDuration, MaxBufferedRecords: c.Runtime.MaxBufferedRecords,
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
+		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}
@@ -221,6 +234,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	}
 	o := c.RunnerOptions()
 	o.Metrics, o.Logger = metrics, log
+	o.Conn.Logger = log // franz-go's warnings
 	runner, err := topology.NewRunner(c.LedgerTopology(), c.LedgerStage(ctx, serde, p), o)
 	if err != nil {
 		return err

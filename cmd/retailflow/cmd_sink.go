@@ -57,7 +57,7 @@ func newSinkCmd(app *App) *cobra.Command {
 				// Static membership keyed by the instance id (the pod ordinal, unique per live
 				// process like the runtime's transactional id): a restarted sink takes its
 				// partitions back at once instead of waiting for the dead member's session to end.
-				Kafka: append(c.KafkaConn().Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout),
+				Kafka: append(app.KafkaConn(c).Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout), kgo.HeartbeatInterval(c.Runtime.HeartbeatInterval),
 					kgo.InstanceID(c.Sink.Group+"-"+c.Runtime.InstanceID)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,

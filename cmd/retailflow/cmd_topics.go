@@ -63,6 +63,7 @@ func newTopicsCmd(app *App) *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(newTopicsAcceptCmd(app))
 	return cmd
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
 )
 
 // Config is the whole configuration of retailflow: a YAML file (--config), then environment
@@ -97,6 +99,8 @@ type RuntimeConfig struct {
 	InstanceID         string        `mapstructure:"instance_id"`
 	TransactionTimeout time.Duration `mapstructure:"transaction_timeout"`
 	SessionTimeout     time.Duration `mapstructure:"session_timeout"`
+	// HeartbeatInterval of the group members (run and sink); session_timeout must exceed it.
+	HeartbeatInterval  time.Duration `mapstructure:"heartbeat_interval"`
 	RebalanceTimeout   time.Duration `mapstructure:"rebalance_timeout"`
 	MaxRecordsPerTxn   int           `mapstructure:"max_records_per_txn"`
 	MaxTxnDuration     time.Duration `mapstructure:"max_txn_duration"`
@@ -106,6 +110,15 @@ type RuntimeConfig struct {
 	MinTxnDuration time.Duration `mapstructure:"min_txn_duration"`
 	// Parallelism: goroutines that decode/validate a polled batch and encode the changelog.
 	Parallelism int `mapstructure:"parallelism"`
+	// OffsetReset: what `run` does when a committed input offset is no longer in the log
+	// (retention passed it during an outage). none (default) stops with the lost range;
+	// earliest or latest skip the lost records — set it for one start, then back to none.
+	OffsetReset string `mapstructure:"offset_reset"`
+	// MaxEventSkew: how far an event's occurred_at, published_at and body business times may
+	// lie after its Kafka record's timestamp (and occurred_at after published_at); further is
+	// dead-lettered as time-out-of-range, so no event can move an order's clock past it. 0
+	// checks only the absolute range (1970–2106, ClickHouse DateTime).
+	MaxEventSkew time.Duration `mapstructure:"max_event_skew"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -171,8 +184,9 @@ func DefaultConfig() Config {
 		ClickHouse: ClickHouseConfig{Addr: "127.0.0.1:9000", Database: "retailflow", Username: "default", DialTimeout: 5 * time.Second},
 		Runtime: RuntimeConfig{
 			Group: "retailflow-ledger", InstanceID: "0",
-			TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 30 * time.Second,
+			TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, HeartbeatInterval: 3 * time.Second, RebalanceTimeout: 30 * time.Second,
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
+			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
 		Policy: PolicyConfig{
@@ -273,6 +287,12 @@ func (c *Config) Validate() error {
 	if c.Runtime.Parallelism < 1 || c.Runtime.Parallelism > 64 {
 		bad("runtime.parallelism", "must be between 1 and 64")
 	}
+	if c.Runtime.MaxEventSkew < 0 {
+		bad("runtime.max_event_skew", "must not be negative (0 turns the check against the record timestamp off)")
+	}
+	if _, err := kafka.ParseOffsetReset(c.Runtime.OffsetReset); err != nil {
+		bad("runtime.offset_reset", "%v", err)
+	}
 	if c.Runtime.MaxRecordsPerTxn < 1 {
 		bad("runtime.max_records_per_txn", "must be at least 1")
 	}
@@ -281,6 +301,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.SessionTimeout < 2*time.Second {
 		bad("runtime.session_timeout", "must be at least 2s")
+	}
+	if c.Runtime.HeartbeatInterval <= 0 {
+		bad("runtime.heartbeat_interval", "must be positive")
+	} else if c.Runtime.SessionTimeout <= c.Runtime.HeartbeatInterval {
+		bad("runtime.session_timeout", "%s must exceed runtime.heartbeat_interval (%s), or members expire between heartbeats and the group never settles (3× is usual)",
+			c.Runtime.SessionTimeout, c.Runtime.HeartbeatInterval)
 	}
 	if c.Runtime.RebalanceTimeout < c.Runtime.SessionTimeout {
 		bad("runtime.rebalance_timeout", "must be at least runtime.session_timeout")

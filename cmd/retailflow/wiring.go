@@ -24,6 +24,13 @@ func (c Config) KafkaConn() kafka.Conn {
 	}
 }
 
+// KafkaConn is c.KafkaConn with franz-go's own warnings routed into the app's logger.
+func (a *App) KafkaConn(c Config) kafka.Conn {
+	k := c.KafkaConn()
+	k.Logger = a.Logger(c)
+	return k
+}
+
 // TopicNames maps every logical topic to its configured physical name.
 func (c Config) TopicNames() map[schemas.Topic]string {
 	return map[schemas.Topic]string{
@@ -61,6 +68,9 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 		Name: c.RerouteTopic(), Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor,
 		Retention: retention, CoPartitioned: true,
 	})
+	// The fingerprint of the topics `run` uses, recorded at its first start: a recreated,
+	// truncated or repartitioned topic is refused (kafka.CheckTopicHistory).
+	specs = append(specs, kafka.FingerprintSpec(names[schemas.TopicChangelog], c.Topics.ReplicationFactor))
 	// The replay log: one record per replayed DLQ record, so a replay never sends one twice.
 	specs = append(specs, kafka.TopicSpec{
 		Name: dlq.ReplayLogTopic(names[schemas.TopicDLQ]), Partitions: 1,

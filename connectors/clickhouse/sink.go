@@ -11,6 +11,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
@@ -173,21 +174,18 @@ func (s *Sink) Run(ctx context.Context) error {
 		if fetches.IsClientClosed() {
 			return nil
 		}
-		var fatal error
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				return
 			}
 			// kgo retries fetch errors itself; what surfaces here is worth a log line, and an
 			// offset out of range is fatal: silently resetting would lose or duplicate rows.
-			s.log.Warn("sink fetch error", "topic", topic, "partition", p, "err", err)
-			if errors.Is(err, kerr.OffsetOutOfRange) {
-				fatal = fmt.Errorf("clickhouse sink: %s[%d]: committed offset no longer in the log (retention shorter "+
-					"than the sink's outage?); not resetting, which would lose rows: %w", topic, p, err)
+			if !errors.Is(err, kerr.OffsetOutOfRange) {
+				s.log.Warn("sink fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		if fatal != nil {
-			return fatal
+		if err := kafka.OffsetsLost(ctx, s.cl, s.o.Group, fetches, 10*time.Second); err != nil {
+			return fmt.Errorf("clickhouse sink: %w", err)
 		}
 		for it := fetches.RecordIter(); !it.Done(); {
 			if err := s.take(ctx, it.Next()); err != nil {
@@ -223,8 +221,11 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 	s.o.Metrics.Consumed(r.Topic, 1)
 	rows, err := s.mapRecord(ctx, r)
 	// only a transient failure (the schema registry unreachable) comes back as an error: wait
-	// and retry the same record, never dead-letter it
+	// and retry the same record, never dead-letter it; refused credentials stop the sink
 	for wait := 100 * time.Millisecond; err != nil; {
+		if errors.Is(err, schemas.ErrRegistryAuth) {
+			return err
+		}
 		s.log.Warn("cannot decode yet; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
@@ -268,7 +269,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		var de *schemas.DecodeError
 		class := schemas.ClassInvalid
 		if errors.As(err, &de) {
-			if de.Transient() {
+			if de.Transient() || errors.Is(err, schemas.ErrRegistryAuth) { // auth: Run stops (take)
 				return nil, fmt.Errorf("clickhouse sink: %s: %w", ref, err)
 			}
 			class = de.Class
@@ -280,7 +281,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		d, err := schemas.Decode[schemas.DeadLetter](ctx, s.o.Serde, ref, r.Value)
 		if err != nil {
 			var de *schemas.DecodeError
-			if errors.As(err, &de) && de.Transient() {
+			if errors.As(err, &de) && (de.Transient() || errors.Is(err, schemas.ErrRegistryAuth)) {
 				return nil, fmt.Errorf("clickhouse sink: %s: %w", ref, err)
 			}
 			// a DLQ record we cannot read is kept under its own coordinates

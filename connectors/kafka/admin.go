@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // Conn says how to reach the brokers. The password is never logged.
@@ -30,11 +32,17 @@ type Conn struct {
 	SASLPassword  string
 	// Timeout bounds each admin request and start-up probes.
 	Timeout time.Duration
+	// Logger receives franz-go's own log lines at WARN and above (broker errors it retries,
+	// offset resets, rebalance trouble); nil leaves them unlogged.
+	Logger *slog.Logger
 }
 
 // Options returns the franz-go options for Conn; callers append their own.
 func (c Conn) Options() []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.Logger != nil {
+		opts = append(opts, kgo.WithLogger(kslog.New(slog.New(minLevel{c.Logger.Handler(), slog.LevelWarn}).With("component", "franz-go"))))
+	}
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))
 	}
@@ -50,6 +58,23 @@ func (c Conn) Options() []kgo.Opt {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism()))
 	}
 	return opts
+}
+
+// minLevel passes on records at or above min only: franz-go logs every request at DEBUG and
+// each rebalance step at INFO, which would drown the application's own lines.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
 
 func (c Conn) timeout() time.Duration {
@@ -179,7 +204,8 @@ func names(specs []TopicSpec) []string {
 	return n
 }
 
-// VerifyTopics checks that every topic exists, compacted topics are compacted, and all
+// VerifyTopics checks that every topic exists, compacted topics are compacted only
+// (cleanup.policy=compact, not compact,delete), and all
 // co-partitioned topics have one partition count. The error lists every problem found.
 func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) error {
 	details, err := adm.ListTopics(ctx, names(specs)...)
@@ -221,8 +247,10 @@ func VerifyTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 					policy = *cfg.Value
 				}
 			}
-			if !strings.Contains(policy, "compact") {
-				problems = append(problems, fmt.Sprintf("topic %s must be compacted (cleanup.policy=compact), has %q", rc.Name, policy))
+			// exactly compact: "compact,delete" also deletes by retention, and a quiet order's
+			// state would vanish from the changelog
+			if policy != "compact" {
+				problems = append(problems, fmt.Sprintf("topic %s must have cleanup.policy=compact exactly, has %q (with delete, retention removes the state of quiet orders; fix: kafka-configs --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact)", rc.Name, policy, rc.Name))
 			}
 		}
 	}
