@@ -72,7 +72,9 @@ func (h onLog) Handle(ctx context.Context, r slog.Record) error {
 func (h onLog) WithAttrs(as []slog.Attr) slog.Handler {
 	return onLog{h.Handler.WithAttrs(as), h.match, h.once, h.fn}
 }
-func (h onLog) WithGroup(n string) slog.Handler { return onLog{h.Handler.WithGroup(n), h.match, h.once, h.fn} }
+func (h onLog) WithGroup(n string) slog.Handler {
+	return onLog{h.Handler.WithGroup(n), h.match, h.once, h.fn}
+}
 
 func counterSum(t *testing.T, reg *prometheus.Registry, name string, label, value string) float64 {
 	t.Helper()
