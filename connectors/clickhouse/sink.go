@@ -120,7 +120,8 @@ type Sink struct {
 
 	buf        map[string][]pendingRow
 	rows       int
-	bytes      int64 // estimate of buf and records (pendingRow.size, record key and value)
+	bytes      int64 // estimate of buf and records (rowBytes, record key and value)
+	peakBytes  int64 // the most bytes ever buffered (tests)
 	records    []*kgo.Record
 	firstAt    time.Time
 	lastInsert time.Time
@@ -319,6 +320,8 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 		ordered[i] = pendingRow{vals: vals, rowID: row.Values["row_id"], rec: r}
 		s.bytes += rowBytes(vals)
 	}
+	s.peakBytes = max(s.peakBytes, s.bytes)
+	s.o.Metrics.SetBufferedBytes(s.bytes)
 	for i, row := range rows {
 		s.buf[row.Table] = append(s.buf[row.Table], ordered[i])
 	}
@@ -438,6 +441,7 @@ func (s *Sink) flush(ctx context.Context) error {
 	s.lastInsert = time.Now()
 	s.buf = map[string][]pendingRow{}
 	s.rows, s.bytes = 0, 0
+	s.o.Metrics.SetBufferedBytes(0)
 	s.records = s.records[:0]
 	s.dead = map[*kgo.Record]bool{}
 	return nil

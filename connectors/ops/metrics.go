@@ -251,6 +251,7 @@ type SinkMetrics struct {
 	blocked       *prometheus.CounterVec
 	isolation     *prometheus.CounterVec
 	deadLettered  *prometheus.CounterVec
+	bufferedBytes prometheus.Gauge
 }
 
 // NewSinkMetrics creates the sink's metrics and registers them in reg. It fails when they are
@@ -296,8 +297,12 @@ func NewSinkMetrics(reg prometheus.Registerer) (*SinkMetrics, error) {
 		Namespace: Namespace, Subsystem: "sink", Name: "dead_lettered_total",
 		Help: "Records the sink dead-lettered because ClickHouse refused their rows alone, by table.",
 	}, []string{"table"})
+	m.bufferedBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "sink", Name: "buffered_bytes",
+		Help: "Estimated bytes of rows and records the sink holds for its next INSERTs (bounded by sink.max_buffer_bytes).",
+	})
 	if err := register(reg, m.consumed, m.batchRows, m.insertLatency, m.rowsInserted, m.chErrors, m.paused,
-		m.blocked, m.isolation, m.deadLettered); err != nil {
+		m.blocked, m.isolation, m.deadLettered, m.bufferedBytes); err != nil {
 		return nil, fmt.Errorf("ops: sink metrics: %w", err)
 	}
 	return m, nil
@@ -349,6 +354,14 @@ func (m *SinkMetrics) Blocked(table, reason string) {
 		return
 	}
 	m.blocked.WithLabelValues(table, reason).Inc()
+}
+
+// SetBufferedBytes reports the bytes the sink holds for its next INSERTs.
+func (m *SinkMetrics) SetBufferedBytes(n int64) {
+	if m == nil {
+		return
+	}
+	m.bufferedBytes.Set(float64(n))
 }
 
 // IsolationInsert counts one INSERT made while bisecting a refused batch of table.
