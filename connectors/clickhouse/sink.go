@@ -835,7 +835,7 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 	if len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes {
 		dropValue()
 	}
-	wait := 100 * time.Millisecond
+	wait, blocked := 100*time.Millisecond, false
 	for attempt := 1; ; attempt++ {
 		val, err := schemas.Encode(s.o.Serde, schemas.TopicDLQ, d)
 		if err != nil {
@@ -855,6 +855,7 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 			continue
 		}
 		s.o.Metrics.Blocked("", "dlq-produce")
+		blocked = true
 		if s.o.Ready != nil {
 			s.o.Ready.SetNotReady("cannot produce a dead letter: " + err.Error())
 		}
@@ -871,6 +872,9 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 		if wait *= 2; wait > s.o.MaxRetryWait {
 			wait = s.o.MaxRetryWait
 		}
+	}
+	if blocked && s.o.Ready != nil && !s.paused {
+		s.o.Ready.SetReady()
 	}
 	s.o.Metrics.DeadLettered(table)
 	s.log.Warn("record dead-lettered: clickhouse rejected its rows", "topic", rec.Topic, "partition", rec.Partition,
