@@ -10,6 +10,7 @@
 #   infra/local.sh kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill   one service (fault tests)
 #   infra/local.sh ch-user NAME PASSWORD [DB,...|-] [PROFILE] | ch-user-rm NAME       a ClickHouse user in users.d
 #                  (fault tests: rotate its password, limit it to another database, make it read-only)
+#   infra/local.sh ch-readonly DB on|off       the database's data directories unwritable (a read-only disk)
 #
 # Environment: RF_RUN_DIR (default <repo>/.run), RF_CACHE_DIR (default ~/.cache/retailflow),
 # KAFKA_VERSION (default 4.1.1), KAFKA_PORT (9092), CH_TCP_PORT (9000), CH_HTTP_PORT (8123).
@@ -258,6 +259,25 @@ ch_reloaded() {
   sleep 2.5
 }
 
+# ch_readonly DB on|off: makes the data directories of database DB unwritable for the server
+# (inserts fail with "Access to file denied", as on a read-only or failing disk) and writable
+# again. The server runs as root, so permissions alone would not stop it: the directories are
+# made immutable (chattr +i, ext4/xfs), or, where that is not supported, bind-mounted read-only.
+ch_readonly() {
+  local db=$1 mode=$2 dir=$ch_dir/data/data/$1
+  [[ $db =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -d $dir ]] || die "ch-readonly: no database directory $dir"
+  local d
+  for d in "$dir"/*/; do
+    d=${d%/}
+    case $mode in
+      on) chattr +i "$d" 2>/dev/null || { mount --bind "$d" "$d" && mount -o remount,bind,ro "$d"; } \
+            || die "ch-readonly: cannot make $d read-only (needs chattr on ext4/xfs, or mount)" ;;
+      off) if mountpoint -q "$d"; then umount "$d"; fi; chattr -i "$d" 2>/dev/null || true ;;
+      *) die "ch-readonly: mode must be on or off" ;;
+    esac
+  done
+}
+
 # ---------------------------------------------------------------- commands
 
 status() {
@@ -279,5 +299,6 @@ case ${1:-} in
   ch-kill) stop_pid "$ch_dir/pid" KILL clickhouse 10 ;;
   ch-user) shift; ch_user "$@" ;;
   ch-user-rm) ch_user_rm "$2" ;;
-  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME" >&2; exit 2 ;;
+  ch-readonly) ch_readonly "$2" "$3" ;;
+  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off" >&2; exit 2 ;;
 esac

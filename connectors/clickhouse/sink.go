@@ -105,12 +105,17 @@ func (o SinkOptions) Validate() error {
 // commit redelivers records whose rows are already stored; rows are idempotent (deterministic
 // row_id and version, ReplacingMergeTree read with FINAL), so views do not change.
 //
-// Errors: a ClickHouse outage or transient error (network, timeouts, too many parts, memory)
-// is retried with back-off capped at MaxRetryWait, fetching paused, without committing. A record
-// whose rows ClickHouse rejects permanently goes to the DLQ topic with the server's message and
-// the partition moves on. A record that does not decode becomes a dead_letters row (origin
-// sink-decode): the runtime, reading the same input, also dead-letters it, and both land on the
-// same dead_letters key (the original record's coordinates).
+// Errors: a refusal that is not a property of the rows — ClickHouse down, a wrong or rotated
+// password, missing rights, a read-only profile or disk, a full disk, a missing table or
+// column, too many parts, timeouts — is waited out: fetching paused, Ready not ready with the
+// reason, SinkMetrics.Blocked by reason, one log line a minute, back-off capped at
+// MaxRetryWait, nothing committed and nothing dead-lettered. A batch refused for its values
+// is bisected; a record whose rows fail alone while other records of the batch go in goes to
+// the DLQ topic with the server's message (origin sink-insert) and the partition moves on; if
+// no record goes in alone, the refusal is treated as the environment's. A record that does not
+// decode becomes a dead_letters row (origin sink-decode): the runtime, reading the same input,
+// also dead-letters it, and both land on the same dead_letters key (the original record's
+// coordinates). A dead letter the broker refuses is retried, never a reason to end Run.
 type Sink struct {
 	o       SinkOptions
 	log     *slog.Logger
