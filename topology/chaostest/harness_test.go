@@ -511,11 +511,12 @@ func (h *harness) send(idx int, rec *kgo.Record, attempt int, inflight *atomic.I
 
 // oversized is a ~1.5 MB value that is not Confluent-framed Avro: the processor must dead-letter
 // it (class bad-header), and the DLQ copy — too large for the DLQ topic — must drop its value.
-func oversized(key string) generate.Record { return largeRecord(key, oversizeBytes/90*90) }
+func oversized(key string) generate.Record { return largeRecord(key, oversizeBytes) }
 
 // largeRecord is a value of exactly n bytes that is not Confluent-framed Avro (class bad-header).
 func largeRecord(key string, n int) generate.Record {
-	v := bytes.Repeat([]byte("{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}"), n/90+1)[:n]
+	pad := []byte("{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}")
+	v := bytes.Repeat(pad, n/len(pad)+1)[:n]
 	return generate.Record{Topic: schemas.TopicOrders, Key: key, Raw: v, Class: schemas.ClassBadHeader,
 		Malformed: fmt.Sprintf("large value of %d bytes, not Avro", len(v))}
 }
