@@ -41,7 +41,8 @@ func chUser(t *testing.T, args ...string) {
 }
 
 // TestSinkEnvironmentErrorsNeverDeadLetter (issue 11 item 2): with the sink's ClickHouse user
-// given a wrong password, its database revoked, its profile made read-only, or a table missing,
+// given a wrong password, its database revoked, its profile made read-only, a table missing, or
+// a table that refuses every row (no record can be proven to be the cause),
 // the sink dead-letters nothing and commits nothing: it reports not ready with the reason,
 // counts the failures by reason, logs, and backs off. Once the environment is fixed, every
 // record is stored and the views equal the oracle's.
@@ -71,6 +72,20 @@ func TestSinkEnvironmentErrorsNeverDeadLetter(t *testing.T) {
 			},
 			restoreIt: func(t *testing.T, e *env, u string) {
 				if err := e.conn.Exec(context.Background(), "ATTACH TABLE "+e.db+".shipment_lines"); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		// a bad migration that makes the table refuse every row: each record fails alone too, so
+		// none is proven row-specific and none may be dead-lettered
+		{name: "every-record-refused", reason: "unproven", password: "pw",
+			breakIt: func(t *testing.T, e *env, u string) {
+				chUser(t, "ch-user", u, "pw", "default,"+e.db)
+				if err := e.conn.Exec(context.Background(), "ALTER TABLE "+e.db+".shipment_lines ADD COLUMN guard UInt8 MATERIALIZED throwIf(length(sku) > 0)"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			restoreIt: func(t *testing.T, e *env, u string) {
+				if err := e.conn.Exec(context.Background(), "ALTER TABLE "+e.db+".shipment_lines DROP COLUMN guard"); err != nil {
 					t.Fatal(err)
 				}
 			}},

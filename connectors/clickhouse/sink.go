@@ -711,8 +711,11 @@ func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, bat
 		i = j
 	}
 	// (take appends a record's rows together, so they are adjacent in each table's buffer)
-	s.log.Warn("clickhouse refused a batch for its values; isolating the records by bisection",
-		"table", table, "records", len(groups), "rows", len(rows), "err", batchErr)
+	if last, ok := s.loggedAt["isolate/"+table]; !ok || time.Since(last) >= time.Minute {
+		s.loggedAt["isolate/"+table] = time.Now()
+		s.log.Warn("clickhouse refused a batch for its values; isolating the records by bisection",
+			"table", table, "records", len(groups), "rows", len(rows), "err", batchErr)
+	}
 
 	type span struct{ lo, hi, level int }
 	type suspect struct {
@@ -789,6 +792,7 @@ func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, bat
 		}
 		s.dead[rec] = true
 	}
+	delete(s.loggedAt, "isolate/"+table)
 	s.log.Info("isolation done", "table", table, "records", len(groups), "stored", stored,
 		"dead_lettered", len(suspects), "inserts", inserts)
 	return nil
