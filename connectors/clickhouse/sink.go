@@ -459,19 +459,20 @@ func (s *Sink) flush(ctx context.Context) error {
 func (s *Sink) storeTable(ctx context.Context, table string) error {
 	wait := 100 * time.Millisecond
 	blocked := false
-	defer func() {
+	stored := func() error {
 		if blocked {
 			s.unblock(table)
 		}
-	}()
+		return nil
+	}
 	for attempt := 1; ; attempt++ {
 		rows := s.live(s.buf[table])
 		if len(rows) == 0 {
-			return nil
+			return stored()
 		}
 		err := s.insertTimed(ctx, table, rows)
 		if err == nil {
-			return nil
+			return stored()
 		}
 		s.o.Metrics.ClickHouseError(table, "insert")
 		if ctx.Err() != nil {
@@ -479,7 +480,7 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 		}
 		if c := classify(err); c.rows {
 			if err = s.isolate(ctx, table, rows, err); err == nil {
-				return nil
+				return stored()
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -811,7 +812,8 @@ func (s *Sink) probe(ctx context.Context, table string) error {
 	return nil
 }
 
-// dlqError is a dead letter the sink could not produce; returned only when ctx ends.
+// dlqError ends a flush from deadLetter: ctx ended while a dead letter waited for the broker, or
+// a dead letter could not be encoded (a bug). Neither is retried as an insert failure.
 type dlqError struct{ err error }
 
 func (e *dlqError) Error() string { return e.err.Error() }
@@ -849,7 +851,7 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 		val, err := schemas.Encode(s.o.Serde, schemas.TopicDLQ, d)
 		if err != nil {
 			// the DeadLetter schema holds any bytes: an encode failure is a bug, not the record's
-			return fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+			return &dlqError{fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)}
 		}
 		out := &kgo.Record{Key: rec.Key, Value: val, Headers: headers}
 		err = s.cl.ProduceSync(ctx, out).FirstErr()
