@@ -8,6 +8,9 @@
 #   infra/local.sh down      stop both
 #   infra/local.sh status    say what runs
 #   infra/local.sh kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill   one service (fault tests)
+#   infra/local.sh ch-user NAME PASSWORD [DB,...|-] [PROFILE] | ch-user-rm NAME       a ClickHouse user in users.d
+#                  (fault tests: rotate its password, limit it to another database, make it read-only)
+#   infra/local.sh ch-readonly DB on|off       the database's data directories unwritable (a read-only disk)
 #
 # Environment: RF_RUN_DIR (default <repo>/.run), RF_CACHE_DIR (default ~/.cache/retailflow),
 # KAFKA_VERSION (default 4.1.1), KAFKA_PORT (9092), CH_TCP_PORT (9000), CH_HTTP_PORT (8123).
@@ -218,6 +221,63 @@ ch_wait() {
   log "clickhouse is up"
 }
 
+# ch_user NAME PASSWORD [DATABASES|-] [PROFILE]: writes users.d/NAME.xml (a user on loopback, limited
+# to the comma-separated DATABASES when given, with PROFILE, default "default") and waits until the server has
+# reloaded it (fault tests: rotate a password, revoke a database, make a user read-only).
+# ch_user_rm NAME removes it.
+ch_user() {
+  local name=$1 password=$2 db=${3:--} profile=${4:-default} allow=""
+  [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "ch-user: bad user name '$name'"
+  if [[ $db != - ]]; then
+    allow="<allow_databases>"
+    for d in ${db//,/ }; do allow+="<database>$d</database>"; done
+    allow+="</allow_databases>"
+  fi
+  mkdir -p "$ch_dir/users.d"
+  cat >"$ch_dir/users.d/$name.xml.tmp" <<XML
+<?xml version="1.0"?>
+<yandex><users><$name>
+  <password>$password</password>
+  <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+  <profile>$profile</profile><quota>default</quota>$allow
+</$name></users></yandex>
+XML
+  mv "$ch_dir/users.d/$name.xml.tmp" "$ch_dir/users.d/$name.xml"
+  ch_reloaded "$name" "$password"
+}
+
+ch_user_rm() { rm -f "$ch_dir/users.d/$1.xml"; }
+
+# the server re-reads users.xml and users.d every 2 s: wait until NAME logs in with PASSWORD,
+# then one more period so that database and profile changes are in too
+ch_reloaded() {
+  local deadline=$((SECONDS + 20))
+  until curl -sf -u "$1:$2" "http://127.0.0.1:$CH_HTTP_PORT/?query=SELECT%201" >/dev/null 2>&1; do
+    (( SECONDS > deadline )) && die "ClickHouse did not reload users.d/$1.xml within 20s"
+    sleep 0.5
+  done
+  sleep 2.5
+}
+
+# ch_readonly DB on|off: makes the data directories of database DB unwritable for the server
+# (inserts fail with "Access to file denied", as on a read-only or failing disk) and writable
+# again. The server runs as root, so permissions alone would not stop it: the directories are
+# made immutable (chattr +i, ext4/xfs), or, where that is not supported, bind-mounted read-only.
+ch_readonly() {
+  local db=$1 mode=$2 dir=$ch_dir/data/data/$1
+  [[ $db =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -d $dir ]] || die "ch-readonly: no database directory $dir"
+  local d
+  for d in "$dir"/*/; do
+    d=${d%/}
+    case $mode in
+      on) chattr +i "$d" 2>/dev/null || { mount --bind "$d" "$d" && mount -o remount,bind,ro "$d"; } \
+            || die "ch-readonly: cannot make $d read-only (needs chattr on ext4/xfs, or mount)" ;;
+      off) if mountpoint -q "$d"; then umount "$d"; fi; chattr -i "$d" 2>/dev/null || true ;;
+      *) die "ch-readonly: mode must be on or off" ;;
+    esac
+  done
+}
+
 # ---------------------------------------------------------------- commands
 
 status() {
@@ -237,5 +297,8 @@ case ${1:-} in
   ch-start) ch_start; ch_wait ;;
   ch-stop) stop_pid "$ch_dir/pid" TERM clickhouse 60 ;;
   ch-kill) stop_pid "$ch_dir/pid" KILL clickhouse 10 ;;
-  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill" >&2; exit 2 ;;
+  ch-user) shift; ch_user "$@" ;;
+  ch-user-rm) ch_user_rm "$2" ;;
+  ch-readonly) ch_readonly "$2" "$3" ;;
+  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off" >&2; exit 2 ;;
 esac

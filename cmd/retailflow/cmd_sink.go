@@ -21,7 +21,9 @@ func newSinkCmd(app *App) *cobra.Command {
 		Long: "Reads the five input topics, the loyalty commands, the DLQ and the ledger changelog with\n" +
 			"read_committed in consumer group sink.group, and inserts them into the ClickHouse database\n" +
 			"(run `retailflow migrate` first). Offsets are committed only after ClickHouse acknowledged the\n" +
-			"INSERTs; while ClickHouse is down the sink pauses and retries. Stops on SIGTERM.",
+			"INSERTs; while ClickHouse is down or refuses inserts for a reason that is not a row's (password,\n" +
+			"rights, read-only, disk, missing table) the sink pauses, reports not ready and retries; only a\n" +
+			"record whose rows are refused alone while others go in is dead-lettered. Stops on SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := app.Config()
@@ -53,6 +55,9 @@ func newSinkCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// not ready while ClickHouse refuses inserts for an environment reason (the sink sets it)
+			ready := &ops.Readiness{}
+			ready.SetReady()
 			s, err := chsink.NewSink(chsink.SinkOptions{
 				// Static membership keyed by the instance id (the pod ordinal, unique per live
 				// process like the runtime's transactional id): a restarted sink takes its
@@ -61,15 +66,13 @@ func newSinkCmd(app *App) *cobra.Command {
 					kgo.InstanceID(c.Sink.Group+"-"+c.Runtime.InstanceID)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
-				Logger: log, Metrics: metrics,
+				MaxBufferBytes: c.Sink.MaxBufferBytes, Logger: log, Metrics: metrics, Ready: ready,
 			})
 			if err != nil {
 				return err
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			if c.HTTP.Addr != "" {
-				ready := &ops.Readiness{}
-				ready.SetReady()
 				srv := ops.NewServer(c.HTTP.Addr, reg, ready.Check)
 				g.Go(func() error { return srv.Run(gctx) })
 			}

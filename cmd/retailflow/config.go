@@ -127,6 +127,9 @@ type SinkConfig struct {
 	BatchRows    int           `mapstructure:"batch_rows"`
 	BatchTimeout time.Duration `mapstructure:"batch_timeout"`
 	MaxRetryWait time.Duration `mapstructure:"max_retry_wait"`
+	// MaxBufferBytes bounds the sink's buffered rows in bytes (rows range from 100 B to ≈60 KB,
+	// so batch_rows alone bounds nothing); default 64 MiB, see clickhouse.DefaultMaxBufferBytes.
+	MaxBufferBytes int64 `mapstructure:"max_buffer_bytes"`
 }
 
 // PolicyConfig is the accrual policy (DOMAIN.md B); versioned, stamped on every command.
@@ -188,7 +191,8 @@ func DefaultConfig() Config {
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
-		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second},
+		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
+			MaxBufferBytes: 64 << 20},
 		Policy: PolicyConfig{
 			Version:         "2026-12-v2",
 			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
@@ -324,6 +328,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sink.MaxRetryWait < 100*time.Millisecond {
 		bad("sink.max_retry_wait", "must be at least 100ms")
+	}
+	if c.Sink.MaxBufferBytes < 1<<20 {
+		bad("sink.max_buffer_bytes", "must be at least 1 MiB (1048576)")
 	}
 	if c.Policy.Version == "" {
 		bad("policy.version", "must not be empty: it is stamped on every command")

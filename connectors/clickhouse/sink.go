@@ -15,6 +15,8 @@ import (
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/topology"
+	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -30,18 +32,36 @@ type SinkOptions struct {
 	// Changelog: read the order ledger's changelog into order_state / order_line_state.
 	Changelog bool
 	// BatchRows: flush when this many rows are buffered (and at least MinInsertInterval passed).
-	// Memory is bounded by about 2 × BatchRows rows (a few hundred bytes each, as column values)
-	// plus franz-go's fetch buffers (4 fetches of at most 16 MiB): at 2 × BatchRows the sink
-	// flushes at once, and it polls no more while a flush is retried.
-	BatchRows    int
-	BatchTimeout time.Duration // flush buffered rows at least this often
+	BatchRows int
+	// MaxBufferBytes bounds the buffered rows and their records in bytes (an estimate of the
+	// column values plus the records' keys and values): at this size the sink flushes at once,
+	// even within a fetch, and it polls no more while a flush is retried. Rows vary from 100 B
+	// to ≈60 KB (an order_lines row of a quantity-1000 line), so a row count bounds nothing.
+	// 0: DefaultMaxBufferBytes. Add franz-go's fetch buffers (4 fetches of at most 16 MiB).
+	MaxBufferBytes int64
+	// MaxDeadLetterBytes: a dead letter whose original key, value and message exceed this is
+	// produced without the value (see deadLetter). 0: DefaultMaxDeadLetterBytes.
+	MaxDeadLetterBytes int
+	BatchTimeout       time.Duration // flush buffered rows at least this often
 	// MinInsertInterval keeps INSERTs to about one per second per table (ClickHouse merges
 	// parts in the background; many small INSERTs end in "Too many parts").
 	MinInsertInterval time.Duration
 	MaxRetryWait      time.Duration // cap of the back-off while ClickHouse fails
 	Logger            *slog.Logger
 	Metrics           *ops.SinkMetrics // may be nil
+	// Ready (may be nil) is set not ready, with the reason, while ClickHouse refuses inserts
+	// for an environment reason or a dead letter cannot be produced, and ready once it works.
+	Ready *ops.Readiness
 }
+
+// DefaultMaxBufferBytes: 64 MiB of buffered rows keeps a full batch of typical rows (50 000 ×
+// ≈500 B) in one flush while a burst of wide order_lines rows still flushes early; with the
+// fetch buffers the sink stays well under 256 MiB.
+const DefaultMaxBufferBytes = 64 << 20
+
+// DefaultMaxDeadLetterBytes is half of the broker's default message.max.bytes (1 MiB), leaving
+// room for the DeadLetter envelope, headers and the record batch overhead.
+const DefaultMaxDeadLetterBytes = 512 << 10
 
 // Validate checks the options once, at construction.
 func (o SinkOptions) Validate() error {
@@ -60,6 +80,10 @@ func (o SinkOptions) Validate() error {
 		return errors.New("clickhouse sink: BatchTimeout must be positive")
 	case o.MaxRetryWait <= 0:
 		return errors.New("clickhouse sink: MaxRetryWait must be positive")
+	case o.MaxBufferBytes < 0:
+		return errors.New("clickhouse sink: MaxBufferBytes must not be negative")
+	case o.MaxDeadLetterBytes < 0:
+		return errors.New("clickhouse sink: MaxDeadLetterBytes must not be negative")
 	}
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ) {
 		if o.Topics[t] == "" {
@@ -82,12 +106,17 @@ func (o SinkOptions) Validate() error {
 // commit redelivers records whose rows are already stored; rows are idempotent (deterministic
 // row_id and version, ReplacingMergeTree read with FINAL), so views do not change.
 //
-// Errors: a ClickHouse outage or transient error (network, timeouts, too many parts, memory)
-// is retried with back-off capped at MaxRetryWait, fetching paused, without committing. A record
-// whose rows ClickHouse rejects permanently goes to the DLQ topic with the server's message and
-// the partition moves on. A record that does not decode becomes a dead_letters row (origin
-// sink-decode): the runtime, reading the same input, also dead-letters it, and both land on the
-// same dead_letters key (the original record's coordinates).
+// Errors: a refusal that is not a property of the rows — ClickHouse down, a wrong or rotated
+// password, missing rights, a read-only profile or disk, a full disk, a missing table or
+// column, too many parts, timeouts — is waited out: fetching paused, Ready not ready with the
+// reason, SinkMetrics.Blocked by reason, one log line a minute, back-off capped at
+// MaxRetryWait, nothing committed and nothing dead-lettered. A batch refused for its values
+// is bisected; a record whose rows fail alone while other records of the batch go in goes to
+// the DLQ topic with the server's message (origin sink-insert) and the partition moves on; if
+// no record goes in alone, the refusal is treated as the environment's. A record that does not
+// decode becomes a dead_letters row (origin sink-decode): the runtime, reading the same input,
+// also dead-letters it, and both land on the same dead_letters key (the original record's
+// coordinates). A dead letter the broker refuses is retried, never a reason to end Run.
 type Sink struct {
 	o       SinkOptions
 	log     *slog.Logger
@@ -97,9 +126,15 @@ type Sink struct {
 
 	buf        map[string][]pendingRow
 	rows       int
+	bytes      int64 // estimate of buf and records (rowBytes, record key and value)
+	peakBytes  int64 // the most bytes ever buffered (tests)
 	records    []*kgo.Record
 	firstAt    time.Time
 	lastInsert time.Time
+
+	dead     map[*kgo.Record]bool // dead-lettered during this flush: their rows are not retried
+	paused   bool                 // fetching paused by block
+	loggedAt map[string]time.Time // last error line per reason (one a minute)
 }
 
 // pendingRow is one row, its values already in its table's column order (a slice of values
@@ -110,6 +145,26 @@ type pendingRow struct {
 	rec   *kgo.Record
 }
 
+// rowBytes estimates the memory of a row's values: their bytes plus a word or two each.
+func rowBytes(vals []any) int64 {
+	n := int64(24 * len(vals))
+	for _, v := range vals {
+		switch x := v.(type) {
+		case string:
+			n += int64(len(x))
+		case []byte:
+			n += int64(len(x))
+		case []string:
+			for _, e := range x {
+				n += int64(len(e)) + 16
+			}
+		case decimal.Decimal:
+			n += 32
+		}
+	}
+	return n
+}
+
 // NewSink validates o and creates the Kafka client (no I/O until Run).
 func NewSink(o SinkOptions) (*Sink, error) {
 	if err := o.Validate(); err != nil {
@@ -118,6 +173,12 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if o.MinInsertInterval <= 0 {
 		o.MinInsertInterval = time.Second
 	}
+	if o.MaxBufferBytes == 0 {
+		o.MaxBufferBytes = DefaultMaxBufferBytes
+	}
+	if o.MaxDeadLetterBytes == 0 {
+		o.MaxDeadLetterBytes = DefaultMaxDeadLetterBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -125,7 +186,8 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string][]pendingRow{}}
+	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string][]pendingRow{},
+		dead: map[*kgo.Record]bool{}, loggedAt: map[string]time.Time{}}
 	var consume []string
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
 		if t == schemas.TopicChangelog && !o.Changelog {
@@ -194,6 +256,15 @@ func (s *Sink) Run(ctx context.Context) error {
 				}
 				return err
 			}
+			if s.bytes >= s.o.MaxBufferBytes {
+				// the byte bound holds within a fetch too: the rest of it waits in franz-go's buffer
+				if err := s.flush(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+			}
 		}
 		if len(s.records) == 0 {
 			continue
@@ -218,6 +289,7 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 		s.firstAt = time.Now()
 	}
 	s.records = append(s.records, r)
+	s.bytes += int64(len(r.Key) + len(r.Value) + 128)
 	s.o.Metrics.Consumed(r.Topic, 1)
 	rows, err := s.mapRecord(ctx, r)
 	// only a transient failure (the schema registry unreachable) comes back as an error: wait
@@ -252,7 +324,10 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			return s.deadLetter(ctx, r, row.Table, err)
 		}
 		ordered[i] = pendingRow{vals: vals, rowID: row.Values["row_id"], rec: r}
+		s.bytes += rowBytes(vals)
 	}
+	s.peakBytes = max(s.peakBytes, s.bytes)
+	s.o.Metrics.SetBufferedBytes(s.bytes)
 	for i, row := range rows {
 		s.buf[row.Table] = append(s.buf[row.Table], ordered[i])
 	}
@@ -345,8 +420,14 @@ func nonNil(s []string) []string {
 // HeaderOrigin marks a DLQ record the sink wrote itself (value "sink-insert").
 const HeaderOrigin = "retailflow-origin"
 
-// flush inserts every buffered table (retrying transient failures until ctx ends), then commits
-// the offsets of every record taken since the last flush.
+// HeaderValueRef names the record a dead letter stands for, "<topic>/<partition>/<offset>", when
+// the dead letter carries no copy of its value (see deadLetter).
+const HeaderValueRef = "retailflow-value-ref"
+
+// flush inserts every buffered table, then commits the offsets of every record taken since the
+// last flush. It returns only when each of those records is stored or dead-lettered (or ctx
+// ends, or an unrecoverable error): until then it retries, so no offset is committed for a
+// record that is neither in ClickHouse nor in the DLQ.
 func (s *Sink) flush(ctx context.Context) error {
 	names := make([]string, 0, len(s.buf))
 	for n := range s.buf {
@@ -354,7 +435,7 @@ func (s *Sink) flush(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := s.insertRetrying(ctx, n, s.buf[n]); err != nil {
+		if err := s.storeTable(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -365,42 +446,52 @@ func (s *Sink) flush(ctx context.Context) error {
 	}
 	s.lastInsert = time.Now()
 	s.buf = map[string][]pendingRow{}
-	s.rows = 0
+	s.rows, s.bytes = 0, 0
+	s.o.Metrics.SetBufferedBytes(0)
 	s.records = s.records[:0]
+	s.dead = map[*kgo.Record]bool{}
 	return nil
 }
 
-func (s *Sink) insertRetrying(ctx context.Context, table string, rows []pendingRow) error {
+// storeTable inserts the buffered rows of one table. A rejection that may be a property of
+// some rows is isolated by bisection; anything else (and a rejection that could not be pinned
+// on single records) is an environment failure: fetching pauses, readiness goes false, and
+// the whole table batch is retried with back-off until it is stored or ctx ends.
+func (s *Sink) storeTable(ctx context.Context, table string) error {
 	wait := 100 * time.Millisecond
-	paused := false
-	defer func() {
-		if paused {
-			s.cl.ResumeFetchTopics(s.cl.PauseFetchTopics()...)
-			s.o.Metrics.SetPaused(false)
-			s.log.Info("clickhouse reachable again, fetching resumed", "table", table)
+	blocked := false
+	stored := func() error {
+		if blocked {
+			s.unblock(table)
 		}
-	}()
+		return nil
+	}
 	for attempt := 1; ; attempt++ {
-		start := time.Now()
-		err := s.insert(ctx, table, rows)
+		rows := s.live(s.buf[table])
+		if len(rows) == 0 {
+			return stored()
+		}
+		err := s.insertTimed(ctx, table, rows)
 		if err == nil {
-			s.o.Metrics.BatchInserted(table, len(rows), time.Since(start))
-			return nil
+			return stored()
 		}
 		s.o.Metrics.ClickHouseError(table, "insert")
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if permanent(err) {
-			return s.isolate(ctx, table, rows, err)
+		if c := classify(err); c.rows {
+			if err = s.isolate(ctx, table, rows, err); err == nil {
+				return stored()
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if de := (*dlqError)(nil); errors.As(err, &de) {
+				return err
+			}
 		}
-		if !paused {
-			paused = true
-			s.cl.PauseFetchTopics(s.consumedTopics()...)
-			s.o.Metrics.SetPaused(true)
-		}
-		s.log.Warn("clickhouse insert failed; fetching paused, retrying", "table", table, "rows", len(rows),
-			"attempt", attempt, "retry_in", wait, "err", err)
+		blocked = true
+		s.block(table, err, attempt, wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -412,6 +503,55 @@ func (s *Sink) insertRetrying(ctx context.Context, table string, rows []pendingR
 	}
 }
 
+// live drops the rows of records already dead-lettered in this flush.
+func (s *Sink) live(rows []pendingRow) []pendingRow {
+	if len(s.dead) == 0 {
+		return rows
+	}
+	out := make([]pendingRow, 0, len(rows))
+	for _, r := range rows {
+		if !s.dead[r.rec] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// block reports an environment failure: fetching paused (memory stays bounded), readiness
+// false, a counter by reason, and one log line per minute per reason (plus the first).
+func (s *Sink) block(table string, err error, attempt int, retryIn time.Duration) {
+	c := classify(err)
+	if !s.paused {
+		s.paused = true
+		s.cl.PauseFetchTopics(s.consumedTopics()...)
+		s.o.Metrics.SetPaused(true)
+	}
+	s.o.Metrics.Blocked(table, c.reason)
+	reason := fmt.Sprintf("clickhouse refuses inserts into %s (%s): %v", table, c.reason, err)
+	if s.o.Ready != nil {
+		s.o.Ready.SetNotReady(reason)
+	}
+	if last, ok := s.loggedAt[c.reason]; !ok || time.Since(last) >= time.Minute {
+		s.loggedAt[c.reason] = time.Now()
+		s.log.Error("clickhouse insert failed, not a property of the rows: fetching paused, retrying, nothing dead-lettered",
+			"table", table, "reason", c.reason, "hint", c.hint(), "attempt", attempt, "retry_in", retryIn, "err", err)
+	}
+}
+
+// unblock resumes fetching after block, once the table's rows are stored.
+func (s *Sink) unblock(table string) {
+	if s.paused {
+		s.paused = false
+		s.cl.ResumeFetchTopics(s.cl.PauseFetchTopics()...)
+		s.o.Metrics.SetPaused(false)
+	}
+	if s.o.Ready != nil {
+		s.o.Ready.SetReady()
+	}
+	s.loggedAt = map[string]time.Time{}
+	s.log.Info("clickhouse accepts inserts again, fetching resumed", "table", table)
+}
+
 func (s *Sink) consumedTopics() []string {
 	out := make([]string, 0, len(s.logical))
 	for t := range s.logical {
@@ -420,16 +560,27 @@ func (s *Sink) consumedTopics() []string {
 	return out
 }
 
-// appendError is a row the driver refused to convert: a property of the row, so permanent.
+// appendError is a row the driver refused to convert. It may be a property of the row (a value
+// that does not fit) or of the table (a column whose type a migration changed), which only
+// isolation can tell apart.
 type appendError struct{ err error }
 
 func (e *appendError) Error() string { return e.err.Error() }
 func (e *appendError) Unwrap() error { return e.err }
 
+func (s *Sink) insertTimed(ctx context.Context, table string, rows []pendingRow) error {
+	start := time.Now()
+	err := s.insert(ctx, table, rows)
+	if err == nil {
+		s.o.Metrics.BatchInserted(table, len(rows), time.Since(start))
+	}
+	return err
+}
+
 func (s *Sink) insert(ctx context.Context, table string, rows []pendingRow) error {
 	t, ok := s.tables[table]
 	if !ok {
-		return &appendError{fmt.Errorf("no table %s in the migrations", table)}
+		return fmt.Errorf("no table %s in the migrations", table)
 	}
 	b, err := s.o.Conn.PrepareBatch(ctx, "INSERT INTO "+s.o.Database+"."+table+" ("+joinCols(t.Columns)+")")
 	if err != nil {
@@ -458,55 +609,226 @@ func joinCols(cols []string) string {
 	return out
 }
 
-// transientCodes are ClickHouse server errors worth retrying: overload, timeouts, network,
-// merges falling behind, and a schema not migrated yet (an operator's fix, not the row's fault).
-var transientCodes = map[int32]bool{
-	3: true, 60: true, 81: true, 159: true, 164: true, 202: true, 203: true, 209: true, 210: true,
-	241: true, 242: true, 252: true, 285: true, 319: true, 394: true, 425: true, 999: true,
+// errClass is what a failed INSERT says about its cause.
+type errClass struct {
+	rows   bool   // the server refused values: possibly a property of some rows (isolate)
+	reason string // short fixed label for metrics and readiness
 }
 
-// permanent reports whether err is a property of the rows (retrying cannot help).
-func permanent(err error) bool {
+func (c errClass) hint() string {
+	switch c.reason {
+	case "auth":
+		return "wrong or rotated password, or unknown user: fix clickhouse.username/password or the server's users"
+	case "access":
+		return "the user lacks rights on the database (allow_databases, grants)"
+	case "readonly":
+		return "the user's profile or the server is read-only"
+	case "disk":
+		return "the server cannot write (disk full, read-only or failing data directory)"
+	case "schema":
+		return "a table or column the sink writes is missing: run `retailflow migrate`"
+	case "overload":
+		return "too many parts or memory limit: inserts resume when merges catch up"
+	case "unproven":
+		return "every record of the batch is refused alone: a table that no longer matches the migrations?"
+	case "network":
+		return "clickhouse unreachable or the connection broke"
+	}
+	return "unclassified server error: retried, never dead-lettered"
+}
+
+// rowCodes are server errors about values: a bad row can cause them, so they start isolation.
+// Everything else is the environment (rights, disk, schema, load, network), never a row's fault.
+var rowCodes = map[int32]bool{
+	6: true, 27: true, 38: true, 41: true, 53: true, 69: true, 70: true, 72: true, 131: true,
+	321: true, 349: true, 395: true, 469: true,
+}
+
+// envReasons label the environment errors operators meet most; the rest is "server".
+var envReasons = map[int32]string{
+	192: "auth", 193: "auth", 194: "auth", 516: "auth",
+	291: "access", 497: "access",
+	164: "readonly",
+	243: "disk", 74: "disk", 75: "disk", 76: "disk", 1000: "disk", 236: "disk", 239: "disk",
+	60: "schema", 81: "schema", 16: "schema", 47: "schema", 10: "schema", 33: "schema",
+	252: "overload", 241: "overload", 202: "overload", 203: "overload",
+	159: "network", 209: "network", 210: "network", 3: "network", 394: "network",
+}
+
+// classify tells a rejection that may be a row's (values) from one of the environment.
+func classify(err error) errClass {
+	var ue *unprovenError
+	if errors.As(err, &ue) {
+		return errClass{reason: "unproven"}
+	}
 	var ae *appendError
 	if errors.As(err, &ae) {
-		return true
+		return errClass{rows: true, reason: "rows"}
 	}
 	var ex *ch.Exception
 	if errors.As(err, &ex) {
-		return !transientCodes[ex.Code]
+		if rowCodes[ex.Code] {
+			return errClass{rows: true, reason: "rows"}
+		}
+		if r, ok := envReasons[ex.Code]; ok {
+			return errClass{reason: r}
+		}
+		return errClass{reason: "server"}
 	}
-	return false // network and protocol errors: ClickHouse may be down
+	return errClass{reason: "network"} // network and protocol errors: ClickHouse may be down
 }
 
-// isolate inserts the rows of each record on their own after a permanent rejection of the
-// batch; a record whose rows are rejected again goes to the DLQ topic with the server's message.
+// unprovenError: the batch was refused for its values, but no record could be shown to be the
+// cause (none went in on its own), so nothing is dead-lettered.
+type unprovenError struct{ err error }
+
+func (e *unprovenError) Error() string {
+	return "no record of the batch is accepted on its own, so the rejection is not pinned on rows: " + e.err.Error()
+}
+func (e *unprovenError) Unwrap() error { return e.err }
+
+// Isolation bounds. Bisection finds k bad records among n in about 2·k·log2(n) INSERTs; they are
+// paced (isolationBurst INSERTs, then MinInsertInterval) so merges keep up, and a batch whose
+// first isolationLevels levels of halves all fail is not bisected further: so many failing
+// parts point at the table, not at rows.
+const (
+	isolationBurst  = 8
+	isolationLevels = 3
+)
+
+// isolate bisects a batch the server refused for its values. A record is dead-lettered only
+// when it is proven row-specific: its rows fail alone while other records of the batch go in
+// (or, for a batch of one record, while a probe INSERT into the same table succeeds). It
+// returns nil when every record is stored or dead-lettered; an environment error or an
+// unprovenError otherwise (the caller backs off and retries the batch; rows already stored
+// collapse, being idempotent).
 func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, batchErr error) error {
-	s.log.Warn("clickhouse rejected a batch permanently; inserting record by record", "table", table, "rows", len(rows), "err", batchErr)
-	var order []*kgo.Record
-	byRec := map[*kgo.Record][]pendingRow{}
-	for _, pr := range rows {
-		if _, ok := byRec[pr.rec]; !ok {
-			order = append(order, pr.rec)
+	var groups [][]pendingRow
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j].rec == rows[i].rec {
+			j++
 		}
-		byRec[pr.rec] = append(byRec[pr.rec], pr)
+		groups = append(groups, rows[i:j])
+		i = j
 	}
-	for _, rec := range order {
-		err := s.insert(ctx, table, byRec[rec])
+	// (take appends a record's rows together, so they are adjacent in each table's buffer)
+	if last, ok := s.loggedAt["isolate/"+table]; !ok || time.Since(last) >= time.Minute {
+		s.loggedAt["isolate/"+table] = time.Now()
+		s.log.Warn("clickhouse refused a batch for its values; isolating the records by bisection",
+			"table", table, "records", len(groups), "rows", len(rows), "err", batchErr)
+	}
+
+	type span struct{ lo, hi, level int }
+	type suspect struct {
+		g   []pendingRow
+		err error
+	}
+	var suspects []suspect
+	stored, inserts := 0, 0
+	queue := []span{{0, len(groups), 0}}
+	if len(groups) > 1 {
+		mid := len(groups) / 2
+		queue = []span{{0, mid, 1}, {mid, len(groups), 1}}
+	} else {
+		suspects = append(suspects, suspect{groups[0], batchErr})
+		queue = nil
+	}
+	failedAtLevel := map[int]int{}
+	for len(queue) > 0 { // breadth first: a healthy half is found early
+		sp := queue[0]
+		queue = queue[1:]
+		if inserts > 0 && inserts%isolationBurst == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(s.o.MinInsertInterval):
+			}
+		}
+		var part []pendingRow
+		for _, g := range groups[sp.lo:sp.hi] {
+			part = append(part, g...)
+		}
+		err := s.insertTimed(ctx, table, part)
+		inserts++
+		s.o.Metrics.IsolationInsert(table)
 		if err == nil {
+			stored += sp.hi - sp.lo
 			continue
 		}
-		if !permanent(err) {
-			return s.insertRetrying(ctx, table, byRec[rec])
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err := s.deadLetter(ctx, rec, table, err); err != nil {
+		if !classify(err).rows {
 			return err
 		}
+		if sp.hi-sp.lo == 1 {
+			suspects = append(suspects, suspect{groups[sp.lo], err})
+			continue
+		}
+		failedAtLevel[sp.level]++
+		if stored == 0 && sp.level >= isolationLevels && failedAtLevel[sp.level] == 1<<sp.level {
+			return &unprovenError{fmt.Errorf("all %d parts of %d records failed at bisection level %d: %w", 1<<sp.level, len(groups), sp.level, err)}
+		}
+		mid := (sp.lo + sp.hi) / 2
+		queue = append(queue, span{sp.lo, mid, sp.level + 1}, span{mid, sp.hi, sp.level + 1})
+	}
+	if stored == 0 {
+		if len(groups) > 1 {
+			return &unprovenError{batchErr}
+		}
+		if err := s.probe(ctx, table); err != nil {
+			if classify(err).rows {
+				return &unprovenError{fmt.Errorf("%w (the probe insert failed too: %v)", batchErr, err)}
+			}
+			return err
+		}
+	}
+	for _, sus := range suspects {
+		rec := sus.g[0].rec
+		if s.dead[rec] {
+			continue
+		}
+		if err := s.deadLetter(ctx, rec, table, sus.err); err != nil {
+			return err
+		}
+		s.dead[rec] = true
+	}
+	delete(s.loggedAt, "isolate/"+table)
+	s.log.Info("isolation done", "table", table, "records", len(groups), "stored", stored,
+		"dead_lettered", len(suspects), "inserts", inserts)
+	return nil
+}
+
+// probe shows that the table accepts an INSERT at all: it re-inserts one stored row (identical
+// row_id and version, so it collapses into itself), which needs the rights, a writable disk,
+// the table and its columns.
+func (s *Sink) probe(ctx context.Context, table string) error {
+	t := s.tables[table]
+	cols := joinCols(t.Columns)
+	q := fmt.Sprintf("INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s LIMIT 1", s.o.Database, table, cols, cols, s.o.Database, table)
+	if err := s.o.Conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("probe insert into %s: %w", table, err)
 	}
 	return nil
 }
 
-// deadLetter produces rec to the DLQ topic with the server's message. A record of the DLQ topic
-// itself is only logged: dead-lettering it again would loop.
+// dlqError ends a flush from deadLetter: ctx ended while a dead letter waited for the broker, or
+// a dead letter could not be encoded (a bug). Neither is retried as an insert failure.
+type dlqError struct{ err error }
+
+func (e *dlqError) Error() string { return e.err.Error() }
+func (e *dlqError) Unwrap() error { return e.err }
+
+// deadLetter produces rec to the DLQ topic with the server's message, retrying with back-off
+// until the broker takes it or ctx ends (a failed produce never ends Run: a restart would only
+// meet the same record again). A record of the DLQ topic itself is only logged: dead-lettering
+// it again would loop.
+//
+// A dead letter whose value would not fit the broker's message size (MaxDeadLetterBytes, or a
+// MESSAGE_TOO_LARGE answer) is produced without the value, with the header rf.value.dropped and
+// HeaderValueRef naming the original record: its bytes stay in the source topic at those
+// coordinates (the reference to replay from), and dead_letters keeps the server's message.
 func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, cause error) error {
 	if s.logical[rec.Topic] == schemas.TopicDLQ {
 		s.log.Error("dead letter rejected by clickhouse; skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
@@ -515,14 +837,62 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 	msg := fmt.Sprintf("clickhouse rejected rows for %s: %v", table, cause)
 	d := &schemas.DeadLetter{Key: rec.Key, Value: rec.Value, SourceTopic: rec.Topic, SourcePartition: rec.Partition,
 		SourceOffset: rec.Offset, ErrorClass: schemas.ClassInvalid, ErrorMessage: msg, FirstSeenAt: time.Now().UTC(), Attempt: 1}
-	val, err := schemas.Encode(s.o.Serde, schemas.TopicDLQ, d)
-	if err != nil {
-		return fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	headers := []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}
+	dropValue := func() {
+		d.Value = nil
+		headers = append(headers,
+			kgo.RecordHeader{Key: headerValueDropped, Value: []byte("true")},
+			kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))})
 	}
-	out := &kgo.Record{Key: rec.Key, Value: val, Headers: []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}}
-	if err := s.cl.ProduceSync(ctx, out).FirstErr(); err != nil {
-		return fmt.Errorf("clickhouse sink: producing dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	if len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes {
+		dropValue()
 	}
-	s.log.Warn("record dead-lettered: clickhouse rejected its rows", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", cause)
+	wait, blocked := 100*time.Millisecond, false
+	for attempt := 1; ; attempt++ {
+		val, err := schemas.Encode(s.o.Serde, schemas.TopicDLQ, d)
+		if err != nil {
+			// the DeadLetter schema holds any bytes: an encode failure is a bug, not the record's
+			return &dlqError{fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)}
+		}
+		out := &kgo.Record{Key: rec.Key, Value: val, Headers: headers}
+		err = s.cl.ProduceSync(ctx, out).FirstErr()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return &dlqError{ctx.Err()}
+		}
+		if d.Value != nil && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)) {
+			dropValue()
+			continue
+		}
+		s.o.Metrics.Blocked("", "dlq-produce")
+		blocked = true
+		if s.o.Ready != nil {
+			s.o.Ready.SetNotReady("cannot produce a dead letter: " + err.Error())
+		}
+		if last, ok := s.loggedAt["dlq-produce"]; !ok || time.Since(last) >= time.Minute {
+			s.loggedAt["dlq-produce"] = time.Now()
+			s.log.Error("cannot produce a dead letter; retrying (offsets stay uncommitted)", "topic", rec.Topic,
+				"partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "retry_in", wait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return &dlqError{ctx.Err()}
+		case <-time.After(wait):
+		}
+		if wait *= 2; wait > s.o.MaxRetryWait {
+			wait = s.o.MaxRetryWait
+		}
+	}
+	if blocked && s.o.Ready != nil && !s.paused {
+		s.o.Ready.SetReady()
+	}
+	s.o.Metrics.DeadLettered(table)
+	s.log.Warn("record dead-lettered: clickhouse rejected its rows", "topic", rec.Topic, "partition", rec.Partition,
+		"offset", rec.Offset, "value_dropped", d.Value == nil && rec.Value != nil, "err", cause)
 	return nil
 }
+
+// headerValueDropped is topology.HeaderValueDropped (the runtime's name for the same fact).
+const headerValueDropped = topology.HeaderValueDropped

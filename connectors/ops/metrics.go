@@ -261,6 +261,10 @@ type SinkMetrics struct {
 	rowsInserted  *prometheus.CounterVec
 	chErrors      *prometheus.CounterVec
 	paused        prometheus.Gauge
+	blocked       *prometheus.CounterVec
+	isolation     *prometheus.CounterVec
+	deadLettered  *prometheus.CounterVec
+	bufferedBytes prometheus.Gauge
 }
 
 // NewSinkMetrics creates the sink's metrics and registers them in reg. It fails when they are
@@ -294,7 +298,24 @@ func NewSinkMetrics(reg prometheus.Registerer) (*SinkMetrics, error) {
 			Help: "1 while the sink has paused fetching because ClickHouse is failing, else 0.",
 		}),
 	}
-	if err := register(reg, m.consumed, m.batchRows, m.insertLatency, m.rowsInserted, m.chErrors, m.paused); err != nil {
+	m.blocked = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "sink", Name: "blocked_total",
+		Help: "Failed attempts the sink waits out instead of dead-lettering (ClickHouse auth, access, readonly, disk, schema, overload, network; dlq-produce), by table and reason.",
+	}, []string{"table", "reason"})
+	m.isolation = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "sink", Name: "isolation_inserts_total",
+		Help: "INSERTs made while bisecting a batch ClickHouse refused for its values, by table.",
+	}, []string{"table"})
+	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "sink", Name: "dead_lettered_total",
+		Help: "Records the sink dead-lettered because ClickHouse refused their rows alone, by table.",
+	}, []string{"table"})
+	m.bufferedBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "sink", Name: "buffered_bytes",
+		Help: "Estimated bytes of rows and records the sink holds for its next INSERTs (bounded by sink.max_buffer_bytes).",
+	})
+	if err := register(reg, m.consumed, m.batchRows, m.insertLatency, m.rowsInserted, m.chErrors, m.paused,
+		m.blocked, m.isolation, m.deadLettered, m.bufferedBytes); err != nil {
 		return nil, fmt.Errorf("ops: sink metrics: %w", err)
 	}
 	return m, nil
@@ -337,6 +358,39 @@ func (m *SinkMetrics) SetPaused(paused bool) {
 		v = 1
 	}
 	m.paused.Set(v)
+}
+
+// Blocked counts one failed attempt the sink waits out (reason is a fixed label such as "auth",
+// "disk", "dlq-produce"; table is empty when the attempt is not about one table).
+func (m *SinkMetrics) Blocked(table, reason string) {
+	if m == nil {
+		return
+	}
+	m.blocked.WithLabelValues(table, reason).Inc()
+}
+
+// SetBufferedBytes reports the bytes the sink holds for its next INSERTs.
+func (m *SinkMetrics) SetBufferedBytes(n int64) {
+	if m == nil {
+		return
+	}
+	m.bufferedBytes.Set(float64(n))
+}
+
+// IsolationInsert counts one INSERT made while bisecting a refused batch of table.
+func (m *SinkMetrics) IsolationInsert(table string) {
+	if m == nil {
+		return
+	}
+	m.isolation.WithLabelValues(table).Inc()
+}
+
+// DeadLettered counts one record dead-lettered because table refused its rows.
+func (m *SinkMetrics) DeadLettered(table string) {
+	if m == nil {
+		return
+	}
+	m.deadLettered.WithLabelValues(table).Inc()
 }
 
 // KafkaClientMetrics returns franz-go's client metrics (connections, request bytes, produce and

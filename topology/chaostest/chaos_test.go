@@ -8,11 +8,13 @@
 //
 // Run it with
 //
-//	RETAILFLOW_E2E=1 go test -v -count=1 -run TestChaos ./topology/chaostest/    (short: 3 faults, < 2 min)
+//	RETAILFLOW_E2E=1 go test -v -count=1 -run TestChaos ./topology/chaostest/    (short: 5 faults, ≈ 3 min)
 //	RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 go test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/
 //
 // The short version never stops Kafka or ClickHouse (other packages' tests share them); the long
 // one restarts the broker (SIGTERM and SIGKILL) and stops ClickHouse for CHAOS_CH_OUTAGE (3m).
+// Both give the sink its own ClickHouse user (infra/local.sh ch-user), so the server must be the
+// one infra/local.sh started under RF_RUN_DIR.
 // CHAOS_SEED fixes the seed (printed at the start), CHAOS_FAULTS=a,b runs only the named faults,
 // RETAILFLOW_CHAOS_BIN names a prebuilt `go build -tags chaoshooks` binary. Logs of every
 // process incarnation stay in the directory printed at the start.
@@ -52,6 +54,7 @@ type fault struct {
 	rateX   float64 // multiplier of the base rate (1 when zero)
 	ordersX int     // multiplier of the orders per segment (1 when zero)
 	poison  int     // oversized records mixed in
+	large   []int   // records of these exact sizes (bytes, not Avro) mixed in
 	inject  func(h *harness, seg *segment) (string, error)
 }
 
@@ -78,7 +81,8 @@ func TestChaos(t *testing.T) {
 		}
 		p.seed = n
 	}
-	short := []string{"sigkill-endtxn-sent", "zombie-sigstop", "poison"}
+	// the short version (make test) never stops Kafka or ClickHouse and needs no chattr/mount
+	short := []string{"sigkill-endtxn-sent", "zombie-sigstop", "poison", "clickhouse-grant-revoked", "near-max-values"}
 	if os.Getenv("RETAILFLOW_CHAOS") != "" {
 		p.long, p.orders, p.chOutage = true, 200, 3*time.Minute
 		short = nil
@@ -155,6 +159,29 @@ func schedule(p params) []fault {
 				return "not-Avro, unknown schema id, rule-breaking Avro, 2 × 1.5 MB", nil
 			}},
 		fault{name: "burst-10x", rateX: 10, ordersX: 5, inject: (*harness).burst},
+		// ClickHouse refusing the sink for reasons that are not the rows': the sink must wait
+		// them out (dead letters stay explained, nothing lost) and resume by itself. More
+		// orders, so that traffic still flows once the fault is in place (a users.d reload
+		// takes ≈ 3 s; the sink's open connections keep their login, so the rotation restarts it)
+		fault{name: "clickhouse-password-rotated", ordersX: 4, inject: func(h *harness, seg *segment) (string, error) {
+			return h.clickhouseRefuses(seg, "auth", true, "password rotated on the server, sink restarted with the old one",
+				func() error { return h.infra("ch-user", h.chUser, "rotated-"+h.chPassword, "default,"+h.db) })
+		}},
+		fault{name: "clickhouse-grant-revoked", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+			return h.clickhouseRefuses(seg, "access", false, "the sink's user lost its database (allow_databases)",
+				func() error { return h.infra("ch-user", h.chUser, h.chPassword, "default") })
+		}},
+		fault{name: "clickhouse-table-missing", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+			return h.clickhouseRefuses(seg, "schema", false, "order_lines detached (a bad migration)",
+				func() error { return h.ch.Exec(h.ctx, "DETACH TABLE "+h.db+".order_lines") })
+		}},
+		fault{name: "clickhouse-disk-readonly", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+			return h.clickhouseRefuses(seg, "disk", false, "the database's data directories unwritable",
+				func() error { return h.infra("ch-readonly", h.db, "on") })
+		}},
+		fault{name: "sink-one-record-per-insert", inject: (*harness).perRecordInserts},
+		fault{name: "near-max-values", large: []int{nearMaxKept, nearMaxKept, nearMaxDropped, nearMaxDropped},
+			inject: (*harness).nearMax},
 	)
 	if p.long {
 		fs = append(fs,
@@ -258,6 +285,10 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 	for j := 0; j < f.poison; j++ {
 		at := h.rng.IntN(len(recs))
 		recs = append(recs[:at], append([]generate.Record{oversized(recs[at].Key)}, recs[at:]...)...)
+	}
+	for _, n := range f.large {
+		at := h.rng.IntN(len(recs))
+		recs = append(recs[:at], append([]generate.Record{largeRecord(recs[at].Key, n)}, recs[at:]...)...)
 	}
 	r.records = len(recs)
 	rate := h.p.rate * max(f.rateX, 1)
@@ -541,4 +572,117 @@ func (h *harness) clickhouseOutage(seg *segment) (string, error) {
 		return errors.Join(errs...)
 	}
 	return fmt.Sprintf("ClickHouse down %s; sink RSS %d → max %d MiB", h.p.chOutage, seg.rssBase>>10, seg.rssMax>>10), nil
+}
+
+// clickhouseRefuses makes ClickHouse refuse the sink's inserts for an environment reason as the
+// segment's traffic starts (breakIt; the pipeline is running: earlier segments' sink is live;
+// restartSink: the sink restarts meanwhile, so it must log in again), waits until the sink reports that reason (it must wait, never dead-letter: an
+// unexplained dead letter or a lost row fails the oracles), keeps it so for 15 s and restores
+// the healthy state. A fault the sink never saw fails the row.
+func (h *harness) clickhouseRefuses(seg *segment, reason string, restartSink bool, what string, breakIt func() error) (string, error) {
+	restore := func() error {
+		var errs []error
+		switch reason {
+		case "schema":
+			errs = append(errs, h.ch.Exec(h.ctx, "ATTACH TABLE "+h.db+".order_lines"))
+		case "disk":
+			errs = append(errs, h.infra("ch-readonly", h.db, "off"))
+		}
+		return errors.Join(append(errs, h.grantSink())...)
+	}
+	if err := breakIt(); err != nil {
+		return "", errors.Join(err, restore())
+	}
+	began := time.Now()
+	if restartSink {
+		h.slot("sink", "0").signal(syscall.SIGTERM) // the supervisor starts it again
+	}
+	seen := h.waitLog(seg.mark, time.Minute, "reason="+reason)
+	time.Sleep(15 * time.Second)
+	if err := restore(); err != nil {
+		return "", fmt.Errorf("restoring after %s: %w", what, err)
+	}
+	if seen == "" {
+		return "", fmt.Errorf("%s, but the sink never reported reason=%s within a minute: the fault tested nothing", what, reason)
+	}
+	seg.after = func(verdict) error {
+		if len(h.grepSince(seg.mark, "accepts inserts again")) == 0 {
+			return errors.New("the sink never said it resumed")
+		}
+		if dl := h.grepSince(seg.mark, "record dead-lettered"); len(dl) > 0 {
+			return fmt.Errorf("the sink dead-lettered records under an environment fault: %s", dl[0])
+		}
+		return nil
+	}
+	return fmt.Sprintf("%s for %s; the sink waited (reason=%s)", what, time.Since(began).Round(time.Second), reason), nil
+}
+
+// waitLog polls the logs written since m until a line contains one of the needles.
+func (h *harness) waitLog(m logMark, limit time.Duration, needles ...string) string {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if l := h.grepSince(m, needles...); len(l) > 0 {
+			return l[0]
+		}
+	}
+	return ""
+}
+
+// perRecordInserts runs the sink with sink.batch_rows=1 for the whole segment (until the
+// oracles have run): an INSERT per table for every record, the pattern that ends in
+// TOO_MANY_PARTS. The server's InsertQuery counter must show it; the oracles show that nothing
+// was lost or doubled meanwhile.
+func (h *harness) perRecordInserts(seg *segment) (string, error) {
+	inserts := func() (uint64, error) {
+		var n uint64
+		err := h.ch.QueryRow(h.ctx, "SELECT value FROM system.events WHERE event = 'InsertQuery'").Scan(&n)
+		return n, err
+	}
+	before, err := inserts()
+	if err != nil {
+		return "", err
+	}
+	restart := func(extra ...string) {
+		h.mu.Lock()
+		h.sinkExtra = extra
+		h.mu.Unlock()
+		h.slot("sink", "0").signal(syscall.SIGTERM)
+	}
+	restart("RETAILFLOW_SINK_BATCH_ROWS=1")
+	recs := int(seg.produceFor.Seconds() * h.p.rate)
+	seg.after = func(verdict) error {
+		after, err := inserts()
+		restart()
+		if err != nil {
+			return err
+		}
+		parts := len(h.grepSince(seg.mark, "reason=overload"))
+		seg.note = fmt.Sprintf("; %d INSERTs for %d records; %d too-many-parts waits", after-before, recs, parts)
+		if after-before < uint64(recs) {
+			return fmt.Errorf("%d INSERTs for %d records: the sink did not insert record by record", after-before, recs)
+		}
+		return nil
+	}
+	if h.waitLog(seg.mark, time.Minute, "sink starting") == "" {
+		return "", errors.New("the sink did not restart with sink.batch_rows=1")
+	}
+	return "sink.batch_rows=1 (one INSERT per table per record)", nil
+}
+
+// nearMax mixes in values just under and just over what a dead letter can carry: the first keep
+// their bytes in the DLQ and in dead_letters, the second are dead-lettered without the value
+// (checked by the DLQ oracle) and keep their coordinates.
+func (h *harness) nearMax(seg *segment) (string, error) {
+	seg.after = func(verdict) error {
+		var kept uint64
+		if err := h.ch.QueryRow(h.ctx, "SELECT count() FROM "+h.db+".dead_letters FINAL WHERE origin = 'runtime' AND length(record_value) = ?",
+			nearMaxKept).Scan(&kept); err != nil {
+			return err
+		}
+		seg.note = fmt.Sprintf("; %d near-max values kept whole in dead_letters", kept)
+		if kept < 2 {
+			return fmt.Errorf("dead_letters holds %d of the near-max values (%d bytes) with their bytes, want ≥ 2", kept, nearMaxKept)
+		}
+		return nil
+	}
+	return fmt.Sprintf("2 × %d B (kept in the dead letter), 2 × %d B (dropped, coordinates kept)", nearMaxKept, nearMaxDropped), nil
 }

@@ -40,9 +40,17 @@ const (
 // maxRecordBytes is the max.message.bytes of the orders topic, so the oversized poison record
 // (oversizeBytes) is accepted by the broker and reaches the processor; every other topic keeps
 // the broker default (1 MiB), so the DLQ copy of that record must drop its value.
+//
+// dlqMaxValue: a value longer than this cannot travel in a dead letter (the runtime's producer
+// keeps franz-go's default batch limit of 1 000 012 bytes, below the broker's 1 MiB), so its dead
+// letter drops it. nearMaxKept and nearMaxDropped sit on either side, clear of the envelope's
+// few hundred bytes.
 const (
 	maxRecordBytes = 2 << 20
 	oversizeBytes  = 1536 << 10
+	dlqMaxValue    = 1_000_000
+	nearMaxKept    = 990_000
+	nearMaxDropped = 1_000_100
 )
 
 // harness is one isolated pipeline on the shared services: its own topics, consumer groups and
@@ -76,6 +84,11 @@ type harness struct {
 
 	abortedSoFar  int           // aborted output records counted by earlier segments
 	lastAbortedBy map[int64]int // the same per producer id
+
+	// the sink's own ClickHouse user (infra/local.sh ch-user), so faults can rotate its password
+	// or revoke its database without touching the user other tests share
+	chUser, chPassword string
+	sinkExtra          []string // extra environment of the sink's next incarnations (under mu)
 }
 
 // sentRecord is a produced record and where the broker put it.
@@ -155,6 +168,11 @@ func newHarness(t *testing.T, p params) *harness {
 	if h.ch, err = clickhouse.Connect(clickhouse.Conn{Addr: h.chAddr, Database: h.db, Username: "default", DialTimeout: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
+	h.chUser, h.chPassword = "chaos_"+suffix, "pw-"+suffix
+	if err := h.grantSink(); err != nil {
+		t.Fatalf("the sink's ClickHouse user (needs the server of infra/local.sh, RF_RUN_DIR): %v", err)
+	}
+	t.Cleanup(func() { _ = h.infra("ch-user-rm", h.chUser) })
 	// Idempotent producer: a record the broker acknowledged once is there once, across broker
 	// restarts, so every duplicate the oracles find is the pipeline's.
 	if h.prod, err = kgo.NewClient(append(h.conn.Options(), kgo.MaxBufferedRecords(20000),
@@ -283,6 +301,12 @@ func (h *harness) startSlot(id, cmdName string) *slot {
 			}
 			cmd := exec.Command(h.bin, cmdName)
 			cmd.Env = h.env(id)
+			if cmdName == "sink" {
+				h.mu.Lock()
+				cmd.Env = append(append(cmd.Env, "RETAILFLOW_CLICKHOUSE_USERNAME="+h.chUser,
+					"RETAILFLOW_CLICKHOUSE_PASSWORD="+h.chPassword), h.sinkExtra...)
+				h.mu.Unlock()
+			}
 			armed := s.armed
 			if armed != "" {
 				cmd.Env = append(cmd.Env, killAtEnv+"="+armed)
@@ -436,7 +460,7 @@ func (h *harness) produce(records []generate.Record, rate float64) error {
 		if wait := time.Until(start.Add(per * time.Duration(i))); wait > 0 {
 			time.Sleep(wait)
 		}
-		sr := sentRecord{topic: r.Topic, malformed: r.Malformed != "", class: r.Class, partition: -1, oversized: len(value) > 1<<20}
+		sr := sentRecord{topic: r.Topic, malformed: r.Malformed != "", class: r.Class, partition: -1, oversized: len(value) > dlqMaxValue}
 		if r.Event != nil {
 			sr.eventID = r.Event.EventID
 		}
@@ -487,10 +511,14 @@ func (h *harness) send(idx int, rec *kgo.Record, attempt int, inflight *atomic.I
 
 // oversized is a ~1.5 MB value that is not Confluent-framed Avro: the processor must dead-letter
 // it (class bad-header), and the DLQ copy — too large for the DLQ topic — must drop its value.
-func oversized(key string) generate.Record {
-	v := bytes.Repeat([]byte("{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}"), oversizeBytes/90)
+func oversized(key string) generate.Record { return largeRecord(key, oversizeBytes) }
+
+// largeRecord is a value of exactly n bytes that is not Confluent-framed Avro (class bad-header).
+func largeRecord(key string, n int) generate.Record {
+	pad := []byte("{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}")
+	v := bytes.Repeat(pad, n/len(pad)+1)[:n]
 	return generate.Record{Topic: schemas.TopicOrders, Key: key, Raw: v, Class: schemas.ClassBadHeader,
-		Malformed: fmt.Sprintf("oversized value of %d bytes, not Avro", len(v))}
+		Malformed: fmt.Sprintf("large value of %d bytes, not Avro", len(v))}
 }
 
 // logMark remembers how long every log file is, so logSince reads only what came after.
@@ -553,22 +581,27 @@ func rssKiB(pid int) int64 {
 	return 0
 }
 
-// infra runs infra/local.sh <what> (the environment is inherited, so RF_RUN_DIR, KAFKA_PORT …
+// infra runs infra/local.sh <args> (the environment is inherited, so RF_RUN_DIR, KAFKA_PORT …
 // select which services). Its output goes to a file, not a pipe: a server it starts may keep the
 // pipe open, and the read would never end.
-func (h *harness) infra(what string) error {
+func (h *harness) infra(args ...string) error {
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "infra", "local.sh")
-	out, err := os.Create(filepath.Join(h.logDir, "infra-"+what+".out"))
+	out, err := os.Create(filepath.Join(h.logDir, "infra-"+args[0]+".out"))
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command(script, what)
+	cmd := exec.Command(script, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(out.Name())
-		return fmt.Errorf("infra/local.sh %s: %v\n%s", what, err, b)
+		return fmt.Errorf("infra/local.sh %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
 	return nil
+}
+
+// grantSink (re)writes the sink's user with its password and its database: the healthy state.
+func (h *harness) grantSink() error {
+	return h.infra("ch-user", h.chUser, h.chPassword, "default,"+h.db)
 }
