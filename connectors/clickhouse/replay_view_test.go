@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -16,15 +15,11 @@ import (
 // business key, a new offset) and the runtime accepts it. The accepted copy must be in f_orders
 // and f_order_lines: the rejected-source filter may hide only the rejected copy.
 //
-// Today the filter runs after FINAL while the facts keep their first version, so the accepted
-// copy collapses into the rejected one and the order vanishes from every view. The views'
-// SQL (migrations/0002_views.sql) belongs to the views rewrite for current ClickHouse, which
-// fixes this; remove the Skip when it lands (RF_TEST_ITEM3=1 runs it meanwhile).
+// It failed while the rejected-source filter ran after FINAL over facts that keep their first
+// version (the accepted copy collapsed into the rejected one and the order vanished from every
+// view); the raw_* per-record tables behind the f_* views fixed it (migration 0005).
 func TestReplayedRecordAppearsInFactViews(t *testing.T) {
 	needsServices(t)
-	if os.Getenv("RF_TEST_ITEM3") == "" {
-		t.Skip("issue 11 item 3: waits for the views rewrite (rejected-source filter applied before FINAL) in migrations/0002_views.sql")
-	}
 	ctx := context.Background()
 	e := newEnv(t, 1)
 	tr := faultyTraffic(t, 31, 3, 0)
