@@ -27,6 +27,9 @@ const (
 	// ClassRegistryUnavailable: the schema registry could not be asked (network error,
 	// 5xx, timeout). Transient: retry with back-off, do not dead-letter.
 	ClassRegistryUnavailable ErrorClass = "registry-unavailable"
+	// ClassLedger: the event is valid but the order ledger refused it given the order's state
+	// (a conflicting duplicate, a second OrderAccepted, too many events, …).
+	ClassLedger ErrorClass = "ledger"
 )
 
 // Transient reports whether a record failing with this class may succeed on retry.

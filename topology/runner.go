@@ -158,8 +158,8 @@ func (o *Options) validate() error {
 // Ready and Status are safe to call concurrently with Run. A Runner runs once.
 type Runner[E, S, O any] struct {
 	top    Topology
-	stage  KeyedStage
-	beh    Stage[E, S, O]
+	stage  StageSpec
+	beh    Processor[E, S, O]
 	o      Options
 	writes map[Stream]bool
 	inputs []string // the stage's inputs and its re-route topic
@@ -241,7 +241,7 @@ type txnState struct {
 }
 
 // NewRunner checks the topology, the stage's functions and the options; nothing connects.
-func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E, S, O], error) {
+func NewRunner[E, S, O any](t Topology, st Processor[E, S, O], o Options) (*Runner[E, S, O], error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -251,7 +251,7 @@ func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	var ks KeyedStage
+	var ks StageSpec
 	switch {
 	case o.Stage != "":
 		var ok bool

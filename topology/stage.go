@@ -48,9 +48,10 @@ type Emit[O any] struct {
 	Value O
 }
 
-// Stage is the typed behaviour of a keyed stage: a pure processor and the edges around it.
-// E is the decoded event, S the state per key, O an output value.
-type Stage[E, S, O any] struct {
+// Processor is the typed behaviour of a keyed stage (the StageSpec in the Topology declares its
+// name and streams): a pure process function and the edges around it. E is the decoded event,
+// S the state per key, O an output value.
+type Processor[E, S, O any] struct {
 	// Decode turns an input record into an event. A poison error (anything not transient, see
 	// Classify) sends the record to the DLQ with class "decode" unless Classify names another.
 	// Decode and Validate run for a whole polled batch before it is processed, from several
@@ -85,7 +86,12 @@ type Stage[E, S, O any] struct {
 	Classify func(err error) (class string, transient bool)
 }
 
-func (s Stage[E, S, O]) validate() error {
+// Stage is the former name of Processor.
+//
+// Deprecated: use Processor.
+type Stage[E, S, O any] = Processor[E, S, O]
+
+func (s Processor[E, S, O]) validate() error {
 	var missing []string
 	if s.Decode == nil {
 		missing = append(missing, "Decode")
@@ -180,5 +186,5 @@ const (
 	HeaderFirstSeen       = "rf.first.seen" // RFC 3339 (nanoseconds), wall clock of the runtime
 	HeaderSourceTimestamp = "rf.source.timestamp"
 	HeaderValueDropped    = "rf.value.dropped"    // "true": the DLQ record carries no value
-	HeaderDLQEncodeError  = "rf.dlq.encode.error" // Stage.DeadLetter failed; the value is the original
+	HeaderDLQEncodeError  = "rf.dlq.encode.error" // Processor.DeadLetter failed; the value is the original
 )
