@@ -13,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 )
 
 func newConsumeCmd(app *App) *cobra.Command {
@@ -181,12 +181,11 @@ func recordJSON(ctx context.Context, serde *schemas.Serde, t schemas.Topic, r *k
 		if r.Value == nil {
 			return []byte(fmt.Sprintf(`{"order_id":%q,"tombstone":true}`, string(r.Key))), nil
 		}
-		l, err := ledger.DecodeState(ctx, serde, ref, r.Value)
+		st, err := ledgerstate.Decode(ctx, serde, ref, r.Value)
 		if err != nil {
 			return nil, err
 		}
-		s := l.State()
-		return schemas.EncodeJSON(&s)
+		return schemas.EncodeJSON(st)
 	default:
 		v, err := schemas.Decode[schemas.Event](ctx, serde, ref, r.Value)
 		if err != nil {

@@ -462,7 +462,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 		EarnRate:         decimal.Zero,
 		TierMultiplier:   decimal.NewFromInt(1),
 		RedemptionValue:  decimal.Zero,
-		ConfirmTrigger:   p.ConfirmTrigger,
+		ConfirmTrigger:   string(p.ConfirmTrigger),
 	}
 	if o.ReturnWindowDays > 0 {
 		snap.ReturnWindowDays = o.ReturnWindowDays
@@ -724,7 +724,7 @@ func (n *Ledger) redemptionConfirmed() bool {
 	if o == nil || o.ReservationID == "" || o.RedemptionPoints <= 0 {
 		return false
 	}
-	if o.ConfirmTrigger != ConfirmOnFirstShipment {
+	if ConfirmTrigger(o.ConfirmTrigger) != ConfirmOnFirstShipment {
 		return true
 	}
 	for i := range n.s.Lines {

@@ -312,7 +312,7 @@ func TestConfirmTrigger(t *testing.T) {
 					t.Fatalf("policy version %q stamped, want %q", c.PolicyVersion, tc.p.Version)
 				}
 			}
-			if l.State().Order.ConfirmTrigger != tc.p.ConfirmTrigger {
+			if ConfirmTrigger(l.State().Order.ConfirmTrigger) != tc.p.ConfirmTrigger {
 				t.Fatalf("snapshot trigger %q, want %q", l.State().Order.ConfirmTrigger, tc.p.ConfirmTrigger)
 			}
 		})

@@ -31,9 +31,9 @@ import (
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/retailflow/retailflow/topology"
 )
 
@@ -642,13 +642,12 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 			}
 			continue
 		}
-		l, err := ledger.DecodeState(h.ctx, h.serde, schemas.RecordRef{Topic: schemas.TopicChangelog}, raw)
+		st, err := ledgerstate.Decode(h.ctx, h.serde, schemas.RecordRef{Topic: schemas.TopicChangelog}, raw)
 		if err != nil {
 			mism++
 			t.Errorf("order %s: state does not decode: %v", id, err)
 			continue
 		}
-		st := l.State()
 		// The oracle's request ids, and besides them only corrections and the commands they
 		// correct (DESIGN.md invariant 13; the shares are held exact above).
 		oracleIDs, corrected := map[string]bool{}, map[string]bool{}
