@@ -51,7 +51,7 @@ type qty struct {
 }
 
 func shipment(id, orderID, shipmentID string, at time.Time, lines ...qty) schemas.Event {
-	s := &schemas.ShipmentConfirmed{ShipmentID: shipmentID, OrderID: orderID, ShippedAt: at}
+	s := &schemas.ShipmentConfirmed{ShipmentID: shipmentID, OrderID: orderID, ShippedAt: at, FulfillmentType: "WAREHOUSE"}
 	for i, l := range lines {
 		s.Lines = append(s.Lines, schemas.ShipmentLine{ShipmentLineID: fmt.Sprint(i + 1), OrderLineID: l.line, QuantityShipped: dec(l.q)})
 	}
