@@ -726,9 +726,6 @@ func sumEquals(a, b, c decimal.Decimal) bool {
 	return a.Add(b).Equal(c)
 }
 
-// ClassTimeOutOfRange is the DLQ class of an event whose times are out of bounds (CheckTimes).
-const ClassTimeOutOfRange ErrorClass = "time-out-of-range"
-
 // MinEventTime and MaxEventTime bound every time of an event: the range of ClickHouse DateTime
 // (UInt32 seconds since 1970), outside which a time wraps silently in the sink's tables.
 var (

@@ -153,7 +153,7 @@ func DeadLetter(rj topology.Rejected) *schemas.DeadLetter {
 	d := &schemas.DeadLetter{
 		Key: rj.Record.Key, Value: rj.Record.Value, SourceTopic: rj.Record.Topic,
 		SourcePartition: rj.Record.Partition, SourceOffset: rj.Record.Offset,
-		ErrorClass: schemas.ErrorClass(rj.Class), ErrorMessage: rj.Err.Error(),
+		ErrorClass: rj.Class, ErrorMessage: rj.Err.Error(),
 		FirstSeenAt: rj.FirstSeen, Attempt: 1,
 	}
 	if rj.ValueDropped {
@@ -197,14 +197,14 @@ func CommandEvent(cause *schemas.Event, cmd *schemas.LoyaltyCommand) *schemas.Ev
 // Classify names the DLQ class of an error: schemas' decode classes go as they are
 // (registry-unavailable is transient); a ledger rejection is class "ledger"; anything else falls
 // back to topology.DefaultClassify.
-func Classify(err error) (string, bool) {
+func Classify(err error) (schemas.ErrorClass, bool) {
 	var de *schemas.DecodeError
 	if errors.As(err, &de) {
-		return string(de.Class), de.Transient()
+		return de.Class, de.Transient()
 	}
 	var ee *ledger.EventError
 	if errors.As(err, &ee) {
-		return string(schemas.ClassLedger), false
+		return schemas.ClassLedger, false
 	}
 	return topology.DefaultClassify(err)
 }

@@ -79,7 +79,7 @@ func TestInvalidEventNeverReachesTheLedger(t *testing.T) {
 		t.Fatalf("Decode of a shipment of quantity 0: %v, want a DecodeError of class invalid naming %s", err, bad.EventID)
 	}
 	class, transient := proc.Classify(err)
-	if class != string(schemas.ClassInvalid) || transient {
+	if class != schemas.ClassInvalid || transient {
 		t.Fatalf("class %q transient %v, want invalid, permanent", class, transient)
 	}
 	dl := orderledger.DeadLetter(topology.Rejected{Record: rec, Class: class, Err: err, SchemaID: -1, FirstSeen: time.Unix(0, 0)})
