@@ -43,8 +43,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
@@ -466,92 +464,12 @@ func writeLine(w io.Writer, ln Line) error {
 	return err
 }
 
-var errNoTopic = errors.New("topic does not exist")
+// errNoTopic is wrapped when the DLQ or its replay log does not exist.
+var errNoTopic = kafka.ErrUnknownTopic
 
 // readTopic calls fn with every committed record of topic, from the start up to the last
-// stable offset of each partition when it is called. Control records (transaction markers)
-// are read too, so the end is reached exactly; fn never sees them. Each poll must make progress
-// within the connection timeout.
+// stable offset of each partition when it is called (kafka.ReadToEnd). Each poll must make
+// progress within the connection timeout.
 func readTopic(ctx context.Context, conn kafka.Conn, topic string, fn func(*kgo.Record) error) error {
-	adm, err := kgo.NewClient(conn.Options()...)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, conn.Timeout)
-	ends, err := kadm.NewClient(adm).ListCommittedOffsets(lctx, topic)
-	cancel()
-	adm.Close()
-	if err != nil {
-		return fmt.Errorf("list offsets: %w", err)
-	}
-	end := map[int32]int64{}
-	parts := map[int32]kgo.Offset{}
-	var perr error
-	ends.Each(func(o kadm.ListedOffset) {
-		switch {
-		case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
-			perr = fmt.Errorf("%s: %w", topic, errNoTopic)
-		case o.Err != nil:
-			perr = fmt.Errorf("list offsets of %s[%d]: %w", topic, o.Partition, o.Err)
-		case o.Offset > 0:
-			end[o.Partition] = o.Offset
-			parts[o.Partition] = kgo.NewOffset().AtStart()
-		}
-	})
-	if perr != nil {
-		return perr
-	}
-	if len(ends) == 0 {
-		return fmt.Errorf("%s: %w", topic, errNoTopic)
-	}
-	if len(end) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(conn.Options(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	pos := map[int32]int64{}
-	for {
-		finished := true
-		for p, e := range end {
-			if pos[p] < e {
-				finished = false
-			}
-		}
-		if finished {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, conn.Timeout)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("no record within %s (read up to offset %d of %d)", conn.Timeout, pos[p], end[p])
-			}
-			if ferr == nil {
-				ferr = fmt.Errorf("read %s[%d]: %w", t, p, err)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			pos[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() || r.Offset >= end[r.Partition] {
-				continue
-			}
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-	}
+	return kafka.ReadToEnd(ctx, conn, topic, kafka.ReadOptions{Until: kafka.EndStable, PollTimeout: conn.Timeout}, fn)
 }
