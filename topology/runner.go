@@ -54,15 +54,14 @@ type Options struct {
 	MaxBufferedRecords int
 	// MaxDecodedStates bounds the decoded states a stage with ImmutableState keeps between
 	// transactions (the others stay bytes and are decoded on their next use): a decoded state
-	// takes several times the memory of its changelog bytes. Zero means 100,000 (≈0.5 GB of
-	// final order ledgers); negative, no bound.
+	// takes several times the memory of its changelog bytes (bench/RESULTS.md). Zero means
+	// 100,000; negative, no bound.
 	MaxDecodedStates int
 	// Parallelism is the number of goroutines that decode and validate a polled batch and
 	// encode the changelog states of a transaction; zero means 1. The keyed part (state,
 	// Process, produce) stays on the run loop goroutine, in record order. More goroutines raise
 	// the wall-clock rate on an idle multi-core host but cost CPU per event (hand-offs, idle
-	// spinning): on the shared 2-core benchmark host 2 gave a few % more events/s and ≈10–20 %
-	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
+	// spinning; bench/RESULTS.md has the measurements). The restore always uses up to
 	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
 	// OffsetReset is what happens when a committed input offset is no longer in the log

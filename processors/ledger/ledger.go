@@ -330,7 +330,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 // the order lines are authoritative; without them the header redemption is spread over the
 // non-gift-card lines in proportion to line_subtotal − line discounts, points by largest
 // remainder (ties to the earlier line) and value HALF_EVEN to 2 places with the residual cent on
-// the largest line (DOMAIN.md B.3), so Σ lines = header.
+// the largest line, so Σ lines = header.
 func allocateRedemption(lines []LineState, o *schemas.OrderAccepted) {
 	given := false
 	for i, ol := range o.Lines {
@@ -810,7 +810,7 @@ func ratFloor(x *big.Rat) int64 {
 	return q.Int64()
 }
 
-// roundHalfEven rounds x to places decimals, ties to even (banker's rounding, DOMAIN.md B.3).
+// roundHalfEven rounds x to places decimals, ties to even (banker's rounding, DESIGN.md invariant 7).
 func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)
 	num := new(big.Int).Mul(x.Num(), scale)

@@ -10,7 +10,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// TestWorkedExamplesB2 reproduces every number of DOMAIN.md B.2.
+// TestWorkedExamplesB2 reproduces every number of the worked example of the accrual rules (order O-1001: GOLD member, €25 coupon, 1,000 points redeemed, two shipments, a return).
 func TestWorkedExamplesB2(t *testing.T) {
 	p := DefaultPolicy()
 	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"})
