@@ -17,7 +17,6 @@ import (
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
-	"github.com/retailflow/retailflow/topology"
 )
 
 type fixture struct {
@@ -55,8 +54,8 @@ func (f *fixture) dead(t *testing.T, d schemas.DeadLetter, origin string, extra 
 		t.Fatal(err)
 	}
 	h := append([]kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-abc-01")}}, extra...)
-	h = append(h, kgo.RecordHeader{Key: topology.HeaderSourceTopic, Value: []byte(d.SourceTopic)},
-		kgo.RecordHeader{Key: topology.HeaderErrorClass, Value: []byte(d.ErrorClass)})
+	h = append(h, kgo.RecordHeader{Key: headers.SourceTopic, Value: []byte(d.SourceTopic)},
+		kgo.RecordHeader{Key: headers.ErrorClassKey, Value: []byte(d.ErrorClass)})
 	if origin != "" {
 		h = []kgo.RecordHeader{{Key: clickhouse.HeaderOrigin, Value: []byte(origin)}}
 	}
@@ -106,7 +105,7 @@ func TestReplayOnceWhateverTheFilter(t *testing.T) {
 	f.dead(t, schemas.DeadLetter{Key: []byte("O-3"), Value: []byte("x"), SourceTopic: "orders", SourcePartition: 0, SourceOffset: 1,
 		ErrorClass: schemas.ClassInvalid, ErrorMessage: "clickhouse rejected rows", Attempt: 1}, "sink-insert")
 	f.dead(t, schemas.DeadLetter{Value: []byte("y"), SourceTopic: "orders", SourcePartition: 0, SourceOffset: 2,
-		ErrorClass: topology.ClassNoKey, ErrorMessage: "no key", Attempt: 1}, "")
+		ErrorClass: headers.ClassNoKey, ErrorMessage: "no key", Attempt: 1}, "")
 	f.dead(t, schemas.DeadLetter{Key: []byte("O-4"), Value: []byte("z"), SourceTopic: "commands", SourcePartition: 0, SourceOffset: 9,
 		ErrorClass: schemas.ClassAvro, ErrorMessage: "bad", Attempt: 1}, "")
 
@@ -138,7 +137,7 @@ func TestReplayOnceWhateverTheFilter(t *testing.T) {
 		t.Fatalf("replay is not the original: key %q value %q partition %d", r.Key, r.Value, r.Partition)
 	}
 	of, attempt, ok := ReplayInfo(r.Headers)
-	if !ok || of != "dlq/1/0" || attempt != 2 || headerValue(r.Headers, "traceparent") != "00-abc-01" || headerValue(r.Headers, topology.HeaderErrorClass) != "" {
+	if !ok || of != "dlq/1/0" || attempt != 2 || headerValue(r.Headers, "traceparent") != "00-abc-01" || headerValue(r.Headers, headers.ErrorClassKey) != "" {
 		t.Fatalf("replay headers %v", r.Headers)
 	}
 
