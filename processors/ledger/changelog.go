@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
@@ -12,11 +11,7 @@ import (
 // Confluent wire format, the current order_ledger schema). The key is the order id
 // (Ledger.OrderID); eviction is a tombstone (nil value), written by the runtime.
 func EncodeState(s *schemas.Serde, l Ledger) ([]byte, error) {
-	b, err := ledgerstate.Encode(s, &l.s)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	return b, nil
+	return ledgerstate.Encode(s, &l.s)
 }
 
 // DecodeState reads a changelog value into a Ledger (ledgerstate.Decode: any version of the
