@@ -33,8 +33,8 @@ import (
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
-	"github.com/retailflow/retailflow/topology"
 )
 
 type params struct {
@@ -458,7 +458,7 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 		}
 		c := e.LoyaltyCommand
 		got[c.RequestID]++
-		sources[r.headers[topology.HeaderSourceTopic]+"/"+r.headers[topology.HeaderSourcePartition]+"@"+r.headers[topology.HeaderSourceOffset]+"#"+r.headers[topology.HeaderOutputSeq]]++
+		sources[r.headers[headers.SourceTopic]+"/"+r.headers[headers.SourcePartition]+"@"+r.headers[headers.SourceOffset]+"#"+r.headers[headers.OutputSeq]]++
 		if got[c.RequestID] > 1 {
 			continue
 		}
@@ -541,8 +541,8 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 	gotDLQ := map[string]int{}
 	dlqSources := map[string]int{}
 	for _, r := range h.readAll(h.names[schemas.TopicDLQ]) {
-		gotDLQ[r.headers[topology.HeaderErrorClass]]++
-		dlqSources[r.headers[topology.HeaderSourceTopic]+"/"+r.headers[topology.HeaderSourcePartition]+"@"+r.headers[topology.HeaderSourceOffset]]++
+		gotDLQ[r.headers[headers.ErrorClassKey]]++
+		dlqSources[r.headers[headers.SourceTopic]+"/"+r.headers[headers.SourcePartition]+"@"+r.headers[headers.SourceOffset]]++
 	}
 	for src, n := range dlqSources {
 		if n > 1 {
