@@ -160,7 +160,7 @@ func TestResolvingCodecUsesReaderDefaults(t *testing.T) {
 
 // sameDecimals reports a decimal field whose precision or scale differs between two versions.
 // Avro resolution ignores logical types (bytes reads bytes), so a scale change would silently
-// rescale every amount; DOMAIN.md A.3 freezes precision and scale per field forever.
+// rescale every amount; the contract freezes precision and scale per field forever (quantities decimal(12,3), amounts decimal(18,4)).
 func sameDecimals(current, old string) error {
 	a, err := parseAvroSchema(current)
 	if err != nil {

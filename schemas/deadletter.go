@@ -1,36 +1,26 @@
 package schemas
 
-import "time"
+import (
+	"time"
 
-// ErrorClass says why a record was rejected; it travels in DeadLetter.ErrorClass and in the
-// DLQ record's headers, so upstream owners can tell their bug from ours.
-type ErrorClass string
-
-// The error classes. All but ClassRegistryUnavailable are permanent for the record (poison:
-// retrying cannot help, so the record goes to the DLQ); ClassRegistryUnavailable is transient
-// and must be retried, never dead-lettered.
-const (
-	// ClassBadHeader: the value is not in the Confluent wire format (no magic byte 0, or
-	// shorter than the 5-byte header).
-	ClassBadHeader ErrorClass = "bad-header"
-	// ClassUnknownSchema: the schema id is unknown to the registry (or, offline, to the
-	// embedded schema set), or the schema it names is not Avro.
-	ClassUnknownSchema ErrorClass = "unknown-schema"
-	// ClassIncompatibleSchema: the writer schema is known but cannot be read into the current
-	// Go type (a field changed type, a field without default was removed, …).
-	ClassIncompatibleSchema ErrorClass = "incompatible-schema"
-	// ClassAvro: the body is not valid Avro for its writer schema (truncated, trailing bytes,
-	// a decimal beyond its precision, …).
-	ClassAvro ErrorClass = "avro"
-	// ClassInvalid: the value decoded but breaks a contract rule (Event.Validate).
-	ClassInvalid ErrorClass = "invalid"
-	// ClassRegistryUnavailable: the schema registry could not be asked (network error,
-	// 5xx, timeout). Transient: retry with back-off, do not dead-letter.
-	ClassRegistryUnavailable ErrorClass = "registry-unavailable"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
-// Transient reports whether a record failing with this class may succeed on retry.
-func (c ErrorClass) Transient() bool { return c == ClassRegistryUnavailable }
+// ErrorClass says why a record was rejected (the one class type: schemas/headers).
+type ErrorClass = headers.ErrorClass
+
+// The error classes (schemas/headers has their meaning).
+const (
+	ClassBadHeader           = headers.ClassBadHeader
+	ClassUnknownSchema       = headers.ClassUnknownSchema
+	ClassIncompatibleSchema  = headers.ClassIncompatibleSchema
+	ClassAvro                = headers.ClassAvro
+	ClassInvalid             = headers.ClassInvalid
+	ClassRegistryUnavailable = headers.ClassRegistryUnavailable
+	ClassRegistryAuth        = headers.ClassRegistryAuth
+	ClassTimeOutOfRange      = headers.ClassTimeOutOfRange
+	ClassLedger              = headers.ClassLedger
+)
 
 // DeadLetter is the value of the DLQ topic (schemas/avro/dlq.avsc): a rejected record with its
 // original bytes, unchanged, and the coordinates needed to find it again and replay it.

@@ -40,8 +40,8 @@
 // version (NewResolvingCodec) and for any type/schema pair the direct path does not cover.
 // Its binary API goes through a "native form" — a map[string]any per record, a *big.Rat per
 // decimal, an interface per value — which the reflective mapping (codec.go) then converted to
-// the Go types. Profiles showed that form and its decimal↔big.Rat conversions at 80–95 % of
-// encode and decode (OrderAccepted: ~1,100 allocations to encode, ~1,250 to decode).
+// the Go types. Profiles showed that form and its decimal↔big.Rat conversions to be most of the
+// cost of encode and decode (schemas/BENCH.md has the figures).
 // So each Codec also compiles, once, a direct binary plan (fastpath.go) from the parsed schema
 // and the same field mapping: field offsets, one reader/writer per Avro type, decimals as
 // int64 unscaled values. It covers records, arrays, ["null", T] unions, tagged union groups,

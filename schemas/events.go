@@ -53,7 +53,7 @@ const (
 	TypeRedemptionRefundRequested EventType = "RedemptionRefundRequested"
 )
 
-// Envelope is the common header of every event (DOMAIN.md A.2).
+// Envelope is the common header of every event.
 type Envelope struct {
 	EventID          string    `json:"event_id"`
 	EventType        EventType `json:"event_type"`
@@ -107,7 +107,7 @@ type Event struct {
 
 // ---------------------------------------------------------------------------- orders
 
-// OrderAccepted is emitted by the OMS when an order is confirmed (DOMAIN.md A.4).
+// OrderAccepted is emitted by the OMS when an order is confirmed.
 type OrderAccepted struct {
 	OrderID             string                `json:"order_id"`
 	OrderVersion        int64                 `json:"order_version"`

@@ -14,7 +14,8 @@ import (
 //
 // goavro stays the codec of record (schema parsing, canonical form, resolution of other writer
 // versions, every error message), but its native form costs a map per record, a *big.Rat per
-// decimal and an interface per value; on the hot types that was 80–95 % of encode and decode.
+// decimal and an interface per value; on the hot types that was most of the cost of encode and
+// decode (schemas/BENCH.md).
 // A fast plan is compiled once per (schema, Go type) from the parsed schema and the same field
 // mapping as the goavro plan, and reads and writes the bytes itself. It covers what the
 // retailflow schemas use: records (flattened embedded structs), arrays, ["null", T] unions and

@@ -8,7 +8,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// The ledger's changelog state (processors/ledger.State against avro/order_ledger.avsc) takes
+// The ledger's changelog state (schemas/ledgerstate.State against avro/order_ledger.avsc) takes
 // the direct binary path too; it must agree with goavro like the events do.
 
 func ledgerCodec(t testing.TB) *schemas.Codec[ledger.State] {

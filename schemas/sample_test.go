@@ -7,7 +7,7 @@ import (
 )
 
 // Test fixtures: one fully populated, valid event of every type (worked example O-1001 of
-// DOMAIN.md B.2 where it applies).
+// the ledger's worked example, order O-1001, where it applies).
 
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 func ptr[T any](v T) *T            { return &v }

@@ -117,11 +117,6 @@ const maxMissing = 1024
 // id registered a moment late (the producer's deploy raced the registration) is found soon.
 const DefaultNegativeCacheTTL = 30 * time.Second
 
-// ClassRegistryAuth is the class of a decode that failed because the registry refused the
-// credentials (HTTP 401 or 403): not the record's fault and not fixed by waiting; the runtime
-// stops on it (ErrRegistryAuth).
-const ClassRegistryAuth ErrorClass = "registry-auth"
-
 // ErrRegistryAuth is wrapped by every error caused by the registry refusing the credentials.
 var ErrRegistryAuth = errors.New("the schema registry refused the credentials (check registry.username, registry.password and the registry's ACLs)")
 

@@ -219,7 +219,7 @@ func isISOCurrency(s string) bool {
 }
 
 // minorUnits is the ISO 4217 exponent of currencies that do not use 2; document amounts
-// (invoices, credit memos, refunds) must be rounded to it (DOMAIN.md A.3).
+// (invoices, credit memos, refunds) must be rounded to it.
 var minorUnits = map[string]int32{
 	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
 	"RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
@@ -725,9 +725,6 @@ func sumEquals(a, b, c decimal.Decimal) bool {
 	}
 	return a.Add(b).Equal(c)
 }
-
-// ClassTimeOutOfRange is the DLQ class of an event whose times are out of bounds (CheckTimes).
-const ClassTimeOutOfRange ErrorClass = "time-out-of-range"
 
 // MinEventTime and MaxEventTime bound every time of an event: the range of ClickHouse DateTime
 // (UInt32 seconds since 1970), outside which a time wraps silently in the sink's tables.

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // Options configure a Runner; NewRunner validates them once.
@@ -54,15 +54,14 @@ type Options struct {
 	MaxBufferedRecords int
 	// MaxDecodedStates bounds the decoded states a stage with ImmutableState keeps between
 	// transactions (the others stay bytes and are decoded on their next use): a decoded state
-	// takes several times the memory of its changelog bytes. Zero means 100,000 (≈0.5 GB of
-	// final order ledgers); negative, no bound.
+	// takes several times the memory of its changelog bytes (bench/RESULTS.md). Zero means
+	// 100,000; negative, no bound.
 	MaxDecodedStates int
 	// Parallelism is the number of goroutines that decode and validate a polled batch and
 	// encode the changelog states of a transaction; zero means 1. The keyed part (state,
 	// Process, produce) stays on the run loop goroutine, in record order. More goroutines raise
 	// the wall-clock rate on an idle multi-core host but cost CPU per event (hand-offs, idle
-	// spinning): on the shared 2-core benchmark host 2 gave a few % more events/s and ≈10–20 %
-	// fewer events per CPU-second (bench/RESULTS.md). The restore always uses up to
+	// spinning; bench/RESULTS.md has the measurements). The restore always uses up to
 	// GOMAXPROCS clients: it is a burst that readiness waits for.
 	Parallelism int
 	// OffsetReset is what happens when a committed input offset is no longer in the log
@@ -158,8 +157,8 @@ func (o *Options) validate() error {
 // Ready and Status are safe to call concurrently with Run. A Runner runs once.
 type Runner[E, S, O any] struct {
 	top    Topology
-	stage  KeyedStage
-	beh    Stage[E, S, O]
+	stage  StageSpec
+	beh    Processor[E, S, O]
 	o      Options
 	writes map[Stream]bool
 	inputs []string // the stage's inputs and its re-route topic
@@ -204,7 +203,7 @@ type Runner[E, S, O any] struct {
 type decoded[E any] struct {
 	ev   E
 	err  error
-	step string // ClassDecode or ClassInvalid when err is set
+	step headers.ErrorClass // headers.ClassDecode or headers.ClassInvalid when err is set
 	// origin is, for a record of the re-route topic, the input it re-routes as its producer
 	// wrote it (topic, partition and offset of the original, the same key, value and
 	// headers); nil otherwise, or when the headers do not say (then misrouted is set).
@@ -223,7 +222,7 @@ const maxDeadLogPerTxn = 20
 
 type deadLogEntry struct {
 	src   source
-	class string
+	class headers.ErrorClass
 	msg   string
 }
 
@@ -241,7 +240,7 @@ type txnState struct {
 }
 
 // NewRunner checks the topology, the stage's functions and the options; nothing connects.
-func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E, S, O], error) {
+func NewRunner[E, S, O any](t Topology, st Processor[E, S, O], o Options) (*Runner[E, S, O], error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -251,7 +250,7 @@ func NewRunner[E, S, O any](t Topology, st Stage[E, S, O], o Options) (*Runner[E
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	var ks KeyedStage
+	var ks StageSpec
 	switch {
 	case o.Stage != "":
 		var ok bool
@@ -767,13 +766,13 @@ func (r *Runner[E, S, O]) decodeBatch(fs kgo.Fetches) {
 		}
 		ev, err := r.beh.Decode(rec)
 		if err != nil {
-			d.err, d.step = err, ClassDecode
+			d.err, d.step = err, headers.ClassDecode
 			return
 		}
 		d.ev = ev
 		if r.beh.Validate != nil {
 			if err := r.beh.Validate(ev); err != nil {
-				d.err, d.step = err, ClassInvalid
+				d.err, d.step = err, headers.ClassInvalid
 			}
 		}
 	})
@@ -836,23 +835,23 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		r.hasRejected.Store(len(r.rejected) > 0)
 		r.rejMu.Unlock()
 		if rejected {
-			r.deadLetter(ctx, sess, rec, ClassOutputRejected,
+			r.deadLetter(ctx, sess, rec, headers.ClassOutputRejected,
 				fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
 			return nil
 		}
 	}
 	if len(rec.Key) == 0 {
-		r.deadLetter(ctx, sess, rec, ClassNoKey, errors.New("record has no key; the stage is keyed by order id"), false)
+		r.deadLetter(ctx, sess, rec, headers.ClassNoKey, errors.New("record has no key; the stage is keyed by order id"), false)
 		return nil
 	}
 	if r.stage.Reroute != "" {
 		if d.misrouted != nil {
-			r.deadLetter(ctx, sess, rec, ClassMisrouted, d.misrouted, false)
+			r.deadLetter(ctx, sess, rec, headers.ClassMisrouted, d.misrouted, false)
 			return nil
 		}
 		if want := kafka.KeyPartition(rec.Key, r.partitions); want != p {
 			if d.origin != nil { // re-routed already, and still not where its key belongs
-				r.deadLetter(ctx, sess, rec, ClassMisrouted, fmt.Errorf("re-routed record is on partition %d of %s, its key hashes to %d (partition counts changed?)", p, rec.Topic, want), false)
+				r.deadLetter(ctx, sess, rec, headers.ClassMisrouted, fmt.Errorf("re-routed record is on partition %d of %s, its key hashes to %d (partition counts changed?)", p, rec.Topic, want), false)
 				return nil
 			}
 			r.reroute(ctx, sess, rec, want)
@@ -890,18 +889,18 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	}
 	step, err := r.beh.Process(key, state, found, d.ev)
 	if err != nil {
-		return r.fail(ctx, sess, rec, ClassProcess, err, p)
+		return r.fail(ctx, sess, rec, headers.ClassProcess, err, p)
 	}
 	// Encode everything before producing anything: an input either has all its effects in the
 	// transaction or none (then it is dead-lettered).
 	outs := r.outs[:0]
 	for i, e := range step.Outputs {
 		if !r.writes[e.To] {
-			return r.fail(ctx, sess, rec, ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name), p)
+			return r.fail(ctx, sess, rec, headers.ClassProcess, fmt.Errorf("processor emitted to %s, which stage %s does not write", e.To, r.stage.Name), p)
 		}
 		b, err := r.beh.Encode(e.To, e.Value)
 		if err != nil {
-			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err), p)
+			return r.fail(ctx, sess, rec, headers.ClassEncode, fmt.Errorf("output %d to %s: %w", i, e.To, err), p)
 		}
 		outs = append(outs, b)
 	}
@@ -909,7 +908,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	var enc []byte
 	if step.Op == Put && r.eagerEncode {
 		if enc, err = r.beh.State.Encode(step.State); err != nil {
-			return r.fail(ctx, sess, rec, ClassEncode, fmt.Errorf("state of key %q: %w", key, err), p)
+			return r.fail(ctx, sess, rec, headers.ClassEncode, fmt.Errorf("state of key %q: %w", key, err), p)
 		}
 	}
 	for i, e := range step.Outputs {
@@ -935,7 +934,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 
 // fail routes a stage error: transient → abort the transaction (returned), fatal (ErrFatal) →
 // abort and end Run, poison → DLQ (on partition p, the partition being processed).
-func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step string, err error, p int32) error {
+func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, step headers.ErrorClass, err error, p int32) error {
 	if errors.Is(err, ErrFatal) {
 		return &fatalError{fmt.Errorf("%s/%d@%d: %s: %w", rec.Topic, rec.Partition, rec.Offset, step, err)}
 	}
@@ -957,7 +956,7 @@ func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSessi
 func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, want int32) {
 	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+3)
 	for _, x := range rec.Headers {
-		if !strings.HasPrefix(x.Key, "rf.") { // the runtime's own headers describe this hop
+		if !headers.IsHop(x.Key) { // the runtime's own headers describe this hop
 			h = append(h, x)
 		}
 	}
@@ -974,14 +973,14 @@ func (r *Runner[E, S, O]) originOf(rec *kgo.Record) (*kgo.Record, error) {
 	src, ok := headerSource(rec.Headers)
 	if !ok {
 		return nil, fmt.Errorf("record %s/%d@%d has no %s/%s/%s headers: only the runtime writes the re-route topic",
-			rec.Topic, rec.Partition, rec.Offset, HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset)
+			rec.Topic, rec.Partition, rec.Offset, headers.SourceTopic, headers.SourcePartition, headers.SourceOffset)
 	}
 	if !slices.Contains(r.stage.Inputs, Stream(src.topic)) {
 		return nil, fmt.Errorf("record %s/%d@%d re-routes %s, which is not an input of stage %s", rec.Topic, rec.Partition, rec.Offset, src.topic, r.stage.Name)
 	}
 	o := *rec
 	o.Topic, o.Partition, o.Offset = src.topic, src.partition, src.offset
-	o.Headers = slices.DeleteFunc(slices.Clone(rec.Headers), func(h kgo.RecordHeader) bool { return strings.HasPrefix(h.Key, "rf.") })
+	o.Headers = slices.DeleteFunc(slices.Clone(rec.Headers), func(h kgo.RecordHeader) bool { return headers.IsHop(h.Key) })
 	return &o, nil
 }
 
@@ -993,12 +992,12 @@ func (e *fatalError) Unwrap() error { return e.err }
 
 // deadLetter produces rec's original key and value to the DLQ with the error headers, on rec's
 // partition. dropValue replaces the value with nothing (the broker refused even the DLQ copy).
-func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class string, err error, dropValue bool) {
+func (r *Runner[E, S, O]) deadLetter(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class headers.ErrorClass, err error, dropValue bool) {
 	r.deadLetterTo(ctx, sess, rec, class, err, dropValue, rec.Partition)
 }
 
 // deadLetterTo is deadLetter onto DLQ partition p.
-func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class string, err error, dropValue bool, p int32) {
+func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, class headers.ErrorClass, err error, dropValue bool, p int32) {
 	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+9)
 	h = append(h, rec.Headers...)
 	h = append(h, sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
@@ -1008,25 +1007,25 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	}
 	now := r.o.Now().UTC()
 	h = append(h,
-		kgo.RecordHeader{Key: HeaderErrorClass, Value: []byte(class)},
-		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(msg)},
-		kgo.RecordHeader{Key: HeaderFirstSeen, Value: []byte(now.Format(time.RFC3339Nano))},
-		kgo.RecordHeader{Key: HeaderSourceTimestamp, Value: []byte(rec.Timestamp.UTC().Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: headers.ErrorClassKey, Value: []byte(class)},
+		kgo.RecordHeader{Key: headers.ErrorMessage, Value: []byte(msg)},
+		kgo.RecordHeader{Key: headers.FirstSeen, Value: []byte(now.Format(time.RFC3339Nano))},
+		kgo.RecordHeader{Key: headers.SourceTimestamp, Value: []byte(rec.Timestamp.UTC().Format(time.RFC3339Nano))},
 	)
 	schemaID := int32(-1)
 	if len(rec.Value) >= 5 && rec.Value[0] == 0 {
 		schemaID = int32(binary.BigEndian.Uint32(rec.Value[1:5]))
-		h = append(h, kgo.RecordHeader{Key: HeaderSchemaID, Value: strconv.AppendInt(nil, int64(schemaID), 10)})
+		h = append(h, kgo.RecordHeader{Key: headers.SchemaID, Value: strconv.AppendInt(nil, int64(schemaID), 10)})
 	}
 	value := rec.Value
 	if dropValue {
 		value = nil
-		h = append(h, kgo.RecordHeader{Key: HeaderValueDropped, Value: []byte("true")})
+		h = append(h, kgo.RecordHeader{Key: headers.ValueDropped, Value: []byte("true")})
 	}
 	if r.beh.DeadLetter != nil {
 		v, encErr := r.beh.DeadLetter(Rejected{Record: rec, Class: class, Err: err, SchemaID: schemaID, FirstSeen: now, ValueDropped: dropValue})
 		if encErr != nil {
-			h = append(h, kgo.RecordHeader{Key: HeaderDLQEncodeError, Value: []byte(encErr.Error())})
+			h = append(h, kgo.RecordHeader{Key: headers.DLQEncodeError, Value: []byte(encErr.Error())})
 		} else {
 			value = v
 		}
@@ -1034,7 +1033,7 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: p, Headers: h}
 	sess.Produce(ctx, out, r.promise())
 	r.txn.produced[out.Topic]++
-	r.txn.dead[[2]string{rec.Topic, class}]++
+	r.txn.dead[[2]string{rec.Topic, string(class)}]++
 	if len(r.txn.deadLog) < maxDeadLogPerTxn {
 		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg})
 	}
@@ -1253,10 +1252,10 @@ func sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
 	o := len(buf)
 	buf = strconv.AppendInt(buf, int64(seq), 10)
 	h := make([]kgo.RecordHeader, 4, max(n, 4))
-	h[0] = kgo.RecordHeader{Key: HeaderSourceTopic, Value: buf[:t:t]}
-	h[1] = kgo.RecordHeader{Key: HeaderSourcePartition, Value: buf[t:p:p]}
-	h[2] = kgo.RecordHeader{Key: HeaderSourceOffset, Value: buf[p:o:o]}
-	h[3] = kgo.RecordHeader{Key: HeaderOutputSeq, Value: buf[o:len(buf):len(buf)]}
+	h[0] = kgo.RecordHeader{Key: headers.SourceTopic, Value: buf[:t:t]}
+	h[1] = kgo.RecordHeader{Key: headers.SourcePartition, Value: buf[t:p:p]}
+	h[2] = kgo.RecordHeader{Key: headers.SourceOffset, Value: buf[p:o:o]}
+	h[3] = kgo.RecordHeader{Key: headers.OutputSeq, Value: buf[o:len(buf):len(buf)]}
 	return h
 }
 
@@ -1266,17 +1265,17 @@ func headerSource(hs []kgo.RecordHeader) (source, bool) {
 	var have int
 	for _, h := range hs {
 		switch h.Key {
-		case HeaderSourceTopic:
+		case headers.SourceTopic:
 			s.topic = string(h.Value)
 			have++
-		case HeaderSourcePartition:
+		case headers.SourcePartition:
 			p, err := strconv.ParseInt(string(h.Value), 10, 32)
 			if err != nil {
 				return s, false
 			}
 			s.partition = int32(p)
 			have++
-		case HeaderSourceOffset:
+		case headers.SourceOffset:
 			o, err := strconv.ParseInt(string(h.Value), 10, 64)
 			if err != nil {
 				return s, false

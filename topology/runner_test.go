@@ -36,11 +36,11 @@ type intCodec struct{}
 func (intCodec) Encode(v int64) ([]byte, error) { return strconv.AppendInt(nil, v, 10), nil }
 func (intCodec) Decode(b []byte) (int64, error) { return strconv.ParseInt(string(b), 10, 64) }
 
-func sumStage(process func()) Stage[sumEvent, int64, string] { return sumStageTo("out", process) }
+func sumStage(process func()) Processor[sumEvent, int64, string] { return sumStageTo("out", process) }
 
 // sumStageTo is sumStage writing its outputs to out.
-func sumStageTo(out Stream, process func()) Stage[sumEvent, int64, string] {
-	return Stage[sumEvent, int64, string]{
+func sumStageTo(out Stream, process func()) Processor[sumEvent, int64, string] {
+	return Processor[sumEvent, int64, string]{
 		Decode: func(r *kgo.Record) (sumEvent, error) {
 			switch string(r.Value) {
 			case "evict":
@@ -83,7 +83,7 @@ func sumTopologyNamed(prefix string) Topology {
 	n := func(s string) Stream { return Stream(prefix + s) }
 	return Topology{
 		Sources: []Stream{n("in-a"), n("in-b")},
-		Stages:  []KeyedStage{{Name: "sum", Inputs: []Stream{n("in-a"), n("in-b")}, Store: Table(n("sum-changelog")), Writes: []Stream{n("out")}}},
+		Stages:  []StageSpec{{Name: "sum", Inputs: []Stream{n("in-a"), n("in-b")}, Store: Table(n("sum-changelog")), Writes: []Stream{n("out")}}},
 		Outputs: []Stream{n("out")},
 		DLQ:     n("dlq"),
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // Codec turns a state value into the bytes of its changelog record and back. Decode must return
@@ -48,9 +50,10 @@ type Emit[O any] struct {
 	Value O
 }
 
-// Stage is the typed behaviour of a keyed stage: a pure processor and the edges around it.
-// E is the decoded event, S the state per key, O an output value.
-type Stage[E, S, O any] struct {
+// Processor is the typed behaviour of a keyed stage (the StageSpec in the Topology declares its
+// name and streams): a pure process function and the edges around it. E is the decoded event,
+// S the state per key, O an output value.
+type Processor[E, S, O any] struct {
 	// Decode turns an input record into an event. A poison error (anything not transient, see
 	// Classify) sends the record to the DLQ with class "decode" unless Classify names another.
 	// Decode and Validate run for a whole polled batch before it is processed, from several
@@ -82,10 +85,15 @@ type Stage[E, S, O any] struct {
 	DeadLetter func(Rejected) ([]byte, error)
 	// Classify names the DLQ class of a decode/validate/process error and says whether it is
 	// transient (retried with back-off, never dead-lettered). Nil uses DefaultClassify.
-	Classify func(err error) (class string, transient bool)
+	Classify func(err error) (class headers.ErrorClass, transient bool)
 }
 
-func (s Stage[E, S, O]) validate() error {
+// Stage is the former name of Processor.
+//
+// Deprecated: use Processor.
+type Stage[E, S, O any] = Processor[E, S, O]
+
+func (s Processor[E, S, O]) validate() error {
 	var missing []string
 	if s.Decode == nil {
 		missing = append(missing, "Decode")
@@ -108,7 +116,7 @@ func (s Stage[E, S, O]) validate() error {
 // Rejected is an input record on its way to the DLQ.
 type Rejected struct {
 	Record    *kgo.Record
-	Class     string
+	Class     headers.ErrorClass
 	Err       error
 	SchemaID  int32 // −1 when the value has no Confluent header
 	FirstSeen time.Time
@@ -130,7 +138,7 @@ var ErrFatal = errors.New("fatal")
 // Temporary() bool / Transient() bool method returning true; the class comes from an
 // ErrorClass() string method when the error has one, otherwise it is empty (the runtime then
 // uses the name of the step that failed).
-func DefaultClassify(err error) (class string, transient bool) {
+func DefaultClassify(err error) (class headers.ErrorClass, transient bool) {
 	if errors.Is(err, ErrTransient) {
 		return "", true
 	}
@@ -144,41 +152,41 @@ func DefaultClassify(err error) (class string, transient bool) {
 	}
 	var cl interface{ ErrorClass() string }
 	if errors.As(err, &cl) {
-		return cl.ErrorClass(), false
+		return headers.ErrorClass(cl.ErrorClass()), false
 	}
 	return "", false
 }
 
-// DLQ error classes the runtime assigns when Classify names none.
+// The DLQ error classes the runtime assigns when Classify names none, as strings (the value of
+// the error-class header).
+//
+// Untyped, so that older callers that use them as strings or as schemas.ErrorClass compile;
+// TestDeprecatedNamesMatchTheContract holds them equal to the contract's.
+//
+// Deprecated: use headers.ClassDecode etc. (schemas/headers), the one error-class type.
 const (
-	ClassDecode  = "decode"
-	ClassInvalid = "invalid"
-	ClassProcess = "process"
-	ClassEncode  = "encode"
-	// ClassNoKey is a record without a key: a keyed stage cannot place it.
-	ClassNoKey = "no-key"
-	// ClassOutputRejected is an input whose outputs the broker refused (e.g. too large).
+	ClassDecode         = "decode"
+	ClassInvalid        = "invalid"
+	ClassProcess        = "process"
+	ClassEncode         = "encode"
+	ClassNoKey          = "no-key"
 	ClassOutputRejected = "output-rejected"
-	// ClassMisrouted is a record on the re-route topic that is still on the wrong partition, or
-	// that lacks its origin headers: it was not written by the runtime.
-	ClassMisrouted = "misrouted"
+	ClassMisrouted      = "misrouted"
 )
 
-// Headers the runtime writes. Every output and changelog record carries the source coordinates
-// of the input that caused it (Source*, plus OutputSeq, the index among that input's outputs),
-// so a verifier can prove no input was processed twice. DLQ records carry all of them. A record
-// on the re-route topic carries the Source* coordinates of the input it re-routes, and the
-// outputs, changelog records and dead letters of a re-routed record name that original input.
+// Header names, kept for callers of the runtime's API.
+//
+// Deprecated: use the names in schemas/headers, the one place the header contract lives.
 const (
-	HeaderSourceTopic     = "rf.source.topic"
-	HeaderSourcePartition = "rf.source.partition"
-	HeaderSourceOffset    = "rf.source.offset"
-	HeaderOutputSeq       = "rf.output.seq"
-	HeaderErrorClass      = "rf.error.class"
-	HeaderErrorMessage    = "rf.error.message"
-	HeaderSchemaID        = "rf.schema.id"  // decimal; absent when the value has no Confluent header
-	HeaderFirstSeen       = "rf.first.seen" // RFC 3339 (nanoseconds), wall clock of the runtime
-	HeaderSourceTimestamp = "rf.source.timestamp"
-	HeaderValueDropped    = "rf.value.dropped"    // "true": the DLQ record carries no value
-	HeaderDLQEncodeError  = "rf.dlq.encode.error" // Stage.DeadLetter failed; the value is the original
+	HeaderSourceTopic     = headers.SourceTopic
+	HeaderSourcePartition = headers.SourcePartition
+	HeaderSourceOffset    = headers.SourceOffset
+	HeaderOutputSeq       = headers.OutputSeq
+	HeaderErrorClass      = headers.ErrorClassKey
+	HeaderErrorMessage    = headers.ErrorMessage
+	HeaderSchemaID        = headers.SchemaID
+	HeaderFirstSeen       = headers.FirstSeen
+	HeaderSourceTimestamp = headers.SourceTimestamp
+	HeaderValueDropped    = headers.ValueDropped
+	HeaderDLQEncodeError  = headers.DLQEncodeError
 )

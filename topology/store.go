@@ -5,10 +5,9 @@ package topology
 // A key lives in exactly one of two maps. raw holds changelog bytes not yet decoded: restore
 // only copies bytes (one arena allocation per chunk, a map insert per record), so a restore
 // costs no decoding. live holds decoded states (with their bytes); it is used only for stages
-// whose states are immutable (Stage.ImmutableState), where the runtime decodes a key once, on
+// whose states are immutable (Processor.ImmutableState), where the runtime decodes a key once, on
 // its first use, and from then on keeps the value the last committed transaction produced. A
-// decoded state takes several times the memory of its bytes (a final ledger: ≈5 KB against
-// ≈1.5 KB), so live is bounded (Options.MaxDecodedStates): beyond the bound, arbitrary keys
+// decoded state takes several times the memory of its bytes (bench/RESULTS.md), so live is bounded (Options.MaxDecodedStates): beyond the bound, arbitrary keys
 // go back to raw and are decoded again on their next use. Without ImmutableState every
 // committed state goes back to raw as its encoded bytes, and every transaction decodes a
 // fresh copy that no aborted transaction can have touched.

@@ -5,8 +5,8 @@
 //
 // File map:
 //
-//	topology.go  Stream, Table, KeyedStage, Topology and Validate (no client needed)
-//	stage.go     the typed behaviour of a keyed stage: Stage, Step, Emit, Codec, error classes
+//	topology.go  Stream, Table, StageSpec, Topology and Validate (no client needed)
+//	stage.go     the typed behaviour of a keyed stage: Processor, Step, Emit, Codec, error classes
 //	store.go     the per-partition state store and the per-transaction overlay
 //	runner.go    Runner: the GroupTransactSession loop, restore on assignment, DLQ, shutdown
 //	metrics.go   Metrics, the hooks the runtime calls (Prometheus lives in connectors/ops)
@@ -48,15 +48,16 @@ type Stream string
 // never a Stream: it is read only to restore the store.
 type Table string
 
-// KeyedStage is one stateful step of the graph: it consumes Inputs keyed by the same key,
-// keeps one state value per key in Store, and writes Writes.
+// StageSpec declares one stateful step of the graph: it consumes Inputs keyed by the same key,
+// keeps one state value per key in Store, and writes Writes. Its behaviour is a Processor,
+// which NewRunner binds to it.
 //
 // Reroute, when set, is an internal topic co-partitioned with the inputs that repairs producers
 // using another partitioner: an input record whose key does not hash (murmur2, as Kafka's Java
 // client partitions) to the partition it arrived on is not processed there but produced, in the
 // same transaction as its offset, to Reroute's right partition, where the stage consumes it
 // like an input. Without it such a record would meet none of its key's state.
-type KeyedStage struct {
+type StageSpec struct {
 	Name    string
 	Inputs  []Stream
 	Store   Table
@@ -64,13 +65,18 @@ type KeyedStage struct {
 	Reroute Stream
 }
 
+// KeyedStage is the former name of StageSpec.
+//
+// Deprecated: use StageSpec.
+type KeyedStage = StageSpec
+
 // Topology is the whole graph: where records come from, what processes them, and where they go.
 // Every topic of a stage (inputs, store, writes and the DLQ) is co-partitioned with its inputs:
 // the runtime writes outputs of input partition p to partition p.
 type Topology struct {
 	// Sources are the topics upstream systems produce to.
 	Sources []Stream
-	Stages  []KeyedStage
+	Stages  []StageSpec
 	// Outputs are the topics the topology publishes for downstream readers (the sink).
 	Outputs []Stream
 	// DLQ receives records that cannot be processed, with the original bytes and error headers.
@@ -206,19 +212,19 @@ func (t Topology) Validate() error {
 }
 
 // Stage returns the stage with the given name.
-func (t Topology) Stage(name string) (KeyedStage, bool) {
+func (t Topology) Stage(name string) (StageSpec, bool) {
 	for _, st := range t.Stages {
 		if st.Name == name {
 			return st, true
 		}
 	}
-	return KeyedStage{}, false
+	return StageSpec{}, false
 }
 
 // TopicSpecs lists what the broker must have for stage st: its inputs, writes and the DLQ
 // co-partitioned with the store (all written by input partition number), the store compacted.
 // kafka.VerifyTopics checks them before the runtime joins the group.
-func (st KeyedStage) TopicSpecs(dlq Stream) []kafka.TopicSpec {
+func (st StageSpec) TopicSpecs(dlq Stream) []kafka.TopicSpec {
 	var specs []kafka.TopicSpec
 	add := func(name string, compacted bool) {
 		specs = append(specs, kafka.TopicSpec{Name: name, Compacted: compacted, CoPartitioned: true})
@@ -240,7 +246,7 @@ func (st KeyedStage) TopicSpecs(dlq Stream) []kafka.TopicSpec {
 // HistorySpec names what kafka.CheckTopicHistory checks for stage st run by group: its inputs,
 // its store's changelog, and its writes and the DLQ. `retailflow topics accept-changes`
 // records the same topics.
-func (st KeyedStage) HistorySpec(group string, dlq Stream) kafka.HistorySpec {
+func (st StageSpec) HistorySpec(group string, dlq Stream) kafka.HistorySpec {
 	h := kafka.HistorySpec{Group: group, Key: st.Name, Changelog: string(st.Store)}
 	for _, in := range st.Inputs {
 		h.Inputs = append(h.Inputs, string(in))

@@ -8,7 +8,7 @@ import (
 func validTopology() Topology {
 	return Topology{
 		Sources: []Stream{"orders", "shipments"},
-		Stages: []KeyedStage{{
+		Stages: []StageSpec{{
 			Name: "ledger", Inputs: []Stream{"orders", "shipments"}, Store: "ledger-changelog",
 			Writes: []Stream{"commands"},
 		}},
@@ -27,7 +27,7 @@ func TestValidate(t *testing.T) {
 		want   []string
 	}{
 		{"consumed twice", func(t *Topology) {
-			t.Stages = append(t.Stages, KeyedStage{Name: "other", Inputs: []Stream{"orders"}, Store: "other-changelog"})
+			t.Stages = append(t.Stages, StageSpec{Name: "other", Inputs: []Stream{"orders"}, Store: "other-changelog"})
 		}, []string{"topic orders is consumed twice (stages ledger and other)"}},
 		{"consumed twice by one stage", func(t *Topology) { t.Stages[0].Inputs = append(t.Stages[0].Inputs, "orders") },
 			[]string{"stage ledger consumes orders twice"}},

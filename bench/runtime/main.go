@@ -41,7 +41,7 @@ import (
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 var (
@@ -320,11 +320,11 @@ func (e *env) latency(tr *generate.Traffic) []time.Duration {
 				var t, p, o string
 				for _, h := range r.Headers {
 					switch h.Key {
-					case topology.HeaderSourceTopic:
+					case headers.SourceTopic:
 						t = string(h.Value)
-					case topology.HeaderSourcePartition:
+					case headers.SourcePartition:
 						p = string(h.Value)
-					case topology.HeaderSourceOffset:
+					case headers.SourceOffset:
 						o = string(h.Value)
 					}
 				}

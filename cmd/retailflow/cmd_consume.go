@@ -8,13 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 )
 
 func newConsumeCmd(app *App) *cobra.Command {
@@ -64,64 +62,51 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 	if err := kafka.Ping(ctx, conn); err != nil {
 		return err
 	}
-	start := kgo.NewOffset().AtEnd()
-	if fromStart {
-		start = kgo.NewOffset().AtStart()
+	w := bufio.NewWriter(app.Stdout)
+	defer w.Flush()
+	n := 0
+	// emit writes one record's JSON line; it reports false once max lines are written.
+	emit := func(r *kgo.Record) bool {
+		if max > 0 && n >= max {
+			return false
+		}
+		line, err := recordJSON(ctx, serde, t, r)
+		if err != nil {
+			fmt.Fprintf(app.Stderr, "retailflow: skipped %s[%d]@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
+			return true
+		}
+		w.Write(line)
+		w.WriteByte('\n')
+		n++
+		return max == 0 || n < max
 	}
-	// Control records (transaction markers) are kept so the position reaches the end offset of
-	// a transactional topic; they are skipped when printing.
+	if fromStart {
+		// to the last stable offsets now (kafka.ReadToEnd); an idle poll ends the read early
+		errStop := errors.New("max reached")
+		err := kafka.ReadToEnd(ctx, conn, physical, kafka.ReadOptions{Until: kafka.EndStable, PollTimeout: idle}, func(r *kgo.Record) error {
+			if !emit(r) {
+				return errStop
+			}
+			return nil
+		})
+		switch {
+		case errors.Is(err, kafka.ErrUnknownTopic):
+			return fmt.Errorf("topic %s does not exist (run `retailflow topics create`)", physical)
+		case err == nil, errors.Is(err, errStop), ctx.Err() != nil, idle > 0 && errors.Is(err, context.DeadlineExceeded):
+			return nil
+		}
+		return err
+	}
+
+	// Tail from the end. Control records (transaction markers) are skipped when printing.
 	cl, err := kgo.NewClient(append(conn.Options(),
-		kgo.ConsumeTopics(physical), kgo.ConsumeResetOffset(start),
+		kgo.ConsumeTopics(physical), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-
-	// The stopping point for --from-beginning: the last stable offsets now.
-	var end map[int32]int64
-	if fromStart {
-		adm := kadm.NewClient(cl)
-		offs, err := adm.ListCommittedOffsets(ctx, physical)
-		if err != nil {
-			return fmt.Errorf("list offsets of %s: %w", physical, err)
-		}
-		if len(offs) == 0 {
-			return fmt.Errorf("topic %s does not exist (run `retailflow topics create`)", physical)
-		}
-		end = map[int32]int64{}
-		var lerr error
-		offs.Each(func(o kadm.ListedOffset) {
-			switch {
-			case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
-				lerr = fmt.Errorf("topic %s does not exist (run `retailflow topics create`)", physical)
-			case o.Err != nil:
-				lerr = fmt.Errorf("topic %s partition %d: %w", physical, o.Partition, o.Err)
-			case o.Offset > 0:
-				end[o.Partition] = o.Offset
-			}
-		})
-		if lerr != nil {
-			return lerr
-		}
-	}
-	done := func(pos map[int32]int64) bool {
-		if end == nil {
-			return false
-		}
-		for p, e := range end {
-			if pos[p] < e {
-				return false
-			}
-		}
-		return true
-	}
-
-	w := bufio.NewWriter(app.Stdout)
-	defer w.Flush()
-	pos := map[int32]int64{}
-	n := 0
-	for !done(pos) && (max == 0 || n < max) {
+	for max == 0 || n < max {
 		pctx := ctx
 		var cancel context.CancelFunc = func() {}
 		if idle > 0 {
@@ -145,22 +130,9 @@ func consume(ctx context.Context, app *App, conn kafka.Conn, serde *schemas.Serd
 			return ferr
 		}
 		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			pos[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() {
-				continue
-			}
-			if max > 0 && n >= max {
+			if r := it.Next(); !r.Attrs.IsControl() && !emit(r) {
 				break
 			}
-			line, err := recordJSON(ctx, serde, t, r)
-			if err != nil {
-				fmt.Fprintf(app.Stderr, "retailflow: skipped %s[%d]@%d: %v\n", r.Topic, r.Partition, r.Offset, err)
-				continue
-			}
-			w.Write(line)
-			w.WriteByte('\n')
-			n++
 		}
 		w.Flush()
 	}
@@ -181,12 +153,11 @@ func recordJSON(ctx context.Context, serde *schemas.Serde, t schemas.Topic, r *k
 		if r.Value == nil {
 			return []byte(fmt.Sprintf(`{"order_id":%q,"tombstone":true}`, string(r.Key))), nil
 		}
-		l, err := ledger.DecodeState(ctx, serde, ref, r.Value)
+		st, err := ledgerstate.Decode(ctx, serde, ref, r.Value)
 		if err != nil {
 			return nil, err
 		}
-		s := l.State()
-		return schemas.EncodeJSON(&s)
+		return schemas.EncodeJSON(st)
 	default:
 		v, err := schemas.Decode[schemas.Event](ctx, serde, ref, r.Value)
 		if err != nil {

@@ -23,7 +23,7 @@ func newReplayCmd(app *App) *cobra.Command {
 		Short: "Re-send dead-lettered records to their source topic after the upstream fix (exactly once)",
 		Long: `Reads the DLQ (read_committed, up to its end when the command starts) and re-produces the
 ORIGINAL key and value of every selected record to its source topic and partition, with the
-headers retailflow.replay-of (<dlq topic>/<partition>/<offset>) and retailflow.replay-attempt.
+headers rf.replay.of (<dlq topic>/<partition>/<offset>) and rf.replay.attempt.
 The processor applies the replay, ignores it as a duplicate, or rejects it again (then the new
 DLQ record carries those headers).
 

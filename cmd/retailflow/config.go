@@ -132,7 +132,7 @@ type SinkConfig struct {
 	MaxBufferBytes int64 `mapstructure:"max_buffer_bytes"`
 }
 
-// PolicyConfig is the accrual policy (DOMAIN.md B); versioned, stamped on every command.
+// PolicyConfig is the accrual policy (processors/ledger.Policy); versioned, stamped on every command.
 type PolicyConfig struct {
 	Version             string            `mapstructure:"version"`
 	EarnRates           map[string]string `mapstructure:"earn_rates"`       // currency → points per unit (decimal)
@@ -142,17 +142,17 @@ type PolicyConfig struct {
 	ReturnWindowDays    int               `mapstructure:"return_window_days"`
 	OrphanGrace         time.Duration     `mapstructure:"orphan_grace"` // shipment/return before its order
 	RetentionAfterClose time.Duration     `mapstructure:"retention_after_close"`
-	// AmountTolerance per rounded document line when ERP amounts are compared (DOMAIN.md B.3).
+	// AmountTolerance per rounded document line when ERP amounts are compared.
 	AmountTolerance string `mapstructure:"amount_tolerance"`
 	// MaxEventsPerOrder bounds the per-order seen-event set that makes duplicates idempotent.
 	MaxEventsPerOrder int `mapstructure:"max_events_per_order"`
 	// ConfirmTrigger is when an order's redemption reservation is CONFIRMED, and so refundable,
-	// on every refund path (DOMAIN.md B.1): ORDER_ACCEPTED (default) or FIRST_SHIPMENT. It is
+	// on every refund path (DESIGN.md "One confirmation rule"): ORDER_ACCEPTED (default) or FIRST_SHIPMENT. It is
 	// snapshotted per order and stamped through version: change version with it.
 	ConfirmTrigger string `mapstructure:"confirm_trigger"`
 }
 
-// ReconConfig holds the SLAs and grace windows of the reconciliation views (DOMAIN.md C).
+// ReconConfig holds the SLAs and grace windows of the reconciliation views (migrations/views/recon.sql).
 type ReconConfig struct {
 	ErpSLA        time.Duration `mapstructure:"erp_sla"`
 	InvoiceSLA    time.Duration `mapstructure:"invoice_sla"`

@@ -23,6 +23,7 @@ import (
 	"github.com/retailflow/retailflow/connectors/dlq"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // rootWithReplay is the CLI root with `replay` added when main.go does not wire it yet.
@@ -340,7 +341,7 @@ func TestReplayAfterUpstreamFix(t *testing.T) {
 				return ""
 			}
 		}
-		return "no DLQ record with " + dlq.HeaderReplayOf + "=" + garbageRef
+		return "no DLQ record with " + headers.ReplayOf + "=" + garbageRef
 	})
 	// Ledger state and views (ClickHouse, through the sink).
 	want := int64(0)

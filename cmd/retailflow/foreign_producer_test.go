@@ -14,7 +14,7 @@ import (
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // pythonProducer returns the python of the producer example's virtual environment
@@ -161,8 +161,8 @@ func TestForeignProducerWithAnotherPartitioner(t *testing.T) {
 			for _, x := range r.Headers {
 				h[x.Key] = string(x.Value)
 			}
-			why = append(why, fmt.Sprintf("%s/%s@%s %s: %s", h[topology.HeaderSourceTopic], h[topology.HeaderSourcePartition],
-				h[topology.HeaderSourceOffset], h[topology.HeaderErrorClass], h[topology.HeaderErrorMessage]))
+			why = append(why, fmt.Sprintf("%s/%s@%s %s: %s", h[headers.SourceTopic], h[headers.SourcePartition],
+				h[headers.SourceOffset], h[headers.ErrorClassKey], h[headers.ErrorMessage]))
 		}
 		t.Fatalf("%d records dead-lettered, want none: %v", len(dl), why)
 	}

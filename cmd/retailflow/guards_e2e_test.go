@@ -10,7 +10,7 @@ import (
 
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // TestEventTenYearsAheadIsDeadLettered (issue 12.2, real broker): one event of an order dated
@@ -131,7 +131,7 @@ func TestEventTenYearsAheadIsDeadLettered(t *testing.T) {
 	waitFor(t, 60*time.Second, "the poison in the DLQ", func() string {
 		for _, r := range readAll(t, c, c.Topics.DLQ) {
 			for _, h := range r.Headers {
-				if h.Key == topology.HeaderErrorClass {
+				if h.Key == headers.ErrorClassKey {
 					if string(h.Value) != string(schemas.ClassTimeOutOfRange) {
 						return fmt.Sprintf("DLQ record of class %s", h.Value)
 					}

@@ -15,7 +15,7 @@
 //	               views/recon.sql: every view (f_*, v_*, recon_* C1–C6). Never edit an applied
 //	               numbered migration; edit the views file freely.
 //	tables.go      Table (insert column lists parsed from the DDL), Row
-//	rows.go        record → rows; versions; NetValueByQty (HALF_EVEN, DOMAIN.md B.3)
+//	rows.go        record → rows; versions; NetValueByQty (HALF_EVEN to 2 dp)
 //	sink.go        Sink: consume → map → batch → INSERT → commit; pause/back-off; DLQ
 //	views.go       Views (names, keys, measures of C1–C6 for the report)
 //	report.go      Report (counts by code × bucket, oldest rows), Story (one order, audit trail)

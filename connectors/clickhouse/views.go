@@ -10,7 +10,7 @@ type View struct {
 	Measure []string // quantity, points and amount columns, as the view names them
 }
 
-// Views are the reconciliation views the migrations create (contracts.md), in report order.
+// Views are the reconciliation views the migrations create (migrations/views/recon.sql), in report order.
 var Views = []View{
 	{ID: "C1", Name: "recon_orders_awaiting_erp", Title: "Orders awaiting ERP",
 		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"oms_quantity", "erp_quantity"}},

@@ -6,8 +6,9 @@
 // For every selected record of the DLQ topic (read read_committed, up to its last stable offset
 // when the replay starts) Replay produces the ORIGINAL key and value, unchanged, to the original
 // topic and partition, with the original record's own headers and two more:
-// HeaderReplayOf ("<dlq topic>/<partition>/<offset>" of the DLQ record) and
-// HeaderReplayAttempt (the attempt this delivery is: 2 for the first replay, then 3, …).
+// rf.replay.of (headers.ReplayOf: the DLQ record's headers.Coordinates, "<dlq
+// topic>/<partition>/<offset>") and rf.replay.attempt (headers.ReplayAttempt: the attempt this
+// delivery is, 2 for the first replay, then 3, …).
 // The processor treats the replay like any new record: it applies it, ignores it as a duplicate
 // event id, or rejects it again — then the new DLQ record carries the replay headers (the
 // runtime copies the input's headers), so its lineage can be followed.
@@ -42,27 +43,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
-// Headers a replayed record carries.
+// Headers a replayed record carries (schemas/headers; records replayed before the rf. names
+// carry headers.LegacyReplayOf and headers.LegacyReplayAttempt, which ReplayInfo reads too).
+//
+// Deprecated: use headers.ReplayOf and headers.ReplayAttempt.
 const (
-	// HeaderReplayOf names the DLQ record a replay came from: "<dlq topic>/<partition>/<offset>".
-	HeaderReplayOf = "retailflow.replay-of"
-	// HeaderReplayAttempt is the delivery attempt the replay is, in decimal (the original
-	// delivery is 1, the first replay 2).
-	HeaderReplayAttempt = "retailflow.replay-attempt"
+	HeaderReplayOf      = headers.ReplayOf
+	HeaderReplayAttempt = headers.ReplayAttempt
 )
-
-// headerOrigin is clickhouse.HeaderOrigin: the ClickHouse sink marks the DLQ records it writes
-// with it (value "sink-insert"); the runtime's records do not carry it.
-const headerOrigin = "retailflow-origin"
 
 // ReplayLogTopic is the name of the replay log of a DLQ topic.
 func ReplayLogTopic(dlqTopic string) string { return dlqTopic + ".replayed" }
@@ -71,14 +66,10 @@ func ReplayLogTopic(dlqTopic string) string { return dlqTopic + ".replayed" }
 // ok is false for a record that is not a replay. The runtime can use it to fill
 // DeadLetter.ReplayOf and DeadLetter.Attempt when a replay is rejected again.
 func ReplayInfo(h []kgo.RecordHeader) (of string, attempt int32, ok bool) {
-	for _, x := range h {
-		switch x.Key {
-		case HeaderReplayOf:
-			of, ok = string(x.Value), true
-		case HeaderReplayAttempt:
-			if n, err := strconv.ParseInt(string(x.Value), 10, 32); err == nil {
-				attempt = int32(n)
-			}
+	of, ok = header(h, headers.ReplayOf)
+	if a, found := header(h, headers.ReplayAttempt); found {
+		if n, err := strconv.ParseInt(a, 10, 32); err == nil {
+			attempt = int32(n)
 		}
 	}
 	return of, attempt, ok
@@ -98,9 +89,11 @@ type Letter struct {
 	Origin string
 }
 
-// Ref is the DLQ record's coordinates, "<topic>/<partition>/<offset>": the value of
-// HeaderReplayOf and the key of the replay log.
-func (l *Letter) Ref() string { return fmt.Sprintf("%s/%d/%d", l.Topic, l.Partition, l.Offset) }
+// Ref is the DLQ record's coordinates (headers.Coordinates, "<topic>/<partition>/<offset>"):
+// the value of headers.ReplayOf and the key of the replay log.
+func (l *Letter) Ref() string {
+	return headers.Coordinates{Topic: l.Topic, Partition: l.Partition, Offset: l.Offset}.String()
+}
 
 // RejectedAt is when the record was dead-lettered.
 func (l *Letter) RejectedAt() time.Time {
@@ -127,7 +120,7 @@ func (l *Letter) unreplayable(sources map[string]bool) string {
 	switch {
 	case l.Origin != "runtime":
 		return fmt.Sprintf("dead-lettered by the ClickHouse sink (%s): the processor applied the record; fix ClickHouse and re-run the sink", l.Origin)
-	case l.Dead.Value == nil || header(l.Headers, topology.HeaderValueDropped) == "true":
+	case l.Dead.Value == nil || headerValue(l.Headers, headers.ValueDropped) == "true":
 		return "the DLQ kept no value to replay (a tombstone, or the broker refused even the DLQ copy)"
 	case len(l.Dead.Key) == 0:
 		return "the record has no key; the upstream must re-produce it keyed by order_id"
@@ -142,35 +135,44 @@ func (l *Letter) record() *kgo.Record {
 	h := make([]kgo.RecordHeader, 0, len(l.Headers)+2)
 	for _, x := range l.Headers {
 		// the runtime's own headers and an earlier replay's belong to the DLQ record, not the input
-		if strings.HasPrefix(x.Key, "rf.") || strings.HasPrefix(x.Key, "retailflow.replay-") || x.Key == headerOrigin {
+		if headers.IsRetailflow(x.Key) {
 			continue
 		}
 		h = append(h, x)
 	}
 	h = append(h,
-		kgo.RecordHeader{Key: HeaderReplayOf, Value: []byte(l.Ref())},
-		kgo.RecordHeader{Key: HeaderReplayAttempt, Value: strconv.AppendInt(nil, int64(l.Attempt()), 10)},
+		kgo.RecordHeader{Key: headers.ReplayOf, Value: []byte(l.Ref())},
+		kgo.RecordHeader{Key: headers.ReplayAttempt, Value: strconv.AppendInt(nil, int64(l.Attempt()), 10)},
 	)
 	return &kgo.Record{Topic: l.Dead.SourceTopic, Partition: l.Dead.SourcePartition, Key: l.Dead.Key, Value: l.Dead.Value, Headers: h}
 }
 
-func header(h []kgo.RecordHeader, key string) string {
-	for _, x := range h {
-		if x.Key == key {
-			return string(x.Value)
+// header is the value of the header name, found under its current or its legacy key
+// (headers.Names).
+func header(h []kgo.RecordHeader, name string) (string, bool) {
+	for _, key := range headers.Names(name) {
+		for _, x := range h {
+			if x.Key == key {
+				return string(x.Value), true
+			}
 		}
 	}
-	return ""
+	return "", false
+}
+
+func headerValue(h []kgo.RecordHeader, name string) string {
+	v, _ := header(h, name)
+	return v
 }
 
 // ParseLetter reads a DLQ record. An error means the record is not a DeadLetter this version
 // can read (its class says whether that is transient: a registry that does not answer).
 func ParseLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) (*Letter, error) {
 	l := &Letter{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp, Headers: r.Headers, Origin: "runtime"}
-	if o := header(r.Headers, headerOrigin); o != "" {
+	if o := headerValue(r.Headers, headers.Origin); o != "" {
 		l.Origin = o
 	}
-	if header(r.Headers, topology.HeaderDLQEncodeError) != "" {
+	if headerValue(r.Headers, headers.DLQEncodeError) != "" {
 		// the runtime could not encode a DeadLetter and kept the original value with its headers
 		d, err := fromHeaders(r)
 		if err != nil {
@@ -188,15 +190,15 @@ func ParseLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) (*Let
 }
 
 func fromHeaders(r *kgo.Record) (*schemas.DeadLetter, error) {
-	d := &schemas.DeadLetter{Key: r.Key, Value: r.Value, SourceTopic: header(r.Headers, topology.HeaderSourceTopic),
-		ErrorClass: schemas.ErrorClass(header(r.Headers, topology.HeaderErrorClass)), ErrorMessage: header(r.Headers, topology.HeaderErrorMessage), Attempt: 1}
-	p, err1 := strconv.ParseInt(header(r.Headers, topology.HeaderSourcePartition), 10, 32)
-	o, err2 := strconv.ParseInt(header(r.Headers, topology.HeaderSourceOffset), 10, 64)
+	d := &schemas.DeadLetter{Key: r.Key, Value: r.Value, SourceTopic: headerValue(r.Headers, headers.SourceTopic),
+		ErrorClass: schemas.ErrorClass(headerValue(r.Headers, headers.ErrorClassKey)), ErrorMessage: headerValue(r.Headers, headers.ErrorMessage), Attempt: 1}
+	p, err1 := strconv.ParseInt(headerValue(r.Headers, headers.SourcePartition), 10, 32)
+	o, err2 := strconv.ParseInt(headerValue(r.Headers, headers.SourceOffset), 10, 64)
 	if d.SourceTopic == "" || err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("dlq %s[%d]@%d: value is not a DeadLetter and the source headers are incomplete", r.Topic, r.Partition, r.Offset)
 	}
 	d.SourcePartition, d.SourceOffset = int32(p), o
-	if t, err := time.Parse(time.RFC3339Nano, header(r.Headers, topology.HeaderFirstSeen)); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, headerValue(r.Headers, headers.FirstSeen)); err == nil {
 		d.FirstSeenAt = t
 	}
 	return d, nil
@@ -350,7 +352,7 @@ func Replay(ctx context.Context, o Options) (Result, error) {
 			res.Selected++
 			res.Unreplayable++
 			return writeLine(o.Out, Line{Action: "unreplayable", Reason: "the DLQ value does not decode: " + err.Error(),
-				DLQ: fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset), Key: string(r.Key), Value: r.Value})
+				DLQ: headers.Coordinates{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}.String(), Key: string(r.Key), Value: r.Value})
 		}
 		if !o.Filter.Match(l) {
 			return nil
@@ -440,7 +442,7 @@ func (l *Letter) eventID() string {
 func (l *Letter) line(action, reason string) Line {
 	d := l.Dead
 	ln := Line{Action: action, Reason: reason, DLQ: l.Ref(),
-		Source:     fmt.Sprintf("%s/%d/%d", d.SourceTopic, d.SourcePartition, d.SourceOffset),
+		Source:     headers.Coordinates{Topic: d.SourceTopic, Partition: d.SourcePartition, Offset: d.SourceOffset}.String(),
 		ErrorClass: d.ErrorClass, ErrorMessage: d.ErrorMessage, EventID: l.eventID(), Key: string(d.Key), Value: d.Value}
 	if reason == "" {
 		ln.To = fmt.Sprintf("%s/%d", d.SourceTopic, d.SourcePartition)
@@ -462,92 +464,12 @@ func writeLine(w io.Writer, ln Line) error {
 	return err
 }
 
-var errNoTopic = errors.New("topic does not exist")
+// errNoTopic is wrapped when the DLQ or its replay log does not exist.
+var errNoTopic = kafka.ErrUnknownTopic
 
 // readTopic calls fn with every committed record of topic, from the start up to the last
-// stable offset of each partition when it is called. Control records (transaction markers)
-// are read too, so the end is reached exactly; fn never sees them. Each poll must make progress
-// within the connection timeout.
+// stable offset of each partition when it is called (kafka.ReadToEnd). Each poll must make
+// progress within the connection timeout.
 func readTopic(ctx context.Context, conn kafka.Conn, topic string, fn func(*kgo.Record) error) error {
-	adm, err := kgo.NewClient(conn.Options()...)
-	if err != nil {
-		return err
-	}
-	lctx, cancel := context.WithTimeout(ctx, conn.Timeout)
-	ends, err := kadm.NewClient(adm).ListCommittedOffsets(lctx, topic)
-	cancel()
-	adm.Close()
-	if err != nil {
-		return fmt.Errorf("list offsets: %w", err)
-	}
-	end := map[int32]int64{}
-	parts := map[int32]kgo.Offset{}
-	var perr error
-	ends.Each(func(o kadm.ListedOffset) {
-		switch {
-		case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
-			perr = fmt.Errorf("%s: %w", topic, errNoTopic)
-		case o.Err != nil:
-			perr = fmt.Errorf("list offsets of %s[%d]: %w", topic, o.Partition, o.Err)
-		case o.Offset > 0:
-			end[o.Partition] = o.Offset
-			parts[o.Partition] = kgo.NewOffset().AtStart()
-		}
-	})
-	if perr != nil {
-		return perr
-	}
-	if len(ends) == 0 {
-		return fmt.Errorf("%s: %w", topic, errNoTopic)
-	}
-	if len(end) == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(conn.Options(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	pos := map[int32]int64{}
-	for {
-		finished := true
-		for p, e := range end {
-			if pos[p] < e {
-				finished = false
-			}
-		}
-		if finished {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, conn.Timeout)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("no record within %s (read up to offset %d of %d)", conn.Timeout, pos[p], end[p])
-			}
-			if ferr == nil {
-				ferr = fmt.Errorf("read %s[%d]: %w", t, p, err)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			pos[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() || r.Offset >= end[r.Partition] {
-				continue
-			}
-			if err := fn(r); err != nil {
-				return err
-			}
-		}
-	}
+	return kafka.ReadToEnd(ctx, conn, topic, kafka.ReadOptions{Until: kafka.EndStable, PollTimeout: conn.Timeout}, fn)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 	"github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 type fixture struct {
@@ -53,10 +54,10 @@ func (f *fixture) dead(t *testing.T, d schemas.DeadLetter, origin string, extra 
 		t.Fatal(err)
 	}
 	h := append([]kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-abc-01")}}, extra...)
-	h = append(h, kgo.RecordHeader{Key: topology.HeaderSourceTopic, Value: []byte(d.SourceTopic)},
-		kgo.RecordHeader{Key: topology.HeaderErrorClass, Value: []byte(d.ErrorClass)})
+	h = append(h, kgo.RecordHeader{Key: headers.SourceTopic, Value: []byte(d.SourceTopic)},
+		kgo.RecordHeader{Key: headers.ErrorClassKey, Value: []byte(d.ErrorClass)})
 	if origin != "" {
-		h = []kgo.RecordHeader{{Key: headerOrigin, Value: []byte(origin)}}
+		h = []kgo.RecordHeader{{Key: clickhouse.HeaderOrigin, Value: []byte(origin)}}
 	}
 	r := &kgo.Record{Topic: "dlq", Partition: d.SourcePartition, Key: d.Key, Value: v, Headers: h}
 	if err := f.cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
@@ -104,7 +105,7 @@ func TestReplayOnceWhateverTheFilter(t *testing.T) {
 	f.dead(t, schemas.DeadLetter{Key: []byte("O-3"), Value: []byte("x"), SourceTopic: "orders", SourcePartition: 0, SourceOffset: 1,
 		ErrorClass: schemas.ClassInvalid, ErrorMessage: "clickhouse rejected rows", Attempt: 1}, "sink-insert")
 	f.dead(t, schemas.DeadLetter{Value: []byte("y"), SourceTopic: "orders", SourcePartition: 0, SourceOffset: 2,
-		ErrorClass: topology.ClassNoKey, ErrorMessage: "no key", Attempt: 1}, "")
+		ErrorClass: headers.ClassNoKey, ErrorMessage: "no key", Attempt: 1}, "")
 	f.dead(t, schemas.DeadLetter{Key: []byte("O-4"), Value: []byte("z"), SourceTopic: "commands", SourcePartition: 0, SourceOffset: 9,
 		ErrorClass: schemas.ClassAvro, ErrorMessage: "bad", Attempt: 1}, "")
 
@@ -136,7 +137,7 @@ func TestReplayOnceWhateverTheFilter(t *testing.T) {
 		t.Fatalf("replay is not the original: key %q value %q partition %d", r.Key, r.Value, r.Partition)
 	}
 	of, attempt, ok := ReplayInfo(r.Headers)
-	if !ok || of != "dlq/1/0" || attempt != 2 || header(r.Headers, "traceparent") != "00-abc-01" || header(r.Headers, topology.HeaderErrorClass) != "" {
+	if !ok || of != "dlq/1/0" || attempt != 2 || headerValue(r.Headers, "traceparent") != "00-abc-01" || headerValue(r.Headers, headers.ErrorClassKey) != "" {
 		t.Fatalf("replay headers %v", r.Headers)
 	}
 
@@ -208,9 +209,34 @@ type kafkaNameError struct{ name string }
 
 func (e *kafkaNameError) Error() string { return e.name + " is not a topic" }
 
-// The sink's origin header is what Replay recognises sink-written DLQ records by.
+// The sink's origin header is one Replay recognises sink-written DLQ records by.
 func TestOriginHeaderIsTheSinks(t *testing.T) {
-	if headerOrigin != clickhouse.HeaderOrigin {
-		t.Fatalf("headerOrigin %q, clickhouse.HeaderOrigin %q", headerOrigin, clickhouse.HeaderOrigin)
+	if !slices.Contains(headers.Names(headers.Origin), clickhouse.HeaderOrigin) {
+		t.Fatalf("clickhouse.HeaderOrigin %q is not a name of %s (%v)", clickhouse.HeaderOrigin, headers.Origin, headers.Names(headers.Origin))
+	}
+}
+
+// Records replayed before the rf. header names are still in the DLQ: their lineage reads the
+// same, and a new replay of one writes the current names only.
+func TestReplayHeadersLegacyAndCurrent(t *testing.T) {
+	for _, h := range [][]kgo.RecordHeader{
+		{{Key: headers.LegacyReplayOf, Value: []byte("dlq/0/7")}, {Key: headers.LegacyReplayAttempt, Value: []byte("2")}},
+		{{Key: headers.ReplayOf, Value: []byte("dlq/0/7")}, {Key: headers.ReplayAttempt, Value: []byte("2")}},
+	} {
+		of, attempt, ok := ReplayInfo(h)
+		if !ok || of != "dlq/0/7" || attempt != 2 {
+			t.Fatalf("ReplayInfo(%v) = %q %d %v", h, of, attempt, ok)
+		}
+		l := &Letter{Topic: "dlq", Partition: 1, Offset: 9, Headers: append(h, kgo.RecordHeader{Key: "traceparent", Value: []byte("x")}),
+			Dead: &schemas.DeadLetter{Key: []byte("O-1"), Value: []byte{0}, SourceTopic: "orders", Attempt: 1}}
+		rec := l.record()
+		var keys []string
+		for _, x := range rec.Headers {
+			keys = append(keys, x.Key)
+		}
+		want := []string{"traceparent", headers.ReplayOf, headers.ReplayAttempt}
+		if !slices.Equal(keys, want) || string(rec.Headers[1].Value) != "dlq/1/9" || string(rec.Headers[2].Value) != "3" {
+			t.Fatalf("replay headers %v (%v), want %v with dlq/1/9 and attempt 3", keys, rec.Headers, want)
+		}
 	}
 }

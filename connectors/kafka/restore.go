@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
@@ -54,32 +55,150 @@ func RestoreChangelogConcurrently(ctx context.Context, c Conn, topic string, par
 	if len(partitions) == 0 {
 		return nil
 	}
+	return ReadToEnd(ctx, c, topic, ReadOptions{
+		Partitions: partitions, Until: EndQuiescent, Workers: workers, Progress: progress,
+		// large fetches: a restore reads whole partitions; 64 MiB bounds one response
+		ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
+	}, func(r *kgo.Record) error {
+		put(r.Partition, r.Key, r.Value)
+		return nil
+	})
+}
+
+// End says where ReadToEnd stops.
+type End uint8
+
+const (
+	// EndStable is the last stable offset (LSO) of each partition when the read starts: every
+	// record committed by then, nothing of a transaction still open. For readers that run beside
+	// the writers (DLQ replay, `consume --from-beginning`, verifiers).
+	EndStable End = iota
+	// EndQuiescent waits until each partition's LSO equals its high watermark, then reads to it:
+	// for a restore, which must include whatever a pending transaction commits (RestoreChangelog
+	// says why). The wait is bounded by ctx.
+	EndQuiescent
+)
+
+// ReadOptions configure ReadToEnd.
+type ReadOptions struct {
+	// Partitions to read; nil reads every partition of the topic.
+	Partitions []int32
+	Until      End
+	// Workers is the number of clients the partitions are split over (0 or 1: one); fn is then
+	// called concurrently for different partitions.
+	Workers int
+	// PollTimeout fails the read when a poll brings nothing within it (0: wait as long as ctx).
+	PollTimeout time.Duration
+	// Progress, if set, is called about once a second per unfinished partition and once when a
+	// partition is complete.
+	Progress RestoreProgress
+	// ClientOpts are added to the fetching clients' options (fetch sizes).
+	ClientOpts []kgo.Opt
+}
+
+// ErrUnknownTopic is wrapped by ReadToEnd's error when the topic does not exist.
+var ErrUnknownTopic = errors.New("topic does not exist")
+
+// ReadToEnd is the one way retailflow reads a topic to its stable end: it calls fn with every
+// committed data record of the partitions, from the log start to the end o.Until names, in
+// offset order per partition, read_committed. Control records (transaction markers) are
+// fetched (KeepControlRecords) so that the reader knows exactly when a partition is complete —
+// the last offset before a transactional partition's end is always a marker — and fn never
+// sees them. A record from a range that ends in a gap (compaction) ends that partition. fn's
+// record aliases fetch buffers: copy what is kept. An error from fn stops the read and is
+// returned.
+func ReadToEnd(ctx context.Context, c Conn, topic string, o ReadOptions, fn func(*kgo.Record) error) error {
 	admCl, err := kgo.NewClient(c.Options()...)
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", topic, err)
+		return fmt.Errorf("read %s: %w", topic, err)
 	}
 	adm := kadm.NewClient(admCl)
-	starts, ends, err := stableRange(ctx, adm, topic, partitions)
+	partitions := o.Partitions
+	if partitions == nil {
+		if partitions, err = topicPartitions(ctx, adm, topic); err != nil {
+			admCl.Close()
+			return err
+		}
+	}
+	var starts, ends map[int32]int64
+	if o.Until == EndQuiescent {
+		starts, ends, err = stableRange(ctx, adm, topic, partitions)
+	} else {
+		starts, ends, err = committedRange(ctx, adm, topic, partitions)
+	}
 	admCl.Close()
 	if err != nil {
 		return err
 	}
-	workers = max(1, min(workers, len(partitions)))
+	if len(partitions) == 0 {
+		return nil
+	}
+	workers := max(1, min(o.Workers, len(partitions)))
 	groups := make([][]int32, workers)
 	for i, p := range partitions {
 		groups[i%workers] = append(groups[i%workers], p)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, ps := range groups {
-		g.Go(func() error { return restoreRange(gctx, c, topic, ps, starts, ends, put, progress) })
+		g.Go(func() error { return readRange(gctx, c, topic, ps, starts, ends, o, fn) })
 	}
 	return g.Wait()
 }
 
-// restoreRange reads partitions from starts to ends with one client; see RestoreChangelog.
-func restoreRange(ctx context.Context, c Conn, topic string, partitions []int32, starts, ends map[int32]int64,
-	put func(partition int32, key, value []byte), progress RestoreProgress,
+// topicPartitions lists the partitions of topic.
+func topicPartitions(ctx context.Context, adm *kadm.Client, topic string) ([]int32, error) {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: metadata: %w", topic, err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		return nil, fmt.Errorf("read %s: %w", topic, ErrUnknownTopic)
+	}
+	if td.Err != nil {
+		return nil, fmt.Errorf("read %s: metadata: %w", topic, td.Err)
+	}
+	ps := td.Partitions.Numbers()
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps, nil
+}
+
+// committedRange returns the log start and the last stable offset of every partition, now.
+func committedRange(ctx context.Context, adm *kadm.Client, topic string, partitions []int32) (starts, ends map[int32]int64, err error) {
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = lso.Error()
+	}
+	if err != nil {
+		if errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return nil, nil, fmt.Errorf("read %s: %w", topic, ErrUnknownTopic)
+		}
+		return nil, nil, fmt.Errorf("read %s: list stable offsets: %w", topic, err)
+	}
+	so, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = so.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: list start offsets: %w", topic, err)
+	}
+	starts, ends = map[int32]int64{}, map[int32]int64{}
+	for _, p := range partitions {
+		l, ok := lso.Lookup(topic, p)
+		if !ok {
+			return nil, nil, fmt.Errorf("read %s: partition %d does not exist", topic, p)
+		}
+		s, _ := so.Lookup(topic, p)
+		starts[p], ends[p] = s.Offset, l.Offset
+	}
+	return starts, ends, nil
+}
+
+// readRange reads partitions from starts to ends with one client; see ReadToEnd.
+func readRange(ctx context.Context, c Conn, topic string, partitions []int32, starts, ends map[int32]int64,
+	o ReadOptions, fn func(*kgo.Record) error,
 ) error {
+	progress := o.Progress
 	consume := map[int32]kgo.Offset{}
 	remaining := map[int32]int64{} // partition → last offset to read (end − 1)
 	read := map[int32]int64{}
@@ -97,38 +216,43 @@ func restoreRange(ctx context.Context, c Conn, topic string, partitions []int32,
 	if len(consume) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(append(c.Options(),
+	cl, err := kgo.NewClient(append(append(c.Options(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		// large fetches: a restore reads whole partitions; 64 MiB bounds one response
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(16<<20),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)...)
+	), o.ClientOpts...)...)
 	if err != nil {
-		return fmt.Errorf("restore %s: %w", topic, err)
+		return fmt.Errorf("read %s: %w", topic, err)
 	}
 	defer cl.Close()
 
 	lastReport := time.Now()
 	for len(remaining) > 0 {
-		fs := cl.PollFetches(ctx)
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if o.PollTimeout > 0 {
+			pctx, cancel = context.WithTimeout(ctx, o.PollTimeout)
+		}
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("restore %s: %w", topic, err)
+			return fmt.Errorf("read %s: %w", topic, err)
 		}
 		var fetchErr error
 		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) && o.PollTimeout > 0 {
+				err = fmt.Errorf("no record within %s (read %d of %d records): %w", o.PollTimeout, read[p], ends[p]-starts[p], err)
+			}
 			if fetchErr == nil && !errors.Is(err, context.Canceled) {
-				fetchErr = fmt.Errorf("restore %s partition %d: %w", t, p, err)
+				fetchErr = fmt.Errorf("read %s partition %d: %w", t, p, err)
 			}
 		})
 		if fetchErr != nil {
 			return fetchErr
 		}
+		var fnErr error
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			last, ok := remaining[fp.Partition]
-			if !ok {
+			if !ok || fnErr != nil {
 				return
 			}
 			n := read[fp.Partition]
@@ -139,7 +263,9 @@ func restoreRange(ctx context.Context, c Conn, topic string, partitions []int32,
 				}
 				n++
 				if !r.Attrs.IsControl() {
-					put(fp.Partition, r.Key, r.Value)
+					if fnErr = fn(r); fnErr != nil {
+						return
+					}
 				}
 				if r.Offset == last {
 					delete(remaining, fp.Partition)
@@ -151,6 +277,9 @@ func restoreRange(ctx context.Context, c Conn, topic string, partitions []int32,
 				progress(fp.Partition, n, ends[fp.Partition]-starts[fp.Partition], true)
 			}
 		})
+		if fnErr != nil {
+			return fnErr
+		}
 		if progress != nil && time.Since(lastReport) > time.Second {
 			lastReport = time.Now()
 			for p := range remaining {

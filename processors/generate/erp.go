@@ -11,7 +11,7 @@ import (
 var companyCodes = map[string]string{"EUR": "1000", "GBP": "2000", "USD": "3000"}
 
 // invoices posts one F2 invoice per non-reship shipment after the nightly billing run, each line
-// billing the difference of the line's cumulative value (DOMAIN.md B.3). A few invoices are
+// billing the difference of the line's cumulative value. A few invoices are
 // cancelled (S1) and re-issued. Faults: a shipment never invoiced, an invoice line a unit short,
 // an invoice not transferred to accounting.
 func (o *orderGen) invoices() {

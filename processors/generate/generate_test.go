@@ -170,7 +170,7 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 }
 
 // faultViews: for each fault, the view rows it must cause (at least one of each) and those it
-// may cause as well (contracts.md "Generator faults"). C6 AMOUNT_DIFF appears only where the
+// may cause as well (Options.Faults). C6 AMOUNT_DIFF appears only where the
 // quantities agree, so no quantity fault adds it.
 var faultViews = map[Fault]struct{ must, may []string }{
 	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},

@@ -23,7 +23,7 @@ func roundHalfEven(num, den *big.Rat) decimal.Decimal {
 }
 
 // valueCum is the cumulative value of k of q units of a line worth net:
-// round_half_even(net × k / q, 2) (DOMAIN.md B.3). Partial documents bill differences of it, so
+// round_half_even(net × k / q, 2). Partial documents bill differences of it, so
 // the last one absorbs the remainders and Σ = net.
 func valueCum(net decimal.Decimal, k, q int) decimal.Decimal {
 	if k == 0 {

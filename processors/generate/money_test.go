@@ -10,7 +10,7 @@ import (
 func d(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 func TestMoneyRounding(t *testing.T) {
-	// DOMAIN.md B.2: €25 coupon ACROSS 160/90 (gift card excluded) → 16.00 / 9.00.
+	// the worked example: €25 coupon ACROSS 160/90 (gift card excluded) → 16.00 / 9.00.
 	got := allocateAcross(d("25"), []decimal.Decimal{d("160"), d("90"), decimal.Zero})
 	if fmt.Sprint(got) != "[16 9 0]" {
 		t.Errorf("coupon allocation %v", got)

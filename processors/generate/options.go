@@ -36,8 +36,8 @@ type Options struct {
 	Policy oracle.Policy
 }
 
-// Faults are shares of orders whose downstream systems fail in one way (contracts.md,
-// "Generator faults"). Each applies only to orders where it can: a short invoice needs a shipment
+// Faults are shares of orders whose downstream systems fail in one way (each field names the
+// view finding it causes). Each applies only to orders where it can: a short invoice needs a shipment
 // line of two units or more, a withheld reversal needs a reversal, and so on.
 type Faults struct {
 	MissingErpOrder       float64 // ErpSalesOrderCreated withheld → C1 NOT_REPLICATED

@@ -432,7 +432,7 @@ func (o *orderGen) erpSalesOrder() {
 
 // confirm: the loyalty platform confirms the reservation once the order is accepted. The
 // WithheldConfirmation fault is not applied to orders that will be fully cancelled: their
-// refund is requested either way (the reservation is confirmed by OrderAccepted, DOMAIN.md
+// refund is requested either way (the reservation is confirmed by OrderAccepted,
 // B.1), and a simulated platform that refunds points it never confirmed would be a second fault.
 func (o *orderGen) confirm(fullCancel bool) {
 	at := o.acceptedAt.Add(between(o.r, 20*time.Second, 3*time.Minute))

@@ -144,7 +144,7 @@ func netShippedValue(ln *LineState, old decimal.Decimal, r *ratio) decimal.Decim
 }
 
 // roundHalfEvenCoef sets q to the coefficient of num/den (den > 0) rounded to places decimals,
-// ties to even (banker's rounding, DOMAIN.md B.3): the result is q × 10^−places. rem and tmp
+// ties to even (banker's rounding: the money rule of DESIGN.md invariant 7): the result is q × 10^−places. rem and tmp
 // are clobbered; q must not alias num or den.
 func roundHalfEvenCoef(q, num, den *big.Int, places int32, rem, tmp *big.Int) {
 	rem.Set(num)

@@ -91,7 +91,7 @@ func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyComman
 	have := make(map[string]share, len(n.s.Moves))
 	for i := range n.s.Commands {
 		c := &n.s.Commands[i]
-		sh := have[c.attributedTo()]
+		sh := have[shareOf(c)]
 		switch schemas.EventType(c.CommandType) {
 		case schemas.TypeAccrualRequested:
 			sh.points += c.Points
@@ -103,7 +103,7 @@ func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyComman
 			sh.refund += c.Points
 			sh.hasRefund = true
 		}
-		have[c.attributedTo()] = sh
+		have[shareOf(c)] = sh
 	}
 	r := getRatio()
 	defer putRatio(r)

@@ -14,7 +14,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// TestLateEventCorrectsLaterShares is issue 10's report on DOMAIN.md B.2: with S2 (day 4)
+// TestLateEventCorrectsLaterShares is issue 10's report on the worked example (order O-1001, o1001): with S2 (day 4)
 // arriving after R1 (day 20), R1 was applied before S2 and its reversal took 38 points, S2 then
 // accrued 180: +141, −38, +180 instead of the canonical +141, +181, −39. Now S2 gets its
 // canonical +181 and a correction caused by S2 carries the missing point of R1's share (source

@@ -9,7 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// A GOLD member's order (DOMAIN.md B.2) ships in two parts: the cumulative rule posts 141 and
+// A GOLD member's order (the worked example, O-1001) ships in two parts: the cumulative rule posts 141 and
 // then 181 points — 322 in all, as if it had shipped at once (per-shipment flooring would give 321).
 func ExampleLedger_Apply() {
 	day := func(n int) time.Time { return time.Date(2026, 10, 1+n, 9, 0, 0, 0, time.UTC) }

@@ -51,7 +51,7 @@ type qty struct {
 }
 
 func shipment(id, orderID, shipmentID string, at time.Time, lines ...qty) schemas.Event {
-	s := &schemas.ShipmentConfirmed{ShipmentID: shipmentID, OrderID: orderID, ShippedAt: at}
+	s := &schemas.ShipmentConfirmed{ShipmentID: shipmentID, OrderID: orderID, ShippedAt: at, FulfillmentType: "WAREHOUSE"}
 	for i, l := range lines {
 		s.Lines = append(s.Lines, schemas.ShipmentLine{ShipmentLineID: fmt.Sprint(i + 1), OrderLineID: l.line, QuantityShipped: dec(l.q)})
 	}
@@ -80,7 +80,7 @@ func confirmed(id, orderID, reservationID string, points int64, at time.Time) sc
 		RedemptionConfirmed: &schemas.RedemptionConfirmed{ReservationID: reservationID, RedemptionID: "RD-" + reservationID, OrderID: orderID, Points: points, ConfirmedAt: at}}
 }
 
-// o1001 is DOMAIN.md B.2's base order: GOLD member, coupon and a 1,000-point redemption
+// o1001 is the base order of the worked example (TestWorkedExamplesB2): GOLD member, coupon and a 1,000-point redemption
 // (DISCOUNT) already allocated, a gift card line.
 func o1001() schemas.Event {
 	return accepted("e-oa", "O-1001", day(0), "M-77", "GOLD",

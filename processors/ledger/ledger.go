@@ -3,7 +3,7 @@
 // keeps it in a per-partition store restored from the changelog, and applies the returned state
 // only after the transaction that carried the event commits.
 //
-// Rules (DOMAIN.md B, /work/shared contracts): entitled points P = floor(B × earn_rate ×
+// Rules (DESIGN.md invariants 6, 7 and 13): entitled points P = floor(B × earn_rate ×
 // tier_multiplier) with B = Σ E(l) × F(l) / q_ord(l) computed exactly (math/big), recomputed
 // cumulatively on every shipment, return and cancellation; Δ = P − P_requested becomes an
 // AccrualRequested or ReversalRequested; redemption refunds follow the cumulative floor rule
@@ -17,11 +17,14 @@
 // What is rejected (Apply returns an *EventError; the runtime sends the record to the DLQ) vs
 // applied with an exception (recorded in State.Exceptions for the reconciliation views):
 //
-//   - rejected: no event id; body missing or not matching event_type; a body for another order;
-//     the same event id with a different payload; a second OrderAccepted; a non-positive
-//     shipped/cancelled/ordered quantity, a negative returned quantity or negative points; an
-//     order without lines or with a duplicate line id; a loyalty or ERP document id booked
-//     twice with different content; more than Policy.MaxEventsPerOrder distinct events.
+//   - rejected before the ledger, by schemas.Event.Validate in the run stage's decode (class
+//     "invalid"): every field rule — ids present, quantities and points with the right sign,
+//     an order with lines and unique line ids, the body that event_type names. Apply takes
+//     valid events and checks only that the body matches event_type.
+//   - rejected by the ledger, from the order's state (class "ledger"): a body for another
+//     order; the same event id with a different payload; a second OrderAccepted; a loyalty or
+//     ERP document id booked twice with different content; more than
+//     Policy.MaxEventsPerOrder distinct events.
 //   - applied with an exception: unknown order line (that line is skipped, the rest applies);
 //     currency different from the order's; shipment or cancellation beyond the open quantity
 //     (the shipment wins, the cancellation is reduced); a return beyond what was shipped past
@@ -36,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"time"
 
@@ -97,8 +101,11 @@ func FromState(s State) Ledger { return Ledger{s: s} }
 //
 // Apply is deterministic: "now" is business time (the latest occurred_at seen), never the wall
 // clock. A duplicate event (same EventID and payload) returns l unchanged and no commands; a
-// rejected event returns l unchanged, no commands and an *EventError. p must be valid
-// (Policy.Validate); Apply does not re-validate it.
+// rejected event returns l unchanged, no commands and an *EventError. Like p, which must be
+// valid (Policy.Validate), e must be valid (schemas.Event.Validate, which the run stage calls
+// when it decodes): Apply does not re-validate either, and rejects only what the order's state
+// refuses (another order's event, a conflicting duplicate, a second OrderAccepted, a billing
+// document that conflicts with one seen, too many events).
 func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyCommand, error) {
 	fail := func(err error) (Ledger, []schemas.LoyaltyCommand, error) {
 		orderID := l.s.OrderID
@@ -106,9 +113,6 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 			orderID, _ = bodyOrderID(e)
 		}
 		return l, nil, &EventError{OrderID: orderID, EventID: e.EventID, EventType: e.EventType, Err: err}
-	}
-	if e.EventID == "" {
-		return fail(fmt.Errorf("%w: empty event_id", ErrInvalidEvent))
 	}
 	orderID, err := bodyOrderID(e)
 	if err != nil {
@@ -129,9 +133,6 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	}
 	if len(l.s.Seen) >= p.MaxEventsPerOrder {
 		return fail(fmt.Errorf("%w (%d)", ErrTooManyEvents, p.MaxEventsPerOrder))
-	}
-	if err := validate(e); err != nil {
-		return fail(err)
 	}
 	if e.OrderAccepted != nil && l.s.Order != nil {
 		return fail(fmt.Errorf("%w %q", ErrOrderAlreadyAccepted, l.s.Order.EventID))
@@ -175,228 +176,22 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	return n, cmds, nil
 }
 
-// ---------------------------------------------------------------------------- validation
+// ---------------------------------------------------------------------------- precondition
 
-// bodyOrderID checks that exactly the body named by EventType is set and returns its order id
-// ("" when the body has none, e.g. a reservation made before the order existed).
+// bodyOrderID returns the event's order id ("" when the body has none, e.g. a reservation made
+// before the order existed). Apply takes valid events — schemas.Event.Validate is the one
+// validator of fields, and the run stage rejects an invalid record before the ledger sees it
+// (class "invalid") — so this checks only what routing the event needs: exactly the body its
+// event_type names is set, and that type is an input of the ledger (not a loyalty command).
 func bodyOrderID(e schemas.Event) (string, error) {
-	set := 0
-	for _, b := range []bool{e.OrderAccepted != nil, e.OrderLinesCancelled != nil, e.ShipmentConfirmed != nil,
-		e.ReturnReceived != nil, e.PointsReserved != nil, e.RedemptionConfirmed != nil, e.RedemptionReleased != nil,
-		e.RedemptionRefunded != nil, e.PointsAccrualPosted != nil, e.PointsActivated != nil, e.PointsReversed != nil,
-		e.ErpSalesOrderCreated != nil, e.InvoicePosted != nil, e.CreditMemoPosted != nil, e.BillingDocCancelled != nil} {
-		if b {
-			set++
-		}
+	t := e.BodyType()
+	if t == "" || t != e.EventType {
+		return "", fmt.Errorf("%w: event_type %q does not match its body (call schemas.Event.Validate first)", ErrInvalidEvent, e.EventType)
 	}
-	if set != 1 {
-		return "", fmt.Errorf("%w: %d bodies set, want exactly 1", ErrInvalidEvent, set)
-	}
-	var (
-		id string
-		ok bool
-	)
-	switch e.EventType {
-	case schemas.TypeOrderAccepted:
-		ok = e.OrderAccepted != nil
-		if ok {
-			id = e.OrderAccepted.OrderID
-		}
-	case schemas.TypeOrderLinesCancelled:
-		ok = e.OrderLinesCancelled != nil
-		if ok {
-			id = e.OrderLinesCancelled.OrderID
-		}
-	case schemas.TypeShipmentConfirmed:
-		ok = e.ShipmentConfirmed != nil
-		if ok {
-			id = e.ShipmentConfirmed.OrderID
-		}
-	case schemas.TypeReturnReceived:
-		ok = e.ReturnReceived != nil
-		if ok {
-			id = e.ReturnReceived.OrderID
-		}
-	case schemas.TypePointsReserved:
-		ok = e.PointsReserved != nil
-		if ok && e.PointsReserved.OrderID != nil {
-			id = *e.PointsReserved.OrderID
-		}
-	case schemas.TypeRedemptionConfirmed:
-		ok = e.RedemptionConfirmed != nil
-		if ok {
-			id = e.RedemptionConfirmed.OrderID
-		}
-	case schemas.TypeRedemptionReleased:
-		ok = e.RedemptionReleased != nil
-		if ok && e.RedemptionReleased.OrderID != nil {
-			id = *e.RedemptionReleased.OrderID
-		}
-	case schemas.TypeRedemptionRefunded:
-		ok = e.RedemptionRefunded != nil
-		if ok {
-			id = e.RedemptionRefunded.OrderID
-		}
-	case schemas.TypePointsAccrualPosted:
-		ok = e.PointsAccrualPosted != nil
-		if ok {
-			id = e.PointsAccrualPosted.OrderID
-		}
-	case schemas.TypePointsActivated:
-		ok = e.PointsActivated != nil
-		if ok {
-			id = e.PointsActivated.OrderID
-		}
-	case schemas.TypePointsReversed:
-		ok = e.PointsReversed != nil
-		if ok {
-			id = e.PointsReversed.OrderID
-		}
-	case schemas.TypeErpSalesOrderCreated:
-		ok = e.ErpSalesOrderCreated != nil
-		if ok {
-			id = e.ErpSalesOrderCreated.OrderID
-		}
-	case schemas.TypeInvoicePosted:
-		ok = e.InvoicePosted != nil
-		if ok {
-			id = e.InvoicePosted.OrderID
-		}
-	case schemas.TypeCreditMemoPosted:
-		ok = e.CreditMemoPosted != nil
-		if ok {
-			id = e.CreditMemoPosted.OrderID
-		}
-	case schemas.TypeBillingDocCancelled:
-		ok = e.BillingDocCancelled != nil
-		if ok {
-			id = e.BillingDocCancelled.OrderID
-		}
-	default:
+	if topic, _ := schemas.TopicOf(t); !slices.Contains(schemas.InputTopics, topic) {
 		return "", fmt.Errorf("%w: event_type %q is not an input of the order ledger", ErrInvalidEvent, e.EventType)
 	}
-	if !ok {
-		return "", fmt.Errorf("%w: event_type %s but its body is not set", ErrInvalidEvent, e.EventType)
-	}
-	return id, nil
-}
-
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidEvent}, args...)...)
-}
-
-// validate checks what no state can repair (quantities and points with the wrong sign, missing ids).
-func validate(e schemas.Event) error {
-	switch {
-	case e.OrderAccepted != nil:
-		o := e.OrderAccepted
-		if o.OrderID == "" {
-			return invalid("order_id empty")
-		}
-		if len(o.Lines) == 0 {
-			return invalid("order has no lines")
-		}
-		ids := make(map[string]bool, len(o.Lines))
-		for _, ln := range o.Lines {
-			if ln.OrderLineID == "" || ids[ln.OrderLineID] {
-				return invalid("order line id %q empty or duplicated", ln.OrderLineID)
-			}
-			ids[ln.OrderLineID] = true
-			if !ln.Quantity.IsPositive() {
-				return invalid("line %s quantity %s must be > 0", ln.OrderLineID, ln.Quantity)
-			}
-			if ln.RedemptionAlloc != nil && ln.RedemptionAlloc.Points < 0 {
-				return invalid("line %s redemption points negative", ln.OrderLineID)
-			}
-		}
-		if o.LoyaltyRedemption != nil && o.LoyaltyRedemption.Points < 0 {
-			return invalid("loyalty_redemption.points negative")
-		}
-	case e.ShipmentConfirmed != nil:
-		s := e.ShipmentConfirmed
-		if s.ShipmentID == "" {
-			return invalid("shipment_id empty")
-		}
-		for _, ln := range s.Lines {
-			if !ln.QuantityShipped.IsPositive() {
-				return invalid("shipment %s line %s quantity_shipped %s must be > 0", s.ShipmentID, ln.OrderLineID, ln.QuantityShipped)
-			}
-		}
-	case e.ReturnReceived != nil:
-		r := e.ReturnReceived
-		if r.ReturnID == "" {
-			return invalid("return_id empty")
-		}
-		for _, ln := range r.Lines {
-			if ln.QuantityAccepted.IsNegative() {
-				return invalid("return %s line %s quantity_accepted %s negative", r.ReturnID, ln.OrderLineID, ln.QuantityAccepted)
-			}
-		}
-	case e.OrderLinesCancelled != nil:
-		c := e.OrderLinesCancelled
-		if c.CancellationID == "" {
-			return invalid("cancellation_id empty")
-		}
-		if len(c.Lines) == 0 && !c.IsFullOrder {
-			return invalid("cancellation %s has no lines and is not a full-order cancellation", c.CancellationID)
-		}
-		for _, ln := range c.Lines {
-			if !ln.QuantityCancelled.IsPositive() {
-				return invalid("cancellation %s line %s quantity %s must be > 0", c.CancellationID, ln.OrderLineID, ln.QuantityCancelled)
-			}
-		}
-	case e.PointsReserved != nil:
-		if e.PointsReserved.ReservationID == "" || e.PointsReserved.Points < 0 {
-			return invalid("reservation id empty or points negative")
-		}
-	case e.RedemptionConfirmed != nil:
-		if e.RedemptionConfirmed.ReservationID == "" || e.RedemptionConfirmed.Points < 0 {
-			return invalid("reservation id empty or points negative")
-		}
-	case e.RedemptionReleased != nil:
-		if e.RedemptionReleased.ReservationID == "" {
-			return invalid("reservation id empty")
-		}
-	case e.RedemptionRefunded != nil:
-		if e.RedemptionRefunded.RefundEntryID == "" || e.RedemptionRefunded.Points < 0 {
-			return invalid("refund_entry_id empty or points negative")
-		}
-	case e.PointsAccrualPosted != nil:
-		if e.PointsAccrualPosted.LedgerEntryID == "" || e.PointsAccrualPosted.Points < 0 {
-			return invalid("ledger_entry_id empty or points negative")
-		}
-	case e.PointsActivated != nil:
-		if e.PointsActivated.LedgerEntryID == "" || e.PointsActivated.Points < 0 {
-			return invalid("ledger_entry_id empty or points negative")
-		}
-	case e.PointsReversed != nil:
-		r := e.PointsReversed
-		if r.LedgerEntryID == "" || r.Points < 0 || r.FromPending < 0 || r.FromActive < 0 || r.ShortfallPoints < 0 {
-			return invalid("ledger_entry_id empty or points negative")
-		}
-	case e.ErpSalesOrderCreated != nil:
-		if e.ErpSalesOrderCreated.ErpSalesOrderID == "" {
-			return invalid("erp_sales_order_id empty")
-		}
-	case e.InvoicePosted != nil, e.CreditMemoPosted != nil:
-		d := e.InvoicePosted
-		if d == nil {
-			d = e.CreditMemoPosted
-		}
-		if d.BillingDocumentID == "" {
-			return invalid("billing_document_id empty")
-		}
-		for _, ln := range d.Lines {
-			if ln.Quantity.IsNegative() {
-				return invalid("document %s item %s quantity negative", d.BillingDocumentID, ln.BillingItem)
-			}
-		}
-	case e.BillingDocCancelled != nil:
-		if e.BillingDocCancelled.BillingDocumentID == "" || e.BillingDocCancelled.CancelsBillingDocumentID == "" {
-			return invalid("billing document ids empty")
-		}
-	}
-	return nil
+	return e.OrderID(), nil
 }
 
 // legacyDuplicate reports whether e is a duplicate of a seen event whose fingerprint old was
@@ -462,7 +257,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 		EarnRate:         decimal.Zero,
 		TierMultiplier:   decimal.NewFromInt(1),
 		RedemptionValue:  decimal.Zero,
-		ConfirmTrigger:   p.ConfirmTrigger,
+		ConfirmTrigger:   string(p.ConfirmTrigger),
 	}
 	if o.ReturnWindowDays > 0 {
 		snap.ReturnWindowDays = o.ReturnWindowDays
@@ -535,7 +330,7 @@ func (n *Ledger) accept(e schemas.Event, p Policy) {
 // the order lines are authoritative; without them the header redemption is spread over the
 // non-gift-card lines in proportion to line_subtotal − line discounts, points by largest
 // remainder (ties to the earlier line) and value HALF_EVEN to 2 places with the residual cent on
-// the largest line (DOMAIN.md B.3), so Σ lines = header.
+// the largest line, so Σ lines = header.
 func allocateRedemption(lines []LineState, o *schemas.OrderAccepted) {
 	given := false
 	for i, ol := range o.Lines {
@@ -724,7 +519,7 @@ func (n *Ledger) redemptionConfirmed() bool {
 	if o == nil || o.ReservationID == "" || o.RedemptionPoints <= 0 {
 		return false
 	}
-	if o.ConfirmTrigger != ConfirmOnFirstShipment {
+	if ConfirmTrigger(o.ConfirmTrigger) != ConfirmOnFirstShipment {
 		return true
 	}
 	for i := range n.s.Lines {
@@ -1015,7 +810,7 @@ func ratFloor(x *big.Rat) int64 {
 	return q.Int64()
 }
 
-// roundHalfEven rounds x to places decimals, ties to even (banker's rounding, DOMAIN.md B.3).
+// roundHalfEven rounds x to places decimals, ties to even (banker's rounding, DESIGN.md invariant 7).
 func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(places)), nil)
 	num := new(big.Int).Mul(x.Num(), scale)

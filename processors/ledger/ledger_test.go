@@ -10,7 +10,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// TestWorkedExamplesB2 reproduces every number of DOMAIN.md B.2.
+// TestWorkedExamplesB2 reproduces every number of the worked example of the accrual rules (order O-1001: GOLD member, €25 coupon, 1,000 points redeemed, two shipments, a return).
 func TestWorkedExamplesB2(t *testing.T) {
 	p := DefaultPolicy()
 	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"})
@@ -312,7 +312,7 @@ func TestConfirmTrigger(t *testing.T) {
 					t.Fatalf("policy version %q stamped, want %q", c.PolicyVersion, tc.p.Version)
 				}
 			}
-			if l.State().Order.ConfirmTrigger != tc.p.ConfirmTrigger {
+			if ConfirmTrigger(l.State().Order.ConfirmTrigger) != tc.p.ConfirmTrigger {
 				t.Fatalf("snapshot trigger %q, want %q", l.State().Order.ConfirmTrigger, tc.p.ConfirmTrigger)
 			}
 		})
@@ -455,9 +455,7 @@ func TestRejections(t *testing.T) {
 		e    schemas.Event
 		want error
 	}{
-		{"no event id", func() schemas.Event { e := shipment("", "O-1001", "S", day(1), qty{"L1", "1"}); return e }(), ErrInvalidEvent},
 		{"other order", shipment("e-x", "O-9", "S", day(1), qty{"L1", "1"}), ErrWrongOrder},
-		{"zero quantity", shipment("e-z", "O-1001", "S", day(1), qty{"L1", "0"}), ErrInvalidEvent},
 		{"second order", accepted("e-oa2", "O-1001", day(0), "", "", nil, orderLine("L1", "A", 1, "1", "1", false, 0, "")), ErrOrderAlreadyAccepted},
 		{"body mismatch", schemas.Event{Envelope: envelope("e-b", schemas.TypeReturnReceived, day(1), "O-1001"),
 			ShipmentConfirmed: &schemas.ShipmentConfirmed{ShipmentID: "S", OrderID: "O-1001"}}, ErrInvalidEvent},

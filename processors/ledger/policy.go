@@ -10,7 +10,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// Policy is the accrual policy (DOMAIN.md B): how many points a unit of eligible value earns,
+// Policy is the accrual policy: how many points a unit of eligible value earns,
 // what is excluded, how long points stay locked, and the operational windows of the ledger.
 //
 // A Policy is a value: build it once, call Validate, and never mutate its maps afterwards (Apply
@@ -50,14 +50,14 @@ type Policy struct {
 	// documents) before the runtime may evict it.
 	RetentionAfterClose time.Duration
 	// AmountTolerance is the allowed difference per rounded document line when ERP amounts are
-	// compared with OMS amounts (DOMAIN.md B.3: half a minor unit, 0.005 for 2-decimal currencies).
+	// compared with OMS amounts (half a minor unit: 0.005 for 2-decimal currencies).
 	AmountTolerance decimal.Decimal
 	// MaxEventsPerOrder bounds the seen-event set that makes duplicates idempotent. An order
 	// with more distinct events is rejected event by event (ErrTooManyEvents) rather than
 	// forgetting ids, which would make an old duplicate count twice.
 	MaxEventsPerOrder int
 	// ConfirmTrigger is when the redemption reservation an order references counts as
-	// CONFIRMED (DOMAIN.md B.1 "Reservation lifecycle"), and so when its points become
+	// CONFIRMED, and so when its points become
 	// refundable. It is the one rule of every refund path (partial and full cancellations,
 	// returns). It is snapshotted at OrderAccepted like the earn rules, so change Version with it.
 	ConfirmTrigger ConfirmTrigger
@@ -86,7 +86,7 @@ const (
 // ConfirmTriggers lists the valid triggers.
 var ConfirmTriggers = []ConfirmTrigger{ConfirmOnOrderAccepted, ConfirmOnFirstShipment}
 
-// DefaultPolicy is the policy of DOMAIN.md B.2 (1 point per currency unit, GOLD = 1.5, 30 lock
+// DefaultPolicy is the policy of the worked example, order O-1001 (1 point per currency unit, GOLD = 1.5, 30 lock
 // days, reservations confirmed by OrderAccepted) with the operational defaults of the
 // configuration. Version history: 2026-11-v1 refunded a full-order cancellation all allocated
 // points once RedemptionConfirmed arrived; 2026-12-v2 refunds every path by RR(l), confirmed by

@@ -9,7 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// Command is one loyalty command the pipeline must emit (contracts.md "Loyalty commands").
+// Command is one loyalty command the pipeline must emit (DESIGN.md invariant 13).
 //
 // Points are each event's canonical share: the events of an order folded in canonical order
 // (occurred_at, event_id) with the holding rules, Δ = P − P_requested after each. That share is
@@ -156,7 +156,7 @@ type Expected struct {
 //
 // Events are grouped per order (the body's order_id, else the correlation id), deduplicated by
 // event_id (first occurrence wins) and folded in canonical order (occurred_at, then event_id),
-// with the holding rules of contracts.md.
+// with the holding rules of DESIGN.md invariant 6.
 func Compute(events []schemas.Event, p Policy, asOf time.Time) *Expected {
 	groups, order := groupByOrder(events)
 	x := &Expected{
@@ -621,7 +621,7 @@ func (f *orderFold) accrueOrReverse(e *schemas.Event, ref, reason string, at tim
 	f.emit(c)
 }
 
-// confirmed reports whether the order's reservation is CONFIRMED by now, per DOMAIN.md B.1
+// confirmed reports whether the order's reservation is CONFIRMED by now, per the one confirmation rule (DESIGN.md)
 // "Reservation lifecycle" and the policy's trigger. The loyalty platform's RedemptionConfirmed
 // event is not the trigger (B.1: "same events, different trigger"); it is what view C3 checks.
 func (f *orderFold) confirmed() bool {
@@ -635,7 +635,7 @@ func (f *orderFold) confirmed() bool {
 	return true
 }
 
-// refund emits RedemptionRefundRequested for what became refundable (DOMAIN.md B.1 "Redemption
+// refund emits RedemptionRefundRequested for what became refundable ("Redemption
 // refunds"): Σ_l RR(l) − already requested, with the cumulative
 // RR(l) = floor(alloc_pts(l) × (q_cxl(l) + q_ret(l)) / q_ord(l)), for a confirmed reservation
 // only. B.1 has no other refund rule: "full cancel/return refunds exactly alloc_pts(l)" is what

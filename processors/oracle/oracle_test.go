@@ -21,7 +21,7 @@ func env(id string, t schemas.EventType, at time.Time) schemas.Envelope {
 		AggregateID: "O-1001", CorrelationID: "O-1001", TenantID: "t"}
 }
 
-// o1001 is DOMAIN.md B.2's base order: GOLD member, €25 coupon, 1,000 points redeemed.
+// o1001 is the worked example's base order: GOLD member, €25 coupon, 1,000 points redeemed.
 func o1001() schemas.Event {
 	mult := dec("1.5")
 	return schemas.Event{Envelope: env("e-oa", schemas.TypeOrderAccepted, day0), OrderAccepted: &schemas.OrderAccepted{
@@ -151,7 +151,7 @@ func TestWorkedExampleO1001(t *testing.T) {
 	}
 }
 
-// TestConfirmTrigger: one confirmation rule for every refund path, from DOMAIN.md B.1. Default:
+// TestConfirmTrigger: one confirmation rule for every refund path, (DESIGN.md "One confirmation rule"). Default:
 // CONFIRMED when OrderAccepted references the reservation, so every cancellation refunds at
 // once. Variant FIRST_SHIPMENT: nothing is refundable before a unit ships; that shipment requests
 // what was cancelled before it; a fully cancelled order that never shipped is a release (C3).
@@ -198,7 +198,7 @@ func TestConfirmTrigger(t *testing.T) {
 }
 
 // TestArrivalOrderIndependence: shuffled arrival, duplicates and a shipment before its order give
-// the same commands (same request ids), as contracts.md requires.
+// the same commands (same request ids): request ids are deterministic (DESIGN.md "Delivery guarantees").
 func TestArrivalOrderIndependence(t *testing.T) {
 	p := DefaultPolicy()
 	s1 := shipment("S1", 1, map[string]string{"L1": "1", "L2": "1", "L3": "1"})

@@ -1,14 +1,14 @@
 // Package oracle computes, with its own deliberately plain code, what retailflow's outputs must be
 // for a given set of input events: per-order quantities and points, the loyalty commands of
-// canonical arrival, i.e. each point-moving event's share (contracts.md "Loyalty commands";
+// canonical arrival, i.e. each point-moving event's share (DESIGN.md invariant 13;
 // Command says what a pipeline run must match), the rows of every reconciliation view (C1–C6)
 // and the totals of points and money. It does not share code with processors/ledger: it exists
 // so that the ledger, the runtime and the ClickHouse sink can be diffed against an independent
-// computation. Its rules are derived from DOMAIN.md B.1 alone.
+// computation. Its rules are derived from the rules quoted in processors/ledger's package doc alone.
 //
 // All arithmetic is exact: quantities and amounts are decimals, ratios are big.Rat, points are
-// floored only where DOMAIN.md B.1 floors them, money is rounded HALF_EVEN to 2 dp only where
-// contracts.md C6 rounds it.
+// floored only where the rules floor them (P and RR(l)), money is rounded HALF_EVEN to 2 dp only where
+// view C6 (migrations/views/recon.sql) rounds it.
 package oracle
 
 import (
@@ -35,13 +35,13 @@ type Policy struct {
 	ReconGrace time.Duration
 	// AmountTolerance: C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance.
 	AmountTolerance decimal.Decimal
-	// ConfirmTrigger is when a reservation referenced by an order is CONFIRMED (DOMAIN.md B.1
+	// ConfirmTrigger is when a reservation referenced by an order is CONFIRMED (
 	// "Reservation lifecycle"): ConfirmAtAcceptance (the default) or ConfirmAtFirstShipment
 	// (the variant). Redeemed points are refundable only once confirmed.
 	ConfirmTrigger string
 }
 
-// The confirmation triggers of DOMAIN.md B.1 (the config values of policy.confirm_trigger).
+// The confirmation triggers (the config values of policy.confirm_trigger).
 const (
 	ConfirmAtAcceptance    = "ORDER_ACCEPTED" // OrderAccepted references the reservation
 	ConfirmAtFirstShipment = "FIRST_SHIPMENT" // the order's first shipped unit (reships excluded)

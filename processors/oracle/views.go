@@ -8,7 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// The reconciliation views (contracts.md, DOMAIN.md C).
+// The reconciliation views (connectors/clickhouse/migrations/views/recon.sql).
 const (
 	ViewOrdersAwaitingERP    = "recon_orders_awaiting_erp"              // C1
 	ViewShipmentsNotInvoiced = "recon_shipments_not_invoiced"           // C2
@@ -203,7 +203,7 @@ func c2(v *viewSet, f *orderFold, cancelled map[string]bool) {
 
 // c3: redemptions pending confirmation, over every reservation seen anywhere.
 //
-// Which reservations should be CONFIRMED follows the policy's trigger (DOMAIN.md B.1), the same
+// Which reservations should be CONFIRMED follows the policy's trigger, the same
 // rule that makes their points refundable: under ORDER_ACCEPTED every reservation an accepted
 // order references (ORDER_ACCEPTED_NOT_CONFIRMED when the platform neither confirmed nor
 // released it, and ORDER_CANCELLED_NOT_RELEASED besides when the order was fully cancelled);

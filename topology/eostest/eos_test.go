@@ -31,10 +31,10 @@ import (
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 )
 
 type params struct {
@@ -401,59 +401,22 @@ type record struct {
 	partition  int32
 }
 
-// readAll reads a topic read_committed to its end (every partition).
+// readAll reads a topic read_committed to its end, every partition (kafka.ReadToEnd: the run has
+// stopped, so LSO = HWM; an open transaction fails the read after a minute).
 func (h *harness) readAll(topic string) []record {
 	var out []record
-	cl, err := kgo.NewClient(h.conn.Options()...)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(h.ctx, topic)
-	cl.Close()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	last := map[int32]int64{}
-	start := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			last[o.Partition] = o.Offset - 1
-			start[o.Partition] = kgo.NewOffset().AtStart()
-		}
-	})
-	if len(last) == 0 {
-		return nil
-	}
-	cl, err = kgo.NewClient(append(h.conn.Options(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
 	defer cancel()
-	for len(last) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			h.t.Fatalf("reading %s: %v (partitions left %v)", topic, ctx.Err(), last)
+	err := kafka.ReadToEnd(ctx, h.conn, topic, kafka.ReadOptions{Until: kafka.EndQuiescent}, func(r *kgo.Record) error {
+		hs := map[string]string{}
+		for _, x := range r.Headers {
+			hs[x.Key] = string(x.Value)
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			l, ok := last[r.Partition]
-			if !ok || r.Offset > l {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				hs := map[string]string{}
-				for _, x := range r.Headers {
-					hs[x.Key] = string(x.Value)
-				}
-				out = append(out, record{key: r.Key, value: r.Value, headers: hs, partition: r.Partition})
-			}
-			if r.Offset >= l {
-				delete(last, r.Partition)
-			}
-		})
+		out = append(out, record{key: r.Key, value: r.Value, headers: hs, partition: r.Partition})
+		return nil
+	})
+	if err != nil {
+		h.t.Fatalf("reading %s: %v", topic, err)
 	}
 	return out
 }
@@ -495,7 +458,7 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 		}
 		c := e.LoyaltyCommand
 		got[c.RequestID]++
-		sources[r.headers[topology.HeaderSourceTopic]+"/"+r.headers[topology.HeaderSourcePartition]+"@"+r.headers[topology.HeaderSourceOffset]+"#"+r.headers[topology.HeaderOutputSeq]]++
+		sources[r.headers[headers.SourceTopic]+"/"+r.headers[headers.SourcePartition]+"@"+r.headers[headers.SourceOffset]+"#"+r.headers[headers.OutputSeq]]++
 		if got[c.RequestID] > 1 {
 			continue
 		}
@@ -578,8 +541,8 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 	gotDLQ := map[string]int{}
 	dlqSources := map[string]int{}
 	for _, r := range h.readAll(h.names[schemas.TopicDLQ]) {
-		gotDLQ[r.headers[topology.HeaderErrorClass]]++
-		dlqSources[r.headers[topology.HeaderSourceTopic]+"/"+r.headers[topology.HeaderSourcePartition]+"@"+r.headers[topology.HeaderSourceOffset]]++
+		gotDLQ[r.headers[headers.ErrorClassKey]]++
+		dlqSources[r.headers[headers.SourceTopic]+"/"+r.headers[headers.SourcePartition]+"@"+r.headers[headers.SourceOffset]]++
 	}
 	for src, n := range dlqSources {
 		if n > 1 {
@@ -642,13 +605,12 @@ func (h *harness) verify(tr *generate.Traffic) (lost, dup, mism int) {
 			}
 			continue
 		}
-		l, err := ledger.DecodeState(h.ctx, h.serde, schemas.RecordRef{Topic: schemas.TopicChangelog}, raw)
+		st, err := ledgerstate.Decode(h.ctx, h.serde, schemas.RecordRef{Topic: schemas.TopicChangelog}, raw)
 		if err != nil {
 			mism++
 			t.Errorf("order %s: state does not decode: %v", id, err)
 			continue
 		}
-		st := l.State()
 		// The oracle's request ids, and besides them only corrections and the commands they
 		// correct (DESIGN.md invariant 13; the shares are held exact above).
 		oracleIDs, corrected := map[string]bool{}, map[string]bool{}

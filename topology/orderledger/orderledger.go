@@ -1,0 +1,210 @@
+// Package orderledger is the order-ledger pipeline: its graph (the five inputs into one keyed
+// stage that writes loyalty commands, keeps its state in the compacted changelog and
+// dead-letters what it cannot process) and the stage's behaviour bound to the runtime —
+// Avro decode and validation (schemas), Ledger.Apply (processors/ledger), the command envelope,
+// the changelog codec, the dead-letter value, the error classes and the eviction rule.
+//
+// It is the one place the pipeline is assembled: `retailflow run`, `topics accept-changes`, the
+// tests and the benchmarks build it from here. It lives under topology, not processors, because
+// it binds the pure ledger to the runtime's record type (franz-go's kgo.Record): a processor
+// package imports neither Kafka nor ClickHouse.
+package orderledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/processors/ledger"
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/topology"
+)
+
+// StageName is the stage's name in the topology (and in metrics and the topic fingerprint).
+const StageName = "order-ledger"
+
+// Topics names the pipeline's Kafka topics.
+type Topics struct {
+	// Names maps every logical topic (schemas.InputTopics, commands, changelog, DLQ) to its
+	// Kafka name.
+	Names map[schemas.Topic]string
+	// Reroute is the internal topic that re-partitions inputs a producer put on the wrong
+	// partition (topology.StageSpec.Reroute).
+	Reroute string
+}
+
+// Topology is the processor's graph: the five inputs into the order-ledger stage, which writes
+// loyalty commands and keeps its state in the compacted changelog.
+func Topology(t Topics) topology.Topology {
+	var inputs []topology.Stream
+	for _, in := range schemas.InputTopics {
+		inputs = append(inputs, topology.Stream(t.Names[in]))
+	}
+	commands := topology.Stream(t.Names[schemas.TopicCommands])
+	return topology.Topology{
+		Sources: inputs,
+		Stages: []topology.StageSpec{{
+			Name: StageName, Inputs: inputs, Store: topology.Table(t.Names[schemas.TopicChangelog]),
+			Writes: []topology.Stream{commands}, Reroute: topology.Stream(t.Reroute),
+		}},
+		Outputs: []topology.Stream{commands},
+		DLQ:     topology.Stream(t.Names[schemas.TopicDLQ]),
+	}
+}
+
+// Options are what the stage needs besides its topics.
+type Options struct {
+	Serde *schemas.Serde
+	// Policy must be valid (Policy.Validate): the ledger does not re-validate it.
+	Policy ledger.Policy
+	// MaxEventSkew bounds an event's times against its record's timestamp
+	// (schemas.Event.CheckTimes); zero checks the absolute range only.
+	MaxEventSkew time.Duration
+}
+
+// Processor is the stage's typed behaviour.
+type Processor = topology.Processor[*schemas.Event, ledger.Ledger, *schemas.Event]
+
+type step = topology.Step[ledger.Ledger, *schemas.Event]
+
+// NewProcessor builds the order-ledger stage's behaviour: Avro decode + validation + time bounds
+// (schemas: the one validator, so the ledger only sees valid events), Ledger.Apply, Avro
+// commands, the changelog codec (schemas.LedgerState) and DeadLetter values for the DLQ.
+func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
+	serde, p := o.Serde, o.Policy
+	logical := map[string]schemas.Topic{}
+	for lt, name := range t.Names {
+		logical[name] = lt
+	}
+	commands := topology.Stream(t.Names[schemas.TopicCommands])
+	return Processor{
+		// Event times are bounded against the record's timestamp before the ledger sees them:
+		// the ledger's clock is the largest occurred_at it folded, and one event dated years
+		// ahead would close and evict its order (a later real return then held forever).
+		Decode: func(r *kgo.Record) (*schemas.Event, error) {
+			e, err := serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
+				r.Value, r.Timestamp, o.MaxEventSkew)
+			if errors.Is(err, schemas.ErrRegistryAuth) {
+				// not the record's fault, not fixed by waiting: stop rather than dead-letter
+				// every record or retry forever
+				return nil, fmt.Errorf("%w: %w", topology.ErrFatal, err)
+			}
+			return e, err
+		},
+		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (step, error) {
+			if !found {
+				l = ledger.New(key)
+			}
+			n, cmds, err := l.Apply(*e, p)
+			if err != nil {
+				return step{}, err
+			}
+			st := step{Op: topology.Put, State: n}
+			if Evictable(n, len(cmds)) {
+				st.Op = topology.Evict
+			}
+			for i := range cmds {
+				st.Outputs = append(st.Outputs, topology.Emit[*schemas.Event]{To: commands, Value: CommandEvent(e, &cmds[i])})
+			}
+			return st, nil
+		},
+		State: stateCodec{ctx: ctx, serde: serde},
+		// Ledger.Apply is copy-on-write and never writes into its receiver (processors/ledger
+		// cow.go), so the runtime could keep decoded ledgers between transactions; it does
+		// not: a decoded ledger is several times its bytes and pointer-rich, and on the
+		// benchmark the GC work of keeping them cost as much as the decodes it saved and raised
+		// the p99 latency (bench/RESULTS.md). Orders are touched a few times over hours, so
+		// decoding once per key per transaction is cheap.
+		ImmutableState: false,
+		Encode: func(_ topology.Stream, ev *schemas.Event) ([]byte, error) {
+			return serde.EncodeEvent(schemas.TopicCommands, ev)
+		},
+		DeadLetter: func(rj topology.Rejected) ([]byte, error) {
+			return schemas.Encode(serde, schemas.TopicDLQ, DeadLetter(rj))
+		},
+		Classify: Classify,
+	}
+}
+
+// Evictable is the eviction rule: a closed order whose retention has passed on its own clock,
+// and whose last event caused no commands, is deleted (tombstone in the changelog).
+func Evictable(n ledger.Ledger, commands int) bool {
+	at, closed := n.EvictAfter()
+	return closed && commands == 0 && !n.Clock().Before(at)
+}
+
+// stateCodec stores a Ledger in the changelog as a schemas.LedgerState.
+type stateCodec struct {
+	ctx   context.Context
+	serde *schemas.Serde
+}
+
+func (c stateCodec) Encode(l ledger.Ledger) ([]byte, error) { return ledger.EncodeState(c.serde, l) }
+func (c stateCodec) Decode(b []byte) (ledger.Ledger, error) {
+	return ledger.DecodeState(c.ctx, c.serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, b)
+}
+
+// DeadLetter is the DLQ value of a rejected input: its key, value and coordinates, the error
+// class and message, and the event id when decoding got that far.
+func DeadLetter(rj topology.Rejected) *schemas.DeadLetter {
+	d := &schemas.DeadLetter{
+		Key: rj.Record.Key, Value: rj.Record.Value, SourceTopic: rj.Record.Topic,
+		SourcePartition: rj.Record.Partition, SourceOffset: rj.Record.Offset,
+		ErrorClass: rj.Class, ErrorMessage: rj.Err.Error(),
+		FirstSeenAt: rj.FirstSeen, Attempt: 1,
+	}
+	if rj.ValueDropped {
+		d.Value = nil
+	}
+	if rj.SchemaID >= 0 {
+		id := rj.SchemaID
+		d.SchemaID = &id
+	}
+	var de *schemas.DecodeError
+	var ee *ledger.EventError
+	switch {
+	case errors.As(rj.Err, &de) && de.EventID != "":
+		d.EventID = &de.EventID
+	case errors.As(rj.Err, &ee) && ee.EventID != "":
+		d.EventID = &ee.EventID
+	}
+	return d
+}
+
+// CommandEvent wraps a command in the envelope of the commands topic. Every field is derived
+// from the command and its causing event, so a replay re-emits the identical event: event_id is
+// the request id, occurred_at and published_at the command's business time.
+func CommandEvent(cause *schemas.Event, cmd *schemas.LoyaltyCommand) *schemas.Event {
+	causation := cause.EventID
+	corr := cause.CorrelationID
+	if corr == "" {
+		corr = cmd.OrderID
+	}
+	return &schemas.Event{
+		Envelope: schemas.Envelope{
+			EventID: cmd.RequestID, EventType: cmd.CommandType, SchemaVersion: 1, SourceSystem: "retailflow",
+			OccurredAt: cmd.RequestedAt, PublishedAt: cmd.RequestedAt,
+			AggregateType: "order", AggregateID: cmd.OrderID, CorrelationID: corr, CausationID: &causation,
+			TenantID: cause.TenantID,
+		},
+		LoyaltyCommand: cmd,
+	}
+}
+
+// Classify names the DLQ class of an error: schemas' decode classes go as they are
+// (registry-unavailable is transient); a ledger rejection is class "ledger"; anything else falls
+// back to topology.DefaultClassify.
+func Classify(err error) (schemas.ErrorClass, bool) {
+	var de *schemas.DecodeError
+	if errors.As(err, &de) {
+		return de.Class, de.Transient()
+	}
+	var ee *ledger.EventError
+	if errors.As(err, &ee) {
+		return schemas.ClassLedger, false
+	}
+	return topology.DefaultClassify(err)
+}
