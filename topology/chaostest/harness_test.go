@@ -389,6 +389,7 @@ func (h *harness) stop(s *slot) error {
 	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
+	s.waitStarted(10 * time.Second)
 	s.signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -404,6 +405,26 @@ func (h *harness) stop(s *slot) error {
 		return fmt.Errorf("%s %s exited with %v after SIGTERM, want status 0 (log %s)", s.cmdName, s.id, s.exitErr, s.logPath)
 	}
 	return nil
+}
+
+// waitStarted waits (up to d) until the current incarnation has written its first log line: a
+// process SIGTERMed before the Go runtime reached main has no handler yet and dies by the
+// signal, which says nothing about how retailflow stops (on a loaded host a restart can take
+// that long to reach main).
+func (s *slot) waitStarted(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		path, running := s.logPath, s.cmd != nil
+		s.mu.Unlock()
+		if !running {
+			return
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // stopAll SIGKILLs every slot without judging how they exit (test teardown).
