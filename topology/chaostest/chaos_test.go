@@ -8,7 +8,7 @@
 //
 // Run it with
 //
-//	RETAILFLOW_E2E=1 go test -v -count=1 -run TestChaos ./topology/chaostest/    (short: 5 faults, ≈ 3 min)
+//	RETAILFLOW_E2E=1 go test -v -count=1 -run TestChaos ./topology/chaostest/    (short: 5 faults, ≈ 1–2 min)
 //	RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 go test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/
 //
 // The short version never stops Kafka or ClickHouse (other packages' tests share them); the long
