@@ -5,8 +5,8 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/shopspring/decimal"
 )
 
@@ -255,8 +255,10 @@ func postingCols(orderID, kind, entryID, requestID, member string, points, short
 }
 
 // NetValueByQty returns v with v[q] = round_half_even(lineNet × q / quantity, 2) for every
-// integer q in 0..quantity (DOMAIN.md B.3, cumulative value of a partial quantity), or nil when
-// quantity is not a positive integer ≤ 1000.
+// integer q in 0..quantity, or nil when quantity is not a positive integer ≤ 1000. The value of
+// a partial quantity is cumulative — value_cum(q) = round_half_even(N × q / q_ord), an event's
+// value the difference of two cumulative values — so the last shipment or return absorbs the
+// rounding remainders and the parts always add up to the line net.
 func NetValueByQty(lineNet, quantity decimal.Decimal) []decimal.Decimal {
 	if !quantity.IsInteger() || quantity.Sign() <= 0 || quantity.GreaterThan(decimal.NewFromInt(maxValueQty)) {
 		return nil
@@ -351,7 +353,7 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 
 // StateRows maps one changelog record (the order ledger's state; nil for a tombstone) to
 // order_state and order_line_state.
-func StateRows(orderID string, st *ledger.State, src Source) []Row {
+func StateRows(orderID string, st *ledgerstate.State, src Source) []Row {
 	b := &rowBuilder{src: src, ver: OutputVersion(src.Offset)}
 	if st == nil {
 		b.add("order_state", orderID, map[string]any{
@@ -361,7 +363,7 @@ func StateRows(orderID string, st *ledger.State, src Source) []Row {
 		})
 		return b.rows
 	}
-	var snap ledger.OrderSnapshot
+	var snap ledgerstate.OrderSnapshot
 	if st.Order != nil {
 		snap = *st.Order
 	}

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/retailflow/retailflow/processors/generate"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/shopspring/decimal"
 )
 
@@ -63,7 +63,7 @@ func TestEventRowsFillEveryColumn(t *testing.T) {
 	cmd := &schemas.LoyaltyCommand{RequestID: "r1", CommandType: schemas.TypeReversalRequested, OrderID: "O-1", Points: 7, RequestedAt: at}
 	eid := "e1"
 	dl := &schemas.DeadLetter{SourceTopic: "retail.orders.v1", SourcePartition: 2, SourceOffset: 9, EventID: &eid, ErrorClass: schemas.ClassInvalid, FirstSeenAt: at}
-	st := ledger.State{OrderID: "O-1", Order: &ledger.OrderSnapshot{MemberID: "M"}, Lines: []ledger.LineState{{OrderLineID: "L1"}}}
+	st := ledgerstate.State{OrderID: "O-1", Order: &ledgerstate.OrderSnapshot{MemberID: "M"}, Lines: []ledgerstate.LineState{{OrderLineID: "L1"}}}
 	for name, rows := range map[string][]Row{
 		"command":    CommandRows(cmd, Source{Offset: 3}),
 		"deadletter": DeadLetterRows(dl, Source{Offset: 4}, []string{}, []string{}),
@@ -93,7 +93,7 @@ func TestVersions(t *testing.T) {
 	}
 }
 
-// NetValueByQty is DOMAIN.md B.3: value_cum = round_half_even(N × q / q_ord, 2), Σ = line net.
+// NetValueByQty: value_cum = round_half_even(N × q / q_ord, 2), Σ = line net.
 func TestNetValueByQty(t *testing.T) {
 	d := decimal.RequireFromString
 	for _, c := range []struct {

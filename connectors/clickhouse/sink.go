@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
-	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/retailflow/retailflow/topology"
 	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -366,7 +368,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		origin := "runtime"
 		for _, h := range r.Headers {
 			keys, vals = append(keys, h.Key), append(vals, string(h.Value))
-			if h.Key == HeaderOrigin {
+			if slices.Contains(headers.Names(headers.Origin), h.Key) {
 				origin = string(h.Value)
 			}
 		}
@@ -386,12 +388,11 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if r.Value == nil {
 			return StateRows(string(r.Key), nil, src), nil
 		}
-		l, err := ledger.DecodeState(ctx, s.o.Serde, ref, r.Value)
+		st, err := ledgerstate.Decode(ctx, s.o.Serde, ref, r.Value)
 		if err != nil {
 			return fail(err)
 		}
-		st := l.State()
-		return StateRows(st.OrderID, &st, src), nil
+		return StateRows(st.OrderID, st, src), nil
 	case "":
 		return nil, fmt.Errorf("clickhouse sink: record from unexpected topic %s", r.Topic)
 	default:
@@ -417,12 +418,13 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// HeaderOrigin marks a DLQ record the sink wrote itself (value "sink-insert").
-const HeaderOrigin = "retailflow-origin"
+// HeaderOrigin marks a DLQ record the sink wrote itself (value "sink-insert"); records written
+// before the rf. convention carry it as headers.LegacyOrigin, which readers accept too.
+const HeaderOrigin = headers.Origin
 
-// HeaderValueRef names the record a dead letter stands for, "<topic>/<partition>/<offset>", when
-// the dead letter carries no copy of its value (see deadLetter).
-const HeaderValueRef = "retailflow-value-ref"
+// HeaderValueRef names the record a dead letter stands for (headers.Coordinates,
+// "<topic>/<partition>/<offset>") when the dead letter carries no value.
+const HeaderValueRef = headers.ValueRef
 
 // flush inserts every buffered table, then commits the offsets of every record taken since the
 // last flush. It returns only when each of those records is stored or dead-lettered (or ctx
@@ -837,12 +839,12 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 	msg := fmt.Sprintf("clickhouse rejected rows for %s: %v", table, cause)
 	d := &schemas.DeadLetter{Key: rec.Key, Value: rec.Value, SourceTopic: rec.Topic, SourcePartition: rec.Partition,
 		SourceOffset: rec.Offset, ErrorClass: schemas.ClassInvalid, ErrorMessage: msg, FirstSeenAt: time.Now().UTC(), Attempt: 1}
-	headers := []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}
+	hs := []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}
 	dropValue := func() {
 		d.Value = nil
-		headers = append(headers,
+		hs = append(hs,
 			kgo.RecordHeader{Key: headerValueDropped, Value: []byte("true")},
-			kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))})
+			kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(headers.Coordinates{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}.String())})
 	}
 	if len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes {
 		dropValue()
@@ -854,7 +856,7 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 			// the DeadLetter schema holds any bytes: an encode failure is a bug, not the record's
 			return &dlqError{fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)}
 		}
-		out := &kgo.Record{Key: rec.Key, Value: val, Headers: headers}
+		out := &kgo.Record{Key: rec.Key, Value: val, Headers: hs}
 		err = s.cl.ProduceSync(ctx, out).FirstErr()
 		if err == nil {
 			break

@@ -46,6 +46,9 @@ const (
 	// Origin marks a DLQ record that was not written by the runtime: "sink-insert" for one the
 	// ClickHouse sink wrote.
 	Origin = "rf.origin"
+	// ValueRef names, as Coordinates, the record a dead letter stands for when the dead letter
+	// carries no value (too large for a message): its bytes stay in that source record.
+	ValueRef = "rf.value.ref"
 )
 
 // Names used before the rf. convention. Records written with them are still in topics (a DLQ
