@@ -206,7 +206,7 @@ ch_start() {
 }
 
 ch_wait() {
-  local deadline=$((SECONDS + ${CH_START_TIMEOUT:-60}))
+  local deadline=$((SECONDS + ${CH_START_TIMEOUT:-180}))
   until [[ $(curl -sf "http://127.0.0.1:$CH_HTTP_PORT/?query=SELECT%201" 2>/dev/null) == 1 ]]; do
     if ! alive "$ch_dir/pid"; then
       tail -40 "$ch_dir/log/clickhouse-server.err.log" "$ch_dir/log/stdout.log" >&2 2>/dev/null || true
@@ -214,7 +214,7 @@ ch_wait() {
     fi
     if (( SECONDS > deadline )); then
       tail -40 "$ch_dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
-      die "ClickHouse did not answer SELECT 1 on 127.0.0.1:$CH_HTTP_PORT within ${CH_START_TIMEOUT:-60}s"
+      die "ClickHouse did not answer SELECT 1 on 127.0.0.1:$CH_HTTP_PORT within ${CH_START_TIMEOUT:-180}s"
     fi
     sleep 0.5
   done

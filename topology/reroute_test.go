@@ -126,3 +126,18 @@ func TestRunnerReroutesMisplacedRecords(t *testing.T) {
 	defer (&running{r: r2, cancel: cancel2, done: done2}).stop(t)
 	checkSums(t, f.committed("out", total+8), more)
 }
+
+// A runner stopped while it is still starting (SIGTERM during its start-up checks) stops
+// cleanly: Run returns nil, as after a stop between transactions.
+func TestRunnerStoppedWhileStartingIsClean(t *testing.T) {
+	f := newFixture(t)
+	r, err := NewRunner(rerouteTopology(), sumStage(nil), f.options("0", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("Run with a cancelled context = %v, want nil", err)
+	}
+}

@@ -329,6 +329,12 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		}
 	}()
 	if err := r.verifyTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting (a SIGTERM as the pod is rescheduled): nothing was joined or
+			// produced, so this is a clean stop, not a failed start.
+			r.log.Info("runtime stopped before it started")
+			return nil
+		}
 		return err
 	}
 	opts := append(r.o.Conn.Options(),
