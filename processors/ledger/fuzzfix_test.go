@@ -56,3 +56,42 @@ func TestLateReturnBeforeForcingShipment(t *testing.T) {
 		})
 	}
 }
+
+// TestLateReturnTakesTheUnitsOfALaterOne: L1 has one unit shipped (S1); return Rb (day 12)
+// takes it, then Ra (day 11) of the same unit arrives. Canonically Ra fits and Rb waits for
+// S2, so the ledger gives Ra the reversal and takes Rb's back (a correction caused by Ra);
+// when S2 arrives late, Rb fits again. TestOrderIndependence found this once the late path
+// adopted the canonical state: Rb, now held, kept its reversal (requested −38, P 0).
+func TestLateReturnTakesTheUnitsOfALaterOne(t *testing.T) {
+	oa := o1001()
+	s1 := shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"})
+	s2 := shipment("e-s2", "O-1001", "S2", day(2), qty{"L1", "1"})
+	ra := returned("e-ra", "O-1001", "Ra", day(11), qty{"L1", "1"})
+	rb := returned("e-rb", "O-1001", "Rb", day(12), qty{"L1", "1"})
+	p := DefaultPolicy()
+	for name, events := range map[string][]schemas.Event{
+		"Rb before Ra, S2 last": {oa, s1, rb, ra, s2},
+		"Rb before Ra":          {oa, s1, s2, rb, ra},
+		"canonical":             {oa, s1, s2, ra, rb},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l, cmds := run(t, p, events...)
+			if l.Held() != 0 || !l.Lines()[0].Returned.Equal(dec("2")) {
+				t.Errorf("held %d, L1 returned %s", l.Held(), l.Lines()[0].Returned)
+			}
+			if err := sameCommands(cmds, oracle.Commands(events, oracle.DefaultPolicy()), name == "canonical"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Run("Ra late while S2 is missing", func(t *testing.T) {
+		l, cmds := run(t, p, oa, s1, rb, ra)
+		if l.Held() != 1 || !l.Lines()[0].Returned.Equal(dec("1")) {
+			t.Errorf("held %d, L1 returned %s", l.Held(), l.Lines()[0].Returned)
+		}
+		sh := ledgerShares(cmds)
+		if sh[shareKey{"RETURN", "Rb"}].points != 0 || sh[shareKey{"RETURN", "Ra"}].points >= 0 {
+			t.Errorf("shares %v: Ra, canonically first, carries the reversal, Rb (held) none", sh)
+		}
+	})
+}
