@@ -61,17 +61,61 @@ func (n *Ledger) late(e schemas.Event) bool {
 	return moveLess(MoveRecord{EventID: e.EventID, OccurredAt: e.OccurredAt.UTC()}, n.s.Moves[k-1])
 }
 
-// applyLate applies a late OMS event without commands, then requests what the canonical
-// attribution of every applied move now asks for.
+// applyLate applies a late OMS event without commands, then brings the order's quantities to
+// what canonical order gives (invariant 6) and requests what the canonical attribution of every
+// applied move now asks for.
+//
+// Applying e on the arrival-order state is not enough: the holding rules depend on the position
+// of e among the moves. A return that canonically precedes every shipment of its line, and
+// whose grace a shipment ends, is applied capped at nothing there; applied late it fits the
+// shipment already applied, and would drop P while the canonical shares, from which the
+// commands come, ask for no reversal (requested ≠ P). Two returns of one line may also swap
+// which one fits. So the state adopts the canonical replay's quantities, applied and held
+// returns, and moves.
 func (n *Ledger) applyLate(e schemas.Event, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
-	before := len(n.s.Moves)
 	n.quiet = true
 	n.applyOMS(e, nil, p, nil)
 	n.quiet = false
-	if len(n.s.Moves) == before {
-		return cmds // held: it moves nothing yet
+	rp := n.canonicalReplay(p)
+	n.adopt(&rp)
+	return n.reattribute(e.EventID, rp.sharesOf(), cmds)
+}
+
+// adopt takes the replay's OMS facts: each line's quantities, the applied shipments, returns and
+// cancellations (what each applied, which return was capped), the returns held for want of
+// shipped units, and the moves. What the replay does not carry is kept from n: a shipment's
+// stated currency, a return's refund currency (Billed and the exceptions are derived from the
+// documents by recompute).
+func (n *Ledger) adopt(rp *Ledger) {
+	for i := range n.s.Lines {
+		r, ln := &rp.s.Lines[i], n.s.Lines[i]
+		if r.CancelRequested.Equal(ln.CancelRequested) && r.ShippedReported.Equal(ln.ShippedReported) && r.Cancelled.Equal(ln.Cancelled) &&
+			r.Shipped.Equal(ln.Shipped) && r.Reshipped.Equal(ln.Reshipped) && r.Returned.Equal(ln.Returned) {
+			continue
+		}
+		m := &n.mutLines()[i]
+		m.CancelRequested, m.ShippedReported, m.Cancelled = r.CancelRequested, r.ShippedReported, r.Cancelled
+		m.Shipped, m.Reshipped, m.Returned = r.Shipped, r.Reshipped, r.Returned
 	}
-	return n.reattribute(e.EventID, p, cmds)
+	for i := range rp.s.Shipments {
+		s := &rp.s.Shipments[i]
+		if j := slices.IndexFunc(n.s.Shipments, func(x ShipmentState) bool { return x.EventID == s.EventID }); j >= 0 {
+			s.Currency = n.s.Shipments[j].Currency
+		}
+	}
+	for i := range rp.s.Returns {
+		r := &rp.s.Returns[i]
+		if j := slices.IndexFunc(n.s.Returns, func(x ReturnState) bool { return x.EventID == r.EventID }); j >= 0 {
+			r.RefundCurrency = n.s.Returns[j].RefundCurrency
+		}
+	}
+	held := slices.DeleteFunc(slices.Clone(n.s.Held), func(h HeldEvent) bool { return h.Reason == HoldExceedsShipped })
+	for _, h := range rp.s.Held {
+		held = insertSorted(held, h, heldLess)
+	}
+	n.s.Shipments, n.s.Returns, n.s.Cancellations, n.s.Moves, n.s.Held = rp.s.Shipments, rp.s.Returns, rp.s.Cancellations, rp.s.Moves, held
+	n.own |= ownShipments | ownReturns // fresh slices, owned by n alone
+	n.refreshQuantities()
 }
 
 // share is what a move carries: points (accruals − reversals) and refund points.
@@ -82,12 +126,11 @@ type share struct {
 
 // reattribute brings every applied move's share to its canonical value, emitting own commands
 // for moves without one and corrections caused by late for the others, in canonical order.
-func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
+func (n *Ledger) reattribute(late string, want map[string]share, cmds []schemas.LoyaltyCommand) []schemas.LoyaltyCommand {
 	o := n.s.Order
 	if o.MemberID == "" {
 		return cmds
 	}
-	want := n.canonicalShares(p)
 	have := make(map[string]share, len(n.s.Moves))
 	for i := range n.s.Commands {
 		c := &n.s.Commands[i]
@@ -114,9 +157,31 @@ func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyComman
 	basis(n.s.Lines, r)
 	pts := entitledFrom(o, r)
 	b := basisRounded(r, decimal.Decimal{})
+	// The moves, and the held returns that carry a share: a return applied in arrival order
+	// may be held in canonical order (another return of its line took the units shipped so far),
+	// so its share is now 0.
+	type item struct {
+		m MoveRecord
+		x schemas.Event
+	}
+	items := make([]item, 0, len(n.s.Moves))
 	for _, m := range n.s.Moves {
+		items = append(items, item{m, n.moveEvent(m)})
+	}
+	heldShare := false
+	for _, h := range n.s.Held {
+		if sh := have[h.EventID]; h.Reason == HoldExceedsShipped && (sh.hasPoints || sh.hasRefund) {
+			x := n.unhold(h)
+			items = append(items, item{MoveRecord{EventID: h.EventID, OccurredAt: h.OccurredAt, Kind: MoveReturn, Ref: x.ReturnReceived.ReturnID}, x})
+			heldShare = true
+		}
+	}
+	if heldShare {
+		sort.SliceStable(items, func(i, j int) bool { return moveLess(items[i].m, items[j].m) })
+	}
+	for _, it := range items {
+		m, x := it.m, it.x
 		w, h := want[m.EventID], have[m.EventID]
-		x := n.moveEvent(m)
 		cause, attributed := x, ""
 		if m.EventID != late {
 			cause.EventID, attributed = correctionCause(late, m.EventID), m.EventID
@@ -141,10 +206,9 @@ func (n *Ledger) reattribute(late string, p Policy, cmds []schemas.LoyaltyComman
 	return cmds
 }
 
-// canonicalShares replays the applied moves, and the returns held for want of shipped units,
-// on a fresh copy of the order in canonical order, and returns what each move's own commands
-// carry there.
-func (n *Ledger) canonicalShares(p Policy) map[string]share {
+// canonicalReplay replays the applied moves, and the returns held for want of shipped units,
+// on a fresh copy of the order in canonical order.
+func (n *Ledger) canonicalReplay(p Policy) Ledger {
 	rp := Ledger{s: State{StateVersion: StateVersion, OrderID: n.s.OrderID, Clock: n.s.Clock, Order: n.s.Order}, own: ownLines}
 	rp.s.Lines = make([]LineState, len(n.s.Lines))
 	for i, ln := range n.s.Lines {
@@ -174,7 +238,13 @@ func (n *Ledger) canonicalShares(p Policy) map[string]share {
 	for _, in := range ins {
 		rp.applyOMS(in.ev, in.raw, p, nil)
 	}
-	out := make(map[string]share, len(n.s.Moves))
+	rp.own = 0
+	return rp
+}
+
+// sharesOf returns what each move's own commands carry in a replay.
+func (rp *Ledger) sharesOf() map[string]share {
+	out := make(map[string]share, len(rp.s.Moves))
 	for _, c := range rp.s.Commands {
 		sh := out[c.CausingEventID]
 		switch schemas.EventType(c.CommandType) {
@@ -206,6 +276,9 @@ func (n *Ledger) moveEvent(m MoveRecord) schemas.Event {
 	case MoveReturn:
 		st := &n.s.Returns[slices.IndexFunc(n.s.Returns, func(x ReturnState) bool { return x.EventID == m.EventID })]
 		r := &schemas.ReturnReceived{ReturnID: st.ReturnID, OrderID: n.s.OrderID, ReceivedAt: st.ReceivedAt}
+		if st.RefundCurrency != "" {
+			r.Refund = &schemas.Refund{Currency: st.RefundCurrency} // all the ledger reads of it
+		}
 		for _, l := range st.Lines {
 			r.Lines = append(r.Lines, schemas.ReturnLine{OrderLineID: l.OrderLineID, QuantityAccepted: l.Quantity})
 		}

@@ -3,6 +3,7 @@ package oracle
 import (
 	"fmt"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -294,5 +295,38 @@ func TestViewsForIssuedCommands(t *testing.T) {
 	rows := ViewsFor(events, p, asOf, issued)[ViewReturnsNotInLoyalty]
 	if len(rows) != 1 || rows[0].Key() != ViewReturnsNotInLoyalty+"|R1|O-1001|REVERSAL_MISSING" || rows[0].Points != 1 {
 		t.Fatalf("C4 rows %+v, want REVERSAL_MISSING 1 for R1", rows)
+	}
+}
+
+// TestReturnsCappedByTheShipmentEndingTheirGrace is the ledger's FuzzApply failure
+// (processors/ledger testdata/fuzz/FuzzApply/late-return-capped): four returns (three of L1,
+// one of L2) precede L1's only shipment by more than the grace, so that shipment applies them
+// capped at nothing before itself, and accrues its points; the order is accepted last. Whatever
+// the arrival order, no reversal: P stays 103 (B.1 with the holding rules of invariant 6).
+func TestReturnsCappedByTheShipmentEndingTheirGrace(t *testing.T) {
+	p := DefaultPolicy()
+	oa := o1001()
+	oa.OccurredAt = day0.AddDate(0, 0, 27)
+	events := []schemas.Event{
+		ret("R1", 9, map[string]string{"L1": "1"}),
+		shipment("S8", 16, map[string]string{"L1": "1"}),
+		ret("R3", 3, map[string]string{"L1": "1"}),
+		ret("R18", 10, map[string]string{"L2": "1"}),
+		oa,
+		ret("R2", 10, map[string]string{"L1": "1"}),
+	}
+	want := []string{"AccrualRequested:103@S8"}
+	for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}, {4, 2, 0, 3, 5, 1}} {
+		var evs []schemas.Event
+		for _, i := range order {
+			evs = append(evs, events[i])
+		}
+		if got := summary(Commands(evs, p)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("arrival %v: got %v, want %v", order, got, want)
+		}
+		o := Compute(evs, p, day0.AddDate(0, 2, 0)).Orders["O-1001"]
+		if capped := slices.Sorted(slices.Values(o.CappedReturns)); fmt.Sprint(capped) != "[R1 R18 R2 R3]" || !o.Line("L1").Returned.IsZero() || !o.Line("L2").Returned.IsZero() {
+			t.Errorf("arrival %v: capped %v, L1 returned %s", order, o.CappedReturns, o.Line("L1").Returned)
+		}
 	}
 }
