@@ -158,10 +158,7 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 		clp.LogStart[p] = o.Offset
 	}
 	cur.Topics[h.Changelog] = clp
-	committed, err := adm.FetchOffsetsForTopics(ctx, h.Group, h.Inputs...)
-	if err == nil {
-		err = committed.Error()
-	}
+	committed, err := fetchCommitted(ctx, adm, h.Group, h.Inputs...)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, nil, nil, fmt.Errorf("topic history: committed offsets of group %s: %w", h.Group, err)
 	}
@@ -323,4 +320,26 @@ func writeFingerprint(ctx context.Context, cl *kgo.Client, _ *kadm.Client, h His
 		return fmt.Errorf("topic history: record the fingerprint in %s: %w", r.Topic, err)
 	}
 	return nil
+}
+
+// fetchCommitted reads a group's committed offsets, retrying while the group coordinator is
+// not available yet or still loading (the usual answer for seconds after a broker starts): a
+// check at start must not turn a broker that is still starting into a refusal to start.
+func fetchCommitted(ctx context.Context, adm *kadm.Client, group string, topics ...string) (kadm.OffsetResponses, error) {
+	wait := 100 * time.Millisecond
+	for {
+		committed, err := adm.FetchOffsetsForTopics(ctx, group, topics...)
+		if err == nil {
+			err = committed.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || ctx.Err() != nil {
+			return committed, err
+		}
+		select {
+		case <-ctx.Done():
+			return committed, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
