@@ -388,18 +388,19 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	adm := kadm.NewClient(cl)
-	if err := r.ensureReroute(vctx, adm); err != nil {
+	td, err := adm.ListTopics(vctx, r.inputs...)
+	if err != nil {
+		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
+	}
+	// The inputs are co-partitioned (VerifyTopics checks it): one partition count for every key.
+	r.partitions = len(td[r.inputs[0]].Partitions)
+	if err := r.ensureReroute(vctx, adm, td); err != nil {
 		return err
 	}
 	if err := kafka.VerifyTopics(vctx, adm, r.stage.TopicSpecs(r.top.DLQ)); err != nil {
 		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
 	}
-	// The inputs are co-partitioned (just verified): one partition count for every key.
-	td, err := adm.ListTopics(vctx, r.inputs[0])
-	if err != nil {
-		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
-	}
-	if r.partitions = len(td[r.inputs[0]].Partitions); r.partitions == 0 {
+	if r.partitions == 0 {
 		return fmt.Errorf("stage %s: topic %s has no partitions", r.stage.Name, r.inputs[0])
 	}
 	if err := kafka.CheckTopicHistory(vctx, conn, r.HistorySpec()); err != nil {
@@ -412,15 +413,9 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 // partition count and the broker's default replication, as Kafka Streams creates its internal
 // topics: it belongs to the runtime, not to the operator (`retailflow topics create` creates it
 // too, with the configured replication). An existing one is checked by VerifyTopics.
-func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client) error {
-	if r.stage.Reroute == "" {
-		return nil
-	}
-	td, err := adm.ListTopics(ctx, string(r.stage.Reroute), r.inputs[0])
-	if err != nil {
-		return fmt.Errorf("stage %s: topics: %w", r.stage.Name, err)
-	}
-	if td.Has(string(r.stage.Reroute)) {
+// td is the metadata of the stage's inputs and re-route topic.
+func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client, td kadm.TopicDetails) error {
+	if r.stage.Reroute == "" || td.Has(string(r.stage.Reroute)) {
 		return nil
 	}
 	in, ok := td[r.inputs[0]]
@@ -960,13 +955,7 @@ func (r *Runner[E, S, O]) fail(ctx context.Context, sess *kgo.GroupTransactSessi
 // coordinates in the Source* headers. Its offset commits with this transaction; the record is
 // processed when the re-route topic's partition want is polled.
 func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSession, rec *kgo.Record, want int32) {
-	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+3)
-	for _, x := range rec.Headers {
-		if !headers.IsHop(x.Key) { // the runtime's own headers describe this hop
-			h = append(h, x)
-		}
-	}
-	h = append(h, sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
+	h := append(withoutHopHeaders(rec.Headers, 3), sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
 	out := &kgo.Record{Topic: string(r.stage.Reroute), Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp,
 		Partition: want, Headers: h}
 	sess.Produce(ctx, out, r.promise())
@@ -986,8 +975,20 @@ func (r *Runner[E, S, O]) originOf(rec *kgo.Record) (*kgo.Record, error) {
 	}
 	o := *rec
 	o.Topic, o.Partition, o.Offset = src.topic, src.partition, src.offset
-	o.Headers = slices.DeleteFunc(slices.Clone(rec.Headers), func(h kgo.RecordHeader) bool { return headers.IsHop(h.Key) })
+	o.Headers = withoutHopHeaders(rec.Headers, 0)
 	return &o, nil
+}
+
+// withoutHopHeaders copies hs without the runtime's per-hop headers (they describe one hop; the
+// next writes its own), with room for extra more.
+func withoutHopHeaders(hs []kgo.RecordHeader, extra int) []kgo.RecordHeader {
+	out := make([]kgo.RecordHeader, 0, len(hs)+extra)
+	for _, h := range hs {
+		if !headers.IsHop(h.Key) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // fatalError is a failure that ends Run after the transaction aborted (ErrFatal).
@@ -1141,11 +1142,9 @@ func (r *Runner[E, S, O]) applyOverlay() {
 	for topic, n := range t.produced {
 		r.m.Produced(topic, n)
 	}
+	dead := 0
 	for k, n := range t.dead {
 		r.m.DeadLettered(k[0], k[1], n)
-	}
-	dead := 0
-	for _, n := range t.dead {
 		dead += n
 	}
 	for _, d := range t.deadLog {
