@@ -403,7 +403,7 @@ func (r *Runner[E, S, O]) verifyTopics(ctx context.Context) error {
 	if r.partitions == 0 {
 		return fmt.Errorf("stage %s: topic %s has no partitions", r.stage.Name, r.inputs[0])
 	}
-	if err := kafka.CheckTopicHistory(vctx, conn, r.HistorySpec()); err != nil {
+	if err := kafka.CheckTopicHistory(vctx, cl, r.HistorySpec()); err != nil {
 		return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 	}
 	return nil
@@ -850,7 +850,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 			r.deadLetter(ctx, sess, rec, headers.ClassMisrouted, d.misrouted, false)
 			return nil
 		}
-		if want := kafka.KeyPartition(rec.Key, r.partitions); want != p {
+		if want := kafka.RecordPartition(rec, r.partitions); want != p {
 			if d.origin != nil { // re-routed already, and still not where its key belongs
 				r.deadLetter(ctx, sess, rec, headers.ClassMisrouted, fmt.Errorf("re-routed record is on partition %d of %s, its key hashes to %d (partition counts changed?)", p, rec.Topic, want), false)
 				return nil

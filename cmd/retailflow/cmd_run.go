@@ -96,7 +96,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	}
 	o := c.RunnerOptions()
 	o.Metrics, o.Logger = metrics, log
-	o.Conn.Logger = log // franz-go's warnings
+	o.Conn = app.KafkaConn(c) // with franz-go's warnings in slog
 	proc := orderledger.NewProcessor(ctx, c.LedgerTopics(), orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: c.Runtime.MaxEventSkew})
 	runner, err := topology.NewRunner(c.LedgerTopology(), proc, o)
 	if err != nil {

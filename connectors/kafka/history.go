@@ -77,12 +77,8 @@ func (e *TopicsChangedError) Error() string {
 //
 // It returns a *TopicsChangedError listing every problem, or another error when the broker
 // could not be asked.
-func CheckTopicHistory(ctx context.Context, c Conn, h HistorySpec) error {
-	cl, err := kgo.NewClient(c.Options()...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+// cl is the caller's client (the runner's start-up checks share one).
+func CheckTopicHistory(ctx context.Context, cl *kgo.Client, h HistorySpec) error {
 	adm := kadm.NewClient(cl)
 	cur, rec, problems, err := inspect(ctx, cl, adm, h)
 	if err != nil {
@@ -92,7 +88,7 @@ func CheckTopicHistory(ctx context.Context, c Conn, h HistorySpec) error {
 		return &TopicsChangedError{Problems: problems}
 	}
 	if rec == nil || !covers(rec, cur) {
-		return writeFingerprint(ctx, cl, adm, h, cur)
+		return writeFingerprint(ctx, cl, h, cur)
 	}
 	return nil
 }
@@ -110,7 +106,7 @@ func AcceptTopicChanges(ctx context.Context, c Conn, h HistorySpec) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	return problems, writeFingerprint(ctx, cl, adm, h, cur)
+	return problems, writeFingerprint(ctx, cl, h, cur)
 }
 
 func covers(rec, cur *fingerprint) bool {
@@ -144,7 +140,7 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("topic history: list start offsets of %s: %w", h.Changelog, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, names...)
+	ends, err := adm.ListEndOffsets(ctx, slices.Concat(h.Inputs, []string{h.Changelog})...) // only these are compared
 	if err == nil {
 		err = ends.Error()
 	}
@@ -310,7 +306,7 @@ func readFingerprint(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h Hi
 	return &fp, nil
 }
 
-func writeFingerprint(ctx context.Context, cl *kgo.Client, _ *kadm.Client, h HistorySpec, fp *fingerprint) error {
+func writeFingerprint(ctx context.Context, cl *kgo.Client, h HistorySpec, fp *fingerprint) error {
 	b, err := json.Marshal(fp)
 	if err != nil {
 		return err

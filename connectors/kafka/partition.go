@@ -12,8 +12,14 @@ var keyHasher = kgo.StickyKeyPartitioner(nil).ForTopic("")
 // murmur2(key) & 0x7fffffff % n. librdkafka's default (CRC32) differs for most keys. It returns
 // -1 for a nil key or n < 1.
 func KeyPartition(key []byte, n int) int32 {
-	if key == nil || n < 1 {
+	return RecordPartition(&kgo.Record{Key: key}, n)
+}
+
+// RecordPartition is KeyPartition of r's key, without building a record (the runner checks
+// every input record with it).
+func RecordPartition(r *kgo.Record, n int) int32 {
+	if r.Key == nil || n < 1 {
 		return -1
 	}
-	return int32(keyHasher.Partition(&kgo.Record{Key: key}, n))
+	return int32(keyHasher.Partition(r, n))
 }
