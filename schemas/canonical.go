@@ -41,26 +41,14 @@ type canonicalizer struct {
 	defined map[string]bool // fullnames of the named types written so far
 }
 
-var primitiveTypes = map[string]bool{
-	"null": true, "boolean": true, "int": true, "long": true, "float": true, "double": true, "bytes": true, "string": true,
-}
-
-// fullname resolves a (possibly dotted) name against the enclosing namespace.
-func canonicalFullname(name, ns string) string {
-	if strings.Contains(name, ".") || ns == "" {
-		return name
-	}
-	return ns + "." + name
-}
-
 func (c *canonicalizer) write(b *strings.Builder, v any, ns string) error {
 	switch x := v.(type) {
 	case string:
-		if primitiveTypes[x] {
+		if primitives[x] {
 			writeCanonicalString(b, x)
 			return nil
 		}
-		writeCanonicalString(b, canonicalFullname(x, ns))
+		writeCanonicalString(b, fullName(x, ns))
 		return nil
 	case []any:
 		b.WriteByte('[')
@@ -99,7 +87,7 @@ func (c *canonicalizer) writeObject(b *strings.Builder, x map[string]any, ns str
 		if own, _ := x["namespace"].(string); own != "" && !strings.Contains(name, ".") {
 			ns = own
 		}
-		full := canonicalFullname(name, ns)
+		full := fullName(name, ns)
 		if c.defined[full] {
 			writeCanonicalString(b, full)
 			return nil
