@@ -131,23 +131,7 @@ func (n *Ledger) reattribute(late string, want map[string]share, cmds []schemas.
 	if o.MemberID == "" {
 		return cmds
 	}
-	have := make(map[string]share, len(n.s.Moves))
-	for i := range n.s.Commands {
-		c := &n.s.Commands[i]
-		sh := have[shareOf(c)]
-		switch schemas.EventType(c.CommandType) {
-		case schemas.TypeAccrualRequested:
-			sh.points += c.Points
-			sh.hasPoints = true
-		case schemas.TypeReversalRequested:
-			sh.points -= c.Points
-			sh.hasPoints = true
-		case schemas.TypeRedemptionRefundRequested:
-			sh.refund += c.Points
-			sh.hasRefund = true
-		}
-		have[shareOf(c)] = sh
-	}
+	have := sumShares(n.s.Commands)
 	r := getRatio()
 	defer putRatio(r)
 	due := n.refundDue(r)
@@ -182,21 +166,21 @@ func (n *Ledger) reattribute(late string, want map[string]share, cmds []schemas.
 	for _, it := range items {
 		m, x := it.m, it.x
 		w, h := want[m.EventID], have[m.EventID]
-		cause, attributed := x, ""
+		// A move without a command of a kind gets its own (as in canonical order); one that has
+		// it gets a correction caused by the late event.
+		corr, corrAttr := x, ""
 		if m.EventID != late {
-			cause.EventID, attributed = correctionCause(late, m.EventID), m.EventID
+			corr.EventID, corrAttr = correctionCause(late, m.EventID), m.EventID
 		}
 		if d := w.points - h.points; d != 0 {
+			cause, attributed := corr, corrAttr
 			if !h.hasPoints {
-				cause, attributed = x, "" // its own command, as in canonical order
+				cause, attributed = x, ""
 			}
 			cmds = append(cmds, n.pointsCommand(cause, attributed, d, m.Ref, m.Kind, b, pts))
 		}
-		cause, attributed = x, ""
-		if m.EventID != late {
-			cause.EventID, attributed = correctionCause(late, m.EventID), m.EventID
-		}
 		if d := min(w.refund-h.refund, due-n.s.Points.RefundRequested); d > 0 {
+			cause, attributed := corr, corrAttr
 			if !h.hasRefund {
 				cause, attributed = x, ""
 			}
@@ -242,20 +226,29 @@ func (n *Ledger) canonicalReplay(p Policy) Ledger {
 	return rp
 }
 
-// sharesOf returns what each move's own commands carry in a replay.
-func (rp *Ledger) sharesOf() map[string]share {
-	out := make(map[string]share, len(rp.s.Moves))
-	for _, c := range rp.s.Commands {
-		sh := out[c.CausingEventID]
+// sharesOf returns what each move's own commands carry in a replay (a replay has no
+// corrections, so each command's share is its causing event's).
+func (rp *Ledger) sharesOf() map[string]share { return sumShares(rp.s.Commands) }
+
+// sumShares adds up, per event whose share they carry (shareOf), the points (accruals −
+// reversals) and refunds of cmds, and notes which kinds of command each has.
+func sumShares(cmds []CommandRecord) map[string]share {
+	out := make(map[string]share, len(cmds))
+	for i := range cmds {
+		c := &cmds[i]
+		sh := out[shareOf(c)]
 		switch schemas.EventType(c.CommandType) {
 		case schemas.TypeAccrualRequested:
 			sh.points += c.Points
+			sh.hasPoints = true
 		case schemas.TypeReversalRequested:
 			sh.points -= c.Points
+			sh.hasPoints = true
 		case schemas.TypeRedemptionRefundRequested:
 			sh.refund += c.Points
+			sh.hasRefund = true
 		}
-		out[c.CausingEventID] = sh
+		out[shareOf(c)] = sh
 	}
 	return out
 }
