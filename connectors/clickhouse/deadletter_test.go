@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -112,7 +113,7 @@ func TestSinkDeadLetterSurvivesProduceFailures(t *testing.T) {
 		hdr[h.Key] = string(h.Value)
 	}
 	ref := fmt.Sprintf("%s/%d/%d", poison.Topic, poison.Partition, poison.Offset)
-	if d.Value != nil || hdr[headerValueDropped] != "true" || hdr[HeaderValueRef] != ref ||
+	if d.Value != nil || hdr[headers.ValueDropped] != "true" || hdr[HeaderValueRef] != ref ||
 		d.SourceTopic != poison.Topic || d.SourceOffset != poison.Offset || !strings.Contains(d.ErrorMessage, "throwIf") {
 		t.Errorf("dead letter: value %d bytes, headers %v, source %s@%d, message %q; want no value, a reference %s and the server's message",
 			len(d.Value), hdr, d.SourceTopic, d.SourceOffset, d.ErrorMessage, ref)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sort"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
-	"github.com/retailflow/retailflow/topology"
 	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -368,7 +366,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		origin := "runtime"
 		for _, h := range r.Headers {
 			keys, vals = append(keys, h.Key), append(vals, string(h.Value))
-			if slices.Contains(headers.Names(headers.Origin), h.Key) {
+			if h.Key == headers.Origin || h.Key == headers.LegacyOrigin {
 				origin = string(h.Value)
 			}
 		}
@@ -843,7 +841,7 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 	dropValue := func() {
 		d.Value = nil
 		hs = append(hs,
-			kgo.RecordHeader{Key: headerValueDropped, Value: []byte("true")},
+			kgo.RecordHeader{Key: headers.ValueDropped, Value: []byte("true")},
 			kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(headers.Coordinates{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}.String())})
 	}
 	if len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes {
@@ -895,6 +893,3 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 		"offset", rec.Offset, "value_dropped", d.Value == nil && rec.Value != nil, "err", cause)
 	return nil
 }
-
-// headerValueDropped is topology.HeaderValueDropped (the runtime's name for the same fact).
-const headerValueDropped = topology.HeaderValueDropped
