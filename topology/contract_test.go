@@ -6,20 +6,13 @@ import (
 	"github.com/retailflow/retailflow/schemas/headers"
 )
 
-// TestDeprecatedNamesMatchTheContract: the runtime's old exported class and header names are
-// the contract's (schemas/headers), so records written through either name are the same.
-func TestDeprecatedNamesMatchTheContract(t *testing.T) {
-	for old, want := range map[string]headers.ErrorClass{
-		ClassDecode: headers.ClassDecode, ClassInvalid: headers.ClassInvalid, ClassProcess: headers.ClassProcess,
-		ClassEncode: headers.ClassEncode, ClassNoKey: headers.ClassNoKey, ClassOutputRejected: headers.ClassOutputRejected,
-		ClassMisrouted: headers.ClassMisrouted,
-	} {
-		if old != string(want) {
-			t.Errorf("topology class %q is %q in schemas/headers", old, want)
-		}
-	}
-	for _, h := range []string{HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset, HeaderOutputSeq, HeaderErrorClass,
-		HeaderErrorMessage, HeaderSchemaID, HeaderFirstSeen, HeaderSourceTimestamp, HeaderValueDropped, HeaderDLQEncodeError} {
+// TestRunnerHeadersAreHops: every header the runner writes for one hop (source coordinates,
+// output sequence, the dead-letter reason) is a hop header of schemas/headers, so a re-route or
+// a replay strips it instead of carrying a stale copy forward.
+func TestRunnerHeadersAreHops(t *testing.T) {
+	for _, h := range []string{headers.SourceTopic, headers.SourcePartition, headers.SourceOffset, headers.OutputSeq,
+		headers.ErrorClassKey, headers.ErrorMessage, headers.SchemaID, headers.FirstSeen, headers.SourceTimestamp,
+		headers.ValueDropped, headers.DLQEncodeError} {
 		if !headers.IsHop(h) {
 			t.Errorf("%s is not a hop header of schemas/headers", h)
 		}

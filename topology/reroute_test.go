@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"fmt"
+	"github.com/retailflow/retailflow/schemas/headers"
 	"strconv"
 	"testing"
 
@@ -92,12 +93,12 @@ func TestRunnerReroutesMisplacedRecords(t *testing.T) {
 		if want := kafka.KeyPartition(o.Key, testPartitions); o.Partition != want {
 			t.Errorf("output %s on partition %d, its key's is %d", o.Value, o.Partition, want)
 		}
-		if topic := header(o, HeaderSourceTopic); topic != "in-a" && topic != "in-b" {
+		if topic := header(o, headers.SourceTopic); topic != "in-a" && topic != "in-b" {
 			t.Errorf("output %s names source topic %q, want the original input", o.Value, topic)
 		}
 	}
 	dl := f.committed("dlq", 1)
-	if len(dl) != 1 || header(dl[0], HeaderErrorClass) != ClassMisrouted {
+	if len(dl) != 1 || header(dl[0], headers.ErrorClassKey) != string(headers.ClassMisrouted) {
 		t.Fatalf("dead letters %d, want 1 misrouted", len(dl))
 	}
 	rn.stop(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/retailflow/retailflow/schemas/headers"
 	"io"
 	"log/slog"
 	"os"
@@ -247,7 +248,7 @@ func checkSums(t *testing.T, outs []*kgo.Record, inputs map[string][]int64) {
 	got := map[string][]int64{}
 	seen := map[string]bool{}
 	for _, r := range outs {
-		src := header(r, HeaderSourceTopic) + "/" + header(r, HeaderSourcePartition) + "@" + header(r, HeaderSourceOffset) + "#" + header(r, HeaderOutputSeq)
+		src := header(r, headers.SourceTopic) + "/" + header(r, headers.SourcePartition) + "@" + header(r, headers.SourceOffset) + "#" + header(r, headers.OutputSeq)
 		if seen[src] {
 			t.Errorf("source %s produced output twice", src)
 		}
@@ -311,12 +312,12 @@ func testRunnerExactlyOnceAndRestore(t *testing.T, immutable bool) {
 	dlq := f.committed("dlq", 3)
 	classes := map[string]bool{}
 	for _, r := range dlq {
-		classes[header(r, HeaderErrorClass)] = true
-		if header(r, HeaderSourceOffset) == "" || header(r, HeaderFirstSeen) == "" || header(r, HeaderErrorMessage) == "" {
+		classes[header(r, headers.ErrorClassKey)] = true
+		if header(r, headers.SourceOffset) == "" || header(r, headers.FirstSeen) == "" || header(r, headers.ErrorMessage) == "" {
 			t.Errorf("DLQ record lacks headers: %v", r.Headers)
 		}
 	}
-	if len(dlq) != 3 || !classes[ClassDecode] || !classes[ClassInvalid] || !classes[ClassNoKey] {
+	if len(dlq) != 3 || !classes[string(headers.ClassDecode)] || !classes[string(headers.ClassInvalid)] || !classes[string(headers.ClassNoKey)] {
 		t.Errorf("DLQ has %d records with classes %v, want decode, invalid, no-key", len(dlq), classes)
 	}
 	if !rn.r.Ready() {
@@ -337,7 +338,7 @@ func testRunnerExactlyOnceAndRestore(t *testing.T, immutable bool) {
 		clear(last)
 		for _, r := range f.committed("sum-changelog", 1) {
 			last[string(r.Key)] = r.Value
-			if header(r, HeaderSourceOffset) == "" {
+			if header(r, headers.SourceOffset) == "" {
 				t.Errorf("changelog record without source headers")
 			}
 		}
@@ -418,8 +419,8 @@ func TestRunnerProduceFailureAborts(t *testing.T) {
 	if s := m.Snapshot(); s.Aborts["produce"] == 0 {
 		t.Errorf("aborts = %v, want a produce abort", s.Aborts)
 	}
-	if len(dlq) != 1 || header(dlq[0], HeaderErrorClass) != ClassOutputRejected || string(dlq[0].Value) != "huge" {
-		t.Fatalf("DLQ = %d records, want the huge input as %s", len(dlq), ClassOutputRejected)
+	if len(dlq) != 1 || header(dlq[0], headers.ErrorClassKey) != string(headers.ClassOutputRejected) || string(dlq[0].Value) != "huge" {
+		t.Fatalf("DLQ = %d records, want the huge input as %s", len(dlq), headers.ClassOutputRejected)
 	}
 }
 
@@ -516,8 +517,8 @@ func TestRunnerStateEncodeFailure(t *testing.T) {
 	outs := f.committed("out", 8)
 	rn.stop(t)
 	checkSums(t, outs, inputs)
-	if len(dlq) != 1 || header(dlq[0], HeaderErrorClass) != ClassEncode || string(dlq[0].Value) != "8" {
-		t.Fatalf("DLQ = %d records (%v), want the input 8 as %s", len(dlq), dlq, ClassEncode)
+	if len(dlq) != 1 || header(dlq[0], headers.ErrorClassKey) != string(headers.ClassEncode) || string(dlq[0].Value) != "8" {
+		t.Fatalf("DLQ = %d records (%v), want the input 8 as %s", len(dlq), dlq, headers.ClassEncode)
 	}
 	if s := m.Snapshot(); s.Aborts["encode"] == 0 {
 		t.Errorf("aborts = %v, want an encode abort", s.Aborts)

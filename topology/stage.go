@@ -88,11 +88,6 @@ type Processor[E, S, O any] struct {
 	Classify func(err error) (class headers.ErrorClass, transient bool)
 }
 
-// Stage is the former name of Processor.
-//
-// Deprecated: use Processor.
-type Stage[E, S, O any] = Processor[E, S, O]
-
 func (s Processor[E, S, O]) validate() error {
 	var missing []string
 	if s.Decode == nil {
@@ -156,37 +151,3 @@ func DefaultClassify(err error) (class headers.ErrorClass, transient bool) {
 	}
 	return "", false
 }
-
-// The DLQ error classes the runtime assigns when Classify names none, as strings (the value of
-// the error-class header).
-//
-// Untyped, so that older callers that use them as strings or as schemas.ErrorClass compile;
-// TestDeprecatedNamesMatchTheContract holds them equal to the contract's.
-//
-// Deprecated: use headers.ClassDecode etc. (schemas/headers), the one error-class type.
-const (
-	ClassDecode         = "decode"
-	ClassInvalid        = "invalid"
-	ClassProcess        = "process"
-	ClassEncode         = "encode"
-	ClassNoKey          = "no-key"
-	ClassOutputRejected = "output-rejected"
-	ClassMisrouted      = "misrouted"
-)
-
-// Header names, kept for callers of the runtime's API.
-//
-// Deprecated: use the names in schemas/headers, the one place the header contract lives.
-const (
-	HeaderSourceTopic     = headers.SourceTopic
-	HeaderSourcePartition = headers.SourcePartition
-	HeaderSourceOffset    = headers.SourceOffset
-	HeaderOutputSeq       = headers.OutputSeq
-	HeaderErrorClass      = headers.ErrorClassKey
-	HeaderErrorMessage    = headers.ErrorMessage
-	HeaderSchemaID        = headers.SchemaID
-	HeaderFirstSeen       = headers.FirstSeen
-	HeaderSourceTimestamp = headers.SourceTimestamp
-	HeaderValueDropped    = headers.ValueDropped
-	HeaderDLQEncodeError  = headers.DLQEncodeError
-)

@@ -65,11 +65,6 @@ type StageSpec struct {
 	Reroute Stream
 }
 
-// KeyedStage is the former name of StageSpec.
-//
-// Deprecated: use StageSpec.
-type KeyedStage = StageSpec
-
 // Topology is the whole graph: where records come from, what processes them, and where they go.
 // Every topic of a stage (inputs, store, writes and the DLQ) is co-partitioned with its inputs:
 // the runtime writes outputs of input partition p to partition p.

@@ -50,15 +50,6 @@ import (
 	"github.com/retailflow/retailflow/schemas/headers"
 )
 
-// Headers a replayed record carries (schemas/headers; records replayed before the rf. names
-// carry headers.LegacyReplayOf and headers.LegacyReplayAttempt, which ReplayInfo reads too).
-//
-// Deprecated: use headers.ReplayOf and headers.ReplayAttempt.
-const (
-	HeaderReplayOf      = headers.ReplayOf
-	HeaderReplayAttempt = headers.ReplayAttempt
-)
-
 // ReplayLogTopic is the name of the replay log of a DLQ topic.
 func ReplayLogTopic(dlqTopic string) string { return dlqTopic + ".replayed" }
 

@@ -171,7 +171,7 @@ func TestReplayOnceWhateverTheFilter(t *testing.T) {
 			again = &lines[i]
 		}
 	}
-	if again == nil || again.Attempt != 3 || again.Headers[HeaderReplayOf] != again.DLQ || strings.Count(headerKeys(again.Headers), HeaderReplayOf) != 1 {
+	if again == nil || again.Attempt != 3 || again.Headers[headers.ReplayOf] != again.DLQ || strings.Count(headerKeys(again.Headers), headers.ReplayOf) != 1 {
 		t.Fatalf("re-replay: %+v", lines)
 	}
 }

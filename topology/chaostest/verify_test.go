@@ -17,7 +17,7 @@ import (
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // verdict is what the oracles found after one fault segment (cumulative over all traffic sent).
@@ -146,7 +146,7 @@ type outRecord struct {
 }
 
 func (r outRecord) source() string {
-	return r.headers[topology.HeaderSourceTopic] + "/" + r.headers[topology.HeaderSourcePartition] + "@" + r.headers[topology.HeaderSourceOffset]
+	return r.headers[headers.SourceTopic] + "/" + r.headers[headers.SourcePartition] + "@" + r.headers[headers.SourceOffset]
 }
 
 // readTopic reads a topic from the start to its high watermark with the given isolation level.
@@ -345,7 +345,7 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 		}
 		c := e.LoyaltyCommand
 		got[c.RequestID]++
-		sources[r.source()+"#"+r.headers[topology.HeaderOutputSeq]]++
+		sources[r.source()+"#"+r.headers[headers.OutputSeq]]++
 		if got[c.RequestID] > 1 {
 			continue
 		}
@@ -448,7 +448,7 @@ func (h *harness) checkDLQ(v *verdict, sent []sentRecord, bySource map[string]in
 		if !s.malformed {
 			v.dlqUnexplained++
 			v.problem("dead letter from %s (event %s, class %s: %s) was a valid record", r.source(), s.eventID,
-				r.headers[topology.HeaderErrorClass], r.headers[topology.HeaderErrorMessage])
+				r.headers[headers.ErrorClassKey], r.headers[headers.ErrorMessage])
 			continue
 		}
 		// An oversized record's dead letter cannot carry its value: the broker refuses the first
@@ -456,12 +456,12 @@ func (h *harness) checkDLQ(v *verdict, sent []sentRecord, bySource map[string]in
 		// without the value (topology.Runner's contract).
 		want := string(s.class)
 		if s.oversized {
-			want = topology.ClassOutputRejected
-			if r.headers[topology.HeaderValueDropped] != "true" {
-				v.problem("dead letter of the oversized record %s has no %s header", r.source(), topology.HeaderValueDropped)
+			want = string(headers.ClassOutputRejected)
+			if r.headers[headers.ValueDropped] != "true" {
+				v.problem("dead letter of the oversized record %s has no %s header", r.source(), headers.ValueDropped)
 			}
 		}
-		if got := r.headers[topology.HeaderErrorClass]; got != want {
+		if got := r.headers[headers.ErrorClassKey]; got != want {
 			v.problem("dead letter from %s has class %q, want %q", r.source(), got, want)
 		}
 		if s.eventID != "" {
