@@ -3,13 +3,13 @@ package topology
 import (
 	"context"
 	"fmt"
-	"github.com/retailflow/retailflow/schemas/headers"
 	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 func rerouteTopology() Topology {
