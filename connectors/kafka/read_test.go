@@ -75,6 +75,26 @@ func TestReadToEnd(t *testing.T) {
 		t.Fatalf("EndQuiescent after the commit read %v, %v", got, err)
 	}
 
+	// an aborted transaction: invisible read_committed, seen read_uncommitted
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produce(0, "aborted")
+	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = read(ctx, EndQuiescent); err != nil || len(got[0]) != 4 {
+		t.Fatalf("read_committed after an abort read %v, %v; want the 4 committed records", got, err)
+	}
+	var unc []string
+	err = ReadToEnd(ctx, conn, "t", ReadOptions{Partitions: []int32{0}, Until: EndQuiescent, Uncommitted: true}, func(r *kgo.Record) error {
+		unc = append(unc, string(r.Value))
+		return nil
+	})
+	if err != nil || len(unc) != 5 || unc[4] != "aborted" {
+		t.Fatalf("read_uncommitted read %v, %v; want the 4 committed records and the aborted one", unc, err)
+	}
+
 	stop := errors.New("stop")
 	n := 0
 	err = ReadToEnd(ctx, conn, "t", ReadOptions{Partitions: []int32{0}}, func(*kgo.Record) error {

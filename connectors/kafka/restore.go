@@ -94,6 +94,10 @@ type ReadOptions struct {
 	Progress RestoreProgress
 	// ClientOpts are added to the fetching clients' options (fetch sizes).
 	ClientOpts []kgo.Opt
+	// Uncommitted reads read_uncommitted: fn sees aborted records too (and, with EndStable,
+	// only up to the LSO). For verifiers that count what an aborted transaction wrote; every
+	// reader that acts on the records reads committed.
+	Uncommitted bool
 }
 
 // ErrUnknownTopic is wrapped by ReadToEnd's error when the topic does not exist.
@@ -101,10 +105,10 @@ var ErrUnknownTopic = errors.New("topic does not exist")
 
 // ReadToEnd is the one way retailflow reads a topic to its stable end: it calls fn with every
 // committed data record of the partitions, from the log start to the end o.Until names, in
-// offset order per partition, read_committed. Control records (transaction markers) are
-// fetched (KeepControlRecords) so that the reader knows exactly when a partition is complete —
-// the last offset before a transactional partition's end is always a marker — and fn never
-// sees them. A record from a range that ends in a gap (compaction) ends that partition. fn's
+// offset order per partition, read_committed (unless o.Uncommitted). Control records
+// (transaction markers) are fetched (KeepControlRecords) so that the reader knows exactly when a
+// partition is complete — the last offset before a transactional partition's end is always a
+// marker — and fn never sees them. A record from a range that ends in a gap (compaction) ends that partition. fn's
 // record aliases fetch buffers: copy what is kept. An error from fn stops the read and is
 // returned.
 func ReadToEnd(ctx context.Context, c Conn, topic string, o ReadOptions, fn func(*kgo.Record) error) error {
@@ -216,9 +220,13 @@ func readRange(ctx context.Context, c Conn, topic string, partitions []int32, st
 	if len(consume) == 0 {
 		return nil
 	}
+	isolation := kgo.ReadCommitted()
+	if o.Uncommitted {
+		isolation = kgo.ReadUncommitted()
+	}
 	cl, err := kgo.NewClient(append(append(c.Options(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchIsolationLevel(isolation),
 		kgo.KeepControlRecords(),
 	), o.ClientOpts...)...)
 	if err != nil {
