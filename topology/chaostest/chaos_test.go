@@ -49,13 +49,17 @@ type params struct {
 // returns a note for the table; an error fails the row (the fault could not be injected, or it
 // was not observed — a fault that silently did nothing proves nothing).
 type fault struct {
-	name    string
-	traffic func(*generate.Options)
-	rateX   float64 // multiplier of the base rate (1 when zero)
-	ordersX int     // multiplier of the orders per segment (1 when zero)
-	poison  int     // oversized records mixed in
-	large   []int   // records of these exact sizes (bytes, not Avro) mixed in
-	inject  func(h *harness, seg *segment) (string, error)
+	name string
+	// short: also in the short version (make chaos-short, make test), which must never stop
+	// Kafka or ClickHouse (other packages' tests share them) and needs no chattr/mount;
+	// long: only in the long version (make chaos): it stops Kafka or ClickHouse
+	short, long bool
+	traffic     func(*generate.Options)
+	rateX       float64 // multiplier of the base rate (1 when zero)
+	ordersX     int     // multiplier of the orders per segment (1 when zero)
+	poison      int     // oversized records mixed in
+	large       []int   // records of these exact sizes (bytes, not Avro) mixed in
+	inject      func(h *harness, seg *segment) (string, error)
 }
 
 // segment is the state of one fault's run, shared between the injector and the checks.
@@ -81,11 +85,8 @@ func TestChaos(t *testing.T) {
 		}
 		p.seed = n
 	}
-	// the short version (make test) never stops Kafka or ClickHouse and needs no chattr/mount
-	short := []string{"sigkill-endtxn-sent", "zombie-sigstop", "poison", "clickhouse-grant-revoked", "near-max-values"}
 	if os.Getenv("RETAILFLOW_CHAOS") != "" {
 		p.long, p.orders, p.chOutage = true, 200, 3*time.Minute
-		short = nil
 	}
 	if s := os.Getenv("CHAOS_CH_OUTAGE"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -94,12 +95,18 @@ func TestChaos(t *testing.T) {
 		}
 		p.chOutage = d
 	}
-	only := short
+	var only []string
 	if s := os.Getenv("CHAOS_FAULTS"); s != "" {
 		only = strings.Split(s, ",")
 	}
-	for _, f := range schedule(p) {
-		if only == nil || contains(only, f.name) {
+	for _, f := range faults {
+		switch {
+		case f.long && !p.long: // never in the short version, even when named
+		case only != nil:
+			if contains(only, f.name) {
+				p.faults = append(p.faults, f)
+			}
+		case p.long || f.short:
 			p.faults = append(p.faults, f)
 		}
 	}
@@ -107,7 +114,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("CHAOS_FAULTS=%q names no fault of the schedule", os.Getenv("CHAOS_FAULTS"))
 	}
 	h := newHarness(t, p)
-	fmt.Printf("chaos: seed=%d faults=%d long=%v logs=%s\n", p.seed, len(p.faults), p.long, h.logDir)
+	fmt.Printf("chaos: seed=%d faults=%d long=%v logs=%s\n", p.seed, len(p.faults), p.long, h.LogDir)
 	h.run()
 }
 
@@ -120,81 +127,76 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// schedule is the scripted fault sequence; what happens when within a fault comes from the seed.
-func schedule(p params) []fault {
-	protocolKill := func(step string) func(h *harness, seg *segment) (string, error) {
-		return func(h *harness, seg *segment) (string, error) { return h.killAtStep(step) }
-	}
-	var fs []fault
-	fs = append(fs,
-		fault{name: "sigkill-random", inject: func(h *harness, seg *segment) (string, error) {
-			n := 4
-			gap := seg.produceFor / time.Duration(n+1)
-			var killed []string
-			for i := 0; i < n; i++ {
-				time.Sleep(gap/2 + time.Duration(h.rng.Int64N(int64(gap))))
-				ps := h.processors()
-				s := ps[h.rng.IntN(len(ps))]
-				if s.signal(syscall.SIGKILL) {
-					killed = append(killed, s.id)
-				}
+// faults is the fault table: the scripted sequence, run in this order (what happens when within
+// a fault comes from the seed). Faults of another file join it with an init that appends to it.
+var faults = []fault{
+	{name: "sigkill-random", inject: func(h *harness, seg *segment) (string, error) {
+		n := 4
+		gap := seg.produceFor / time.Duration(n+1)
+		var killed []string
+		for i := 0; i < n; i++ {
+			time.Sleep(gap/2 + time.Duration(h.rng.Int64N(int64(gap))))
+			ps := h.processors()
+			s := ps[h.rng.IntN(len(ps))]
+			if s.Kill() {
+				killed = append(killed, s.ID)
 			}
-			if len(killed) == 0 {
-				return "", errors.New("no processor was running to kill")
-			}
-			return "killed " + strings.Join(killed, ","), nil
+		}
+		if len(killed) == 0 {
+			return "", errors.New("no processor was running to kill")
+		}
+		return "killed " + strings.Join(killed, ","), nil
+	}},
+	{name: "sigkill-endtxn-sent", short: true, inject: protocolKill("endtxn-written")},
+	{name: "sigkill-txnoffsetcommit-sent", inject: protocolKill("txnoffsetcommit-written")},
+	{name: "sigkill-endtxn-answered", inject: protocolKill("endtxn-read")},
+	{name: "zombie-sigstop", short: true, inject: (*harness).zombie},
+	{name: "rebalance-storm", ordersX: 2, inject: (*harness).storm},
+	{name: "dup-ooo-late", traffic: func(o *generate.Options) {
+		o.DuplicateRate, o.OutOfOrderRate, o.LateRate = 0.3, 0.7, 0.3
+	}, inject: func(h *harness, seg *segment) (string, error) {
+		return "30% duplicates, 70% of orders shuffled, 30% day-late", nil
+	}},
+	{name: "poison", short: true, poison: 2, traffic: func(o *generate.Options) { o.MalformedRate = 0.5 },
+		inject: func(h *harness, seg *segment) (string, error) {
+			return "not-Avro, unknown schema id, rule-breaking Avro, 2 × 1.5 MB", nil
 		}},
-		fault{name: "sigkill-endtxn-sent", inject: protocolKill("endtxn-written")},
-		fault{name: "sigkill-txnoffsetcommit-sent", inject: protocolKill("txnoffsetcommit-written")},
-		fault{name: "sigkill-endtxn-answered", inject: protocolKill("endtxn-read")},
-		fault{name: "zombie-sigstop", inject: (*harness).zombie},
-		fault{name: "rebalance-storm", ordersX: 2, inject: (*harness).storm},
-		fault{name: "dup-ooo-late", traffic: func(o *generate.Options) {
-			o.DuplicateRate, o.OutOfOrderRate, o.LateRate = 0.3, 0.7, 0.3
-		}, inject: func(h *harness, seg *segment) (string, error) {
-			return "30% duplicates, 70% of orders shuffled, 30% day-late", nil
-		}},
-		fault{name: "poison", poison: 2, traffic: func(o *generate.Options) { o.MalformedRate = 0.5 },
-			inject: func(h *harness, seg *segment) (string, error) {
-				return "not-Avro, unknown schema id, rule-breaking Avro, 2 × 1.5 MB", nil
-			}},
-		fault{name: "burst-10x", rateX: 10, ordersX: 5, inject: (*harness).burst},
-		// ClickHouse refusing the sink for reasons that are not the rows': the sink must wait
-		// them out (dead letters stay explained, nothing lost) and resume by itself. More
-		// orders, so that traffic still flows once the fault is in place (a users.d reload
-		// takes ≈ 3 s; the sink's open connections keep their login, so the rotation restarts it)
-		fault{name: "clickhouse-password-rotated", ordersX: 4, inject: func(h *harness, seg *segment) (string, error) {
-			return h.clickhouseRefuses(seg, "auth", true, "password rotated on the server, sink restarted with the old one",
-				func() error { return h.infra("ch-user", h.chUser, "rotated-"+h.chPassword, "default,"+h.db) })
-		}},
-		fault{name: "clickhouse-grant-revoked", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
-			return h.clickhouseRefuses(seg, "access", false, "the sink's user lost its database (allow_databases)",
-				func() error { return h.infra("ch-user", h.chUser, h.chPassword, "default") })
-		}},
-		fault{name: "clickhouse-table-missing", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
-			return h.clickhouseRefuses(seg, "schema", false, "order_lines detached (a bad migration)",
-				func() error { return h.ch.Exec(h.ctx, "DETACH TABLE "+h.db+".order_lines") })
-		}},
-		fault{name: "clickhouse-disk-readonly", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
-			return h.clickhouseRefuses(seg, "disk", false, "the database's data directories unwritable",
-				func() error { return h.infra("ch-readonly", h.db, "on") })
-		}},
-		fault{name: "sink-one-record-per-insert", inject: (*harness).perRecordInserts},
-		fault{name: "near-max-values", large: []int{nearMaxKept, nearMaxKept, nearMaxDropped, nearMaxDropped},
-			inject: (*harness).nearMax},
-	)
-	if p.long {
-		fs = append(fs,
-			fault{name: "kafka-restart-sigterm", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
-				return h.bounceKafka(seg, "kafka-stop")
-			}},
-			fault{name: "kafka-restart-sigkill", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
-				return h.bounceKafka(seg, "kafka-kill")
-			}},
-			fault{name: "clickhouse-outage", inject: (*harness).clickhouseOutage},
-		)
-	}
-	return fs
+	{name: "burst-10x", rateX: 10, ordersX: 5, inject: (*harness).burst},
+	// ClickHouse refusing the sink for reasons that are not the rows': the sink must wait
+	// them out (dead letters stay explained, nothing lost) and resume by itself. More
+	// orders, so that traffic still flows once the fault is in place (a users.d reload
+	// takes ≈ 3 s; the sink's open connections keep their login, so the rotation restarts it)
+	{name: "clickhouse-password-rotated", ordersX: 4, inject: func(h *harness, seg *segment) (string, error) {
+		return h.clickhouseRefuses(seg, "auth", true, "password rotated on the server, sink restarted with the old one",
+			func() error { return h.infra("ch-user", h.chUser, "rotated-"+h.chPassword, "default,"+h.db) })
+	}},
+	{name: "clickhouse-grant-revoked", short: true, ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+		return h.clickhouseRefuses(seg, "access", false, "the sink's user lost its database (allow_databases)",
+			func() error { return h.infra("ch-user", h.chUser, h.chPassword, "default") })
+	}},
+	{name: "clickhouse-table-missing", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+		return h.clickhouseRefuses(seg, "schema", false, "order_lines detached (a bad migration)",
+			func() error { return h.ch.Exec(h.Ctx, "DETACH TABLE "+h.db+".order_lines") })
+	}},
+	{name: "clickhouse-disk-readonly", ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+		return h.clickhouseRefuses(seg, "disk", false, "the database's data directories unwritable",
+			func() error { return h.infra("ch-readonly", h.db, "on") })
+	}},
+	{name: "sink-one-record-per-insert", inject: (*harness).perRecordInserts},
+	{name: "near-max-values", short: true, large: []int{nearMaxKept, nearMaxKept, nearMaxDropped, nearMaxDropped},
+		inject: (*harness).nearMax},
+	{name: "kafka-restart-sigterm", long: true, ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+		return h.bounceKafka(seg, "kafka-stop")
+	}},
+	{name: "kafka-restart-sigkill", long: true, ordersX: 2, inject: func(h *harness, seg *segment) (string, error) {
+		return h.bounceKafka(seg, "kafka-kill")
+	}},
+	{name: "clickhouse-outage", long: true, inject: (*harness).clickhouseOutage},
+}
+
+// protocolKill is a fault's inject that makes one processor SIGKILL itself at a protocol step.
+func protocolKill(step string) func(h *harness, seg *segment) (string, error) {
+	return func(h *harness, seg *segment) (string, error) { return h.killAtStep(step) }
 }
 
 // row is one line of the result table.
@@ -213,10 +215,10 @@ func (h *harness) run() {
 	t := h.t
 	began := time.Now()
 	for _, id := range []string{"0", "1", "2"} {
-		h.startSlot(id, "run")
+		h.sup.Start("run", id)
 	}
-	h.startSlot("0", "sink")
-	defer h.stopAll()
+	h.sup.Start("sink", "0")
+	defer h.sup.KillAll()
 
 	var all []generate.Record
 	var rows []row
@@ -226,13 +228,13 @@ func (h *harness) run() {
 		rows = append(rows, r)
 		fmt.Printf("chaos: %-28s %s (%s)\n", f.name, map[bool]string{true: "PASS", false: "FAIL"}[r.passed], r.took.Round(time.Second))
 		if !r.passed {
-			for _, p := range r.v.problems {
+			for _, p := range r.v.Problems {
 				t.Errorf("%s: %s", f.name, p)
 			}
 		}
 	}
-	for _, s := range append(h.processors(), h.slot("sink", "0")) {
-		if err := h.stop(s); err != nil {
+	for _, s := range append(h.processors(), h.sup.Slot("sink", "0")) {
+		if err := s.Stop(); err != nil {
 			t.Error(err)
 		}
 	}
@@ -242,22 +244,22 @@ func (h *harness) run() {
 	var lost, dup, unx, passed int
 	for _, r := range rows {
 		fmt.Printf("| %-28s | %6.0f | %7d | %8d | %6d | %4d | %4d | %7d | %5d | %5d | %7d | %-4s | %s\n",
-			r.name, r.took.Seconds(), r.records, r.restarts, r.maxLag, r.v.lost, r.v.duplicated, r.v.dlqUnexplained,
-			r.v.stateMismatch, r.v.viewDiffs, r.v.aborted, map[bool]string{true: "PASS", false: "FAIL"}[r.passed], r.note)
-		lost += r.v.lost
-		dup += r.v.duplicated
-		unx += r.v.dlqUnexplained
+			r.name, r.took.Seconds(), r.records, r.restarts, r.maxLag, r.v.Lost, r.v.Duplicated, r.v.DLQUnexplained,
+			r.v.StateMismatch, r.v.viewDiffs, r.v.aborted, map[bool]string{true: "PASS", false: "FAIL"}[r.passed], r.note)
+		lost += r.v.Lost
+		dup += r.v.Duplicated
+		unx += r.v.DLQUnexplained
 		if r.passed {
 			passed++
 		}
 	}
 	line := fmt.Sprintf("chaos: faults=%d passed=%d lost=%d duplicated=%d dlq_unexplained=%d", len(rows), passed, lost, dup, unx)
-	fmt.Printf("chaos: seed=%d took %s; %d records; logs in %s\n", h.p.seed, time.Since(began).Round(time.Second), len(all), h.logDir)
+	fmt.Printf("chaos: seed=%d took %s; %d records; logs in %s\n", h.p.seed, time.Since(began).Round(time.Second), len(all), h.LogDir)
 	fmt.Println(line)
 	if passed != len(rows) || lost != 0 || dup != 0 || unx != 0 {
 		t.Error(line)
 	} else if !t.Failed() {
-		_ = os.RemoveAll(h.logDir)
+		_ = os.RemoveAll(h.LogDir)
 	}
 }
 
@@ -303,10 +305,10 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 	stopLag, lagDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(lagDone)
-		adm := h.admin()
+		adm := h.Admin()
 		defer adm.Close()
 		for {
-			if l := h.lag(adm); l > seg.maxLag {
+			if l := h.Lag(adm); l > seg.maxLag {
 				seg.maxLag = l
 			}
 			select {
@@ -322,23 +324,23 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 	}
 	r.note = note
 	fail := func(err error) (row, []generate.Record) {
-		r.v.problem("%v", err)
+		r.v.Problem("%v", err)
 		r.took = time.Since(start)
 		return r, recs
 	}
 	if injErr != nil {
-		r.v.problem("fault not injected: %v", injErr)
+		r.v.Problem("fault not injected: %v", injErr)
 	}
-	err = h.waitProcessed(4 * time.Minute)
+	err = h.WaitProcessed(4 * time.Minute)
 	close(stopLag)
 	<-lagDone
 	if err != nil {
 		return fail(err)
 	}
-	if err := h.waitNoOpenTransactions(time.Minute); err != nil {
+	if err := h.WaitNoOpenTransactions(time.Minute); err != nil {
 		return fail(err)
 	}
-	out, err := h.readOutputs()
+	out, err := h.ReadOutputs(true)
 	if err != nil {
 		return fail(err)
 	}
@@ -346,13 +348,13 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 		return fail(err)
 	}
 	v := h.verify(append(append([]generate.Record(nil), before...), recs...), tr.Options.Policy, out)
-	v.problems = append(r.v.problems, v.problems...)
+	v.Problems = append(r.v.Problems, v.Problems...)
 	v.aborted -= h.abortedSoFar // verify counts every aborted record since the start
 	h.abortedSoFar += v.aborted
 	r.v = v
 	if seg.after != nil {
 		if err := seg.after(v); err != nil {
-			r.v.problem("%v", err)
+			r.v.Problem("%v", err)
 		}
 		r.note += seg.note
 	}
@@ -373,11 +375,9 @@ func (h *harness) killAtStep(step string) (string, error) {
 	ps := h.processors()
 	s := ps[h.rng.IntN(len(ps))]
 	spec := fmt.Sprintf("%s:%d", step, 2+h.rng.IntN(5))
-	s.mu.Lock()
-	s.armed = spec
-	s.mu.Unlock()
-	s.drainExits()
-	s.signal(syscall.SIGTERM)
+	s.Arm(killAtEnv + "=" + spec)
+	s.DrainExits()
+	s.Signal(syscall.SIGTERM)
 	notWired := func(what string) error {
 		return fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s %s "+
 			"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`)", killAtEnv, spec, what)
@@ -389,25 +389,23 @@ func (h *harness) killAtStep(step string) (string, error) {
 	defer tick.Stop()
 	for {
 		select {
-		case e := <-s.exits:
-			if e.armed == "" {
+		case e := <-s.Exits():
+			if len(e.Armed) == 0 {
 				continue // the SIGTERMed incarnation
 			}
-			b, _ := os.ReadFile(e.log)
+			b, _ := os.ReadFile(e.Log)
 			switch {
 			case !strings.Contains(string(b), hookArmed):
-				return "", notWired(fmt.Sprintf("never called chaosClientOpts; it exited with signal %v code %d (log %s)", e.signal, e.code, e.log))
-			case e.signal != syscall.SIGKILL || !strings.Contains(string(b), hookBanner):
-				return "", fmt.Errorf("instance %s armed with %s ended with signal %v code %d, not by its own SIGKILL (log %s)", s.id, spec, e.signal, e.code, e.log)
+				return "", notWired(fmt.Sprintf("never called chaosClientOpts; it exited with signal %v code %d (log %s)", e.Signal, e.Code, e.Log))
+			case e.Signal != syscall.SIGKILL || !strings.Contains(string(b), hookBanner):
+				return "", fmt.Errorf("instance %s armed with %s ended with signal %v code %d, not by its own SIGKILL (log %s)", s.ID, spec, e.Signal, e.Code, e.Log)
 			}
-			return fmt.Sprintf("instance %s killed itself at %s", s.id, spec), nil
+			return fmt.Sprintf("instance %s killed itself at %s", s.ID, spec), nil
 		case <-tick.C:
 			if armedLog == "" {
-				s.mu.Lock()
-				if s.armed == "" && s.cmd != nil {
-					armedLog, armedAt = s.logPath, time.Now()
+				if log, ok := s.ArmedStarted(); ok {
+					armedLog, armedAt = log, time.Now()
 				}
-				s.mu.Unlock()
 			} else if time.Since(armedAt) > 20*time.Second {
 				// chaosClientOpts reports itself before the client connects: 20 s is plenty
 				if b, _ := os.ReadFile(armedLog); !strings.Contains(string(b), hookArmed) {
@@ -415,7 +413,7 @@ func (h *harness) killAtStep(step string) (string, error) {
 				}
 			}
 			if time.Now().After(deadline) {
-				return "", fmt.Errorf("instance %s armed with %s did not die within 90s (log %s)", s.id, spec, s.logPath)
+				return "", fmt.Errorf("instance %s armed with %s did not die within 90s (log %s)", s.ID, spec, s.LogPath())
 			}
 		}
 	}
@@ -428,25 +426,25 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	time.Sleep(seg.produceFor / 3)
 	ps := h.processors()
 	s := ps[h.rng.IntN(len(ps))]
-	s.drainExits()
-	adm := h.admin()
+	s.DrainExits()
+	adm := h.Admin()
 	defer adm.Close()
-	txnID := h.group + "-" + s.id
+	txnID := h.Group + "-" + s.ID
 	// SIGSTOP it while its transaction is Ongoing with records written, so the zombie surely
 	// holds writes that must never become visible
 	var producerID int64 = -1
 	pid := 0
 	for wait := time.Now().Add(15 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
-		d, err := adm.DescribeTransactions(h.ctx, txnID)
+		d, err := adm.DescribeTransactions(h.Ctx, txnID)
 		if x, ok := d[txnID]; err == nil && ok && x.State == "Ongoing" && len(x.Topics) > 0 {
-			if pid = s.pid(); pid != 0 && syscall.Kill(-pid, syscall.SIGSTOP) == nil {
+			if pid = s.Pid(); pid != 0 && syscall.Kill(-pid, syscall.SIGSTOP) == nil {
 				producerID = x.ProducerID
 				break
 			}
 		}
 	}
 	if producerID < 0 {
-		return "", fmt.Errorf("instance %s (%s) had no ongoing transaction with writes to pause within 15s", s.id, txnID)
+		return "", fmt.Errorf("instance %s (%s) had no ongoing transaction with writes to pause within 15s", s.ID, txnID)
 	}
 	before := h.lastAbortedBy[producerID]
 	pause := 15 * time.Second // session timeout 6s, transaction timeout 10s
@@ -456,10 +454,10 @@ func (h *harness) zombie(seg *segment) (string, error) {
 	time.Sleep(8 * time.Second)
 	fate := "survived (rejoined)"
 	select {
-	case e := <-s.exits:
-		fate = fmt.Sprintf("exited with code %d (restarted)", e.code)
-		if e.signal != 0 {
-			fate = fmt.Sprintf("killed by %v (restarted)", e.signal)
+	case e := <-s.Exits():
+		fate = fmt.Sprintf("exited with code %d (restarted)", e.Code)
+		if e.Signal != 0 {
+			fate = fmt.Sprintf("killed by %v (restarted)", e.Signal)
 		}
 	default:
 	}
@@ -476,7 +474,7 @@ func (h *harness) zombie(seg *segment) (string, error) {
 		}
 		return fmt.Errorf("the zombie (producer %d) left no trace: no aborted output records and no fenced/aborted line in its log — the fault did not test anything", producerID)
 	}
-	return fmt.Sprintf("instance %s paused %s; %s", s.id, pause, fate), nil
+	return fmt.Sprintf("instance %s paused %s; %s", s.ID, pause, fate), nil
 }
 
 // storm adds and removes processors 3 and 4 every few seconds while traffic flows.
@@ -487,18 +485,18 @@ func (h *harness) storm(seg *segment) (string, error) {
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(2000+h.rng.IntN(2000)) * time.Millisecond)
 		id := []string{"3", "4"}[h.rng.IntN(2)]
-		if s := h.slot("run", id); s != nil {
-			if err := h.stop(s); err != nil {
+		if s := h.sup.Slot("run", id); s != nil {
+			if err := s.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 		} else {
-			h.startSlot(id, "run")
+			h.sup.Start("run", id)
 		}
 		changes++
 	}
 	for _, id := range []string{"3", "4"} {
-		if s := h.slot("run", id); s != nil {
-			if err := h.stop(s); err != nil {
+		if s := h.sup.Slot("run", id); s != nil {
+			if err := s.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 			changes++
@@ -540,14 +538,14 @@ func (h *harness) bounceKafka(seg *segment, how string) (string, error) {
 // clickhouseOutage stops ClickHouse for the configured time while traffic flows; the sink's RSS
 // must stay bounded and its lag must drain once ClickHouse is back.
 func (h *harness) clickhouseOutage(seg *segment) (string, error) {
-	sink := h.slot("sink", "0")
-	seg.rssBase = rssKiB(sink.pid())
+	sink := h.sup.Slot("sink", "0")
+	seg.rssBase = rssKiB(sink.Pid())
 	if err := h.infra("ch-stop"); err != nil {
 		return "", err
 	}
 	end := time.Now().Add(h.p.chOutage)
 	for time.Now().Before(end) {
-		if r := rssKiB(sink.pid()); r > seg.rssMax {
+		if r := rssKiB(sink.Pid()); r > seg.rssMax {
 			seg.rssMax = r
 		}
 		time.Sleep(2 * time.Second)
@@ -556,7 +554,7 @@ func (h *harness) clickhouseOutage(seg *segment) (string, error) {
 		return "", err
 	}
 	// the harness's own connection pool reconnects on its next query
-	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(h.Ctx, time.Minute)
 	defer cancel()
 	for ctx.Err() == nil && h.ch.Ping(ctx) != nil {
 		time.Sleep(time.Second)
@@ -584,7 +582,7 @@ func (h *harness) clickhouseRefuses(seg *segment, reason string, restartSink boo
 		var errs []error
 		switch reason {
 		case "schema":
-			errs = append(errs, h.ch.Exec(h.ctx, "ATTACH TABLE "+h.db+".order_lines"))
+			errs = append(errs, h.ch.Exec(h.Ctx, "ATTACH TABLE "+h.db+".order_lines"))
 		case "disk":
 			errs = append(errs, h.infra("ch-readonly", h.db, "off"))
 		}
@@ -595,7 +593,7 @@ func (h *harness) clickhouseRefuses(seg *segment, reason string, restartSink boo
 	}
 	began := time.Now()
 	if restartSink {
-		h.slot("sink", "0").signal(syscall.SIGTERM) // the supervisor starts it again
+		h.sup.Slot("sink", "0").Signal(syscall.SIGTERM) // the supervisor starts it again
 	}
 	seen := h.waitLog(seg.mark, time.Minute, "reason="+reason)
 	time.Sleep(15 * time.Second)
@@ -634,7 +632,7 @@ func (h *harness) waitLog(m logMark, limit time.Duration, needles ...string) str
 func (h *harness) perRecordInserts(seg *segment) (string, error) {
 	inserts := func() (uint64, error) {
 		var n uint64
-		err := h.ch.QueryRow(h.ctx, "SELECT value FROM system.events WHERE event = 'InsertQuery'").Scan(&n)
+		err := h.ch.QueryRow(h.Ctx, "SELECT value FROM system.events WHERE event = 'InsertQuery'").Scan(&n)
 		return n, err
 	}
 	before, err := inserts()
@@ -645,7 +643,7 @@ func (h *harness) perRecordInserts(seg *segment) (string, error) {
 		h.mu.Lock()
 		h.sinkExtra = extra
 		h.mu.Unlock()
-		h.slot("sink", "0").signal(syscall.SIGTERM)
+		h.sup.Slot("sink", "0").Signal(syscall.SIGTERM)
 	}
 	restart("RETAILFLOW_SINK_BATCH_ROWS=1")
 	recs := int(seg.produceFor.Seconds() * h.p.rate)
@@ -674,7 +672,7 @@ func (h *harness) perRecordInserts(seg *segment) (string, error) {
 func (h *harness) nearMax(seg *segment) (string, error) {
 	seg.after = func(verdict) error {
 		var kept uint64
-		if err := h.ch.QueryRow(h.ctx, "SELECT count() FROM "+h.db+".dead_letters FINAL WHERE origin = 'runtime' AND length(record_value) = ?",
+		if err := h.ch.QueryRow(h.Ctx, "SELECT count() FROM "+h.db+".dead_letters FINAL WHERE origin = 'runtime' AND length(record_value) = ?",
 			nearMaxKept).Scan(&kept); err != nil {
 			return err
 		}

@@ -1,0 +1,420 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/oracle"
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
+)
+
+// Record is an output record with its coordinates and headers.
+type Record struct {
+	Key, Value []byte
+	Headers    map[string]string
+	Partition  int32
+	Offset     int64
+	ProducerID int64
+}
+
+// Source is the input coordinates the record names (topic/partition@offset).
+func (r Record) Source() string {
+	return r.Headers[headers.SourceTopic] + "/" + r.Headers[headers.SourcePartition] + "@" + r.Headers[headers.SourceOffset]
+}
+
+// Read reads a whole topic with kafka.ReadToEnd, up to LSO = HWM (callers read once the
+// processes have stopped or WaitNoOpenTransactions has passed), read_committed unless
+// uncommitted.
+func (p *Pipeline) Read(topic string, uncommitted bool) ([]Record, error) {
+	ctx, cancel := context.WithTimeout(p.Ctx, 2*time.Minute)
+	defer cancel()
+	var out []Record
+	err := kafka.ReadToEnd(ctx, p.Conn, topic, kafka.ReadOptions{Until: kafka.EndQuiescent, Uncommitted: uncommitted,
+		ClientOpts: []kgo.Opt{kgo.FetchMaxPartitionBytes(4 << 20)}}, func(r *kgo.Record) error {
+		hs := make(map[string]string, len(r.Headers))
+		for _, x := range r.Headers {
+			hs[x.Key] = string(x.Value)
+		}
+		out = append(out, Record{Key: append([]byte(nil), r.Key...), Value: append([]byte(nil), r.Value...), Headers: hs,
+			Partition: r.Partition, Offset: r.Offset, ProducerID: r.ProducerID})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", topic, err)
+	}
+	return out, nil
+}
+
+// Outputs is the committed content of the pipeline's three outputs.
+type Outputs struct {
+	Commands, DLQ, Changelog []Record
+	// with ReadOutputs(true): data records on the three outputs read_uncommitted, and the aborted
+	// ones (seen read_uncommitted only) per producer id
+	Uncommitted int
+	AbortedBy   map[int64]int
+}
+
+// ReadOutputs reads the three outputs read_committed and, with aborted, read_uncommitted too.
+func (p *Pipeline) ReadOutputs(aborted bool) (Outputs, error) {
+	o := Outputs{AbortedBy: map[int64]int{}}
+	var err error
+	for _, x := range []struct {
+		tp  schemas.Topic
+		dst *[]Record
+	}{{schemas.TopicCommands, &o.Commands}, {schemas.TopicDLQ, &o.DLQ}, {schemas.TopicChangelog, &o.Changelog}} {
+		if *x.dst, err = p.Read(p.Names[x.tp], false); err != nil {
+			return o, err
+		}
+		if !aborted {
+			continue
+		}
+		unc, err := p.Read(p.Names[x.tp], true)
+		if err != nil {
+			return o, err
+		}
+		o.Uncommitted += len(unc)
+		committed := map[[2]int64]bool{}
+		for _, r := range *x.dst {
+			committed[[2]int64{int64(r.Partition), r.Offset}] = true
+		}
+		for _, r := range unc {
+			if !committed[[2]int64{int64(r.Partition), r.Offset}] {
+				o.AbortedBy[r.ProducerID]++
+			}
+		}
+	}
+	return o, nil
+}
+
+// Verdict is what the oracles found (cumulative over all traffic checked).
+type Verdict struct {
+	Lost           int // expected effects missing: commands, applied events, dead letters
+	Duplicated     int // effects present twice: request ids, source coordinates (and rows, for a suite that checks them)
+	DLQUnexplained int // DLQ records whose source was not sent as malformed
+	StateMismatch  int // orders whose changelog-restored state differs from the oracle
+	Problems       []string
+}
+
+// Problem records a finding (the first 12; then one line saying more were left out).
+func (v *Verdict) Problem(format string, args ...any) {
+	if len(v.Problems) < 12 {
+		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+	} else if len(v.Problems) == 12 {
+		v.Problems = append(v.Problems, "… (more problems left out)")
+	}
+}
+
+// OK: nothing lost, duplicated, unexplained or mismatched, no problem.
+func (v *Verdict) OK() bool {
+	return v.Lost == 0 && v.Duplicated == 0 && v.DLQUnexplained == 0 && v.StateMismatch == 0 && len(v.Problems) == 0
+}
+
+// Checked is what Check derived that a suite may check further.
+type Checked struct {
+	// Gross is the points of the commands in Kafka by type (accrual, reversal, refund), first
+	// emission of each request id; corrections change it, so only the sink is held to it.
+	Gross [3]int64
+	// Issued is the commands in Kafka (first emission of each request id).
+	Issued []oracle.Command
+	// States is every order's state restored from the changelog, by record key (nil when the
+	// restore failed).
+	States map[string]*ledgerstate.State
+}
+
+// Check runs the oracles every suite shares over everything sent so far: all is the generated
+// records sent (in order), ex the oracle's expectation for them, sent and bySource what the
+// Producer recorded, out the outputs read.
+func (p *Pipeline) Check(v *Verdict, all []generate.Record, ex *oracle.Expected, sent []Sent, bySource map[string]int, out Outputs) Checked {
+	var c Checked
+	c.Gross, c.Issued = p.checkCommands(v, ex, out.Commands)
+	dlqEvents := checkDLQ(v, sent, bySource, out.DLQ)
+	c.States = p.checkState(v, all, ex)
+	checkEvents(v, sent, c.States, dlqEvents)
+	return c
+}
+
+// checkCommands: every oracle request id, each once, each from its own source coordinates and
+// output sequence; besides them only corrections for late events (causing id
+// "<late>/<corrected>", DESIGN.md invariant 13); per point-moving event (order, reason, source
+// ref) exactly the oracle's share of points and refunds over the commands that carry it (a late
+// event changes the points of individual commands, never a share); and per order the oracle's
+// net points and refunds.
+func (p *Pipeline) checkCommands(v *Verdict, ex *oracle.Expected, recs []Record) ([3]int64, []oracle.Command) {
+	var gross [3]int64
+	var issued []oracle.Command
+	got := map[string]int{}
+	perOrder := map[string][3]int64{} // accrual, reversal, refund points
+	sources := map[string]int{}
+	corrections := map[string]bool{}
+	type shareKey struct{ order, reason, ref string }
+	shares, want := map[shareKey][2]int64{}, map[shareKey][2]int64{} // points (accruals − reversals), refunds
+	addShare := func(m map[shareKey][2]int64, order, reason, ref string, typ schemas.EventType, points int64) {
+		k := shareKey{order, reason, ref}
+		sh := m[k]
+		switch typ {
+		case schemas.TypeAccrualRequested:
+			sh[0] += points
+		case schemas.TypeReversalRequested:
+			sh[0] -= points
+		case schemas.TypeRedemptionRefundRequested:
+			sh[1] += points
+		}
+		m[k] = sh
+	}
+	for _, r := range recs {
+		e, err := p.Serde.DecodeEvent(p.Ctx, schemas.RecordRef{Topic: schemas.TopicCommands, Partition: r.Partition, Offset: r.Offset}, r.Value)
+		if err != nil || e.LoyaltyCommand == nil {
+			v.Problem("command at %d@%d does not decode: %v", r.Partition, r.Offset, err)
+			continue
+		}
+		c := e.LoyaltyCommand
+		got[c.RequestID]++
+		sources[r.Source()+"#"+r.Headers[headers.OutputSeq]]++
+		if got[c.RequestID] > 1 {
+			continue
+		}
+		s := perOrder[c.OrderID]
+		switch c.CommandType {
+		case schemas.TypeAccrualRequested:
+			s[0] += c.Points
+		case schemas.TypeReversalRequested:
+			s[1] += c.Points
+		case schemas.TypeRedemptionRefundRequested:
+			s[2] += c.Points
+		}
+		perOrder[c.OrderID] = s
+		addShare(shares, c.OrderID, c.Reason, c.SourceRefID, c.CommandType, c.Points)
+		if strings.Contains(c.CausingEventID, "/") {
+			corrections[c.RequestID] = true
+		}
+		issued = append(issued, oracle.Command{RequestID: c.RequestID, Type: c.CommandType, OrderID: c.OrderID, Points: c.Points,
+			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason})
+	}
+	for _, c := range ex.Commands {
+		addShare(want, c.OrderID, c.Reason, c.SourceRefID, c.Type, c.Points)
+	}
+	for k, sh := range shares {
+		if sh != want[k] {
+			v.Problem("order %s %s %s: share (points, refund) %v in commands, oracle %v", k.order, k.reason, k.ref, sh, want[k])
+		}
+	}
+	for k, sh := range want {
+		if _, ok := shares[k]; !ok && sh != ([2]int64{}) {
+			v.Problem("order %s %s %s: no command carries the oracle's share %v", k.order, k.reason, k.ref, sh)
+		}
+	}
+	for _, s := range perOrder {
+		for i := range gross {
+			gross[i] += s[i]
+		}
+	}
+	for id, c := range ex.Commands {
+		if got[id] == 0 {
+			v.Lost++
+			v.Problem("missing command %s (%s, order %s, cause %s)", id, c.Type, c.OrderID, c.CausingEventID)
+		}
+	}
+	for id, n := range got {
+		if n > 1 {
+			v.Duplicated += n - 1
+			v.Problem("command %s emitted %d times", id, n)
+		}
+		if _, ok := ex.Commands[id]; !ok && !corrections[id] {
+			v.Problem("command %s is neither in the oracle's set nor a correction", id)
+		}
+	}
+	for src, n := range sources {
+		if n > 1 {
+			v.Duplicated += n - 1
+			v.Problem("source %s produced %d commands with one output sequence number", src, n)
+		}
+	}
+	for id, o := range ex.Orders {
+		s := perOrder[id]
+		if s[0]-s[1] != o.RequestedNet() || s[2] != o.RefundRequested {
+			v.Problem("order %s: net points %d refunds %d in commands, oracle %d and %d", id, s[0]-s[1], s[2], o.RequestedNet(), o.RefundRequested)
+		}
+	}
+	return gross, issued
+}
+
+// checkDLQ maps every dead letter back to the record sent (by its source coordinates): each
+// malformed record exactly once with its class, nothing else. It returns the event ids of the
+// dead-lettered records.
+func checkDLQ(v *Verdict, sent []Sent, bySource map[string]int, recs []Record) map[string]bool {
+	events := map[string]bool{}
+	seen := map[int]int{}
+	for _, r := range recs {
+		idx, ok := bySource[r.Source()]
+		if !ok {
+			v.DLQUnexplained++
+			v.Problem("dead letter from %s: no such record was sent", r.Source())
+			continue
+		}
+		s := sent[idx]
+		seen[idx]++
+		if seen[idx] > 1 {
+			v.Duplicated++
+			v.Problem("dead letter from %s is in the DLQ %d times", r.Source(), seen[idx])
+			continue
+		}
+		if !s.Malformed {
+			v.DLQUnexplained++
+			v.Problem("dead letter from %s (event %s, class %s: %s) was a valid record", r.Source(), s.EventID,
+				r.Headers[headers.ErrorClassKey], r.Headers[headers.ErrorMessage])
+			continue
+		}
+		// An oversized record's dead letter cannot carry its value: the broker refuses the first
+		// DLQ copy, the transaction aborts, and the retry dead-letters it as output-rejected
+		// without the value (topology.Runner's contract).
+		want := string(s.Class)
+		if s.Oversized {
+			want = string(headers.ClassOutputRejected)
+			if r.Headers[headers.ValueDropped] != "true" {
+				v.Problem("dead letter of the oversized record %s has no %s header", r.Source(), headers.ValueDropped)
+			}
+		}
+		if got := r.Headers[headers.ErrorClassKey]; got != want {
+			v.Problem("dead letter from %s has class %q, want %q", r.Source(), got, want)
+		}
+		if s.EventID != "" {
+			events[s.EventID] = true
+		}
+	}
+	for idx, s := range sent {
+		if s.Malformed && seen[idx] == 0 {
+			v.Lost++
+			v.Problem("malformed record %s/%d@%d (class %s) is not in the DLQ", s.Topic, s.Partition, s.Offset, s.Class)
+		}
+	}
+	return events
+}
+
+// checkState restores the ledger from the changelog alone, as a fresh instance would, and
+// compares every order with the oracle: points (P, requested, refunds, posted), the basis B
+// (money, HALF_EVEN to 4 dp on both sides) and the set of request ids.
+func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expected) map[string]*ledgerstate.State {
+	raw := map[string][]byte{}
+	err := kafka.RestoreChangelog(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], p.AllPartitions(), func(_ int32, k, val []byte) {
+		if val == nil {
+			delete(raw, string(k))
+		} else {
+			raw[string(k)] = append([]byte(nil), val...)
+		}
+	}, nil)
+	if err != nil {
+		v.Problem("restore the changelog: %v", err)
+		return nil
+	}
+	states := map[string]*ledgerstate.State{}
+	for k, b := range raw {
+		st, err := ledgerstate.Decode(p.Ctx, p.Serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, b)
+		if err != nil {
+			v.StateMismatch++
+			v.Problem("state of %s does not decode: %v", k, err)
+			continue
+		}
+		states[k] = st
+	}
+	// the runtime keys state by record key; the oracle groups by order (a reservation that never
+	// became an order travels under "checkout:<id>")
+	recordKey := map[string]string{}
+	for _, r := range all {
+		if r.Event != nil && r.Malformed == "" {
+			recordKey[oracle.OrderKey(r.Event)] = r.Key
+		}
+	}
+	for id, o := range ex.Orders {
+		key := id
+		if k, ok := recordKey[id]; ok {
+			key = k
+		}
+		st, ok := states[key]
+		if !ok {
+			v.StateMismatch++
+			var some []string
+			for k := range states {
+				if _, ok := ex.Orders[k]; !ok && len(some) < 5 {
+					some = append(some, k)
+				}
+			}
+			v.Problem("order %s has no state in the changelog (changelog keys the oracle lacks: %v)", id, some)
+			continue
+		}
+		// The oracle's request ids, and besides them only corrections for late events and the
+		// commands they correct (DESIGN.md invariant 13; checkCommands holds every share exact).
+		oracleIDs, corrected := map[string]bool{}, map[string]bool{}
+		for _, id := range o.Commands {
+			oracleIDs[id] = true
+		}
+		for _, c := range st.Commands {
+			corrected[c.AttributedTo] = c.AttributedTo != ""
+		}
+		var reqIDs []string
+		for _, c := range st.Commands {
+			if oracleIDs[c.RequestID] || c.AttributedTo == "" && !corrected[c.CausingEventID] {
+				reqIDs = append(reqIDs, c.RequestID)
+			}
+		}
+		want := append([]string(nil), o.Commands...)
+		sort.Strings(reqIDs)
+		sort.Strings(want)
+		pts := st.Points
+		if pts.Entitled != o.EntitledPoints || pts.AccrualRequested-pts.ReversalRequested != o.RequestedNet() ||
+			pts.RefundRequested != o.RefundRequested || pts.AccrualPosted != o.AccrualPosted || pts.Reversed != o.ReversalPosted ||
+			pts.RefundPosted != o.RefundPosted || !pts.Basis.Equal(o.Basis) || strings.Join(reqIDs, ",") != strings.Join(want, ",") {
+			v.StateMismatch++
+			v.Problem("order %s: restored P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d; oracle P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d",
+				id, pts.Entitled, pts.AccrualRequested-pts.ReversalRequested, pts.RefundRequested, pts.AccrualPosted, pts.Reversed, pts.RefundPosted, pts.Basis, len(reqIDs),
+				o.EntitledPoints, o.RequestedNet(), o.RefundRequested, o.AccrualPosted, o.ReversalPosted, o.RefundPosted, o.Basis, len(want))
+		}
+	}
+	return states
+}
+
+// checkEvents: the exact set of valid event ids sent is the set applied (seen or held by the
+// ledger states restored from the changelog); no valid event is dead-lettered, nothing else is
+// applied.
+func checkEvents(v *Verdict, sent []Sent, states map[string]*ledgerstate.State, dlq map[string]bool) {
+	if states == nil {
+		return
+	}
+	applied := map[string]bool{}
+	for _, st := range states {
+		for _, s := range st.Seen {
+			applied[s.EventID] = true
+		}
+		for _, e := range st.Held {
+			applied[e.EventID] = true
+		}
+	}
+	valid := map[string]bool{}
+	for _, s := range sent {
+		if !s.Malformed && s.EventID != "" {
+			valid[s.EventID] = true
+		}
+	}
+	for id := range valid {
+		if !applied[id] {
+			v.Lost++
+			v.Problem("event %s was sent but is neither applied nor held in any order's state", id)
+		}
+		if dlq[id] {
+			v.Problem("event %s is valid but was dead-lettered", id)
+		}
+	}
+	for id := range applied {
+		if !valid[id] {
+			v.Problem("event %s is applied but was never sent as a valid event", id)
+		}
+	}
+}
