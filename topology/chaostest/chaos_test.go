@@ -257,9 +257,7 @@ func (h *harness) run() {
 	fmt.Printf("chaos: seed=%d took %s; %d records; logs in %s\n", h.p.seed, time.Since(began).Round(time.Second), len(all), h.LogDir)
 	fmt.Println(line)
 	if passed != len(rows) || lost != 0 || dup != 0 || unx != 0 {
-		t.Error(line)
-	} else if !t.Failed() {
-		_ = os.RemoveAll(h.LogDir)
+		t.Error(line) // the logs stay (e2e.NewPipeline removes them after a passing test only)
 	}
 }
 
