@@ -13,7 +13,7 @@ import (
 // ClickHouseConn maps the clickhouse section onto the connector's options.
 func (c Config) ClickHouseConn() chsink.Conn {
 	return chsink.Conn{Addr: c.ClickHouse.Addr, Database: c.ClickHouse.Database, Username: c.ClickHouse.Username,
-		Password: c.ClickHouse.Password, TLS: c.ClickHouse.TLS, DialTimeout: c.ClickHouse.DialTimeout}
+		Password: c.ClickHouse.Password, TLS: c.ClickHouseTLS(), DialTimeout: c.ClickHouse.DialTimeout}
 }
 
 // ReconSettings maps the recon section (and the C6 amount tolerance) onto what migrate stores.

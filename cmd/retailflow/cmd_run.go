@@ -81,6 +81,10 @@ func (c Config) RunnerOptions() topology.Options {
 
 func runLedger(ctx context.Context, app *App, c Config) error {
 	log := app.Logger(c)
+	// a wrong password or certificate ends the start here, in one line, not in client retries
+	if err := kafka.Ping(ctx, c.KafkaConn()); err != nil {
+		return err
+	}
 	p, err := c.LedgerPolicy()
 	if err != nil {
 		return err

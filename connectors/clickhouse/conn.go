@@ -14,11 +14,13 @@ import (
 
 // Conn says how to reach ClickHouse over the native protocol. The password is never logged.
 type Conn struct {
-	Addr        string // host:port of the native protocol (9000)
-	Database    string // the database retailflow owns; created by Migrate
-	Username    string
-	Password    string
-	TLS         bool
+	Addr     string // host:port of the native protocol (9000)
+	Database string // the database retailflow owns; created by Migrate
+	Username string
+	Password string
+	// TLS, when set, is the client configuration for the server's tcp_port_secure (9440); its
+	// RootCAs verify the server (nil: the system's roots). nil means plaintext.
+	TLS         *tls.Config
 	DialTimeout time.Duration
 }
 
@@ -75,8 +77,8 @@ func Connect(c Conn) (driver.Conn, error) {
 		MaxIdleConns: 4,
 		ReadTimeout:  60 * time.Second,
 	}
-	if c.TLS {
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLS != nil {
+		opts.TLS = c.TLS.Clone()
 	}
 	conn, err := ch.Open(opts)
 	if err != nil {
