@@ -512,6 +512,9 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 	if err != nil {
 		return Config{}, decodeError(err)
 	}
+	// viper lower-cases map keys from files; currencies and tiers are upper case by convention,
+	// so the same policy reads the same whether it came from the defaults or a file
+	c.Policy.EarnRates, c.Policy.TierMultipliers = upperKeys(c.Policy.EarnRates), upperKeys(c.Policy.TierMultipliers)
 	if err := c.readSecretFiles(); err != nil {
 		return Config{}, err
 	}
@@ -519,6 +522,14 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+func upperKeys(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToUpper(k)] = v
+	}
+	return out
 }
 
 // decodeError turns mapstructure's multi-line report into one line per problem, each starting

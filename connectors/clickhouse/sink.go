@@ -527,7 +527,8 @@ func (s *Sink) block(table string, err error, attempt int, retryIn time.Duration
 		s.o.Metrics.SetPaused(true)
 	}
 	s.o.Metrics.Blocked(table, c.reason)
-	reason := fmt.Sprintf("clickhouse refuses inserts into %s (%s): %v", table, c.reason, err)
+	// the reason /readyz serves: the class, not the server's message (the log line has it)
+	reason := fmt.Sprintf("clickhouse refuses inserts into %s (%s)", table, c.reason)
 	if s.o.Ready != nil {
 		s.o.Ready.SetNotReady(reason)
 	}
