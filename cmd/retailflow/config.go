@@ -15,6 +15,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
 )
 
@@ -150,6 +151,10 @@ type SinkConfig struct {
 	// MaxBufferBytes bounds the sink's buffered rows in bytes (rows range from 100 B to ≈60 KB,
 	// so batch_rows alone bounds nothing); default 64 MiB, see clickhouse.DefaultMaxBufferBytes.
 	MaxBufferBytes int64 `mapstructure:"max_buffer_bytes"`
+	// DeadLetterValues: what the dead_letters table keeps of a rejected record's value:
+	// redacted (default: length and sha256 only) or full. The DLQ topic keeps the full value
+	// for replay either way; the table is read by more people and holds personal data.
+	DeadLetterValues string `mapstructure:"dead_letter_values"`
 }
 
 // PolicyConfig is the accrual policy (processors/ledger.Policy); versioned, stamped on every command.
@@ -214,7 +219,7 @@ func DefaultConfig() Config {
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
-			MaxBufferBytes: 64 << 20},
+			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
 			Version:         "2026-12-v2",
 			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
@@ -381,6 +386,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sink.MaxRetryWait < 100*time.Millisecond {
 		bad("sink.max_retry_wait", "must be at least 100ms")
+	}
+	if _, err := chsink.ParseDeadLetterValues(c.Sink.DeadLetterValues); err != nil {
+		bad("sink.dead_letter_values", "%v", err)
 	}
 	if c.Sink.MaxBufferBytes < 1<<20 {
 		bad("sink.max_buffer_bytes", "must be at least 1 MiB (1048576)")

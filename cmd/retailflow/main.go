@@ -99,6 +99,7 @@ func subcommands(app *App) []*cobra.Command {
 		newMigrateCmd(app),
 		newReconcileCmd(app),
 		newReplayCmd(app),
+		newDLQCmd(app),
 	}
 }
 

@@ -193,9 +193,9 @@ func TestPipelineOverTLSAndSCRAM(t *testing.T) {
 			// what 18.16 can deny the analyst: writes, DDL, other databases
 			for q, want := range map[string]string{
 				fmt.Sprintf("INSERT INTO %s.recon_config (id) VALUES (9)", db): "readonly",
-				fmt.Sprintf("CREATE TABLE %s.x (a UInt8) ENGINE = Memory", db):  "readonly",
-				"SELECT count() FROM system.one": "",
-				"SELECT count() FROM default.no_such_table_for_analyst": "Access denied",
+				fmt.Sprintf("CREATE TABLE %s.x (a UInt8) ENGINE = Memory", db): "readonly",
+				"SELECT count() FROM system.one":                               "",
+				"SELECT count() FROM default.no_such_table_for_analyst":        "Access denied",
 			} {
 				err := conn.Exec(ctx, q)
 				switch {
