@@ -6,13 +6,18 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
 
 up:
 	infra/local.sh up
+
+# Opt-in TLS listeners beside the plaintext ones: Kafka SSL (client certificates) and
+# SASL_SSL/SCRAM, ClickHouse's TLS port; a local CA under .run/tls (README "TLS and SCRAM").
+secure:
+	infra/local.sh secure
 
 down:
 	infra/local.sh down
@@ -35,13 +40,14 @@ test-unit:
 test-helm:
 	helm/test.sh
 
-# The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
+# The whole suite: starts Kafka and ClickHouse (idempotent) with their TLS listeners (make
+# secure; the SCRAM and mTLS tests use them) and runs every test against them.
 # One package at a time (-p 1): the end-to-end packages each run processes against the same
 # broker and server, and on two cores running them side by side only adds timing noise.
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both. The chaos package runs last, as chaos-short, so that its seed and table are printed.
-test: build up test-helm chdb pyproducer
+test: build up secure test-helm chdb pyproducer
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/topology/chaostest$$')
 	$(MAKE) chaos-short
 
