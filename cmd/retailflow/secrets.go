@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"os"
@@ -89,7 +90,16 @@ func (c Config) MaskedYAML() ([]byte, error) {
 	if err := mapstructure.Decode(m, &tree); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return yaml.Marshal(yamlValues(tree))
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(yamlValues(tree)); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // maskURL replaces the password in a URL's user info with the mask.
