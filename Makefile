@@ -6,13 +6,18 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
 
 up:
 	infra/local.sh up
+
+# Opt-in TLS listeners beside the plaintext ones: Kafka SSL (client certificates) and
+# SASL_SSL/SCRAM, ClickHouse's TLS port; a local CA under .run/tls (README "TLS and SCRAM").
+secure:
+	infra/local.sh secure
 
 down:
 	infra/local.sh down
@@ -35,13 +40,14 @@ test-unit:
 test-helm:
 	helm/test.sh
 
-# The whole suite: starts Kafka and ClickHouse (idempotent) and runs every test against them.
+# The whole suite: starts Kafka and ClickHouse (idempotent) with their TLS listeners (make
+# secure; the SCRAM and mTLS tests use them) and runs every test against them.
 # One package at a time (-p 1): the end-to-end packages each run processes against the same
 # broker and server, and on two cores running them side by side only adds timing noise.
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both. The chaos package runs last, as chaos-short, so that its seed and table are printed.
-test: build up test-helm chdb pyproducer
+test: build up secure test-helm chdb pyproducer
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/topology/chaostest$$')
 	$(MAKE) chaos-short
 
@@ -55,8 +61,11 @@ pyproducer:
 
 # The short chaos subset (5 faults that stop no service, ≈ 70 s here) with a fresh random seed
 # (printed first: CHAOS_SEED=<seed> make chaos-short replays it), so the suite cannot rot.
+# The chaos suite's near-max-values fault checks that a dead letter's bytes reach dead_letters
+# whole: its sinks keep full values (sink.dead_letter_values; redacted by default).
+CHAOS_ENV := RETAILFLOW_SINK_DEAD_LETTER_VALUES=full
 chaos-short: up
-	set -o pipefail; RETAILFLOW_E2E=1 $(GO) test -v -count=1 -timeout 15m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
+	set -o pipefail; RETAILFLOW_E2E=1 $(CHAOS_ENV) $(GO) test -v -count=1 -timeout 15m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
@@ -69,7 +78,7 @@ eos: build up
 # The test builds its own binary with -tags chaoshooks (kills at exact protocol steps).
 CHAOS_CH_OUTAGE ?= 3m
 chaos: up
-	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
+	set -o pipefail; RETAILFLOW_E2E=1 $(CHAOS_ENV) RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
 bench: bench-ledger bench-runtime

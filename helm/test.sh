@@ -117,7 +117,17 @@ for variant in default full; do
   "$helm" template retailflow "$chart" --namespace retail --kube-version "$K8S_VERSION" "${args[@]}" \
     --show-only templates/configmap.yaml |
     awk '/^  config.yaml: \|/ {f = 1; next} f && /^    / {print substr($0, 5); next} f {exit}' >"$work/$variant-config.yaml"
-  if out=$("$rf" config --config "$work/$variant-config.yaml" 2>&1); then
+  # What the pods get besides the file: the passwords (Secrets through the environment) and the
+  # TLS files (the tls Secret's mount), here a throw-away CA in $work at the mount's paths.
+  sed "s|/etc/retailflow/tls/|$work/tls/|g" "$work/$variant-config.yaml" >"$work/$variant-config-local.yaml"
+  if [[ ! -f $work/tls/ca.crt ]]; then
+    mkdir -p "$work/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=helm-test -keyout "$work/tls/tls.key" \
+      -out "$work/tls/ca.crt" >/dev/null 2>&1
+    cp "$work/tls/ca.crt" "$work/tls/tls.crt"
+  fi
+  if out=$(RETAILFLOW_KAFKA_SASL_PASSWORD=from-secret RETAILFLOW_CLICKHOUSE_PASSWORD=from-secret RETAILFLOW_REGISTRY_PASSWORD=from-secret \
+      "$rf" config --config "$work/$variant-config-local.yaml" 2>&1); then
     ok "retailflow config accepts the rendered config.yaml ($variant)"
   else
     bad "retailflow config rejects the rendered config.yaml ($variant)"; echo "$out"

@@ -11,9 +11,16 @@
 #   infra/local.sh ch-user NAME PASSWORD [DB,...|-] [PROFILE] | ch-user-rm NAME       a ClickHouse user in users.d
 #                  (fault tests: rotate its password, limit it to another database, make it read-only)
 #   infra/local.sh ch-readonly DB on|off       the database's data directories unwritable (a read-only disk)
+#   infra/local.sh secure    opt in to TLS: a local CA, broker and client certificates under $RF_RUN_DIR/tls,
+#                  two more Kafka listeners (SSL with client certificates required on KAFKA_TLS_PORT,
+#                  SASL_SSL/SCRAM on KAFKA_SASL_PORT; the broker is restarted once to add them), SCRAM
+#                  users created at start, and ClickHouse's TLS port CH_TLS_PORT; writes
+#                  $RF_RUN_DIR/tls/secure.env (ports, file paths) for tests and the README's example.
+#                  The choice sticks (a marker in $RF_RUN_DIR) until `secure-off`; `up` with SECURE=1 is the same.
 #
 # Environment: RF_RUN_DIR (default <repo>/.run), RF_CACHE_DIR (default ~/.cache/retailflow),
-# KAFKA_VERSION (default 4.1.1), KAFKA_PORT (9092), CH_TCP_PORT (9000), CH_HTTP_PORT (8123).
+# KAFKA_VERSION (default 4.1.1), KAFKA_PORT (9092), CH_TCP_PORT (9000), CH_HTTP_PORT (8123);
+# with `secure`: KAFKA_TLS_PORT (KAFKA_PORT+10), KAFKA_SASL_PORT (KAFKA_PORT+20), CH_TLS_PORT (CH_TCP_PORT+40).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,10 +33,14 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 CH_TCP_PORT=${CH_TCP_PORT:-9000}
 CH_HTTP_PORT=${CH_HTTP_PORT:-8123}
 KAFKA_HEAP=${KAFKA_HEAP:--Xms256m -Xmx1g}
+KAFKA_TLS_PORT=${KAFKA_TLS_PORT:-$((KAFKA_PORT + 10))}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-$((KAFKA_PORT + 20))}
+CH_TLS_PORT=${CH_TLS_PORT:-$((CH_TCP_PORT + 40))}
 
 kafka_libs=$RF_CACHE_DIR/kafka-$KAFKA_VERSION/libs
 kafka_dir=$RF_RUN_DIR/kafka
 ch_dir=$RF_RUN_DIR/clickhouse
+tls_dir=$RF_RUN_DIR/tls
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +84,78 @@ ch_bin() {
   if command -v clickhouse-server >/dev/null; then command -v clickhouse-server; else echo /usr/sbin/clickhouse-server; fi
 }
 
+# ---------------------------------------------------------------- tls (opt-in: `secure`)
+
+# secure: whether the services start with their TLS listeners (SECURE=1, or `secure` ran before)
+secure() { [[ ${SECURE:-} == 1 || -f $RF_RUN_DIR/secure ]]; }
+
+# tls_material: a local CA, a server certificate for localhost/127.0.0.1 (the broker's and
+# ClickHouse's), a client certificate for mTLS, and the SCRAM user's password; made once, kept
+# under $tls_dir (private keys mode 600). openssl only, so a fresh machine needs nothing more.
+tls_material() {
+  command -v openssl >/dev/null || die "openssl not found: needed to make the local CA for the TLS listeners"
+  mkdir -p "$tls_dir"; chmod 700 "$tls_dir"
+  if [[ ! -f $tls_dir/.complete ]]; then
+    log "making a local CA and certificates in $tls_dir"
+    ( cd "$tls_dir" && umask 077
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=retailflow local CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+        -keyout ca.key -out ca.pem
+      for who in server client; do
+        local cn=localhost eku=serverAuth
+        [[ $who == client ]] && cn=retailflow eku=clientAuth
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$who.key" -out "$who.csr"
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' "$eku" >"$who.ext"
+        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+          -extfile "$who.ext" -out "$who.pem"
+        rm -f "$who.csr" "$who.ext"
+      done
+      cat server.key server.pem >broker-keystore.pem # Kafka's PEM keystore: PKCS#8 key + chain
+      openssl rand -hex 16 >scram.password
+      chmod 644 ca.pem server.pem client.pem
+    ) >"$tls_dir/openssl.log" 2>&1 || { cat "$tls_dir/openssl.log" >&2; die "openssl failed (log: $tls_dir/openssl.log)"; }
+    touch "$tls_dir/.complete"
+  fi
+  cat >"$tls_dir/secure.env" <<ENV
+# Written by infra/local.sh secure: what a client needs to reach the TLS listeners.
+KAFKA_TLS_BROKERS=localhost:$KAFKA_TLS_PORT
+KAFKA_SASL_BROKERS=localhost:$KAFKA_SASL_PORT
+KAFKA_SCRAM_USER=retailflow
+KAFKA_SCRAM_PASSWORD_FILE=$tls_dir/scram.password
+CH_TLS_ADDR=localhost:$CH_TLS_PORT
+TLS_CA_FILE=$tls_dir/ca.pem
+TLS_CLIENT_CERT_FILE=$tls_dir/client.pem
+TLS_CLIENT_KEY_FILE=$tls_dir/client.key
+ENV
+}
+
+# kafka_scram_users: (re)creates the SCRAM user for both mechanisms; idempotent, run at each start.
+kafka_scram_users() {
+  local pw mech; pw=$(cat "$tls_dir/scram.password")
+  for mech in SCRAM-SHA-256 SCRAM-SHA-512; do # one credential per request, or the broker refuses
+    kafka_java kafka.admin.ConfigCommand --bootstrap-server "localhost:$KAFKA_PORT" --alter \
+      --add-config "$mech=[password=$pw]" --entity-type users --entity-name retailflow >"$kafka_dir/log/scram.log" 2>&1 \
+      || { cat "$kafka_dir/log/scram.log" >&2; die "creating the $mech credential of user retailflow failed"; }
+  done
+  log "kafka: SCRAM user retailflow on localhost:$KAFKA_SASL_PORT, TLS with client certificates on localhost:$KAFKA_TLS_PORT"
+}
+
+# secure_on: remembers the choice, makes the material, and restarts whichever service runs
+# without its TLS listener (once; later starts read the marker).
+secure_on() {
+  mkdir -p "$RF_RUN_DIR"; touch "$RF_RUN_DIR/secure"
+  tls_material
+  if alive "$kafka_dir/pid" && ! grep -q "^listeners=.*SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT" "$kafka_dir/server.properties"; then
+    log "restarting Kafka to add its TLS listeners"
+    stop_pid "$kafka_dir/pid" TERM kafka 90
+  fi
+  if alive "$ch_dir/pid" && [[ ! -f $ch_dir/config.d/tls.xml ]]; then
+    log "restarting ClickHouse to add its TLS port"
+    stop_pid "$ch_dir/pid" TERM clickhouse 60
+  fi
+  kafka_start; ch_start; ch_wait; kafka_wait
+}
+
 # ---------------------------------------------------------------- kafka
 
 kafka_config() {
@@ -82,10 +165,10 @@ kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$(secure && echo ",SSL://127.0.0.1:$KAFKA_TLS_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT")
+advertised.listeners=PLAINTEXT://localhost:$KAFKA_PORT$(secure && echo ",SSL://localhost:$KAFKA_TLS_PORT,SASL_SSL://localhost:$KAFKA_SASL_PORT")
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$(secure && echo ",SSL:SSL,SASL_SSL:SASL_SSL")
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$kafka_dir/data
 num.partitions=6
@@ -111,6 +194,20 @@ transaction.max.timeout.ms=900000
 log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=30000
 PROPS
+  if secure; then
+    cat >>"$kafka_dir/server.properties" <<PROPS
+# infra/local.sh secure: TLS from the local CA in $tls_dir. SSL requires a client certificate
+# (mTLS); SASL_SSL authenticates with SCRAM (users created by kafka_scram_users at start).
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls_dir/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls_dir/ca.pem
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  fi
   cat >"$kafka_dir/log4j2.properties" <<PROPS
 status = warn
 appender.file.type = RollingFile
@@ -141,6 +238,7 @@ kafka_start() {
   install_kafka
   if alive "$kafka_dir/pid"; then log "kafka already running (pid $(cat "$kafka_dir/pid"))"; return; fi
   if port_open "$KAFKA_PORT"; then die "port $KAFKA_PORT is taken by a process this script did not start"; fi
+  if secure; then tls_material; fi
   kafka_config
   if [[ ! -f $kafka_dir/data/meta.properties ]]; then
     log "formatting Kafka storage in $kafka_dir/data"
@@ -171,6 +269,7 @@ kafka_wait() {
     sleep 1
   done
   log "kafka is up"
+  if secure; then kafka_scram_users; fi
 }
 
 stop_pid() { # pidfile signal name timeout
@@ -197,6 +296,26 @@ ch_start() {
   sed -e "s|@DIR@|$ch_dir|g" -e "s|@TCP_PORT@|$CH_TCP_PORT|g" -e "s|@HTTP_PORT@|$CH_HTTP_PORT|g" \
     "$here/clickhouse/config.xml.tmpl" >"$ch_dir/config.xml"
   cp "$here/clickhouse/users.xml" "$ch_dir/users.xml"
+  rm -f "$ch_dir/config.d/tls.xml"
+  if secure; then
+    tls_material; mkdir -p "$ch_dir/config.d"
+    # 18.16 reads config.d beside config.xml; the native protocol over TLS on CH_TLS_PORT
+    cat >"$ch_dir/config.d/tls.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <tcp_port_secure>$CH_TLS_PORT</tcp_port_secure>
+  <openSSL><server>
+    <certificateFile>$tls_dir/server.pem</certificateFile>
+    <privateKeyFile>$tls_dir/server.key</privateKeyFile>
+    <verificationMode>none</verificationMode>
+    <loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions>
+    <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+    <preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>
+</yandex>
+XML
+  fi
   rm -f "$ch_dir/data/status" # a stale lock left by a SIGKILLed server
   log "starting ClickHouse on localhost:$CH_TCP_PORT (http $CH_HTTP_PORT)"
   # the server itself is the background job (not a subshell around it), so $! is its pid
@@ -288,7 +407,9 @@ status() {
 case ${1:-} in
   install) mkdir -p "$RF_CACHE_DIR"; install_kafka; install_clickhouse ;;
   up) mkdir -p "$RF_CACHE_DIR" "$RF_RUN_DIR"; install_kafka; install_clickhouse
-      kafka_start; ch_start; ch_wait; kafka_wait ;;
+      if [[ ${SECURE:-} == 1 ]]; then secure_on; else kafka_start; ch_start; ch_wait; kafka_wait; fi ;;
+  secure) mkdir -p "$RF_CACHE_DIR" "$RF_RUN_DIR"; install_kafka; install_clickhouse; secure_on ;;
+  secure-off) rm -f "$RF_RUN_DIR/secure"; log "the next start of each service has no TLS listener" ;;
   down) stop_pid "$kafka_dir/pid" TERM kafka 90; stop_pid "$ch_dir/pid" TERM clickhouse 60 ;;
   status) status ;;
   kafka-start) kafka_start; kafka_wait ;;
@@ -300,5 +421,5 @@ case ${1:-} in
   ch-user) shift; ch_user "$@" ;;
   ch-user-rm) ch_user_rm "$2" ;;
   ch-readonly) ch_readonly "$2" "$3" ;;
-  *) echo "usage: infra/local.sh install|up|down|status|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off" >&2; exit 2 ;;
+  *) echo "usage: infra/local.sh install|up|down|status|secure|secure-off|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off" >&2; exit 2 ;;
 esac

@@ -10,10 +10,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// ClickHouseConn maps the clickhouse section onto the connector's options.
+// ClickHouseConn maps the clickhouse section onto the connector's options. Sessions start in
+// the database (users limited to it by <allow_databases> log in there); migrate, which may have
+// to create it, starts in "default".
 func (c Config) ClickHouseConn() chsink.Conn {
 	return chsink.Conn{Addr: c.ClickHouse.Addr, Database: c.ClickHouse.Database, Username: c.ClickHouse.Username,
-		Password: c.ClickHouse.Password, TLS: c.ClickHouse.TLS, DialTimeout: c.ClickHouse.DialTimeout}
+		Password: c.ClickHouse.Password, TLS: c.ClickHouseTLS(), DialTimeout: c.ClickHouse.DialTimeout, InDatabase: true}
 }
 
 // ReconSettings maps the recon section (and the C6 amount tolerance) onto what migrate stores.
@@ -51,7 +53,9 @@ func newMigrateCmd(app *App) *cobra.Command {
 				return &usageError{msg: fmt.Sprintf("--amount-tolerance %q must be a non-negative decimal", tolerance)}
 			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			cc := c.ClickHouseConn()
+			cc.InDatabase = false // the database may not exist yet
+			conn, err := chsink.Open(ctx, cc)
 			if err != nil {
 				return err
 			}

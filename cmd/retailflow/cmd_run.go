@@ -81,6 +81,13 @@ func (c Config) RunnerOptions() topology.Options {
 
 func runLedger(ctx context.Context, app *App, c Config) error {
 	log := app.Logger(c)
+	// a wrong password or certificate ends the start here, in one line, not in client retries
+	if err := kafka.Ping(ctx, c.KafkaConn()); err != nil {
+		if ctx.Err() != nil {
+			return nil // SIGTERM during the start-up checks is a clean stop (DESIGN.md invariant 14)
+		}
+		return err
+	}
 	p, err := c.LedgerPolicy()
 	if err != nil {
 		return err

@@ -67,6 +67,7 @@ func newSinkCmd(app *App) *cobra.Command {
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
 				MaxBufferBytes: c.Sink.MaxBufferBytes, Logger: log, Metrics: metrics, Ready: ready,
+				DeadLetterValues: chsink.DeadLetterValues(c.Sink.DeadLetterValues),
 			})
 			if err != nil {
 				return err

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -13,6 +15,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
 )
 
@@ -33,23 +36,35 @@ type Config struct {
 	Recon      ReconConfig      `mapstructure:"recon"`
 	HTTP       HTTPConfig       `mapstructure:"http"`
 	Log        LogConfig        `mapstructure:"log"`
+
+	// built by Validate from the tls_* files, read once
+	kafkaTLS, clickhouseTLS *tls.Config
 }
 
 // KafkaConfig says how to reach the brokers.
 type KafkaConfig struct {
-	Brokers  []string      `mapstructure:"brokers"`
-	ClientID string        `mapstructure:"client_id"`
-	TLS      bool          `mapstructure:"tls"`
-	SASL     SASLConfig    `mapstructure:"sasl"`
-	Timeout  time.Duration `mapstructure:"timeout"` // per admin request and for start-up probes
+	Brokers  []string `mapstructure:"brokers"`
+	ClientID string   `mapstructure:"client_id"`
+	// TLS on every broker connection, verified against TLSCAFile (PEM bundle; empty: the
+	// system's roots). TLSCertFile and TLSKeyFile are the client certificate for listeners that
+	// require one (mTLS). TLSServerName overrides the name the brokers' certificates must carry.
+	TLS           bool          `mapstructure:"tls"`
+	TLSCAFile     string        `mapstructure:"tls_ca_file"`
+	TLSCertFile   string        `mapstructure:"tls_cert_file"`
+	TLSKeyFile    string        `mapstructure:"tls_key_file"`
+	TLSServerName string        `mapstructure:"tls_server_name"`
+	SASL          SASLConfig    `mapstructure:"sasl"`
+	Timeout       time.Duration `mapstructure:"timeout"` // per admin request and for start-up probes
 }
 
-// SASLConfig holds SCRAM credentials; the password comes from the environment or a mounted
-// secret, never from a committed file.
+// SASLConfig holds the SASL credentials; the password comes from the environment
+// (RETAILFLOW_KAFKA_SASL_PASSWORD) or a file (password_file, a mounted Kubernetes secret),
+// never from a committed file. PLAIN is refused without TLS: it sends the password as is.
 type SASLConfig struct {
-	Mechanism string `mapstructure:"mechanism"` // "", SCRAM-SHA-256, SCRAM-SHA-512, PLAIN
-	Username  string `mapstructure:"username"`
-	Password  string `mapstructure:"password"`
+	Mechanism    string `mapstructure:"mechanism"` // "", SCRAM-SHA-256, SCRAM-SHA-512, PLAIN
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
 }
 
 // TopicsConfig holds the physical names and sizes of the topics.
@@ -76,19 +91,25 @@ type TopicsConfig struct {
 // RegistryConfig selects a Confluent-compatible schema registry, or none.
 type RegistryConfig struct {
 	// URL of the registry; empty means offline mode (schema ids derived from the embedded schemas).
-	URL      string `mapstructure:"url"`
-	Username string `mapstructure:"username"`
-	Password string `mapstructure:"password"`
+	URL          string `mapstructure:"url"`
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
 }
 
-// ClickHouseConfig says how to reach ClickHouse (native protocol).
+// ClickHouseConfig says how to reach ClickHouse (native protocol). With TLS, addr is the
+// server's tcp_port_secure (9440) and TLSCAFile the PEM bundle that verifies it (empty: the
+// system's roots). The password comes from the environment or password_file.
 type ClickHouseConfig struct {
-	Addr        string        `mapstructure:"addr"`
-	Database    string        `mapstructure:"database"`
-	Username    string        `mapstructure:"username"`
-	Password    string        `mapstructure:"password"`
-	TLS         bool          `mapstructure:"tls"`
-	DialTimeout time.Duration `mapstructure:"dial_timeout"`
+	Addr          string        `mapstructure:"addr"`
+	Database      string        `mapstructure:"database"`
+	Username      string        `mapstructure:"username"`
+	Password      string        `mapstructure:"password"`
+	PasswordFile  string        `mapstructure:"password_file"`
+	TLS           bool          `mapstructure:"tls"`
+	TLSCAFile     string        `mapstructure:"tls_ca_file"`
+	TLSServerName string        `mapstructure:"tls_server_name"`
+	DialTimeout   time.Duration `mapstructure:"dial_timeout"`
 }
 
 // RuntimeConfig drives `retailflow run`, the exactly-once processor.
@@ -130,6 +151,10 @@ type SinkConfig struct {
 	// MaxBufferBytes bounds the sink's buffered rows in bytes (rows range from 100 B to ≈60 KB,
 	// so batch_rows alone bounds nothing); default 64 MiB, see clickhouse.DefaultMaxBufferBytes.
 	MaxBufferBytes int64 `mapstructure:"max_buffer_bytes"`
+	// DeadLetterValues: what the dead_letters table keeps of a rejected record's value:
+	// redacted (default: length and sha256 only) or full. The DLQ topic keeps the full value
+	// for replay either way; the table is read by more people and holds personal data.
+	DeadLetterValues string `mapstructure:"dead_letter_values"`
 }
 
 // PolicyConfig is the accrual policy (processors/ledger.Policy); versioned, stamped on every command.
@@ -163,9 +188,11 @@ type ReconConfig struct {
 	Grace         time.Duration `mapstructure:"grace"`
 }
 
-// HTTPConfig is the listener for /metrics, /healthz and /readyz.
+// HTTPConfig is the listener for /metrics, /healthz and /readyz: host:port, where the host is
+// the address to bind (0.0.0.0 or empty host: every interface, as a pod needs for its probes;
+// 127.0.0.1: loopback only). Empty disables the listener.
 type HTTPConfig struct {
-	Addr string `mapstructure:"addr"` // empty disables it
+	Addr string `mapstructure:"addr"`
 }
 
 // LogConfig sets the structured logger.
@@ -192,7 +219,7 @@ func DefaultConfig() Config {
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
-			MaxBufferBytes: 64 << 20},
+			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
 			Version:         "2026-12-v2",
 			EarnRates:       map[string]string{"EUR": "1", "GBP": "1", "USD": "1"},
@@ -239,6 +266,27 @@ func (c *Config) Validate() error {
 	if c.Kafka.SASL.Mechanism != "" && c.Kafka.SASL.Username == "" {
 		bad("kafka.sasl.username", "is required when kafka.sasl.mechanism is set")
 	}
+	if c.Kafka.SASL.Mechanism != "" && c.Kafka.SASL.Password == "" {
+		bad("kafka.sasl.password", "is required when kafka.sasl.mechanism is set: set RETAILFLOW_KAFKA_SASL_PASSWORD or kafka.sasl.password_file")
+	}
+	if c.Kafka.SASL.Mechanism == "PLAIN" && !c.Kafka.TLS {
+		bad("kafka.sasl.mechanism", "PLAIN sends the password in clear text: it needs kafka.tls: true (or use SCRAM-SHA-512)")
+	}
+	c.kafkaTLS = nil
+	if c.Kafka.TLS {
+		cfg, err := kafka.TLSConfig(kafka.TLSFiles{CAFile: c.Kafka.TLSCAFile, CertFile: c.Kafka.TLSCertFile,
+			KeyFile: c.Kafka.TLSKeyFile, ServerName: c.Kafka.TLSServerName})
+		if err != nil {
+			bad(tlsKey("kafka", err), "%v", err)
+		}
+		c.kafkaTLS = cfg
+	} else {
+		for key, v := range map[string]string{"kafka.tls_ca_file": c.Kafka.TLSCAFile, "kafka.tls_cert_file": c.Kafka.TLSCertFile, "kafka.tls_key_file": c.Kafka.TLSKeyFile} {
+			if v != "" {
+				bad(key, "is set but kafka.tls is false: set kafka.tls: true to use it")
+			}
+		}
+	}
 	if c.Kafka.Timeout <= 0 {
 		bad("kafka.timeout", "must be positive")
 	}
@@ -272,6 +320,16 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouse.Database == "" {
 		bad("clickhouse.database", "must not be empty")
+	}
+	c.clickhouseTLS = nil
+	if c.ClickHouse.TLS {
+		cfg, err := kafka.TLSConfig(kafka.TLSFiles{CAFile: c.ClickHouse.TLSCAFile, ServerName: c.ClickHouse.TLSServerName})
+		if err != nil {
+			bad(tlsKey("clickhouse", err), "%v", err)
+		}
+		c.clickhouseTLS = cfg
+	} else if c.ClickHouse.TLSCAFile != "" {
+		bad("clickhouse.tls_ca_file", "is set but clickhouse.tls is false: set clickhouse.tls: true to use it")
 	}
 	if c.Runtime.Group == "" {
 		bad("runtime.group", "must not be empty")
@@ -329,6 +387,9 @@ func (c *Config) Validate() error {
 	if c.Sink.MaxRetryWait < 100*time.Millisecond {
 		bad("sink.max_retry_wait", "must be at least 100ms")
 	}
+	if _, err := chsink.ParseDeadLetterValues(c.Sink.DeadLetterValues); err != nil {
+		bad("sink.dead_letter_values", "%v", err)
+	}
 	if c.Sink.MaxBufferBytes < 1<<20 {
 		bad("sink.max_buffer_bytes", "must be at least 1 MiB (1048576)")
 	}
@@ -359,7 +420,27 @@ func (c *Config) Validate() error {
 			bad("http.addr", "%q is not host:port", c.HTTP.Addr)
 		}
 	}
+	for _, s := range c.secrets() {
+		if *s.value == masked {
+			bad(s.key, "is %q, the mask `retailflow config` prints: give the secret through %s or %s",
+				masked, s.env(), s.fileKey)
+		}
+	}
+	if u, err := url.Parse(c.Registry.URL); err == nil && u.User != nil {
+		if pw, _ := u.User.Password(); pw == masked {
+			bad("registry.url", "carries the masked password %q: give the credentials through registry.username and registry.password", masked)
+		}
+	}
 	return joinOneLine(errs)
+}
+
+// tlsKey names the config key of a kafka.TLSConfig error.
+func tlsKey(section string, err error) string {
+	var fe *kafka.TLSFileError
+	if errors.As(err, &fe) {
+		return section + ".tls_" + fe.Field + "_file"
+	}
+	return section + ".tls"
 }
 
 // joinOneLine joins errors with "; " so a report of several bad keys stays one line.
@@ -439,10 +520,24 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 	if err != nil {
 		return Config{}, decodeError(err)
 	}
+	// viper lower-cases map keys from files; currencies and tiers are upper case by convention,
+	// so the same policy reads the same whether it came from the defaults or a file
+	c.Policy.EarnRates, c.Policy.TierMultipliers = upperKeys(c.Policy.EarnRates), upperKeys(c.Policy.TierMultipliers)
+	if err := c.readSecretFiles(); err != nil {
+		return Config{}, err
+	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+func upperKeys(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToUpper(k)] = v
+	}
+	return out
 }
 
 // decodeError turns mapstructure's multi-line report into one line per problem, each starting

@@ -99,26 +99,29 @@ func subcommands(app *App) []*cobra.Command {
 		newMigrateCmd(app),
 		newReconcileCmd(app),
 		newReplayCmd(app),
+		newDLQCmd(app),
 	}
 }
 
 func newConfigCmd(app *App) *cobra.Command {
 	return &cobra.Command{
 		Use:   "config",
-		Short: "Validate the configuration and print it (secrets masked)",
-		Args:  cobra.NoArgs,
+		Short: "Validate the configuration and print it as YAML (secrets masked)",
+		Long: "Prints the effective configuration (file, then RETAILFLOW_* environment, then flags) as the YAML\n" +
+			"--config reads. Secrets are never printed: a password read from its *_file is left out (the file\n" +
+			"key stays), any other is \"***\", as is the password inside a URL; feed the output back with\n" +
+			"--config and give the secrets through the environment or the files again.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := app.Config()
 			if err != nil {
 				return err
 			}
-			masked := c
-			for _, s := range []*string{&masked.Kafka.SASL.Password, &masked.ClickHouse.Password, &masked.Registry.Password} {
-				if *s != "" {
-					*s = "***"
-				}
+			out, err := c.MaskedYAML()
+			if err != nil {
+				return err
 			}
-			_, err = fmt.Fprintf(app.Stdout, "%+v\n", masked)
+			_, err = app.Stdout.Write(out)
 			return err
 		},
 	}

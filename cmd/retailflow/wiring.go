@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,10 +19,33 @@ import (
 // KafkaConn maps the kafka section onto the connector's options.
 func (c Config) KafkaConn() kafka.Conn {
 	return kafka.Conn{
-		Brokers: c.Kafka.Brokers, ClientID: c.Kafka.ClientID, TLS: c.Kafka.TLS,
+		Brokers: c.Kafka.Brokers, ClientID: c.Kafka.ClientID, TLS: c.KafkaTLS(),
 		SASLMechanism: c.Kafka.SASL.Mechanism, SASLUser: c.Kafka.SASL.Username, SASLPassword: c.Kafka.SASL.Password,
 		Timeout: c.Kafka.Timeout,
 	}
+}
+
+// KafkaTLS is the TLS client configuration of kafka.tls*, built by Validate from the files;
+// nil when kafka.tls is false. A Config that skipped Validate gets the system's roots.
+func (c Config) KafkaTLS() *tls.Config {
+	switch {
+	case !c.Kafka.TLS:
+		return nil
+	case c.kafkaTLS != nil:
+		return c.kafkaTLS
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.Kafka.TLSServerName}
+}
+
+// ClickHouseTLS is KafkaTLS for the clickhouse section.
+func (c Config) ClickHouseTLS() *tls.Config {
+	switch {
+	case !c.ClickHouse.TLS:
+		return nil
+	case c.clickhouseTLS != nil:
+		return c.clickhouseTLS
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ClickHouse.TLSServerName}
 }
 
 // KafkaConn is c.KafkaConn with franz-go's own warnings routed into the app's logger.

@@ -14,11 +14,17 @@ import (
 
 // Conn says how to reach ClickHouse over the native protocol. The password is never logged.
 type Conn struct {
-	Addr        string // host:port of the native protocol (9000)
-	Database    string // the database retailflow owns; created by Migrate
-	Username    string
-	Password    string
-	TLS         bool
+	Addr     string // host:port of the native protocol (9000)
+	Database string // the database retailflow owns; created by Migrate
+	Username string
+	Password string
+	// InDatabase starts each session in Database instead of "default": needed by a user whose
+	// <allow_databases> leaves "default" out (the analyst, the sink), impossible for migrate
+	// before the database exists.
+	InDatabase bool
+	// TLS, when set, is the client configuration for the server's tcp_port_secure (9440); its
+	// RootCAs verify the server (nil: the system's roots). nil means plaintext.
+	TLS         *tls.Config
 	DialTimeout time.Duration
 }
 
@@ -51,6 +57,13 @@ func Open(ctx context.Context, c Conn) (driver.Conn, error) {
 	return conn, nil
 }
 
+func (c Conn) sessionDatabase() string {
+	if c.InDatabase {
+		return c.Database
+	}
+	return "default"
+}
+
 func (c Conn) timeout() time.Duration {
 	if c.DialTimeout <= 0 {
 		return 5 * time.Second
@@ -68,15 +81,15 @@ func Connect(c Conn) (driver.Conn, error) {
 	timeout := c.timeout()
 	opts := &ch.Options{
 		Addr:        []string{c.Addr},
-		Auth:        ch.Auth{Database: "default", Username: c.Username, Password: c.Password},
+		Auth:        ch.Auth{Database: c.sessionDatabase(), Username: c.Username, Password: c.Password},
 		DialTimeout: timeout,
 		// One INSERT in flight per table plus the report's queries: a handful of connections.
 		MaxOpenConns: 8,
 		MaxIdleConns: 4,
 		ReadTimeout:  60 * time.Second,
 	}
-	if c.TLS {
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLS != nil {
+		opts.TLS = c.TLS.Clone()
 	}
 	conn, err := ch.Open(opts)
 	if err != nil {

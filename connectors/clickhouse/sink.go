@@ -49,6 +49,9 @@ type SinkOptions struct {
 	MaxRetryWait      time.Duration // cap of the back-off while ClickHouse fails
 	Logger            *slog.Logger
 	Metrics           *ops.SinkMetrics // may be nil
+	// DeadLetterValues: what dead_letters keeps of a rejected record's value; "" is
+	// DeadLetterRedacted. The DLQ topic keeps the full value either way.
+	DeadLetterValues DeadLetterValues
 	// Ready (may be nil) is set not ready, with the reason, while ClickHouse refuses inserts
 	// for an environment reason or a dead letter cannot be produced, and ready once it works.
 	Ready *ops.Readiness
@@ -349,7 +352,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 			}
 			class = de.Class
 		}
-		return []Row{FailureRow("sink-decode", class, err, src, r.Key, r.Value, r.Timestamp)}, nil
+		return s.o.DeadLetterValues.Apply([]Row{FailureRow("sink-decode", class, err, src, r.Key, r.Value, r.Timestamp)}, r.Value), nil
 	}
 	switch t := s.logical[r.Topic]; t {
 	case schemas.TopicDLQ:
@@ -360,7 +363,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 				return nil, fmt.Errorf("clickhouse sink: %s: %w", ref, err)
 			}
 			// a DLQ record we cannot read is kept under its own coordinates
-			return []Row{FailureRow("sink-decode", schemas.ClassAvro, err, src, r.Key, r.Value, r.Timestamp)}, nil
+			return s.o.DeadLetterValues.Apply([]Row{FailureRow("sink-decode", schemas.ClassAvro, err, src, r.Key, r.Value, r.Timestamp)}, r.Value), nil
 		}
 		var keys, vals []string
 		origin := "runtime"
@@ -370,7 +373,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 				origin = string(h.Value)
 			}
 		}
-		rows := DeadLetterRows(d, src, nonNil(keys), nonNil(vals))
+		rows := s.o.DeadLetterValues.Apply(DeadLetterRows(d, src, nonNil(keys), nonNil(vals)), d.Value)
 		rows[0].Values["origin"] = origin
 		return rows, nil
 	case schemas.TopicCommands:
@@ -527,7 +530,8 @@ func (s *Sink) block(table string, err error, attempt int, retryIn time.Duration
 		s.o.Metrics.SetPaused(true)
 	}
 	s.o.Metrics.Blocked(table, c.reason)
-	reason := fmt.Sprintf("clickhouse refuses inserts into %s (%s): %v", table, c.reason, err)
+	// the reason /readyz serves: the class, not the server's message (the log line has it)
+	reason := fmt.Sprintf("clickhouse refuses inserts into %s (%s)", table, c.reason)
 	if s.o.Ready != nil {
 		s.o.Ready.SetNotReady(reason)
 	}

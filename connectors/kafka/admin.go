@@ -24,9 +24,12 @@ import (
 
 // Conn says how to reach the brokers. The password is never logged.
 type Conn struct {
-	Brokers       []string
-	ClientID      string
-	TLS           bool
+	Brokers  []string
+	ClientID string
+	// TLS, when set, wraps every broker connection: its RootCAs (nil: the system's) verify the
+	// brokers, its Certificates are the client certificate for listeners that require one
+	// (mTLS). Build it with TLSConfig. nil means plaintext.
+	TLS           *tls.Config
 	SASLMechanism string // "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
 	SASLUser      string
 	SASLPassword  string
@@ -46,8 +49,8 @@ func (c Conn) Options() []kgo.Opt {
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))
 	}
-	if c.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
 	}
 	switch c.SASLMechanism {
 	case "PLAIN":
@@ -95,6 +98,9 @@ func Ping(ctx context.Context, c Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	if err := cl.Ping(ctx); err != nil {
+		if why := c.AuthProblem(err); why != "" {
+			return fmt.Errorf("kafka %s: %s: %w", strings.Join(c.Brokers, ","), why, err)
+		}
 		return fmt.Errorf("kafka %s unreachable within %s: %w", strings.Join(c.Brokers, ","), c.timeout(), err)
 	}
 	return nil

@@ -20,10 +20,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Check reports whether the process is ready for work: nil means ready, an error says why not
-// (the text is served by /readyz, so it must not carry secrets). It is called on every /readyz
+// Check reports whether the process is ready for work: nil means ready, an error says why not.
+// /readyz serves the text of a Reason in the error's chain (a state the component declares:
+// "restoring state of partitions [0 3]"); any other error is answered with a fixed line, since a
+// driver's message can carry hosts, users, SQL or record values. It is called on every /readyz
 // request with a context bounded by the server's probe timeout, possibly concurrently.
 type Check func(ctx context.Context) error
+
+// Reason is a not-ready state whose text is fit to serve on /readyz: written by the component,
+// never a copy of an error's message.
+type Reason string
+
+func (r Reason) Error() string { return string(r) }
 
 // Default timeouts of the listener. The probe timeout stays below Kubernetes' default probe
 // timeout (1 s) so a slow check answers 503 instead of being cut off by the kubelet.
@@ -67,12 +75,24 @@ func NewServer(addr string, gatherer prometheus.Gatherer, ready Check) *Server {
 		w.Header().Set("Cache-Control", "no-store")
 		if err := ready(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: %v\n", err)
+			fmt.Fprintf(w, "not ready: %s\n", publicReason(err))
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
 	return &Server{addr: addr, handler: mux}
+}
+
+// publicReason is the text /readyz serves for err: its Reason, or a fixed line.
+func publicReason(err error) string {
+	var r Reason
+	switch {
+	case errors.As(err, &r):
+		return string(r)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "readiness check timed out"
+	}
+	return "a readiness check failed (the process log has the detail)"
 }
 
 // Handler returns the routes, for tests (httptest) and for mounting under another mux.
@@ -133,8 +153,8 @@ func (r *Readiness) SetReady() {
 	r.mu.Unlock()
 }
 
-// SetNotReady marks the process not ready with a reason that /readyz reports
-// (e.g. "restoring partitions [0 3]").
+// SetNotReady marks the process not ready with a reason that /readyz serves as is
+// (e.g. "restoring partitions [0 3]"): a state, never an error's text.
 func (r *Readiness) SetNotReady(reason string) {
 	r.mu.Lock()
 	r.ready, r.reason = false, reason
@@ -149,9 +169,9 @@ func (r *Readiness) Check(context.Context) error {
 		return nil
 	}
 	if r.reason == "" {
-		return errors.New("starting")
+		return Reason("starting")
 	}
-	return errors.New(r.reason)
+	return Reason(r.reason)
 }
 
 // ProcessorCheck adapts the processor's status to a Check: ready once the consumer group is
@@ -164,11 +184,12 @@ func ProcessorCheck(status func() (joined bool, restoring []int32, fatal error))
 		joined, restoring, fatal := status()
 		switch {
 		case fatal != nil:
-			return fmt.Errorf("stopped: %w", fatal)
+			// the error itself is logged by the processor; /readyz says only that it stopped
+			return fmt.Errorf("%w: %w", Reason("stopped after a fatal error (the process log has it)"), fatal)
 		case !joined:
-			return errors.New("consumer group not joined yet")
+			return Reason("consumer group not joined yet")
 		case len(restoring) > 0:
-			return fmt.Errorf("restoring state of partitions %v", restoring)
+			return Reason(fmt.Sprintf("restoring state of partitions %v", restoring))
 		}
 		return nil
 	}

@@ -71,7 +71,7 @@ func TestReadyzTimesOut(t *testing.T) {
 	defer srv.Close()
 	start := time.Now()
 	code, body := get(t, srv.URL+"/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "deadline") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "timed out") {
 		t.Errorf("/readyz with a blocking check = %d %q, want 503 deadline exceeded", code, body)
 	}
 	if d := time.Since(start); d > 3*time.Second {
@@ -98,7 +98,7 @@ func TestProcessorCheck(t *testing.T) {
 		{false, nil, nil, 503, "not joined"},
 		{true, []int32{0, 3}, nil, 503, "restoring state of partitions [0 3]"},
 		{true, nil, nil, 200, "ready"},
-		{true, nil, errors.New("producer fenced"), 503, "stopped: producer fenced"},
+		{true, nil, errors.New("producer fenced"), 503, "stopped after a fatal error (the process log has it)"},
 	} {
 		joined, restoring, fatal = step.joined, step.restoring, step.fatal
 		code, body := get(t, srv.URL+"/readyz")

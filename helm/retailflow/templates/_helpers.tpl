@@ -40,7 +40,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 
 {{- define "retailflow.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "retailflow.configMapName" -}}
@@ -65,7 +69,7 @@ The config file: .Values.config (keys of cmd/retailflow/config.go) with http.add
 {{- if hasKey (default dict $cfg.runtime) "instance_id" -}}
 {{- fail "config.runtime.instance_id must not be set: every processor replica derives its own from its pod (processor.instanceIdFrom)" -}}
 {{- end -}}
-{{- $_ := set $cfg "http" (dict "addr" (printf ":%d" (int .Values.http.port))) -}}
+{{- $_ := set $cfg "http" (dict "addr" (printf "%s:%d" (default "" .Values.http.address) (int .Values.http.port))) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -108,7 +112,7 @@ securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
-{{/* Volumes of every retailflow pod: the config file and a writable /tmp (the root fs is read-only). */}}
+{{/* Volumes of every retailflow pod: the config file, a writable /tmp (the root fs is read-only), the TLS Secret when set. */}}
 {{- define "retailflow.volumes" -}}
 - name: config
   configMap:
@@ -116,6 +120,12 @@ securityContext:
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- with .tlsSecret }}
+- name: tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
 {{- end -}}
 
 {{- define "retailflow.volumeMounts" -}}
@@ -124,6 +134,11 @@ securityContext:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- if (default dict .Values.tls).existingSecret }}
+- name: tls
+  mountPath: /etc/retailflow/tls
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/*
