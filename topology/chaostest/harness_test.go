@@ -135,10 +135,12 @@ func newHarness(t *testing.T, p params) *harness {
 }
 
 // env configures a child process (processor, sink or migrate): the pipeline's environment and
-// this suite's transaction timeout, sink and ClickHouse settings.
+// this suite's transaction timeout, sink and ClickHouse settings. The sinks keep full dead-letter
+// values (redacted by default): the near-max-values fault checks a dead letter's bytes whole.
 func (h *harness) env(instance string) []string {
 	return append(h.Env(instance),
 		"RETAILFLOW_RUNTIME_TRANSACTION_TIMEOUT=10s",
+		"RETAILFLOW_SINK_DEAD_LETTER_VALUES=full",
 		"RETAILFLOW_SINK_GROUP="+h.sink,
 		"RETAILFLOW_SINK_BATCH_TIMEOUT=200ms",
 		"RETAILFLOW_SINK_MAX_RETRY_WAIT=2s",
