@@ -107,7 +107,7 @@ func testDB(t testing.TB, conn driver.Conn) string {
 
 func testRecon() ReconSettings {
 	return ReconSettings{Grace: 15 * time.Minute, ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour,
-		ReturnSLA: 24 * time.Hour, AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, AmountTolerance: decimal.RequireFromString("0.01")}
+		ReturnSLA: 24 * time.Hour, AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, AmountTolerance: oracle.DefaultPolicy().AmountTolerance}
 }
 
 func TestMigrateTwiceIsNoOp(t *testing.T) {

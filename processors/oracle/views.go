@@ -424,6 +424,7 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		}
 	}
 	extra := map[string]*LineTruth{} // ERP lines the order does not have
+	billingLines := map[string]int64{} // live invoice and credit memo lines per order line
 	for _, e := range f.events {
 		switch {
 		case e.ShipmentConfirmed != nil && !e.ShipmentConfirmed.IsReship:
@@ -442,6 +443,7 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			}
 			for _, bl := range doc.Lines {
 				touch(bl.OrderLineID, e.OccurredAt)
+				billingLines[bl.OrderLineID]++
 				if f.byID[bl.OrderLineID] != nil {
 					continue
 				}
@@ -485,9 +487,11 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		case l.Credited.GreaterThan(l.Returned):
 			emit("CREDITED_NOT_RETURNED")
 		}
-		// AMOUNT_DIFF only when the quantities agree: a quantity code already explains the money
+		// AMOUNT_DIFF only when the quantities agree: a quantity code already explains the money.
+		// The tolerance is per rounded billing line behind the ERP net (at least one).
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
-		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && diff.Abs().GreaterThan(tolerance) {
+		allowed := tolerance.Mul(decimal.NewFromInt(max(billingLines[l.OrderLineID], 1)))
+		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && diff.Abs().GreaterThan(allowed) {
 			row.Amount = diff
 			emit("AMOUNT_DIFF")
 		}

@@ -107,7 +107,7 @@ SELECT order_id, order_line_id,
        toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(returned), 3) AS returned_qty,
        toDecimal64(sum(invoiced), 3) AS invoiced_qty, toDecimal64(sum(credited), 3) AS credited_qty,
        toDecimal64(sum(billed_net), 4) AS erp_net_billed, max(t) AS last_activity, max(known) AS known_line,
-       max(billing) AS billed_line
+       max(billing) AS billed_line, toInt64(sum(billing)) AS billing_lines
 FROM (
     SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
@@ -356,7 +356,9 @@ WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, versio
 
 -- C6: per order line, OMS shipped/returned against ERP invoiced/credited, and ERP net billed
 -- against the OMS value of the net shipped quantity (precomputed in order_lines.net_value_by_qty
--- with HALF_EVEN to 2 dp, so no money is divided here).
+-- with HALF_EVEN to 2 dp, so no money is divided here). AMOUNT_DIFF allows amount_tolerance
+-- (policy.amount_tolerance, the ledger's key too) per live billing line behind the ERP net, at
+-- least one: each rounded document line may be ½ minor unit off (DOMAIN B.3).
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
@@ -366,6 +368,7 @@ SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoic
 FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
+           billing_lines,
            arrayFilter(c -> c != '', [
                if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
                if(invoiced_qty > shipped_qty, 'INVOICED_NOT_SHIPPED', ''),
@@ -376,17 +379,19 @@ FROM (
                -- Compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
                if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty
                       AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
-                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config),
+                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                      * if(billing_lines > 1, billing_lines, toInt64(1)),
                   'AMOUNT_DIFF', '')]) AS codes
     FROM (
         SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed, last_activity,
+               billing_lines,
                if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
                toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
         FROM (
             -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
             SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
-                   last_activity, known_line
+                   last_activity, known_line, billing_lines
             FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         ) AS facts
