@@ -188,12 +188,12 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 	ctx := context.Background()
 	out := map[string][]oracle.ViewRow{}
 	q := map[string]string{
-		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, '0', toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
-		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, '0', toString(amount) FROM %s.recon_shipments_not_invoiced",
-		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
-		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
-		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, toString(points), toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, '0', toString(amount) FROM %s.recon_three_way_line",
+		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, '0', toString(toDecimal64(0, 4)), '' FROM %s.recon_orders_awaiting_erp",
+		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_shipments_not_invoiced",
+		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
+		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
+		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_three_way_line",
 	}
 	for _, v := range oracle.Views {
 		rows, err := s.Query(ctx, fmt.Sprintf(q[v], db))
@@ -201,7 +201,7 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 			t.Fatalf("%s: %v", v, err)
 		}
 		for _, row := range rows {
-			k1, k2, code, amt := row[0], row[1], row[2], row[4]
+			k1, k2, code, amt, k3 := row[0], row[1], row[2], row[4], row[5]
 			pts, err := strconv.ParseInt(row[3], 10, 64)
 			if err != nil {
 				t.Fatalf("%s points %q: %v", v, row[3], err)
@@ -213,7 +213,7 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 			case oracle.ViewRedemptionsPending:
 				r.ReservationID, r.OrderID = k1, k2
 			case oracle.ViewReturnsNotInLoyalty:
-				r.ReturnID, r.OrderID = k1, k2
+				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
 			default:
 				r.OrderID, r.OrderLineID = k1, k2
 			}
@@ -374,8 +374,48 @@ func TestSinkViewsMatchOracle(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	requireCoverage(t, exp.Views)
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
 	e.noDuplicates(t)
 	t.Run("current-clickhouse", func(t *testing.T) { e.checkCurrentClickHouse(t, exp) })
+}
+
+// coveredCodes are the mismatch codes the acceptance traffic must contain, so that comparing the
+// views with the oracle proves each of them (a code that never occurs proves nothing).
+var coveredCodes = []string{
+	oracle.ViewReturnsNotInLoyalty + "/REVERSAL_MISSING", oracle.ViewReturnsNotInLoyalty + "/REVERSED_AFTER_ACTIVATION",
+	oracle.ViewReturnsNotInLoyalty + "/REFUND_MISSING",
+	oracle.ViewAccrualVsFulfilment + "/ACCRUED_BEFORE_SHIPMENT", oracle.ViewAccrualVsFulfilment + "/POINTS_ON_INELIGIBLE",
+}
+
+// requireCoverage fails unless every covered code has a row in want, and C4 lists some finding
+// on more than one line of a return (its grain is the return line).
+func requireCoverage(t *testing.T, want map[string][]oracle.ViewRow) {
+	t.Helper()
+	seen := map[string]int{}
+	linesPerFinding := map[string]int{}
+	for v, rows := range want {
+		for _, r := range rows {
+			seen[v+"/"+r.MismatchCode]++
+			if v == oracle.ViewReturnsNotInLoyalty {
+				linesPerFinding[r.ReturnID+"/"+r.MismatchCode]++
+			}
+		}
+	}
+	for _, c := range coveredCodes {
+		if seen[c] == 0 {
+			t.Errorf("the traffic has no %s row: the comparison proves nothing about it (rows: %v)", c, seen)
+		}
+	}
+	multi := 0
+	for _, n := range linesPerFinding {
+		if n > 1 {
+			multi++
+		}
+	}
+	if multi == 0 {
+		t.Errorf("no C4 finding spans several lines of a return: the per-line allocation is untested")
+	}
+	t.Logf("covered codes: %v; C4 findings on several lines: %d", seen, multi)
 }

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/shopspring/decimal"
+	"github.com/retailflow/retailflow/processors/oracle"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

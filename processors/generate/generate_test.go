@@ -181,11 +181,16 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED"}, nil},
 	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
 	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
-	FaultWithheldAccrual:       {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"}, nil},
+	// a return's reversal finds no pending entry of the withheld accrual and takes ACTIVE points
+	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"},
+		[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
 	FaultWrongMultiplier:       {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultWithheldReversal:      {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultShortReversal:         {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultWithheldRefund:        {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
+	FaultEarlyActivation:       {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}, nil},
+	FaultAccrualBeforeShipment: {[]string{"recon_accrual_vs_fulfilment/ACCRUED_BEFORE_SHIPMENT"}, nil},
+	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 }
 
 func TestEachFaultProducesItsRows(t *testing.T) {

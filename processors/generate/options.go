@@ -53,6 +53,17 @@ type Faults struct {
 	WithheldReversal      float64 // one reversal posting withheld → C4 REVERSAL_MISSING, C5 OVER
 	ShortReversal         float64 // one reversal posted short → C4 REVERSAL_SHORT, C5 OVER
 	WithheldRefund        float64 // one return's redemption refund withheld → C4 REFUND_MISSING
+	// EarlyActivation: the platform activates accruals a day after posting them (its lock
+	// misconfigured), so a return's reversal takes points from the ACTIVE balance → C4
+	// REVERSED_AFTER_ACTIVATION. Applies to orders with a reversal posted for a return.
+	EarlyActivation float64
+	// AccrualBeforeShipment: the platform posts the order's first accrual at acceptance, before
+	// any shipment (it earns on the order, not on fulfilment) → C5 ACCRUED_BEFORE_SHIPMENT.
+	AccrualBeforeShipment float64
+	// PointsOnIneligible: the platform's first accrual counts the order's ineligible value (gift
+	// card lines and the shipping fee, E(l) = 0) in its basis and points → C5
+	// POINTS_ON_INELIGIBLE, OVER_ACCRUED. Applies to orders with such value worth a point.
+	PointsOnIneligible float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -73,7 +84,14 @@ const (
 	FaultWithheldReversal      Fault = "withheld_reversal"
 	FaultShortReversal         Fault = "short_reversal"
 	FaultWithheldRefund        Fault = "withheld_refund"
+	FaultEarlyActivation       Fault = "early_activation"
+	FaultAccrualBeforeShipment Fault = "accrual_before_shipment"
+	FaultPointsOnIneligible    Fault = "points_on_ineligible"
 )
+
+// firstFaults is how many faults (the first in shares) draw from an order's original fault
+// stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
+const firstFaults = 13
 
 // shares pairs every fault with its share, in a fixed order.
 func (f Faults) shares() []struct {
@@ -91,6 +109,8 @@ func (f Faults) shares() []struct {
 		{FaultWithheldAccrual, f.WithheldAccrual}, {FaultWrongMultiplier, f.WrongMultiplier},
 		{FaultWithheldReversal, f.WithheldReversal}, {FaultShortReversal, f.ShortReversal},
 		{FaultWithheldRefund, f.WithheldRefund},
+		{FaultEarlyActivation, f.EarlyActivation}, {FaultAccrualBeforeShipment, f.AccrualBeforeShipment},
+		{FaultPointsOnIneligible, f.PointsOnIneligible},
 	}
 }
 
@@ -103,7 +123,9 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultWithheldConfirmation: &f.WithheldConfirmation, FaultAbandonedReservation: &f.AbandonedReservation,
 		FaultWithheldAccrual: &f.WithheldAccrual, FaultWrongMultiplier: &f.WrongMultiplier,
 		FaultWithheldReversal: &f.WithheldReversal, FaultShortReversal: &f.ShortReversal,
-		FaultWithheldRefund: &f.WithheldRefund,
+		FaultWithheldRefund:  &f.WithheldRefund,
+		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
+		FaultPointsOnIneligible: &f.PointsOnIneligible,
 	}[name]
 	if ptr == nil {
 		return false

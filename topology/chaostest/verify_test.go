@@ -651,12 +651,12 @@ func (h *harness) checkViews(v *verdict, ex *oracle.Expected, gross [3]int64) {
 func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 	out := map[string][]oracle.ViewRow{}
 	q := map[string]string{
-		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
-		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_shipments_not_invoiced",
-		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
-		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
-		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_three_way_line",
+		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)), '' FROM %s.recon_orders_awaiting_erp",
+		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_shipments_not_invoiced",
+		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
+		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, points, toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
+		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_three_way_line",
 	}
 	for _, view := range oracle.Views {
 		rows, err := h.ch.Query(h.ctx, fmt.Sprintf(q[view], h.db))
@@ -664,9 +664,9 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 			return nil, fmt.Errorf("%s: %w", view, err)
 		}
 		for rows.Next() {
-			var k1, k2, code, amt string
+			var k1, k2, code, amt, k3 string
 			var pts int64
-			if err := rows.Scan(&k1, &k2, &code, &pts, &amt); err != nil {
+			if err := rows.Scan(&k1, &k2, &code, &pts, &amt, &k3); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -677,7 +677,7 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 			case oracle.ViewRedemptionsPending:
 				r.ReservationID, r.OrderID = k1, k2
 			case oracle.ViewReturnsNotInLoyalty:
-				r.ReturnID, r.OrderID = k1, k2
+				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
 			default:
 				r.OrderID, r.OrderLineID = k1, k2
 			}

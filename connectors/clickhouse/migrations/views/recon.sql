@@ -253,45 +253,111 @@ FROM (
 )
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
--- C4: commands caused by a return (source_ref_id = return_id) and the postings answering them.
+-- Per accepted return line (return_id, order_line_id): the weights C4 allocates a return's
+-- findings by. reversal_weight: the net value of the returned units (order_lines.net_value_by_qty,
+-- in ten-thousandths; 0 for a gift card, which never earned: E(l) = 0); refund_weight: redeemed
+-- points allocated to the line × units returned (in thousandths). No money is divided.
+CREATE VIEW IF NOT EXISTS {db}.v_return_line_weights AS
+SELECT order_id, return_id, order_line_id, received_at,
+       toInt64(if(is_gift_card = 0 AND length(net_value_by_qty) > toUInt64(q) AND toDecimal64(toUInt64(q), 3) = q,
+                  toInt64(arrayElement(net_value_by_qty, toUInt64(q) + 1) * 10000), toInt64(0))) AS reversal_weight,
+       toInt64(redemption_points) * toInt64(q * 1000) AS refund_weight
+FROM (
+    SELECT order_id, return_id, order_line_id, toDecimal64(sum(quantity_accepted), 3) AS q, min(received_at) AS received_at
+    FROM {db}.f_return_lines GROUP BY order_id, return_id, order_line_id
+) AS returned ANY LEFT JOIN (
+    SELECT order_id, order_line_id, is_gift_card, redemption_points, net_value_by_qty FROM {db}.f_order_lines
+) AS ordered USING (order_id, order_line_id);
+
+-- Per return: its lines sorted by order_line_id, with their weights in the same order.
+CREATE VIEW IF NOT EXISTS {db}.v_return_lines_by_return AS
+SELECT order_id, return_id, received_at, arraySort(ids) AS line_ids,
+       arraySort((w, id) -> id, rev, ids) AS reversal_weights, arraySort((w, id) -> id, ref, ids) AS refund_weights
+FROM (
+    SELECT order_id, return_id, min(received_at) AS received_at, groupArray(order_line_id) AS ids,
+           groupArray(reversal_weight) AS rev, groupArray(refund_weight) AS ref
+    FROM {db}.v_return_line_weights GROUP BY order_id, return_id
+);
+
+-- C4, per accepted return line. A return's findings come from the commands that carry its share
+-- (source_ref_id = return_id: its own and corrections) and the postings answering them by
+-- request id: REVERSAL_MISSING (requested points), REVERSAL_SHORT (requested − posted), SHORTFALL
+-- (shortfall posted), REVERSED_AFTER_ACTIVATION (points the reversal took from the ACTIVE
+-- balance, from_active: the member may have spent them; SLA immediate), REFUND_MISSING
+-- (requested refund points). Commands carry no per-line share, so each finding is allocated to
+-- the return's lines it concerns: reversal findings by reversal_weight, REFUND_MISSING by
+-- refund_weight (v_return_line_weights); share = floor(points × weight / Σ weights), the
+-- remainder to the heaviest line (ties: the smallest order_line_id), as DOMAIN B.3 assigns a
+-- residual; a line of weight 0 is not concerned and has no row (all lines weigh 1 when every
+-- weight is 0). Σ points over a return's rows of one code = the return's finding.
+-- A lambda reads other columns only as arrays passed to it (replicate(x, arr)), never by
+-- capture: 18.16 prunes a subquery column that an outer level does not select even when a
+-- lambda captures it ("Unknown identifier").
 CREATE VIEW IF NOT EXISTS {db}.recon_returns_not_reflected_in_loyalty AS
-SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
-       if(mismatch_code = 'SHORTFALL', shortfall_points, requested_points - answered_points) AS points, business_time,
+SELECT return_id, order_line_id, order_id, mismatch_code, points, return_points, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
        multiIf(age_hours < 4, '0-4h', age_hours < 24, '4-24h', age_hours < 72, '1-3d', age_hours < 168, '3-7d', '>7d') AS age_bucket,
-       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(return_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+       toUInt8(mismatch_code = 'REVERSED_AFTER_ACTIVATION' OR
+               dateDiff('second', business_time, now()) >= (SELECT argMax(return_sla_s, version) FROM {db}.recon_config)) AS sla_breached
 FROM (
-  SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
-         if(received_at > toDateTime(0), received_at, requested_at) AS business_time
+  SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights, total, top, floors,
+         arrayMap((f, i, t, r) -> f + if(i = t, r, toInt64(0)), floors, arrayEnumerate(floors), replicate(top, floors),
+                  replicate(return_points - arraySum(floors), floors)) AS shares
   FROM (
-    SELECT return_id, order_id, mismatch_code, toInt64(sum(points)) AS requested_points,
-           toInt64(sum(answered)) AS answered_points, toInt64(sum(shortfall)) AS shortfall_points, min(requested_at) AS requested_at
+    SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights, total,
+           arrayFirstIndex((w, h) -> w = h, weights, replicate(heaviest, weights)) AS top,
+           arrayMap((w, p, t) -> intDiv(p * w, t), weights, replicate(return_points, weights), replicate(total, weights)) AS floors
     FROM (
-        SELECT source_ref_id AS return_id, order_id, points, answered, shortfall, requested_at,
-               arrayFilter(c -> c != '', [
-                   if(command_type = 'ReversalRequested' AND answers = 0, 'REVERSAL_MISSING', ''),
-                   if(command_type = 'ReversalRequested' AND answers > 0 AND answered < points, 'REVERSAL_SHORT', ''),
-                   if(command_type = 'ReversalRequested' AND shortfall > 0, 'SHORTFALL', ''),
-                   if(command_type = 'RedemptionRefundRequested' AND answers = 0, 'REFUND_MISSING', '')]) AS codes
+      SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights,
+             arraySum(weights) AS total, arrayReduce('max', weights) AS heaviest
+      FROM (
+        SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids,
+               if(arraySum(raw_weights) = 0, arrayMap(w -> toInt64(1), raw_weights), raw_weights) AS weights
         FROM (
-            SELECT order_id, request_id, command_type, points, source_ref_id, requested_at
-            FROM {db}.loyalty_commands FINAL
-            WHERE command_type IN ('ReversalRequested', 'RedemptionRefundRequested')
-              AND source_ref_id IN (SELECT return_id FROM {db}.f_return_lines)
-        ) AS cmd ANY LEFT JOIN (
-            SELECT request_id, toInt64(sum(points)) AS answered, count() AS answers, toInt64(sum(shortfall_points)) AS shortfall
-            FROM {db}.f_loyalty_postings
-            WHERE kind IN ('REVERSAL', 'REDEMPTION_REFUND') AND request_id != ''
-            GROUP BY request_id
-        ) AS answers_by_request USING (request_id)
+          SELECT return_id, order_id, mismatch_code, return_points, line_ids,
+                 if(mismatch_code = 'REFUND_MISSING', refund_weights, reversal_weights) AS raw_weights,
+                 if(received_at > toDateTime(0), received_at, requested_at) AS business_time
+          FROM (
+            SELECT return_id, order_id, mismatch_code, toInt64(sum(code_points)) AS return_points, min(requested_at) AS requested_at
+            FROM (
+                SELECT source_ref_id AS return_id, order_id, requested_at, mismatch_code,
+                       multiIf(mismatch_code = 'SHORTFALL', shortfall, mismatch_code = 'REVERSED_AFTER_ACTIVATION', from_active,
+                               points - answered) AS code_points
+                FROM (
+                    SELECT source_ref_id, order_id, points, answered, shortfall, from_active, requested_at,
+                           arrayFilter(c -> c != '', [
+                               if(command_type = 'ReversalRequested' AND answers = 0, 'REVERSAL_MISSING', ''),
+                               if(command_type = 'ReversalRequested' AND answers > 0 AND answered < points, 'REVERSAL_SHORT', ''),
+                               if(command_type = 'ReversalRequested' AND shortfall > 0, 'SHORTFALL', ''),
+                               if(command_type = 'ReversalRequested' AND from_active > 0, 'REVERSED_AFTER_ACTIVATION', ''),
+                               if(command_type = 'RedemptionRefundRequested' AND answers = 0, 'REFUND_MISSING', '')]) AS codes
+                    FROM (
+                        SELECT order_id, request_id, command_type, points, source_ref_id, requested_at
+                        FROM {db}.loyalty_commands FINAL
+                        WHERE command_type IN ('ReversalRequested', 'RedemptionRefundRequested')
+                          AND source_ref_id IN (SELECT return_id FROM {db}.f_return_lines)
+                    ) AS cmd ANY LEFT JOIN (
+                        SELECT request_id, toInt64(sum(points)) AS answered, count() AS answers,
+                               toInt64(sum(shortfall_points)) AS shortfall, toInt64(sum(from_active)) AS from_active
+                        FROM {db}.f_loyalty_postings
+                        WHERE kind IN ('REVERSAL', 'REDEMPTION_REFUND') AND request_id != ''
+                        GROUP BY request_id
+                    ) AS answers_by_request USING (request_id)
+                )
+                ARRAY JOIN codes AS mismatch_code
+            )
+            GROUP BY return_id, order_id, mismatch_code
+          ) AS per_code ANY LEFT JOIN (
+            SELECT return_id, order_id, received_at, line_ids, reversal_weights, refund_weights FROM {db}.v_return_lines_by_return
+          ) AS lines_of_return USING (return_id, order_id)
+        )
+      )
     )
-    ARRAY JOIN codes AS mismatch_code
-    GROUP BY return_id, order_id, mismatch_code
-  ) AS per_code ANY LEFT JOIN (
-    SELECT return_id, min(received_at) AS received_at FROM {db}.f_return_lines GROUP BY return_id
-  ) AS received USING (return_id)
+  )
 )
-WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+ARRAY JOIN line_ids AS order_line_id, shares AS points, weights AS weight
+WHERE weight > 0
+  AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
 -- The tier multiplier snapshotted for each order: OrderAccepted's when it states one, else the
 -- one the ledger stamped on its point commands (policy by tier at acceptance).
@@ -304,23 +370,58 @@ ALL FULL OUTER JOIN (
     GROUP BY order_id
 ) AS cmd USING (order_id);
 
+-- Per order, checks of its accrual postings: those posted before the order's first non-reship
+-- shipment (or with none: early_*), and those whose basis_amount exceeds the basis of the
+-- AccrualRequested they answer (ineligible_*: the platform counted value the pipeline excluded
+-- as ineligible, E(l) = 0: gift cards, excluded SKUs, fees; points = posted − requested).
+CREATE VIEW IF NOT EXISTS {db}.v_accrual_posting_checks AS
+SELECT order_id, toInt64(sum(early)) AS early_postings, toInt64(sum(early * points)) AS early_points,
+       toInt64(sum(over_basis)) AS ineligible_postings, toInt64(sum(over_basis * (points - requested_points))) AS ineligible_points
+FROM (
+    SELECT order_id, points, requested_points,
+           toInt64(has_shipment = 0 OR posted_at < first_shipped_at) AS early,
+           toInt64(has_request = 1 AND posted_basis > requested_basis) AS over_basis
+    FROM (
+        SELECT order_id, request_id, points, posted_at, basis_amount AS posted_basis, has_shipment, first_shipped_at
+        FROM (
+            SELECT order_id, request_id, points, posted_at, basis_amount FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL'
+        ) AS accrual_rows ANY LEFT JOIN (
+            SELECT order_id, min(shipped_at) AS first_shipped_at, toUInt8(1) AS has_shipment
+            FROM {db}.f_shipment_lines WHERE is_reship = 0 GROUP BY order_id
+        ) AS first_shipment USING (order_id)
+    ) AS accruals_shipped ANY LEFT JOIN (
+        SELECT request_id, basis_amount AS requested_basis, points AS requested_points, toUInt8(1) AS has_request
+        FROM {db}.loyalty_commands FINAL WHERE command_type = 'AccrualRequested'
+    ) AS requests USING (request_id)
+)
+GROUP BY order_id;
+
 -- C5: per member order, entitled points P (Σ accrual − Σ reversal commands: each command brings
--- what was requested back to P) against posted (Σ PointsAccrualPosted − Σ PointsReversed).
+-- what was requested back to P) against posted (Σ PointsAccrualPosted − Σ PointsReversed), the
+-- multiplier of the postings, and v_accrual_posting_checks (ACCRUED_BEFORE_SHIPMENT,
+-- POINTS_ON_INELIGIBLE). points: early_points, ineligible_points for those two codes, posted − P
+-- for the others.
 CREATE VIEW IF NOT EXISTS {db}.recon_accrual_vs_fulfilment AS
-SELECT order_id, mismatch_code, entitled_points, posted_points, posted_points - entitled_points AS points,
+SELECT order_id, mismatch_code, entitled_points, posted_points,
+       multiIf(mismatch_code = 'ACCRUED_BEFORE_SHIPMENT', early_points, mismatch_code = 'POINTS_ON_INELIGIBLE', ineligible_points,
+               posted_points - entitled_points) AS points,
        wrong_multiplier_postings, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
        multiIf(age_hours < 1, '0-1h', age_hours < 24, '1-24h', age_hours < 168, '1-7d', '>7d') AS age_bucket,
        toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(accrual_sla_s, version) FROM {db}.recon_config)) AS sla_breached
 FROM (
-    SELECT order_id, entitled_points, posted_points, wrong_multiplier_postings,
+    SELECT order_id, entitled_points, posted_points, wrong_multiplier_postings, early_points, ineligible_points,
            if(last_fulfilment_at > toDateTime(0), last_fulfilment_at, accepted_at) AS business_time,
            arrayFilter(c -> c != '', [
                if(entitled_points > 0 AND accrual_postings = 0, 'MEMBER_ORDER_NO_ACCRUAL', ''),
                if(posted_points < entitled_points AND accrual_postings > 0, 'UNDER_ACCRUED', ''),
                if(posted_points > entitled_points, 'OVER_ACCRUED', ''),
-               if(wrong_multiplier_postings > 0, 'WRONG_MULTIPLIER', '')]) AS codes
+               if(wrong_multiplier_postings > 0, 'WRONG_MULTIPLIER', ''),
+               if(early_postings > 0, 'ACCRUED_BEFORE_SHIPMENT', ''),
+               if(ineligible_postings > 0, 'POINTS_ON_INELIGIBLE', '')]) AS codes
     FROM (
+      SELECT order_id, entitled_points, posted_points, accrual_postings, last_fulfilment_at, accepted_at, wrong_multiplier_postings
+      FROM (
         SELECT order_id, entitled_points, posted_points, accrual_postings, last_fulfilment_at, accepted_at
         FROM (
             SELECT order_id, toInt64(sum(req)) AS entitled_points, toInt64(sum(posted)) AS posted_points,
@@ -342,14 +443,17 @@ FROM (
         ) AS moved ALL INNER JOIN (
             SELECT order_id, accepted_at FROM {db}.f_orders WHERE loyalty_member_id != ''
         ) AS member_orders USING (order_id)
-        WHERE entitled_points > 0 OR posted_points != 0
-    ) AS order_points_moved ANY LEFT JOIN (
+        WHERE entitled_points > 0 OR posted_points != 0 OR accrual_postings > 0
+      ) AS order_points_moved ANY LEFT JOIN (
         SELECT order_id, count() AS wrong_multiplier_postings
         FROM (SELECT order_id, tier_multiplier FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL') AS accrual_rows
         ALL INNER JOIN (SELECT order_id, multiplier FROM {db}.v_order_multiplier WHERE known = 1) AS snapshot USING (order_id)
         WHERE tier_multiplier != multiplier
         GROUP BY order_id
-    ) AS wrong USING (order_id)
+      ) AS wrong USING (order_id)
+    ) AS order_checked ANY LEFT JOIN (
+        SELECT order_id, early_postings, early_points, ineligible_postings, ineligible_points FROM {db}.v_accrual_posting_checks
+    ) AS posting_checks USING (order_id)
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
