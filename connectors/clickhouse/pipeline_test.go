@@ -245,6 +245,9 @@ func pipeline(t *testing.T, disturb bool) {
 		t.Errorf("the runtime committed %d commands, the oracle expects %d (%d of them missing)", len(inTopic), len(exp.Commands), missing)
 	}
 
+	if !disturb {
+		requireCoverage(t, exp.Views)
+	}
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
 	e.noDuplicates(t)

@@ -80,8 +80,8 @@ func (v *viewSet) add(r ViewRow) {
 }
 
 // computeViews evaluates every view over the folded orders; issued, when not nil, holds the
-// commands a pipeline run actually emitted per order key, which C4 (the one view that reads
-// individual commands) then uses instead of the canonical ones.
+// commands a pipeline run actually emitted per order key, which the views that read individual
+// commands (C4, C5's POINTS_ON_INELIGIBLE) then use instead of the canonical ones.
 func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[string][]Command) map[string][]ViewRow {
 	v := &viewSet{asOf: asOf, grace: p.ReconGrace, rows: map[string][]ViewRow{}}
 	for _, name := range Views {

@@ -315,9 +315,12 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out output
 	h.checkEvents(&v, sent, states, dlqEvents)
 	v.aborted = out.uncommitted - len(out.commands) - len(out.dlq) - len(out.changelog)
 	v.abortedBy = out.abortedBy
-	// C4 joins postings to commands by request id: it follows the commands the run emitted
-	// (their shares are held exact above), not the canonical ones (DESIGN.md invariant 13).
-	ex.Views[oracle.ViewReturnsNotInLoyalty] = oracle.ViewsFor(tr.Events(), policy, asOf, issued)[oracle.ViewReturnsNotInLoyalty]
+	// C4 and C5 (POINTS_ON_INELIGIBLE) join postings to commands by request id: they follow the
+	// commands the run emitted (their shares are held exact above), not the canonical ones
+	// (DESIGN.md invariant 13).
+	issuedViews := oracle.ViewsFor(tr.Events(), policy, asOf, issued)
+	ex.Views[oracle.ViewReturnsNotInLoyalty] = issuedViews[oracle.ViewReturnsNotInLoyalty]
+	ex.Views[oracle.ViewAccrualVsFulfilment] = issuedViews[oracle.ViewAccrualVsFulfilment]
 	h.checkViews(&v, ex, gross)
 	return v
 }
