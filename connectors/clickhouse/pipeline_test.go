@@ -246,7 +246,7 @@ func pipeline(t *testing.T, disturb bool) {
 	}
 
 	if !disturb {
-		requireCoverage(t, exp.Views)
+		requireCoverage(t, exp.Views, newCodes...)
 	}
 	compareViews(t, e.viewRows(t), exp.Views)
 	e.checkTotals(t, exp.Totals)
