@@ -191,6 +191,11 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultEarlyActivation:       {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}, nil},
 	FaultAccrualBeforeShipment: {[]string{"recon_accrual_vs_fulfilment/ACCRUED_BEFORE_SHIPMENT"}, nil},
 	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	// a back-ordered unit leaves room for billed cancelled units: then it is INVOICED_NOT_SHIPPED
+	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
+	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
+		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
+	FaultCurrencyDiff: {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
 }
 
 func TestEachFaultProducesItsRows(t *testing.T) {

@@ -64,6 +64,15 @@ type Faults struct {
 	// card lines and the shipping fee, E(l) = 0) in its basis and points → C5
 	// POINTS_ON_INELIGIBLE, OVER_ACCRUED. Applies to orders with such value worth a point.
 	PointsOnIneligible float64
+	// InvoicedCancelledLine: the ERP invoices the units the OMS cancelled (an extra F2 for the
+	// cancelled quantity) → C6 INVOICED_CANCELLED_LINE. Applies to orders with a cancellation.
+	InvoicedCancelledLine float64
+	// DuplicateBilling: the ERP posts one shipment's invoice twice (two live documents) → C6
+	// DUPLICATE_BILLING, INVOICED_NOT_SHIPPED, C2 OVER_BILLED. Applies to invoiced orders.
+	DuplicateBilling float64
+	// CurrencyDiff: one invoice is posted in another currency than the order's (same amounts) →
+	// C6 CURRENCY_DIFF on its lines. Applies to invoiced orders.
+	CurrencyDiff float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -87,6 +96,9 @@ const (
 	FaultEarlyActivation       Fault = "early_activation"
 	FaultAccrualBeforeShipment Fault = "accrual_before_shipment"
 	FaultPointsOnIneligible    Fault = "points_on_ineligible"
+	FaultInvoicedCancelledLine Fault = "invoiced_cancelled_line"
+	FaultDuplicateBilling      Fault = "duplicate_billing"
+	FaultCurrencyDiff          Fault = "currency_diff"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
@@ -110,7 +122,8 @@ func (f Faults) shares() []struct {
 		{FaultWithheldReversal, f.WithheldReversal}, {FaultShortReversal, f.ShortReversal},
 		{FaultWithheldRefund, f.WithheldRefund},
 		{FaultEarlyActivation, f.EarlyActivation}, {FaultAccrualBeforeShipment, f.AccrualBeforeShipment},
-		{FaultPointsOnIneligible, f.PointsOnIneligible},
+		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
+		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
 	}
 }
 
@@ -125,7 +138,8 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultWithheldReversal: &f.WithheldReversal, FaultShortReversal: &f.ShortReversal,
 		FaultWithheldRefund:  &f.WithheldRefund,
 		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
-		FaultPointsOnIneligible: &f.PointsOnIneligible,
+		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
+		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 	}[name]
 	if ptr == nil {
 		return false

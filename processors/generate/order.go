@@ -33,6 +33,8 @@ type orderGen struct {
 	redemptionID       string
 	erpSalesOrderID    string
 	confirmed          *schemas.Event
+	cancellation       *schemas.Event   // the order's OrderLinesCancelled, if any
+	liveInvoices       []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
 	shipments          []*schemas.Event // non-reship, in time order
 	returns            []*schemas.Event
 	entries            []*entry
@@ -193,6 +195,7 @@ func (o *orderGen) build() {
 		o.returnGoods(lastShip)
 	}
 	o.invoices()
+	o.billingFaults()
 	o.creditMemos()
 	o.loyaltyPostings()
 }
@@ -478,7 +481,7 @@ func (o *orderGen) cancel(full bool) {
 		c.Lines = []schemas.CancelledLine{{OrderLineID: l.ol.OrderLineID, QuantityCancelled: decimal.NewFromInt(int64(n))}}
 	}
 	at := o.acceptedAt.Add(between(o.r, 15*time.Minute, 5*time.Hour))
-	o.emit(schemas.TypeOrderLinesCancelled, "OMS", "order", o.orderID, at, o.oa, o.orderID, func(e *schemas.Event) {
+	o.cancellation = o.emit(schemas.TypeOrderLinesCancelled, "OMS", "order", o.orderID, at, o.oa, o.orderID, func(e *schemas.Event) {
 		c.CancelledAt = e.OccurredAt
 		e.OrderLinesCancelled = c
 	})

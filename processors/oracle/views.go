@@ -563,7 +563,11 @@ func c5(v *viewSet, f *orderFold, commands []Command) {
 	}
 }
 
-// c6: the three-way line match OMS ↔ ERP.
+// c6: the three-way line match OMS ↔ ERP: quantities (SHIPPED_NOT_INVOICED, INVOICED_NOT_SHIPPED
+// or, when the invoiced quantity exceeds ordered − cancelled on a line with cancelled units and
+// no duplicate billing explains the excess, INVOICED_CANCELLED_LINE; RETURNED_NOT_CREDITED, CREDITED_NOT_RETURNED), DUPLICATE_BILLING (a
+// reference document's line billed by two live invoices), CURRENCY_DIFF (a live document in
+// another currency than the order's) and AMOUNT_DIFF where quantities and currencies agree.
 func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
 	latest := map[string]time.Time{}
 	touch := func(id string, t time.Time) {
@@ -571,10 +575,18 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			latest[id] = t
 		}
 	}
-	extra := map[string]*LineTruth{}   // ERP lines the order does not have
-	billingLines := map[string]int64{} // live invoice and credit memo lines per order line
+	extra := map[string]*LineTruth{}             // ERP lines the order does not have
+	billingLines := map[string]int64{}           // live invoice and credit memo lines per order line
+	cancelledQty := map[string]decimal.Decimal{} // Σ quantity_cancelled per line, as stated
+	type ref struct{ doc, line string }
+	invoicesOf := map[ref]map[string]bool{} // live invoices per (reference document, line)
+	foreign := map[string]bool{}            // lines a live document bills in another currency
 	for _, e := range f.events {
 		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				cancelledQty[l.OrderLineID] = cancelledQty[l.OrderLineID].Add(l.QuantityCancelled)
+			}
 		case e.ShipmentConfirmed != nil && !e.ShipmentConfirmed.IsReship:
 			for _, l := range e.ShipmentConfirmed.Lines {
 				touch(l.OrderLineID, e.OccurredAt)
@@ -592,6 +604,16 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			for _, bl := range doc.Lines {
 				touch(bl.OrderLineID, e.OccurredAt)
 				billingLines[bl.OrderLineID]++
+				if doc.Currency != f.accepted.Currency {
+					foreign[bl.OrderLineID] = true
+				}
+				if !credit {
+					k := ref{bl.ReferenceDocument, bl.OrderLineID}
+					if invoicesOf[k] == nil {
+						invoicesOf[k] = map[string]bool{}
+					}
+					invoicesOf[k][doc.BillingDocumentID] = true
+				}
 				if f.byID[bl.OrderLineID] != nil {
 					continue
 				}
@@ -623,9 +645,15 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			r.MismatchCode = code
 			v.add(r)
 		}
-		switch {
+		duplicate := false
+		for k, docs := range invoicesOf {
+			duplicate = duplicate || (k.line == l.OrderLineID && len(docs) > 1)
+		}
+		switch cx := cancelledQty[l.OrderLineID]; {
 		case l.Shipped.GreaterThan(l.Invoiced):
 			emit("SHIPPED_NOT_INVOICED")
+		case l.Invoiced.GreaterThan(l.Shipped) && !duplicate && cx.IsPositive() && l.Invoiced.GreaterThan(l.Ordered.Sub(cx)):
+			emit("INVOICED_CANCELLED_LINE") // the ERP billed units the OMS cancelled
 		case l.Invoiced.GreaterThan(l.Shipped):
 			emit("INVOICED_NOT_SHIPPED")
 		}
@@ -635,11 +663,19 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		case l.Credited.GreaterThan(l.Returned):
 			emit("CREDITED_NOT_RETURNED")
 		}
-		// AMOUNT_DIFF only when the quantities agree: a quantity code already explains the money.
-		// The tolerance is per rounded billing line behind the ERP net (at least one).
+		if duplicate {
+			emit("DUPLICATE_BILLING") // one shipment line billed by two live invoices
+		}
+		if foreign[l.OrderLineID] {
+			emit("CURRENCY_DIFF") // billed in another currency than the order's
+		}
+		// AMOUNT_DIFF only when the quantities and currencies agree: a quantity or currency code
+		// already explains the money. The tolerance is per rounded billing line behind the ERP
+		// net (at least one).
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
 		allowed := tolerance.Mul(decimal.NewFromInt(max(billingLines[l.OrderLineID], 1)))
-		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && diff.Abs().GreaterThan(allowed) {
+		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID] &&
+			diff.Abs().GreaterThan(allowed) {
 			row.Amount = diff
 			emit("AMOUNT_DIFF")
 		}

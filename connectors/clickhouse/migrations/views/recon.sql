@@ -10,6 +10,10 @@
 -- rejects a joined subquery without one.
 -- Every branch of a UNION ALL names every column alike: 18.16 prunes unused columns of a
 -- UNION ALL by name, and an unnamed column in a later branch silently shifts the values.
+-- No ANY INNER JOIN: current servers keep one LEFT row per key too (18.16 one right row per left
+-- row); use ANY LEFT JOIN with a flag column from the right side.
+-- A lambda reads other columns only as arrays passed to it (replicate(x, arr)), never by capture:
+-- 18.16 prunes a subquery column that no outer level selects even when a lambda captures it.
 
 -- Records the runtime rejected (read back from the DLQ topic): their facts are not part of the
 -- order's story, exactly as the ledger never applied them.
@@ -458,11 +462,42 @@ FROM (
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
+-- Per order line billed by live documents: whether one reference document (shipment) is billed
+-- by more than one live invoice (duplicate_billing), and whether a live document bills it in
+-- another currency than the order's (currency_diff).
+CREATE VIEW IF NOT EXISTS {db}.v_billing_line_checks AS
+SELECT order_id, order_line_id, max(dup) AS duplicate_billing, max(foreign_currency) AS currency_diff
+FROM (
+    SELECT order_id, order_line_id, toUInt8(docs > 1) AS dup, toUInt8(0) AS foreign_currency
+    FROM (
+        SELECT order_id, order_line_id, reference_document, uniqExact(billing_document_id) AS docs
+        FROM {db}.v_live_billing_lines WHERE doc_kind = 'INVOICE'
+        GROUP BY order_id, order_line_id, reference_document
+    )
+    UNION ALL
+    SELECT order_id, order_line_id, toUInt8(0) AS dup,
+           toUInt8(has_doc = 1 AND has_order = 1 AND doc_currency != order_currency) AS foreign_currency
+    FROM (
+        SELECT order_id, order_line_id, doc_currency, has_doc
+        FROM (SELECT order_id, billing_document_id, order_line_id FROM {db}.v_live_billing_lines) AS billed
+        ANY LEFT JOIN (
+            SELECT order_id, billing_document_id, currency AS doc_currency, toUInt8(1) AS has_doc FROM {db}.f_billing_documents
+        ) AS documents USING (order_id, billing_document_id)
+    ) AS billed_currency ANY LEFT JOIN (
+        SELECT order_id, currency AS order_currency, toUInt8(1) AS has_order FROM {db}.f_orders
+    ) AS currency_of_order USING (order_id)
+)
+GROUP BY order_id, order_line_id;
+
 -- C6: per order line, OMS shipped/returned against ERP invoiced/credited, and ERP net billed
 -- against the OMS value of the net shipped quantity (precomputed in order_lines.net_value_by_qty
 -- with HALF_EVEN to 2 dp, so no money is divided here). AMOUNT_DIFF allows amount_tolerance
 -- (policy.amount_tolerance, the ledger's key too) per live billing line behind the ERP net, at
 -- least one: each rounded document line may be ½ minor unit off (DOMAIN B.3).
+-- Invoiced beyond shipped is INVOICED_CANCELLED_LINE when the line has cancelled units, the
+-- invoiced quantity exceeds ordered − cancelled (the ERP billed what the OMS cancelled) and no
+-- duplicate billing explains the excess, else INVOICED_NOT_SHIPPED. DUPLICATE_BILLING and CURRENCY_DIFF from v_billing_line_checks; a line
+-- billed in another currency has no AMOUNT_DIFF (its nets are not comparable).
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
@@ -473,33 +508,44 @@ FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
            billing_lines,
+           toUInt8(duplicate_billing = 0 AND cancelled_qty > 0 AND invoiced_qty > ordered_qty - cancelled_qty) AS cancelled_billed,
            arrayFilter(c -> c != '', [
                if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
-               if(invoiced_qty > shipped_qty, 'INVOICED_NOT_SHIPPED', ''),
+               if(invoiced_qty > shipped_qty AND cancelled_billed = 1, 'INVOICED_CANCELLED_LINE', ''),
+               if(invoiced_qty > shipped_qty AND cancelled_billed = 0, 'INVOICED_NOT_SHIPPED', ''),
                if(returned_qty > credited_qty, 'RETURNED_NOT_CREDITED', ''),
                if(credited_qty > returned_qty, 'CREDITED_NOT_RETURNED', ''),
-               -- AMOUNT_DIFF only where the quantities agree: a quantity mismatch already explains
-               -- the money, and one line must not count twice (DOMAIN C6: one cause per line).
-               -- Compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
-               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty
+               if(duplicate_billing = 1, 'DUPLICATE_BILLING', ''),
+               if(currency_diff = 1, 'CURRENCY_DIFF', ''),
+               -- AMOUNT_DIFF only where the quantities and currencies agree: a quantity mismatch
+               -- already explains the money, and one line must not count twice (DOMAIN C6: one
+               -- cause per line). Compared in ten-thousandths: 18.16 cannot compare a Decimal
+               -- with a Decimal scalar subquery
+               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0
                       AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
                       (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
                       * if(billing_lines > 1, billing_lines, toInt64(1)),
                   'AMOUNT_DIFF', '')]) AS codes
     FROM (
-        SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed, last_activity,
-               billing_lines,
+      SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff
+      FROM (
+        SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+               erp_net_billed, last_activity, billing_lines,
                if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
                toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
         FROM (
             -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
-            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
-                   last_activity, known_line, billing_lines
+            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+                   erp_net_billed, last_activity, known_line, billing_lines
             FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         ) AS facts
         ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
+      ) AS valued ANY LEFT JOIN (
+        SELECT order_id, order_line_id, duplicate_billing, currency_diff FROM {db}.v_billing_line_checks
+      ) AS billing_checks USING (order_id, order_line_id)
     )
 )
 ARRAY JOIN codes AS mismatch_code
