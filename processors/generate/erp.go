@@ -197,6 +197,23 @@ func (o *orderGen) creditMemos() {
 		missing = o.fr.IntN(len(o.credits))
 		o.applied(FaultMissingCreditMemo)
 	}
+	untaxed := -1
+	if o.want[FaultCreditMemoWithoutTax] {
+		var cands []int
+		for n, c := range o.credits {
+			taxed := false
+			for _, cl := range c.lines {
+				taxed = taxed || tax(cl.net, cl.l.taxRate).IsPositive()
+			}
+			if n != missing && taxed {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			untaxed = cands[o.xr.IntN(len(cands))]
+			o.applied(FaultCreditMemoWithoutTax)
+		}
+	}
 	for n, c := range o.credits {
 		rr := c.ret.ReturnReceived
 		at := rr.ReceivedAt.Add(between(o.r, 2*time.Hour, 24*time.Hour))
@@ -213,6 +230,9 @@ func (o *orderGen) creditMemos() {
 		}
 		for _, cl := range c.lines {
 			t := tax(cl.net, cl.l.taxRate)
+			if n == untaxed {
+				t = decimal.Zero
+			}
 			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
 				OrderLineID: cl.l.ol.OrderLineID, ErpItem: cl.l.erpItem, ReferenceDocument: rr.ReturnID, SKU: cl.l.ol.SKU,
 				Quantity: decimal.NewFromInt(int64(cl.qty)), Net: cl.net, Tax: t})

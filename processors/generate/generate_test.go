@@ -178,7 +178,7 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
 	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
-	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED"}, nil},
+	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED", "recon_refunds_vs_credit_memos/REFUND_NOT_CREDITED"}, nil},
 	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
 	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
 	// a return's reversal finds no pending entry of the withheld accrual and takes ACTIVE points
@@ -195,7 +195,8 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
 	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
 		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
-	FaultCurrencyDiff: {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
+	FaultCurrencyDiff:         {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
+	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, nil},
 }
 
 func TestEachFaultProducesItsRows(t *testing.T) {

@@ -45,7 +45,7 @@ type Faults struct {
 	MissingInvoice        float64 // one shipment never invoiced → C2 NOT_BILLED, C6 SHIPPED_NOT_INVOICED
 	InvoiceNotTransferred float64 // one invoice not transferred to accounting → C2 BILLED_NOT_POSTED
 	ShortInvoice          float64 // one invoice line bills a unit less → C2 PARTIALLY_BILLED, C6
-	MissingCreditMemo     float64 // one return never credited → C6 RETURNED_NOT_CREDITED
+	MissingCreditMemo     float64 // one return never credited → C6 RETURNED_NOT_CREDITED, REFUND_NOT_CREDITED
 	WithheldConfirmation  float64 // RedemptionConfirmed withheld → C3 ORDER_ACCEPTED_NOT_CONFIRMED
 	AbandonedReservation  float64 // an extra reservation, never released → C3 OPEN_PAST_TTL
 	WithheldAccrual       float64 // the order's last accrual posting withheld → C5 NO_ACCRUAL/UNDER
@@ -73,6 +73,10 @@ type Faults struct {
 	// CurrencyDiff: one invoice is posted in another currency than the order's (same amounts) →
 	// C6 CURRENCY_DIFF on its lines. Applies to invoiced orders.
 	CurrencyDiff float64
+	// CreditMemoWithoutTax: one return's credit memo credits the net only (its tax code missing)
+	// while the customer was refunded net + tax → refund settlement REFUND_AMOUNT_DIFF. Applies to
+	// orders with a credited return.
+	CreditMemoWithoutTax float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -99,6 +103,7 @@ const (
 	FaultInvoicedCancelledLine Fault = "invoiced_cancelled_line"
 	FaultDuplicateBilling      Fault = "duplicate_billing"
 	FaultCurrencyDiff          Fault = "currency_diff"
+	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
@@ -124,6 +129,7 @@ func (f Faults) shares() []struct {
 		{FaultEarlyActivation, f.EarlyActivation}, {FaultAccrualBeforeShipment, f.AccrualBeforeShipment},
 		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
 		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
+		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 	}
 }
 
@@ -140,6 +146,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
 		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
+		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax,
 	}[name]
 	if ptr == nil {
 		return false

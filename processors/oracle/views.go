@@ -17,12 +17,13 @@ const (
 	ViewReturnsNotInLoyalty  = "recon_returns_not_reflected_in_loyalty" // C4
 	ViewAccrualVsFulfilment  = "recon_accrual_vs_fulfilment"            // C5
 	ViewThreeWayLine         = "recon_three_way_line"                   // C6
+	ViewRefundSettlement     = "recon_refunds_vs_credit_memos"          // refunds vs ERP credit memos
 )
 
-// Views lists the view names in C1…C6 order.
+// Views lists the view names in C1…C6 order, then the refund settlement check.
 var Views = []string{
 	ViewOrdersAwaitingERP, ViewShipmentsNotInvoiced, ViewRedemptionsPending,
-	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine,
+	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine, ViewRefundSettlement,
 }
 
 // ViewRow is one expected row of a reconciliation view. Only the business keys of its view are
@@ -38,7 +39,7 @@ type ViewRow struct {
 	MismatchCode  string
 	BusinessTime  time.Time       // the event time the row's age is measured from
 	Points        int64           // C4: the line's share of the return's finding; C5: see c5
-	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net
+	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net; refunds: refunded − credited
 }
 
 // Keys are the row's two business keys in the view's column order (the second is "" for C5;
@@ -49,6 +50,8 @@ func (r ViewRow) Keys() (string, string) {
 		return r.ShipmentID, r.OrderLineID
 	case ViewRedemptionsPending:
 		return r.ReservationID, r.OrderID
+	case ViewRefundSettlement:
+		return r.ReturnID, r.OrderID
 	case ViewReturnsNotInLoyalty:
 		return r.ReturnID, r.OrderLineID
 	case ViewAccrualVsFulfilment:
@@ -100,6 +103,7 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 		}
 		c2(v, f, cancelled)
 		c4(v, f, cmds)
+		refundSettlement(v, f, cancelled, p.AmountTolerance)
 	}
 	c3(v, folded, p.ConfirmTrigger)
 	for _, rows := range v.rows {
@@ -679,5 +683,51 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			row.Amount = diff
 			emit("AMOUNT_DIFF")
 		}
+	}
+}
+
+// refundSettlement: per return with a refund (the first ReturnReceived of each return id), the
+// money refunded to the customer (merchandise + tax + shipping − return fee) against the gross
+// of the live credit memos naming the return: REFUND_NOT_CREDITED without one,
+// REFUND_AMOUNT_DIFF when |refunded − credited| > tolerance × the memos' lines (at least one).
+// Amount: refunded − credited.
+func refundSettlement(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
+	type memos struct {
+		gross decimal.Decimal
+		lines int64
+		any   bool
+	}
+	credited := map[string]*memos{}
+	for _, e := range f.events {
+		cm := e.CreditMemoPosted
+		if cm == nil || cm.ReturnID == nil || *cm.ReturnID == "" || cancelled[cm.BillingDocumentID] {
+			continue
+		}
+		m := credited[*cm.ReturnID]
+		if m == nil {
+			m = &memos{}
+			credited[*cm.ReturnID] = m
+		}
+		m.gross, m.lines, m.any = m.gross.Add(cm.Gross), m.lines+int64(len(cm.Lines)), true
+	}
+	seen := map[string]bool{}
+	for _, e := range f.events {
+		r := e.ReturnReceived
+		if r == nil || r.Refund == nil || seen[r.ReturnID] {
+			continue
+		}
+		seen[r.ReturnID] = true
+		refunded := r.Refund.MerchandiseNet.Add(r.Refund.Tax).Add(r.Refund.ShippingRefund).Sub(r.Refund.ReturnFee)
+		row := ViewRow{View: ViewRefundSettlement, ReturnID: r.ReturnID, OrderID: r.OrderID, BusinessTime: r.ReceivedAt}
+		m := credited[r.ReturnID]
+		switch {
+		case m == nil:
+			row.MismatchCode, row.Amount = "REFUND_NOT_CREDITED", refunded
+		case refunded.Sub(m.gross).Abs().GreaterThan(tolerance.Mul(decimal.NewFromInt(max(m.lines, 1)))):
+			row.MismatchCode, row.Amount = "REFUND_AMOUNT_DIFF", refunded.Sub(m.gross)
+		default:
+			continue
+		}
+		v.add(row)
 	}
 }

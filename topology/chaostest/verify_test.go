@@ -369,7 +369,7 @@ func (h *harness) checkCommands(v *verdict, ex *oracle.Expected, recs []outRecor
 		perOrder[c.OrderID] = s
 		shares[k] = sh
 		issued = append(issued, oracle.Command{RequestID: c.RequestID, Type: c.CommandType, OrderID: c.OrderID, Points: c.Points,
-			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason})
+			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason, BasisAmount: c.BasisAmount})
 	}
 	want := map[shareKey][2]int64{}
 	for _, c := range ex.Commands {
@@ -660,6 +660,7 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, points, toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
 		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
 		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_three_way_line",
+		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
 	}
 	for _, view := range oracle.Views {
 		rows, err := h.ch.Query(h.ctx, fmt.Sprintf(q[view], h.db))
@@ -681,6 +682,8 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 				r.ReservationID, r.OrderID = k1, k2
 			case oracle.ViewReturnsNotInLoyalty:
 				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
+			case oracle.ViewRefundSettlement:
+				r.ReturnID, r.OrderID = k1, k2
 			default:
 				r.OrderID, r.OrderLineID = k1, k2
 			}

@@ -550,3 +550,55 @@ FROM (
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- What the customer was refunded per return (ReturnReceived.refund: merchandise + tax +
+-- shipping − return fee), from the audit trail's RETURN_REFUND movement (amount signed from the
+-- customer's side), records the runtime or the sink rejected left out.
+CREATE VIEW IF NOT EXISTS {db}.v_return_refunds AS
+SELECT order_id, return_id, toDecimal64(-sum(amount), 4) AS refunded, min(business_time) AS received_at
+FROM (
+    SELECT order_id, source_ref AS return_id, amount, business_time
+    FROM {db}.audit_ledger FINAL
+    WHERE movement_kind = 'RETURN_REFUND'
+      AND (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+)
+GROUP BY order_id, return_id;
+
+-- Live credit memos per return: their gross and how many rounded lines they have.
+CREATE VIEW IF NOT EXISTS {db}.v_credit_memos_by_return AS
+SELECT order_id, return_id, toDecimal64(sum(gross), 4) AS credited, toInt64(sum(lines)) AS credit_lines
+FROM (
+    SELECT order_id, return_id, gross, lines
+    FROM (
+        SELECT order_id, billing_document_id, return_id, gross FROM {db}.f_billing_documents
+        WHERE doc_kind = 'CREDIT_MEMO' AND return_id != ''
+          AND billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations)
+    ) AS memos ANY LEFT JOIN (
+        SELECT order_id, billing_document_id, count() AS lines FROM {db}.f_billing_lines GROUP BY order_id, billing_document_id
+    ) AS memo_lines USING (order_id, billing_document_id)
+)
+GROUP BY order_id, return_id;
+
+-- Refund settlement, per return with a refund: the money refunded to the customer against the
+-- ERP credit memos for the return. REFUND_NOT_CREDITED: no live credit memo; REFUND_AMOUNT_DIFF:
+-- |refunded − credited gross| > amount_tolerance × the memos' lines (at least one: ½ minor unit
+-- per rounded line, DOMAIN B.3). amount = refunded − credited. SLA: the billing SLA (credit
+-- memos come from the same billing runs as invoices).
+CREATE VIEW IF NOT EXISTS {db}.recon_refunds_vs_credit_memos AS
+SELECT return_id, order_id, mismatch_code, refunded, credited, amount, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 24, '0-24h', age_hours < 48, '24-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(invoice_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT return_id, order_id, refunded, credited, toDecimal64(refunded - credited, 4) AS amount, received_at AS business_time,
+           multiIf(has_memo = 0, 'REFUND_NOT_CREDITED',
+                   toInt64(abs(refunded - credited) * 10000) >
+                   (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                   * if(credit_lines > 1, credit_lines, toInt64(1)), 'REFUND_AMOUNT_DIFF', '') AS mismatch_code
+    FROM (SELECT order_id, return_id, refunded, received_at FROM {db}.v_return_refunds) AS refunds
+    ANY LEFT JOIN (
+        SELECT order_id, return_id, credited, credit_lines, toUInt8(1) AS has_memo FROM {db}.v_credit_memos_by_return
+    ) AS memos USING (order_id, return_id)
+)
+WHERE mismatch_code != ''
+  AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
