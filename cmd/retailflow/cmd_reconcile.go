@@ -13,7 +13,9 @@ func newReconcileCmd(app *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconciliation report: per view, counts by mismatch code and age, and the oldest rows",
-		Long: "Queries the reconciliation views C1–C6 in ClickHouse. --order ID prints one order's full story\n" +
+		Long: "Queries the reconciliation views C1–C6 and the refund settlement check (refunds vs ERP credit\n" +
+			"memos) in ClickHouse: rows per mismatch code and age bucket, and the oldest rows. --order ID\n" +
+			"prints one order's full story\n" +
 			"instead: lines, shipments, returns, invoices, points requested vs posted, the audit trail of\n" +
 			"every point and money movement, the ledger state and the order's open view rows.",
 		Args: cobra.NoArgs,

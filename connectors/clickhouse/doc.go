@@ -41,7 +41,8 @@
 // input, dead-letters it too and its row (carrying the runtime's classification) replaces the
 // sink's, so dead_letters holds one row per rejected input record.
 //
-// Reconciliation settings (grace, SLAs, the C6 amount tolerance) are not baked into the views:
+// Reconciliation settings (grace, SLAs, the C6 amount tolerance per billing line: the ledger's
+// policy.amount_tolerance) are not baked into the views:
 // `retailflow migrate` writes them into recon_config (only when they changed) and the views read
 // them when queried, so changing them needs no new migration.
 //

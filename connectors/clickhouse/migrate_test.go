@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/shopspring/decimal"
+	"github.com/retailflow/retailflow/processors/oracle"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -107,7 +107,7 @@ func testDB(t testing.TB, conn driver.Conn) string {
 
 func testRecon() ReconSettings {
 	return ReconSettings{Grace: 15 * time.Minute, ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour,
-		ReturnSLA: 24 * time.Hour, AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, AmountTolerance: decimal.RequireFromString("0.01")}
+		ReturnSLA: 24 * time.Hour, AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, AmountTolerance: oracle.DefaultPolicy().AmountTolerance}
 }
 
 func TestMigrateTwiceIsNoOp(t *testing.T) {

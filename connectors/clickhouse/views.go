@@ -3,7 +3,7 @@ package clickhouse
 // View describes one reconciliation view for the report: its name, the columns that identify a
 // row (the business keys), and the columns worth showing beside them.
 type View struct {
-	ID      string // C1 … C6
+	ID      string // C1 … C6, R (refund settlement)
 	Name    string
 	Title   string
 	Keys    []string
@@ -19,9 +19,11 @@ var Views = []View{
 	{ID: "C3", Name: "recon_redemptions_pending_confirmation", Title: "Redemptions pending confirmation",
 		Keys: []string{"reservation_id", "order_id"}, Measure: []string{"order_points", "confirmed_points"}},
 	{ID: "C4", Name: "recon_returns_not_reflected_in_loyalty", Title: "Returns not reflected in loyalty",
-		Keys: []string{"return_id", "order_id"}, Measure: []string{"requested_points", "answered_points", "shortfall_points"}},
+		Keys: []string{"return_id", "order_line_id", "order_id"}, Measure: []string{"points", "return_points"}},
 	{ID: "C5", Name: "recon_accrual_vs_fulfilment", Title: "Accrual vs fulfilment",
-		Keys: []string{"order_id"}, Measure: []string{"entitled_points", "posted_points"}},
+		Keys: []string{"order_id"}, Measure: []string{"entitled_points", "posted_points", "points"}},
 	{ID: "C6", Name: "recon_three_way_line", Title: "Three-way line match",
 		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"shipped_qty", "invoiced_qty", "returned_qty", "credited_qty", "amount"}},
+	{ID: "R", Name: "recon_refunds_vs_credit_memos", Title: "Refunds vs ERP credit memos",
+		Keys: []string{"return_id", "order_id"}, Measure: []string{"refunded", "credited", "amount"}},
 }

@@ -42,6 +42,19 @@ func (o *orderGen) invoices() {
 			o.applied(FaultShortInvoice)
 		}
 	}
+	foreign := -1
+	if o.want[FaultCurrencyDiff] {
+		var cands []int
+		for n := range o.shipments {
+			if n != missing {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			foreign = cands[o.xr.IntN(len(cands))]
+			o.applied(FaultCurrencyDiff)
+		}
+	}
 	if o.want[FaultInvoiceNotTransferred] {
 		var cands []int
 		for n := range o.shipments {
@@ -87,6 +100,9 @@ func (o *orderGen) invoices() {
 		if n == untransferred {
 			doc.AccountingTransferStatus = []string{"NOT_TRANSFERRED", "BLOCKED"}[o.fr.IntN(2)]
 		}
+		if n == foreign {
+			doc.Currency = otherCurrency(o.cur.code)
+		}
 		// Nightly billing run: the early hours after the shipment.
 		at := sc.ShippedAt.Add(between(o.r, 3*time.Hour, 20*time.Hour))
 		if o.r.Float64() < 0.03 {
@@ -102,7 +118,59 @@ func (o *orderGen) invoices() {
 			at = at.Add(time.Minute)
 		}
 		docs++
-		o.postInvoice(docs, *doc, doc.AccountingTransferStatus, at, s)
+		o.liveInvoices = append(o.liveInvoices, o.postInvoice(docs, *doc, doc.AccountingTransferStatus, at, s))
+	}
+}
+
+// otherCurrency is a currency of the catalogue other than code (a wrong document currency).
+func otherCurrency(code string) string {
+	for _, c := range currencies {
+		if c.code != code {
+			return c.code
+		}
+	}
+	return code
+}
+
+// billingFaults posts the ERP's extra invoices: one shipment's invoice again under a new
+// document id (DuplicateBilling), and an invoice of the units the OMS cancelled
+// (InvoicedCancelledLine).
+func (o *orderGen) billingFaults() {
+	if o.want[FaultDuplicateBilling] && len(o.liveInvoices) > 0 {
+		first := o.liveInvoices[o.xr.IntN(len(o.liveInvoices))]
+		doc := *first.InvoicePosted
+		doc.Lines = append([]schemas.BillingLine(nil), doc.Lines...)
+		o.postInvoice(50, doc, doc.AccountingTransferStatus, first.OccurredAt.Add(between(o.xr, 20*time.Hour, 30*time.Hour)), first)
+		o.applied(FaultDuplicateBilling)
+	}
+	if o.want[FaultInvoicedCancelledLine] && o.cancellation != nil {
+		c := o.cancellation.OrderLinesCancelled
+		doc := schemas.BillingDocument{BillingType: "F2", OrderID: o.orderID, ErpSalesOrderID: o.erpSalesOrderID,
+			CompanyCode: companyCodes[o.cur.code], AccountingTransferStatus: "TRANSFERRED", Currency: o.cur.code,
+			FxRate: decimal.NewFromInt(1)}
+		for _, cl := range c.Lines {
+			var l *lineState
+			for _, x := range o.lines {
+				if x.ol.OrderLineID == cl.OrderLineID {
+					l = x
+				}
+			}
+			q := int(cl.QuantityCancelled.IntPart())
+			if l == nil || q <= 0 {
+				continue
+			}
+			net := valueCum(l.ol.LineNet, l.qty, l.qty).Sub(valueCum(l.ol.LineNet, l.qty-q, l.qty))
+			t := tax(net, l.taxRate)
+			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
+				OrderLineID: l.ol.OrderLineID, ErpItem: l.erpItem, ReferenceDocument: c.CancellationID, SKU: l.ol.SKU,
+				Quantity: cl.QuantityCancelled, Net: net, Tax: t})
+			doc.Net, doc.Tax = doc.Net.Add(net), doc.Tax.Add(t)
+		}
+		if len(doc.Lines) > 0 {
+			doc.Gross = doc.Net.Add(doc.Tax)
+			o.postInvoice(51, doc, "TRANSFERRED", c.CancelledAt.Add(between(o.xr, 3*time.Hour, 20*time.Hour)), o.cancellation)
+			o.applied(FaultInvoicedCancelledLine)
+		}
 	}
 }
 
@@ -129,6 +197,23 @@ func (o *orderGen) creditMemos() {
 		missing = o.fr.IntN(len(o.credits))
 		o.applied(FaultMissingCreditMemo)
 	}
+	untaxed := -1
+	if o.want[FaultCreditMemoWithoutTax] {
+		var cands []int
+		for n, c := range o.credits {
+			taxed := false
+			for _, cl := range c.lines {
+				taxed = taxed || tax(cl.net, cl.l.taxRate).IsPositive()
+			}
+			if n != missing && taxed {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			untaxed = cands[o.xr.IntN(len(cands))]
+			o.applied(FaultCreditMemoWithoutTax)
+		}
+	}
 	for n, c := range o.credits {
 		rr := c.ret.ReturnReceived
 		at := rr.ReceivedAt.Add(between(o.r, 2*time.Hour, 24*time.Hour))
@@ -145,6 +230,9 @@ func (o *orderGen) creditMemos() {
 		}
 		for _, cl := range c.lines {
 			t := tax(cl.net, cl.l.taxRate)
+			if n == untaxed {
+				t = decimal.Zero
+			}
 			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
 				OrderLineID: cl.l.ol.OrderLineID, ErpItem: cl.l.erpItem, ReferenceDocument: rr.ReturnID, SKU: cl.l.ol.SKU,
 				Quantity: decimal.NewFromInt(int64(cl.qty)), Net: cl.net, Tax: t})

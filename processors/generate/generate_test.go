@@ -178,14 +178,25 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
 	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
-	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED"}, nil},
+	FaultMissingCreditMemo:     {[]string{"recon_three_way_line/RETURNED_NOT_CREDITED", "recon_refunds_vs_credit_memos/REFUND_NOT_CREDITED"}, nil},
 	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
 	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
-	FaultWithheldAccrual:       {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"}, nil},
+	// a return's reversal finds no pending entry of the withheld accrual and takes ACTIVE points
+	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"},
+		[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
 	FaultWrongMultiplier:       {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultWithheldReversal:      {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultShortReversal:         {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
 	FaultWithheldRefund:        {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
+	FaultEarlyActivation:       {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}, nil},
+	FaultAccrualBeforeShipment: {[]string{"recon_accrual_vs_fulfilment/ACCRUED_BEFORE_SHIPMENT"}, nil},
+	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	// a back-ordered unit leaves room for billed cancelled units: then it is INVOICED_NOT_SHIPPED
+	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
+	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
+		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
+	FaultCurrencyDiff:         {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
+	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, nil},
 }
 
 func TestEachFaultProducesItsRows(t *testing.T) {

@@ -65,6 +65,33 @@ func (o *orderGen) loyaltyPostings() {
 		withheld[returnRefunds[o.fr.IntN(len(returnRefunds))]] = true
 		o.applied(FaultWithheldRefund)
 	}
+	var p postingFaults
+	if o.want[FaultEarlyActivation] {
+		for _, n := range reversals {
+			if !withheld[n] && cmds[n].Reason == "RETURN" {
+				p.earlyActivation = true
+			}
+		}
+		if p.earlyActivation {
+			o.applied(FaultEarlyActivation)
+		}
+	}
+	if len(accruals) > 0 && !withheld[accruals[0]] {
+		if o.want[FaultAccrualBeforeShipment] {
+			p.early = accruals[0]
+			o.applied(FaultAccrualBeforeShipment)
+		} else {
+			p.early = -1
+		}
+		if value, pts := o.ineligibleValue(cmds[accruals[0]]); o.want[FaultPointsOnIneligible] && pts > 0 {
+			p.ineligible, p.ineligibleValue, p.ineligiblePoints = accruals[0], value, pts
+			o.applied(FaultPointsOnIneligible)
+		} else {
+			p.ineligible = -1
+		}
+	} else {
+		p.early, p.ineligible = -1, -1
+	}
 	causes := map[string]*schemas.Event{}
 	for _, ge := range o.events {
 		causes[ge.ev.EventID] = ge.ev
@@ -77,7 +104,7 @@ func (o *orderGen) loyaltyPostings() {
 		cause := causes[c.CausingEventID]
 		switch c.Type {
 		case schemas.TypeAccrualRequested:
-			o.postAccrual(n, c, at, cause, wrongMult)
+			o.postAccrual(n, c, at, cause, wrongMult, p)
 		case schemas.TypeReversalRequested:
 			pts := c.Points
 			if n == short {
@@ -95,20 +122,52 @@ func (o *orderGen) loyaltyPostings() {
 	}
 }
 
-func (o *orderGen) postAccrual(n int, c oracle.Command, at time.Time, cause *schemas.Event, wrongMult bool) {
+// postingFaults are the accrual-posting faults chosen for an order: indexes into its commands
+// (-1 for none).
+type postingFaults struct {
+	earlyActivation  bool
+	early            int
+	ineligible       int
+	ineligibleValue  decimal.Decimal
+	ineligiblePoints int64
+}
+
+// ineligibleValue is what a platform that ignored E(l) = 0 would add to c's basis: the net of
+// the order's gift card lines and its shipping fee, with the points it would earn at c's rate.
+func (o *orderGen) ineligibleValue(c oracle.Command) (decimal.Decimal, int64) {
+	a := o.oa.OrderAccepted
+	value := a.ShippingNet
+	for _, l := range a.Lines {
+		if l.IsGiftCard {
+			value = value.Add(l.LineNet)
+		}
+	}
+	return value, value.Mul(c.EarnRate).Mul(c.TierMultiplier).Floor().IntPart()
+}
+
+func (o *orderGen) postAccrual(n int, c oracle.Command, at time.Time, cause *schemas.Event, wrongMult bool, f postingFaults) {
 	id := o.id("LE", n+1)
-	pts, mult := c.Points, c.TierMultiplier
+	pts, mult, basis := c.Points, c.TierMultiplier, c.BasisAmount
 	if wrongMult {
 		mult = o.tier.wrong
 		inflated := decimal.NewFromInt(c.Points).Mul(mult).Div(c.TierMultiplier).IntPart()
 		pts = max(c.Points+1, inflated)
 	}
+	if n == f.ineligible {
+		basis, pts = basis.Add(f.ineligibleValue), pts+f.ineligiblePoints
+	}
+	if n == f.early {
+		at = o.acceptedAt.Add(between(o.xr, time.Minute, 10*time.Minute))
+	}
 	activates := c.ActivatesAt.UTC().Truncate(time.Microsecond)
+	if f.earlyActivation {
+		activates = at.Add(24 * time.Hour).UTC().Truncate(time.Microsecond)
+	}
 	ev := o.emit(schemas.TypePointsAccrualPosted, "LOYALTY", "ledger_entry", id, at, cause, o.orderID, func(e *schemas.Event) {
 		expires := activates.AddDate(1, 0, 0)
 		e.PointsAccrualPosted = &schemas.PointsAccrualPosted{LedgerEntryID: id, RequestID: c.RequestID, OrderID: o.orderID,
 			MemberID: o.memberID, Points: pts, Status: "PENDING", ActivatesAt: activates, ExpiresAt: &expires,
-			SourceRef: c.SourceRefID, BasisAmount: c.BasisAmount, Currency: o.cur.code, EarnRate: c.EarnRate,
+			SourceRef: c.SourceRefID, BasisAmount: basis, Currency: o.cur.code, EarnRate: c.EarnRate,
 			TierCode: c.TierCode, TierMultiplier: mult, RuleVersion: o.pol.Version, PostedAt: e.OccurredAt}
 	})
 	o.entries = append(o.entries, &entry{id: id, ev: ev, points: pts, activatesAt: activates})

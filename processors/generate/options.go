@@ -45,7 +45,7 @@ type Faults struct {
 	MissingInvoice        float64 // one shipment never invoiced → C2 NOT_BILLED, C6 SHIPPED_NOT_INVOICED
 	InvoiceNotTransferred float64 // one invoice not transferred to accounting → C2 BILLED_NOT_POSTED
 	ShortInvoice          float64 // one invoice line bills a unit less → C2 PARTIALLY_BILLED, C6
-	MissingCreditMemo     float64 // one return never credited → C6 RETURNED_NOT_CREDITED
+	MissingCreditMemo     float64 // one return never credited → C6 RETURNED_NOT_CREDITED, REFUND_NOT_CREDITED
 	WithheldConfirmation  float64 // RedemptionConfirmed withheld → C3 ORDER_ACCEPTED_NOT_CONFIRMED
 	AbandonedReservation  float64 // an extra reservation, never released → C3 OPEN_PAST_TTL
 	WithheldAccrual       float64 // the order's last accrual posting withheld → C5 NO_ACCRUAL/UNDER
@@ -53,6 +53,30 @@ type Faults struct {
 	WithheldReversal      float64 // one reversal posting withheld → C4 REVERSAL_MISSING, C5 OVER
 	ShortReversal         float64 // one reversal posted short → C4 REVERSAL_SHORT, C5 OVER
 	WithheldRefund        float64 // one return's redemption refund withheld → C4 REFUND_MISSING
+	// EarlyActivation: the platform activates accruals a day after posting them (its lock
+	// misconfigured), so a return's reversal takes points from the ACTIVE balance → C4
+	// REVERSED_AFTER_ACTIVATION. Applies to orders with a reversal posted for a return.
+	EarlyActivation float64
+	// AccrualBeforeShipment: the platform posts the order's first accrual at acceptance, before
+	// any shipment (it earns on the order, not on fulfilment) → C5 ACCRUED_BEFORE_SHIPMENT.
+	AccrualBeforeShipment float64
+	// PointsOnIneligible: the platform's first accrual counts the order's ineligible value (gift
+	// card lines and the shipping fee, E(l) = 0) in its basis and points → C5
+	// POINTS_ON_INELIGIBLE, OVER_ACCRUED. Applies to orders with such value worth a point.
+	PointsOnIneligible float64
+	// InvoicedCancelledLine: the ERP invoices the units the OMS cancelled (an extra F2 for the
+	// cancelled quantity) → C6 INVOICED_CANCELLED_LINE. Applies to orders with a cancellation.
+	InvoicedCancelledLine float64
+	// DuplicateBilling: the ERP posts one shipment's invoice twice (two live documents) → C6
+	// DUPLICATE_BILLING, INVOICED_NOT_SHIPPED, C2 OVER_BILLED. Applies to invoiced orders.
+	DuplicateBilling float64
+	// CurrencyDiff: one invoice is posted in another currency than the order's (same amounts) →
+	// C6 CURRENCY_DIFF on its lines. Applies to invoiced orders.
+	CurrencyDiff float64
+	// CreditMemoWithoutTax: one return's credit memo credits the net only (its tax code missing)
+	// while the customer was refunded net + tax → refund settlement REFUND_AMOUNT_DIFF. Applies to
+	// orders with a credited return.
+	CreditMemoWithoutTax float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -73,7 +97,18 @@ const (
 	FaultWithheldReversal      Fault = "withheld_reversal"
 	FaultShortReversal         Fault = "short_reversal"
 	FaultWithheldRefund        Fault = "withheld_refund"
+	FaultEarlyActivation       Fault = "early_activation"
+	FaultAccrualBeforeShipment Fault = "accrual_before_shipment"
+	FaultPointsOnIneligible    Fault = "points_on_ineligible"
+	FaultInvoicedCancelledLine Fault = "invoiced_cancelled_line"
+	FaultDuplicateBilling      Fault = "duplicate_billing"
+	FaultCurrencyDiff          Fault = "currency_diff"
+	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
 )
+
+// firstFaults is how many faults (the first in shares) draw from an order's original fault
+// stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
+const firstFaults = 13
 
 // shares pairs every fault with its share, in a fixed order.
 func (f Faults) shares() []struct {
@@ -91,6 +126,10 @@ func (f Faults) shares() []struct {
 		{FaultWithheldAccrual, f.WithheldAccrual}, {FaultWrongMultiplier, f.WrongMultiplier},
 		{FaultWithheldReversal, f.WithheldReversal}, {FaultShortReversal, f.ShortReversal},
 		{FaultWithheldRefund, f.WithheldRefund},
+		{FaultEarlyActivation, f.EarlyActivation}, {FaultAccrualBeforeShipment, f.AccrualBeforeShipment},
+		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
+		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
+		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 	}
 }
 
@@ -103,7 +142,11 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultWithheldConfirmation: &f.WithheldConfirmation, FaultAbandonedReservation: &f.AbandonedReservation,
 		FaultWithheldAccrual: &f.WithheldAccrual, FaultWrongMultiplier: &f.WrongMultiplier,
 		FaultWithheldReversal: &f.WithheldReversal, FaultShortReversal: &f.ShortReversal,
-		FaultWithheldRefund: &f.WithheldRefund,
+		FaultWithheldRefund:  &f.WithheldRefund,
+		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
+		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
+		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
+		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax,
 	}[name]
 	if ptr == nil {
 		return false

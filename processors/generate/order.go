@@ -12,32 +12,34 @@ import (
 
 // orderGen builds the whole life of one order. Each concern draws from its own stream so that
 // turning a delivery knob does not change an order's content: r (content), fr (fault decisions),
-// dr (delivery), idr (event ids).
+// dr (delivery), idr (event ids), xr (decisions of the faults added later, firstFaults).
 type orderGen struct {
-	g               *generator
-	i               int
-	r, fr, dr, idr  *rand.Rand
-	pol             oracle.Policy
-	orderID         string
-	memberID        string
-	tier            tier
-	cur             currency
-	acceptedAt      time.Time
-	want            map[Fault]bool
-	faults          []Fault
-	events          []*genEvent
-	versions        map[string]int64
-	oa              *schemas.Event
-	lines           []*lineState
-	reservationID   string
-	redemptionID    string
-	erpSalesOrderID string
-	confirmed       *schemas.Event
-	shipments       []*schemas.Event // non-reship, in time order
-	returns         []*schemas.Event
-	entries         []*entry
-	credits         []credit
-	firstInvoiceID  string
+	g                  *generator
+	i                  int
+	r, fr, dr, idr, xr *rand.Rand
+	pol                oracle.Policy
+	orderID            string
+	memberID           string
+	tier               tier
+	cur                currency
+	acceptedAt         time.Time
+	want               map[Fault]bool
+	faults             []Fault
+	events             []*genEvent
+	versions           map[string]int64
+	oa                 *schemas.Event
+	lines              []*lineState
+	reservationID      string
+	redemptionID       string
+	erpSalesOrderID    string
+	confirmed          *schemas.Event
+	cancellation       *schemas.Event   // the order's OrderLinesCancelled, if any
+	liveInvoices       []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
+	shipments          []*schemas.Event // non-reship, in time order
+	returns            []*schemas.Event
+	entries            []*entry
+	credits            []credit
+	firstInvoiceID     string
 }
 
 // credit is what a return is worth, line by line, for its credit memo.
@@ -84,14 +86,21 @@ func (g *generator) order(i int) *orderGen {
 		r:        rand.New(rand.NewPCG(s, uint64(i)*4)),
 		fr:       rand.New(rand.NewPCG(s, uint64(i)*4+1)),
 		dr:       rand.New(rand.NewPCG(s, uint64(i)*4+2)),
+		xr:       rand.New(rand.NewPCG(s^0x6661756c7473, uint64(i))), // "faults"
 		idr:      rand.New(rand.NewPCG(s, uint64(i)*4+3)),
 		orderID:  fmt.Sprintf("O-%s-%06d", g.tag, i+1),
 		versions: map[string]int64{},
 		want:     map[Fault]bool{},
 	}
-	for _, f := range g.opts.Faults.shares() {
-		// Always draw, so one knob's value never shifts another's decisions.
-		if o.fr.Float64() < f.Share {
+	for n, f := range g.opts.Faults.shares() {
+		// Always draw, so one knob's value never shifts another's decisions. Faults added after
+		// the first thirteen draw from their own stream, so that the traffic of a seed (and the
+		// seeds RELIABILITY.md records) stays what it was for every earlier fault.
+		r := o.fr
+		if n >= firstFaults {
+			r = o.xr
+		}
+		if r.Float64() < f.Share {
 			o.want[f.Fault] = true
 		}
 	}
@@ -186,6 +195,7 @@ func (o *orderGen) build() {
 		o.returnGoods(lastShip)
 	}
 	o.invoices()
+	o.billingFaults()
 	o.creditMemos()
 	o.loyaltyPostings()
 }
@@ -471,7 +481,7 @@ func (o *orderGen) cancel(full bool) {
 		c.Lines = []schemas.CancelledLine{{OrderLineID: l.ol.OrderLineID, QuantityCancelled: decimal.NewFromInt(int64(n))}}
 	}
 	at := o.acceptedAt.Add(between(o.r, 15*time.Minute, 5*time.Hour))
-	o.emit(schemas.TypeOrderLinesCancelled, "OMS", "order", o.orderID, at, o.oa, o.orderID, func(e *schemas.Event) {
+	o.cancellation = o.emit(schemas.TypeOrderLinesCancelled, "OMS", "order", o.orderID, at, o.oa, o.orderID, func(e *schemas.Event) {
 		c.CancelledAt = e.OccurredAt
 		e.OrderLinesCancelled = c
 	})

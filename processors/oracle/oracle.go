@@ -209,9 +209,10 @@ func Compute(events []schemas.Event, p Policy, asOf time.Time) *Expected {
 	return x
 }
 
-// ViewsFor evaluates the views as Compute does, except that C4 — the one view that reads
-// individual commands, joining postings to them by request id — is evaluated over issued, the
-// commands a pipeline run actually emitted (any order; grouped by OrderID). A run whose
+// ViewsFor evaluates the views as Compute does, except that the views that read individual
+// commands, joining postings to them by request id — C4, and C5's POINTS_ON_INELIGIBLE — are
+// evaluated over issued, the commands a pipeline run actually emitted (any order; grouped by
+// OrderID). A run whose
 // point-moving events arrived out of canonical order emits corrections and other per-command
 // points than Commands predicts (DESIGN.md invariant 13; checked separately, per event share),
 // so its C4 rows follow from what it emitted, not from the inputs alone.

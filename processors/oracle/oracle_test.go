@@ -293,7 +293,7 @@ func TestViewsForIssuedCommands(t *testing.T) {
 	corr.RequestID = schemas.CommandRequestID("O-1001", corr.CausingEventID, corr.Type)
 	issued = append(issued, corr)
 	rows := ViewsFor(events, p, asOf, issued)[ViewReturnsNotInLoyalty]
-	if len(rows) != 1 || rows[0].Key() != ViewReturnsNotInLoyalty+"|R1|O-1001|REVERSAL_MISSING" || rows[0].Points != 1 {
+	if len(rows) != 1 || rows[0].Key() != ViewReturnsNotInLoyalty+"|R1|L2@O-1001|REVERSAL_MISSING" || rows[0].Points != 1 {
 		t.Fatalf("C4 rows %+v, want REVERSAL_MISSING 1 for R1", rows)
 	}
 }

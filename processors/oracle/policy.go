@@ -33,7 +33,9 @@ type Policy struct {
 	OrphanGrace time.Duration
 	// ReconGrace: a view row appears once now − business_time ≥ ReconGrace.
 	ReconGrace time.Duration
-	// AmountTolerance: C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance.
+	// AmountTolerance is allowed per live ERP billing line behind a line's net (at least one):
+	// C6 AMOUNT_DIFF when |ERP net billed − OMS net value| > AmountTolerance × lines. The default
+	// is ½ minor unit of a two-decimal currency, DOMAIN B.3's allowance per rounded line.
 	AmountTolerance decimal.Decimal
 	// ConfirmTrigger is when a reservation referenced by an order is CONFIRMED (
 	// "Reservation lifecycle"): ConfirmAtAcceptance (the default) or ConfirmAtFirstShipment
@@ -62,7 +64,7 @@ func DefaultPolicy() Policy {
 		LockDays:        30,
 		OrphanGrace:     24 * time.Hour,
 		ReconGrace:      15 * time.Minute,
-		AmountTolerance: decimal.RequireFromString("0.01"),
+		AmountTolerance: decimal.RequireFromString("0.005"),
 		ConfirmTrigger:  ConfirmAtAcceptance,
 	}
 }

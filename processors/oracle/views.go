@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"math/big"
 	"sort"
 	"time"
 
@@ -16,17 +17,18 @@ const (
 	ViewReturnsNotInLoyalty  = "recon_returns_not_reflected_in_loyalty" // C4
 	ViewAccrualVsFulfilment  = "recon_accrual_vs_fulfilment"            // C5
 	ViewThreeWayLine         = "recon_three_way_line"                   // C6
+	ViewRefundSettlement     = "recon_refunds_vs_credit_memos"          // refunds vs ERP credit memos
 )
 
-// Views lists the view names in C1…C6 order.
+// Views lists the view names in C1…C6 order, then the refund settlement check.
 var Views = []string{
 	ViewOrdersAwaitingERP, ViewShipmentsNotInvoiced, ViewRedemptionsPending,
-	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine,
+	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine, ViewRefundSettlement,
 }
 
 // ViewRow is one expected row of a reconciliation view. Only the business keys of its view are
 // set: C1 and C6 (OrderID, OrderLineID), C2 (ShipmentID, OrderLineID), C3 (ReservationID,
-// OrderID), C4 (ReturnID, OrderID), C5 (OrderID). OrderLineID is "" for order-level C1 codes.
+// OrderID), C4 (ReturnID, OrderLineID, OrderID), C5 (OrderID). OrderLineID is "" for order-level C1 codes.
 type ViewRow struct {
 	View          string
 	OrderID       string
@@ -36,28 +38,34 @@ type ViewRow struct {
 	ReservationID string
 	MismatchCode  string
 	BusinessTime  time.Time       // the event time the row's age is measured from
-	Points        int64           // C4: requested − posted; C5: posted − entitled
-	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net
+	Points        int64           // C4: the line's share of the return's finding; C5: see c5
+	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net; refunds: refunded − credited
 }
 
-// Keys are the row's two business keys in the view's column order (the second is "" for C5).
+// Keys are the row's two business keys in the view's column order (the second is "" for C5;
+// C4's third key, its order, is in Key).
 func (r ViewRow) Keys() (string, string) {
 	switch r.View {
 	case ViewShipmentsNotInvoiced:
 		return r.ShipmentID, r.OrderLineID
 	case ViewRedemptionsPending:
 		return r.ReservationID, r.OrderID
-	case ViewReturnsNotInLoyalty:
+	case ViewRefundSettlement:
 		return r.ReturnID, r.OrderID
+	case ViewReturnsNotInLoyalty:
+		return r.ReturnID, r.OrderLineID
 	case ViewAccrualVsFulfilment:
 		return r.OrderID, ""
 	}
 	return r.OrderID, r.OrderLineID
 }
 
-// Key identifies the row for diffing: view|key1|key2|mismatch_code.
+// Key identifies the row for diffing: view|key1|key2|mismatch_code (C4: view|return|line@order|code).
 func (r ViewRow) Key() string {
 	a, b := r.Keys()
+	if r.View == ViewReturnsNotInLoyalty {
+		b += "@" + r.OrderID
+	}
 	return r.View + "|" + a + "|" + b + "|" + r.MismatchCode
 }
 
@@ -75,8 +83,8 @@ func (v *viewSet) add(r ViewRow) {
 }
 
 // computeViews evaluates every view over the folded orders; issued, when not nil, holds the
-// commands a pipeline run actually emitted per order key, which C4 (the one view that reads
-// individual commands) then uses instead of the canonical ones.
+// commands a pipeline run actually emitted per order key, which the views that read individual
+// commands (C4, C5's POINTS_ON_INELIGIBLE) then use instead of the canonical ones.
 func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[string][]Command) map[string][]ViewRow {
 	v := &viewSet{asOf: asOf, grace: p.ReconGrace, rows: map[string][]ViewRow{}}
 	for _, name := range Views {
@@ -84,17 +92,18 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 	}
 	for _, f := range folded {
 		cancelled := cancelledDocs(f.events)
-		if f.accepted != nil {
-			c1(v, f)
-			c5(v, f)
-			c6(v, f, cancelled, p.AmountTolerance)
-		}
-		c2(v, f, cancelled)
 		cmds := f.commands
 		if issued != nil {
 			cmds = issued[f.truth.OrderID]
 		}
+		if f.accepted != nil {
+			c1(v, f)
+			c5(v, f, cmds)
+			c6(v, f, cancelled, p.AmountTolerance)
+		}
+		c2(v, f, cancelled)
 		c4(v, f, cmds)
+		refundSettlement(v, f, cancelled, p.AmountTolerance)
 	}
 	c3(v, folded, p.ConfirmTrigger)
 	for _, rows := range v.rows {
@@ -302,16 +311,21 @@ func c3(v *viewSet, folded []*orderFold, trigger string) {
 	}
 }
 
-// c4: returns not reflected in loyalty, per (return, code), from the reversal and refund
-// commands that carry a return's share (source ref = the return id: its own commands, and
-// corrections for late events, DESIGN.md invariant 13) and the postings answering them by
-// request id. Points are summed per (return, code) over the commands with that code:
+// c4: returns not reflected in loyalty, per accepted return line.
+//
+// A return's findings come from the reversal and refund commands that carry its share (source
+// ref = the return id: its own commands, and corrections for late events, DESIGN.md invariant
+// 13) and the postings answering them by request id, summed per (return, code):
 // REVERSAL_MISSING and REFUND_MISSING the requested points, REVERSAL_SHORT requested − posted,
-// SHORTFALL the shortfall posted.
+// SHORTFALL the shortfall posted, REVERSED_AFTER_ACTIVATION the points taken from the ACTIVE
+// balance (PointsReversed.from_active: the lock had ended, the member may have spent them).
+// Commands carry no per-line share, so each finding is allocated to the return's lines it
+// concerns (allocateToReturnLines).
 func c4(v *viewSet, f *orderFold, commands []Command) {
 	reversedPts := map[string]int64{}
 	answers := map[string]int{}
 	shortfall := map[string]int64{}
+	fromActive := map[string]int64{}
 	refunded := map[string]bool{}
 	for _, e := range f.events {
 		switch {
@@ -320,33 +334,39 @@ func c4(v *viewSet, f *orderFold, commands []Command) {
 			answers[r.RequestID]++
 			reversedPts[r.RequestID] += r.Points
 			shortfall[r.RequestID] += r.ShortfallPoints
+			fromActive[r.RequestID] += r.FromActive
 		case e.RedemptionRefunded != nil && e.RedemptionRefunded.RequestID != nil:
 			refunded[*e.RedemptionRefunded.RequestID] = true
 		}
 	}
-	receivedAt := map[string]time.Time{}
+	returns := map[string]*returnLines{}
 	for _, e := range f.events {
 		if r := e.ReturnReceived; r != nil {
-			if at, ok := receivedAt[r.ReturnID]; !ok || r.ReceivedAt.Before(at) {
-				receivedAt[r.ReturnID] = r.ReceivedAt
+			rl := returns[r.ReturnID]
+			if rl == nil {
+				rl = &returnLines{receivedAt: r.ReceivedAt, qty: map[string]decimal.Decimal{}}
+				returns[r.ReturnID] = rl
+			}
+			if r.ReceivedAt.Before(rl.receivedAt) {
+				rl.receivedAt = r.ReceivedAt
+			}
+			for _, l := range r.Lines {
+				rl.qty[l.OrderLineID] = rl.qty[l.OrderLineID].Add(l.QuantityAccepted)
 			}
 		}
 	}
 	type key struct{ ret, code string }
-	rows := map[key]*ViewRow{}
+	found := map[key]int64{}
 	var order []key
 	add := func(c Command, code string, pts int64) {
 		k := key{c.SourceRefID, code}
-		r := rows[k]
-		if r == nil {
-			r = &ViewRow{View: ViewReturnsNotInLoyalty, ReturnID: c.SourceRefID, OrderID: c.OrderID, MismatchCode: code, BusinessTime: receivedAt[c.SourceRefID]}
-			rows[k] = r
+		if _, ok := found[k]; !ok {
 			order = append(order, k)
 		}
-		r.Points += pts
+		found[k] += pts
 	}
 	for _, c := range commands {
-		if _, isReturn := receivedAt[c.SourceRefID]; !isReturn {
+		if returns[c.SourceRefID] == nil {
 			continue
 		}
 		switch c.Type {
@@ -360,6 +380,9 @@ func c4(v *viewSet, f *orderFold, commands []Command) {
 			if shortfall[c.RequestID] > 0 {
 				add(c, "SHORTFALL", shortfall[c.RequestID])
 			}
+			if fromActive[c.RequestID] > 0 {
+				add(c, "REVERSED_AFTER_ACTIVATION", fromActive[c.RequestID])
+			}
 		case schemas.TypeRedemptionRefundRequested:
 			if !refunded[c.RequestID] {
 				add(c, "REFUND_MISSING", c.Points)
@@ -367,23 +390,133 @@ func c4(v *viewSet, f *orderFold, commands []Command) {
 		}
 	}
 	for _, k := range order {
-		v.add(*rows[k])
+		rl := returns[k.ret]
+		for _, share := range allocateToReturnLines(f, rl, k.code, found[k]) {
+			v.add(ViewRow{View: ViewReturnsNotInLoyalty, ReturnID: k.ret, OrderLineID: share.line, OrderID: f.truth.OrderID,
+				MismatchCode: k.code, BusinessTime: rl.receivedAt, Points: share.points})
+		}
 	}
 }
 
-// c5: accrual vs fulfilment, per member order.
-func c5(v *viewSet, f *orderFold) {
+// returnLines is one return's accepted quantity per order line.
+type returnLines struct {
+	receivedAt time.Time
+	qty        map[string]decimal.Decimal
+}
+
+type lineShare struct {
+	line   string
+	points int64
+}
+
+// allocateToReturnLines splits a return's finding of pts points over the return's lines it
+// concerns, in order_line_id order. Weights: for REFUND_MISSING the line's redeemed points ×
+// units returned; for the reversal codes the value of the returned units, round_half_even(N(l) ×
+// q / q_ord, 2), and 0 for a gift card (E(l) = 0: it never earned) or a quantity that is not a
+// whole number of at most the ordered units. share = floor(pts × w / Σw); the remainder goes to
+// the heaviest line (ties: the smallest id), as DOMAIN B.3 places a residual. Lines of weight 0
+// get no share and no row; when every weight is 0 every line weighs 1.
+func allocateToReturnLines(f *orderFold, rl *returnLines, code string, pts int64) []lineShare {
+	ids := make([]string, 0, len(rl.qty))
+	for id := range rl.qty {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	weights := make([]int64, len(ids))
+	var total int64
+	for i, id := range ids {
+		q := rl.qty[id]
+		var ol *schemas.OrderLine
+		if f.accepted != nil {
+			for n := range f.accepted.Lines {
+				if f.accepted.Lines[n].OrderLineID == id {
+					ol = &f.accepted.Lines[n]
+				}
+			}
+		}
+		if ol == nil {
+			continue
+		}
+		if code == "REFUND_MISSING" {
+			if ol.RedemptionAlloc != nil {
+				weights[i] = ol.RedemptionAlloc.Points * q.Shift(3).IntPart()
+			}
+		} else if !ol.IsGiftCard && q.IsInteger() && !q.IsNegative() && ol.Quantity.IsInteger() && ol.Quantity.IsPositive() &&
+			!q.GreaterThan(ol.Quantity) && ol.Quantity.LessThanOrEqual(decimal.NewFromInt(1000)) {
+			value := new(big.Rat).Mul(ol.LineNet.Rat(), q.Rat())
+			value.Quo(value, ol.Quantity.Rat())
+			weights[i] = roundHalfEven2(value).Shift(4).IntPart()
+		}
+		total += weights[i]
+	}
+	if total == 0 {
+		for i := range weights {
+			weights[i] = 1
+		}
+		total = int64(len(weights))
+	}
+	out := make([]lineShare, 0, len(ids))
+	top, given := -1, int64(0)
+	for i, id := range ids {
+		if weights[i] == 0 {
+			continue
+		}
+		sh := new(big.Int).Mul(big.NewInt(pts), big.NewInt(weights[i]))
+		sh.Quo(sh, big.NewInt(total))
+		out = append(out, lineShare{line: id, points: sh.Int64()})
+		given += sh.Int64()
+		if top < 0 || weights[i] > weights[top] {
+			top = i
+		}
+	}
+	for n := range out {
+		if out[n].line == ids[top] {
+			out[n].points += pts - given
+		}
+	}
+	return out
+}
+
+// c5: accrual vs fulfilment, per member order. Besides P against posted (UNDER/OVER_ACCRUED,
+// MEMBER_ORDER_NO_ACCRUAL) and the multiplier (WRONG_MULTIPLIER), two checks of the postings:
+//   - ACCRUED_BEFORE_SHIPMENT: accruals posted (posted_at, to the second as ClickHouse keeps it)
+//     before the order's first non-reship shipment, or when it has none; points = Σ their points.
+//   - POINTS_ON_INELIGIBLE: accruals whose basis_amount exceeds the basis of the AccrualRequested
+//     they answer (request id): the platform's basis holds value the pipeline excluded as
+//     ineligible (E(l) = 0: gift cards, excluded SKUs, fees); points = Σ (posted − requested).
+//
+// Points: ACCRUED_BEFORE_SHIPMENT and POINTS_ON_INELIGIBLE as above, every other code posted − P.
+func c5(v *viewSet, f *orderFold, commands []Command) {
 	t := f.truth
 	if t.MemberID == "" {
 		return
 	}
 	posted := t.PostedNet()
-	if t.EntitledPoints <= 0 && posted == 0 {
+	postedAny := false
+	for _, e := range f.events {
+		postedAny = postedAny || e.PointsAccrualPosted != nil
+	}
+	// an order that nets to nothing is still checked when the platform posted to it: an accrual
+	// posted too early or on ineligible value is a fault even if a full return reversed it
+	if t.EntitledPoints <= 0 && posted == 0 && !postedAny {
 		return
+	}
+	requested := map[string]Command{}
+	for _, c := range commands {
+		if c.Type == schemas.TypeAccrualRequested {
+			requested[c.RequestID] = c
+		}
+	}
+	var firstShip time.Time
+	for _, e := range f.events {
+		if s := e.ShipmentConfirmed; s != nil && !s.IsReship && (firstShip.IsZero() || s.ShippedAt.Before(firstShip)) {
+			firstShip = s.ShippedAt
+		}
 	}
 	at := t.AcceptedAt
 	accruals := 0
 	wrong := false
+	var early, earlyPts, ineligible, ineligiblePts int64
 	for _, e := range f.events {
 		switch {
 		case e.ShipmentConfirmed != nil:
@@ -391,9 +524,18 @@ func c5(v *viewSet, f *orderFold) {
 		case e.ReturnReceived != nil:
 			at = e.OccurredAt
 		case e.PointsAccrualPosted != nil:
+			a := e.PointsAccrualPosted
 			accruals++
-			if !e.PointsAccrualPosted.TierMultiplier.Equal(t.TierMultiplier) {
+			if !a.TierMultiplier.Equal(t.TierMultiplier) {
 				wrong = true
+			}
+			if firstShip.IsZero() || a.PostedAt.Truncate(time.Second).Before(firstShip.Truncate(time.Second)) {
+				early++
+				earlyPts += a.Points
+			}
+			if c, ok := requested[a.RequestID]; ok && a.BasisAmount.GreaterThan(c.BasisAmount) {
+				ineligible++
+				ineligiblePts += a.Points - c.Points
 			}
 		}
 	}
@@ -413,9 +555,23 @@ func c5(v *viewSet, f *orderFold) {
 		row.MismatchCode = "WRONG_MULTIPLIER"
 		v.add(row)
 	}
+	if early > 0 {
+		r := row
+		r.MismatchCode, r.Points = "ACCRUED_BEFORE_SHIPMENT", earlyPts
+		v.add(r)
+	}
+	if ineligible > 0 {
+		r := row
+		r.MismatchCode, r.Points = "POINTS_ON_INELIGIBLE", ineligiblePts
+		v.add(r)
+	}
 }
 
-// c6: the three-way line match OMS ↔ ERP.
+// c6: the three-way line match OMS ↔ ERP: quantities (SHIPPED_NOT_INVOICED, INVOICED_NOT_SHIPPED
+// or, when the invoiced quantity exceeds ordered − cancelled on a line with cancelled units and
+// no duplicate billing explains the excess, INVOICED_CANCELLED_LINE; RETURNED_NOT_CREDITED, CREDITED_NOT_RETURNED), DUPLICATE_BILLING (a
+// reference document's line billed by two live invoices), CURRENCY_DIFF (a live document in
+// another currency than the order's) and AMOUNT_DIFF where quantities and currencies agree.
 func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
 	latest := map[string]time.Time{}
 	touch := func(id string, t time.Time) {
@@ -423,9 +579,18 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			latest[id] = t
 		}
 	}
-	extra := map[string]*LineTruth{} // ERP lines the order does not have
+	extra := map[string]*LineTruth{}             // ERP lines the order does not have
+	billingLines := map[string]int64{}           // live invoice and credit memo lines per order line
+	cancelledQty := map[string]decimal.Decimal{} // Σ quantity_cancelled per line, as stated
+	type ref struct{ doc, line string }
+	invoicesOf := map[ref]map[string]bool{} // live invoices per (reference document, line)
+	foreign := map[string]bool{}            // lines a live document bills in another currency
 	for _, e := range f.events {
 		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				cancelledQty[l.OrderLineID] = cancelledQty[l.OrderLineID].Add(l.QuantityCancelled)
+			}
 		case e.ShipmentConfirmed != nil && !e.ShipmentConfirmed.IsReship:
 			for _, l := range e.ShipmentConfirmed.Lines {
 				touch(l.OrderLineID, e.OccurredAt)
@@ -442,6 +607,17 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			}
 			for _, bl := range doc.Lines {
 				touch(bl.OrderLineID, e.OccurredAt)
+				billingLines[bl.OrderLineID]++
+				if doc.Currency != f.accepted.Currency {
+					foreign[bl.OrderLineID] = true
+				}
+				if !credit {
+					k := ref{bl.ReferenceDocument, bl.OrderLineID}
+					if invoicesOf[k] == nil {
+						invoicesOf[k] = map[string]bool{}
+					}
+					invoicesOf[k][doc.BillingDocumentID] = true
+				}
 				if f.byID[bl.OrderLineID] != nil {
 					continue
 				}
@@ -473,9 +649,15 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			r.MismatchCode = code
 			v.add(r)
 		}
-		switch {
+		duplicate := false
+		for k, docs := range invoicesOf {
+			duplicate = duplicate || (k.line == l.OrderLineID && len(docs) > 1)
+		}
+		switch cx := cancelledQty[l.OrderLineID]; {
 		case l.Shipped.GreaterThan(l.Invoiced):
 			emit("SHIPPED_NOT_INVOICED")
+		case l.Invoiced.GreaterThan(l.Shipped) && !duplicate && cx.IsPositive() && l.Invoiced.GreaterThan(l.Ordered.Sub(cx)):
+			emit("INVOICED_CANCELLED_LINE") // the ERP billed units the OMS cancelled
 		case l.Invoiced.GreaterThan(l.Shipped):
 			emit("INVOICED_NOT_SHIPPED")
 		}
@@ -485,11 +667,67 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		case l.Credited.GreaterThan(l.Returned):
 			emit("CREDITED_NOT_RETURNED")
 		}
-		// AMOUNT_DIFF only when the quantities agree: a quantity code already explains the money
+		if duplicate {
+			emit("DUPLICATE_BILLING") // one shipment line billed by two live invoices
+		}
+		if foreign[l.OrderLineID] {
+			emit("CURRENCY_DIFF") // billed in another currency than the order's
+		}
+		// AMOUNT_DIFF only when the quantities and currencies agree: a quantity or currency code
+		// already explains the money. The tolerance is per rounded billing line behind the ERP
+		// net (at least one).
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
-		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && diff.Abs().GreaterThan(tolerance) {
+		allowed := tolerance.Mul(decimal.NewFromInt(max(billingLines[l.OrderLineID], 1)))
+		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID] &&
+			diff.Abs().GreaterThan(allowed) {
 			row.Amount = diff
 			emit("AMOUNT_DIFF")
 		}
+	}
+}
+
+// refundSettlement: per return with a refund (the first ReturnReceived of each return id), the
+// money refunded to the customer (merchandise + tax + shipping − return fee) against the gross
+// of the live credit memos naming the return: REFUND_NOT_CREDITED without one,
+// REFUND_AMOUNT_DIFF when |refunded − credited| > tolerance × the memos' lines (at least one).
+// Amount: refunded − credited.
+func refundSettlement(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
+	type memos struct {
+		gross decimal.Decimal
+		lines int64
+		any   bool
+	}
+	credited := map[string]*memos{}
+	for _, e := range f.events {
+		cm := e.CreditMemoPosted
+		if cm == nil || cm.ReturnID == nil || *cm.ReturnID == "" || cancelled[cm.BillingDocumentID] {
+			continue
+		}
+		m := credited[*cm.ReturnID]
+		if m == nil {
+			m = &memos{}
+			credited[*cm.ReturnID] = m
+		}
+		m.gross, m.lines, m.any = m.gross.Add(cm.Gross), m.lines+int64(len(cm.Lines)), true
+	}
+	seen := map[string]bool{}
+	for _, e := range f.events {
+		r := e.ReturnReceived
+		if r == nil || r.Refund == nil || seen[r.ReturnID] {
+			continue
+		}
+		seen[r.ReturnID] = true
+		refunded := r.Refund.MerchandiseNet.Add(r.Refund.Tax).Add(r.Refund.ShippingRefund).Sub(r.Refund.ReturnFee)
+		row := ViewRow{View: ViewRefundSettlement, ReturnID: r.ReturnID, OrderID: r.OrderID, BusinessTime: r.ReceivedAt}
+		m := credited[r.ReturnID]
+		switch {
+		case m == nil:
+			row.MismatchCode, row.Amount = "REFUND_NOT_CREDITED", refunded
+		case refunded.Sub(m.gross).Abs().GreaterThan(tolerance.Mul(decimal.NewFromInt(max(m.lines, 1)))):
+			row.MismatchCode, row.Amount = "REFUND_AMOUNT_DIFF", refunded.Sub(m.gross)
+		default:
+			continue
+		}
+		v.add(row)
 	}
 }

@@ -84,9 +84,12 @@ func (h *harness) verify(all []generate.Record, policy oracle.Policy, out e2e.Ou
 	c := h.Check(&v.Verdict, all, ex, sent, bySource, out)
 	v.aborted = out.Uncommitted - len(out.Commands) - len(out.DLQ) - len(out.Changelog)
 	v.abortedBy = out.AbortedBy
-	// C4 joins postings to commands by request id: it follows the commands the run emitted
-	// (their shares are held exact above), not the canonical ones (DESIGN.md invariant 13).
-	ex.Views[oracle.ViewReturnsNotInLoyalty] = oracle.ViewsFor(tr.Events(), policy, asOf, c.Issued)[oracle.ViewReturnsNotInLoyalty]
+	// C4 and C5 (POINTS_ON_INELIGIBLE) join postings to commands by request id: they follow the
+	// commands the run emitted (their shares are held exact above), not the canonical ones
+	// (DESIGN.md invariant 13).
+	issuedViews := oracle.ViewsFor(tr.Events(), policy, asOf, c.Issued)
+	ex.Views[oracle.ViewReturnsNotInLoyalty] = issuedViews[oracle.ViewReturnsNotInLoyalty]
+	ex.Views[oracle.ViewAccrualVsFulfilment] = issuedViews[oracle.ViewAccrualVsFulfilment]
 	h.checkViews(&v, ex, c.Gross)
 	return v
 }
@@ -148,12 +151,13 @@ func (h *harness) checkViews(v *verdict, ex *oracle.Expected, gross [3]int64) {
 func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 	out := map[string][]oracle.ViewRow{}
 	q := map[string]string{
-		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)) FROM %s.recon_orders_awaiting_erp",
-		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_shipments_not_invoiced",
-		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_redemptions_pending_confirmation",
-		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_returns_not_reflected_in_loyalty",
-		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)) FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount) FROM %s.recon_three_way_line",
+		oracle.ViewOrdersAwaitingERP:    "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(toDecimal64(0, 4)), '' FROM %s.recon_orders_awaiting_erp",
+		oracle.ViewShipmentsNotInvoiced: "SELECT shipment_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_shipments_not_invoiced",
+		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
+		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, points, toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
+		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_three_way_line",
+		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
 	}
 	for _, view := range oracle.Views {
 		rows, err := h.ch.Query(h.Ctx, fmt.Sprintf(q[view], h.db))
@@ -161,9 +165,9 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 			return nil, fmt.Errorf("%s: %w", view, err)
 		}
 		for rows.Next() {
-			var k1, k2, code, amt string
+			var k1, k2, code, amt, k3 string
 			var pts int64
-			if err := rows.Scan(&k1, &k2, &code, &pts, &amt); err != nil {
+			if err := rows.Scan(&k1, &k2, &code, &pts, &amt, &k3); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -174,6 +178,8 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 			case oracle.ViewRedemptionsPending:
 				r.ReservationID, r.OrderID = k1, k2
 			case oracle.ViewReturnsNotInLoyalty:
+				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
+			case oracle.ViewRefundSettlement:
 				r.ReturnID, r.OrderID = k1, k2
 			default:
 				r.OrderID, r.OrderLineID = k1, k2

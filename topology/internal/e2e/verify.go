@@ -197,7 +197,7 @@ func (p *Pipeline) checkCommands(v *Verdict, ex *oracle.Expected, recs []Record)
 			corrections[c.RequestID] = true
 		}
 		issued = append(issued, oracle.Command{RequestID: c.RequestID, Type: c.CommandType, OrderID: c.OrderID, Points: c.Points,
-			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason})
+			CausingEventID: c.CausingEventID, SourceRefID: c.SourceRefID, Reason: c.Reason, BasisAmount: c.BasisAmount})
 	}
 	for _, c := range ex.Commands {
 		addShare(want, c.OrderID, c.Reason, c.SourceRefID, c.Type, c.Points)

@@ -10,6 +10,10 @@
 -- rejects a joined subquery without one.
 -- Every branch of a UNION ALL names every column alike: 18.16 prunes unused columns of a
 -- UNION ALL by name, and an unnamed column in a later branch silently shifts the values.
+-- No ANY INNER JOIN: current servers keep one LEFT row per key too (18.16 one right row per left
+-- row); use ANY LEFT JOIN with a flag column from the right side.
+-- A lambda reads other columns only as arrays passed to it (replicate(x, arr)), never by capture:
+-- 18.16 prunes a subquery column that no outer level selects even when a lambda captures it.
 
 -- Records the runtime rejected (read back from the DLQ topic): their facts are not part of the
 -- order's story, exactly as the ledger never applied them.
@@ -107,7 +111,7 @@ SELECT order_id, order_line_id,
        toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(returned), 3) AS returned_qty,
        toDecimal64(sum(invoiced), 3) AS invoiced_qty, toDecimal64(sum(credited), 3) AS credited_qty,
        toDecimal64(sum(billed_net), 4) AS erp_net_billed, max(t) AS last_activity, max(known) AS known_line,
-       max(billing) AS billed_line
+       max(billing) AS billed_line, toInt64(sum(billing)) AS billing_lines
 FROM (
     SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
@@ -253,45 +257,111 @@ FROM (
 )
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
--- C4: commands caused by a return (source_ref_id = return_id) and the postings answering them.
+-- Per accepted return line (return_id, order_line_id): the weights C4 allocates a return's
+-- findings by. reversal_weight: the net value of the returned units (order_lines.net_value_by_qty,
+-- in ten-thousandths; 0 for a gift card, which never earned: E(l) = 0); refund_weight: redeemed
+-- points allocated to the line × units returned (in thousandths). No money is divided.
+CREATE VIEW IF NOT EXISTS {db}.v_return_line_weights AS
+SELECT order_id, return_id, order_line_id, received_at,
+       toInt64(if(is_gift_card = 0 AND length(net_value_by_qty) > toUInt64(q) AND toDecimal64(toUInt64(q), 3) = q,
+                  toInt64(arrayElement(net_value_by_qty, toUInt64(q) + 1) * 10000), toInt64(0))) AS reversal_weight,
+       toInt64(redemption_points) * toInt64(q * 1000) AS refund_weight
+FROM (
+    SELECT order_id, return_id, order_line_id, toDecimal64(sum(quantity_accepted), 3) AS q, min(received_at) AS received_at
+    FROM {db}.f_return_lines GROUP BY order_id, return_id, order_line_id
+) AS returned ANY LEFT JOIN (
+    SELECT order_id, order_line_id, is_gift_card, redemption_points, net_value_by_qty FROM {db}.f_order_lines
+) AS ordered USING (order_id, order_line_id);
+
+-- Per return: its lines sorted by order_line_id, with their weights in the same order.
+CREATE VIEW IF NOT EXISTS {db}.v_return_lines_by_return AS
+SELECT order_id, return_id, received_at, arraySort(ids) AS line_ids,
+       arraySort((w, id) -> id, rev, ids) AS reversal_weights, arraySort((w, id) -> id, ref, ids) AS refund_weights
+FROM (
+    SELECT order_id, return_id, min(received_at) AS received_at, groupArray(order_line_id) AS ids,
+           groupArray(reversal_weight) AS rev, groupArray(refund_weight) AS ref
+    FROM {db}.v_return_line_weights GROUP BY order_id, return_id
+);
+
+-- C4, per accepted return line. A return's findings come from the commands that carry its share
+-- (source_ref_id = return_id: its own and corrections) and the postings answering them by
+-- request id: REVERSAL_MISSING (requested points), REVERSAL_SHORT (requested − posted), SHORTFALL
+-- (shortfall posted), REVERSED_AFTER_ACTIVATION (points the reversal took from the ACTIVE
+-- balance, from_active: the member may have spent them; SLA immediate), REFUND_MISSING
+-- (requested refund points). Commands carry no per-line share, so each finding is allocated to
+-- the return's lines it concerns: reversal findings by reversal_weight, REFUND_MISSING by
+-- refund_weight (v_return_line_weights); share = floor(points × weight / Σ weights), the
+-- remainder to the heaviest line (ties: the smallest order_line_id), as DOMAIN B.3 assigns a
+-- residual; a line of weight 0 is not concerned and has no row (all lines weigh 1 when every
+-- weight is 0). Σ points over a return's rows of one code = the return's finding.
+-- A lambda reads other columns only as arrays passed to it (replicate(x, arr)), never by
+-- capture: 18.16 prunes a subquery column that an outer level does not select even when a
+-- lambda captures it ("Unknown identifier").
 CREATE VIEW IF NOT EXISTS {db}.recon_returns_not_reflected_in_loyalty AS
-SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
-       if(mismatch_code = 'SHORTFALL', shortfall_points, requested_points - answered_points) AS points, business_time,
+SELECT return_id, order_line_id, order_id, mismatch_code, points, return_points, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
        multiIf(age_hours < 4, '0-4h', age_hours < 24, '4-24h', age_hours < 72, '1-3d', age_hours < 168, '3-7d', '>7d') AS age_bucket,
-       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(return_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+       toUInt8(mismatch_code = 'REVERSED_AFTER_ACTIVATION' OR
+               dateDiff('second', business_time, now()) >= (SELECT argMax(return_sla_s, version) FROM {db}.recon_config)) AS sla_breached
 FROM (
-  SELECT return_id, order_id, mismatch_code, requested_points, answered_points, shortfall_points,
-         if(received_at > toDateTime(0), received_at, requested_at) AS business_time
+  SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights, total, top, floors,
+         arrayMap((f, i, t, r) -> f + if(i = t, r, toInt64(0)), floors, arrayEnumerate(floors), replicate(top, floors),
+                  replicate(return_points - arraySum(floors), floors)) AS shares
   FROM (
-    SELECT return_id, order_id, mismatch_code, toInt64(sum(points)) AS requested_points,
-           toInt64(sum(answered)) AS answered_points, toInt64(sum(shortfall)) AS shortfall_points, min(requested_at) AS requested_at
+    SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights, total,
+           arrayFirstIndex((w, h) -> w = h, weights, replicate(heaviest, weights)) AS top,
+           arrayMap((w, p, t) -> intDiv(p * w, t), weights, replicate(return_points, weights), replicate(total, weights)) AS floors
     FROM (
-        SELECT source_ref_id AS return_id, order_id, points, answered, shortfall, requested_at,
-               arrayFilter(c -> c != '', [
-                   if(command_type = 'ReversalRequested' AND answers = 0, 'REVERSAL_MISSING', ''),
-                   if(command_type = 'ReversalRequested' AND answers > 0 AND answered < points, 'REVERSAL_SHORT', ''),
-                   if(command_type = 'ReversalRequested' AND shortfall > 0, 'SHORTFALL', ''),
-                   if(command_type = 'RedemptionRefundRequested' AND answers = 0, 'REFUND_MISSING', '')]) AS codes
+      SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids, weights,
+             arraySum(weights) AS total, arrayReduce('max', weights) AS heaviest
+      FROM (
+        SELECT return_id, order_id, mismatch_code, return_points, business_time, line_ids,
+               if(arraySum(raw_weights) = 0, arrayMap(w -> toInt64(1), raw_weights), raw_weights) AS weights
         FROM (
-            SELECT order_id, request_id, command_type, points, source_ref_id, requested_at
-            FROM {db}.loyalty_commands FINAL
-            WHERE command_type IN ('ReversalRequested', 'RedemptionRefundRequested')
-              AND source_ref_id IN (SELECT return_id FROM {db}.f_return_lines)
-        ) AS cmd ANY LEFT JOIN (
-            SELECT request_id, toInt64(sum(points)) AS answered, count() AS answers, toInt64(sum(shortfall_points)) AS shortfall
-            FROM {db}.f_loyalty_postings
-            WHERE kind IN ('REVERSAL', 'REDEMPTION_REFUND') AND request_id != ''
-            GROUP BY request_id
-        ) AS answers_by_request USING (request_id)
+          SELECT return_id, order_id, mismatch_code, return_points, line_ids,
+                 if(mismatch_code = 'REFUND_MISSING', refund_weights, reversal_weights) AS raw_weights,
+                 if(received_at > toDateTime(0), received_at, requested_at) AS business_time
+          FROM (
+            SELECT return_id, order_id, mismatch_code, toInt64(sum(code_points)) AS return_points, min(requested_at) AS requested_at
+            FROM (
+                SELECT source_ref_id AS return_id, order_id, requested_at, mismatch_code,
+                       multiIf(mismatch_code = 'SHORTFALL', shortfall, mismatch_code = 'REVERSED_AFTER_ACTIVATION', from_active,
+                               points - answered) AS code_points
+                FROM (
+                    SELECT source_ref_id, order_id, points, answered, shortfall, from_active, requested_at,
+                           arrayFilter(c -> c != '', [
+                               if(command_type = 'ReversalRequested' AND answers = 0, 'REVERSAL_MISSING', ''),
+                               if(command_type = 'ReversalRequested' AND answers > 0 AND answered < points, 'REVERSAL_SHORT', ''),
+                               if(command_type = 'ReversalRequested' AND shortfall > 0, 'SHORTFALL', ''),
+                               if(command_type = 'ReversalRequested' AND from_active > 0, 'REVERSED_AFTER_ACTIVATION', ''),
+                               if(command_type = 'RedemptionRefundRequested' AND answers = 0, 'REFUND_MISSING', '')]) AS codes
+                    FROM (
+                        SELECT order_id, request_id, command_type, points, source_ref_id, requested_at
+                        FROM {db}.loyalty_commands FINAL
+                        WHERE command_type IN ('ReversalRequested', 'RedemptionRefundRequested')
+                          AND source_ref_id IN (SELECT return_id FROM {db}.f_return_lines)
+                    ) AS cmd ANY LEFT JOIN (
+                        SELECT request_id, toInt64(sum(points)) AS answered, count() AS answers,
+                               toInt64(sum(shortfall_points)) AS shortfall, toInt64(sum(from_active)) AS from_active
+                        FROM {db}.f_loyalty_postings
+                        WHERE kind IN ('REVERSAL', 'REDEMPTION_REFUND') AND request_id != ''
+                        GROUP BY request_id
+                    ) AS answers_by_request USING (request_id)
+                )
+                ARRAY JOIN codes AS mismatch_code
+            )
+            GROUP BY return_id, order_id, mismatch_code
+          ) AS per_code ANY LEFT JOIN (
+            SELECT return_id, order_id, received_at, line_ids, reversal_weights, refund_weights FROM {db}.v_return_lines_by_return
+          ) AS lines_of_return USING (return_id, order_id)
+        )
+      )
     )
-    ARRAY JOIN codes AS mismatch_code
-    GROUP BY return_id, order_id, mismatch_code
-  ) AS per_code ANY LEFT JOIN (
-    SELECT return_id, min(received_at) AS received_at FROM {db}.f_return_lines GROUP BY return_id
-  ) AS received USING (return_id)
+  )
 )
-WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+ARRAY JOIN line_ids AS order_line_id, shares AS points, weights AS weight
+WHERE weight > 0
+  AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
 -- The tier multiplier snapshotted for each order: OrderAccepted's when it states one, else the
 -- one the ledger stamped on its point commands (policy by tier at acceptance).
@@ -304,23 +374,58 @@ ALL FULL OUTER JOIN (
     GROUP BY order_id
 ) AS cmd USING (order_id);
 
+-- Per order, checks of its accrual postings: those posted before the order's first non-reship
+-- shipment (or with none: early_*), and those whose basis_amount exceeds the basis of the
+-- AccrualRequested they answer (ineligible_*: the platform counted value the pipeline excluded
+-- as ineligible, E(l) = 0: gift cards, excluded SKUs, fees; points = posted − requested).
+CREATE VIEW IF NOT EXISTS {db}.v_accrual_posting_checks AS
+SELECT order_id, toInt64(sum(early)) AS early_postings, toInt64(sum(early * points)) AS early_points,
+       toInt64(sum(over_basis)) AS ineligible_postings, toInt64(sum(over_basis * (points - requested_points))) AS ineligible_points
+FROM (
+    SELECT order_id, points, requested_points,
+           toInt64(has_shipment = 0 OR posted_at < first_shipped_at) AS early,
+           toInt64(has_request = 1 AND posted_basis > requested_basis) AS over_basis
+    FROM (
+        SELECT order_id, request_id, points, posted_at, basis_amount AS posted_basis, has_shipment, first_shipped_at
+        FROM (
+            SELECT order_id, request_id, points, posted_at, basis_amount FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL'
+        ) AS accrual_rows ANY LEFT JOIN (
+            SELECT order_id, min(shipped_at) AS first_shipped_at, toUInt8(1) AS has_shipment
+            FROM {db}.f_shipment_lines WHERE is_reship = 0 GROUP BY order_id
+        ) AS first_shipment USING (order_id)
+    ) AS accruals_shipped ANY LEFT JOIN (
+        SELECT request_id, basis_amount AS requested_basis, points AS requested_points, toUInt8(1) AS has_request
+        FROM {db}.loyalty_commands FINAL WHERE command_type = 'AccrualRequested'
+    ) AS requests USING (request_id)
+)
+GROUP BY order_id;
+
 -- C5: per member order, entitled points P (Σ accrual − Σ reversal commands: each command brings
--- what was requested back to P) against posted (Σ PointsAccrualPosted − Σ PointsReversed).
+-- what was requested back to P) against posted (Σ PointsAccrualPosted − Σ PointsReversed), the
+-- multiplier of the postings, and v_accrual_posting_checks (ACCRUED_BEFORE_SHIPMENT,
+-- POINTS_ON_INELIGIBLE). points: early_points, ineligible_points for those two codes, posted − P
+-- for the others.
 CREATE VIEW IF NOT EXISTS {db}.recon_accrual_vs_fulfilment AS
-SELECT order_id, mismatch_code, entitled_points, posted_points, posted_points - entitled_points AS points,
+SELECT order_id, mismatch_code, entitled_points, posted_points,
+       multiIf(mismatch_code = 'ACCRUED_BEFORE_SHIPMENT', early_points, mismatch_code = 'POINTS_ON_INELIGIBLE', ineligible_points,
+               posted_points - entitled_points) AS points,
        wrong_multiplier_postings, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
        multiIf(age_hours < 1, '0-1h', age_hours < 24, '1-24h', age_hours < 168, '1-7d', '>7d') AS age_bucket,
        toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(accrual_sla_s, version) FROM {db}.recon_config)) AS sla_breached
 FROM (
-    SELECT order_id, entitled_points, posted_points, wrong_multiplier_postings,
+    SELECT order_id, entitled_points, posted_points, wrong_multiplier_postings, early_points, ineligible_points,
            if(last_fulfilment_at > toDateTime(0), last_fulfilment_at, accepted_at) AS business_time,
            arrayFilter(c -> c != '', [
                if(entitled_points > 0 AND accrual_postings = 0, 'MEMBER_ORDER_NO_ACCRUAL', ''),
                if(posted_points < entitled_points AND accrual_postings > 0, 'UNDER_ACCRUED', ''),
                if(posted_points > entitled_points, 'OVER_ACCRUED', ''),
-               if(wrong_multiplier_postings > 0, 'WRONG_MULTIPLIER', '')]) AS codes
+               if(wrong_multiplier_postings > 0, 'WRONG_MULTIPLIER', ''),
+               if(early_postings > 0, 'ACCRUED_BEFORE_SHIPMENT', ''),
+               if(ineligible_postings > 0, 'POINTS_ON_INELIGIBLE', '')]) AS codes
     FROM (
+      SELECT order_id, entitled_points, posted_points, accrual_postings, last_fulfilment_at, accepted_at, wrong_multiplier_postings
+      FROM (
         SELECT order_id, entitled_points, posted_points, accrual_postings, last_fulfilment_at, accepted_at
         FROM (
             SELECT order_id, toInt64(sum(req)) AS entitled_points, toInt64(sum(posted)) AS posted_points,
@@ -342,21 +447,57 @@ FROM (
         ) AS moved ALL INNER JOIN (
             SELECT order_id, accepted_at FROM {db}.f_orders WHERE loyalty_member_id != ''
         ) AS member_orders USING (order_id)
-        WHERE entitled_points > 0 OR posted_points != 0
-    ) AS order_points_moved ANY LEFT JOIN (
+        WHERE entitled_points > 0 OR posted_points != 0 OR accrual_postings > 0
+      ) AS order_points_moved ANY LEFT JOIN (
         SELECT order_id, count() AS wrong_multiplier_postings
         FROM (SELECT order_id, tier_multiplier FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL') AS accrual_rows
         ALL INNER JOIN (SELECT order_id, multiplier FROM {db}.v_order_multiplier WHERE known = 1) AS snapshot USING (order_id)
         WHERE tier_multiplier != multiplier
         GROUP BY order_id
-    ) AS wrong USING (order_id)
+      ) AS wrong USING (order_id)
+    ) AS order_checked ANY LEFT JOIN (
+        SELECT order_id, early_postings, early_points, ineligible_postings, ineligible_points FROM {db}.v_accrual_posting_checks
+    ) AS posting_checks USING (order_id)
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
+-- Per order line billed by live documents: whether one reference document (shipment) is billed
+-- by more than one live invoice (duplicate_billing), and whether a live document bills it in
+-- another currency than the order's (currency_diff).
+CREATE VIEW IF NOT EXISTS {db}.v_billing_line_checks AS
+SELECT order_id, order_line_id, max(dup) AS duplicate_billing, max(foreign_currency) AS currency_diff
+FROM (
+    SELECT order_id, order_line_id, toUInt8(docs > 1) AS dup, toUInt8(0) AS foreign_currency
+    FROM (
+        SELECT order_id, order_line_id, reference_document, uniqExact(billing_document_id) AS docs
+        FROM {db}.v_live_billing_lines WHERE doc_kind = 'INVOICE'
+        GROUP BY order_id, order_line_id, reference_document
+    )
+    UNION ALL
+    SELECT order_id, order_line_id, toUInt8(0) AS dup,
+           toUInt8(has_doc = 1 AND has_order = 1 AND doc_currency != order_currency) AS foreign_currency
+    FROM (
+        SELECT order_id, order_line_id, doc_currency, has_doc
+        FROM (SELECT order_id, billing_document_id, order_line_id FROM {db}.v_live_billing_lines) AS billed
+        ANY LEFT JOIN (
+            SELECT order_id, billing_document_id, currency AS doc_currency, toUInt8(1) AS has_doc FROM {db}.f_billing_documents
+        ) AS documents USING (order_id, billing_document_id)
+    ) AS billed_currency ANY LEFT JOIN (
+        SELECT order_id, currency AS order_currency, toUInt8(1) AS has_order FROM {db}.f_orders
+    ) AS currency_of_order USING (order_id)
+)
+GROUP BY order_id, order_line_id;
+
 -- C6: per order line, OMS shipped/returned against ERP invoiced/credited, and ERP net billed
 -- against the OMS value of the net shipped quantity (precomputed in order_lines.net_value_by_qty
--- with HALF_EVEN to 2 dp, so no money is divided here).
+-- with HALF_EVEN to 2 dp, so no money is divided here). AMOUNT_DIFF allows amount_tolerance
+-- (policy.amount_tolerance, the ledger's key too) per live billing line behind the ERP net, at
+-- least one: each rounded document line may be ½ minor unit off (DOMAIN B.3).
+-- Invoiced beyond shipped is INVOICED_CANCELLED_LINE when the line has cancelled units, the
+-- invoiced quantity exceeds ordered − cancelled (the ERP billed what the OMS cancelled) and no
+-- duplicate billing explains the excess, else INVOICED_NOT_SHIPPED. DUPLICATE_BILLING and CURRENCY_DIFF from v_billing_line_checks; a line
+-- billed in another currency has no AMOUNT_DIFF (its nets are not comparable).
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
@@ -366,32 +507,98 @@ SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoic
 FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
+           billing_lines,
+           toUInt8(duplicate_billing = 0 AND cancelled_qty > 0 AND invoiced_qty > ordered_qty - cancelled_qty) AS cancelled_billed,
            arrayFilter(c -> c != '', [
                if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
-               if(invoiced_qty > shipped_qty, 'INVOICED_NOT_SHIPPED', ''),
+               if(invoiced_qty > shipped_qty AND cancelled_billed = 1, 'INVOICED_CANCELLED_LINE', ''),
+               if(invoiced_qty > shipped_qty AND cancelled_billed = 0, 'INVOICED_NOT_SHIPPED', ''),
                if(returned_qty > credited_qty, 'RETURNED_NOT_CREDITED', ''),
                if(credited_qty > returned_qty, 'CREDITED_NOT_RETURNED', ''),
-               -- AMOUNT_DIFF only where the quantities agree: a quantity mismatch already explains
-               -- the money, and one line must not count twice (DOMAIN C6: one cause per line).
-               -- Compared in ten-thousandths: 18.16 cannot compare a Decimal with a Decimal scalar subquery
-               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty
+               if(duplicate_billing = 1, 'DUPLICATE_BILLING', ''),
+               if(currency_diff = 1, 'CURRENCY_DIFF', ''),
+               -- AMOUNT_DIFF only where the quantities and currencies agree: a quantity mismatch
+               -- already explains the money, and one line must not count twice (DOMAIN C6: one
+               -- cause per line). Compared in ten-thousandths: 18.16 cannot compare a Decimal
+               -- with a Decimal scalar subquery
+               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0
                       AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
-                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config),
+                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                      * if(billing_lines > 1, billing_lines, toInt64(1)),
                   'AMOUNT_DIFF', '')]) AS codes
     FROM (
-        SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed, last_activity,
+      SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff
+      FROM (
+        SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+               erp_net_billed, last_activity, billing_lines,
                if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
                toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
         FROM (
             -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
-            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
-                   last_activity, known_line
+            SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
+                   erp_net_billed, last_activity, known_line, billing_lines
             FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         ) AS facts
         ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
+      ) AS valued ANY LEFT JOIN (
+        SELECT order_id, order_line_id, duplicate_billing, currency_diff FROM {db}.v_billing_line_checks
+      ) AS billing_checks USING (order_id, order_line_id)
     )
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- What the customer was refunded per return (ReturnReceived.refund: merchandise + tax +
+-- shipping − return fee), from the audit trail's RETURN_REFUND movement (amount signed from the
+-- customer's side), records the runtime or the sink rejected left out.
+CREATE VIEW IF NOT EXISTS {db}.v_return_refunds AS
+SELECT order_id, return_id, toDecimal64(-sum(amount), 4) AS refunded, min(business_time) AS received_at
+FROM (
+    SELECT order_id, source_ref AS return_id, amount, business_time
+    FROM {db}.audit_ledger FINAL
+    WHERE movement_kind = 'RETURN_REFUND'
+      AND (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+)
+GROUP BY order_id, return_id;
+
+-- Live credit memos per return: their gross and how many rounded lines they have.
+CREATE VIEW IF NOT EXISTS {db}.v_credit_memos_by_return AS
+SELECT order_id, return_id, toDecimal64(sum(gross), 4) AS credited, toInt64(sum(lines)) AS credit_lines
+FROM (
+    SELECT order_id, return_id, gross, lines
+    FROM (
+        SELECT order_id, billing_document_id, return_id, gross FROM {db}.f_billing_documents
+        WHERE doc_kind = 'CREDIT_MEMO' AND return_id != ''
+          AND billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations)
+    ) AS memos ANY LEFT JOIN (
+        SELECT order_id, billing_document_id, count() AS lines FROM {db}.f_billing_lines GROUP BY order_id, billing_document_id
+    ) AS memo_lines USING (order_id, billing_document_id)
+)
+GROUP BY order_id, return_id;
+
+-- Refund settlement, per return with a refund: the money refunded to the customer against the
+-- ERP credit memos for the return. REFUND_NOT_CREDITED: no live credit memo; REFUND_AMOUNT_DIFF:
+-- |refunded − credited gross| > amount_tolerance × the memos' lines (at least one: ½ minor unit
+-- per rounded line, DOMAIN B.3). amount = refunded − credited. SLA: the billing SLA (credit
+-- memos come from the same billing runs as invoices).
+CREATE VIEW IF NOT EXISTS {db}.recon_refunds_vs_credit_memos AS
+SELECT return_id, order_id, mismatch_code, refunded, credited, amount, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 24, '0-24h', age_hours < 48, '24-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(invoice_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT return_id, order_id, refunded, credited, toDecimal64(refunded - credited, 4) AS amount, received_at AS business_time,
+           multiIf(has_memo = 0, 'REFUND_NOT_CREDITED',
+                   toInt64(abs(refunded - credited) * 10000) >
+                   (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                   * if(credit_lines > 1, credit_lines, toInt64(1)), 'REFUND_AMOUNT_DIFF', '') AS mismatch_code
+    FROM (SELECT order_id, return_id, refunded, received_at FROM {db}.v_return_refunds) AS refunds
+    ANY LEFT JOIN (
+        SELECT order_id, return_id, credited, credit_lines, toUInt8(1) AS has_memo FROM {db}.v_credit_memos_by_return
+    ) AS memos USING (order_id, return_id)
+)
+WHERE mismatch_code != ''
+  AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
