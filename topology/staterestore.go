@@ -179,8 +179,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 		}
 		var mm *errStoreMismatch
 		if errors.As(err, &mm) && attempt < 2 {
-			reasons[mm.partition] = mm.Error()
-			r.log.Warn("state store not trusted: wiping the partition and restoring it fully", "partition", mm.partition, "reason", mm.Error(), "dir", r.disk.dir)
+			reasons[mm.partition] = mm.Error() // the next round logs, wipes and reads it from the start
 			continue
 		}
 		if err != nil {
