@@ -381,6 +381,13 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("stage %s: new transact session: %w", r.stage.Name, err)
 	}
 	r.log.Info("runtime starting", "transactional_id", r.TransactionalID(), "inputs", r.inputs)
+	// Initialise the transactional id now, not at the first produce: InitProducerID fences a
+	// killed predecessor and aborts its open transaction, which would otherwise hold the
+	// changelog's last stable offset — and so the restore, which waits for LSO = HWM — until
+	// the broker's transaction timeout.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("could not initialise the transactional id before the restore; the first transaction will", "err", err)
+	}
 	err = r.loop(ctx, sess)
 	// Close leaves the group, so the partitions move to the other instances at once; no
 	// transaction is open here (loop ends only between transactions or after a fatal End).
