@@ -150,7 +150,10 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
 		err := kafka.ReadToEnd(rctx, r.o.Conn, string(r.stage.Store), kafka.ReadOptions{
 			Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: r.m.RestoreProgress, From: from,
-			ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
+			// smaller fetches than the memory restore's: a response and its decompressed batches
+			// are the restore's largest allocation (64 MiB responses made a 2 M-record restore
+			// peak at 1.6 GB), and Pebble, not the fetch size, bounds the rate here
+			ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(16 << 20), kgo.FetchMaxPartitionBytes(4 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
 		}, func(rec *kgo.Record) error {
 			w := writers[rec.Partition]
 			if at := verify[rec.Partition]; at != nil && *at >= 0 {
