@@ -1,7 +1,7 @@
 // Command state benchmarks `retailflow run` with a large state on the real broker
 // (RETAILFLOW_KAFKA_BROKERS, default localhost:9092) and prints one line:
 //
-//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0
+//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1
 //
 // It writes -orders final ledger states straight into a fresh changelog (computed offline with
 // the ledger from generated traffic, replicated under distinct keys: running the pipeline to
@@ -9,10 +9,12 @@
 //
 //   - R: a `run --state.mode pebble` process starts on an empty state directory and restores the
 //     whole changelog (its "restored state" log line: records / took);
-//   - E: the same process drains the input traffic; input events per CPU-second of the process
-//     from the end of the restore to caught up;
+//   - the same process drains the input traffic right after its full restore, while Pebble
+//     still compacts the restored data (after_full_restore_events_per_cpu_s);
 //   - A: SIGTERM, and a new process on the same directory: seconds from its start to its
 //     "restored state" line (a tail restore);
+//   - E: that process drains new traffic of the same size: input events per CPU-second of the
+//     process, steady state;
 //   - B: more traffic is produced; once the group commits again the process is SIGKILLed
 //     mid-transaction; seconds from the next process's start to its "restored state" line;
 //   - M: the highest peak RSS (VmHWM) of those processes;
@@ -122,12 +124,21 @@ func main() {
 	rl = p.restored(10 * time.Minute)
 	clean := time.Since(p.began)
 	log.Printf("clean restart: ready after %s, restored %d records (tail %v, full %v)", clean.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
-	// B: SIGKILL mid-transaction while more traffic is processed.
-	committed := e.committedSum(pebbleSet)
+	// E in steady state: new traffic on the restarted process (its store compacted in the
+	// background meanwhile, as a pod's does between restarts).
 	tr2, err := generate.Generate(generate.Options{Seed: 43, Orders: *trafficOrders})
 	must(err)
+	cpu0 = cpuOf(p.cmd.Process.Pid)
+	steadyEvents := e.produce(pebbleSet, tr2)
+	e.waitCaughtUp(pebbleSet, 30*time.Minute)
+	eSteady := float64(steadyEvents) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
+	log.Printf("steady state: drained %d events: %.0f events per CPU-second", steadyEvents, eSteady)
+	// B: SIGKILL mid-transaction while more traffic is processed.
+	committed := e.committedSum(pebbleSet)
+	tr3, err := generate.Generate(generate.Options{Seed: 44, Orders: *trafficOrders})
+	must(err)
 	var wg sync.WaitGroup
-	wg.Go(func() { events += e.produce(pebbleSet, tr2) })
+	wg.Go(func() { e.produce(pebbleSet, tr3) })
 	for e.committedSum(pebbleSet) == committed {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -156,8 +167,8 @@ func main() {
 	p.stop(syscall.SIGTERM)
 
 	e.deleteTopics(pebbleSet, memSet)
-	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f\n",
-		*orders, peak/1e6, clean.Seconds(), crash.Seconds(), fullRate, ePebble, eMemory)
+	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f after_full_restore_events_per_cpu_s=%.0f\n",
+		*orders, peak/1e6, clean.Seconds(), crash.Seconds(), fullRate, eSteady, eMemory, ePebble)
 }
 
 func (e *env) topics(prefix string) topicSet {
