@@ -184,11 +184,17 @@ func (e *env) topics(prefix string) topicSet {
 	return s
 }
 
+// deleteTopics deletes the sets' topics and those the runtime created beside them (re-route,
+// fingerprint).
 func (e *env) deleteTopics(sets ...topicSet) {
+	td, err := e.adm.ListTopics(e.ctx)
+	must(err)
 	var names []string
-	for _, s := range sets {
-		for _, n := range s.names {
-			names = append(names, n)
+	for _, n := range td.Names() {
+		for _, s := range sets {
+			if strings.HasPrefix(n, s.group+".") || strings.HasPrefix(n, s.group+"-") {
+				names = append(names, n)
+			}
 		}
 	}
 	_, _ = e.adm.DeleteTopics(e.ctx, names...)

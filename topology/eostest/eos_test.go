@@ -142,6 +142,9 @@ func (h *harness) env(instance string) []string {
 		"RETAILFLOW_LOG_FORMAT=text",
 		"RETAILFLOW_LOG_LEVEL=info",
 		"RETAILFLOW_HTTP_ADDR=",
+		// each instance id keeps its persistent store across its restarts (a pod's volume)
+		"RETAILFLOW_STATE_MODE=pebble",
+		"RETAILFLOW_STATE_DIR="+filepath.Join(h.dir, "state-"+instance),
 	)
 	return env
 }
