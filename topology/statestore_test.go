@@ -294,3 +294,27 @@ func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
 }
+
+// TestDiskStoreDeletedWhileStopped: the state directory is gone when the runner starts again (a
+// new volume, an operator's rm): it restores every partition fully and continues exactly.
+func TestDiskStoreDeletedWhileStopped(t *testing.T) {
+	f, rl := newDiskFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, 3, inputs)
+	rn := f.start("0", nil, nil)
+	checkSums(t, f.committed("out", 18), inputs)
+	rn.stop(t)
+	if err := os.RemoveAll(f.instanceStateDir("0")); err != nil {
+		t.Fatal(err)
+	}
+	mark := len(rl.snapshot())
+	rn = f.start("0", nil, nil)
+	waitReady(t, rn)
+	f.feed(6, 1, inputs)
+	checkSums(t, f.committed("out", 24), inputs)
+	rn.stop(t)
+	if n, full, _ := rl.restored(mark); full != "[0 1 2]" || n < 6 {
+		t.Fatalf("restart without a directory: restored %d records, full %s; want every partition in full", n, full)
+	}
+	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
+}
