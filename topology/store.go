@@ -1,6 +1,10 @@
 package topology
 
-import "github.com/twmb/franz-go/pkg/kgo"
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // store is the committed state of one partition: the changelog's latest value per key.
 //
@@ -27,7 +31,13 @@ type store[S any] struct {
 	disk *diskStore // nil: memory mode
 	part int32
 	meta partMeta // disk mode: the checkpoint on disk (kept equal to it by the runner)
+	// disk mode: Pebble's estimate of the partition's bytes, refreshed at most every
+	// diskSizeEvery (it walks the LSM's file metadata: not for every commit)
+	diskSize   int64
+	diskSizeAt time.Time
 }
+
+const diskSizeEvery = 30 * time.Second
 
 // liveState is a decoded committed state and its changelog value.
 type liveState[S any] struct {
@@ -59,7 +69,10 @@ func (s *store[S]) keys() int {
 // value sizes; on disk, Pebble's estimate of its (compressed) files.
 func (s *store[S]) size() int64 {
 	if s.disk != nil {
-		return s.disk.diskUsage(s.part)
+		if now := time.Now(); now.Sub(s.diskSizeAt) >= diskSizeEvery {
+			s.diskSize, s.diskSizeAt = s.disk.diskUsage(s.part), now
+		}
+		return s.diskSize
 	}
 	return s.bytes
 }
