@@ -13,8 +13,8 @@
 //     still compacts the restored data (after_full_restore_events_per_cpu_s);
 //   - A: SIGTERM, and a new process on the same directory: seconds from its start to its
 //     "restored state" line (a tail restore);
-//   - E: that process drains new traffic of the same size: input events per CPU-second of the
-//     process, steady state;
+//   - E: once that process is idle (Pebble has compacted what the full restore wrote), it drains
+//     new traffic of the same size: input events per CPU-second of the process, steady state;
 //   - B: more traffic is produced; once the group commits again the process is SIGKILLed
 //     mid-transaction; seconds from the next process's start to its "restored state" line;
 //   - M: the highest peak RSS (VmHWM) of those processes;
@@ -128,6 +128,8 @@ func main() {
 	// background meanwhile, as a pod's does between restarts).
 	tr2, err := generate.Generate(generate.Options{Seed: 43, Orders: *trafficOrders})
 	must(err)
+	idle := waitIdle(p.cmd.Process.Pid, 10*time.Minute)
+	log.Printf("the restarted process went idle (Pebble's compaction of the restored data done) after %s", idle.Round(time.Second))
 	cpu0 = cpuOf(p.cmd.Process.Pid)
 	steadyEvents := e.produce(pebbleSet, tr2)
 	e.waitCaughtUp(pebbleSet, 30*time.Minute)
@@ -380,6 +382,20 @@ func (e *env) waitCaughtUp(s topicSet, limit time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	log.Fatal("not caught up")
+}
+
+// waitIdle waits until the process uses less than 5 % of a core over 2 s (no background
+// compaction left) and returns how long that took.
+func waitIdle(pid int, limit time.Duration) time.Duration {
+	began := time.Now()
+	for time.Since(began) < limit {
+		c := cpuOf(pid)
+		time.Sleep(2 * time.Second)
+		if cpuOf(pid)-c < 100*time.Millisecond {
+			break
+		}
+	}
+	return time.Since(began)
 }
 
 // cpuOf is the user+system CPU time a live process has used (Linux /proc).
