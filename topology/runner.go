@@ -1213,11 +1213,7 @@ func (r *Runner[E, S, O]) applyOverlay() error {
 // finished (the promise's Err waited for them).
 func (r *Runner[E, S, O]) writeCommitted() error {
 	w := r.disk.newTxnWrite()
-	type last struct {
-		offset int64
-		hash   uint64
-	}
-	lasts := map[int32]last{}
+	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset
 	keys := map[int32]int64{}
 	for _, k := range r.ov.order {
 		pe, _ := r.ov.get(k.partition, k.key)
@@ -1243,13 +1239,13 @@ func (r *Runner[E, S, O]) writeCommitted() error {
 		if pe.out == nil || pe.out.Offset < 0 {
 			continue
 		}
-		if l, ok := lasts[k.partition]; !ok || pe.out.Offset > l.offset {
-			lasts[k.partition] = last{pe.out.Offset, recordHash(pe.out.Key, pe.out.Value)}
+		if l, ok := lasts[k.partition]; !ok || pe.out.Offset > l.Offset {
+			lasts[k.partition] = pe.out
 		}
 	}
 	for p, l := range lasts {
 		m := r.stores[p].meta
-		m.Next, m.LastHash = l.offset+1, l.hash
+		m.Next, m.LastHash = l.Offset+1, recordHash(l.Key, l.Value)
 		m.Keys += keys[p]
 		w.checkpoint(p, m)
 	}

@@ -59,7 +59,7 @@ var (
 	partitions    = flag.Int("partitions", 6, "partitions per topic")
 	dataDir       = flag.String("dir", "", "state directory (default: a temporary directory, removed at the end)")
 	cacheBytes    = flag.Int64("cache-bytes", 64<<20, "state.cache_bytes of the pebble runs")
-	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the first pebble process (full restore + drain)")
+	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the process started after the SIGKILL (a tail restore, then the rest of the traffic: steady state)")
 )
 
 type env struct {
@@ -108,7 +108,7 @@ func main() {
 
 	var peak float64
 	// R and E: a full restore into an empty directory, then the drain.
-	p := e.start(pebbleSet, "pebble", dir, *cpuProfile)
+	p := e.start(pebbleSet, "pebble", dir, "")
 	rl := p.restored(30 * time.Minute)
 	cpu0 := cpuOf(p.cmd.Process.Pid)
 	fullRate := float64(rl.Records) / time.Duration(rl.Took).Seconds()
@@ -148,7 +148,7 @@ func main() {
 	peak = max(peak, peakRSS(p.cmd.Process.Pid))
 	p.stop(syscall.SIGKILL)
 	wg.Wait()
-	p = e.start(pebbleSet, "pebble", dir, "")
+	p = e.start(pebbleSet, "pebble", dir, *cpuProfile)
 	rl = p.restored(10 * time.Minute)
 	crash := time.Since(p.began)
 	log.Printf("crash restart: ready after %s, restored %d records (tail %v, full %v)", crash.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
