@@ -91,8 +91,7 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 	}
 	// Pebble's fastest block compression (MinLZ on amd64, Snappy on arm64) rather than its
 	// default Snappy everywhere: compactions recompress everything they rewrite. With no
-	// compression at all the CPU per event was no lower and the store twice the size
-	// (bench/RESULTS.md).
+	// compression at all the CPU per event was no lower (bench/RESULTS.md).
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	opts.EnsureDefaults()
 	db, err := pebble.Open(filepath.Clean(dir), opts)
