@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger bench-state fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -85,6 +85,11 @@ bench-ledger:
 
 bench-runtime: build up
 	$(GO) run ./bench/runtime -bin $(BIN)
+
+# 2,000,000 orders of state (ORDERS=… for fewer); prints one `state: …` line (bench/RESULTS.md)
+ORDERS ?= 2000000
+bench-state: build up
+	$(GO) run ./bench/state -bin $(BIN) -orders $(ORDERS)
 
 demo: build up
 	infra/demo.sh

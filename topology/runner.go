@@ -72,6 +72,13 @@ type Options struct {
 	// RestoreTimeout bounds one restore, including the wait for open transactions on the
 	// changelog to end; zero means 2 × TransactionTimeout + 1 minute.
 	RestoreTimeout time.Duration
+	// StateDir, if set, keeps the stage's state in a persistent store (Pebble) under this
+	// directory instead of in memory: memory is then bounded by State (block cache, memtables)
+	// and Options.MaxDecodedStates, not by the number of keys, and an assigned partition whose
+	// store is intact restores only the changelog's tail after its checkpoint (diskStore).
+	// The directory belongs to one process (the pod's volume).
+	StateDir string
+	State    DiskOptions
 
 	Metrics Metrics      // nil: NopMetrics
 	Logger  *slog.Logger // nil: slog.Default()
@@ -181,6 +188,7 @@ type Runner[E, S, O any] struct {
 	fatal      error
 
 	stores map[int32]*store[S] // only the run loop touches stores
+	disk   *diskStore          // nil: states in memory (Options.StateDir empty)
 
 	rejMu       sync.Mutex
 	rejected    map[source]string // input → topic of the output the broker refused
@@ -358,11 +366,28 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 	)
 	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
+	if r.o.StateDir != "" {
+		if r.disk, err = openDiskStore(r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
+			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+		}
+		defer func() {
+			if cerr := r.disk.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("stage %s: new transact session: %w", r.stage.Name, err)
 	}
 	r.log.Info("runtime starting", "transactional_id", r.TransactionalID(), "inputs", r.inputs)
+	// Initialise the transactional id now, not at the first produce: InitProducerID fences a
+	// killed predecessor and aborts its open transaction, which would otherwise hold the
+	// changelog's last stable offset — and so the restore, which waits for LSO = HWM — until
+	// the broker's transaction timeout.
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("could not initialise the transactional id before the restore; the first transaction will", "err", err)
+	}
 	err = r.loop(ctx, sess)
 	// Close leaves the group, so the partitions move to the other instances at once; no
 	// transaction is open here (loop ends only between transactions or after a fatal End).
@@ -703,7 +728,9 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 	if committed {
 		r.eagerEncode = false
-		r.applyOverlay()
+		if err := r.applyOverlay(); err != nil {
+			return true, "", err
+		}
 		return true, "", nil
 	}
 	r.ov.reset()
@@ -877,8 +904,10 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		key = string(rec.Key)
 		if ls, ok := st.live[key]; ok {
 			state, found = ls.state, true
-		} else if raw, ok := st.raw[key]; ok {
-			var err error
+		} else if raw, ok, err := st.lookup(key); ok || err != nil {
+			if err != nil {
+				return &fatalError{fmt.Errorf("%s/%d@%d: %w", rec.Topic, p, rec.Offset, err)}
+			}
 			if state, err = r.beh.State.Decode(raw); err != nil {
 				return r.fail(ctx, sess, rec, "state", fmt.Errorf("stored state of key %q does not decode: %w", key, err), p)
 			}
@@ -921,7 +950,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	clear(outs)
 	if !inOverlay {
 		pe = r.ov.add(p, key)
-		pe.state, pe.found = state, found
+		pe.state, pe.found, pe.existed = state, found, found
 	}
 	switch step.Op {
 	case Put:
@@ -1109,15 +1138,25 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 		}
 		out := &kgo.Record{Topic: topic, Key: []byte(k.key), Value: pe.enc, Partition: k.partition,
 			Headers: sourceHeaders(pe.src, 0, 3)}
+		pe.out = out // its offset, once produced, is the persistent store's checkpoint
 		sess.Produce(ctx, out, r.promise())
 		r.txn.produced[topic]++
 	}
 }
 
-// applyOverlay makes the committed transaction's state the store's and reports metrics.
-func (r *Runner[E, S, O]) applyOverlay() {
+// applyOverlay makes the committed transaction's state the store's and reports metrics. With
+// a persistent store the states and each partition's checkpoint go to disk in one batch; an
+// error there stops Run (the transaction is committed in Kafka: the restarted process finds the
+// store's older checkpoint and restores the tail, this transaction's records included).
+func (r *Runner[E, S, O]) applyOverlay() error {
 	t := &r.txn
 	touched := map[int32]bool{}
+	if r.disk != nil {
+		if err := r.writeCommitted(); err != nil {
+			r.ov.reset()
+			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
+		}
+	}
 	for _, k := range r.ov.order {
 		pe, _ := r.ov.get(k.partition, k.key)
 		st := r.stores[k.partition]
@@ -1125,8 +1164,10 @@ func (r *Runner[E, S, O]) applyOverlay() {
 		case Put:
 			if r.beh.ImmutableState {
 				st.putLive(k.key, pe.state, pe.enc)
-			} else {
+			} else if r.disk == nil {
 				st.putRaw(k.key, pe.enc)
+			} else {
+				delete(st.live, k.key) // a decoded copy of the old value
 			}
 		case Evict:
 			st.drop(k.key)
@@ -1161,8 +1202,60 @@ func (r *Runner[E, S, O]) applyOverlay() {
 		if r.o.MaxDecodedStates > 0 {
 			st.bound(r.o.MaxDecodedStates / len(r.stores))
 		}
-		r.m.StateSize(p, st.keys(), st.bytes)
+		r.m.StateSize(p, st.keys(), st.size())
 	}
+	return nil
+}
+
+// writeCommitted writes the committed transaction's states to the persistent store, with the
+// checkpoint of each partition it wrote changelog records to: one past the highest offset, and
+// the hash of that record. The records' offsets are set: End committed, so every produce
+// finished (the promise's Err waited for them).
+func (r *Runner[E, S, O]) writeCommitted() error {
+	w := r.disk.newTxnWrite()
+	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset
+	keys := map[int32]int64{}
+	for _, k := range r.ov.order {
+		pe, _ := r.ov.get(k.partition, k.key)
+		var err error
+		switch pe.op {
+		case Keep:
+			continue
+		case Put:
+			err = w.set(k.partition, k.key, pe.enc)
+			if !pe.existed {
+				keys[k.partition]++
+			}
+		case Evict:
+			err = w.delete(k.partition, k.key)
+			if pe.existed {
+				keys[k.partition]--
+			}
+		}
+		if err != nil {
+			w.discard()
+			return err
+		}
+		if pe.out == nil || pe.out.Offset < 0 {
+			continue
+		}
+		if l, ok := lasts[k.partition]; !ok || pe.out.Offset > l.Offset {
+			lasts[k.partition] = pe.out
+		}
+	}
+	for p, l := range lasts {
+		m := r.stores[p].meta
+		m.Next, m.LastHash = l.Offset+1, recordHash(l.Key, l.Value)
+		m.Keys += keys[p]
+		w.checkpoint(p, m)
+	}
+	if err := w.commit(); err != nil {
+		return err
+	}
+	for p, m := range w.metas {
+		r.stores[p].meta = m
+	}
+	return nil
 }
 
 // applyAssignments drains the group's events in order (drop revoked stores, restore assigned
@@ -1203,15 +1296,16 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 		})
 		fresh := map[int32]*store[S]{}
 		for _, p := range parts {
-			fresh[p] = newStore[S]()
 			delete(r.stores, p) // a re-assigned partition is restored anew: another owner may have written
 		}
 		began := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
-		// each store is written by one goroutine: put is never concurrent for the same partition
-		err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, runtime.GOMAXPROCS(0),
-			func(p int32, k, v []byte) { fresh[p].restorePut(k, v) }, r.m.RestoreProgress)
-		cancel()
+		var reports map[int32]restoreReport
+		var err error
+		if r.disk != nil {
+			reports, err = r.restoreDisk(ctx, parts, fresh)
+		} else {
+			reports, err = r.restoreMemory(ctx, parts, fresh)
+		}
 		if err != nil {
 			return fmt.Errorf("stage %s: restore partitions %v: %w", r.stage.Name, parts, err)
 		}
@@ -1237,12 +1331,49 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 			for _, t := range r.inputs {
 				resume[t] = append(resume[t], p)
 			}
-			r.m.StateSize(p, fresh[p].keys(), fresh[p].bytes)
+			r.m.StateSize(p, fresh[p].keys(), fresh[p].size())
 		}
 		cl.ResumeFetchPartitions(resume)
 		r.mu.Unlock()
-		r.log.Info("restored state", "partitions", parts, "keys", keys, "took", time.Since(began).Round(time.Millisecond))
+		var records int64
+		var full, tail []int32
+		for _, p := range parts {
+			records += reports[p].records
+			if reports[p].full {
+				full = append(full, p)
+			} else {
+				tail = append(tail, p)
+			}
+		}
+		mode := "memory"
+		if r.disk != nil {
+			mode = "disk"
+		}
+		r.log.Info("restored state", "partitions", parts, "keys", keys, "records", records, "store", mode,
+			"full", full, "tail", tail, "took", time.Since(began).Round(time.Millisecond))
 	}
+}
+
+// restoreMemory reads the partitions' whole changelog into fresh in-memory stores.
+func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fresh map[int32]*store[S]) (map[int32]restoreReport, error) {
+	counts := map[int32]*int64{}
+	for _, p := range parts {
+		fresh[p] = newStore[S]()
+		counts[p] = new(int64)
+	}
+	rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
+	defer cancel()
+	// each store is written by one goroutine: put is never concurrent for the same partition
+	err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, runtime.GOMAXPROCS(0),
+		func(p int32, k, v []byte) { fresh[p].restorePut(k, v); *counts[p]++ }, r.m.RestoreProgress)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]restoreReport{}
+	for _, p := range parts {
+		out[p] = restoreReport{records: *counts[p], full: true}
+	}
+	return out, nil
 }
 
 // sourceHeaders are the coordinates of an input, and the output's index among its outputs

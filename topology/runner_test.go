@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,14 +103,23 @@ type fixture struct {
 	prefix string
 	// immutable runs the stage with ImmutableState (decoded states kept between transactions)
 	immutable bool
+	// stateDir, if set, keeps the states in a persistent store there (Options.StateDir)
+	stateDir string
+	// log, if set, receives the runners' log lines
+	log *slog.Logger
 }
 
 // stateModes runs a test with the stage's states decoded afresh per transaction and with
 // decoded states kept (ImmutableState): the guarantees must not depend on it.
+// The third mode keeps the states in a persistent store (newFixture reads the variable).
 func stateModes(t *testing.T, test func(t *testing.T, immutable bool)) {
 	for _, immutable := range []bool{false, true} {
 		t.Run(fmt.Sprintf("immutable=%v", immutable), func(t *testing.T) { test(t, immutable) })
 	}
+	t.Run("disk", func(t *testing.T) {
+		t.Setenv("RETAILFLOW_TEST_STORE", "disk")
+		test(t, false)
+	})
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -133,7 +143,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	return &fixture{t: t, c: c, conn: conn, prod: prod, group: "g"}
+	f := &fixture{t: t, c: c, conn: conn, prod: prod, group: "g"}
+	if os.Getenv("RETAILFLOW_TEST_STORE") == "disk" {
+		f.stateDir = t.TempDir()
+	}
+	return f
 }
 
 // produce writes value to topic for key, on the key's partition (a stable function of the key).
@@ -150,9 +164,12 @@ func (f *fixture) produce(topic, key, value string) {
 func (f *fixture) options(instance string, m Metrics) Options {
 	var log *slog.Logger
 	conn := f.conn
-	if os.Getenv("RUNTIME_TEST_LOG") == "" {
+	switch {
+	case f.log != nil:
+		log = f.log
+	case os.Getenv("RUNTIME_TEST_LOG") == "":
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	} else {
+	default:
 		conn.Logger = slog.Default()
 	}
 	return Options{
@@ -160,8 +177,17 @@ func (f *fixture) options(instance string, m Metrics) Options {
 		TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second,
 		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
 		Parallelism: 2, // the concurrent decode and encode paths (go test -race)
-		Metrics:     m, Logger: log,
+		Metrics:     m, Logger: log, StateDir: f.instanceStateDir(instance),
 	}
+}
+
+// instanceStateDir is instance's persistent store directory ("" in memory mode): one per
+// instance, as one per pod.
+func (f *fixture) instanceStateDir(instance string) string {
+	if f.stateDir == "" {
+		return ""
+	}
+	return filepath.Join(f.stateDir, instance)
 }
 
 type running struct {

@@ -1,5 +1,11 @@
 package topology
 
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
 // store is the committed state of one partition: the changelog's latest value per key.
 //
 // A key lives in exactly one of two maps. raw holds changelog bytes not yet decoded: restore
@@ -11,12 +17,27 @@ package topology
 // go back to raw and are decoded again on their next use. Without ImmutableState every
 // committed state goes back to raw as its encoded bytes, and every transaction decodes a
 // fresh copy that no aborted transaction can have touched.
+//
+// With a persistent store (Options.StateDir) the bytes live on disk instead of in raw: disk is
+// the partition's part of the Runner's diskStore and raw stays empty; live is then only a
+// bounded cache of decoded states whose bytes are on disk. The runner writes committed states
+// to disk (applyOverlay), the store here only reads them.
 type store[S any] struct {
 	raw   map[string][]byte
 	live  map[string]liveState[S]
-	bytes int64  // sum of the changelog value sizes of every key (raw and live)
+	bytes int64  // sum of the changelog value sizes of every key (raw and live); memory mode only
 	arena []byte // restore copies values into chunks of it: one allocation per chunk, not per record
+
+	disk *diskStore // nil: memory mode
+	part int32
+	meta partMeta // disk mode: the checkpoint on disk (kept equal to it by the runner)
+	// disk mode: Pebble's estimate of the partition's bytes, refreshed at most every
+	// diskSizeEvery (it walks the LSM's file metadata: not for every commit)
+	diskSize   int64
+	diskSizeAt time.Time
 }
+
+const diskSizeEvery = 30 * time.Second
 
 // liveState is a decoded committed state and its changelog value.
 type liveState[S any] struct {
@@ -31,8 +52,41 @@ func newStore[S any]() *store[S] {
 	return &store[S]{raw: map[string][]byte{}, live: map[string]liveState[S]{}}
 }
 
+// newDiskStore is the store of partition p kept in d; m is its checkpoint on disk.
+func newDiskStore[S any](d *diskStore, p int32, m partMeta) *store[S] {
+	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m}
+}
+
 // keys is the number of keys with a state.
-func (s *store[S]) keys() int { return len(s.raw) + len(s.live) }
+func (s *store[S]) keys() int {
+	if s.disk != nil {
+		return int(s.meta.Keys)
+	}
+	return len(s.raw) + len(s.live)
+}
+
+// size is the approximate bytes of the partition's states: in memory, the sum of the changelog
+// value sizes; on disk, Pebble's estimate of its (compressed) files.
+func (s *store[S]) size() int64 {
+	if s.disk != nil {
+		if now := time.Now(); now.Sub(s.diskSizeAt) >= diskSizeEvery {
+			s.diskSize, s.diskSizeAt = s.disk.diskUsage(s.part), now
+		}
+		return s.diskSize
+	}
+	return s.bytes
+}
+
+// lookup returns key's committed bytes when it has no decoded state in live. The slice is the
+// store's (memory) or a copy (disk): the caller must not modify it. A disk read error is not the
+// record's fault: the caller stops.
+func (s *store[S]) lookup(key string) ([]byte, bool, error) {
+	if s.disk != nil {
+		return s.disk.get(s.part, key)
+	}
+	v, ok := s.raw[key]
+	return v, ok, nil
+}
 
 // restorePut applies one changelog record read during restore (value nil: tombstone).
 func (s *store[S]) restorePut(key, value []byte) {
@@ -92,6 +146,10 @@ func (s *store[S]) putLive(key string, state S, value []byte) {
 
 // promote moves a key decoded from raw into live (ImmutableState only), so it is decoded once.
 func (s *store[S]) promote(key string, state S) {
+	if s.disk != nil {
+		s.live[key] = liveState[S]{state: state}
+		return
+	}
 	if v, ok := s.raw[key]; ok {
 		delete(s.raw, key)
 		s.live[key] = liveState[S]{state: state, raw: v}
@@ -110,7 +168,9 @@ func (s *store[S]) bound(limit int) {
 			break
 		}
 		delete(s.live, k)
-		s.raw[k] = ls.raw
+		if s.disk == nil { // on disk the bytes are there already
+			s.raw[k] = ls.raw
+		}
 	}
 }
 
@@ -122,6 +182,10 @@ type pending[S any] struct {
 	op    StateOp // Keep: only read in this transaction; Put/Evict: write at commit
 	enc   []byte  // encoded state for Put: set when the changelog is prepared (or per event, see Runner.eagerEncode)
 	src   source  // the input that last changed the key
+	// existed: the key had a committed state when the transaction first read it (the
+	// persistent store's key count)
+	existed bool
+	out     *kgo.Record // the changelog record produced for the key (its offset once committed)
 }
 
 // source identifies an input record.

@@ -74,9 +74,19 @@ func (c Config) RunnerOptions() topology.Options {
 		MaxTxnDuration: c.Runtime.MaxTxnDuration, MaxBufferedRecords: c.Runtime.MaxBufferedRecords,
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
 		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
+		StateDir:    c.StateDir(),
+		State:       topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes},
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}
+}
+
+// StateDir is the persistent store's directory, "" in memory mode.
+func (c Config) StateDir() string {
+	if c.State.Mode != "pebble" {
+		return ""
+	}
+	return c.State.Dir
 }
 
 func runLedger(ctx context.Context, app *App, c Config) error {

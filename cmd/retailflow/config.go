@@ -31,6 +31,7 @@ type Config struct {
 	Registry   RegistryConfig   `mapstructure:"registry"`
 	ClickHouse ClickHouseConfig `mapstructure:"clickhouse"`
 	Runtime    RuntimeConfig    `mapstructure:"runtime"`
+	State      StateConfig      `mapstructure:"state"`
 	Sink       SinkConfig       `mapstructure:"sink"`
 	Policy     PolicyConfig     `mapstructure:"policy"`
 	Recon      ReconConfig      `mapstructure:"recon"`
@@ -142,6 +143,21 @@ type RuntimeConfig struct {
 	MaxEventSkew time.Duration `mapstructure:"max_event_skew"`
 }
 
+// StateConfig is where `run` keeps the order ledger's state (topology.Options.StateDir).
+type StateConfig struct {
+	// Mode: memory (every state in RAM, restored from the whole changelog at every start and
+	// assignment; tests and small installs) or pebble (a persistent store under dir: memory
+	// bounded by cache_bytes + 2 × memtable_bytes, restarts restore only the changelog's tail).
+	Mode string `mapstructure:"mode"`
+	// Dir holds the store (pebble mode): one directory per instance, on a volume that survives
+	// restarts (the chart's volumeClaimTemplate). Sized ≈ the instance's share of the
+	// changelog's compacted size (helm/README.md "State").
+	Dir string `mapstructure:"dir"`
+	// CacheBytes is Pebble's block cache; MemtableBytes one memtable (two at most).
+	CacheBytes    int64 `mapstructure:"cache_bytes"`
+	MemtableBytes int64 `mapstructure:"memtable_bytes"`
+}
+
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
 type SinkConfig struct {
 	Group        string        `mapstructure:"group"`
@@ -218,6 +234,7 @@ func DefaultConfig() Config {
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
+		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
 			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
@@ -372,6 +389,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.RebalanceTimeout < c.Runtime.SessionTimeout {
 		bad("runtime.rebalance_timeout", "must be at least runtime.session_timeout")
+	}
+	switch c.State.Mode {
+	case "memory":
+	case "pebble":
+		if c.State.Dir == "" {
+			bad("state.dir", "is required when state.mode is pebble (a directory on a volume only this instance uses)")
+		}
+		if c.State.CacheBytes < 1<<20 {
+			bad("state.cache_bytes", "must be at least 1 MiB, got %d", c.State.CacheBytes)
+		}
+		if c.State.MemtableBytes < 1<<20 || c.State.MemtableBytes > 1<<30 {
+			bad("state.memtable_bytes", "must be between 1 MiB and 1 GiB, got %d", c.State.MemtableBytes)
+		}
+	default:
+		bad("state.mode", "%q is not memory or pebble", c.State.Mode)
 	}
 	if c.Sink.Group == "" {
 		bad("sink.group", "must not be empty")

@@ -98,6 +98,10 @@ type ReadOptions struct {
 	// only up to the LSO). For verifiers that count what an aborted transaction wrote; every
 	// reader that acts on the records reads committed.
 	Uncommitted bool
+	// From, if set, starts a partition's read at From[p] instead of its log start when From[p]
+	// is later (a persistent store that only needs the tail after its checkpoint). Progress
+	// then counts the records of [From[p], end).
+	From map[int32]int64
 }
 
 // ErrUnknownTopic is wrapped by ReadToEnd's error when the topic does not exist.
@@ -133,6 +137,11 @@ func ReadToEnd(ctx context.Context, c Conn, topic string, o ReadOptions, fn func
 	admCl.Close()
 	if err != nil {
 		return err
+	}
+	for p, f := range o.From {
+		if s, ok := starts[p]; ok && f > s {
+			starts[p] = f
+		}
 	}
 	if len(partitions) == 0 {
 		return nil

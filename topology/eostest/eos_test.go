@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -58,6 +59,7 @@ func (c *counts) add(kills, rebalances, crashes int) {
 func run(t *testing.T, p params) {
 	began := time.Now()
 	pl := e2e.NewPipeline(t, "eos", p.partitions)
+	stateDir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	var rngMu sync.Mutex
 	intN := func(n int64) int64 { // the supervisor's restarts draw from it too
@@ -68,7 +70,11 @@ func run(t *testing.T, p params) {
 	var c counts
 	sup := &e2e.Supervisor{
 		Bin: pl.Binary("RETAILFLOW_BIN", "", "run"), LogDir: pl.LogDir,
-		Env:          func(s *e2e.Slot) []string { return pl.Env(s.ID) },
+		// each instance id keeps its persistent store across its restarts (a pod's volume)
+		Env: func(s *e2e.Slot) []string {
+			return append(pl.Env(s.ID), "RETAILFLOW_STATE_MODE=pebble",
+				"RETAILFLOW_STATE_DIR="+filepath.Join(stateDir, "state-"+s.ID))
+		},
 		RestartDelay: func() time.Duration { return time.Duration(300+intN(1200)) * time.Millisecond },
 		Errorf:       t.Errorf,
 		OnStart:      func(*e2e.Slot) { c.add(0, 1, 0) },

@@ -1,0 +1,444 @@
+// Command state benchmarks `retailflow run` with a large state on the real broker
+// (RETAILFLOW_KAFKA_BROKERS, default localhost:9092) and prints one line:
+//
+//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1
+//
+// It writes -orders final ledger states straight into a fresh changelog (computed offline with
+// the ledger from generated traffic, replicated under distinct keys: running the pipeline to
+// create 2 M states would take an hour here), and input traffic of -traffic-orders orders. Then:
+//
+//   - R: a `run --state.mode pebble` process starts on an empty state directory and restores the
+//     whole changelog (its "restored state" log line: records / took);
+//   - the same process drains the input traffic right after its full restore, while Pebble
+//     still compacts the restored data (after_full_restore_events_per_cpu_s);
+//   - A: SIGTERM, and a new process on the same directory: seconds from its start to its
+//     "restored state" line (a tail restore);
+//   - E: once that process is idle (Pebble has compacted what the full restore wrote), it drains
+//     new traffic of the same size: input events per CPU-second of the process, steady state;
+//   - B: more traffic is produced; once the group commits again the process is SIGKILLed
+//     mid-transaction; seconds from the next process's start to its "restored state" line;
+//   - M: the highest peak RSS (VmHWM) of those processes;
+//   - E0: a `--state.mode memory` process on a second topic set with -memory-orders states and
+//     the same traffic, events per CPU-second after its restore (a smaller state than the
+//     pebble run's, which favours memory: memory mode at 2 M states needs ≈3 GB of RAM).
+//
+// Usage: go build -o bin/retailflow ./cmd/retailflow && go run ./bench/state -bin bin/retailflow (make bench-state)
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/ledger"
+	"github.com/retailflow/retailflow/schemas"
+)
+
+var (
+	bin           = flag.String("bin", "bin/retailflow", "retailflow binary with the run command")
+	orders        = flag.Int("orders", 2_000_000, "final order states written to the changelog")
+	memoryOrders  = flag.Int("memory-orders", 200_000, "states of the memory-mode comparison run")
+	trafficOrders = flag.Int("traffic-orders", 20_000, "orders of input traffic drained by each run")
+	partitions    = flag.Int("partitions", 6, "partitions per topic")
+	dataDir       = flag.String("dir", "", "state directory (default: a temporary directory, removed at the end)")
+	cacheBytes    = flag.Int64("cache-bytes", 64<<20, "state.cache_bytes of the pebble runs")
+	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the process started after the SIGKILL (a tail restore, then the rest of the traffic: steady state)")
+)
+
+type env struct {
+	ctx   context.Context
+	conn  kafka.Conn
+	serde *schemas.Serde
+	adm   *kadm.Client
+}
+
+type topicSet struct {
+	names map[schemas.Topic]string
+	group string
+}
+
+func main() {
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	ctx := context.Background()
+	brokers := strings.Split(envOr("RETAILFLOW_KAFKA_BROKERS", "localhost:9092"), ",")
+	e := &env{ctx: ctx, conn: kafka.Conn{Brokers: brokers, Timeout: 10 * time.Second}}
+	must(kafka.Ping(ctx, e.conn))
+	cl, err := kgo.NewClient(e.conn.Options()...)
+	must(err)
+	defer cl.Close()
+	e.adm = kadm.NewClient(cl)
+	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	pebbleSet, memSet := e.topics("bstate-"+suffix), e.topics("bstatem-"+suffix)
+	e.serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(pebbleSet.names))
+	must(err)
+
+	dir := *dataDir
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "retailflow-bench-state-")
+		must(err)
+		defer os.RemoveAll(dir)
+	}
+	dir = filepath.Join(dir, "0")
+
+	samples := e.samples()
+	log.Printf("%d distinct final states as samples, %.0f bytes on average", len(samples), avg(samples))
+	e.writeStates(pebbleSet, *orders, samples)
+	tr, err := generate.Generate(generate.Options{Seed: 42, Orders: *trafficOrders})
+	must(err)
+	events := e.produce(pebbleSet, tr)
+	log.Printf("wrote %d states and %d input events", *orders, events)
+
+	var peak float64
+	// R and E: a full restore into an empty directory, then the drain.
+	p := e.start(pebbleSet, "pebble", dir, "")
+	rl := p.restored(30 * time.Minute)
+	cpu0 := cpuOf(p.cmd.Process.Pid)
+	fullRate := float64(rl.Records) / time.Duration(rl.Took).Seconds()
+	log.Printf("full restore: %d records in %s (%.0f records/s), full partitions %v", rl.Records, time.Duration(rl.Took), fullRate, rl.Full)
+	e.waitCaughtUp(pebbleSet, 30*time.Minute)
+	ePebble := float64(events) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
+	peak = max(peak, peakRSS(p.cmd.Process.Pid))
+	log.Printf("drained %d events: %.0f events per CPU-second; peak RSS so far %.0f MB", events, ePebble, peak/1e6)
+	p.stop(syscall.SIGTERM)
+
+	// A: clean restart.
+	p = e.start(pebbleSet, "pebble", dir, "")
+	rl = p.restored(10 * time.Minute)
+	clean := time.Since(p.began)
+	log.Printf("clean restart: ready after %s, restored %d records (tail %v, full %v)", clean.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
+	// E in steady state: new traffic on the restarted process (its store compacted in the
+	// background meanwhile, as a pod's does between restarts).
+	tr2, err := generate.Generate(generate.Options{Seed: 43, Orders: *trafficOrders})
+	must(err)
+	idle := waitIdle(p.cmd.Process.Pid, 10*time.Minute)
+	log.Printf("the restarted process went idle (Pebble's compaction of the restored data done) after %s", idle.Round(time.Second))
+	cpu0 = cpuOf(p.cmd.Process.Pid)
+	steadyEvents := e.produce(pebbleSet, tr2)
+	e.waitCaughtUp(pebbleSet, 30*time.Minute)
+	eSteady := float64(steadyEvents) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
+	log.Printf("steady state: drained %d events: %.0f events per CPU-second", steadyEvents, eSteady)
+	// B: SIGKILL mid-transaction while more traffic is processed.
+	committed := e.committedSum(pebbleSet)
+	tr3, err := generate.Generate(generate.Options{Seed: 44, Orders: *trafficOrders})
+	must(err)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.produce(pebbleSet, tr3) })
+	for e.committedSum(pebbleSet) == committed {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // well inside the drain: a transaction is open
+	peak = max(peak, peakRSS(p.cmd.Process.Pid))
+	p.stop(syscall.SIGKILL)
+	wg.Wait()
+	p = e.start(pebbleSet, "pebble", dir, *cpuProfile)
+	rl = p.restored(10 * time.Minute)
+	crash := time.Since(p.began)
+	log.Printf("crash restart: ready after %s, restored %d records (tail %v, full %v)", crash.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
+	e.waitCaughtUp(pebbleSet, 30*time.Minute)
+	peak = max(peak, peakRSS(p.cmd.Process.Pid))
+	p.stop(syscall.SIGTERM)
+
+	// E0: the memory store on the same traffic.
+	e.writeStates(memSet, *memoryOrders, samples)
+	e.produce(memSet, tr)
+	p = e.start(memSet, "memory", "", "")
+	rl = p.restored(30 * time.Minute)
+	log.Printf("memory mode: full restore of %d records in %s (%.0f records/s)", rl.Records, time.Duration(rl.Took), float64(rl.Records)/time.Duration(rl.Took).Seconds())
+	cpu0 = cpuOf(p.cmd.Process.Pid)
+	e.waitCaughtUp(memSet, 30*time.Minute)
+	eMemory := float64(len(tr.Records)) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
+	log.Printf("memory mode (%d states): %.0f events per CPU-second, peak RSS %.0f MB", *memoryOrders, eMemory, peakRSS(p.cmd.Process.Pid)/1e6)
+	p.stop(syscall.SIGTERM)
+
+	e.deleteTopics(pebbleSet, memSet)
+	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f after_full_restore_events_per_cpu_s=%.0f\n",
+		*orders, peak/1e6, clean.Seconds(), crash.Seconds(), fullRate, eSteady, eMemory, ePebble)
+}
+
+func (e *env) topics(prefix string) topicSet {
+	s := topicSet{names: map[schemas.Topic]string{}, group: prefix}
+	var specs []kafka.TopicSpec
+	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicChangelog, schemas.TopicDLQ) {
+		s.names[t] = prefix + "." + string(t)
+		specs = append(specs, kafka.TopicSpec{Name: s.names[t], Partitions: int32(*partitions), ReplicationFactor: 1,
+			Compacted: t == schemas.TopicChangelog, CoPartitioned: true})
+	}
+	_, err := kafka.EnsureTopics(e.ctx, e.conn, specs)
+	must(err)
+	return s
+}
+
+// deleteTopics deletes the sets' topics and those the runtime created beside them (re-route,
+// fingerprint).
+func (e *env) deleteTopics(sets ...topicSet) {
+	td, err := e.adm.ListTopics(e.ctx)
+	must(err)
+	var names []string
+	for _, n := range td.Names() {
+		for _, s := range sets {
+			if strings.HasPrefix(n, s.group+".") || strings.HasPrefix(n, s.group+"-") {
+				names = append(names, n)
+			}
+		}
+	}
+	_, _ = e.adm.DeleteTopics(e.ctx, names...)
+}
+
+// samples folds generated traffic through the ledger, as the processor does, and returns each
+// order's final state as its changelog bytes.
+func (e *env) samples() [][]byte {
+	tr, err := generate.Generate(generate.Options{Seed: 7, Orders: 2000})
+	must(err)
+	p := ledger.DefaultPolicy()
+	states := map[string]ledger.Ledger{}
+	var order []string
+	for _, r := range tr.Records {
+		if r.Event == nil {
+			continue
+		}
+		l, ok := states[r.Key]
+		if !ok {
+			l = ledger.New(r.Key)
+			order = append(order, r.Key)
+		}
+		if n, _, err := l.Apply(*r.Event, p); err == nil {
+			states[r.Key] = n
+		}
+	}
+	var out [][]byte
+	for _, k := range order {
+		b, err := ledger.EncodeState(e.serde, states[k])
+		must(err)
+		out = append(out, b)
+	}
+	return out
+}
+
+// writeStates writes n changelog records: the samples under distinct order ids, each on its
+// key's partition (murmur2, as the runtime), transactionally as the runtime writes them.
+func (e *env) writeStates(s topicSet, n int, samples [][]byte) {
+	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(100000), kgo.ProducerLinger(20*time.Millisecond),
+		kgo.TransactionalID(s.group+"-loader"), kgo.TransactionTimeout(60*time.Second))...)
+	must(err)
+	defer cl.Close()
+	const perTxn = 50000
+	began := time.Now()
+	for i := 0; i < n; i += perTxn {
+		must(cl.BeginTransaction())
+		for j := i; j < min(n, i+perTxn); j++ {
+			cl.Produce(e.ctx, &kgo.Record{Topic: s.names[schemas.TopicChangelog], Key: []byte("O-STATE-" + strconv.Itoa(j)), Value: samples[j%len(samples)]},
+				func(_ *kgo.Record, err error) { must(err) })
+		}
+		must(cl.Flush(e.ctx))
+		must(cl.EndTransaction(e.ctx, kgo.TryCommit))
+	}
+	log.Printf("wrote %d states to %s in %s", n, s.names[schemas.TopicChangelog], time.Since(began).Round(time.Millisecond))
+}
+
+func (e *env) produce(s topicSet, tr *generate.Traffic) int {
+	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
+	must(err)
+	defer cl.Close()
+	for _, r := range tr.Records {
+		value := r.Raw
+		if r.Event != nil {
+			value, err = e.serde.EncodeEvent(r.Topic, r.Event)
+			must(err)
+		}
+		cl.Produce(e.ctx, &kgo.Record{Topic: s.names[r.Topic], Key: []byte(r.Key), Value: value}, func(_ *kgo.Record, err error) { must(err) })
+	}
+	must(cl.Flush(e.ctx))
+	return len(tr.Records)
+}
+
+type proc struct {
+	cmd   *exec.Cmd
+	began time.Time
+	lines chan restoredLine
+	done  chan struct{}
+}
+
+type restoredLine struct {
+	Records int64   `json:"records"`
+	Keys    int64   `json:"keys"`
+	Took    int64   `json:"took"`
+	Full    []int32 `json:"full"`
+	Tail    []int32 `json:"tail"`
+}
+
+func (e *env) start(s topicSet, mode, dir, profile string) *proc {
+	args := []string{"run", "--instance-id", "0"}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
+	cmd := exec.Command(*bin, args...)
+	cmd.Env = append(os.Environ(),
+		"RETAILFLOW_TOPICS_ORDERS="+s.names[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+s.names[schemas.TopicShipments],
+		"RETAILFLOW_TOPICS_RETURNS="+s.names[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+s.names[schemas.TopicLoyalty],
+		"RETAILFLOW_TOPICS_ERP="+s.names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+s.names[schemas.TopicCommands],
+		"RETAILFLOW_TOPICS_CHANGELOG="+s.names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+s.names[schemas.TopicDLQ],
+		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+s.group,
+		"RETAILFLOW_STATE_MODE="+mode, "RETAILFLOW_STATE_DIR="+dir, "RETAILFLOW_STATE_CACHE_BYTES="+strconv.FormatInt(*cacheBytes, 10),
+		"RETAILFLOW_LOG_LEVEL=info", "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	p := &proc{cmd: cmd, lines: make(chan restoredLine, 16), done: make(chan struct{})}
+	p.began = time.Now()
+	must(cmd.Start())
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.Contains(line, `"restored state"`):
+				var rl restoredLine
+				must(json.Unmarshal(sc.Bytes(), &rl))
+				p.lines <- rl
+			case strings.Contains(line, `"level":"ERROR"`), strings.Contains(line, `"level":"WARN"`):
+				log.Printf("run: %s", line)
+			}
+		}
+	}()
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// restored waits for the process's "restored state" line.
+func (p *proc) restored(limit time.Duration) restoredLine {
+	select {
+	case rl := <-p.lines:
+		return rl
+	case <-p.done:
+		log.Fatal("the run process exited before it restored its state")
+	case <-time.After(limit):
+		log.Fatal("no restored state line")
+	}
+	return restoredLine{}
+}
+
+func (p *proc) stop(sig syscall.Signal) {
+	must(p.cmd.Process.Signal(sig))
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		log.Fatal("the run process did not stop")
+	}
+}
+
+// committedSum is the sum of the group's committed input offsets.
+func (e *env) committedSum(s topicSet) int64 {
+	com, err := e.adm.FetchOffsets(e.ctx, s.group)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	com.Each(func(o kadm.OffsetResponse) { n += o.At })
+	return n
+}
+
+func (e *env) waitCaughtUp(s topicSet, limit time.Duration) {
+	var in []string
+	for _, t := range schemas.InputTopics {
+		in = append(in, s.names[t])
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ends, err1 := e.adm.ListEndOffsets(e.ctx, in...)
+		com, err2 := e.adm.FetchOffsets(e.ctx, s.group)
+		if err1 == nil && err2 == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := com.Lookup(o.Topic, o.Partition); (!ok && o.Offset > 0) || ok && c.At < o.Offset {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Fatal("not caught up")
+}
+
+// waitIdle waits until the process uses less than 5 % of a core over 2 s (no background
+// compaction left) and returns how long that took.
+func waitIdle(pid int, limit time.Duration) time.Duration {
+	began := time.Now()
+	for time.Since(began) < limit {
+		c := cpuOf(pid)
+		time.Sleep(2 * time.Second)
+		if cpuOf(pid)-c < 100*time.Millisecond {
+			break
+		}
+	}
+	return time.Since(began)
+}
+
+// cpuOf is the user+system CPU time a live process has used (Linux /proc).
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(err)
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
+}
+
+// peakRSS is the peak resident set size of a live process in bytes (Linux /proc VmHWM).
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			must(err)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func avg(bs [][]byte) float64 {
+	var n int
+	for _, b := range bs {
+		n += len(b)
+	}
+	return float64(n) / float64(len(bs))
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestStateConfigErrorsNameTheKey: the state section is checked at load time, each mistake named
+// by its key, and a valid pebble section reaches the runner's options.
+func TestStateConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad mode", map[string]string{"RETAILFLOW_STATE_MODE": "rocksdb"}, `state.mode: "rocksdb" is not memory or pebble`},
+		{"pebble without dir", map[string]string{"RETAILFLOW_STATE_MODE": "pebble"}, "state.dir: is required when state.mode is pebble"},
+		{"tiny cache", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_CACHE_BYTES": "1000"}, "state.cache_bytes"},
+		{"huge memtable", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_MEMTABLE_BYTES": "4294967296"}, "state.memtable_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, stderr, code := runCLI(t, "", "config")
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 1 naming %q", code, stderr, tc.want)
+			}
+		})
+	}
+	t.Setenv("RETAILFLOW_STATE_MODE", "pebble")
+	t.Setenv("RETAILFLOW_STATE_DIR", "/var/lib/retailflow/state")
+	c, err := LoadConfig("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.RunnerOptions()
+	if o.StateDir != "/var/lib/retailflow/state" || o.State.CacheBytes != 64<<20 || o.State.MemtableBytes != 32<<20 {
+		t.Errorf("runner options: dir %q, %+v", o.StateDir, o.State)
+	}
+	t.Setenv("RETAILFLOW_STATE_MODE", "memory")
+	if c, err = LoadConfig("", nil); err != nil || c.RunnerOptions().StateDir != "" {
+		t.Errorf("memory mode: dir %q (%v), want none", c.RunnerOptions().StateDir, err)
+	}
+}

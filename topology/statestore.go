@@ -1,0 +1,405 @@
+package topology
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// diskStore is the persistent store of one Runner: one Pebble database under
+// Options.StateDir holding, per (stage, partition), the committed changelog value of every key
+// and a checkpoint: the changelog offset the partition's values cover, written in the same
+// Pebble batch as the values (atomically). It is generic over the stage's state: it keeps
+// changelog bytes, never decoded states.
+//
+// What it may hold, and why it can be trusted (DESIGN.md "Persistent state"):
+//   - only state of committed transactions: the runner writes a transaction's states after End
+//     reported the commit (never the overlay of an open transaction), so the store is never
+//     ahead of the changelog by an aborted transaction's writes (the failure KIP-892 fixes in
+//     Kafka Streams, whose RocksDB received uncommitted writes);
+//   - a restore writes changelog records (read_committed) with the checkpoint of the last one in
+//     each batch, so a process killed mid-restore resumes from its last batch;
+//   - writes use pebble.NoSync: the WAL reaches the OS at once (a SIGKILL loses nothing) and an
+//     OS crash can only lose a suffix of batches, which leaves an older checkpoint with the values
+//     it covers: a store behind the changelog, which the tail restore completes.
+//
+// On assignment the runner validates each partition against the changelog (validate) and reads
+// only the tail after the checkpoint; anything it cannot vouch for is wiped and restored fully.
+//
+// Safe for concurrent use by the restore's goroutines (one per partition) and the run loop.
+type diskStore struct {
+	db    *pebble.DB
+	dir   string
+	stage string
+}
+
+// DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
+// only memory that grows with the data, and both are bounded here.
+type DiskOptions struct {
+	// CacheBytes is Pebble's block cache (uncompressed blocks of recently read keys); zero means 64 MiB.
+	CacheBytes int64
+	// MemtableBytes is the size of one memtable (writes before they are flushed to an sstable);
+	// at most two are held at once. Zero means 32 MiB.
+	MemtableBytes int64
+}
+
+// pebbleLogger sends Pebble's own log lines to slog (errors and fatal only at warn/error).
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Warn("pebble: " + fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
+}
+
+// openDiskStore opens (creating it if need be) the store under dir for stage. A second process
+// on the same dir fails here (Pebble's LOCK file).
+func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskStore, error) {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 64 << 20
+	}
+	if o.MemtableBytes <= 0 {
+		o.MemtableBytes = 32 << 20
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state store %s: %w", dir, err)
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                uint64(o.MemtableBytes),
+		MemTableStopWritesThreshold: 2,
+		MaxOpenFiles:                1000,
+		Logger:                      pebbleLogger{log},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // a Get of a new order (a miss) reads no block
+	}
+	// Pebble's fastest block compression (MinLZ on amd64, Snappy on arm64) rather than its
+	// default Snappy everywhere: compactions recompress everything they rewrite. With no
+	// compression at all the CPU per event was no lower (bench/RESULTS.md).
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	opts.EnsureDefaults()
+	db, err := pebble.Open(filepath.Clean(dir), opts)
+	if err != nil {
+		return nil, fmt.Errorf("state store %s: open: %w (state.dir must be a directory only this process uses)", dir, err)
+	}
+	return &diskStore{db: db, dir: dir, stage: stage}, nil
+}
+
+func (d *diskStore) close() error {
+	if err := d.db.Close(); err != nil {
+		return fmt.Errorf("state store %s: close: %w", d.dir, err)
+	}
+	return nil
+}
+
+// Key layout: 'd' stage 0x00 partition(4, big endian) key → changelog value of key;
+// 'm' stage 0x00 partition(4) → the partition's checkpoint (partMeta).
+func (d *diskStore) prefix(kind byte, p int32) []byte {
+	b := make([]byte, 0, 1+len(d.stage)+1+4+32)
+	b = append(b, kind)
+	b = append(b, d.stage...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint32(b, uint32(p))
+}
+
+func (d *diskStore) dataKey(p int32, key string) []byte { return append(d.prefix('d', p), key...) }
+func (d *diskStore) metaKey(p int32) []byte             { return d.prefix('m', p) }
+
+// partMeta is a partition's checkpoint: the store holds the changelog's state as of every
+// record before Next (of the changelog topic incarnation TopicID); LastHash identifies the
+// record at Next-1, the last one applied, so a changelog whose history differs there
+// (truncated and re-written, an unclean leader election) is detected. Keys counts the keys
+// (exact after commits and tail restores; after a full restore a key whose uncompacted history
+// spans restore batches counts once per batch until it is next written).
+type partMeta struct {
+	TopicID  [16]byte
+	Next     int64
+	LastHash uint64
+	Keys     int64
+}
+
+const metaVersion = 1
+
+func (m partMeta) encode() []byte {
+	b := make([]byte, 0, 1+16+8+8+8)
+	b = append(b, metaVersion)
+	b = append(b, m.TopicID[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Next))
+	b = binary.BigEndian.AppendUint64(b, m.LastHash)
+	return binary.BigEndian.AppendUint64(b, uint64(m.Keys))
+}
+
+func decodeMeta(b []byte) (partMeta, error) {
+	var m partMeta
+	if len(b) != 1+16+24 || b[0] != metaVersion {
+		return m, fmt.Errorf("checkpoint record of %d bytes, version %d: not written by this version", len(b), b[0])
+	}
+	copy(m.TopicID[:], b[1:17])
+	m.Next = int64(binary.BigEndian.Uint64(b[17:]))
+	m.LastHash = binary.BigEndian.Uint64(b[25:])
+	m.Keys = int64(binary.BigEndian.Uint64(b[33:]))
+	return m, nil
+}
+
+// recordHash identifies a changelog record by its key and value (nil value: tombstone).
+func recordHash(key, value []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(key)
+	if value == nil {
+		h.Write([]byte{0xff, 0})
+	} else {
+		h.Write([]byte{0xff, 1})
+		h.Write(value)
+	}
+	return h.Sum64()
+}
+
+// meta reads p's checkpoint; ok is false when the partition has none (never restored here, or
+// wiped, or a restore into it never completed its first batch).
+func (d *diskStore) meta(p int32) (m partMeta, ok bool, err error) {
+	v, closer, err := d.db.Get(d.metaKey(p))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("state store %s: partition %d checkpoint: %w", d.dir, p, err)
+	}
+	defer closer.Close()
+	m, err = decodeMeta(v)
+	if err != nil {
+		// unreadable: the caller wipes and restores, as for any checkpoint it cannot trust
+		return m, false, nil
+	}
+	return m, true, nil
+}
+
+// get returns a copy of key's value in partition p.
+func (d *diskStore) get(p int32, key string) ([]byte, bool, error) {
+	v, closer, err := d.db.Get(d.dataKey(p, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state store %s: partition %d key %q: %w", d.dir, p, key, err)
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, true, nil
+}
+
+// exists reports whether key has a value in p.
+func (d *diskStore) exists(p int32, key []byte) (bool, error) {
+	k := append(d.prefix('d', p), key...)
+	_, closer, err := d.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state store %s: partition %d: %w", d.dir, p, err)
+	}
+	closer.Close()
+	return true, nil
+}
+
+// wipe deletes p's values and checkpoint in one batch: the partition is then restored fully.
+func (d *diskStore) wipe(p int32) error {
+	b := d.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(d.prefix('d', p), d.prefix('d', p+1), nil); err != nil {
+		return err
+	}
+	if err := b.Delete(d.metaKey(p), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state store %s: wipe partition %d: %w", d.dir, p, err)
+	}
+	return nil
+}
+
+// diskUsage estimates the bytes p's values take on disk (compressed), for the state-size metric.
+func (d *diskStore) diskUsage(p int32) int64 {
+	n, err := d.db.EstimateDiskUsage(d.prefix('d', p), d.prefix('d', p+1))
+	if err != nil {
+		return 0
+	}
+	return int64(n)
+}
+
+// txnWrite is one transaction's writes to a persistent store: values and, per partition, the
+// checkpoint after the last changelog record the transaction wrote there. commit applies it
+// atomically.
+type txnWrite struct {
+	d     *diskStore
+	b     *pebble.Batch
+	metas map[int32]partMeta
+}
+
+func (d *diskStore) newTxnWrite() *txnWrite {
+	return &txnWrite{d: d, b: d.db.NewBatch(), metas: map[int32]partMeta{}}
+}
+
+func (w *txnWrite) set(p int32, key string, value []byte) error {
+	return w.b.Set(w.d.dataKey(p, key), value, nil)
+}
+
+func (w *txnWrite) delete(p int32, key string) error {
+	return w.b.Delete(w.d.dataKey(p, key), nil)
+}
+
+func (w *txnWrite) checkpoint(p int32, m partMeta) { w.metas[p] = m }
+
+// commit writes the values and checkpoints in one Pebble batch, then releases the batch.
+func (w *txnWrite) commit() error {
+	defer w.b.Close()
+	for p, m := range w.metas {
+		if err := w.b.Set(w.d.metaKey(p), m.encode(), nil); err != nil {
+			return err
+		}
+	}
+	if err := w.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state store %s: write committed states: %w", w.d.dir, err)
+	}
+	return nil
+}
+
+func (w *txnWrite) discard() { w.b.Close() }
+
+// restoreWriter applies one partition's changelog records during a restore, in batches of
+// restoreBatchBytes, each with the checkpoint of its last record. Used by one goroutine.
+type restoreWriter struct {
+	d       *diskStore
+	p       int32
+	meta    partMeta
+	b       *pebble.Batch
+	inBatch map[string]bool // keys written in the open batch → present after it
+	// exact: look up whether a key exists before counting it (a tail restore, a few records);
+	// a full restore into an empty partition does not (see partMeta.Keys)
+	exact bool
+	read  int64 // data records applied
+	// the last record applied, hashed into the checkpoint at flush (hashing every record cost
+	// a tenth of a restore); they alias fetch buffers, which franz-go never reuses
+	lastKey, lastValue []byte
+}
+
+// restoreBatchBytes bounds one restore batch: large enough that a commit costs nothing per
+// record, small next to the memtable so a batch never stalls on a flush alone.
+const restoreBatchBytes = 4 << 20
+
+func (d *diskStore) newRestoreWriter(p int32, m partMeta, exact bool) *restoreWriter {
+	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact}
+}
+
+func (w *restoreWriter) put(offset int64, key, value []byte) error {
+	present, seen := w.inBatch[string(key)]
+	if !seen {
+		if w.exact {
+			var err error
+			if present, err = w.d.exists(w.p, key); err != nil {
+				return err
+			}
+		} else {
+			present = false
+		}
+	}
+	k := w.d.dataKey(w.p, string(key))
+	if value == nil {
+		if present {
+			w.meta.Keys--
+		}
+		if err := w.b.Delete(k, nil); err != nil {
+			return err
+		}
+	} else {
+		if !present {
+			w.meta.Keys++
+		}
+		if err := w.b.Set(k, value, nil); err != nil {
+			return err
+		}
+	}
+	w.inBatch[string(key)] = value != nil
+	w.meta.Next = offset + 1
+	w.lastKey, w.lastValue = key, value
+	w.read++
+	if w.b.Len() >= restoreBatchBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush commits the open batch with the checkpoint of its last record.
+func (w *restoreWriter) flush() error {
+	if w.lastKey != nil {
+		w.meta.LastHash = recordHash(w.lastKey, w.lastValue)
+		w.lastKey, w.lastValue = nil, nil
+	}
+	if err := w.b.Set(w.d.metaKey(w.p), w.meta.encode(), nil); err != nil {
+		return err
+	}
+	if err := w.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state store %s: restore partition %d: %w", w.d.dir, w.p, err)
+	}
+	w.b.Close()
+	w.b = w.d.db.NewBatch()
+	clear(w.inBatch)
+	return nil
+}
+
+func (w *restoreWriter) close() { w.b.Close() }
+
+// ScanStore reads the persistent store under dir (of a stopped runner: the directory is locked
+// while one runs) and calls fn with every key of stage and its committed changelog value, per
+// partition in key order, and checkpoints with each partition's changelog offset (the next
+// offset to read) and key count. For tests, benchmarks and an operator's inspection.
+func ScanStore(dir, stage string, fn func(partition int32, key, value []byte) error, checkpoint func(partition int32, next, keys int64)) error {
+	d, err := openDiskStore(dir, stage, DiskOptions{CacheBytes: 8 << 20, MemtableBytes: 4 << 20}, slog.Default())
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'d'}, UpperBound: []byte{'e'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	pre := len(d.prefix('d', 0))
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) < pre || !bytes.Equal(k[:pre-4], d.prefix('d', 0)[:pre-4]) {
+			continue // another stage's key
+		}
+		if err := fn(int32(binary.BigEndian.Uint32(k[pre-4:pre])), k[pre:], it.Value()); err != nil {
+			return err
+		}
+	}
+	if checkpoint != nil {
+		mit, err := d.db.NewIter(&pebble.IterOptions{LowerBound: d.prefix('m', 0), UpperBound: append(d.prefix('m', -1)[:pre-4], 0xff, 0xff, 0xff, 0xff, 0xff)})
+		if err != nil {
+			return err
+		}
+		defer mit.Close()
+		for mit.First(); mit.Valid(); mit.Next() {
+			if m, err := decodeMeta(mit.Value()); err == nil {
+				checkpoint(int32(binary.BigEndian.Uint32(mit.Key()[pre-4:])), m.Next, m.Keys)
+			}
+		}
+	}
+	return it.Error()
+}
