@@ -43,12 +43,12 @@ type Options struct {
 	// transaction stays well inside TransactionTimeout and a rebalance waits little.
 	MaxRecordsPerTxn int
 	MaxTxnDuration   time.Duration
-	// MinTxnDuration is how long a transaction keeps waiting for records once the consumer has
-	// caught up (with a backlog it grows to MaxRecordsPerTxn or MaxTxnDuration); zero means
-	// MaxTxnDuration / 8. A shorter floor lowers the latency of a record but raises the commit
-	// rate (every commit writes markers to each partition it touched). On the benchmark host,
-	// MaxTxnDuration/8 against MaxTxnDuration: p50 49 ms against 126 ms, p99 305 against 250 ms
-	// (medians of 3, within the noise), same throughput (bench/RESULTS.md).
+	// MinTxnDuration is the length of a transaction without a backlog (fewer than
+	// MaxRecordsPerTxn records waiting, in the client's buffer or not yet fetched): it takes
+	// what arrives within MinTxnDuration of its start, then commits; with a backlog it grows to
+	// MaxRecordsPerTxn or MaxTxnDuration. Zero means MaxTxnDuration / 8. A shorter window
+	// lowers the latency of a record but raises the commit rate (every commit writes markers
+	// to each partition it touched); bench/RESULTS.md has the measurements.
 	MinTxnDuration time.Duration
 	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
 	MaxBufferedRecords int
@@ -632,7 +632,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	began := time.Now()
 	deadline := began.Add(r.o.MaxTxnDuration)
 	for {
-		behind := backlog(fs)
+		// a backlog is a full transaction's worth of records already waiting (buffered in the
+		// client or not yet fetched): the few that arrived while the last batch was processed
+		// are not one
+		behind := backlog(fs)+sess.Client().BufferedFetchRecords() >= int64(r.o.MaxRecordsPerTxn)
 		r.decodeBatch(fs)
 		for i, rec := range r.batch {
 			if failure = r.process(pctx, sess, rec, &r.decoded[i]); failure != nil {
@@ -647,21 +650,20 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 			break
 		}
 		// With a backlog the transaction grows to its bounds, waiting for the next fetch if
-		// need be: fewer, larger transactions cost less per record. Once caught up it waits for
-		// more only until MinTxnDuration, then goes on only with records already buffered (a
-		// nil context makes kgo return them without waiting) and otherwise ends, instead of
-		// waiting out MaxTxnDuration for a trickle, which was most of a record's latency at
-		// low rates.
+		// need be: fewer, larger transactions cost less per record. Without one it is sized
+		// for latency: it takes what arrives within MinTxnDuration of its start and then
+		// commits, even if more records are buffered by then (they open the next one). A
+		// caught-up transaction that went on while records kept trickling in lasted
+		// MaxTxnDuration at every steady input rate, which was most of a record's latency.
 		if !behind {
 			left = time.Until(began.Add(r.o.MinTxnDuration))
+			if left <= 0 {
+				break
+			}
 		}
-		if left > 0 {
-			qctx, cancel := context.WithTimeout(ctx, left)
-			fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
-			cancel()
-		} else {
-			fs = sess.PollRecords(nil, r.o.MaxRecordsPerTxn-t.records) //nolint:staticcheck // nil: do not wait (kgo.Client.PollRecords)
-		}
+		qctx, cancel := context.WithTimeout(ctx, left)
+		fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
+		cancel()
 		if fs.IsClientClosed() {
 			break
 		}
@@ -729,14 +731,15 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 }
 
-// backlog reports whether a partition in fs has more committed records than fs carries: its
-// last stable offset is beyond the last polled record by more than one (one offset is left
-// for the commit marker of a transactional producer). It only steers the transaction's size.
-func backlog(fs kgo.Fetches) bool {
-	behind := false
+// backlog is how many committed records the partitions in fs have beyond the records fs
+// carries: each partition's last stable offset minus its last polled record's offset + 1,
+// less one (one offset is left for the commit marker of a transactional producer). It only
+// steers the transaction's size.
+func backlog(fs kgo.Fetches) int64 {
+	var behind int64
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if n := len(fp.Records); n > 0 && fp.LastStableOffset-(fp.Records[n-1].Offset+1) > 1 {
-			behind = true
+		if n := len(fp.Records); n > 0 {
+			behind += max(0, fp.LastStableOffset-(fp.Records[n-1].Offset+1)-1)
 		}
 	})
 	return behind

@@ -420,6 +420,10 @@ func (e *env) latency(tr *generate.Traffic) []time.Duration {
 	cancel()
 	<-done
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	if n := len(lats); n > 0 {
+		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, lats[n/2], lats[n*9/10], lats[n*95/100],
+			lats[n*99/100], lats[n*999/1000], lats[n-1])
+	}
 	return lats
 }
 
