@@ -772,7 +772,7 @@ func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
 	}
 	relative := maxSkew > 0 && !recordTime.IsZero() && recordTime.After(MinEventTime)
 	limit := recordTime.Add(maxSkew)
-	visit := func(path []byte, field string, t time.Time) {
+	visit := func(path, field []byte, t time.Time) {
 		if t.IsZero() {
 			return // required times are Validate's
 		}
@@ -780,21 +780,25 @@ func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
 			add(string(path), "%s is outside %d–%d (ClickHouse DateTime)", t.UTC().Format(time.RFC3339), MinEventTime.Year(), MaxEventTime.Year())
 			return
 		}
-		if relative && !futureByDesign[field] && t.After(limit) {
+		if relative && !futureByDesign[string(field)] && t.After(limit) {
 			add(string(path), "%s is %s after the record's timestamp %s (allowed skew %s)", t.UTC().Format(time.RFC3339),
 				t.Sub(recordTime).Round(time.Second), recordTime.UTC().Format(time.RFC3339), maxSkew)
 		}
 	}
-	var buf [96]byte
-	visit(append(buf[:0], "occurred_at"...), "occurred_at", e.OccurredAt)
-	visit(append(buf[:0], "published_at"...), "published_at", e.PublishedAt)
+	bp := timePaths.Get().(*[]byte)
+	defer timePaths.Put(bp)
+	buf := (*bp)[:0]
+	p := append(buf[:0], "occurred_at"...)
+	visit(p, p, e.OccurredAt)
+	p = append(buf[:0], "published_at"...)
+	visit(p, p, e.PublishedAt)
 	if maxSkew > 0 && !e.PublishedAt.IsZero() && e.OccurredAt.After(e.PublishedAt.Add(maxSkew)) {
 		add("occurred_at", "%s is %s after published_at %s (allowed skew %s)", e.OccurredAt.UTC().Format(time.RFC3339),
 			e.OccurredAt.Sub(e.PublishedAt).Round(time.Second), e.PublishedAt.UTC().Format(time.RFC3339), maxSkew)
 	}
 	if b, n := e.setBody(); n == 1 {
 		body := reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key))
-		walkTimes(append(buf[:0], b.key...), body, visit)
+		*bp = walkTimes(append(buf[:0], b.key...), body, visit)[:0] // keep what it grew to
 	}
 	if len(problems) == 0 {
 		return nil
@@ -806,7 +810,7 @@ func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
 // with its path in the JSON form and its json field name. The path is a buffer reused along the
 // walk (valid only during the call: visit copies it when it keeps it), and the fields of a type
 // are listed once (timeFieldsOf), so the walk allocates nothing for a well-formed event.
-func walkTimes(path []byte, v reflect.Value, visit func(path []byte, field string, t time.Time)) []byte {
+func walkTimes(path []byte, v reflect.Value, visit func(path, field []byte, t time.Time)) []byte {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if !v.IsNil() {
@@ -824,7 +828,13 @@ func walkTimes(path []byte, v reflect.Value, visit func(path []byte, field strin
 	case reflect.Struct:
 		if v.Type() == timeType {
 			field := path[bytes.LastIndexByte(path, '.')+1:]
-			visit(path, string(field), v.Interface().(time.Time))
+			var t time.Time
+			if v.CanAddr() {
+				t = *v.Addr().Interface().(*time.Time) // no copy of the struct into an interface
+			} else {
+				t = v.Interface().(time.Time)
+			}
+			visit(path, field, t)
 			return path
 		}
 		n := len(path)
@@ -845,6 +855,9 @@ type timeField struct {
 }
 
 var timeFieldCache sync.Map // reflect.Type → []timeField
+
+// timePaths are CheckTimes' path buffers (the walk's path outlives a stack frame).
+var timePaths = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
 func timeFieldsOf(t reflect.Type) []timeField {
 	if fs, ok := timeFieldCache.Load(t); ok {
