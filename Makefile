@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger fmt vet clean
+.PHONY: build up down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -72,13 +72,19 @@ chaos: up
 	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
-bench: bench-ledger bench-runtime
+bench: bench-ledger bench-runtime bench-sink
 
 bench-ledger:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./processors/ledger ./schemas
 
+# Each prints a Markdown section for bench/RESULTS.md and ends with one summary line
+# (`runtime: events_per_cpu_s=…`, `sink: rows_per_cpu_s=…`); BENCH_FLAGS adds flags, e.g.
+# BENCH_FLAGS='-restore-orders 0' skips the restore run.
 bench-runtime: build up
-	$(GO) run ./bench/runtime -bin $(BIN)
+	$(GO) run ./bench/runtime -bin $(BIN) $(BENCH_FLAGS)
+
+bench-sink: up
+	$(GO) run ./bench/sink -orders 10000 -latency-events 300 -rate 20 $(BENCH_FLAGS)
 
 demo: build up
 	infra/demo.sh
