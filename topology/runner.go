@@ -44,12 +44,13 @@ type Options struct {
 	// transaction stays well inside TransactionTimeout and a rebalance waits little.
 	MaxRecordsPerTxn int
 	MaxTxnDuration   time.Duration
-	// MinTxnDuration is the length of a transaction without a backlog (fewer than
-	// MaxRecordsPerTxn records waiting, in the client's buffer or not yet fetched): it takes
-	// what arrives within MinTxnDuration of its start, then commits; with a backlog it grows to
-	// MaxRecordsPerTxn or MaxTxnDuration. Zero means MaxTxnDuration / 8. A shorter window
-	// lowers the latency of a record but raises the commit rate (every commit writes markers
-	// to each partition it touched); bench/RESULTS.md has the measurements.
+	// MinTxnDuration sizes a transaction without a backlog (fewer than MaxRecordsPerTxn/4
+	// records waiting, in the client's buffer or not yet fetched): it waits for records until
+	// MinTxnDuration after its start, then takes only what is already buffered, and commits
+	// at the latest at 2 × MinTxnDuration; with a backlog it grows to MaxRecordsPerTxn or
+	// MaxTxnDuration. Zero means MaxTxnDuration / 8. A shorter window lowers the latency of a
+	// record but raises the commit rate (every commit writes markers to each partition it
+	// touched); bench/RESULTS.md has the measurements.
 	MinTxnDuration time.Duration
 	// MaxBufferedRecords bounds the producer buffer; Produce blocks when it is full.
 	MaxBufferedRecords int
@@ -685,10 +686,10 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	began := time.Now()
 	deadline := began.Add(r.o.MaxTxnDuration)
 	for {
-		// a backlog is a full transaction's worth of records already waiting (buffered in the
-		// client or not yet fetched): the few that arrived while the last batch was processed
-		// are not one
-		behind := backlog(fs)+sess.Client().BufferedFetchRecords() >= int64(r.o.MaxRecordsPerTxn)
+		// a backlog is a quarter of a full transaction's worth of records already waiting
+		// (buffered in the client or not yet fetched): the few that arrived while the last
+		// batch was processed are not one
+		behind := backlog(fs)+sess.Client().BufferedFetchRecords() >= int64(max(1, r.o.MaxRecordsPerTxn/4))
 		r.decodeBatch(fs)
 		for i, rec := range r.batch {
 			if failure = r.process(pctx, sess, rec, &r.decoded[i]); failure != nil {
@@ -704,19 +705,25 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 		}
 		// With a backlog the transaction grows to its bounds, waiting for the next fetch if
 		// need be: fewer, larger transactions cost less per record. Without one it is sized
-		// for latency: it takes what arrives within MinTxnDuration of its start and then
-		// commits, even if more records are buffered by then (they open the next one). A
-		// caught-up transaction that went on while records kept trickling in lasted
-		// MaxTxnDuration at every steady input rate, which was most of a record's latency.
+		// for latency: it waits for records until MinTxnDuration after its start, then takes
+		// only records already buffered (a nil context makes kgo return them without waiting),
+		// and commits when there are none or at 2 × MinTxnDuration. Before, a caught-up
+		// transaction went on while records kept trickling in, to MaxTxnDuration (200 ms) at
+		// every steady input rate; ending strictly at MinTxnDuration instead measured worse
+		// (more commits, each a few broker round trips: bench/RESULTS.md).
 		if !behind {
 			left = time.Until(began.Add(r.o.MinTxnDuration))
-			if left <= 0 {
+			if left <= 0 && time.Since(began) >= 2*r.o.MinTxnDuration {
 				break
 			}
 		}
-		qctx, cancel := context.WithTimeout(ctx, left)
-		fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
-		cancel()
+		if left > 0 {
+			qctx, cancel := context.WithTimeout(ctx, left)
+			fs = sess.PollRecords(qctx, r.o.MaxRecordsPerTxn-t.records)
+			cancel()
+		} else {
+			fs = sess.PollRecords(nil, r.o.MaxRecordsPerTxn-t.records) //nolint:staticcheck // nil: do not wait (kgo.Client.PollRecords)
+		}
 		if fs.IsClientClosed() {
 			break
 		}
