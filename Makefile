@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger bench-state fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -78,13 +78,19 @@ chaos: up
 	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
-bench: bench-ledger bench-runtime
+bench: bench-ledger bench-runtime bench-sink
 
 bench-ledger:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./processors/ledger ./schemas
 
+# Each prints a Markdown section for bench/RESULTS.md and ends with one summary line
+# (`runtime: events_per_cpu_s=…`, `sink: rows_per_cpu_s=…`); BENCH_FLAGS adds flags, e.g.
+# BENCH_FLAGS='-restore-orders 0' skips the restore run.
 bench-runtime: build up
-	$(GO) run ./bench/runtime -bin $(BIN)
+	$(GO) run ./bench/runtime -bin $(BIN) $(BENCH_FLAGS)
+
+bench-sink: up
+	$(GO) run ./bench/sink -orders 10000 -latency-events 300 -rate 20 $(BENCH_FLAGS)
 
 # 2,000,000 orders of state (ORDERS=… for fewer); prints one `state: …` line (bench/RESULTS.md)
 ORDERS ?= 2000000

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -245,6 +246,57 @@ type txnState struct {
 	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
 	promise    *kgo.FirstErrPromise
+	// The outputs and changelog records of the transaction, with their headers, are carved
+	// out of these chunks instead of allocated one by one. They are reset when the next
+	// transaction begins: every produce of this one has completed by then (transact waits for
+	// them before End), so franz-go holds none of them. A full chunk is left to the records in
+	// it and a new one started, so nothing handed to franz-go is ever written again.
+	recs []kgo.Record
+	hdrs []kgo.RecordHeader
+	hbuf []byte
+}
+
+// resetOutputs makes the chunks of the previous transaction reusable (its records are done).
+func (t *txnState) resetOutputs() {
+	clear(t.recs) // no values or keys pinned until the chunk is used again
+	t.recs, t.hdrs, t.hbuf = t.recs[:0], t.hdrs[:0], t.hbuf[:0]
+}
+
+// record returns a zero record for one produce of the transaction.
+func (t *txnState) record() *kgo.Record {
+	if len(t.recs) == cap(t.recs) {
+		t.recs = make([]kgo.Record, 0, min(max(256, 2*cap(t.recs)), 8192))
+	}
+	t.recs = t.recs[:len(t.recs)+1]
+	return &t.recs[len(t.recs)-1]
+}
+
+// sourceHeaders is sourceHeaders carved out of the transaction's chunks: the same four
+// headers, room for n, no allocation.
+func (t *txnState) sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
+	n = max(n, 4)
+	if len(t.hdrs)+n > cap(t.hdrs) {
+		t.hdrs = make([]kgo.RecordHeader, 0, max(1024, n))
+	}
+	if need := len(s.topic) + 3*20; len(t.hbuf)+need > cap(t.hbuf) {
+		t.hbuf = make([]byte, 0, max(16<<10, need))
+	}
+	start := len(t.hbuf)
+	buf := append(t.hbuf, s.topic...)
+	tp := len(buf)
+	buf = strconv.AppendInt(buf, int64(s.partition), 10)
+	pp := len(buf)
+	buf = strconv.AppendInt(buf, s.offset, 10)
+	op := len(buf)
+	buf = strconv.AppendInt(buf, int64(seq), 10)
+	t.hbuf = buf
+	h := t.hdrs[len(t.hdrs) : len(t.hdrs)+4 : len(t.hdrs)+n]
+	t.hdrs = t.hdrs[:len(t.hdrs)+n]
+	h[0] = kgo.RecordHeader{Key: headers.SourceTopic, Value: buf[start:tp:tp]}
+	h[1] = kgo.RecordHeader{Key: headers.SourcePartition, Value: buf[tp:pp:pp]}
+	h[2] = kgo.RecordHeader{Key: headers.SourceOffset, Value: buf[pp:op:op]}
+	h[3] = kgo.RecordHeader{Key: headers.OutputSeq, Value: buf[op:len(buf):len(buf)]}
+	return h
 }
 
 // NewRunner checks the topology, the stage's functions and the options; nothing connects.
@@ -646,6 +698,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	clear(t.dead)
 	t.deadLog = t.deadLog[:0]
 	clear(t.rerouted)
+	t.resetOutputs()
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
 	// Produces must not be cut short by shutdown: the transaction is finished, not abandoned.
@@ -942,8 +995,8 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		}
 	}
 	for i, e := range step.Outputs {
-		out := &kgo.Record{Topic: string(e.To), Key: rec.Key, Value: outs[i], Partition: p,
-			Headers: sourceHeaders(src, i, 5)}
+		out := t.record()
+		out.Topic, out.Key, out.Value, out.Partition, out.Headers = string(e.To), rec.Key, outs[i], p, t.sourceHeaders(src, i, 5)
 		sess.Produce(ctx, out, r.promise())
 		t.produced[out.Topic]++
 	}
@@ -1136,9 +1189,11 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 		if pe.op == Keep {
 			continue
 		}
-		out := &kgo.Record{Topic: topic, Key: []byte(k.key), Value: pe.enc, Partition: k.partition,
-			Headers: sourceHeaders(pe.src, 0, 3)}
-		pe.out = out // its offset, once produced, is the persistent store's checkpoint
+		out := r.txn.record()
+		// the key's bytes are the overlay key's (a string: never written; franz-go only reads a Key)
+		out.Topic, out.Key, out.Value, out.Partition = topic, unsafe.Slice(unsafe.StringData(k.key), len(k.key)), pe.enc, k.partition
+		out.Headers = r.txn.sourceHeaders(pe.src, 0, 3)
+		pe.out = out // its offset, once produced, is the persistent store's checkpoint (read by applyOverlay after End, before the next transaction resets the chunk)
 		sess.Produce(ctx, out, r.promise())
 		r.txn.produced[topic]++
 	}
@@ -1377,7 +1432,8 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 }
 
 // sourceHeaders are the coordinates of an input, and the output's index among its outputs
-// (n is the capacity to reserve). The four values share one buffer: two allocations per record.
+// (n is the capacity to reserve). The four values share one buffer: two allocations per record
+// (the outputs and changelog records of a transaction use txnState.sourceHeaders: none).
 func sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
 	buf := make([]byte, 0, len(s.topic)+3*20)
 	buf = append(buf, s.topic...)

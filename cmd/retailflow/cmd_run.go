@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -19,7 +20,7 @@ import (
 
 // newRunCmd is `retailflow run`: the exactly-once order-ledger processor.
 func newRunCmd(app *App) *cobra.Command {
-	var instance, cpuProfile string
+	var instance, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the exactly-once order ledger (consume inputs → ledger → loyalty commands, changelog, DLQ)",
@@ -48,11 +49,20 @@ the supervisor to restart the process with the same instance id.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memProfile != "" {
+				defer func() {
+					if f, err := os.Create(memProfile); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}()
+			}
 			return runLedger(cmd.Context(), app, c)
 		},
 	}
 	cmd.Flags().StringVar(&instance, "instance-id", "", "stable instance id, e.g. the pod ordinal (runtime.instance_id)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/runtime; stops when run returns)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile of the whole run to this file when run returns (for bench/runtime)")
 	return cmd
 }
 
@@ -107,6 +117,9 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 		return fmt.Errorf("schemas: %w", err)
 	}
 	reg := prometheus.NewRegistry()
+	// the Go runtime's own figures (go_memstats_mallocs_total, GC pauses, heap) beside the
+	// runner's: bench/runtime reads allocations per event from them
+	reg.MustRegister(collectors.NewGoCollector())
 	metrics, err := ops.NewRuntimeMetrics(reg)
 	if err != nil {
 		return err
