@@ -32,6 +32,7 @@ type Config struct {
 	Policy     PolicyConfig     `mapstructure:"policy"`
 	Recon      ReconConfig      `mapstructure:"recon"`
 	HTTP       HTTPConfig       `mapstructure:"http"`
+	Metrics    MetricsConfig    `mapstructure:"metrics"`
 	Log        LogConfig        `mapstructure:"log"`
 }
 
@@ -204,8 +205,9 @@ func DefaultConfig() Config {
 			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,
 			AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, Grace: 15 * time.Minute,
 		},
-		HTTP: HTTPConfig{Addr: ""},
-		Log:  LogConfig{Level: "info", Format: "json"},
+		HTTP:    HTTPConfig{Addr: ""},
+		Metrics: defaultMetricsConfig(),
+		Log:     LogConfig{Level: "info", Format: "json"},
 	}
 }
 
@@ -359,6 +361,7 @@ func (c *Config) Validate() error {
 			bad("http.addr", "%q is not host:port", c.HTTP.Addr)
 		}
 	}
+	c.Metrics.validate(bad)
 	return joinOneLine(errs)
 }
 
@@ -415,7 +418,7 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
-			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, log)", file)}
+			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, metrics, log)", file)}
 		}
 	}
 	v.SetEnvPrefix("RETAILFLOW")
