@@ -62,7 +62,6 @@ func registeredMetrics(t *testing.T) map[string]bool {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		_ = name
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
 	if err != nil {
@@ -208,7 +207,7 @@ func TestPromQLMetricNames(t *testing.T) {
 		`histogram_quantile(0.99, sum by (le, table) (rate(a_bucket{x="by (y)"}[5m])))`:                       {"a_bucket"},
 		`time() - max by (group) (b)`: {"b"},
 		`sum(rate(a[5m])) / on (job) group_left (x) sum(c) > 0.5 and d offset 1h`: {"a", "c", "d"},
-		`predict_linear(e[30m], 3600) > 1e3`:                                     {"e"},
+		`predict_linear(e[30m], 3600) > 1e3`:                                      {"e"},
 	} {
 		got, err := promqlMetricNames(expr)
 		if err != nil || !slices.Equal(got, want) {
