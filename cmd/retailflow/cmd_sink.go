@@ -75,9 +75,12 @@ func newSinkCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var lag func(context.Context) error
+			var lag, backlog func(context.Context) error
 			if c.HTTP.Addr != "" {
 				if lag, err = startLagCollector(app, c, reg); err != nil {
+					return err
+				}
+				if backlog, err = startBacklogCollector(c, conn, reg); err != nil {
 					return err
 				}
 			}
@@ -85,8 +88,10 @@ func newSinkCmd(app *App) *cobra.Command {
 			if c.HTTP.Addr != "" {
 				srv := ops.NewServer(c.HTTP.Addr, reg, ready.Check)
 				g.Go(func() error { return srv.Run(gctx) })
-				if lag != nil {
-					g.Go(func() error { return lag(gctx) })
+				for _, poll := range []func(context.Context) error{lag, backlog} {
+					if poll != nil {
+						g.Go(func() error { return poll(gctx) })
+					}
 				}
 			}
 			g.Go(func() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/ops"
 )
 
@@ -74,6 +75,16 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	}
 	if err := rec.Register(lc); err != nil {
 		t.Fatal(err)
+	}
+	// the sink's reconciliation backlog gauges; Connect does not dial
+	chConn, err := chsink.Connect(chsink.Conn{Addr: "127.0.0.1:1", Database: "retailflow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chConn.Close()
+	c := DefaultConfig()
+	if poll, err := startBacklogCollector(c, chConn, rec); err != nil || poll == nil {
+		t.Fatalf("backlog collector: %v (nil: %v)", err, poll == nil)
 	}
 	names := map[string]bool{}
 	for _, c := range rec.collectors {
@@ -189,7 +200,7 @@ func promqlMetricNames(expr string) ([]string, error) {
 			for ; j < len(rs) && (unicode.IsLetter(rs[j]) || unicode.IsDigit(rs[j]) || rs[j] == '.'); j++ {
 			}
 			i = j
-		case strings.ContainsRune("+-*/%^=!<>,~", r):
+		case strings.ContainsRune("+-*/%^=!<>,~:@", r):
 			i++
 		default:
 			return nil, fmt.Errorf("unexpected %q at %d", r, i)
@@ -347,4 +358,62 @@ func dashboardMetrics(t *testing.T) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestAlertRulesUseRegisteredMetrics reads the PrometheusRule of the chart as helm/test.sh
+// renders it with every feature on (helm/testdata/full.golden, which test.sh keeps equal to the
+// chart) and checks each alert's expression parses, selects only metrics `run` or `sink`
+// registers, and has a runbook line in helm/README.md.
+func TestAlertRulesUseRegisteredMetrics(t *testing.T) {
+	reg := registeredMetrics(t)
+	golden, err := os.ReadFile("../../helm/testdata/full.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../helm/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule string
+	for _, doc := range strings.Split(string(golden), "\n---\n") {
+		if strings.Contains(doc, "\nkind: PrometheusRule\n") {
+			rule = doc
+		}
+	}
+	if rule == "" {
+		t.Fatal("helm/testdata/full.golden has no PrometheusRule")
+	}
+	alertRE := regexp.MustCompile(`(?m)^\s+- alert: (\S+)\n\s+expr: (.+)$`)
+	alerts := alertRE.FindAllStringSubmatch(rule, -1)
+	if n := strings.Count(rule, "- alert: "); n != len(alerts) || n == 0 {
+		t.Fatalf("%d alerts, %d with a one-line expr right after the name", n, len(alerts))
+	}
+	seen := map[string]bool{}
+	for _, a := range alerts {
+		name, expr := a[1], a[2]
+		names, err := promqlMetricNames(expr)
+		if err != nil {
+			t.Errorf("alert %s: %q does not parse: %v", name, expr, err)
+			continue
+		}
+		if len(names) == 0 {
+			t.Errorf("alert %s: %q selects no metric", name, expr)
+		}
+		for _, n := range names {
+			if !reg[n] {
+				t.Errorf("alert %s: metric %s is not registered by run or sink", name, n)
+			}
+		}
+		if !seen[name] && !regexp.MustCompile(`(?m)^\| `+"`"+name+"`"+` \|`).Match(readme) {
+			t.Errorf("alert %s has no runbook line in helm/README.md (a table row starting with `%s`)", name, name)
+		}
+		seen[name] = true
+	}
+	for _, want := range []string{"RetailflowReconSLABreached", "RetailflowDLQGrowing", "RetailflowConsumerLagHigh",
+		"RetailflowConsumerLagGrowing", "RetailflowRestoreTooLong", "RetailflowTransactionsAborting"} {
+		if !seen[want] {
+			t.Errorf("the chart has no alert %s", want)
+		}
+	}
+	t.Logf("%d rules (%d alerts) checked", len(alerts), len(seen))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,4 +91,21 @@ func initSinkTables(m *ops.SinkMetrics) error {
 	}
 	m.InitTables(names...)
 	return nil
+}
+
+// startBacklogCollector registers, in reg, the reconciliation backlog gauges (rows and rows past
+// SLA per view, counted every metrics.backlog_interval through conn) and returns the function
+// that polls until its context ends; nil when metrics.backlog_interval is 0.
+func startBacklogCollector(c Config, conn driver.Conn, reg prometheus.Registerer) (func(context.Context) error, error) {
+	if c.Metrics.BacklogInterval == 0 {
+		return nil, nil
+	}
+	bc, err := chsink.NewBacklogCollector(conn, c.ClickHouse.Database, c.Metrics.BacklogInterval)
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.Register(bc); err != nil {
+		return nil, err
+	}
+	return bc.Run, nil
 }

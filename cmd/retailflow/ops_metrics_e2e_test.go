@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
 )
@@ -21,7 +22,7 @@ func withOps(t *testing.T, cfg, addr, name string) string {
 		t.Fatal(err)
 	}
 	f := cfg + "." + name + ".yaml"
-	extra := "http:\n  addr: " + addr + "\nmetrics:\n  lag_interval: 1s\n"
+	extra := "http:\n  addr: " + addr + "\nmetrics:\n  lag_interval: 1s\n  backlog_interval: 1s\n"
 	if err := os.WriteFile(f, append(body, extra...), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +74,9 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 		}
 		return sum, true
 	}
-	produce := func(seed uint64, orders int) int {
-		tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, MalformedRate: 0.1})
+	produce := func(seed uint64, orders int) (records, malformed int) {
+		tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, MalformedRate: 0.2,
+			Faults: generate.Faults{MissingErpOrder: 0.2, MissingInvoice: 0.2, WithheldAccrual: 0.2}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,12 +84,20 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 		if err := produceTraffic(context.Background(), app, c, tr, 0); err != nil {
 			t.Fatalf("produce traffic: %v", err)
 		}
-		return len(tr.Records)
+		for _, r := range tr.Records {
+			if r.Malformed != "" {
+				malformed++
+			}
+		}
+		return len(tr.Records), malformed
 	}
 
 	background(t, "sink", "--config", sinkCfg)
 	stopRun := background(t, "run", "--config", runCfg, "--instance-id", "0")
-	first := produce(31, 40)
+	first, malformed := produce(31, 40)
+	if malformed == 0 {
+		t.Fatal("the first traffic has no malformed record: the DLQ counter would not move")
+	}
 	var runBody, sinkBody string
 	waitFor(t, 90*time.Second, "the processor and the sink to drain the first traffic", func() string {
 		runBody, sinkBody = scrape(runAddr), scrape(sinkAddr)
@@ -99,6 +109,8 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 			return fmt.Sprintf("processor input lag %v", lag)
 		case metricSum(runBody, "retailflow_records_consumed_total") < float64(first):
 			return fmt.Sprintf("run consumed %v of %d", metricSum(runBody, "retailflow_records_consumed_total"), first)
+		case metricSum(runBody, "retailflow_records_dead_lettered_total") != float64(malformed):
+			return fmt.Sprintf("run dead-lettered %v of %d", metricSum(runBody, "retailflow_records_dead_lettered_total"), malformed)
 		case metricSum(sinkBody, "retailflow_sink_rows_inserted_total") == 0:
 			return "sink inserted nothing yet"
 		}
@@ -124,7 +136,7 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 
 	// The processor stops; what is produced now is its lag, exactly, and the sink says so.
 	stopRun()
-	second := produce(32, 30)
+	second, _ := produce(32, 30)
 	waitFor(t, 30*time.Second, fmt.Sprintf("the processor's input lag to rise to %d", second), func() string {
 		sinkBody = scrape(sinkAddr)
 		if lag, _ := inputLag(sinkBody); lag != float64(second) {
@@ -154,6 +166,45 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 	if v := metricSum(sinkBody, "retailflow_consumer_group_lag", `group="`+c.Sink.Group+`"`); !hasSeries(sinkBody, "retailflow_consumer_group_lag") {
 		t.Errorf("no sink group lag (%v)", v)
 	}
+
+	// The backlog gauges equal the views: the report's rows and SLA breaches per view, at a
+	// moment when both agree (the views age with now(), so compare polls until they meet).
+	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var open, breached uint64
+	waitFor(t, 30*time.Second, "the backlog gauges to equal the views", func() string {
+		rep, err := chsink.BuildReport(context.Background(), conn, c.ClickHouse.Database, 1)
+		if err != nil {
+			return err.Error()
+		}
+		sinkBody = scrape(sinkAddr)
+		open, breached = 0, 0
+		for _, v := range rep.Views {
+			var sla uint64
+			for _, b := range v.Buckets {
+				sla += b.SLABreached
+			}
+			id := `view="` + v.ID + `"`
+			if !hasSeries(sinkBody, "retailflow_recon_backlog_rows") {
+				return "no backlog gauge yet"
+			}
+			if got := metricSum(sinkBody, "retailflow_recon_backlog_rows", id); got != float64(v.Total) {
+				return fmt.Sprintf("%s: gauge %v rows, view %d", v.ID, got, v.Total)
+			}
+			if got := metricSum(sinkBody, "retailflow_recon_sla_breached_rows", id); got != float64(sla) {
+				return fmt.Sprintf("%s: gauge %v past SLA, view %d", v.ID, got, sla)
+			}
+			open, breached = open+v.Total, breached+sla
+		}
+		return ""
+	})
+	if open == 0 || breached == 0 {
+		t.Errorf("the traffic left no backlog past SLA (%d open, %d breached): the gauge comparison proves little", open, breached)
+	}
+	t.Logf("backlog: %d open rows, %d past SLA, gauges equal the views", open, breached)
 	t.Logf("records: first %d, second %d (lag rose to %d and drained to 0); sink fetched %v → %v",
 		first, second, second, sinkFetched, metricSum(sinkBody, "retailflow_kafka_fetch_records_total", `client="sink"`))
 }

@@ -1,0 +1,142 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BacklogCount is one reconciliation view's open rows and those past their SLA.
+type BacklogCount struct {
+	Rows, SLABreached uint64
+}
+
+// CountBacklog counts the open rows of view v and those past its SLA: one count() query.
+func CountBacklog(ctx context.Context, conn driver.Conn, db string, v View) (BacklogCount, error) {
+	if !dbNameRE.MatchString(db) {
+		return BacklogCount{}, fmt.Errorf("clickhouse: database name %q is invalid", db)
+	}
+	var c BacklogCount
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(), toUInt64(sum(sla_breached)) FROM %s.%s`, db, v.Name)).Scan(&c.Rows, &c.SLABreached)
+	if err != nil {
+		return BacklogCount{}, fmt.Errorf("backlog of %s (%s): %w", v.ID, v.Name, err)
+	}
+	return c, nil
+}
+
+// BacklogCollector exports the reconciliation backlog as Prometheus gauges, so an alert can fire
+// on rows past their SLA without an analyst running `retailflow reconcile`:
+//
+//	retailflow_recon_backlog_rows{view,name}                 open rows of the view
+//	retailflow_recon_sla_breached_rows{view,name}            of which past the view's SLA
+//	retailflow_recon_backlog_poll_errors_total
+//	retailflow_recon_backlog_last_success_timestamp_seconds
+//
+// It runs one count() query per view every interval (bounded cost: six queries per interval,
+// whatever the traffic) and Collect serves the last successful poll. The values are
+// database-wide: every sink replica reports the same, so aggregate with max by (view).
+type BacklogCollector struct {
+	conn     driver.Conn
+	db       string
+	interval time.Duration
+	timeout  time.Duration
+
+	descRows, descBreached, descErrors, descLastOK *prometheus.Desc
+
+	mu     sync.Mutex
+	counts map[string]BacklogCount // view id → last successful count
+	errs   float64
+	lastOK time.Time
+}
+
+// NewBacklogCollector polls db's reconciliation views through conn every interval (> 0).
+func NewBacklogCollector(conn driver.Conn, db string, interval time.Duration) (*BacklogCollector, error) {
+	if conn == nil {
+		return nil, errors.New("clickhouse: backlog collector: nil connection")
+	}
+	if !dbNameRE.MatchString(db) {
+		return nil, fmt.Errorf("clickhouse: backlog collector: database name %q is invalid", db)
+	}
+	if interval <= 0 {
+		return nil, fmt.Errorf("clickhouse: backlog collector: interval %s must be positive", interval)
+	}
+	labels := []string{"view", "name"}
+	return &BacklogCollector{
+		conn: conn, db: db, interval: interval, timeout: min(interval, 30*time.Second),
+		descRows: prometheus.NewDesc("retailflow_recon_backlog_rows",
+			"Open rows of a reconciliation view at the last successful poll.", labels, nil),
+		descBreached: prometheus.NewDesc("retailflow_recon_sla_breached_rows",
+			"Open rows of a reconciliation view past the view's SLA (sla_breached = 1) at the last successful poll.", labels, nil),
+		descErrors: prometheus.NewDesc("retailflow_recon_backlog_poll_errors_total",
+			"Backlog polls that failed; the gauges keep the last successful values.", nil, nil),
+		descLastOK: prometheus.NewDesc("retailflow_recon_backlog_last_success_timestamp_seconds",
+			"Unix time of the last successful backlog poll; alert when it stops advancing.", nil, nil),
+		counts: map[string]BacklogCount{},
+	}, nil
+}
+
+// Poll counts every view once. A poll replaces the counts only when every view answered, so
+// the gauges never mix two moments; a failure is counted and returned.
+func (c *BacklogCollector) Poll(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	fresh := map[string]BacklogCount{}
+	for _, v := range Views {
+		n, err := CountBacklog(ctx, c.conn, c.db, v)
+		if err != nil {
+			c.mu.Lock()
+			c.errs++
+			c.mu.Unlock()
+			return err
+		}
+		fresh[v.ID] = n
+	}
+	c.mu.Lock()
+	c.counts, c.lastOK = fresh, time.Now()
+	c.mu.Unlock()
+	return nil
+}
+
+// Run polls at once and then every interval until ctx ends; it returns nil then. Failed polls
+// are counted, not fatal: ClickHouse being down is the sink's own business.
+func (c *BacklogCollector) Run(ctx context.Context) error {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		_ = c.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *BacklogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.descRows
+	ch <- c.descBreached
+	ch <- c.descErrors
+	ch <- c.descLastOK
+}
+
+// Collect implements prometheus.Collector: the last successful poll, never a query.
+func (c *BacklogCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(c.descErrors, prometheus.CounterValue, c.errs)
+	if c.lastOK.IsZero() {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.descLastOK, prometheus.GaugeValue, float64(c.lastOK.UnixNano())/1e9)
+	for _, v := range Views {
+		n := c.counts[v.ID]
+		ch <- prometheus.MustNewConstMetric(c.descRows, prometheus.GaugeValue, float64(n.Rows), v.ID, v.Name)
+		ch <- prometheus.MustNewConstMetric(c.descBreached, prometheus.GaugeValue, float64(n.SLABreached), v.ID, v.Name)
+	}
+}
