@@ -70,7 +70,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 	b := &rowBuilder{src: src, ver: FactVersion(src.Offset)}
 	env := map[string]any{}
 	base := func(extra map[string]any) map[string]any {
-		m := map[string]any{"event_id": e.EventID, "occurred_at": ts(e.OccurredAt)}
+		m := map[string]any{"event_id": e.EventID, "occurred_at": ts(e.OccurredAt), "correlation_id": e.CorrelationID}
 		for k, v := range env {
 			m[k] = v
 		}
@@ -304,7 +304,7 @@ func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
 		"basis_amount": c.BasisAmount, "currency": c.Currency, "earn_rate": c.EarnRate, "tier_code": c.TierCode,
 		"tier_multiplier": c.TierMultiplier, "entitled_points": c.EntitledPoints, "activates_at": ts(activates),
 		"reservation_id": str(c.ReservationID), "expiry_policy": str(c.ExpiryPolicy), "policy_version": c.PolicyVersion,
-		"requested_at": ts(c.RequestedAt),
+		"requested_at": ts(c.RequestedAt), "correlation_id": "", // the envelope's: the sink sets it
 	})
 	pts := c.Points
 	if c.CommandType == schemas.TypeReversalRequested {
@@ -333,6 +333,7 @@ func DeadLetterRows(d *schemas.DeadLetter, src Source, headerKeys, headerValues 
 		"origin": "runtime", "error_class": string(d.ErrorClass), "error": d.ErrorMessage, "event_id": str(d.EventID),
 		"schema_id": schemaID, "record_key": string(d.Key), "record_value": string(d.Value),
 		"header_keys": headerKeys, "header_values": headerValues, "seen_at": ts(d.FirstSeenAt),
+		"correlation_id": "", // the rejected event's, when it decodes: the sink sets it
 	})
 	return b.rows
 }
@@ -348,6 +349,7 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 		"origin": origin, "error_class": string(class), "error": cause.Error(), "event_id": "", "schema_id": int32(-1),
 		"record_key": string(key), "record_value": string(value), "header_keys": []string{}, "header_values": []string{},
 		"seen_at": ts(at), "src_topic": src.Topic, "src_partition": src.Partition, "src_offset": src.Offset,
+		"correlation_id": "",
 	}}
 }
 
