@@ -78,4 +78,17 @@ if [[ -n $order ]]; then
   say "one order's story: $order"
   $B reconcile --order "$order"
 fi
+# The operations page stays up after the demo (the processor and sink stop): it only reads.
+ui_addr=${RETAILFLOW_UI_ADDR:-127.0.0.1:8088}
+ui_pid=${RF_RUN_DIR:-.run}/demo-ui.pid
+mkdir -p "$(dirname "$ui_pid")"
+if [[ -f $ui_pid ]] && kill -0 "$(cat "$ui_pid")" 2>/dev/null; then kill "$(cat "$ui_pid")"; sleep 1; fi
+RETAILFLOW_UI_ADDR=$ui_addr nohup $B ui >"$logs/ui.log" 2>&1 &
+echo $! >"$ui_pid"
+for i in $(seq 1 50); do
+  curl -fsS -o /dev/null "http://$ui_addr/" 2>/dev/null && break
+  sleep 0.2
+done
+curl -fsS -o /dev/null "http://$ui_addr/" || { cat "$logs/ui.log" >&2; echo "demo: the operations page did not start on $ui_addr" >&2; exit 1; }
 say "done: processor and sink stop now (SIGTERM); topics $run_id.* and database retailflow_demo stay for exploring"
+echo "operations page (read-only, stop it with: kill \$(cat $ui_pid)): http://$ui_addr/"

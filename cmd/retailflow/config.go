@@ -33,6 +33,7 @@ type Config struct {
 	Recon      ReconConfig      `mapstructure:"recon"`
 	HTTP       HTTPConfig       `mapstructure:"http"`
 	Metrics    MetricsConfig    `mapstructure:"metrics"`
+	UI         UIConfig         `mapstructure:"ui"`
 	Log        LogConfig        `mapstructure:"log"`
 }
 
@@ -207,6 +208,7 @@ func DefaultConfig() Config {
 		},
 		HTTP:    HTTPConfig{Addr: ""},
 		Metrics: defaultMetricsConfig(),
+		UI:      defaultUIConfig(),
 		Log:     LogConfig{Level: "info", Format: "json"},
 	}
 }
@@ -362,6 +364,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Metrics.validate(bad)
+	c.UI.validate(bad)
 	return joinOneLine(errs)
 }
 
@@ -418,7 +421,7 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
-			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, metrics, log)", file)}
+			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, metrics, ui, log)", file)}
 		}
 	}
 	v.SetEnvPrefix("RETAILFLOW")

@@ -99,6 +99,7 @@ func subcommands(app *App) []*cobra.Command {
 		newMigrateCmd(app),
 		newReconcileCmd(app),
 		newReplayCmd(app),
+		newUICmd(app),
 	}
 }
 
@@ -113,7 +114,7 @@ func newConfigCmd(app *App) *cobra.Command {
 				return err
 			}
 			masked := c
-			for _, s := range []*string{&masked.Kafka.SASL.Password, &masked.ClickHouse.Password, &masked.Registry.Password} {
+			for _, s := range []*string{&masked.Kafka.SASL.Password, &masked.ClickHouse.Password, &masked.Registry.Password, &masked.UI.ClickHousePassword} {
 				if *s != "" {
 					*s = "***"
 				}
