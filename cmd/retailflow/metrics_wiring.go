@@ -104,6 +104,7 @@ func startBacklogCollector(c Config, conn driver.Conn, reg prometheus.Registerer
 	if err != nil {
 		return nil, err
 	}
+	bc.History = true // the operations page's trend over days
 	if err := reg.Register(bc); err != nil {
 		return nil, err
 	}

@@ -120,7 +120,9 @@ func TestOperationsPageInChromium(t *testing.T) {
 		t.Fatalf("produce traffic: %v", err)
 	}
 	stopRun := background(t, "run", "--config", cfg)
-	stopSink := background(t, "sink", "--config", cfg)
+	// the sink serves metrics, so it counts the views every second and records the day's
+	// counts (the page's trend)
+	stopSink := background(t, "sink", "--config", withOps(t, cfg, freeAddr(t), "sink"))
 	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
 	if err != nil {
 		t.Fatal(err)
@@ -142,10 +144,31 @@ func TestOperationsPageInChromium(t *testing.T) {
 		}
 		return ""
 	})
-	// Let the processor and sink finish their last batches, then stop them: the page reads a
-	// database that no longer changes (but for the views' clock).
+	// Let the processor and sink finish their last batches and the sink record today's counts
+	// of the final views, then stop them: the page reads a database that no longer changes
+	// (but for the views' clock).
 	time.Sleep(2 * time.Second)
 	stopRun()
+	waitFor(t, 30*time.Second, "today's recorded backlog to equal the views", func() string {
+		rep, err := chsink.BuildReport(context.Background(), conn, db, 1)
+		if err != nil {
+			return err.Error()
+		}
+		hist, err := chsink.BacklogHistory(context.Background(), conn, db, time.Now().UTC())
+		if err != nil {
+			return err.Error()
+		}
+		got := map[string]uint64{}
+		for _, h := range hist {
+			got[h.View] = h.Rows
+		}
+		for _, v := range rep.Views {
+			if got[v.ID] != v.Total {
+				return fmt.Sprintf("%s: recorded %d, view %d", v.ID, got[v.ID], v.Total)
+			}
+		}
+		return ""
+	})
 	stopSink()
 
 	// The page, with replay enabled, on loopback.
@@ -197,6 +220,25 @@ func TestOperationsPageInChromium(t *testing.T) {
 		t.Errorf("page totals %s open, %s past SLA; views %d, %d (want some past SLA)", totalOpen, totalBreached, wantOpen, wantBreached)
 	}
 
+	// The trend: one line per view, and today's numbers equal the views.
+	lines, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#trend-chart polyline').length`))
+	if err != nil || lines != len(rep.Views) {
+		t.Errorf("trend chart has %d lines (%v), want %d", lines, err, len(rep.Views))
+	}
+	today, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('.trend-table tbody tr:last-child td')].map(td => td.textContent)`))
+	if err != nil {
+		t.Fatalf("trend table: %v", err)
+	}
+	if len(today) != len(rep.Views)+1 || today[0] != time.Now().UTC().Format("2006-01-02") {
+		t.Errorf("trend table's last row %v, want today and %d views", today, len(rep.Views))
+	} else {
+		for i, v := range rep.Views {
+			if atoi(t, "trend "+v.ID, today[i+1]) != v.Total {
+				t.Errorf("trend shows %s open today, the view %s has %d", today[i+1], v.ID, v.Total)
+			}
+		}
+	}
+
 	// 2. Drill-down: the first row of C5 (accrual vs fulfilment) opens its order's story, with
 	// the audit trail that says why these points.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#view-C5 details').open = true`)); err != nil {
@@ -224,7 +266,8 @@ func TestOperationsPageInChromium(t *testing.T) {
 	}
 	all := text(t, ctx, "#dlq-count")
 	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`select[name=class]`), "invalid"), chromedp.Click(chromedp.CSS("#apply")),
-		chromedp.WaitVisible(chromedp.CSS(`#replay`))); err != nil {
+		// the filtered page: its form shows the class selected
+		chromedp.WaitReady(chromedp.CSS(`select[name=class] option[selected]`)), chromedp.WaitVisible(chromedp.CSS(`#replay`))); err != nil {
 		t.Fatalf("dead letters filtered by class: %v", err)
 	}
 	filtered := text(t, ctx, "#dlq-count")

@@ -41,6 +41,10 @@ func CountBacklog(ctx context.Context, conn driver.Conn, db string, v View) (Bac
 // whatever the traffic) and Collect serves the last successful poll. The values are
 // database-wide: every sink replica reports the same, so aggregate with max by (view).
 type BacklogCollector struct {
+	// History also records each successful count in recon_backlog_history (the day's last
+	// count per view wins), the trend the operations page charts. Set it before Run.
+	History bool
+
 	conn     driver.Conn
 	db       string
 	interval time.Duration
@@ -96,10 +100,68 @@ func (c *BacklogCollector) Poll(ctx context.Context) error {
 		}
 		fresh[v.ID] = n
 	}
+	now := time.Now()
 	c.mu.Lock()
-	c.counts, c.lastOK = fresh, time.Now()
+	c.counts, c.lastOK = fresh, now
 	c.mu.Unlock()
+	if c.History {
+		if err := c.record(ctx, now, fresh); err != nil {
+			c.mu.Lock()
+			c.errs++
+			c.mu.Unlock()
+			return err
+		}
+	}
 	return nil
+}
+
+// record inserts one count per view into recon_backlog_history.
+func (c *BacklogCollector) record(ctx context.Context, at time.Time, counts map[string]BacklogCount) error {
+	b, err := c.conn.PrepareBatch(ctx, fmt.Sprintf("INSERT INTO %s.recon_backlog_history (day, view, counted_at, open_rows, sla_breached)", c.db))
+	if err != nil {
+		return fmt.Errorf("backlog history: %w", err)
+	}
+	day := time.Date(at.UTC().Year(), at.UTC().Month(), at.UTC().Day(), 0, 0, 0, 0, time.UTC)
+	for _, v := range Views {
+		n := counts[v.ID]
+		if err := b.Append(day, v.ID, at.UTC().Truncate(time.Second), n.Rows, n.SLABreached); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("backlog history: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("backlog history: %w", err)
+	}
+	return nil
+}
+
+// BacklogDay is one day's last count of one view (recon_backlog_history).
+type BacklogDay struct {
+	Day               time.Time
+	View              string
+	Rows, SLABreached uint64
+}
+
+// BacklogHistory reads the last count of each view per day for the days since since.
+func BacklogHistory(ctx context.Context, conn driver.Conn, db string, since time.Time) ([]BacklogDay, error) {
+	if !dbNameRE.MatchString(db) {
+		return nil, fmt.Errorf("clickhouse: database name %q is invalid", db)
+	}
+	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT day, view, argMax(open_rows, counted_at), argMax(sla_breached, counted_at)
+		FROM %s.recon_backlog_history WHERE day >= toDate(?) GROUP BY day, view ORDER BY day, view`, db), since.UTC().Format("2006-01-02"))
+	if err != nil {
+		return nil, fmt.Errorf("backlog history: %w", err)
+	}
+	defer rows.Close()
+	var out []BacklogDay
+	for rows.Next() {
+		var d BacklogDay
+		if err := rows.Scan(&d.Day, &d.View, &d.Rows, &d.SLABreached); err != nil {
+			return nil, fmt.Errorf("backlog history: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // Run polls at once and then every interval until ctx ends; it returns nil then. Failed polls

@@ -218,8 +218,87 @@ func (s *server) backlog(w http.ResponseWriter, r *http.Request) {
 		breached += vd.Breached
 		views = append(views, vd)
 	}
+	trend, trendErr := s.trend(ctx)
 	s.render(w, "backlog.html", map[string]any{"Title": "Reconciliation backlog", "Views": views,
-		"Total": total, "Breached": breached, "Database": s.o.Database})
+		"Total": total, "Breached": breached, "Database": s.o.Database, "Trend": trend, "TrendErr": trendErr})
+}
+
+// trendDays is how far back the trend chart goes.
+const trendDays = 30
+
+type series struct {
+	View   string
+	Points string // SVG polyline points
+	Last   uint64
+}
+
+type trendRow struct {
+	Day   string
+	Cells []uint64 // open rows per view, in Views order
+}
+
+type trendData struct {
+	Width, Height int
+	Views         []string
+	Series        []series
+	Rows          []trendRow
+	Max           uint64
+}
+
+// trend charts the open rows per view per day (recon_backlog_history, the sink's daily
+// counts) as inline SVG: one polyline per view, with the numbers in a table beside it.
+func (s *server) trend(ctx context.Context) (*trendData, error) {
+	hist, err := chsink.BacklogHistory(ctx, s.o.Conn, s.o.Database, time.Now().AddDate(0, 0, -trendDays))
+	if err != nil {
+		return nil, err
+	}
+	if len(hist) == 0 {
+		return nil, nil
+	}
+	td := &trendData{Width: 720, Height: 200}
+	col := map[string]int{}
+	for i, v := range chsink.Views {
+		td.Views = append(td.Views, v.ID)
+		col[v.ID] = i
+	}
+	byDay := map[string]*trendRow{}
+	var days []string
+	for _, h := range hist {
+		d := h.Day.UTC().Format("2006-01-02")
+		r := byDay[d]
+		if r == nil {
+			r = &trendRow{Day: d, Cells: make([]uint64, len(td.Views))}
+			byDay[d] = r
+			days = append(days, d)
+		}
+		if i, ok := col[h.View]; ok {
+			r.Cells[i] = h.Rows
+			td.Max = max(td.Max, h.Rows)
+		}
+	}
+	sort.Strings(days)
+	maxY := float64(max(td.Max, 1))
+	const left, top, plotW, plotH = 40.0, 10.0, 660.0, 170.0
+	x := func(i int) float64 {
+		if len(days) == 1 {
+			return left + plotW/2
+		}
+		return left + float64(i)*plotW/float64(len(days)-1)
+	}
+	for i, v := range td.Views {
+		var pts []string
+		var last uint64
+		for j, d := range days {
+			n := byDay[d].Cells[i]
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(j), top+plotH-float64(n)/maxY*plotH))
+			last = n
+		}
+		td.Series = append(td.Series, series{View: v, Points: strings.Join(pts, " "), Last: last})
+	}
+	for _, d := range days {
+		td.Rows = append(td.Rows, *byDay[d])
+	}
+	return td, nil
 }
 
 // oldest lists a view's oldest rows with the order each belongs to (every view has order_id).
