@@ -3,7 +3,9 @@
 # fresh ClickHouse database, generates a few hundred orders with some downstream faults,
 # duplicates, out-of-order and malformed records, runs the exactly-once processor and the sink,
 # waits until everything is in ClickHouse, and prints what landed: row counts, the
-# reconciliation report and one order's story. Called by `make demo` after `make build up`.
+# reconciliation report and one order's story; then leaves `retailflow ui` (the read-only
+# operations page) serving the demo database and prints its address last. Called by `make demo`
+# after `make build up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=bin/retailflow
