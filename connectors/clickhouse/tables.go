@@ -53,6 +53,13 @@ func Tables() (map[string]Table, error) {
 				}
 			}
 		}
+		// tables without row_id hold no record rows: recon_backlog_history (written by the
+		// backlog count) is left out; recon_config stays, as it always was (callers skip it)
+		for name, t := range tables {
+			if !contains(t.Columns, "row_id") && name != "recon_config" {
+				delete(tables, name)
+			}
+		}
 	})
 	return tables, tablesErr
 }
