@@ -171,8 +171,10 @@ func TestOperationsPageInChromium(t *testing.T) {
 	})
 	stopSink()
 
-	// The page, with replay enabled, on loopback.
+	// The page, with replay enabled, on loopback, reading as the read-only user of the local
+	// server (infra/clickhouse/users.xml).
 	c.UI.ReplayEnabled = true
+	c.UI.ClickHouseUsername, c.UI.ClickHousePassword = "analyst", "analyst"
 	h, closeUI, err := app.UIHandler(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
