@@ -45,7 +45,9 @@ $B generate --orders "$ORDERS" --seed 42 --faults 0.05 --duplicate-rate 0.02 --o
 
 say "running the processor and the sink (logs in $logs)"
 $B run --instance-id 0 >"$logs/run.log" 2>&1 & pids+=($!)
-$B sink >"$logs/sink.log" 2>&1 & pids+=($!)
+# the sink serves metrics on a free port so it counts the views every 2 s and records the
+# day's counts (the operations page's trend)
+RETAILFLOW_HTTP_ADDR=127.0.0.1:0 RETAILFLOW_METRICS_BACKLOG_INTERVAL=2s $B sink >"$logs/sink.log" 2>&1 & pids+=($!)
 
 # Caught up = the sink's tables stop growing and every order and command is there.
 prev="" stable=0

@@ -32,6 +32,7 @@ var assets embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"query": func(f Filter) template.URL { return template.URL(f.Query().Encode()) },
+	"last":  func(rows []trendRow) int { return len(rows) - 1 },
 }).ParseFS(assets, "assets/*.html"))
 
 // Filter selects dead letters: every set field must hold.
@@ -229,7 +230,14 @@ const trendDays = 30
 type series struct {
 	View   string
 	Points string // SVG polyline points
+	Dots   []dot  // the same points as markers (one day draws no line)
 	Last   uint64
+}
+
+type dot struct {
+	X, Y float64
+	Day  string
+	N    uint64
 }
 
 type trendRow struct {
@@ -287,13 +295,16 @@ func (s *server) trend(ctx context.Context) (*trendData, error) {
 	}
 	for i, v := range td.Views {
 		var pts []string
+		var dots []dot
 		var last uint64
 		for j, d := range days {
 			n := byDay[d].Cells[i]
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(j), top+plotH-float64(n)/maxY*plotH))
+			y := top + plotH - float64(n)/maxY*plotH
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(j), y))
+			dots = append(dots, dot{X: x(j), Y: y, Day: d, N: n})
 			last = n
 		}
-		td.Series = append(td.Series, series{View: v, Points: strings.Join(pts, " "), Last: last})
+		td.Series = append(td.Series, series{View: v, Points: strings.Join(pts, " "), Dots: dots, Last: last})
 	}
 	for _, d := range days {
 		td.Rows = append(td.Rows, *byDay[d])
