@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer chromium test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -47,12 +47,17 @@ test-helm:
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both. The chaos package runs last, as chaos-short, so that its seed and table are printed.
-test: build up secure test-helm chdb pyproducer
+test: build up secure test-helm chdb pyproducer chromium
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/topology/chaostest$$')
 	$(MAKE) chaos-short
 
 chdb:
 	infra/chdb.sh install
+
+# Headless Chromium (Debian's chromium) for the operations page's browser test
+# (cmd/retailflow TestOperationsPageInChromium; screenshots of a failure in .artifacts/).
+chromium:
+	infra/chromium.sh >/dev/null
 
 # The upstream producer example's packages (confluent-kafka, fastavro from PyPI) for the test
 # that produces with librdkafka's default partitioner (cmd/retailflow TestForeignProducer...).

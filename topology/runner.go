@@ -168,6 +168,7 @@ type Runner[E, S, O any] struct {
 	stage  StageSpec
 	beh    Processor[E, S, O]
 	o      Options
+	cur    *decoded[E] // the record process is working on (logAttrs)
 	writes map[Stream]bool
 	inputs []string // the stage's inputs and its re-route topic
 	// partitions is the inputs' partition count (co-partitioned, checked at start): a key's
@@ -233,6 +234,7 @@ type deadLogEntry struct {
 	src   source
 	class headers.ErrorClass
 	msg   string
+	attrs []any // Processor.LogAttrs of its event
 }
 
 // txnState is the bookkeeping of the open transaction; reused between transactions.
@@ -846,11 +848,11 @@ func (r *Runner[E, S, O]) decodeBatch(fs kgo.Fetches) {
 			rec = d.origin // the stage decodes the record as its producer wrote it
 		}
 		ev, err := r.beh.Decode(rec)
+		d.ev = ev // with an error: for LogAttrs only (Processor.Decode)
 		if err != nil {
 			d.err, d.step = err, headers.ClassDecode
 			return
 		}
-		d.ev = ev
 		if r.beh.Validate != nil {
 			if err := r.beh.Validate(ev); err != nil {
 				d.err, d.step = err, headers.ClassInvalid
@@ -903,6 +905,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if st == nil {
 		return fmt.Errorf("record %s/%d@%d polled for a partition whose store is not restored", rec.Topic, p, rec.Offset)
 	}
+	r.cur = d // for the record-level log lines of dead letters and re-routes (logAttrs)
 	t := &r.txn
 	t.records++
 	t.consumed[rec.Topic]++
@@ -1043,6 +1046,18 @@ func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSe
 	sess.Produce(ctx, out, r.promise())
 	r.txn.produced[out.Topic]++
 	r.txn.rerouted[rec.Topic]++
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("re-routing to the key's partition", append([]any{"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", want}, r.logAttrs()...)...)
+	}
+}
+
+// logAttrs is Processor.LogAttrs of the event process is working on: what Decode returned,
+// with or without an error.
+func (r *Runner[E, S, O]) logAttrs() []any {
+	if r.beh.LogAttrs == nil || r.cur == nil {
+		return nil
+	}
+	return r.beh.LogAttrs(r.cur.ev)
 }
 
 // originOf reads the input a re-route record stands for from its Source* headers.
@@ -1124,7 +1139,7 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	r.txn.produced[out.Topic]++
 	r.txn.dead[[2]string{rec.Topic, string(class)}]++
 	if len(r.txn.deadLog) < maxDeadLogPerTxn {
-		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg})
+		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg, attrs: r.logAttrs()})
 	}
 }
 
@@ -1244,7 +1259,7 @@ func (r *Runner[E, S, O]) applyOverlay() error {
 		dead += n
 	}
 	for _, d := range t.deadLog {
-		r.log.Info("dead-lettered", "topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg)
+		r.log.Info("dead-lettered", append([]any{"topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg}, d.attrs...)...)
 	}
 	if dead > len(t.deadLog) {
 		r.log.Info("dead-lettered more records in the same transaction", "logged", len(t.deadLog), "total", dead)

@@ -127,6 +127,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	o := c.RunnerOptions()
 	o.Metrics, o.Logger = metrics, log
 	o.Conn = app.KafkaConn(c) // with franz-go's warnings in slog
+	o.ClientOpts = append(o.ClientOpts[:len(o.ClientOpts):len(o.ClientOpts)], kafkaClientMetrics(reg, "ledger"))
 	proc := orderledger.NewProcessor(ctx, c.LedgerTopics(), orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: c.Runtime.MaxEventSkew})
 	runner, err := topology.NewRunner(c.LedgerTopology(), proc, o)
 	if err != nil {
@@ -135,8 +136,15 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	if c.HTTP.Addr == "" {
 		return runner.Run(ctx)
 	}
+	lag, err := startLagCollector(app, c, reg)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
+	if lag != nil {
+		g.Go(func() error { return lag(srvCtx) })
+	}
 	g.Go(func() error {
 		defer stopSrv() // the listener outlives the runner only until it has stopped
 		return runner.Run(gctx)

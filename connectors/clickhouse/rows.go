@@ -45,13 +45,14 @@ type rowBuilder struct {
 	rows []Row
 	src  Source
 	ver  uint64
-	// eventID and occurredAt are set by EventRows: addEvent adds them as event_id and
-	// occurred_at
-	eventID    string
-	occurredAt time.Time
+	// eventID, occurredAt and correlationID are set by EventRows: addEvent adds them as
+	// event_id, occurred_at and correlation_id
+	eventID       string
+	occurredAt    time.Time
+	correlationID string
 	// the shared values, boxed once
 	boxed struct {
-		ver, topic, partition, offset, eventID, occurredAt any
+		ver, topic, partition, offset, eventID, occurredAt, correlationID any
 	}
 }
 
@@ -61,12 +62,14 @@ func newRowBuilder(src Source, ver uint64) *rowBuilder {
 	return b
 }
 
-// addEvent adds a row of an input event's fact table: c plus event_id and occurred_at.
+// addEvent adds a row of an input event's fact table: c plus event_id, occurred_at and
+// correlation_id.
 func (b *rowBuilder) addEvent(table, rowID string, c cols) {
 	if b.boxed.eventID == nil {
-		b.boxed.eventID, b.boxed.occurredAt = b.eventID, b.occurredAt
+		b.boxed.eventID, b.boxed.occurredAt, b.boxed.correlationID = b.eventID, b.occurredAt, b.correlationID
 	}
-	b.addWith(table, rowID, c, colv{"event_id", b.boxed.eventID}, colv{"occurred_at", b.boxed.occurredAt})
+	b.addWith(table, rowID, c, colv{"event_id", b.boxed.eventID}, colv{"occurred_at", b.boxed.occurredAt},
+		colv{"correlation_id", b.boxed.correlationID})
 }
 
 // add adds a row: c plus row_id, version and the source coordinates.
@@ -134,7 +137,7 @@ func ts(t time.Time) time.Time {
 // EventRows maps one input event to the rows of its fact tables and of the audit ledger.
 func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 	b := newRowBuilder(src, FactVersion(src.Offset))
-	b.eventID, b.occurredAt = e.EventID, ts(e.OccurredAt)
+	b.eventID, b.occurredAt, b.correlationID = e.EventID, ts(e.OccurredAt), e.CorrelationID
 	audit := func(orderID, kind, member string, points int64, amount decimal.Decimal, currency, requestID, sourceRef string, at time.Time, detail string) {
 		b.add("audit_ledger", e.EventID+":"+kind, cols{
 			{"order_id", orderID}, {"movement_id", e.EventID + ":" + kind}, {"movement_kind", kind}, {"member_id", member},
@@ -360,7 +363,7 @@ func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
 		{"basis_amount", c.BasisAmount}, {"currency", c.Currency}, {"earn_rate", c.EarnRate}, {"tier_code", c.TierCode},
 		{"tier_multiplier", c.TierMultiplier}, {"entitled_points", c.EntitledPoints}, {"activates_at", ts(activates)},
 		{"reservation_id", str(c.ReservationID)}, {"expiry_policy", str(c.ExpiryPolicy)}, {"policy_version", c.PolicyVersion},
-		{"requested_at", ts(c.RequestedAt)},
+		{"requested_at", ts(c.RequestedAt)}, {"correlation_id", ""}, // the envelope's: the sink sets it
 	})
 	pts := c.Points
 	if c.CommandType == schemas.TypeReversalRequested {
@@ -389,6 +392,7 @@ func DeadLetterRows(d *schemas.DeadLetter, src Source, headerKeys, headerValues 
 		{"origin", "runtime"}, {"error_class", string(d.ErrorClass)}, {"error", d.ErrorMessage}, {"event_id", str(d.EventID)},
 		{"schema_id", schemaID}, {"record_key", string(d.Key)}, {"record_value", string(d.Value)},
 		{"header_keys", headerKeys}, {"header_values", headerValues}, {"seen_at", ts(d.FirstSeenAt)},
+		{"correlation_id", ""}, // the rejected event's, when it decodes: the sink sets it
 	})
 	return b.rows
 }
@@ -404,6 +408,7 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 		"origin": origin, "error_class": string(class), "error": cause.Error(), "event_id": "", "schema_id": int32(-1),
 		"record_key": string(key), "record_value": string(value), "header_keys": []string{}, "header_values": []string{},
 		"seen_at": ts(at), "src_topic": src.Topic, "src_partition": src.Partition, "src_offset": src.Offset,
+		"correlation_id": "",
 	}}
 }
 

@@ -375,6 +375,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		}
 		rows := s.o.DeadLetterValues.Apply(DeadLetterRows(d, src, nonNil(keys), nonNil(vals)), d.Value)
 		rows[0].Set("origin", origin)
+		rows[0].Set("correlation_id", s.correlationOf(ctx, d))
 		return rows, nil
 	case schemas.TopicCommands:
 		e, err := s.o.Serde.DecodeEvent(ctx, ref, r.Value)
@@ -384,7 +385,9 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if e.LoyaltyCommand == nil {
 			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
 		}
-		return CommandRows(e.LoyaltyCommand, src), nil
+		rows := CommandRows(e.LoyaltyCommand, src)
+		rows[0].Set("correlation_id", e.CorrelationID)
+		return rows, nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
 			return StateRows(string(r.Key), nil, src), nil

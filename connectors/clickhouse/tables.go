@@ -21,6 +21,8 @@ var (
 	tables     map[string]Table
 	tablesErr  error
 	createRE   = regexp.MustCompile(`(?s)CREATE TABLE IF NOT EXISTS \{db\}\.(\w+) \((.*?)\n\) ENGINE`)
+	// a column a later migration adds to a table the sink inserts into (no DEFAULT: the sink fills it)
+	addColumnRE = regexp.MustCompile(`ALTER TABLE \{db\}\.(\w+) ADD COLUMN (\w+) [^;]+;`)
 )
 
 // Tables returns the insertable tables by name.
@@ -43,6 +45,19 @@ func Tables() (map[string]Table, error) {
 					t.Columns = append(t.Columns, strings.Fields(def)[0])
 				}
 				tables[t.Name] = t
+			}
+			for _, match := range addColumnRE.FindAllStringSubmatch(m.body, -1) {
+				if t, ok := tables[match[1]]; ok && !strings.Contains(match[0], " DEFAULT ") {
+					t.Columns = append(t.Columns, match[2])
+					tables[t.Name] = t
+				}
+			}
+		}
+		// tables without row_id hold no record rows: recon_backlog_history (written by the
+		// backlog count) is left out; recon_config stays, as it always was (callers skip it)
+		for name, t := range tables {
+			if !contains(t.Columns, "row_id") && name != "recon_config" {
+				delete(tables, name)
 			}
 		}
 	})
