@@ -73,6 +73,7 @@ var (
 	latencySecs = flag.Float64("latency-seconds", 15, "length of each paced latency run")
 	partitions  = flag.Int("partitions", 6, "partitions per topic")
 	keep        = flag.Bool("keep", false, "keep the topics at the end")
+	ksConfig    = flag.String("ks-config", "", "Kafka Streams properties over the app's own settings, k=v,… (experiments)")
 	serveCore   = flag.String("serve-core", "", "internal: run the retailflow core on these topics (JSON) until SIGTERM")
 	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
 )
@@ -202,16 +203,21 @@ func (b *Bench) NewInputSet(name string) InputSet {
 	return s
 }
 
-// Produce generates orders with seed and produces them into s (unpaced when rate is 0); sent,
+// Produce generates traffic with opts and produces it into s (unpaced when rate is 0); sent,
 // when set, records each input's coordinates → timestamp.
 func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *sync.Map) int {
 	tr, err := generate.Generate(opts)
 	must(err)
+	return b.ProduceTraffic(s, tr.Records, rate, sent)
+}
+
+// ProduceTraffic produces records into s (see Produce).
+func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *sync.Map) int {
 	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
 	must(err)
 	defer cl.Close()
 	start := time.Now()
-	for i, r := range tr.Records {
+	for i, r := range records {
 		value := r.Raw
 		if r.Event != nil {
 			value, err = b.serde.EncodeEvent(r.Topic, r.Event)
@@ -231,8 +237,8 @@ func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *
 			})
 	}
 	must(cl.Flush(b.ctx))
-	s.Events += len(tr.Records)
-	return len(tr.Records)
+	s.Events += len(records)
+	return len(records)
 }
 
 func source(topic string, p int32, o int64) string {
@@ -365,7 +371,7 @@ func StartKS(brokers []string, jar, java, stateDir string, p accrual.Policy) *KS
 		return strings.Join(kv, ",")
 	}
 	cmd := exec.Command(java, "-jar", jar, "--bootstrap", strings.Join(brokers, ","), "--state-dir", stateDir,
-		"--earn-rates", table(p.EarnRates), "--tier-multipliers", table(p.TierMultipliers), "--max-events", strconv.Itoa(p.MaxEvents))
+		"--earn-rates", table(p.EarnRates), "--tier-multipliers", table(p.TierMultipliers), "--max-events", strconv.Itoa(p.MaxEvents), "--config", *ksConfig)
 	in, err := cmd.StdinPipe()
 	must(err)
 	out, err := cmd.StdoutPipe()
@@ -634,6 +640,9 @@ func describe(kv string) string {
 func (b *Bench) runLedger(s InputSet) Drain {
 	t := b.coreTopics(s, b.prefix+".rf-full")
 	group := b.prefix + "-rf-full"
+	// made here: the runner creates it when missing, but its own topic check can run before
+	// the new topic's metadata has reached it ("does not exist"), which ends the process
+	b.ensure(group+"-reroute", false)
 	n := t.Names
 	cmd := exec.Command(*bin, "run", "--instance-id", "0")
 	cmd.Env = append(os.Environ(),

@@ -35,9 +35,12 @@ import org.apache.kafka.streams.state.Stores;
  * Each command is answered with one line ("running …", "stopped …"); EOF exits.
  * Usage: java -jar kstreams-core.jar --bootstrap host:port --state-dir DIR
  *        [--earn-rates EUR=1000000,…] [--tier-multipliers GOLD=1500000,…]   (millionths)
+ *        [--config streams.property=value,…]   (over the settings of {@link #config})
  */
 public final class CoreApp {
     public static void main(String[] args) throws Exception {
+        // warnings and errors only, to stderr: the benchmark measures processing, not logging
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", System.getProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn"));
         Map<String, String> a = new HashMap<>();
         for (int i = 0; i + 1 < args.length; i += 2) a.put(args[i].replaceFirst("^--", ""), args[i + 1]);
         String bootstrap = a.getOrDefault("bootstrap", "localhost:9092");
@@ -55,7 +58,7 @@ public final class CoreApp {
             switch (w[0]) {
                 case "start" -> {
                     if (running != null) throw new IllegalStateException("start while a run is running");
-                    running = start(bootstrap, stateDir, w[1], w[2], w[3], policy);
+                    running = start(bootstrap, stateDir, w[1], w[2], w[3], policy, table(a.getOrDefault("config", ""), v -> v));
                     say("running " + w[1]);
                 }
                 case "stop" -> {
@@ -75,12 +78,14 @@ public final class CoreApp {
         System.out.flush();
     }
 
-    static Map<String, Long> table(String s) {
-        Map<String, Long> m = new HashMap<>();
+    static Map<String, Long> table(String s) { return table(s, Long::parseLong); }
+
+    static <V> Map<String, V> table(String s, java.util.function.Function<String, V> value) {
+        Map<String, V> m = new HashMap<>();
         for (String kv : s.split(",")) {
             if (kv.isBlank()) continue;
             String[] p = kv.split("=", 2);
-            m.put(p[0], Long.parseLong(p[1]));
+            m.put(p[0], value.apply(p[1]));
         }
         return m;
     }
@@ -119,13 +124,21 @@ public final class CoreApp {
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 64L * 1024 * 1024);
         p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, CoreRocksDBConfig.class);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
+        // do not hold a task back to align timestamps across its five input partitions: the
+        // core's commands do not depend on how the topics interleave (retailflow's
+        // TestCommandsIndependentOfInterleaving), so waiting for an empty partition only adds
+        // latency (with the default, 0, paced traffic waited seconds in our first runs)
+        p.put(StreamsConfig.MAX_TASK_IDLE_MS_CONFIG, -1L);
         // a bigger poll than the default 1000 records: fewer, fuller batches per commit
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 2000);
         return p;
     }
 
-    static KafkaStreams start(String bootstrap, String stateDir, String appId, String in, String out, AccrualCore.Policy policy) throws InterruptedException {
-        KafkaStreams ks = new KafkaStreams(topology(in, out, policy), config(bootstrap, stateDir, appId));
+    static KafkaStreams start(String bootstrap, String stateDir, String appId, String in, String out, AccrualCore.Policy policy,
+                              Map<String, String> overrides) throws InterruptedException {
+        Properties props = config(bootstrap, stateDir, appId);
+        props.putAll(overrides);
+        KafkaStreams ks = new KafkaStreams(topology(in, out, policy), props);
         CountDownLatch up = new CountDownLatch(1);
         ks.setStateListener((now, old) -> {
             if (now == KafkaStreams.State.RUNNING || now == KafkaStreams.State.ERROR) up.countDown();
