@@ -44,6 +44,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -76,6 +77,7 @@ var (
 	ksConfig    = flag.String("ks-config", "", "Kafka Streams properties over the app's own settings, k=v,… (experiments)")
 	serveCore   = flag.String("serve-core", "", "internal: run the retailflow core on these topics (JSON) until SIGTERM")
 	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
+	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
 )
 
 func main() {
@@ -85,6 +87,12 @@ func main() {
 		must(json.Unmarshal([]byte(*serveCore), &t))
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
+		if *coreProfile != "" {
+			f, err := os.Create(*coreProfile)
+			must(err)
+			must(pprof.StartCPUProfile(f))
+			defer pprof.StopCPUProfile()
+		}
 		must(RunCore(ctx, brokers(), t, *coreGroup, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 		return
 	}
@@ -543,7 +551,7 @@ func (b *Bench) Run() {
 	must(err)
 	self, err := os.Executable()
 	must(err)
-	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group)
+	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile)
 	cmd.Stderr = os.Stderr
 	began = time.Now()
 	rf := startProcess(cmd)
