@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up secure down status test chdb pyproducer chromium test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer chromium test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state bench-kstreams kstreams-jar fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -47,7 +47,7 @@ test-helm:
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both. The chaos package runs last, as chaos-short, so that its seed and table are printed.
-test: build up secure test-helm chdb pyproducer chromium
+test: build up secure test-helm chdb pyproducer chromium kstreams-jar
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/topology/chaostest$$')
 	$(MAKE) chaos-short
 
@@ -101,6 +101,17 @@ bench-sink: up
 ORDERS ?= 2000000
 bench-state: build up
 	$(GO) run ./bench/state -bin $(BIN) -orders $(ORDERS)
+
+# The accrual core as a Kafka Streams 4.1.1 app (bench/kstreams: Maven Central only, like the
+# Kafka jars). `make test` builds it: bench/kstreams TestCoresAgree checks that it and the
+# retailflow core emit the same commands.
+kstreams-jar:
+	cd bench/kstreams && mvn -q -B package -DskipTests
+
+# Kafka Streams vs retailflow on the same broker and input (bench/RESULTS.md); ends with the
+# `kstreams: ... identical=true` line.
+bench-kstreams: build up kstreams-jar
+	$(GO) run ./bench/kstreams -bin $(BIN) -jar bench/kstreams/target/kstreams-core.jar
 
 demo: build up
 	infra/demo.sh
