@@ -509,7 +509,31 @@ func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client, t
 		return fmt.Errorf("stage %s: create re-route topic %s: %w", r.stage.Name, r.stage.Reroute, err)
 	}
 	r.log.Info("created the re-route topic", "topic", r.stage.Reroute, "partitions", len(in.Partitions))
-	return nil
+	// A created topic reaches the brokers' metadata a moment later: until every partition has a
+	// leader, VerifyTopics would report it missing (seen on a busy single broker).
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		td, err := adm.ListTopics(ctx, string(r.stage.Reroute))
+		if err == nil {
+			if t, ok := td[string(r.stage.Reroute)]; ok && t.Err == nil && len(t.Partitions) == len(in.Partitions) && leadersKnown(t) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stage %s: re-route topic %s created but not in the metadata: %w", r.stage.Name, r.stage.Reroute, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// leadersKnown reports whether every partition of t has a leader.
+func leadersKnown(t kadm.TopicDetail) bool {
+	for _, p := range t.Partitions {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // HistorySpec is what kafka.CheckTopicHistory compares with the fingerprint this stage
