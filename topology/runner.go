@@ -940,6 +940,12 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		r.rejMu.Lock()
 		rejTopic, rejected := r.rejected[src]
 		delete(r.rejected, src) // if this transaction aborts too, the retry marks it again
+		if !rejected && d.origin != nil {
+			// a re-routed record's outputs and dead letters name its original input
+			o := source{d.origin.Topic, d.origin.Partition, d.origin.Offset}
+			rejTopic, rejected = r.rejected[o]
+			delete(r.rejected, o)
+		}
 		r.hasRejected.Store(len(r.rejected) > 0)
 		r.rejMu.Unlock()
 		if rejected {
