@@ -139,7 +139,9 @@ func TestOperationsPageInChromium(t *testing.T) {
 	waitFor(t, 120*time.Second, "the pipeline to write every command and invalid dead letter", func() string {
 		cmds := count(fmt.Sprintf("SELECT count() FROM %s.loyalty_commands FINAL", db))
 		dead := count(fmt.Sprintf("SELECT count() FROM %s.dead_letters FINAL WHERE origin = 'runtime' AND error_class = 'invalid'", db))
-		if cmds != uint64(commands) || dead != uint64(invalid) {
+		// at least the oracle's commands: a pipeline that reads the topics in another relative
+		// order than canonical adds corrections (DESIGN.md invariant 13)
+		if cmds < uint64(commands) || dead != uint64(invalid) {
 			return fmt.Sprintf("%d/%d commands, %d/%d invalid dead letters", cmds, commands, dead, invalid)
 		}
 		return ""
