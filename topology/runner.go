@@ -247,6 +247,7 @@ type txnState struct {
 	dead       map[[2]string]int
 	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
+	marks      []source // the rejected marks this transaction dead-letters; dropped when it commits
 	promise    *kgo.FirstErrPromise
 	// The outputs and changelog records of the transaction, with their headers, are carved
 	// out of these chunks instead of allocated one by one. They are reset when the next
@@ -724,6 +725,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	clear(t.dead)
 	t.deadLog = t.deadLog[:0]
 	clear(t.rerouted)
+	t.marks = t.marks[:0]
 	t.resetOutputs()
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
@@ -807,6 +809,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 	if committed {
 		r.eagerEncode = false
+		if len(t.marks) > 0 {
+			r.rejMu.Lock()
+			for _, m := range t.marks {
+				delete(r.rejected, m)
+			}
+			r.hasRejected.Store(len(r.rejected) > 0)
+			r.rejMu.Unlock()
+		}
 		if err := r.applyOverlay(); err != nil {
 			return true, "", err
 		}
@@ -938,17 +948,19 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 
 	if r.hasRejected.Load() {
 		r.rejMu.Lock()
-		rejTopic, rejected := r.rejected[src]
-		delete(r.rejected, src) // if this transaction aborts too, the retry marks it again
+		// The mark stays until this transaction commits (applyOverlay): if the retry aborts
+		// too — another refused record of it, a rebalance — the next retry needs it again.
+		// Consumed here, two refused records of one retry took turns forever.
+		mark := src
+		rejTopic, rejected := r.rejected[mark]
 		if !rejected && d.origin != nil {
 			// a re-routed record's outputs and dead letters name its original input
-			o := source{d.origin.Topic, d.origin.Partition, d.origin.Offset}
-			rejTopic, rejected = r.rejected[o]
-			delete(r.rejected, o)
+			mark = source{d.origin.Topic, d.origin.Partition, d.origin.Offset}
+			rejTopic, rejected = r.rejected[mark]
 		}
-		r.hasRejected.Store(len(r.rejected) > 0)
 		r.rejMu.Unlock()
 		if rejected {
+			t.marks = append(t.marks, mark)
 			r.deadLetter(ctx, sess, rec, headers.ClassOutputRejected,
 				fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
 			return nil
@@ -1371,11 +1383,13 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 			return nil
 		}
 		need := map[int32]bool{}
+		revoked := false
 		for _, ev := range evs {
 			for _, p := range ev.partitions {
 				if ev.assigned {
 					need[p] = true
 				} else {
+					revoked = true
 					delete(need, p)
 					if _, ok := r.stores[p]; ok {
 						delete(r.stores, p)
@@ -1383,6 +1397,15 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 					}
 				}
 			}
+		}
+		if revoked {
+			// Marks of refused outputs are this owner's: a partition that comes back is
+			// processed anew, and a refused output is refused and marked again (one more
+			// abort) — better than marks of records another owner has long committed.
+			r.rejMu.Lock()
+			clear(r.rejected)
+			r.hasRejected.Store(false)
+			r.rejMu.Unlock()
 		}
 		if len(need) == 0 {
 			continue
