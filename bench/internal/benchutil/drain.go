@@ -3,7 +3,6 @@ package benchutil
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,15 +36,10 @@ func PassThrough(ctx context.Context, conn kafka.Conn, inputs []string, out, gro
 		return Drain{}, err
 	}
 	defer cl.Close()
-	var mu sync.Mutex
-	var first error
+	var failed firstError
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
-			mu.Lock()
-			if first == nil {
-				first = fmt.Errorf("pass-through: producing to %s: %w", r.Topic, err)
-			}
-			mu.Unlock()
+			failed.set(fmt.Errorf("pass-through: producing to %s: %w", r.Topic, err))
 		}
 	}
 	cpu0, err := SelfCPU()
@@ -59,21 +53,12 @@ func PassThrough(ctx context.Context, conn kafka.Conn, inputs []string, out, gro
 		if err := ctx.Err(); err != nil {
 			return Drain{}, err
 		}
-		fs.EachError(func(t string, p int32, e error) {
-			mu.Lock()
-			if first == nil {
-				first = fmt.Errorf("pass-through: fetching %s[%d]: %w", t, p, e)
-			}
-			mu.Unlock()
-		})
+		fs.EachError(func(t string, p int32, e error) { failed.set(fmt.Errorf("pass-through: fetching %s[%d]: %w", t, p, e)) })
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
 			cl.Produce(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Partition: r.Partition}, promise)
 		})
-		mu.Lock()
-		err := first
-		mu.Unlock()
-		if err != nil {
+		if err := failed.get(); err != nil {
 			return Drain{}, err
 		}
 	}
@@ -88,7 +73,5 @@ func PassThrough(ctx context.Context, conn kafka.Conn, inputs []string, out, gro
 	if err != nil {
 		return Drain{}, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return Drain{Events: got, Wall: wall, CPU: cpu - cpu0}, first
+	return Drain{Events: got, Wall: wall, CPU: cpu - cpu0}, failed.get()
 }

@@ -22,7 +22,9 @@ func (s *Sent) record(r *kgo.Record) {
 	s.m.Store(coordinates(r.Topic, strconv.Itoa(int(r.Partition)), strconv.FormatInt(r.Offset, 10)), r.Timestamp)
 }
 
-func coordinates(topic, partition, offset string) string { return topic + "/" + partition + "@" + offset }
+func coordinates(topic, partition, offset string) string {
+	return topic + "/" + partition + "@" + offset
+}
 
 // Latency measures, for each record that becomes visible on output to a read_committed
 // consumer while produce runs, the time from its input's timestamp to that moment. The input

@@ -195,8 +195,9 @@ type RunProcess struct {
 }
 
 // StartRun starts `bin args…` with env (see RunEnv) and reads its log (stderr): each
-// "restored state" line is kept for Restored, and every line goes to echo when it is set. The
-// log is always read to its end, so the child never blocks on a full pipe.
+// "restored state" line is kept for Restored, and every line goes to echo when it is set (the
+// slice is valid only during the call). The log is always read to its end, so the child never
+// blocks on a full pipe.
 func StartRun(bin string, args, env []string, echo func(line []byte)) (*RunProcess, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env

@@ -27,15 +27,10 @@ func Produce(ctx context.Context, conn kafka.Conn, serde *schemas.Serde, records
 		return 0, err
 	}
 	defer cl.Close()
-	var mu sync.Mutex
-	var first error
+	var failed firstError
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
-			mu.Lock()
-			if first == nil {
-				first = fmt.Errorf("producing to %s: %w", r.Topic, err)
-			}
-			mu.Unlock()
+			failed.set(fmt.Errorf("producing to %s: %w", r.Topic, err))
 			return
 		}
 		if sent != nil {
@@ -60,9 +55,28 @@ func Produce(ctx context.Context, conn kafka.Conn, serde *schemas.Serde, records
 	if err := cl.Flush(ctx); err != nil {
 		return len(records), err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return len(records), first
+	return len(records), failed.get()
+}
+
+// firstError keeps the first of the errors that produce promises report; safe for concurrent
+// use.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // WaitCaughtUp waits up to limit until group has committed the end offset of every partition
