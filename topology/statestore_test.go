@@ -124,6 +124,20 @@ func checkDisk(t *testing.T, dir string, want map[string]int64) {
 	}
 }
 
+// restartAndFeed starts instance "0" again on its state directory, waits until its store is
+// restored, feeds one more input to each of the 6 keys, checks that the sums continue exactly
+// (outputs committed in all), stops it, and returns what that start restored.
+func restartAndFeed(t *testing.T, f *fixture, rl *restoreLog, inputs map[string][]int64, outputs int) (records int, full string, wiped []string) {
+	t.Helper()
+	mark := len(rl.snapshot())
+	rn := f.start("0", nil, nil)
+	waitReady(t, rn)
+	f.feed(6, 1, inputs)
+	checkSums(t, f.committed("out", outputs), inputs)
+	rn.stop(t)
+	return rl.restored(mark)
+}
+
 // TestDiskStoreRestoresOnlyTheTail: after a clean stop, a restart reads only the changelog
 // records written after the store's checkpoints (here: none), and a partition whose changelog
 // got records from another owner meanwhile reads exactly those; the sums continue exactly.
@@ -156,13 +170,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 	f.feed(6, 1, inputs)
 	checkSums(t, f.committed("out", 48), inputs)
 	rn1.stop(t)
-	mark = len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 54), inputs)
-	rn.stop(t)
-	if n, full, _ := rl.restored(mark); n != 6 || full != "[]" {
+	if n, full, _ := restartAndFeed(t, f, rl, inputs, 54); n != 6 || full != "[]" {
 		t.Fatalf("restart after another owner: restored %d records (full %s), want the 6 the other owner wrote", n, full)
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
@@ -219,13 +227,7 @@ func TestDiskStoreNotTrustedIsRestoredFully(t *testing.T) {
 			var p int32 = 1
 			tamper(t, dir, p, tc.change, true)
 
-			mark := len(rl.snapshot())
-			rn = f.start("0", nil, nil)
-			waitReady(t, rn)
-			f.feed(6, 1, inputs)
-			checkSums(t, f.committed("out", 30), inputs)
-			rn.stop(t)
-			n, full, wiped := rl.restored(mark)
+			n, full, wiped := restartAndFeed(t, f, rl, inputs, 30)
 			if full != "[1]" || len(wiped) != 1 || !strings.Contains(wiped[0], tc.reason) {
 				t.Fatalf("restore: full %s, wiped %v; want partition 1 wiped because %q", full, wiped, tc.reason)
 			}
@@ -278,13 +280,7 @@ func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
 	if err := os.Rename(crashed, f.instanceStateDir("0")); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 36), inputs)
-	rn.stop(t)
-	n, full, wiped := rl.restored(mark)
+	n, full, wiped := restartAndFeed(t, f, rl, inputs, 36)
 	if full != "[]" || len(wiped) > 0 {
 		t.Fatalf("restart on the crashed store: full %s, wiped %v; want a tail restore", full, wiped)
 	}
@@ -307,13 +303,7 @@ func TestDiskStoreDeletedWhileStopped(t *testing.T) {
 	if err := os.RemoveAll(f.instanceStateDir("0")); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 24), inputs)
-	rn.stop(t)
-	if n, full, _ := rl.restored(mark); full != "[0 1 2]" || n < 6 {
+	if n, full, _ := restartAndFeed(t, f, rl, inputs, 24); full != "[0 1 2]" || n < 6 {
 		t.Fatalf("restart without a directory: restored %d records, full %s; want every partition in full", n, full)
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
