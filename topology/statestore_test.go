@@ -124,6 +124,19 @@ func checkDisk(t *testing.T, dir string, want map[string]int64) {
 	}
 }
 
+// firstRun makes a disk-store fixture in which instance "0", on an empty state directory,
+// processes perKey inputs of each of the 6 keys (their sums checked) and stops.
+func firstRun(t *testing.T, perKey int) (*fixture, *restoreLog, map[string][]int64) {
+	t.Helper()
+	f, rl := newDiskFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, perKey, inputs)
+	rn := f.start("0", nil, nil)
+	checkSums(t, f.committed("out", 6*perKey), inputs)
+	rn.stop(t)
+	return f, rl, inputs
+}
+
 // restartAndFeed starts instance "0" again on its state directory, waits until its store is
 // restored, feeds one more input to each of the 6 keys, checks that the sums continue exactly
 // (outputs committed in all), stops it, and returns what that start restored.
@@ -142,12 +155,7 @@ func restartAndFeed(t *testing.T, f *fixture, rl *restoreLog, inputs map[string]
 // records written after the store's checkpoints (here: none), and a partition whose changelog
 // got records from another owner meanwhile reads exactly those; the sums continue exactly.
 func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 5, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 30), inputs)
-	rn.stop(t)
+	f, rl, inputs := firstRun(t, 5)
 	if n, full, _ := rl.restored(0); n != 0 || full != "[0 1 2]" {
 		t.Fatalf("first start: restored %d records, full %s; want 0 records, all partitions full (empty store)", n, full)
 	}
@@ -156,7 +164,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 	// Restart: nothing new in the changelog, so nothing is read.
 	mark := len(rl.snapshot())
 	f.feed(6, 2, inputs)
-	rn = f.start("0", nil, nil)
+	rn := f.start("0", nil, nil)
 	checkSums(t, f.committed("out", 42), inputs)
 	rn.stop(t)
 	if n, full, wiped := rl.restored(mark); n != 0 || full != "[]" || len(wiped) > 0 {
@@ -217,12 +225,7 @@ func TestDiskStoreNotTrustedIsRestoredFully(t *testing.T) {
 		{"other-record", func(m *partMeta) { m.LastHash++ }, "differs from the one the store recorded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, rl := newDiskFixture(t)
-			inputs := map[string][]int64{}
-			f.feed(6, 4, inputs)
-			rn := f.start("0", nil, nil)
-			checkSums(t, f.committed("out", 24), inputs)
-			rn.stop(t)
+			f, rl, inputs := firstRun(t, 4)
 			dir := f.instanceStateDir("0")
 			var p int32 = 1
 			tamper(t, dir, p, tc.change, true)
@@ -245,17 +248,12 @@ func TestDiskStoreNotTrustedIsRestoredFully(t *testing.T) {
 // it). Restarted on that directory, the runner restores only the tail (the transaction that
 // committed after the snapshot) and every sum continues exactly.
 func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 3, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 18), inputs)
+	f, rl, inputs := firstRun(t, 3)
 
 	// Hold the next transaction inside Process, snapshot the store there, let it commit.
 	var once sync.Once
 	entered, release := make(chan struct{}), make(chan struct{})
-	rn.stop(t)
-	rn = f.start("0", nil, func() {
+	rn := f.start("0", nil, func() {
 		once.Do(func() { close(entered); <-release })
 	})
 	waitReady(t, rn)
@@ -294,12 +292,7 @@ func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
 // TestDiskStoreDeletedWhileStopped: the state directory is gone when the runner starts again (a
 // new volume, an operator's rm): it restores every partition fully and continues exactly.
 func TestDiskStoreDeletedWhileStopped(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 3, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 18), inputs)
-	rn.stop(t)
+	f, rl, inputs := firstRun(t, 3)
 	if err := os.RemoveAll(f.instanceStateDir("0")); err != nil {
 		t.Fatal(err)
 	}
