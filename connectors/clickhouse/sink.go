@@ -302,13 +302,8 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			return err
 		}
 		s.log.Warn("cannot decode yet; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return err
 		}
 		rows, err = s.mapRecord(ctx, r)
 	}
@@ -498,13 +493,8 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 		}
 		blocked = true
 		s.block(table, err, attempt, wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return err
 		}
 	}
 }
@@ -820,6 +810,19 @@ func (s *Sink) probe(ctx context.Context, table string) error {
 	return nil
 }
 
+// backOff sleeps *wait, or returns ctx's error when it ends first, and doubles *wait up to
+// MaxRetryWait: the pacing of every retry of the sink (a record the registry cannot decode yet,
+// a refused batch, a dead letter the broker refuses).
+func (s *Sink) backOff(ctx context.Context, wait *time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*wait):
+	}
+	*wait = min(*wait*2, s.o.MaxRetryWait)
+	return nil
+}
+
 // dlqMessage is the DLQ record of one dead letter, encoded once for all its produce attempts;
 // it is encoded again only when the value is dropped.
 type dlqMessage struct {
@@ -921,13 +924,8 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 			s.log.Error("cannot produce a dead letter; retrying (offsets stay uncommitted)", "topic", rec.Topic,
 				"partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "retry_in", wait, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return &dlqError{ctx.Err()}
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return &dlqError{err}
 		}
 	}
 	if blocked && s.o.Ready != nil && !s.paused {
