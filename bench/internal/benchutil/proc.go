@@ -57,29 +57,23 @@ func ParseVmHWM(status []byte) (int64, error) {
 }
 
 // CPUOf is the user+system CPU time a live process has used.
-func CPUOf(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	d, err := ParseStatCPU(b)
-	if err != nil {
-		return 0, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return d, nil
-}
+func CPUOf(pid int) (time.Duration, error) { return readProc(pid, "stat", ParseStatCPU) }
 
 // PeakRSSOf is the peak resident set size of a live process in bytes.
-func PeakRSSOf(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+func PeakRSSOf(pid int) (int64, error) { return readProc(pid, "status", ParseVmHWM) }
+
+// readProc parses /proc/<pid>/<file>.
+func readProc[T any](pid int, file string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
-		return 0, err
+		return zero, err
 	}
-	n, err := ParseVmHWM(b)
+	v, err := parse(b)
 	if err != nil {
-		return 0, fmt.Errorf("pid %d: %w", pid, err)
+		return zero, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	return n, nil
+	return v, nil
 }
 
 // SelfCPU is the user+system CPU time this process has used.
