@@ -197,6 +197,9 @@ func StartRun(bin string, args, env []string, echo func(line []byte)) (*RunProce
 	cmd.Env = env
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
+	// Wait also waits for the copy of the log into pw, which a child's own children (a shell's)
+	// can hold open after the child died; bound that, so Done follows the child's exit
+	cmd.WaitDelay = 2 * time.Second
 	// a process restores once per assignment; more lines than this would be a rebalance storm,
 	// and the newest are dropped rather than block the log
 	p := &RunProcess{restored: make(chan Restored, 16)}

@@ -93,9 +93,12 @@ func TestProcessAliveAndStop(t *testing.T) {
 // TestStartRunReadsRestoredLines: the "restored state" lines of a run process's JSON log are
 // parsed, every line is echoed, and a process that exits without one is reported.
 func TestStartRunReadsRestoredLines(t *testing.T) {
-	script := `echo '{"level":"INFO","msg":"joined"}' >&2
+	// the sleep, a grandchild started before the lines, holds the log open after its shell is
+	// killed
+	script := `sleep 10 &
+echo '{"level":"INFO","msg":"joined"}' >&2
 echo '{"level":"INFO","msg":"restored state","records":1200,"keys":1000,"took":1500000000,"full":[0,2],"tail":[1]}' >&2
-sleep 30`
+wait`
 	var mu sync.Mutex
 	var echoed bytes.Buffer
 	p, err := StartRun("sh", []string{"-c", script}, os.Environ(), func(line []byte) {
@@ -115,7 +118,7 @@ sleep 30`
 		t.Errorf("restored line: %+v", r)
 	}
 	if err := p.Stop(syscall.SIGKILL, 5*time.Second); err != nil {
-		t.Fatal(err)
+		t.Fatalf("the killed shell's exit must end the wait, however long its children hold the log: %v", err)
 	}
 	mu.Lock()
 	if !strings.Contains(echoed.String(), `"msg":"joined"`) {
