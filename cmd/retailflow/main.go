@@ -22,6 +22,7 @@ import (
 
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas"
 )
 
 // App is what every subcommand receives: the loaded configuration and the process's I/O.
@@ -73,6 +74,19 @@ func (a *App) ClickHouse(ctx context.Context) (Config, driver.Conn, error) {
 		return Config{}, nil, err
 	}
 	return c, conn, nil
+}
+
+// Topic loads the configuration and resolves a --topic value (logical or configured name).
+func (a *App) Topic(name string) (Config, schemas.Topic, error) {
+	c, err := a.Config()
+	if err != nil {
+		return Config{}, "", err
+	}
+	t, err := c.LogicalTopic(name)
+	if err != nil {
+		return Config{}, "", err
+	}
+	return c, t, nil
 }
 
 // Logger builds the structured logger the configuration asks for.
