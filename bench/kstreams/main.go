@@ -53,7 +53,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/retailflow/retailflow/bench/internal/benchutil"
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/accrual"
 	"github.com/retailflow/retailflow/processors/generate"
@@ -211,15 +211,15 @@ func (b *Bench) NewInputSet(name string) InputSet {
 
 // Produce generates traffic with opts and produces it into s (unpaced when rate is 0); sent,
 // when set, records each input's coordinates → timestamp.
-func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *benchutil.Sent) int {
+func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *rig.Sent) int {
 	tr, err := generate.Generate(opts)
 	must(err)
 	return b.ProduceTraffic(s, tr.Records, rate, sent)
 }
 
 // ProduceTraffic produces records into s (see Produce).
-func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *benchutil.Sent) int {
-	n, err := benchutil.Produce(b.ctx, b.conn, b.serde, records, s.Topic, rate, sent)
+func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *rig.Sent) int {
+	n, err := rig.Produce(b.ctx, b.conn, b.serde, records, s.Topic, rate, sent)
 	must(err)
 	s.Events += n
 	return n
@@ -227,7 +227,7 @@ func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate floa
 
 // WaitCaughtUp waits until group has committed the end offset of every input partition.
 func (b *Bench) WaitCaughtUp(group string, inputs []string, limit time.Duration, alive func() error) {
-	must(benchutil.WaitCaughtUp(b.ctx, b.adm, group, inputs, limit, alive))
+	must(rig.WaitCaughtUp(b.ctx, b.adm, group, inputs, limit, alive))
 }
 
 // ReadAll reads a topic read_committed to its end: every record as key + value.
@@ -264,14 +264,14 @@ func (b *Bench) Cleanup() {
 // ---------------------------------------------------------------------------- processes
 
 // cpuOf is the CPU time the live process p has used.
-func cpuOf(p *benchutil.Process) time.Duration {
+func cpuOf(p *rig.Process) time.Duration {
 	d, err := p.CPU()
 	must(err)
 	return d
 }
 
 // stop ends p: SIGTERM, and SIGKILL after 90 s.
-func stop(p *benchutil.Process) {
+func stop(p *rig.Process) {
 	if err := p.Stop(syscall.SIGTERM, 90*time.Second); err != nil {
 		log.Print(err)
 	}
@@ -279,7 +279,7 @@ func stop(p *benchutil.Process) {
 
 // KSApp is the Kafka Streams core's JVM, driven over stdin.
 type KSApp struct {
-	*benchutil.Process
+	*rig.Process
 	in    io.WriteCloser
 	lines *bufio.Scanner
 }
@@ -301,7 +301,7 @@ func StartKS(brokers []string, jar, java, stateDir string, p accrual.Policy) *KS
 	out, err := cmd.StdoutPipe()
 	must(err)
 	cmd.Stderr = os.Stderr
-	proc, err := benchutil.Start(cmd)
+	proc, err := rig.Start(cmd)
 	must(err)
 	return &KSApp{Process: proc, in: in, lines: bufio.NewScanner(out)}
 }
@@ -333,21 +333,21 @@ func (k *KSApp) Close() {
 // Latency produces paced traffic (seed, orders) into s and measures, for each command that
 // appears on output (read_committed), input timestamp → visible.
 func (b *Bench) Latency(s *InputSet, output string, seed uint64, rate float64, group string, alive func() error) []time.Duration {
-	lats, err := benchutil.Latency(b.ctx, b.conn, b.adm, output, func(sent *benchutil.Sent) error {
+	lats, err := rig.Latency(b.ctx, b.conn, b.adm, output, func(sent *rig.Sent) error {
 		n := max(100, int(rate**latencySecs/6.8))
 		b.Produce(s, generate.Options{Seed: seed, Orders: n}, rate, sent)
-		return benchutil.WaitCaughtUp(b.ctx, b.adm, group, s.Inputs(), 5*time.Minute, alive)
+		return rig.WaitCaughtUp(b.ctx, b.adm, group, s.Inputs(), 5*time.Minute, alive)
 	})
 	must(err)
 	return lats
 }
 
-var quantile = benchutil.Quantile
+var quantile = rig.Quantile
 
 // ---------------------------------------------------------------------------- the run
 
 // Drain is one measured drain.
-type Drain = benchutil.Drain
+type Drain = rig.Drain
 
 // coreTopics are the retailflow core's (or ledger's) topics on input set s, outputs under out.
 func (b *Bench) coreTopics(s InputSet, out string) accrualcore.Topics {
@@ -418,7 +418,7 @@ func (b *Bench) Run() {
 	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile)
 	cmd.Stderr = os.Stderr
 	began = time.Now()
-	rf, err := benchutil.Start(cmd)
+	rf, err := rig.Start(cmd)
 	must(err)
 	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.Alive)
 	rfCore := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(rf)}
@@ -520,9 +520,9 @@ func (b *Bench) runLedger(s InputSet) Drain {
 	// made here: the runner creates it when missing, but its own topic check can run before
 	// the new topic's metadata has reached it ("does not exist"), which ends the process
 	b.ensure(group+"-reroute", false)
-	env := benchutil.RunEnv(t.Names, b.partitions, group, "warn", "RETAILFLOW_KAFKA_BROKERS="+strings.Join(b.conn.Brokers, ","))
+	env := rig.RunEnv(t.Names, b.partitions, group, "warn", "RETAILFLOW_KAFKA_BROKERS="+strings.Join(b.conn.Brokers, ","))
 	began := time.Now()
-	p, err := benchutil.StartRun(*bin, []string{"run", "--instance-id", "0"}, env, func(line []byte) { fmt.Fprintf(os.Stderr, "%s\n", line) })
+	p, err := rig.StartRun(*bin, []string{"run", "--instance-id", "0"}, env, func(line []byte) { fmt.Fprintf(os.Stderr, "%s\n", line) })
 	must(err)
 	b.WaitCaughtUp(group, s.Inputs(), 30*time.Minute, p.Alive)
 	d := Drain{Events: s.Events, Wall: time.Since(began), CPU: cpuOf(p.Process)}
@@ -544,7 +544,7 @@ func (b *Bench) runLedger(s InputSet) Drain {
 func (b *Bench) passThrough(s InputSet) Drain {
 	out := b.prefix + ".passthrough"
 	b.ensure(out, false)
-	d, err := benchutil.PassThrough(b.ctx, b.conn, s.Inputs(), out, b.prefix+"-passthrough", s.Events)
+	d, err := rig.PassThrough(b.ctx, b.conn, s.Inputs(), out, b.prefix+"-passthrough", s.Events)
 	must(err)
 	log.Printf("franz-go pass-through: %d events in %s, %s CPU", d.Events, d.Wall.Round(time.Millisecond), d.CPU)
 	return d

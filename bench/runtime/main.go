@@ -43,7 +43,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/retailflow/retailflow/bench/internal/benchutil"
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
@@ -159,7 +159,7 @@ func main() {
 		rn, rbytes, rwall = e.restore(*restoreOrders, samples)
 	}
 
-	p := func(q float64) time.Duration { return benchutil.Quantile(lats, q) }
+	p := func(q float64) time.Duration { return rig.Quantile(lats, q) }
 	fmt.Printf(`## Runtime (retailflow run) — %s
 
 Command: `+"`go build -o bin/retailflow ./cmd/retailflow && go run ./bench/runtime -bin bin/retailflow -orders %d -restore-orders %d`"+` (`+"`make bench-runtime`"+`)
@@ -240,15 +240,15 @@ func must(err error) {
 
 // produce sends the traffic (unpaced when rate is 0); sent, when set, records each input's
 // coordinates → timestamp.
-func (e *env) produce(tr *generate.Traffic, rate float64, sent *benchutil.Sent) int {
-	n, err := benchutil.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return e.names[t] }, rate, sent)
+func (e *env) produce(tr *generate.Traffic, rate float64, sent *rig.Sent) int {
+	n, err := rig.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return e.names[t] }, rate, sent)
 	must(err)
 	return n
 }
 
 // start runs `retailflow run` on the named topics in group e.group+suffix; its log lines go to
 // echo when set.
-func (e *env) start(names map[schemas.Topic]string, suffix, level string, echo func([]byte)) *benchutil.RunProcess {
+func (e *env) start(names map[schemas.Topic]string, suffix, level string, echo func([]byte)) *rig.RunProcess {
 	args := []string{"run", "--instance-id", "0"}
 	if *cpuProfile != "" && suffix == "" {
 		args = append(args, "--cpuprofile", *cpuProfile)
@@ -263,7 +263,7 @@ func (e *env) start(names map[schemas.Topic]string, suffix, level string, echo f
 	if suffix == "" {
 		httpAddr = e.metricsAddr
 	}
-	p, err := benchutil.StartRun(*bin, args, benchutil.RunEnv(names, *partitions, e.group+suffix, level, "RETAILFLOW_HTTP_ADDR="+httpAddr), echo)
+	p, err := rig.StartRun(*bin, args, rig.RunEnv(names, *partitions, e.group+suffix, level, "RETAILFLOW_HTTP_ADDR="+httpAddr), echo)
 	must(err)
 	return p
 }
@@ -277,19 +277,19 @@ func (e *env) inputs() []string {
 }
 
 func (e *env) waitCaughtUp(limit time.Duration) {
-	must(benchutil.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), limit, nil))
+	must(rig.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), limit, nil))
 }
 
 // latency produces paced traffic and measures, for each committed command, the time from its
 // input's timestamp to its arrival at a read_committed consumer.
 func (e *env) latency(tr *generate.Traffic) []time.Duration {
-	lats, err := benchutil.Latency(e.ctx, e.conn, e.adm, e.names[schemas.TopicCommands], func(sent *benchutil.Sent) error {
+	lats, err := rig.Latency(e.ctx, e.conn, e.adm, e.names[schemas.TopicCommands], func(sent *rig.Sent) error {
 		e.produce(tr, *rate, sent)
-		return benchutil.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), 5*time.Minute, nil)
+		return rig.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), 5*time.Minute, nil)
 	})
 	must(err)
 	if n := len(lats); n > 0 {
-		q := func(q float64) time.Duration { return benchutil.Quantile(lats, q) }
+		q := func(q float64) time.Duration { return rig.Quantile(lats, q) }
 		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, q(0.5), q(0.9), q(0.95), q(0.99), q(0.999), lats[n-1])
 	}
 	return lats
@@ -297,11 +297,11 @@ func (e *env) latency(tr *generate.Traffic) []time.Duration {
 
 // baseline consumes the inputs in a fresh group and produces each record unchanged to an
 // output topic: the floor cost of moving the bytes with franz-go.
-func (e *env) baseline(n int) benchutil.Drain {
+func (e *env) baseline(n int) rig.Drain {
 	out := e.names[schemas.TopicDLQ] + ".baseline"
 	_, err := kafka.EnsureTopics(e.ctx, e.conn, []kafka.TopicSpec{{Name: out, Partitions: int32(*partitions), ReplicationFactor: 1}})
 	must(err)
-	d, err := benchutil.PassThrough(e.ctx, e.conn, e.inputs(), out, e.group+"-baseline", n)
+	d, err := rig.PassThrough(e.ctx, e.conn, e.inputs(), out, e.group+"-baseline", n)
 	must(err)
 	return d
 }

@@ -42,7 +42,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/retailflow/retailflow/bench/internal/benchutil"
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/ledger"
@@ -252,21 +252,21 @@ func (e *env) writeStates(s topicSet, n int, samples [][]byte) {
 }
 
 func (e *env) produce(s topicSet, tr *generate.Traffic) int {
-	n, err := benchutil.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return s.names[t] }, 0, nil)
+	n, err := rig.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return s.names[t] }, 0, nil)
 	must(err)
 	return n
 }
 
 // start runs `retailflow run` on s with the state mode and directory; its WARN and ERROR log
 // lines are printed.
-func (e *env) start(s topicSet, mode, dir, profile string) *benchutil.RunProcess {
+func (e *env) start(s topicSet, mode, dir, profile string) *rig.RunProcess {
 	args := []string{"run", "--instance-id", "0"}
 	if profile != "" {
 		args = append(args, "--cpuprofile", profile)
 	}
-	env := benchutil.RunEnv(s.names, *partitions, s.group, "info",
+	env := rig.RunEnv(s.names, *partitions, s.group, "info",
 		"RETAILFLOW_STATE_MODE="+mode, "RETAILFLOW_STATE_DIR="+dir, "RETAILFLOW_STATE_CACHE_BYTES="+strconv.FormatInt(*cacheBytes, 10))
-	p, err := benchutil.StartRun(*bin, args, env, func(line []byte) {
+	p, err := rig.StartRun(*bin, args, env, func(line []byte) {
 		if bytes.Contains(line, []byte(`"level":"ERROR"`)) || bytes.Contains(line, []byte(`"level":"WARN"`)) {
 			log.Printf("run: %s", line)
 		}
@@ -276,21 +276,21 @@ func (e *env) start(s topicSet, mode, dir, profile string) *benchutil.RunProcess
 }
 
 // restored waits for the process's "restored state" line.
-func restored(p *benchutil.RunProcess, limit time.Duration) benchutil.Restored {
+func restored(p *rig.RunProcess, limit time.Duration) rig.Restored {
 	rl, err := p.Restored(limit)
 	must(err)
 	return rl
 }
 
-func stop(p *benchutil.RunProcess, sig syscall.Signal) { must(p.Stop(sig, 2*time.Minute)) }
+func stop(p *rig.RunProcess, sig syscall.Signal) { must(p.Stop(sig, 2*time.Minute)) }
 
-func cpuOf(p *benchutil.RunProcess) time.Duration {
+func cpuOf(p *rig.RunProcess) time.Duration {
 	d, err := p.CPU()
 	must(err)
 	return d
 }
 
-func peakRSS(p *benchutil.RunProcess) float64 {
+func peakRSS(p *rig.RunProcess) float64 {
 	n, err := p.PeakRSS()
 	must(err)
 	return float64(n)
@@ -312,12 +312,12 @@ func (e *env) waitCaughtUp(s topicSet, limit time.Duration) {
 	for _, t := range schemas.InputTopics {
 		in = append(in, s.names[t])
 	}
-	must(benchutil.WaitCaughtUp(e.ctx, e.adm, s.group, in, limit, nil))
+	must(rig.WaitCaughtUp(e.ctx, e.adm, s.group, in, limit, nil))
 }
 
 // waitIdle waits until the process uses less than 5 % of a core over 2 s (no background
 // compaction left) and returns how long that took.
-func waitIdle(p *benchutil.RunProcess, limit time.Duration) time.Duration {
+func waitIdle(p *rig.RunProcess, limit time.Duration) time.Duration {
 	began := time.Now()
 	for time.Since(began) < limit {
 		c := cpuOf(p)

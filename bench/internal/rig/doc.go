@@ -1,4 +1,4 @@
-// Package benchutil is what the process-level benchmarks (bench/runtime, bench/state,
+// Package rig is the test rig: what the process-level benchmarks (bench/runtime, bench/state,
 // bench/kstreams) share, so that the three measure alike:
 //
 //	proc.go     the CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) of a child process, this
@@ -12,4 +12,4 @@
 //	            floor cost of moving the bytes (PassThrough)
 //
 // Linux only (/proc). Errors are returned; the benchmarks end on the first one.
-package benchutil
+package rig
