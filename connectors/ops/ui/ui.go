@@ -174,6 +174,7 @@ type bucketCell struct {
 type viewRow struct {
 	OrderID, Code, Keys, BusinessTime, Bucket string
 	Breached                                  bool
+	View, RowKey, Owner, State                string // the row as `retailflow recon` names it, its owner team and state
 }
 
 type viewData struct {
@@ -321,9 +322,10 @@ func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 		}
 		parts = append(parts, fmt.Sprintf("'%s=', toString(%s)", k, k))
 	}
-	q := fmt.Sprintf(`SELECT order_id, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached
+	// the backlog: the open_ view (resolved rows excluded), with owner team and state
+	q := fmt.Sprintf(`SELECT order_id, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached, row_key, owner_team, state
 		FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`,
-		strings.Join(parts, ", "), s.o.Database, v.Name, strings.Join(v.Keys, ", "), s.o.Oldest)
+		strings.Join(parts, ", "), s.o.Database, v.OpenView(), strings.Join(v.Keys, ", "), s.o.Oldest)
 	rows, err := s.o.Conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", v.ID, v.Name, err)
@@ -331,9 +333,9 @@ func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 	defer rows.Close()
 	var out []viewRow
 	for rows.Next() {
-		var vr viewRow
+		vr := viewRow{View: v.ID}
 		var sla uint8
-		if err := rows.Scan(&vr.OrderID, &vr.Code, &vr.Keys, &vr.BusinessTime, &vr.Bucket, &sla); err != nil {
+		if err := rows.Scan(&vr.OrderID, &vr.Code, &vr.Keys, &vr.BusinessTime, &vr.Bucket, &sla, &vr.RowKey, &vr.Owner, &vr.State); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.ID, err)
 		}
 		vr.Breached = sla == 1
