@@ -340,4 +340,3 @@ func total(m map[string][]commandRecord) int {
 	}
 	return n
 }
-

@@ -4,6 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -186,5 +191,88 @@ func checkOwnership(t *testing.T, cfg string, c Config, conn driver.Conn) {
 	}
 	if n := count(fmt.Sprintf("SELECT count() FROM %s.recon_actions FINAL WHERE view_name = ? AND row_key = ?", db), v.Name, row.RowKey); n != 3 {
 		t.Errorf("recon_actions has %d actions of the row, want 3", n)
+	}
+
+	checkPageActions(t, c, conn, rep)
+}
+
+// checkPageActions resolves a backlog row through `retailflow ui` (ui.actions_enabled, reading as
+// the read-only analyst user): the backlog links the row to its form, the form shows owner and
+// state, a post from another origin or without the form's confirmation is refused, the posted
+// form records the action as the writer, and the row leaves the page's backlog.
+func checkPageActions(t *testing.T, c Config, conn driver.Conn, rep chsink.Report) {
+	ctx := context.Background()
+	var row *chsink.ItemRow
+	for _, v := range rep.Views {
+		if v.ID == "C5" && len(v.Oldest) > 0 {
+			row = &v.Oldest[0]
+		}
+	}
+	if row == nil {
+		t.Fatal("C5 has no rows")
+	}
+	c.UI.ActionsEnabled = true
+	c.UI.ClickHouseUsername, c.UI.ClickHousePassword = "analyst", "analyst"
+	app := &App{Stdout: io.Discard, Stderr: io.Discard}
+	h, closeUI, err := app.UIHandler(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeUI()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	post := func(form url.Values, origin string) (int, string) {
+		req, _ := http.NewRequest("POST", srv.URL+"/recon/act", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	link := "/recon/act?view=C5&amp;key=" + html.EscapeString(url.QueryEscape(row.RowKey))
+	code, body := get("/")
+	// html/template escapes the key in lower-case hex (%7c), url.QueryEscape in upper case
+	link = strings.ToLower(link)
+	if code != 200 || !strings.Contains(strings.ToLower(body), link) {
+		t.Fatalf("backlog page (%d) has no link %s", code, link)
+	}
+	code, body = get("/recon/act?view=C5&key=" + url.QueryEscape(row.RowKey))
+	if code != 200 || !strings.Contains(body, row.Owner) || !strings.Contains(body, `name="note"`) || strings.Contains(body, "<script") {
+		t.Fatalf("action form: %d %s", code, body)
+	}
+	form := url.Values{"view": {"C5"}, "key": {row.RowKey}, "action": {"RESOLVED"}, "note": {"accrual re-requested, platform confirmed"}, "by": {"dana"}}
+	if code, body := post(form, ""); code != 400 {
+		t.Errorf("post without the form's confirmation: %d %s", code, body)
+	}
+	form.Set("confirm", "yes")
+	if code, _ := post(form, "http://elsewhere.example"); code != 403 {
+		t.Errorf("post from another origin: %d, want 403", code)
+	}
+	code, body = post(form, srv.URL)
+	if code != 200 || !strings.Contains(body, "RESOLVED") || !strings.Contains(body, "left the backlog") {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	var actor, note string
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT actor, note FROM %s.recon_actions FINAL WHERE view_name = 'recon_accrual_vs_fulfilment' AND row_key = ?",
+		c.ClickHouse.Database), row.RowKey).Scan(&actor, &note); err != nil || actor != "dana" || note != "accrual re-requested, platform confirmed" {
+		t.Errorf("recon_actions: %q %q %v", actor, note, err)
+	}
+	if _, body := get("/"); strings.Contains(strings.ToLower(body), link) {
+		t.Errorf("the resolved row is still on the backlog page")
 	}
 }
