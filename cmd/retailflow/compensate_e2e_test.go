@@ -98,7 +98,8 @@ func recordHeader(r *kgo.Record, key string) string {
 // commands no posting answers — every withheld one among them — with the ledger's request ids;
 // --apply re-sends each original command record once (same key and value, same partition,
 // rf.compensation.of naming the original), logs it in compensations, and the sink's
-// loyalty_commands still holds one row per request id; a second --apply sends nothing. Resolving
+// loyalty_commands still holds one row per request id; a second --apply sends nothing. Postings
+// on the wrong multiplier are listed as not compensable (answered, wrongly). Resolving
 // a row takes it out of what compensate acts on.
 func TestCompensateReRequestsMissingPostings(t *testing.T) {
 	needServices(t)
@@ -119,7 +120,7 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr, err := generate.Generate(generate.Options{Seed: 11, Orders: 40,
-		Faults: generate.Faults{WithheldAccrual: 0.2, WithheldReversal: 0.3, WithheldRefund: 0.3}})
+		Faults: generate.Faults{WithheldAccrual: 0.2, WithheldReversal: 0.3, WithheldRefund: 0.3, WrongMultiplier: 0.15}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 			applied[f]++
 		}
 	}
-	for _, f := range []generate.Fault{generate.FaultWithheldAccrual, generate.FaultWithheldReversal, generate.FaultWithheldRefund} {
+	for _, f := range []generate.Fault{generate.FaultWithheldAccrual, generate.FaultWithheldReversal, generate.FaultWithheldRefund, generate.FaultWrongMultiplier} {
 		if applied[f] == 0 {
 			t.Fatalf("seed applies no %s (applied %v): change the seed", f, applied)
 		}
@@ -232,6 +233,16 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 			t.Errorf("withheld command %s is not listed: %s", id, out)
 		}
 	}
+	// a posting on the wrong multiplier answers its request with other points: C5 UNDER/OVER_ACCRUED
+	// that a re-request (deduplicated) cannot fix
+	for _, l := range dry["not-compensable"] {
+		if l.View != "C5" || (l.Code != "UNDER_ACCRUED" && l.Code != "OVER_ACCRUED") || !strings.Contains(l.Reason, "has a posting") {
+			t.Errorf("not compensable: %+v", l)
+		}
+	}
+	if len(dry["not-compensable"]) == 0 {
+		t.Errorf("the wrong-multiplier postings gave no not-compensable row")
+	}
 	kinds := map[string]int{}
 	for _, l := range would {
 		kinds[l.View+" "+l.Code+" "+l.CommandType]++
@@ -253,7 +264,16 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 	if len(sent) != len(would) {
 		t.Fatalf("sent %d commands, the dry run listed %d: %s", len(sent), len(would), out)
 	}
-	after := readCommands(t, c)
+	// EndTransaction returns before the broker has written every commit marker, and a
+	// read_committed read ends at the last stable offset: wait for the markers
+	var after map[string][]commandRecord
+	waitFor(t, 30*time.Second, "the compensations to be readable (commit markers)", func() string {
+		after = readCommands(t, c)
+		if total(after) < total(before)+len(sent) {
+			return fmt.Sprintf("%d of %d new records", total(after)-total(before), len(sent))
+		}
+		return ""
+	})
 	for _, l := range sent {
 		recs := after[l.RequestID]
 		if len(recs) != 2 {

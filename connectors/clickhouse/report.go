@@ -71,7 +71,7 @@ func reportSQL(db string, v View, top int) (buckets, oldest string) {
 	}
 	buckets = fmt.Sprintf(`SELECT mismatch_code, age_bucket, count(), toUInt64(sum(sla_breached))
 			FROM %s.%s GROUP BY mismatch_code, age_bucket ORDER BY mismatch_code, age_bucket`, db, v.OpenView())
-	oldest = fmt.Sprintf(`SELECT %s, mismatch_code, business_time, age_hours, age_bucket, sla_breached, row_key, owner_team, state
+	oldest = fmt.Sprintf(`SELECT %s, mismatch_code, row_key, owner_team, state, business_time, age_hours, age_bucket, sla_breached
 			FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`, strings.Join(sel, ", "), db, v.OpenView(), strings.Join(v.Keys, ", "), top)
 	return buckets, oldest
 }
@@ -136,7 +136,7 @@ func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Re
 			}
 			var it ItemRow
 			var sla uint8
-			dest = append(dest, &it.Code, &it.BusinessTime, &it.AgeHours, &it.Bucket, &sla, &it.RowKey, &it.Owner, &it.State)
+			dest = append(dest, &it.Code, &it.RowKey, &it.Owner, &it.State, &it.BusinessTime, &it.AgeHours, &it.Bucket, &sla)
 			if err := rows.Scan(dest...); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("report %s: %w", v.Name, err)
