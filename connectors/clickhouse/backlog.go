@@ -23,7 +23,10 @@ func CountBacklog(ctx context.Context, conn driver.Conn, db string, v View) (Bac
 		return BacklogCount{}, fmt.Errorf("clickhouse: database name %q is invalid", db)
 	}
 	var c BacklogCount
-	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(), toUInt64(sum(sla_breached)) FROM %s.%s`, db, v.OpenView())).Scan(&c.Rows, &c.SLABreached)
+	// the open_ view's rows, without its owner and state joins (a count needs neither)
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(), toUInt64(sum(sla_breached)) FROM %[1]s.%[2]s
+		WHERE concat(%[3]s) NOT IN (SELECT row_key FROM %[1]s.v_recon_row_state WHERE view_name = '%[2]s' AND state = 'RESOLVED')`,
+		db, v.Name, rowKeyExpr(v))).Scan(&c.Rows, &c.SLABreached)
 	if err != nil {
 		return BacklogCount{}, fmt.Errorf("backlog of %s (%s): %w", v.ID, v.Name, err)
 	}
