@@ -180,12 +180,38 @@ func (v View) RowKey(keys map[string]string, code string) string {
 	return strings.Join(append(parts, code), "|")
 }
 
+// hasOrderID reports whether v's rows name an order. C7 (loyalty liability, per member and
+// period, built beside this) has no order_id column; once it is in Views its View.PerMember says
+// the same, and this can read it.
+func hasOrderID(v View) bool { return v.Name != "recon_loyalty_liability" }
+
+// orderIDExpr is v's order_id column, or '' for a view whose rows name no order.
+func orderIDExpr(v View) string {
+	if hasOrderID(v) {
+		return "order_id"
+	}
+	return "'' AS order_id"
+}
+
+// OrderIDColumn is what to select as a row's order of view v: order_id, or '' for a view whose
+// rows name no order.
+func OrderIDColumn(v View) string {
+	if hasOrderID(v) {
+		return "order_id"
+	}
+	return "''"
+}
+
 // openColumns are the columns of v that its open_ view carries, besides row_key and the
 // ownership columns: the keys, the measures and what every view has.
 func (v View) openColumns() []string {
 	var cols []string
 	seen := map[string]bool{}
-	for _, group := range [][]string{v.Keys, {"order_id"}, v.Measure, {"mismatch_code", "business_time", "age_hours", "age_bucket", "sla_breached"}} {
+	orderID := []string{"order_id"}
+	if !hasOrderID(v) {
+		orderID = nil
+	}
+	for _, group := range [][]string{v.Keys, orderID, v.Measure, {"mismatch_code", "business_time", "age_hours", "age_bucket", "sla_breached"}} {
 		for _, c := range group {
 			if !seen[c] {
 				seen[c] = true
@@ -247,8 +273,8 @@ FROM (
 ) AS row_state USING (row_key)
 WHERE act_state != 'RESOLVED';
 `, v.OpenView(), strings.Join(cols, ", "), v.Name, strings.Join(keyParts, ", '|', "))
-		union = append(union, fmt.Sprintf(`SELECT '%s' AS view_id, '%s' AS view_name, row_key, order_id, mismatch_code, business_time,
-       age_hours, age_bucket, sla_breached, owner_team, state, state_note, state_by, state_at FROM {db}.%s`, v.ID, v.Name, v.OpenView()))
+		union = append(union, fmt.Sprintf(`SELECT '%s' AS view_id, '%s' AS view_name, row_key, %s, mismatch_code, business_time,
+       age_hours, age_bucket, sla_breached, owner_team, state, state_note, state_by, state_at FROM {db}.%s`, v.ID, v.Name, orderIDExpr(v), v.OpenView()))
 	}
 	fmt.Fprintf(&b, `
 CREATE VIEW IF NOT EXISTS {db}.recon_backlog AS
@@ -330,11 +356,11 @@ func RecordAction(ctx context.Context, conn driver.Conn, db string, a ActionRequ
 		args = append(args, a.View.Name)
 		// the raw view still has the row, and its latest action is RESOLVED
 		q = fmt.Sprintf(`SELECT order_id, mismatch_code, '', 'RESOLVED' FROM (
-			SELECT order_id, mismatch_code, concat(%s) AS row_key FROM %s.%s) AS view_rows
+			SELECT %s, mismatch_code, concat(%s) AS row_key FROM %s.%s) AS view_rows
 			WHERE row_key = ? AND row_key IN (SELECT row_key FROM %s.v_recon_row_state WHERE view_name = ? AND state = 'RESOLVED') LIMIT 1`,
-			rowKeyExpr(a.View), db, a.View.Name, db)
+			orderIDExpr(a.View), rowKeyExpr(a.View), db, a.View.Name, db)
 	} else {
-		q = fmt.Sprintf(`SELECT order_id, mismatch_code, owner_team, state FROM %s.%s WHERE row_key = ? LIMIT 1`, db, a.View.OpenView())
+		q = fmt.Sprintf(`SELECT %s, mismatch_code, owner_team, state FROM %s.%s WHERE row_key = ? LIMIT 1`, orderIDExpr(a.View), db, a.View.OpenView())
 	}
 	if err := conn.QueryRow(ctx, q, args...).Scan(&res.OrderID, &res.Code, &res.Owner, &res.Previous); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {

@@ -61,3 +61,23 @@ func TestRowKeyMatchesTheViews(t *testing.T) {
 		}
 	}
 }
+
+// A view whose rows name no order (C7, per member and period) gets an open_ view without
+// order_id and '' as its order in recon_backlog.
+func TestOwnershipViewsOfAPerMemberView(t *testing.T) {
+	saved := Views
+	defer func() { Views = saved }()
+	Views = append(append([]View{}, saved...), View{ID: "C7", Name: "recon_loyalty_liability", Keys: []string{"member_id", "period"}, Measure: []string{"points"}})
+	sql := ownershipViews()
+	start := strings.Index(sql, "{db}.open_recon_loyalty_liability AS")
+	end := strings.Index(sql[start:], ";")
+	if start < 0 || end < 0 {
+		t.Fatalf("no open view of C7 in %s", sql)
+	}
+	if def := sql[start : start+end]; strings.Contains(def, "order_id") {
+		t.Errorf("C7's open view selects order_id: %s", def)
+	}
+	if !strings.Contains(sql, "'recon_loyalty_liability' AS view_name, row_key, '' AS order_id") {
+		t.Errorf("recon_backlog does not give C7 an empty order_id")
+	}
+}

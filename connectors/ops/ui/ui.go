@@ -537,8 +537,8 @@ func (s *server) backlogRow(ctx context.Context, viewName, key string) (chsink.V
 	}
 	vr := viewRow{View: v.ID, RowKey: key}
 	var sla uint8
-	err := s.o.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT order_id, mismatch_code, toString(business_time), age_bucket, sla_breached, owner_team, state
-		FROM %s.%s WHERE row_key = ? LIMIT 1`, s.o.Database, v.OpenView()), key).Scan(&vr.OrderID, &vr.Code, &vr.BusinessTime, &vr.Bucket, &sla, &vr.Owner, &vr.State)
+	err := s.o.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT toString(%s), mismatch_code, toString(business_time), age_bucket, sla_breached, owner_team, state
+		FROM %s.%s WHERE row_key = ? LIMIT 1`, chsink.OrderIDColumn(v), s.o.Database, v.OpenView()), key).Scan(&vr.OrderID, &vr.Code, &vr.BusinessTime, &vr.Bucket, &sla, &vr.Owner, &vr.State)
 	vr.Breached = sla == 1
 	return v, vr, err
 }
