@@ -185,7 +185,7 @@ func (v View) RowKey(keys map[string]string, code string) string {
 // the same, and this can read it.
 func hasOrderID(v View) bool { return v.Name != "recon_loyalty_liability" }
 
-// orderIDExpr is v's order_id column, or ” for a view whose rows name no order.
+// orderIDExpr is v's order_id column, or an empty string for a view whose rows name no order.
 func orderIDExpr(v View) string {
 	if hasOrderID(v) {
 		return "order_id"
@@ -193,7 +193,7 @@ func orderIDExpr(v View) string {
 	return "'' AS order_id"
 }
 
-// OrderIDColumn is what to select as a row's order of view v: order_id, or ” for a view whose
+// OrderIDColumn is what to select as a row's order of view v: order_id, or an empty string for a view whose
 // rows name no order.
 func OrderIDColumn(v View) string {
 	if hasOrderID(v) {
