@@ -63,7 +63,7 @@ func TestRowKeyMatchesTheViews(t *testing.T) {
 }
 
 // A view whose rows name no order (C7, per member and period) gets an open_ view without
-// order_id and ” as its order in recon_backlog.
+// order_id and an empty order in recon_backlog.
 func TestOwnershipViewsOfAPerMemberView(t *testing.T) {
 	saved := Views
 	defer func() { Views = saved }()
