@@ -31,7 +31,7 @@ func (c Config) ReconSettings() (chsink.ReconSettings, error) {
 	}
 	r := c.Recon
 	return chsink.ReconSettings{Grace: r.Grace, ErpSLA: r.ErpSLA, InvoiceSLA: r.InvoiceSLA, RedemptionSLA: r.RedemptionSLA,
-		ReturnSLA: r.ReturnSLA, AccrualSLA: r.AccrualSLA, ThreeWaySLA: r.ThreeWaySLA, AmountTolerance: tol}, nil
+		ReturnSLA: r.ReturnSLA, AccrualSLA: r.AccrualSLA, ThreeWaySLA: r.ThreeWaySLA, AmountTolerance: tol, Owners: r.Owners.owners()}, nil
 }
 
 // AmountTolerance is policy.amount_tolerance parsed, exactly as LedgerPolicy reads it.

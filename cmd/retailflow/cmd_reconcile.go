@@ -14,7 +14,9 @@ func newReconcileCmd(app *App) *cobra.Command {
 		Use:   "reconcile",
 		Short: "Reconciliation report: per view, counts by mismatch code and age, and the oldest rows",
 		Long: "Queries the reconciliation views C1–C6 and the refund settlement check (refunds vs ERP credit\n" +
-			"memos) in ClickHouse: rows per mismatch code and age bucket, and the oldest rows. --order ID\n" +
+			"memos) in ClickHouse: rows per mismatch code and age bucket, per owner team and state, and the\n" +
+			"oldest rows with their owner, state and key (for `retailflow recon`). Resolved rows are not\n" +
+			"in it (see `retailflow recon`). --order ID\n" +
 			"prints one order's full story\n" +
 			"instead: lines, shipments, returns, invoices, points requested vs posted, the audit trail of\n" +
 			"every point and money movement, the ledger state and the order's open view rows.",

@@ -29,6 +29,10 @@ type UIConfig struct {
 	ClickHousePasswordFile string `mapstructure:"clickhouse_password_file"`
 	// ReplayEnabled offers replaying dead letters from the page (after a confirmation page).
 	ReplayEnabled bool `mapstructure:"replay_enabled"`
+	// ActionsEnabled offers acknowledging and resolving backlog rows from the page (a form with
+	// a note and who acts). The actions are written as the clickhouse section's user (the page's
+	// read-only user cannot INSERT), to recon_actions only.
+	ActionsEnabled bool `mapstructure:"actions_enabled"`
 }
 
 func defaultUIConfig() UIConfig { return UIConfig{Addr: "127.0.0.1:8088"} }
@@ -85,12 +89,27 @@ func (a *App) UIHandler(ctx context.Context, c Config) (http.Handler, func(), er
 			return res.Replayed, err
 		}
 	}
+	closeAll := func() { conn.Close() }
+	if c.UI.ActionsEnabled {
+		wconn, err := chsink.Open(ctx, c.ClickHouseConn())
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		closeAll = func() { conn.Close(); wconn.Close() }
+		log := a.Logger(c).With("component", "ui")
+		o.Act = func(ctx context.Context, req chsink.ActionRequest) (chsink.ActionResult, error) {
+			res, err := chsink.RecordAction(ctx, wconn, c.ClickHouse.Database, req)
+			log.Info("backlog action from the page", "view", req.View.ID, "action", string(req.Action), "err", err)
+			return res, err
+		}
+	}
 	h, err := ui.New(o)
 	if err != nil {
-		conn.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return h, func() { conn.Close() }, nil
+	return h, closeAll, nil
 }
 
 func newUICmd(app *App) *cobra.Command {
@@ -102,7 +121,9 @@ func newUICmd(app *App) *cobra.Command {
 ui.clickhouse_username when set (give it a read-only user): the reconciliation backlog per view
 by ageing bucket with SLA breaches, each row's order story and audit trail, and the dead letters
 with filters. With ui.replay_enabled the dead-letter page offers a replay, which asks for an
-explicit confirmation first. Nothing is loaded from the internet. Stops on SIGTERM.`,
+explicit confirmation first; with ui.actions_enabled each backlog row links to a form that
+acknowledges or resolves it with a note (as ` + "`retailflow recon`" + ` does). Nothing is loaded from the
+internet. Stops on SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr != "" {

@@ -204,6 +204,23 @@ type ReconConfig struct {
 	AccrualSLA    time.Duration `mapstructure:"accrual_sla"`
 	ThreeWaySLA   time.Duration `mapstructure:"three_way_sla"`
 	Grace         time.Duration `mapstructure:"grace"`
+	// Owners is the owner team of every backlog row (README "Reconciliation ownership");
+	// `retailflow migrate` stores it in recon_owners, which the open_<view> views read.
+	Owners ReconOwnersConfig `mapstructure:"owners"`
+}
+
+// ReconOwnersConfig maps views and mismatch codes to teams: a row's team is codes[<view>/<CODE>],
+// else views[<view>], else default. Views are named recon_…; a file's entries are added to the
+// defaults (chsink.DefaultOwners) or replace them key by key.
+type ReconOwnersConfig struct {
+	Default string            `mapstructure:"default"`
+	Views   map[string]string `mapstructure:"views"`
+	Codes   map[string]string `mapstructure:"codes"`
+}
+
+// owners is the mapping as the ClickHouse connector takes it.
+func (o ReconOwnersConfig) owners() chsink.Owners {
+	return chsink.Owners{Default: o.Default, Views: o.Views, Codes: o.Codes}
 }
 
 // HTTPConfig is the listener for /metrics, /healthz and /readyz: host:port, where the host is
@@ -249,6 +266,7 @@ func DefaultConfig() Config {
 		Recon: ReconConfig{
 			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,
 			AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, Grace: 15 * time.Minute,
+			Owners: defaultOwnersConfig(),
 		},
 		HTTP:    HTTPConfig{Addr: ""},
 		Metrics: defaultMetricsConfig(),
@@ -469,6 +487,9 @@ func (c *Config) Validate() error {
 	}
 	c.Metrics.validate(bad)
 	c.UI.validate(bad)
+	if err := c.Recon.Owners.owners().Validate("recon.owners"); err != nil {
+		errs = append(errs, fmt.Errorf("config %w", err))
+	}
 	return joinOneLine(errs)
 }
 
@@ -561,6 +582,8 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 	// viper lower-cases map keys from files; currencies and tiers are upper case by convention,
 	// so the same policy reads the same whether it came from the defaults or a file
 	c.Policy.EarnRates, c.Policy.TierMultipliers = upperKeys(c.Policy.EarnRates), upperKeys(c.Policy.TierMultipliers)
+	// and mismatch codes (recon.owners.codes: <view>/<CODE>) are upper case
+	c.Recon.Owners.Codes = upperCodes(c.Recon.Owners.Codes)
 	if err := c.readSecretFiles(); err != nil {
 		return Config{}, err
 	}
@@ -568,6 +591,21 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+func defaultOwnersConfig() ReconOwnersConfig {
+	o := chsink.DefaultOwners()
+	return ReconOwnersConfig{Default: o.Default, Views: o.Views, Codes: o.Codes}
+}
+
+// upperCodes upper-cases the code part of <view>/<code> keys.
+func upperCodes(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		view, code, _ := strings.Cut(k, "/")
+		out[view+"/"+strings.ToUpper(code)] = v
+	}
+	return out
 }
 
 func upperKeys(m map[string]string) map[string]string {

@@ -143,6 +143,8 @@ func subcommands(app *App) []*cobra.Command {
 		newSinkCmd(app),
 		newMigrateCmd(app),
 		newReconcileCmd(app),
+		newReconCmd(app),
+		newCompensateCmd(app),
 		newReplayCmd(app),
 		newDLQCmd(app),
 		newUICmd(app),

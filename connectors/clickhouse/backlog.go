@@ -16,13 +16,17 @@ type BacklogCount struct {
 	Rows, SLABreached uint64
 }
 
-// CountBacklog counts the open rows of view v and those past its SLA: one count() query.
+// CountBacklog counts the open rows of view v (its open_ view: resolved rows are not backlog) and
+// those past its SLA: one count() query.
 func CountBacklog(ctx context.Context, conn driver.Conn, db string, v View) (BacklogCount, error) {
 	if !dbNameRE.MatchString(db) {
 		return BacklogCount{}, fmt.Errorf("clickhouse: database name %q is invalid", db)
 	}
 	var c BacklogCount
-	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(), toUInt64(sum(sla_breached)) FROM %s.%s`, db, v.Name)).Scan(&c.Rows, &c.SLABreached)
+	// the open_ view's rows, without its owner and state joins (a count needs neither)
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(), toUInt64(sum(sla_breached)) FROM %[1]s.%[2]s
+		WHERE concat(%[3]s) NOT IN (SELECT row_key FROM %[1]s.v_recon_row_state WHERE view_name = '%[2]s' AND state = 'RESOLVED')`,
+		db, v.Name, rowKeyExpr(v))).Scan(&c.Rows, &c.SLABreached)
 	if err != nil {
 		return BacklogCount{}, fmt.Errorf("backlog of %s (%s): %w", v.ID, v.Name, err)
 	}

@@ -307,7 +307,7 @@ func (e *env) checkCurrentClickHouse(t *testing.T, exp *oracle.Expected) {
 	var queries []string
 	for _, v := range Views {
 		b, o := reportSQL(e.db, v, 20)
-		queries = append(queries, b, o)
+		queries = append(queries, b, o, ownersSQL(e.db, v))
 	}
 	orderIDs, err := old.Query(ctx, "SELECT order_id FROM "+e.db+".f_orders ORDER BY order_id LIMIT 3")
 	if err != nil {

@@ -188,6 +188,7 @@ func loadViews() (viewSet, error) {
 	if err != nil {
 		return viewSet{}, err
 	}
+	b = append(b, ownershipViews()...) // generated from Views: owned with the views they wrap
 	sum := sha256.Sum256(b)
 	vs := viewSet{body: string(b), checksum: hex.EncodeToString(sum[:])}
 	for _, m := range createViewRE.FindAllStringSubmatch(vs.body, -1) {

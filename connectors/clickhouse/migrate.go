@@ -128,6 +128,7 @@ type ReconSettings struct {
 	ErpSLA, InvoiceSLA, RedemptionSLA, ReturnSLA, AccrualSLA time.Duration
 	ThreeWaySLA                                              time.Duration
 	AmountTolerance                                          decimal.Decimal // C6 AMOUNT_DIFF when |ERP − OMS| > this
+	Owners                                                   Owners          // recon_owners (ownership.go); zero: DefaultOwners
 }
 
 // MigrationError says which migration and statement failed and why (the server's message).
@@ -164,7 +165,7 @@ type MigrateResult struct {
 	Features      Features // what the database uses, as recorded in schema_features
 	Applied       []string // names of the migrations applied by this run
 	ViewsUpdated  bool     // the views were (re)created from migrations/views/recon.sql
-	ReconUpdated  bool     // recon_config was (re)written
+	ReconUpdated  bool     // recon_config or recon_owners was (re)written
 	AlreadyLatest bool     // nothing to do
 }
 
@@ -251,7 +252,11 @@ func MigrateSession(ctx context.Context, s Session, db string, recon ReconSettin
 	if err != nil {
 		return res, err
 	}
-	res.ReconUpdated = updated
+	owners, err := storeOwners(ctx, s, db, recon.Owners)
+	if err != nil {
+		return res, err
+	}
+	res.ReconUpdated = updated || owners
 	res.AlreadyLatest = len(res.Applied) == 0 && !updated && !res.ViewsUpdated
 	return res, nil
 }

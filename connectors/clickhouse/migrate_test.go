@@ -229,8 +229,18 @@ func TestMigrateUpgradesReleasedViews(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade of a released database: %v", err)
 	}
-	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record 0006_dead_letters_monthly 0007_correlation_ids 0008_backlog_history" {
-		t.Fatalf("upgrade did %+v, want 0004 to 0008 applied and the views re-created", res)
+	ms, err = Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var later []string // every migration after the released 0003
+	for _, m := range ms {
+		if m.Version > 3 {
+			later = append(later, m.Name)
+		}
+	}
+	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != strings.Join(later, " ") {
+		t.Fatalf("upgrade did %+v, want %v applied and the views re-created", res, later)
 	}
 	vs, _ := loadViews()
 	for _, v := range vs.names {

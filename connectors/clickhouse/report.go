@@ -26,7 +26,17 @@ type ViewReport struct {
 	Title   string      `json:"title"`
 	Total   uint64      `json:"total"`
 	Buckets []BucketRow `json:"buckets"` // by code, then bucket
+	Owners  []OwnerRow  `json:"owners"`  // by owner team, then state
 	Oldest  []ItemRow   `json:"oldest"`  // oldest business_time first
+}
+
+// OwnerRow counts a view's open rows of one owner team in one state (OPEN, ACKNOWLEDGED,
+// REOPENED; RESOLVED rows are not in the backlog).
+type OwnerRow struct {
+	Owner       string `json:"owner_team"`
+	State       string `json:"state"`
+	Rows        uint64 `json:"rows"`
+	SLABreached uint64 `json:"sla_breached"`
 }
 
 // BucketRow counts a view's rows of one mismatch code in one ageing bucket.
@@ -41,6 +51,9 @@ type BucketRow struct {
 type ItemRow struct {
 	Keys         map[string]string `json:"keys"`
 	Code         string            `json:"mismatch_code"`
+	RowKey       string            `json:"row_key"` // what `retailflow recon` takes as --key
+	Owner        string            `json:"owner_team"`
+	State        string            `json:"state"`
 	Measures     map[string]string `json:"measures"`
 	BusinessTime time.Time         `json:"business_time"`
 	AgeHours     float64           `json:"age_hours"`
@@ -48,7 +61,8 @@ type ItemRow struct {
 	SLABreached  bool              `json:"sla_breached"`
 }
 
-// reportSQL is the report's two queries of view v: rows by code and bucket, and the oldest rows.
+// reportSQL is the report's queries of view v's backlog (its open_ view: resolved rows excluded):
+// rows by code and bucket, and the oldest rows. ownersSQL counts rows by owner and state.
 func reportSQL(db string, v View, top int) (buckets, oldest string) {
 	cols := append(append([]string{}, v.Keys...), v.Measure...)
 	sel := make([]string, len(cols))
@@ -56,16 +70,21 @@ func reportSQL(db string, v View, top int) (buckets, oldest string) {
 		sel[i] = "toString(" + c + ")"
 	}
 	buckets = fmt.Sprintf(`SELECT mismatch_code, age_bucket, count(), toUInt64(sum(sla_breached))
-			FROM %s.%s GROUP BY mismatch_code, age_bucket ORDER BY mismatch_code, age_bucket`, db, v.Name)
-	oldest = fmt.Sprintf(`SELECT %s, mismatch_code, business_time, age_hours, age_bucket, sla_breached
-			FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`, strings.Join(sel, ", "), db, v.Name, strings.Join(v.Keys, ", "), top)
+			FROM %s.%s GROUP BY mismatch_code, age_bucket ORDER BY mismatch_code, age_bucket`, db, v.OpenView())
+	oldest = fmt.Sprintf(`SELECT %s, mismatch_code, row_key, owner_team, state, business_time, age_hours, age_bucket, sla_breached
+			FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`, strings.Join(sel, ", "), db, v.OpenView(), strings.Join(v.Keys, ", "), top)
 	return buckets, oldest
+}
+
+func ownersSQL(db string, v View) string {
+	return fmt.Sprintf(`SELECT owner_team, state, count(), toUInt64(sum(sla_breached))
+			FROM %s.%s GROUP BY owner_team, state ORDER BY owner_team, state`, db, v.OpenView())
 }
 
 // storyViewSQL is the story's query of the open rows of view v for one order (bound as ?).
 func storyViewSQL(db string, v View) string {
-	return fmt.Sprintf(`SELECT '%s', mismatch_code, concat(%s), toString(business_time), age_bucket
-			FROM %s.%s WHERE order_id = ? ORDER BY mismatch_code, %s`, v.ID, keyConcat(v.Keys), db, v.Name, strings.Join(v.Keys, ", "))
+	return fmt.Sprintf(`SELECT '%s', mismatch_code, concat(%s), toString(business_time), age_bucket, owner_team, state
+			FROM %s.%s WHERE order_id = ? ORDER BY mismatch_code, %s`, v.ID, keyConcat(v.Keys), db, v.OpenView(), strings.Join(v.Keys, ", "))
 }
 
 // BuildReport queries every reconciliation view of db. top bounds the oldest rows per view.
@@ -91,6 +110,19 @@ func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Re
 			vr.Buckets = append(vr.Buckets, b)
 		}
 		rows.Close()
+		rows, err = conn.Query(ctx, ownersSQL(db, v))
+		if err != nil {
+			return nil, fmt.Errorf("report %s: %w", v.Name, err)
+		}
+		for rows.Next() {
+			var o OwnerRow
+			if err := rows.Scan(&o.Owner, &o.State, &o.Rows, &o.SLABreached); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("report %s: %w", v.Name, err)
+			}
+			vr.Owners = append(vr.Owners, o)
+		}
+		rows.Close()
 		cols := append(append([]string{}, v.Keys...), v.Measure...)
 		rows, err = conn.Query(ctx, oldestSQL)
 		if err != nil {
@@ -104,7 +136,7 @@ func BuildReport(ctx context.Context, conn driver.Conn, db string, top int) (*Re
 			}
 			var it ItemRow
 			var sla uint8
-			dest = append(dest, &it.Code, &it.BusinessTime, &it.AgeHours, &it.Bucket, &sla)
+			dest = append(dest, &it.Code, &it.RowKey, &it.Owner, &it.State, &it.BusinessTime, &it.AgeHours, &it.Bucket, &sla)
 			if err := rows.Scan(dest...); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("report %s: %w", v.Name, err)
@@ -148,10 +180,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, b := range v.Buckets {
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\n", b.Code, b.Bucket, b.Rows, b.SLABreached)
 		}
+		fmt.Fprintf(tw, "  owner\tstate\trows\tSLA breached\n")
+		for _, o := range v.Owners {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\n", o.Owner, o.State, o.Rows, o.SLABreached)
+		}
 		fmt.Fprintf(tw, "  oldest:\n")
 		for _, it := range v.Oldest {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", it.BusinessTime.Format(time.RFC3339), it.Code,
-				kv(it.Keys, orderOf(v.Name, true)), kv(it.Measures, orderOf(v.Name, false)), it.Bucket)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\tkey=%s\n", it.BusinessTime.Format(time.RFC3339), it.Code,
+				kv(it.Keys, orderOf(v.Name, true)), kv(it.Measures, orderOf(v.Name, false)), it.Bucket, it.Owner, it.State, it.RowKey)
 		}
 	}
 	return tw.Flush()
@@ -246,7 +282,7 @@ func OrderStory(ctx context.Context, conn driver.Conn, db, orderID string) (*Sto
 		}
 		s.Sections = append(s.Sections, sec)
 	}
-	sec := Section{Title: "Open reconciliation rows", Columns: []string{"view", "mismatch_code", "keys", "business_time", "age_bucket"}}
+	sec := Section{Title: "Open reconciliation rows", Columns: []string{"view", "mismatch_code", "keys", "business_time", "age_bucket", "owner", "state"}}
 	for _, v := range Views {
 		part, err := querySection(ctx, conn, "", storyViewSQL(db, v), orderID)
 		if err != nil {

@@ -49,6 +49,10 @@ const (
 	// ValueRef names, as Coordinates, the record a dead letter stands for when the dead letter
 	// carries no value (too large for a message): its bytes stay in that source record.
 	ValueRef = "rf.value.ref"
+	// CompensationOf names, as Coordinates, the ledger's command record that `retailflow
+	// compensate` re-sent (same key and value: the same request id); CompensationRun is the run.
+	CompensationOf  = "rf.compensation.of"
+	CompensationRun = "rf.compensation.run"
 )
 
 // Names used before the rf. convention. Records written with them are still in topics (a DLQ

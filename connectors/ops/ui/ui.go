@@ -2,7 +2,9 @@
 // reconciliation backlog per view by ageing bucket with SLA breaches, drills down from any
 // row to the order's story and audit trail ("why these points"), and browses the dead letters
 // with filters. Replaying dead letters from the page exists only when the caller passes a
-// Replay function (config ui.replay_enabled) and then only after an explicit confirmation.
+// Replay function (config ui.replay_enabled) and then only after an explicit confirmation;
+// acknowledging or resolving a backlog row, with a note, only when it passes an Act function
+// (config ui.actions_enabled), through a form page of its own.
 //
 // Everything is server-rendered with html/template; the stylesheet is embedded. The page
 // loads nothing from the internet.
@@ -80,12 +82,19 @@ func parseFilter(v url.Values) (Filter, error) {
 // returns how many it sent.
 type ReplayFunc func(ctx context.Context, f Filter) (replayed int, err error)
 
+// ActFunc records an action (acknowledge, resolve) on one backlog row and returns the row as it
+// is afterwards (chsink.RecordAction over a connection that may INSERT).
+type ActFunc func(ctx context.Context, a chsink.ActionRequest) (chsink.ActionResult, error)
+
 // Options configure the page.
 type Options struct {
 	Conn     driver.Conn // ClickHouse, ideally as a read-only user
 	Database string
 	// Replay enables replay from the page; nil disables it (no button, the endpoints refuse).
 	Replay ReplayFunc
+	// Act enables acknowledging and resolving backlog rows from the page; nil disables it (no
+	// link, the endpoints refuse).
+	Act ActFunc
 	// Oldest bounds the oldest rows listed per view (default 20); DLQLimit the dead letters
 	// listed (default 200).
 	Oldest, DLQLimit int
@@ -113,6 +122,8 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /dlq", s.dlq)
 	mux.HandleFunc("GET /dlq/replay", s.confirmReplay)
 	mux.HandleFunc("POST /dlq/replay", s.replay)
+	mux.HandleFunc("GET /recon/act", s.actForm)
+	mux.HandleFunc("POST /recon/act", s.act)
 	mux.Handle("GET /assets/", http.FileServerFS(assets))
 	return securityHeaders(mux), nil
 }
@@ -174,6 +185,7 @@ type bucketCell struct {
 type viewRow struct {
 	OrderID, Code, Keys, BusinessTime, Bucket string
 	Breached                                  bool
+	View, RowKey, Owner, State                string // the row as `retailflow recon` names it, its owner team and state
 }
 
 type viewData struct {
@@ -220,7 +232,7 @@ func (s *server) backlog(w http.ResponseWriter, r *http.Request) {
 		views = append(views, vd)
 	}
 	trend, trendErr := s.trend(ctx)
-	s.render(w, "backlog.html", map[string]any{"Title": "Reconciliation backlog", "Views": views,
+	s.render(w, "backlog.html", map[string]any{"Title": "Reconciliation backlog", "Views": views, "ActEnabled": s.o.Act != nil,
 		"Total": total, "Breached": breached, "Database": s.o.Database, "Trend": trend, "TrendErr": trendErr})
 }
 
@@ -321,9 +333,10 @@ func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 		}
 		parts = append(parts, fmt.Sprintf("'%s=', toString(%s)", k, k))
 	}
-	q := fmt.Sprintf(`SELECT order_id, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached
+	// the backlog: the open_ view (resolved rows excluded), with owner team and state
+	q := fmt.Sprintf(`SELECT order_id, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached, row_key, owner_team, state
 		FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`,
-		strings.Join(parts, ", "), s.o.Database, v.Name, strings.Join(v.Keys, ", "), s.o.Oldest)
+		strings.Join(parts, ", "), s.o.Database, v.OpenView(), strings.Join(v.Keys, ", "), s.o.Oldest)
 	rows, err := s.o.Conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", v.ID, v.Name, err)
@@ -331,9 +344,9 @@ func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 	defer rows.Close()
 	var out []viewRow
 	for rows.Next() {
-		var vr viewRow
+		vr := viewRow{View: v.ID}
 		var sla uint8
-		if err := rows.Scan(&vr.OrderID, &vr.Code, &vr.Keys, &vr.BusinessTime, &vr.Bucket, &sla); err != nil {
+		if err := rows.Scan(&vr.OrderID, &vr.Code, &vr.Keys, &vr.BusinessTime, &vr.Bucket, &sla, &vr.RowKey, &vr.Owner, &vr.State); err != nil {
 			return nil, fmt.Errorf("%s: %w", v.ID, err)
 		}
 		vr.Breached = sla == 1
@@ -502,4 +515,91 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, "replayed.html", map[string]any{"Title": "Replayed", "Filter": f, "Replayed": n})
+}
+
+var errActDisabled = errors.New("acting on backlog rows from the page is disabled (config ui.actions_enabled: false); use `retailflow recon ack|resolve`")
+
+// sameOrigin refuses a form posted from another site (the browser sends Origin on POST).
+func sameOrigin(r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+			return fmt.Errorf("request from origin %q refused", o)
+		}
+	}
+	return nil
+}
+
+// backlogRow reads one row of a view's backlog (its open_ view) by row key.
+func (s *server) backlogRow(ctx context.Context, viewName, key string) (chsink.View, viewRow, error) {
+	v, ok := chsink.ViewByName(viewName)
+	if !ok {
+		return v, viewRow{}, fmt.Errorf("%q is not a reconciliation view", viewName)
+	}
+	vr := viewRow{View: v.ID, RowKey: key}
+	var sla uint8
+	err := s.o.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT toString(%s), mismatch_code, toString(business_time), age_bucket, sla_breached, owner_team, state
+		FROM %s.%s WHERE row_key = ? LIMIT 1`, chsink.OrderIDColumn(v), s.o.Database, v.OpenView()), key).Scan(&vr.OrderID, &vr.Code, &vr.BusinessTime, &vr.Bucket, &sla, &vr.Owner, &vr.State)
+	vr.Breached = sla == 1
+	return v, vr, err
+}
+
+// actForm is the form that acknowledges or resolves one backlog row: the row, the action, a
+// note and who acts; nothing is recorded until it is posted.
+func (s *server) actForm(w http.ResponseWriter, r *http.Request) {
+	if s.o.Act == nil {
+		s.fail(w, http.StatusForbidden, errActDisabled)
+		return
+	}
+	q := r.URL.Query()
+	v, row, err := s.backlogRow(r.Context(), q.Get("view"), q.Get("key"))
+	if err != nil {
+		s.fail(w, http.StatusNotFound, fmt.Errorf("%s %s is not in the backlog: %w", q.Get("view"), q.Get("key"), err))
+		return
+	}
+	s.render(w, "act.html", map[string]any{"Title": "Acknowledge or resolve", "View": v, "Row": row})
+}
+
+func (s *server) act(w http.ResponseWriter, r *http.Request) {
+	if s.o.Act == nil {
+		s.fail(w, http.StatusForbidden, errActDisabled)
+		return
+	}
+	if err := sameOrigin(r); err != nil {
+		s.fail(w, http.StatusForbidden, err)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	f := r.PostForm
+	if f.Get("confirm") != "yes" {
+		s.fail(w, http.StatusBadRequest, errors.New("an action needs the form: open the row's “ack / resolve” page and press “Record”"))
+		return
+	}
+	action := chsink.Action(f.Get("action"))
+	if action != chsink.Acknowledged && action != chsink.Resolved {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("action %q is not %s or %s", action, chsink.Acknowledged, chsink.Resolved))
+		return
+	}
+	note, by := strings.TrimSpace(f.Get("note")), strings.TrimSpace(f.Get("by"))
+	if note == "" || by == "" {
+		s.fail(w, http.StatusBadRequest, errors.New("a note and who acts are both required"))
+		return
+	}
+	v, ok := chsink.ViewByName(f.Get("view"))
+	if !ok {
+		s.fail(w, http.StatusBadRequest, fmt.Errorf("%q is not a reconciliation view", f.Get("view")))
+		return
+	}
+	res, err := s.o.Act(r.Context(), chsink.ActionRequest{View: v, RowKey: f.Get("key"), Action: action, Note: note, Actor: by})
+	if err != nil {
+		code := http.StatusBadGateway
+		if errors.Is(err, chsink.ErrNoSuchRow) {
+			code = http.StatusNotFound
+		}
+		s.fail(w, code, err)
+		return
+	}
+	s.render(w, "acted.html", map[string]any{"Title": "Recorded", "View": v, "Result": res})
 }

@@ -68,3 +68,27 @@ func TestReplayDisabled(t *testing.T) {
 		t.Errorf("embedded stylesheet: %d", w.Code)
 	}
 }
+
+// Without an Act function the backlog action endpoints refuse before touching ClickHouse.
+func TestActionsDisabled(t *testing.T) {
+	conn, err := chsink.Connect(chsink.Conn{Addr: "127.0.0.1:1", Database: "retailflow"}) // never dialled here
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h, err := New(Options{Conn: conn, Database: "retailflow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*http.Request{
+		httptest.NewRequest("GET", "/recon/act?view=C4&key=R|L|O|REVERSAL_MISSING", nil),
+		httptest.NewRequest("POST", "/recon/act", strings.NewReader("confirm=yes&view=C4&key=R|L|O|REVERSAL_MISSING&action=RESOLVED&note=x&by=y")),
+	} {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "ui.actions_enabled") {
+			t.Errorf("%s %s = %d %q, want 403 naming ui.actions_enabled", r.Method, r.URL, w.Code, w.Body.String())
+		}
+	}
+}
