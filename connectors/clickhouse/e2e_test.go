@@ -195,6 +195,7 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
 		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_three_way_line",
 		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
+		oracle.ViewLoyaltyLiability:     "SELECT member_id, toString(period), mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_loyalty_liability",
 	}
 	for _, v := range oracle.Views {
 		rows, err := s.Query(ctx, fmt.Sprintf(q[v], db))
@@ -217,6 +218,8 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
 			case oracle.ViewRefundSettlement:
 				r.ReturnID, r.OrderID = k1, k2
+			case oracle.ViewLoyaltyLiability:
+				r.MemberID, r.Period = k1, k2
 			default:
 				r.OrderID, r.OrderLineID = k1, k2
 			}
@@ -350,7 +353,16 @@ func faultyTraffic(t *testing.T, seed uint64, orders int, malformed float64) *ge
 		f.Set(name, 0.12)
 	}
 	f.CreditMemoWithoutTax = 0.3 // it needs a credited return: rare at 0.12 in a few hundred orders
-	tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, Start: time.Now().Add(-20 * 24 * time.Hour).Truncate(time.Hour),
+	f.EarlyActivation = 0.3      // it needs a return's reversal and a posted accrual (C7 ACTIVE_BEFORE_DUE)
+	// at least 12 days before this month began: the accruals fall in a closed month, which C7
+	// (loyalty liability, per closed month) lists
+	now := time.Now().UTC()
+	start := now.Add(-20 * 24 * time.Hour)
+	if s := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -12); s.Before(start) {
+		start = s
+	}
+	start = start.Truncate(time.Hour)
+	tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, Start: start,
 		DuplicateRate: 0.05, OutOfOrderRate: 0.2, LateRate: 0.05, MalformedRate: malformed, Faults: f})
 	if err != nil {
 		t.Fatal(err)
@@ -394,6 +406,7 @@ var newCodes = []string{
 	oracle.ViewThreeWayLine + "/INVOICED_CANCELLED_LINE", oracle.ViewThreeWayLine + "/DUPLICATE_BILLING",
 	oracle.ViewThreeWayLine + "/CURRENCY_DIFF",
 	oracle.ViewRefundSettlement + "/REFUND_NOT_CREDITED", oracle.ViewRefundSettlement + "/REFUND_AMOUNT_DIFF",
+	oracle.ViewLoyaltyLiability + "/LIABILITY_DIFF", oracle.ViewLoyaltyLiability + "/ACTIVE_BEFORE_DUE",
 }
 
 // requireCoverage fails unless every one of codes has a row in want, and C4 lists some finding

@@ -21,7 +21,13 @@ func gen(t testing.TB, o Options) *Traffic {
 }
 
 // asOf is well after any generated business time.
-func asOf(tr *Traffic) time.Time { return tr.End.Add(time.Hour) }
+// asOf is an hour after the traffic's end, or the first hour of the next month when that is
+// later: C7 (loyalty liability) lists closed months only, so the month of the traffic must end.
+func asOf(tr *Traffic) time.Time {
+	end := tr.End.UTC()
+	next := time.Date(end.Year(), end.Month()+1, 1, 1, 0, 0, 0, time.UTC)
+	return maxTime(end.Add(time.Hour), next)
+}
 
 func viewCounts(x *oracle.Expected) map[string]int {
 	out := map[string]int{}
@@ -182,22 +188,29 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
 	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
 	// a return's reversal finds no pending entry of the withheld accrual and takes ACTIVE points
-	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"},
-		[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
-	FaultWrongMultiplier:       {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultWithheldReversal:      {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultShortReversal:         {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultWithheldRefund:        {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
-	FaultEarlyActivation:       {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}, nil},
+	// posted ≠ entitled for the member at the month end: C7 LIABILITY_DIFF beside the order's rows
+	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED",
+		liabilityDiff}, []string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
+	FaultWrongMultiplier:  {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultWithheldReversal: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultShortReversal:    {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
+	// activated a day after posting: active at the month end while the lock runs → ACTIVE_BEFORE_DUE
+	FaultEarlyActivation: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION",
+		"recon_loyalty_liability/ACTIVE_BEFORE_DUE"}, nil},
 	FaultAccrualBeforeShipment: {[]string{"recon_accrual_vs_fulfilment/ACCRUED_BEFORE_SHIPMENT"}, nil},
-	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	// a back-ordered unit leaves room for billed cancelled units: then it is INVOICED_NOT_SHIPPED
 	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
 	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
 		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
 	FaultCurrencyDiff:         {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
 	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, nil},
+	// only the members' balances differ: no order-level row
+	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
 }
+
+const liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
 
 func TestEachFaultProducesItsRows(t *testing.T) {
 	for _, f := range AllFaults() {
@@ -222,6 +235,13 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 				}
 			}
 			withRows := map[string]bool{}
+			faultyMembers, memberOf := map[string]bool{}, map[string]string{}
+			for _, o := range tr.Orders {
+				memberOf[o.OrderID] = o.MemberID
+				if len(o.Faults) > 0 {
+					faultyMembers[o.MemberID] = true
+				}
+			}
 			for view, rows := range x.Views {
 				for _, r := range rows {
 					if !allowed[view+"/"+r.MismatchCode] {
@@ -230,7 +250,15 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 					if r.OrderID != "" && faulty[r.OrderID] == nil {
 						t.Errorf("row for an order without faults: %+v", r)
 					}
+					// C7 rows are per member: the member of a faulty order, or (accrual posted to
+					// another member) any member
+					if r.MemberID != "" && !faultyMembers[r.MemberID] && f != FaultAccrualOtherMember {
+						t.Errorf("row for a member without faulty orders: %+v", r)
+					}
 					withRows[r.OrderID] = true
+					if r.MemberID != "" {
+						withRows["member:"+r.MemberID] = true
+					}
 				}
 			}
 			if f == FaultAbandonedReservation { // OPEN_PAST_TTL rows have no order: count them
@@ -240,7 +268,7 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 			} else {
 				missed := 0
 				for id := range faulty {
-					if !withRows[id] {
+					if !withRows[id] && (f != FaultAccrualOtherMember || !withRows["member:"+memberOf[id]]) {
 						missed++
 					}
 				}

@@ -77,6 +77,10 @@ type Faults struct {
 	// while the customer was refunded net + tax → refund settlement REFUND_AMOUNT_DIFF. Applies to
 	// orders with a credited return.
 	CreditMemoWithoutTax float64
+	// AccrualOtherMember: the platform posts the order's first accrual to another member (a
+	// member-id mix-up in its connector) → C7 LIABILITY_DIFF for both members from that month
+	// on; the order's own points (C5) still match. Applies to member orders with an accrual.
+	AccrualOtherMember float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -104,11 +108,17 @@ const (
 	FaultDuplicateBilling      Fault = "duplicate_billing"
 	FaultCurrencyDiff          Fault = "currency_diff"
 	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
+	FaultAccrualOtherMember    Fault = "accrual_other_member"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
 // stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
-const firstFaults = 13
+// secondFaults: the faults from this index on (issue 20's second half) draw from a third
+// stream, so that the first half's traffic for a seed is unchanged too.
+const (
+	firstFaults  = 13
+	secondFaults = 20
+)
 
 // shares pairs every fault with its share, in a fixed order.
 func (f Faults) shares() []struct {
@@ -130,6 +140,7 @@ func (f Faults) shares() []struct {
 		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
 		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
+		{FaultAccrualOtherMember, f.AccrualOtherMember},
 	}
 }
 
@@ -146,7 +157,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
 		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
-		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax,
+		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
 	}[name]
 	if ptr == nil {
 		return false

@@ -18,17 +18,20 @@ const (
 	ViewAccrualVsFulfilment  = "recon_accrual_vs_fulfilment"            // C5
 	ViewThreeWayLine         = "recon_three_way_line"                   // C6
 	ViewRefundSettlement     = "recon_refunds_vs_credit_memos"          // refunds vs ERP credit memos
+	ViewLoyaltyLiability     = "recon_loyalty_liability"                // C7
 )
 
-// Views lists the view names in C1…C6 order, then the refund settlement check.
+// Views lists the view names in C1…C6 order, then the refund settlement check, then C7.
 var Views = []string{
 	ViewOrdersAwaitingERP, ViewShipmentsNotInvoiced, ViewRedemptionsPending,
 	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine, ViewRefundSettlement,
+	ViewLoyaltyLiability,
 }
 
 // ViewRow is one expected row of a reconciliation view. Only the business keys of its view are
 // set: C1 and C6 (OrderID, OrderLineID), C2 (ShipmentID, OrderLineID), C3 (ReservationID,
-// OrderID), C4 (ReturnID, OrderLineID, OrderID), C5 (OrderID). OrderLineID is "" for order-level C1 codes.
+// OrderID), C4 (ReturnID, OrderLineID, OrderID), C5 (OrderID), C7 (MemberID, Period).
+// OrderLineID is "" for order-level C1 codes.
 type ViewRow struct {
 	View          string
 	OrderID       string
@@ -36,9 +39,11 @@ type ViewRow struct {
 	ShipmentID    string
 	ReturnID      string
 	ReservationID string
+	MemberID      string // C7
+	Period        string // C7: the first day of the month, YYYY-MM-DD (UTC)
 	MismatchCode  string
 	BusinessTime  time.Time       // the event time the row's age is measured from
-	Points        int64           // C4: the line's share of the return's finding; C5: see c5
+	Points        int64           // C4: the line's share of the return's finding; C5: see c5; C7: see c7
 	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net; refunds: refunded − credited
 }
 
@@ -56,6 +61,8 @@ func (r ViewRow) Keys() (string, string) {
 		return r.ReturnID, r.OrderLineID
 	case ViewAccrualVsFulfilment:
 		return r.OrderID, ""
+	case ViewLoyaltyLiability:
+		return r.MemberID, r.Period
 	}
 	return r.OrderID, r.OrderLineID
 }
@@ -106,6 +113,7 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 		refundSettlement(v, f, cancelled, p.AmountTolerance)
 	}
 	c3(v, folded, p.ConfirmTrigger)
+	c7(v, folded, issued)
 	for _, rows := range v.rows {
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
 	}

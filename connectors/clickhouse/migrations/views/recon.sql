@@ -602,3 +602,104 @@ FROM (
 )
 WHERE mismatch_code != ''
   AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- Activations with the member of the accrual entry they activate (order_id, entry_id) and the
+-- activates_at of the AccrualRequested that entry answers (request id): when the pipeline said
+-- its lock ends. has_due = 0 when no command is known.
+CREATE VIEW IF NOT EXISTS {db}.v_activations AS
+SELECT member_id, activated_at, points, due, has_due
+FROM (
+    SELECT order_id, entry_id, activated_at, points, member_id, request_id, has_entry
+    FROM (
+        SELECT order_id, entry_id, posted_at AS activated_at, points FROM {db}.f_loyalty_postings WHERE kind = 'ACTIVATION'
+    ) AS activation_rows ANY LEFT JOIN (
+        SELECT order_id, entry_id, member_id, request_id, toUInt8(1) AS has_entry FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL'
+    ) AS accrual_entries USING (order_id, entry_id)
+    WHERE has_entry = 1
+) AS activated ANY LEFT JOIN (
+    SELECT request_id, activates_at AS due, toUInt8(1) AS has_due
+    FROM {db}.loyalty_commands FINAL WHERE command_type = 'AccrualRequested'
+) AS accrual_requests USING (request_id);
+
+-- C7 movements, one row per change of a member's balances at business time t: entitled (the
+-- pipeline's accrual − reversal commands, by the command's member), posted (the platform's
+-- accrual − reversal postings, by the posting's member), active (activations − reversals'
+-- from_active), early (+points at an activation before its due time, −points at the due time).
+CREATE VIEW IF NOT EXISTS {db}.v_member_point_movements AS
+SELECT member_id, t, entitled, posted, active, early
+FROM (
+    SELECT member_id, requested_at AS t, if(command_type = 'AccrualRequested', points, -points) AS entitled,
+           toInt64(0) AS posted, toInt64(0) AS active, toInt64(0) AS early
+    FROM {db}.loyalty_commands FINAL WHERE command_type IN ('AccrualRequested', 'ReversalRequested')
+    UNION ALL
+    SELECT member_id, posted_at AS t, toInt64(0) AS entitled, if(kind = 'ACCRUAL', points, -points) AS posted,
+           if(kind = 'REVERSAL', -from_active, toInt64(0)) AS active, toInt64(0) AS early
+    FROM {db}.f_loyalty_postings WHERE kind IN ('ACCRUAL', 'REVERSAL')
+    UNION ALL
+    SELECT member_id, t, toInt64(0) AS entitled, toInt64(0) AS posted, a AS active, e AS early
+    FROM (
+        SELECT member_id, [activated_at, due] AS ts, [points, toInt64(0)] AS actives,
+               if(has_due = 1 AND due > activated_at, [points, -points], [toInt64(0), toInt64(0)]) AS earlies
+        FROM {db}.v_activations
+    )
+    ARRAY JOIN ts AS t, actives AS a, earlies AS e
+)
+WHERE member_id != '' AND (entitled != 0 OR posted != 0 OR active != 0 OR early != 0);
+
+-- C7 per member: the months (UTC) with movements, sorted, and each balance's cumulative sum
+-- over them; periods: every month from the first movement's to the last one that has ended.
+CREATE VIEW IF NOT EXISTS {db}.v_member_point_months AS
+SELECT member_id, months, arrayCumSum(d_entitled) AS cum_entitled, arrayCumSum(d_posted) AS cum_posted,
+       arrayCumSum(d_active) AS cum_active, arrayCumSum(d_early) AS cum_early,
+       arrayMap((i, f) -> addMonths(f, i), range(toUInt64(closed)), replicate(first_month, range(toUInt64(closed)))) AS periods
+FROM (
+    SELECT member_id, arraySort(ms) AS months, arraySort((d, m) -> m, de, ms) AS d_entitled,
+           arraySort((d, m) -> m, dp, ms) AS d_posted, arraySort((d, m) -> m, da, ms) AS d_active,
+           arraySort((d, m) -> m, dy, ms) AS d_early, arrayReduce('min', ms) AS first_month,
+           dateDiff('month', first_month, toStartOfMonth(now(), 'UTC')) AS months_before_now,
+           if(months_before_now > 0, months_before_now, 0) AS closed
+    FROM (
+        SELECT member_id, groupArray(m) AS ms, groupArray(de) AS de, groupArray(dp) AS dp, groupArray(da) AS da, groupArray(dy) AS dy
+        FROM (
+            SELECT member_id, toStartOfMonth(t, 'UTC') AS m, toInt64(sum(entitled)) AS de, toInt64(sum(posted)) AS dp,
+                   toInt64(sum(active)) AS da, toInt64(sum(early)) AS dy
+            FROM {db}.v_member_point_movements
+            GROUP BY member_id, m
+        )
+        GROUP BY member_id
+    )
+);
+
+-- C7: loyalty liability, per member and closed month (UTC), the balances at the period end T
+-- (movements before T): entitled (what the member's orders earned by DOMAIN B.1, Σ the
+-- pipeline's accrual − reversal commands), posted (pending + active on the platform), active,
+-- pending = posted − active. LIABILITY_DIFF: posted ≠ entitled (points = posted − entitled: the
+-- platform's liability is off by that many points; a command requested before T and posted after
+-- it is a cut-off difference of that period). ACTIVE_BEFORE_DUE: points active at T whose lock
+-- (the AccrualRequested's activates_at) had not ended (points: those). Aged from the period end;
+-- SLA: the three-way SLA (clean before the close).
+CREATE VIEW IF NOT EXISTS {db}.recon_loyalty_liability AS
+SELECT member_id, period, mismatch_code, entitled_points, posted_points, active_points,
+       toInt64(posted_points - active_points) AS pending_points,
+       if(mismatch_code = 'LIABILITY_DIFF', toInt64(posted_points - entitled_points), early_points) AS points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 120, '0-5d', age_hours < 720, '5-30d', age_hours < 2160, '1-3mo', '>3mo') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT member_id, period, entitled_points, posted_points, active_points, early_points, business_time,
+           arrayFilter(c -> c != '', [
+               if(posted_points != entitled_points, 'LIABILITY_DIFF', ''),
+               if(early_points > 0, 'ACTIVE_BEFORE_DUE', '')]) AS codes
+    FROM (
+        SELECT member_id, period, toDateTime(addMonths(period, 1), 'UTC') AS business_time,
+               arrayCount((m, p) -> m <= p, months, replicate(period, months)) AS k,
+               if(k = 0, toInt64(0), arrayElement(cum_entitled, k)) AS entitled_points,
+               if(k = 0, toInt64(0), arrayElement(cum_posted, k)) AS posted_points,
+               if(k = 0, toInt64(0), arrayElement(cum_active, k)) AS active_points,
+               if(k = 0, toInt64(0), arrayElement(cum_early, k)) AS early_points
+        FROM {db}.v_member_point_months
+        ARRAY JOIN periods AS period
+    )
+)
+ARRAY JOIN codes AS mismatch_code
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
