@@ -204,8 +204,10 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
 	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
 		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
-	FaultCurrencyDiff:         {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
-	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, nil},
+	FaultCurrencyDiff: {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
+	// the credited tax is short: C6 TAX_DIFF where the line's quantities agree
+	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, []string{"recon_three_way_line/TAX_DIFF"}},
+	FaultTaxDiff:              {[]string{"recon_three_way_line/TAX_DIFF"}, nil},
 	// only the members' balances differ: no order-level row
 	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
 }

@@ -81,6 +81,9 @@ type Faults struct {
 	// member-id mix-up in its connector) → C7 LIABILITY_DIFF for both members from that month
 	// on; the order's own points (C5) still match. Applies to member orders with an accrual.
 	AccrualOtherMember float64
+	// TaxDiff: one invoice's first line is taxed at its rate + 5 percentage points (a wrong tax
+	// code in the ERP) → C6 TAX_DIFF on that line. Applies to invoiced orders.
+	TaxDiff float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -109,6 +112,7 @@ const (
 	FaultCurrencyDiff          Fault = "currency_diff"
 	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
 	FaultAccrualOtherMember    Fault = "accrual_other_member"
+	FaultTaxDiff               Fault = "tax_diff"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
@@ -140,7 +144,7 @@ func (f Faults) shares() []struct {
 		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
 		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
-		{FaultAccrualOtherMember, f.AccrualOtherMember},
+		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
 	}
 }
 
@@ -158,6 +162,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
+		FaultTaxDiff: &f.TaxDiff,
 	}[name]
 	if ptr == nil {
 		return false
