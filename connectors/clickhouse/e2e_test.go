@@ -407,6 +407,7 @@ var newCodes = []string{
 	oracle.ViewThreeWayLine + "/CURRENCY_DIFF",
 	oracle.ViewRefundSettlement + "/REFUND_NOT_CREDITED", oracle.ViewRefundSettlement + "/REFUND_AMOUNT_DIFF",
 	oracle.ViewLoyaltyLiability + "/LIABILITY_DIFF", oracle.ViewLoyaltyLiability + "/ACTIVE_BEFORE_DUE",
+	oracle.ViewThreeWayLine + "/TAX_DIFF",
 }
 
 // requireCoverage fails unless every one of codes has a row in want, and C4 lists some finding

@@ -229,7 +229,7 @@ func TestMigrateUpgradesReleasedViews(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade of a released database: %v", err)
 	}
-	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record 0006_dead_letters_monthly 0007_correlation_ids 0008_backlog_history" {
+	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record 0006_dead_letters_monthly 0007_correlation_ids 0008_backlog_history 0009_line_tax" {
 		t.Fatalf("upgrade did %+v, want 0004 to 0008 applied and the views re-created", res)
 	}
 	vs, _ := loadViews()

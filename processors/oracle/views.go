@@ -579,7 +579,8 @@ func c5(v *viewSet, f *orderFold, commands []Command) {
 // or, when the invoiced quantity exceeds ordered − cancelled on a line with cancelled units and
 // no duplicate billing explains the excess, INVOICED_CANCELLED_LINE; RETURNED_NOT_CREDITED, CREDITED_NOT_RETURNED), DUPLICATE_BILLING (a
 // reference document's line billed by two live invoices), CURRENCY_DIFF (a live document in
-// another currency than the order's) and AMOUNT_DIFF where quantities and currencies agree.
+// another currency than the order's), AMOUNT_DIFF where quantities and currencies agree, and
+// TAX_DIFF where the nets agree as well.
 func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
 	latest := map[string]time.Time{}
 	touch := func(id string, t time.Time) {
@@ -593,6 +594,7 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 	type ref struct{ doc, line string }
 	invoicesOf := map[ref]map[string]bool{} // live invoices per (reference document, line)
 	foreign := map[string]bool{}            // lines a live document bills in another currency
+	erpTax := map[string]decimal.Decimal{}  // Σ live invoice line tax − Σ live credit memo line tax
 	for _, e := range f.events {
 		switch {
 		case e.OrderLinesCancelled != nil:
@@ -616,6 +618,11 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			for _, bl := range doc.Lines {
 				touch(bl.OrderLineID, e.OccurredAt)
 				billingLines[bl.OrderLineID]++
+				if credit {
+					erpTax[bl.OrderLineID] = erpTax[bl.OrderLineID].Sub(bl.Tax)
+				} else {
+					erpTax[bl.OrderLineID] = erpTax[bl.OrderLineID].Add(bl.Tax)
+				}
 				if doc.Currency != f.accepted.Currency {
 					foreign[bl.OrderLineID] = true
 				}
@@ -686,12 +693,41 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		// net (at least one).
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
 		allowed := tolerance.Mul(decimal.NewFromInt(max(billingLines[l.OrderLineID], 1)))
-		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID] &&
-			diff.Abs().GreaterThan(allowed) {
-			row.Amount = diff
-			emit("AMOUNT_DIFF")
+		comparable := l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID]
+		diff := erpNet.Sub(l.OMSNetValue)
+		if comparable && diff.Abs().GreaterThan(allowed) {
+			r := row
+			r.MismatchCode, r.Amount = "AMOUNT_DIFF", diff
+			v.add(r)
+		}
+		// TAX_DIFF where the nets agree too (a net difference explains the tax): the ERP's tax
+		// (Σ per billing line, each rounded) against the OMS tax of the net shipped value at the
+		// line's rate (Σ of its tax lines' rates), rounded once HALF_EVEN — ½ minor unit per
+		// rounded amount on either side (DOMAIN B.3): tolerance × (billing lines + 1).
+		if comparable && !diff.Abs().GreaterThan(allowed) {
+			omsTax := l.OMSNetValue.Mul(taxRate(f, l.OrderLineID)).RoundBank(2)
+			taxAllowed := tolerance.Mul(decimal.NewFromInt(billingLines[l.OrderLineID] + 1))
+			if d := erpTax[l.OrderLineID].Sub(omsTax); d.Abs().GreaterThan(taxAllowed) {
+				r := row
+				r.MismatchCode, r.Amount = "TAX_DIFF", d
+				v.add(r)
+			}
 		}
 	}
+}
+
+// taxRate is the order line's tax rate: the sum of its tax lines' rates (0 for a line the order
+// does not have).
+func taxRate(f *orderFold, lineID string) decimal.Decimal {
+	rate := decimal.Zero
+	for _, ol := range f.accepted.Lines {
+		if ol.OrderLineID == lineID {
+			for _, tl := range ol.TaxLines {
+				rate = rate.Add(tl.Rate)
+			}
+		}
+	}
+	return rate
 }
 
 // refundSettlement: per return with a refund (the first ReturnReceived of each return id), the

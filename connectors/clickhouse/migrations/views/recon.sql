@@ -88,7 +88,7 @@ ORDER BY version DESC LIMIT 1 BY order_id, billing_document_id;
 -- Billing lines of documents that no BillingDocumentCancelled cancels.
 CREATE VIEW IF NOT EXISTS {db}.v_live_billing_lines AS
 SELECT order_id, billing_document_id, billing_item, doc_kind, accounting_transfer_status, billing_date, occurred_at,
-       order_line_id, reference_document, quantity, net
+       order_line_id, reference_document, quantity, net, tax
 FROM {db}.f_billing_lines
 WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations);
 
@@ -110,35 +110,37 @@ SELECT order_id, order_line_id,
        toDecimal64(sum(ordered), 3) AS ordered_qty, toDecimal64(sum(cancelled), 3) AS cancelled_qty,
        toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(returned), 3) AS returned_qty,
        toDecimal64(sum(invoiced), 3) AS invoiced_qty, toDecimal64(sum(credited), 3) AS credited_qty,
-       toDecimal64(sum(billed_net), 4) AS erp_net_billed, max(t) AS last_activity, max(known) AS known_line,
+       toDecimal64(sum(billed_net), 4) AS erp_net_billed, toDecimal64(sum(billed_tax), 4) AS erp_tax_billed,
+       max(t) AS last_activity, max(known) AS known_line,
        max(billing) AS billed_line, toInt64(sum(billing)) AS billing_lines
 FROM (
     SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, accepted_at AS t, toUInt8(1) AS known,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, accepted_at AS t, toUInt8(1) AS known,
            toUInt8(0) AS billing
     FROM {db}.f_order_lines
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(quantity_cancelled, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_cancellation_lines WHERE order_line_id != ''
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(quantity_shipped, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_shipment_lines WHERE is_reship = 0
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(quantity_accepted, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_return_lines
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned,
            toDecimal64(if(doc_kind = 'INVOICE', quantity, toDecimal64(0, 3)), 3) AS invoiced,
            toDecimal64(if(doc_kind = 'CREDIT_MEMO', quantity, toDecimal64(0, 3)), 3) AS credited,
-           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
+           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net,
+           toDecimal64(if(doc_kind = 'INVOICE', tax, -tax), 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
     FROM {db}.v_live_billing_lines
 )
 GROUP BY order_id, order_line_id;
@@ -497,17 +499,23 @@ GROUP BY order_id, order_line_id;
 -- Invoiced beyond shipped is INVOICED_CANCELLED_LINE when the line has cancelled units, the
 -- invoiced quantity exceeds ordered − cancelled (the ERP billed what the OMS cancelled) and no
 -- duplicate billing explains the excess, else INVOICED_NOT_SHIPPED. DUPLICATE_BILLING and CURRENCY_DIFF from v_billing_line_checks; a line
--- billed in another currency has no AMOUNT_DIFF (its nets are not comparable).
+-- billed in another currency has no AMOUNT_DIFF (its nets are not comparable). TAX_DIFF: see
+-- below (the OMS tax of the net shipped quantity from order_lines.tax_by_qty, migration 0009).
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
-       erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
+       erp_net_billed, oms_net_value, erp_tax_billed, oms_tax,
+       multiIf(mismatch_code = 'AMOUNT_DIFF', diff, mismatch_code = 'TAX_DIFF', tax_diff, toDecimal64(0, 4)) AS amount, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
        multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
        toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
 FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
-           billing_lines,
+           billing_lines, erp_tax_billed, oms_tax, toDecimal64(erp_tax_billed - oms_tax, 4) AS tax_diff,
+           toUInt8(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0) AS comparable,
+           toUInt8(toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
+                   (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                   * if(billing_lines > 1, billing_lines, toInt64(1))) AS net_differs,
            toUInt8(duplicate_billing = 0 AND cancelled_qty > 0 AND invoiced_qty > ordered_qty - cancelled_qty) AS cancelled_billed,
            arrayFilter(c -> c != '', [
                if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
@@ -521,28 +529,35 @@ FROM (
                -- already explains the money, and one line must not count twice (DOMAIN C6: one
                -- cause per line). Compared in ten-thousandths: 18.16 cannot compare a Decimal
                -- with a Decimal scalar subquery
-               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0
-                      AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
-                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
-                      * if(billing_lines > 1, billing_lines, toInt64(1)),
-                  'AMOUNT_DIFF', '')]) AS codes
+               if(comparable = 1 AND net_differs = 1, 'AMOUNT_DIFF', ''),
+               -- TAX_DIFF where the nets agree too (a net difference explains the tax): the ERP's
+               -- tax (Σ per billing line, each rounded) against the OMS tax of the net shipped
+               -- value (order_lines.tax_by_qty, rounded once): ½ minor unit per rounded amount on
+               -- either side, amount_tolerance × (billing lines + 1)
+               if(comparable = 1 AND net_differs = 0 AND tax_known = 1
+                      AND toInt64(abs(erp_tax_billed - oms_tax) * 10000) >
+                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config) * (billing_lines + 1),
+                  'TAX_DIFF', '')]) AS codes
     FROM (
       SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff
+             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff,
+             erp_tax_billed, tax_known, oms_tax
       FROM (
         SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-               erp_net_billed, last_activity, billing_lines,
+               erp_net_billed, last_activity, billing_lines, erp_tax_billed,
                if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
-               toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
+               toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value,
+               toUInt8(known_line = 0 OR (value_known = 1 AND length(tax_by_qty) > toUInt64(net_qty))) AS tax_known,
+               toDecimal64(if(tax_known = 1 AND known_line = 1, arrayElement(tax_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_tax
         FROM (
             -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
             SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-                   erp_net_billed, last_activity, known_line, billing_lines
+                   erp_net_billed, erp_tax_billed, last_activity, known_line, billing_lines
             FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         ) AS facts
-        ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
+        ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty, tax_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
       ) AS valued ANY LEFT JOIN (
         SELECT order_id, order_line_id, duplicate_billing, currency_diff FROM {db}.v_billing_line_checks
       ) AS billing_checks USING (order_id, order_line_id)
