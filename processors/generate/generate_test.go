@@ -194,7 +194,7 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWrongMultiplier:  {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultWithheldReversal: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultShortReversal:    {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
-	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
+	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, nil},
 	// activated a day after posting: active at the month end while the lock runs → ACTIVE_BEFORE_DUE
 	FaultEarlyActivation: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION",
 		"recon_loyalty_liability/ACTIVE_BEFORE_DUE"}, nil},
@@ -208,11 +208,15 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	// the credited tax is short: C6 TAX_DIFF where the line's quantities agree
 	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, []string{"recon_three_way_line/TAX_DIFF"}},
 	FaultTaxDiff:              {[]string{"recon_three_way_line/TAX_DIFF"}, nil},
+	FaultWithheldCxlRefund:    {[]string{pointsDiff}, nil},
 	// only the members' balances differ: no order-level row
 	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
 }
 
-const liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
+const (
+	liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
+	pointsDiff    = "recon_three_way_line/POINTS_DIFF" // redemption refunded ≠ the cancelled/returned share
+)
 
 func TestEachFaultProducesItsRows(t *testing.T) {
 	for _, f := range AllFaults() {

@@ -23,7 +23,7 @@ func (o *orderGen) loyaltyPostings() {
 		}
 	}
 	cmds := oracle.Commands(evs, o.pol)
-	var accruals, reversals, returnRefunds []int
+	var accruals, reversals, returnRefunds, cancelRefunds []int
 	for n, c := range cmds {
 		switch {
 		case c.Type == schemas.TypeAccrualRequested:
@@ -32,6 +32,8 @@ func (o *orderGen) loyaltyPostings() {
 			reversals = append(reversals, n)
 		case c.Reason == "RETURN":
 			returnRefunds = append(returnRefunds, n)
+		case c.Reason == "CANCELLATION":
+			cancelRefunds = append(cancelRefunds, n)
 		}
 	}
 	withheld := map[int]bool{}
@@ -64,6 +66,10 @@ func (o *orderGen) loyaltyPostings() {
 	if o.want[FaultWithheldRefund] && len(returnRefunds) > 0 {
 		withheld[returnRefunds[o.fr.IntN(len(returnRefunds))]] = true
 		o.applied(FaultWithheldRefund)
+	}
+	if o.want[FaultWithheldCxlRefund] && len(cancelRefunds) > 0 {
+		withheld[cancelRefunds[o.yr.IntN(len(cancelRefunds))]] = true
+		o.applied(FaultWithheldCxlRefund)
 	}
 	var p postingFaults
 	if o.want[FaultEarlyActivation] {

@@ -84,6 +84,10 @@ type Faults struct {
 	// TaxDiff: one invoice's first line is taxed at its rate + 5 percentage points (a wrong tax
 	// code in the ERP) → C6 TAX_DIFF on that line. Applies to invoiced orders.
 	TaxDiff float64
+	// WithheldCancellationRefund: the platform never posts the redemption refund of a
+	// cancellation → C6 POINTS_DIFF (order level). Applies to orders with redeemed points and a
+	// cancellation that refunds some.
+	WithheldCancellationRefund float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -113,6 +117,7 @@ const (
 	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
 	FaultAccrualOtherMember    Fault = "accrual_other_member"
 	FaultTaxDiff               Fault = "tax_diff"
+	FaultWithheldCxlRefund     Fault = "withheld_cancellation_refund"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
@@ -145,6 +150,7 @@ func (f Faults) shares() []struct {
 		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
+		{FaultWithheldCxlRefund, f.WithheldCancellationRefund},
 	}
 }
 
@@ -162,7 +168,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
-		FaultTaxDiff: &f.TaxDiff,
+		FaultTaxDiff: &f.TaxDiff, FaultWithheldCxlRefund: &f.WithheldCancellationRefund,
 	}[name]
 	if ptr == nil {
 		return false
