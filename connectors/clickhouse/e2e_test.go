@@ -193,7 +193,7 @@ func viewRowsFrom(t *testing.T, s Session, db string) map[string][]oracle.ViewRo
 		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
 		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, toString(points), toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
 		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_three_way_line",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toString(points), toString(amount), '' FROM %s.recon_three_way_line",
 		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, '0', toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
 		oracle.ViewLoyaltyLiability:     "SELECT member_id, toString(period), mismatch_code, toString(points), toString(toDecimal64(0, 4)), '' FROM %s.recon_loyalty_liability",
 	}
@@ -352,8 +352,9 @@ func faultyTraffic(t *testing.T, seed uint64, orders int, malformed float64) *ge
 	for _, name := range generate.AllFaults() {
 		f.Set(name, 0.12)
 	}
-	f.CreditMemoWithoutTax = 0.3 // it needs a credited return: rare at 0.12 in a few hundred orders
-	f.EarlyActivation = 0.3      // it needs a return's reversal and a posted accrual (C7 ACTIVE_BEFORE_DUE)
+	f.CreditMemoWithoutTax = 0.3     // it needs a credited return: rare at 0.12 in a few hundred orders
+	f.EarlyActivation = 0.3          // it needs a return's reversal and a posted accrual (C7 ACTIVE_BEFORE_DUE)
+	f.WithheldCancellationRefund = 1 // it needs a cancellation that refunds redeemed points: rare
 	// at least 12 days before this month began: the accruals fall in a closed month, which C7
 	// (loyalty liability, per closed month) lists
 	now := time.Now().UTC()
@@ -407,7 +408,7 @@ var newCodes = []string{
 	oracle.ViewThreeWayLine + "/CURRENCY_DIFF",
 	oracle.ViewRefundSettlement + "/REFUND_NOT_CREDITED", oracle.ViewRefundSettlement + "/REFUND_AMOUNT_DIFF",
 	oracle.ViewLoyaltyLiability + "/LIABILITY_DIFF", oracle.ViewLoyaltyLiability + "/ACTIVE_BEFORE_DUE",
-	oracle.ViewThreeWayLine + "/TAX_DIFF",
+	oracle.ViewThreeWayLine + "/TAX_DIFF", oracle.ViewThreeWayLine + "/POINTS_DIFF",
 }
 
 // requireCoverage fails unless every one of codes has a row in want, and C4 lists some finding

@@ -26,7 +26,7 @@ var Views = []View{
 	{ID: "C5", Name: "recon_accrual_vs_fulfilment", Title: "Accrual vs fulfilment",
 		Keys: []string{"order_id"}, Measure: []string{"entitled_points", "posted_points", "points"}},
 	{ID: "C6", Name: "recon_three_way_line", Title: "Three-way line match",
-		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"shipped_qty", "invoiced_qty", "returned_qty", "credited_qty", "amount"}},
+		Keys: []string{"order_id", "order_line_id"}, Measure: []string{"shipped_qty", "invoiced_qty", "returned_qty", "credited_qty", "amount", "points"}},
 	{ID: "R", Name: "recon_refunds_vs_credit_memos", Title: "Refunds vs ERP credit memos",
 		Keys: []string{"return_id", "order_id"}, Measure: []string{"refunded", "credited", "amount"}},
 	{ID: "C7", Name: "recon_loyalty_liability", Title: "Loyalty liability (per member and month)",

@@ -97,6 +97,14 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 	for _, name := range Views {
 		v.rows[name] = []ViewRow{}
 	}
+	confirmedRes := map[string]bool{} // reservations the platform confirmed
+	for _, f := range folded {
+		for _, e := range f.events {
+			if e.RedemptionConfirmed != nil {
+				confirmedRes[e.RedemptionConfirmed.ReservationID] = true
+			}
+		}
+	}
 	for _, f := range folded {
 		cancelled := cancelledDocs(f.events)
 		cmds := f.commands
@@ -107,6 +115,9 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 			c1(v, f)
 			c5(v, f, cmds)
 			c6(v, f, cancelled, p.AmountTolerance)
+			if lr := f.accepted.LoyaltyRedemption; lr != nil && confirmedRes[lr.ReservationID] {
+				c6Redemption(v, f)
+			}
 		}
 		c2(v, f, cancelled)
 		c4(v, f, cmds)
@@ -774,4 +785,55 @@ func refundSettlement(v *viewSet, f *orderFold, cancelled map[string]bool, toler
 		}
 		v.add(row)
 	}
+}
+
+// c6Redemption: C6 POINTS_DIFF, one order-level row (order_line_id ""), for an order whose
+// redemption the platform confirmed: the redeemed points it refunded (Σ RedemptionRefunded)
+// against the share the OMS cancelled and returned, DOMAIN B.1's cumulative refundable
+// RR(l) = floor(alloc_pts(l) × min(q_cxl(l) + q_ret(l), q_ord(l)) / q_ord(l)) summed over the
+// lines, from the stated quantities (Σ quantity_cancelled, Σ quantity_accepted). Points:
+// refunded − RR. Aged from the latest of acceptance, cancellations, returns and refunds.
+func c6Redemption(v *viewSet, f *orderFold) {
+	moved := map[string]decimal.Decimal{} // q_cxl + q_ret per line
+	at := f.accepted.AcceptedAt
+	var refunded int64
+	for _, e := range f.events {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				moved[l.OrderLineID] = moved[l.OrderLineID].Add(l.QuantityCancelled)
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ReturnReceived != nil:
+			for _, l := range e.ReturnReceived.Lines {
+				moved[l.OrderLineID] = moved[l.OrderLineID].Add(l.QuantityAccepted)
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.RedemptionRefunded != nil:
+			refunded += e.RedemptionRefunded.Points
+			at = maxTime(at, e.RedemptionRefunded.RefundedAt)
+		}
+	}
+	var expected int64
+	for _, ol := range f.accepted.Lines {
+		if ol.RedemptionAlloc == nil || ol.RedemptionAlloc.Points <= 0 || !ol.Quantity.IsPositive() {
+			continue
+		}
+		q := decimal.Min(moved[ol.OrderLineID], ol.Quantity)
+		// in thousandths, as the view computes it (integers: no Decimal division)
+		rr := new(big.Int).Mul(big.NewInt(ol.RedemptionAlloc.Points), big.NewInt(q.Shift(3).IntPart()))
+		rr.Quo(rr, big.NewInt(ol.Quantity.Shift(3).IntPart()))
+		expected += rr.Int64()
+	}
+	if refunded != expected {
+		v.add(ViewRow{View: ViewThreeWayLine, OrderID: f.accepted.OrderID, MismatchCode: "POINTS_DIFF",
+			Points: refunded - expected, BusinessTime: at})
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

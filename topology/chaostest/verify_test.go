@@ -156,7 +156,7 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
 		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, points, toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
 		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_three_way_line",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, points, toString(amount), '' FROM %s.recon_three_way_line",
 		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
 		oracle.ViewLoyaltyLiability:     "SELECT member_id, toString(period), mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_loyalty_liability",
 	}

@@ -501,13 +501,10 @@ GROUP BY order_id, order_line_id;
 -- duplicate billing explains the excess, else INVOICED_NOT_SHIPPED. DUPLICATE_BILLING and CURRENCY_DIFF from v_billing_line_checks; a line
 -- billed in another currency has no AMOUNT_DIFF (its nets are not comparable). TAX_DIFF: see
 -- below (the OMS tax of the net shipped quantity from order_lines.tax_by_qty, migration 0009).
-CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
+CREATE VIEW IF NOT EXISTS {db}.v_three_way_line_rows AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, erp_tax_billed, oms_tax,
-       multiIf(mismatch_code = 'AMOUNT_DIFF', diff, mismatch_code = 'TAX_DIFF', tax_diff, toDecimal64(0, 4)) AS amount, business_time,
-       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
-       multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
-       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+       multiIf(mismatch_code = 'AMOUNT_DIFF', diff, mismatch_code = 'TAX_DIFF', tax_diff, toDecimal64(0, 4)) AS amount, business_time
 FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
@@ -565,6 +562,62 @@ FROM (
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C6 POINTS_DIFF, per order whose redemption the platform confirmed (one order-level row,
+-- order_line_id ''): the redeemed points the platform refunded (Σ RedemptionRefunded) against the
+-- share the OMS cancelled and returned, DOMAIN B.1's RR(l) = floor(alloc_pts(l) ×
+-- min(q_cxl + q_ret, q_ord) / q_ord) summed over the lines, in thousandths with intDiv (no
+-- Decimal division). points = refunded − RR. Aged from the latest of acceptance, cancellations,
+-- returns and refunds.
+CREATE VIEW IF NOT EXISTS {db}.v_redemption_refund_checks AS
+SELECT order_id, toInt64(sum(expected)) AS expected_refund, toInt64(sum(refunded)) AS refunded_points, max(t) AS business_time
+FROM (
+    SELECT order_id, intDiv(toInt64(redemption_points) * toInt64(if(has_moved = 1 AND moved_qty < ordered_qty, moved_qty, if(has_moved = 1, ordered_qty, toDecimal64(0, 3))) * 1000),
+                            toInt64(ordered_qty * 1000)) AS expected,
+           toInt64(0) AS refunded, toDateTime(0) AS t
+    FROM (
+        SELECT order_id, order_line_id, redemption_points, toDecimal64(quantity, 3) AS ordered_qty
+        FROM {db}.f_order_lines WHERE redemption_points > 0 AND quantity > 0
+    ) AS redeemed_lines ANY LEFT JOIN (
+        SELECT order_id, order_line_id, toDecimal64(cancelled_qty + returned_qty, 3) AS moved_qty, toUInt8(1) AS has_moved
+        FROM {db}.v_line_facts
+    ) AS moved_lines USING (order_id, order_line_id)
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, points AS refunded, posted_at AS t
+    FROM {db}.f_loyalty_postings WHERE kind = 'REDEMPTION_REFUND'
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, occurred_at AS t FROM {db}.f_return_lines
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, occurred_at AS t FROM {db}.f_cancellation_lines
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, accepted_at AS t FROM {db}.f_orders
+)
+WHERE order_id IN (
+    SELECT order_id FROM {db}.f_orders
+    WHERE reservation_id != '' AND reservation_id IN (SELECT reservation_id FROM {db}.v_reservations WHERE confirmed = 1)
+)
+GROUP BY order_id;
+
+-- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF rows.
+CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
+SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
+       erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
+           erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, toInt64(0) AS points, business_time
+    FROM {db}.v_three_way_line_rows
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'POINTS_DIFF' AS mismatch_code, toDecimal64(0, 3) AS shipped_qty,
+           toDecimal64(0, 3) AS returned_qty, toDecimal64(0, 3) AS invoiced_qty, toDecimal64(0, 3) AS credited_qty,
+           toDecimal64(0, 4) AS erp_net_billed, toDecimal64(0, 4) AS oms_net_value, toDecimal64(0, 4) AS erp_tax_billed,
+           toDecimal64(0, 4) AS oms_tax, toDecimal64(0, 4) AS amount, toInt64(refunded_points - expected_refund) AS points, business_time
+    FROM {db}.v_redemption_refund_checks
+    WHERE refunded_points != expected_refund
+      AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
+);
 
 -- What the customer was refunded per return (ReturnReceived.refund: merchandise + tax +
 -- shipping − return fee), from the audit trail's RETURN_REFUND movement (amount signed from the
