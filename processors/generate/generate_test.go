@@ -376,3 +376,35 @@ func BenchmarkGenerate10k(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckoutKeyedReservations: a redemption reserved before the order number exists travels
+// without order_id under checkout:<checkout_id> (DOMAIN A.1); its order references it by
+// reservation_id, and C3 ages the unconfirmed redemption from the reservation, not from the
+// order's acceptance.
+func TestCheckoutKeyedReservations(t *testing.T) {
+	tr := gen(t, Options{Seed: 3, Orders: 400, CheckoutReservationRate: 1, Faults: Faults{WithheldConfirmation: 0.5}})
+	reservedAt := map[string]time.Time{}
+	for _, r := range tr.Records {
+		if r.Event == nil || r.Event.PointsReserved == nil {
+			continue
+		}
+		p := r.Event.PointsReserved
+		if p.OrderID != nil || r.Key != "checkout:"+p.CheckoutID {
+			t.Fatalf("reservation %s: order_id %v, key %q; want none and checkout:%s", p.ReservationID, p.OrderID, r.Key, p.CheckoutID)
+		}
+		reservedAt[p.ReservationID] = p.ReservedAt
+	}
+	rows := 0
+	for _, r := range tr.Expected(asOf(tr)).Views["recon_redemptions_pending_confirmation"] {
+		if r.MismatchCode != "ORDER_ACCEPTED_NOT_CONFIRMED" {
+			continue
+		}
+		rows++
+		if at, ok := reservedAt[r.ReservationID]; !ok || !r.BusinessTime.Equal(at) {
+			t.Errorf("%s/%s aged from %s, want the reservation's %s", r.ReservationID, r.OrderID, r.BusinessTime, at)
+		}
+	}
+	if rows == 0 || len(reservedAt) == 0 {
+		t.Fatalf("%d reservations, %d unconfirmed rows: the test proves nothing", len(reservedAt), rows)
+	}
+}

@@ -29,6 +29,10 @@ type Options struct {
 	OutOfOrderRate float64 // share of orders whose records are delivered shuffled across topics
 	LateRate       float64 // share of events published a day after they occurred
 	MalformedRate  float64 // share of orders with one extra record that must end in the DLQ
+	// CheckoutReservationRate: share of redemptions reserved at checkout before the order number
+	// exists: the PointsReserved has no order_id and is keyed checkout:<checkout_id> (DOMAIN
+	// A.1); the order references it by reservation_id when it arrives.
+	CheckoutReservationRate float64
 
 	Faults Faults
 	// Policy is what the simulated loyalty platform and the oracle apply (oracle.DefaultPolicy
@@ -211,6 +215,7 @@ func (o Options) Validate() error {
 	share("out-of-order rate", o.OutOfOrderRate)
 	share("late rate", o.LateRate)
 	share("malformed rate", o.MalformedRate)
+	share("checkout reservation rate", o.CheckoutReservationRate)
 	for _, s := range o.Faults.shares() {
 		share("fault "+string(s.Fault), s.Share)
 	}

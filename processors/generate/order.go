@@ -372,9 +372,15 @@ func (o *orderGen) accept() {
 
 	if o.reservationID != "" {
 		reservedAt := placed.Add(-between(r, time.Minute, 10*time.Minute))
-		o.emit(schemas.TypePointsReserved, "LOYALTY", "reservation", o.reservationID, reservedAt, nil, o.orderID, func(e *schemas.Event) {
+		// reserved before the order number existed: no order_id, keyed by the checkout (its own
+		// stream, so the rate changes nothing else)
+		key, orderID := o.orderID, strp(o.orderID)
+		if rand.New(rand.NewPCG(o.g.opts.Seed^0x636b6f7574, uint64(o.i))).Float64() < o.g.opts.CheckoutReservationRate {
+			key, orderID = "checkout:"+*a.CheckoutID, nil
+		}
+		o.emit(schemas.TypePointsReserved, "LOYALTY", "reservation", o.reservationID, reservedAt, nil, key, func(e *schemas.Event) {
 			e.PointsReserved = &schemas.PointsReserved{ReservationID: o.reservationID, MemberID: o.memberID,
-				CheckoutID: *a.CheckoutID, OrderID: strp(o.orderID), Points: redeemPts,
+				CheckoutID: *a.CheckoutID, OrderID: orderID, Points: redeemPts,
 				Value: schemas.Money{Amount: redValue, Currency: o.cur.code}, ConversionRate: decimal.RequireFromString("0.01"),
 				ReservedAt: e.OccurredAt, ExpiresAt: e.OccurredAt.Add(30 * time.Minute)}
 		})
