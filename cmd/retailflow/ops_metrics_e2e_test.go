@@ -14,9 +14,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// withOps writes cfg plus an HTTP listener on addr, a 1 s lag poll and a 4 s backlog poll into a
-// new config file. A backlog poll counts every view within its interval; on this shared 2-core
-// box the eight views take up to ≈ 2.5 s together, so a 1 s poll timed out every time.
+// withOps writes cfg plus an HTTP listener on addr and a 1 s lag poll into a new config file.
 func withOps(t *testing.T, cfg, addr, name string) string {
 	t.Helper()
 	body, err := os.ReadFile(cfg)
@@ -24,7 +22,7 @@ func withOps(t *testing.T, cfg, addr, name string) string {
 		t.Fatal(err)
 	}
 	f := cfg + "." + name + ".yaml"
-	extra := "http:\n  addr: " + addr + "\nmetrics:\n  lag_interval: 1s\n  backlog_interval: 4s\n"
+	extra := "http:\n  addr: " + addr + "\nmetrics:\n  lag_interval: 1s\n  backlog_interval: 1s\n"
 	if err := os.WriteFile(f, append(body, extra...), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func TestOperationsPageInChromium(t *testing.T) {
 		t.Fatalf("produce traffic: %v", err)
 	}
 	stopRun := background(t, "run", "--config", cfg)
-	// the sink serves metrics, so it counts the views every few seconds and records the day's
+	// the sink serves metrics, so it counts the views every second and records the day's
 	// counts (the page's trend)
 	stopSink := background(t, "sink", "--config", withOps(t, cfg, freeAddr(t), "sink"))
 	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
