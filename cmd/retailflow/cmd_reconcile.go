@@ -13,13 +13,13 @@ func newReconcileCmd(app *App) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Reconciliation report: per view, counts by mismatch code and age, and the oldest rows",
-		Long: "Queries the reconciliation views C1–C6 and the refund settlement check (refunds vs ERP credit\n" +
-			"memos) in ClickHouse: rows per mismatch code and age bucket, per owner team and state, and the\n" +
-			"oldest rows with their owner, state and key (for `retailflow recon`). Resolved rows are not\n" +
-			"in it (see `retailflow recon`). --order ID\n" +
-			"prints one order's full story\n" +
-			"instead: lines, shipments, returns, invoices, points requested vs posted, the audit trail of\n" +
-			"every point and money movement, the ledger state and the order's open view rows.",
+		Long: "Queries the reconciliation views C1–C7 (C7: loyalty liability per member and closed month) and\n" +
+			"the refund settlement check (refunds vs ERP credit memos) in ClickHouse: rows per mismatch code\n" +
+			"and age bucket, per owner team and state, and the oldest rows with their owner, state and key\n" +
+			"(for `retailflow recon`). Resolved rows are not in it (see `retailflow recon`). --order ID prints\n" +
+			"one order's full story instead: lines, shipments, returns, invoices, points requested vs posted,\n" +
+			"the audit trail of every point and money movement, the ledger state and the order's open view\n" +
+			"rows (C7's rows belong to members).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {

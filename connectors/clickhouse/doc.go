@@ -12,12 +12,12 @@
 //	               InsertDedupToken; the views file re-created when it changes (applyViews)
 //	migrations/    0001 fact tables; 0002 retired (empty); 0003 records ClickHouse rejected leave
 //	               the views; 0004 current-server features; 0005 raw_<table> per record.
-//	               views/recon.sql: every view (f_*, v_*, recon_* C1–C6). Never edit an applied
+//	               views/recon.sql: every view (f_*, v_*, recon_* C1–C7). Never edit an applied
 //	               numbered migration; edit the views file freely.
 //	tables.go      Table (insert column lists parsed from the DDL), Row
 //	rows.go        record → rows; versions; NetValueByQty (HALF_EVEN to 2 dp)
 //	sink.go        Sink: consume → map → batch → INSERT → commit; pause/back-off; DLQ
-//	views.go       Views (names, keys, measures of C1–C6 for the report)
+//	views.go       Views (names, keys, measures of C1–C7 and R for the report)
 //	report.go      Report (counts by code × bucket, oldest rows), Story (one order, audit trail)
 //
 // # Invariants

@@ -180,10 +180,8 @@ func (v View) RowKey(keys map[string]string, code string) string {
 	return strings.Join(append(parts, code), "|")
 }
 
-// hasOrderID reports whether v's rows name an order. C7 (loyalty liability, per member and
-// period, built beside this) has no order_id column; once it is in Views its View.PerMember says
-// the same, and this can read it.
-func hasOrderID(v View) bool { return v.Name != "recon_loyalty_liability" }
+// hasOrderID reports whether v's rows name an order (C7's belong to members: View.PerMember).
+func hasOrderID(v View) bool { return !v.PerMember }
 
 // orderIDExpr is v's order_id column, or an empty string for a view whose rows name no order.
 func orderIDExpr(v View) string {

@@ -284,6 +284,9 @@ func OrderStory(ctx context.Context, conn driver.Conn, db, orderID string) (*Sto
 	}
 	sec := Section{Title: "Open reconciliation rows", Columns: []string{"view", "mismatch_code", "keys", "business_time", "age_bucket", "owner", "state"}}
 	for _, v := range Views {
+		if v.PerMember {
+			continue
+		}
 		part, err := querySection(ctx, conn, "", storyViewSQL(db, v), orderID)
 		if err != nil {
 			return nil, err

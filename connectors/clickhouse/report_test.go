@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
 )
 
@@ -47,9 +49,9 @@ func insertRows(t *testing.T, conn driver.Conn, db string, rows []Row) {
 	}
 }
 
-// fixture loads a fixed dataset (business times in January 2020, so every age bucket is stable)
-// and returns the id of an order with several faults.
-func fixture(t *testing.T, conn driver.Conn, db string) string {
+// fixtureTraffic is the fixed dataset: business times in January 2020, so every age bucket is
+// stable.
+func fixtureTraffic(t *testing.T) *generate.Traffic {
 	t.Helper()
 	f := generate.Faults{}
 	for _, name := range generate.AllFaults() {
@@ -59,6 +61,18 @@ func fixture(t *testing.T, conn driver.Conn, db string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tr
+}
+
+// fixtureExpected is the oracle's expectation of the fixture now.
+func fixtureExpected(t *testing.T) *oracle.Expected {
+	return fixtureTraffic(t).Expected(time.Now())
+}
+
+// fixture loads the fixed dataset and returns the id of an order with several faults.
+func fixture(t *testing.T, conn driver.Conn, db string) string {
+	t.Helper()
+	tr := fixtureTraffic(t)
 	var rows []Row
 	for i, r := range tr.Records {
 		if r.Event == nil || r.Malformed != "" {
@@ -104,6 +118,27 @@ func TestReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Database = "retailflow" // the golden file does not depend on the random test database
+	// C7 lists every closed month since a member's first movement, so its counts over the
+	// fixture's January 2020 data grow by design each month: it is checked against the oracle
+	// here and left out of the golden file.
+	want := map[string]int{}
+	for _, row := range fixtureExpected(t).Views[oracle.ViewLoyaltyLiability] {
+		want[row.MismatchCode]++
+	}
+	for i, v := range r.Views {
+		if v.ID != "C7" {
+			continue
+		}
+		got := map[string]int{}
+		for _, b := range v.Buckets {
+			got[b.Code] += int(b.Rows)
+		}
+		if len(want) == 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("C7 rows per code: got %v, want the oracle's %v (not none)", got, want)
+		}
+		r.Views = append(r.Views[:i:i], r.Views[i+1:]...)
+		break
+	}
 	var text bytes.Buffer
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
@@ -114,7 +149,7 @@ func TestReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Report
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Views) != len(Views) {
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Views) != len(Views)-1 {
 		t.Fatalf("JSON report does not round-trip: %v", err)
 	}
 	s, err := OrderStory(ctx, conn, db, orderID)

@@ -174,10 +174,11 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 			if l.RedemptionAlloc != nil {
 				pts = l.RedemptionAlloc.Points
 			}
+			values := NetValueByQty(l.LineNet, l.Quantity)
 			b.addEvent("order_lines", o.OrderID+"/"+l.OrderLineID, cols{
 				{"order_id", o.OrderID}, {"order_line_id", l.OrderLineID}, {"accepted_at", ts(o.AcceptedAt)}, {"line_number", l.LineNumber},
 				{"sku", l.SKU}, {"is_gift_card", b2u(l.IsGiftCard)}, {"quantity", l.Quantity}, {"line_net", l.LineNet},
-				{"redemption_points", pts}, {"net_value_by_qty", NetValueByQty(l.LineNet, l.Quantity)},
+				{"redemption_points", pts}, {"net_value_by_qty", values}, {"tax_by_qty", TaxByQty(values, l.TaxLines)},
 			})
 		}
 		audit(o.OrderID, "ORDER_ACCEPTED", str(o.LoyaltyMemberID), 0, o.Totals.GrandTotal, o.Currency, "", o.OrderID, o.AcceptedAt, "grand total")
@@ -328,6 +329,25 @@ func NetValueByQty(lineNet, quantity decimal.Decimal) []decimal.Decimal {
 	for q := int64(0); q <= n; q++ {
 		x := new(big.Rat).Mul(net, big.NewRat(q, n))
 		out[q] = roundHalfEven(x, 2)
+	}
+	return out
+}
+
+// TaxByQty returns the OMS tax of each cumulative net value of a line (NetValueByQty): t[q] =
+// round_half_even(values[q] × Σ rates of its tax lines, 2), one rounding per amount, as C6
+// TAX_DIFF compares it with the ERP's per-line tax (½ minor unit per rounded amount, DOMAIN B.3).
+// nil when values is.
+func TaxByQty(values []decimal.Decimal, taxLines []schemas.TaxLine) []decimal.Decimal {
+	if values == nil {
+		return nil
+	}
+	rate := decimal.Zero
+	for _, tl := range taxLines {
+		rate = rate.Add(tl.Rate)
+	}
+	out := make([]decimal.Decimal, len(values))
+	for q, v := range values {
+		out[q] = v.Mul(rate).RoundBank(2)
 	}
 	return out
 }

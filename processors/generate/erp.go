@@ -55,6 +55,21 @@ func (o *orderGen) invoices() {
 			o.applied(FaultCurrencyDiff)
 		}
 	}
+	// TaxDiff: one live invoice's first line taxed at the line's rate + 5 points (a wrong tax
+	// code in the ERP); the document's tax and gross follow its lines.
+	wrongTax := -1
+	if o.want[FaultTaxDiff] {
+		var cands []int
+		for n := range o.shipments {
+			if n != missing && n != foreign {
+				cands = append(cands, n)
+			}
+		}
+		if len(cands) > 0 {
+			wrongTax = cands[o.yr.IntN(len(cands))]
+			o.applied(FaultTaxDiff)
+		}
+	}
 	if o.want[FaultInvoiceNotTransferred] {
 		var cands []int
 		for n := range o.shipments {
@@ -88,6 +103,9 @@ func (o *orderGen) invoices() {
 			net := valueCum(l.ol.LineNet, cum[sl.OrderLineID]+billed, l.qty).Sub(valueCum(l.ol.LineNet, cum[sl.OrderLineID], l.qty))
 			cum[sl.OrderLineID] += q
 			t := tax(net, l.taxRate)
+			if n == wrongTax && len(doc.Lines) == 0 {
+				t = tax(net, l.taxRate.Add(decimal.RequireFromString("0.05")))
+			}
 			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
 				OrderLineID: sl.OrderLineID, ErpItem: l.erpItem, ReferenceDocument: sc.ShipmentID, SKU: l.ol.SKU,
 				Quantity: decimal.NewFromInt(int64(billed)), Net: net, Tax: t})

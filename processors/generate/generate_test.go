@@ -21,7 +21,13 @@ func gen(t testing.TB, o Options) *Traffic {
 }
 
 // asOf is well after any generated business time.
-func asOf(tr *Traffic) time.Time { return tr.End.Add(time.Hour) }
+// asOf is an hour after the traffic's end, or the first hour of the next month when that is
+// later: C7 (loyalty liability) lists closed months only, so the month of the traffic must end.
+func asOf(tr *Traffic) time.Time {
+	end := tr.End.UTC()
+	next := time.Date(end.Year(), end.Month()+1, 1, 1, 0, 0, 0, time.UTC)
+	return maxTime(end.Add(time.Hour), next)
+}
 
 func viewCounts(x *oracle.Expected) map[string]int {
 	out := map[string]int{}
@@ -182,22 +188,35 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWithheldConfirmation:  {[]string{"recon_redemptions_pending_confirmation/ORDER_ACCEPTED_NOT_CONFIRMED"}, nil},
 	FaultAbandonedReservation:  {[]string{"recon_redemptions_pending_confirmation/OPEN_PAST_TTL"}, nil},
 	// a return's reversal finds no pending entry of the withheld accrual and takes ACTIVE points
-	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED"},
-		[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
-	FaultWrongMultiplier:       {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultWithheldReversal:      {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultShortReversal:         {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
-	FaultWithheldRefund:        {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING"}, nil},
-	FaultEarlyActivation:       {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}, nil},
+	// posted ≠ entitled for the member at the month end: C7 LIABILITY_DIFF beside the order's rows
+	FaultWithheldAccrual: {[]string{"recon_accrual_vs_fulfilment/MEMBER_ORDER_NO_ACCRUAL", "recon_accrual_vs_fulfilment/UNDER_ACCRUED",
+		liabilityDiff}, []string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION"}},
+	FaultWrongMultiplier:  {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultWithheldReversal: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultShortReversal:    {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
+	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, nil},
+	// activated a day after posting: active at the month end while the lock runs → ACTIVE_BEFORE_DUE
+	FaultEarlyActivation: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION",
+		"recon_loyalty_liability/ACTIVE_BEFORE_DUE"}, nil},
 	FaultAccrualBeforeShipment: {[]string{"recon_accrual_vs_fulfilment/ACCRUED_BEFORE_SHIPMENT"}, nil},
-	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED"}, nil},
+	FaultPointsOnIneligible:    {[]string{"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	// a back-ordered unit leaves room for billed cancelled units: then it is INVOICED_NOT_SHIPPED
 	FaultInvoicedCancelledLine: {[]string{"recon_three_way_line/INVOICED_CANCELLED_LINE"}, []string{"recon_three_way_line/INVOICED_NOT_SHIPPED"}},
 	FaultDuplicateBilling: {[]string{"recon_three_way_line/DUPLICATE_BILLING", "recon_three_way_line/INVOICED_NOT_SHIPPED",
 		"recon_shipments_not_invoiced/OVER_BILLED"}, nil},
-	FaultCurrencyDiff:         {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
-	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, nil},
+	FaultCurrencyDiff: {[]string{"recon_three_way_line/CURRENCY_DIFF"}, nil},
+	// the credited tax is short: C6 TAX_DIFF where the line's quantities agree
+	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, []string{"recon_three_way_line/TAX_DIFF"}},
+	FaultTaxDiff:              {[]string{"recon_three_way_line/TAX_DIFF"}, nil},
+	FaultWithheldCxlRefund:    {[]string{pointsDiff}, nil},
+	// only the members' balances differ: no order-level row
+	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
 }
+
+const (
+	liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
+	pointsDiff    = "recon_three_way_line/POINTS_DIFF" // redemption refunded ≠ the cancelled/returned share
+)
 
 func TestEachFaultProducesItsRows(t *testing.T) {
 	for _, f := range AllFaults() {
@@ -222,6 +241,13 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 				}
 			}
 			withRows := map[string]bool{}
+			faultyMembers, memberOf := map[string]bool{}, map[string]string{}
+			for _, o := range tr.Orders {
+				memberOf[o.OrderID] = o.MemberID
+				if len(o.Faults) > 0 {
+					faultyMembers[o.MemberID] = true
+				}
+			}
 			for view, rows := range x.Views {
 				for _, r := range rows {
 					if !allowed[view+"/"+r.MismatchCode] {
@@ -230,7 +256,15 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 					if r.OrderID != "" && faulty[r.OrderID] == nil {
 						t.Errorf("row for an order without faults: %+v", r)
 					}
+					// C7 rows are per member: the member of a faulty order, or (accrual posted to
+					// another member) any member
+					if r.MemberID != "" && !faultyMembers[r.MemberID] && f != FaultAccrualOtherMember {
+						t.Errorf("row for a member without faulty orders: %+v", r)
+					}
 					withRows[r.OrderID] = true
+					if r.MemberID != "" {
+						withRows["member:"+r.MemberID] = true
+					}
 				}
 			}
 			if f == FaultAbandonedReservation { // OPEN_PAST_TTL rows have no order: count them
@@ -240,7 +274,7 @@ func TestEachFaultProducesItsRows(t *testing.T) {
 			} else {
 				missed := 0
 				for id := range faulty {
-					if !withRows[id] {
+					if !withRows[id] && (f != FaultAccrualOtherMember || !withRows["member:"+memberOf[id]]) {
 						missed++
 					}
 				}
@@ -340,5 +374,37 @@ func BenchmarkGenerate10k(b *testing.B) {
 		if _, err := Generate(Options{Seed: 1, Orders: 10_000}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCheckoutKeyedReservations: a redemption reserved before the order number exists travels
+// without order_id under checkout:<checkout_id> (DOMAIN A.1); its order references it by
+// reservation_id, and C3 ages the unconfirmed redemption from the reservation, not from the
+// order's acceptance.
+func TestCheckoutKeyedReservations(t *testing.T) {
+	tr := gen(t, Options{Seed: 3, Orders: 400, CheckoutReservationRate: 1, Faults: Faults{WithheldConfirmation: 0.5}})
+	reservedAt := map[string]time.Time{}
+	for _, r := range tr.Records {
+		if r.Event == nil || r.Event.PointsReserved == nil {
+			continue
+		}
+		p := r.Event.PointsReserved
+		if p.OrderID != nil || r.Key != "checkout:"+p.CheckoutID {
+			t.Fatalf("reservation %s: order_id %v, key %q; want none and checkout:%s", p.ReservationID, p.OrderID, r.Key, p.CheckoutID)
+		}
+		reservedAt[p.ReservationID] = p.ReservedAt
+	}
+	rows := 0
+	for _, r := range tr.Expected(asOf(tr)).Views["recon_redemptions_pending_confirmation"] {
+		if r.MismatchCode != "ORDER_ACCEPTED_NOT_CONFIRMED" {
+			continue
+		}
+		rows++
+		if at, ok := reservedAt[r.ReservationID]; !ok || !r.BusinessTime.Equal(at) {
+			t.Errorf("%s/%s aged from %s, want the reservation's %s", r.ReservationID, r.OrderID, r.BusinessTime, at)
+		}
+	}
+	if rows == 0 || len(reservedAt) == 0 {
+		t.Fatalf("%d reservations, %d unconfirmed rows: the test proves nothing", len(reservedAt), rows)
 	}
 }

@@ -23,7 +23,7 @@ func (o *orderGen) loyaltyPostings() {
 		}
 	}
 	cmds := oracle.Commands(evs, o.pol)
-	var accruals, reversals, returnRefunds []int
+	var accruals, reversals, returnRefunds, cancelRefunds []int
 	for n, c := range cmds {
 		switch {
 		case c.Type == schemas.TypeAccrualRequested:
@@ -32,6 +32,8 @@ func (o *orderGen) loyaltyPostings() {
 			reversals = append(reversals, n)
 		case c.Reason == "RETURN":
 			returnRefunds = append(returnRefunds, n)
+		case c.Reason == "CANCELLATION":
+			cancelRefunds = append(cancelRefunds, n)
 		}
 	}
 	withheld := map[int]bool{}
@@ -65,6 +67,10 @@ func (o *orderGen) loyaltyPostings() {
 		withheld[returnRefunds[o.fr.IntN(len(returnRefunds))]] = true
 		o.applied(FaultWithheldRefund)
 	}
+	if o.want[FaultWithheldCxlRefund] && len(cancelRefunds) > 0 {
+		withheld[cancelRefunds[o.yr.IntN(len(cancelRefunds))]] = true
+		o.applied(FaultWithheldCxlRefund)
+	}
 	var p postingFaults
 	if o.want[FaultEarlyActivation] {
 		for _, n := range reversals {
@@ -91,6 +97,15 @@ func (o *orderGen) loyaltyPostings() {
 		}
 	} else {
 		p.early, p.ineligible = -1, -1
+	}
+	p.otherMember = -1
+	if o.want[FaultAccrualOtherMember] && len(accruals) > 0 && !withheld[accruals[0]] && len(o.g.members) > 1 {
+		m := o.g.members[o.yr.IntN(len(o.g.members))].id
+		for m == o.memberID {
+			m = o.g.members[o.yr.IntN(len(o.g.members))].id
+		}
+		p.otherMember, p.otherMemberID = accruals[0], m
+		o.applied(FaultAccrualOtherMember)
 	}
 	causes := map[string]*schemas.Event{}
 	for _, ge := range o.events {
@@ -130,6 +145,8 @@ type postingFaults struct {
 	ineligible       int
 	ineligibleValue  decimal.Decimal
 	ineligiblePoints int64
+	otherMember      int    // the accrual posted to otherMemberID instead of the order's member
+	otherMemberID    string // AccrualOtherMember
 }
 
 // ineligibleValue is what a platform that ignored E(l) = 0 would add to c's basis: the net of
@@ -159,6 +176,10 @@ func (o *orderGen) postAccrual(n int, c oracle.Command, at time.Time, cause *sch
 	if n == f.early {
 		at = o.acceptedAt.Add(between(o.xr, time.Minute, 10*time.Minute))
 	}
+	member := o.memberID
+	if n == f.otherMember {
+		member = f.otherMemberID
+	}
 	activates := c.ActivatesAt.UTC().Truncate(time.Microsecond)
 	if f.earlyActivation {
 		activates = at.Add(24 * time.Hour).UTC().Truncate(time.Microsecond)
@@ -166,7 +187,7 @@ func (o *orderGen) postAccrual(n int, c oracle.Command, at time.Time, cause *sch
 	ev := o.emit(schemas.TypePointsAccrualPosted, "LOYALTY", "ledger_entry", id, at, cause, o.orderID, func(e *schemas.Event) {
 		expires := activates.AddDate(1, 0, 0)
 		e.PointsAccrualPosted = &schemas.PointsAccrualPosted{LedgerEntryID: id, RequestID: c.RequestID, OrderID: o.orderID,
-			MemberID: o.memberID, Points: pts, Status: "PENDING", ActivatesAt: activates, ExpiresAt: &expires,
+			MemberID: member, Points: pts, Status: "PENDING", ActivatesAt: activates, ExpiresAt: &expires,
 			SourceRef: c.SourceRefID, BasisAmount: basis, Currency: o.cur.code, EarnRate: c.EarnRate,
 			TierCode: c.TierCode, TierMultiplier: mult, RuleVersion: o.pol.Version, PostedAt: e.OccurredAt}
 	})

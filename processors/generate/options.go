@@ -29,6 +29,10 @@ type Options struct {
 	OutOfOrderRate float64 // share of orders whose records are delivered shuffled across topics
 	LateRate       float64 // share of events published a day after they occurred
 	MalformedRate  float64 // share of orders with one extra record that must end in the DLQ
+	// CheckoutReservationRate: share of redemptions reserved at checkout before the order number
+	// exists: the PointsReserved has no order_id and is keyed checkout:<checkout_id> (DOMAIN
+	// A.1); the order references it by reservation_id when it arrives.
+	CheckoutReservationRate float64
 
 	Faults Faults
 	// Policy is what the simulated loyalty platform and the oracle apply (oracle.DefaultPolicy
@@ -77,6 +81,17 @@ type Faults struct {
 	// while the customer was refunded net + tax → refund settlement REFUND_AMOUNT_DIFF. Applies to
 	// orders with a credited return.
 	CreditMemoWithoutTax float64
+	// AccrualOtherMember: the platform posts the order's first accrual to another member (a
+	// member-id mix-up in its connector) → C7 LIABILITY_DIFF for both members from that month
+	// on; the order's own points (C5) still match. Applies to member orders with an accrual.
+	AccrualOtherMember float64
+	// TaxDiff: one invoice's first line is taxed at its rate + 5 percentage points (a wrong tax
+	// code in the ERP) → C6 TAX_DIFF on that line. Applies to invoiced orders.
+	TaxDiff float64
+	// WithheldCancellationRefund: the platform never posts the redemption refund of a
+	// cancellation → C6 POINTS_DIFF (order level). Applies to orders with redeemed points and a
+	// cancellation that refunds some.
+	WithheldCancellationRefund float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -104,11 +119,19 @@ const (
 	FaultDuplicateBilling      Fault = "duplicate_billing"
 	FaultCurrencyDiff          Fault = "currency_diff"
 	FaultCreditMemoWithoutTax  Fault = "credit_memo_without_tax"
+	FaultAccrualOtherMember    Fault = "accrual_other_member"
+	FaultTaxDiff               Fault = "tax_diff"
+	FaultWithheldCxlRefund     Fault = "withheld_cancellation_refund"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
 // stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
-const firstFaults = 13
+// secondFaults: the faults from this index on (issue 20's second half) draw from a third
+// stream, so that the first half's traffic for a seed is unchanged too.
+const (
+	firstFaults  = 13
+	secondFaults = 20
+)
 
 // shares pairs every fault with its share, in a fixed order.
 func (f Faults) shares() []struct {
@@ -130,6 +153,8 @@ func (f Faults) shares() []struct {
 		{FaultPointsOnIneligible, f.PointsOnIneligible}, {FaultInvoicedCancelledLine, f.InvoicedCancelledLine},
 		{FaultDuplicateBilling, f.DuplicateBilling}, {FaultCurrencyDiff, f.CurrencyDiff},
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
+		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
+		{FaultWithheldCxlRefund, f.WithheldCancellationRefund},
 	}
 }
 
@@ -146,7 +171,8 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultEarlyActivation: &f.EarlyActivation, FaultAccrualBeforeShipment: &f.AccrualBeforeShipment,
 		FaultPointsOnIneligible: &f.PointsOnIneligible, FaultInvoicedCancelledLine: &f.InvoicedCancelledLine,
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
-		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax,
+		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
+		FaultTaxDiff: &f.TaxDiff, FaultWithheldCxlRefund: &f.WithheldCancellationRefund,
 	}[name]
 	if ptr == nil {
 		return false
@@ -189,6 +215,7 @@ func (o Options) Validate() error {
 	share("out-of-order rate", o.OutOfOrderRate)
 	share("late rate", o.LateRate)
 	share("malformed rate", o.MalformedRate)
+	share("checkout reservation rate", o.CheckoutReservationRate)
 	for _, s := range o.Faults.shares() {
 		share("fault "+string(s.Fault), s.Share)
 	}

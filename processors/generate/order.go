@@ -12,34 +12,35 @@ import (
 
 // orderGen builds the whole life of one order. Each concern draws from its own stream so that
 // turning a delivery knob does not change an order's content: r (content), fr (fault decisions),
-// dr (delivery), idr (event ids), xr (decisions of the faults added later, firstFaults).
+// dr (delivery), idr (event ids), xr (decisions of the faults added later, firstFaults), yr
+// (those added after them, secondFaults).
 type orderGen struct {
-	g                  *generator
-	i                  int
-	r, fr, dr, idr, xr *rand.Rand
-	pol                oracle.Policy
-	orderID            string
-	memberID           string
-	tier               tier
-	cur                currency
-	acceptedAt         time.Time
-	want               map[Fault]bool
-	faults             []Fault
-	events             []*genEvent
-	versions           map[string]int64
-	oa                 *schemas.Event
-	lines              []*lineState
-	reservationID      string
-	redemptionID       string
-	erpSalesOrderID    string
-	confirmed          *schemas.Event
-	cancellation       *schemas.Event   // the order's OrderLinesCancelled, if any
-	liveInvoices       []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
-	shipments          []*schemas.Event // non-reship, in time order
-	returns            []*schemas.Event
-	entries            []*entry
-	credits            []credit
-	firstInvoiceID     string
+	g                      *generator
+	i                      int
+	r, fr, dr, idr, xr, yr *rand.Rand
+	pol                    oracle.Policy
+	orderID                string
+	memberID               string
+	tier                   tier
+	cur                    currency
+	acceptedAt             time.Time
+	want                   map[Fault]bool
+	faults                 []Fault
+	events                 []*genEvent
+	versions               map[string]int64
+	oa                     *schemas.Event
+	lines                  []*lineState
+	reservationID          string
+	redemptionID           string
+	erpSalesOrderID        string
+	confirmed              *schemas.Event
+	cancellation           *schemas.Event   // the order's OrderLinesCancelled, if any
+	liveInvoices           []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
+	shipments              []*schemas.Event // non-reship, in time order
+	returns                []*schemas.Event
+	entries                []*entry
+	credits                []credit
+	firstInvoiceID         string
 }
 
 // credit is what a return is worth, line by line, for its credit memo.
@@ -87,6 +88,7 @@ func (g *generator) order(i int) *orderGen {
 		fr:       rand.New(rand.NewPCG(s, uint64(i)*4+1)),
 		dr:       rand.New(rand.NewPCG(s, uint64(i)*4+2)),
 		xr:       rand.New(rand.NewPCG(s^0x6661756c7473, uint64(i))), // "faults"
+		yr:       rand.New(rand.NewPCG(s^0x6c6961626c65, uint64(i))), // "liable"
 		idr:      rand.New(rand.NewPCG(s, uint64(i)*4+3)),
 		orderID:  fmt.Sprintf("O-%s-%06d", g.tag, i+1),
 		versions: map[string]int64{},
@@ -97,7 +99,10 @@ func (g *generator) order(i int) *orderGen {
 		// the first thirteen draw from their own stream, so that the traffic of a seed (and the
 		// seeds RELIABILITY.md records) stays what it was for every earlier fault.
 		r := o.fr
-		if n >= firstFaults {
+		switch {
+		case n >= secondFaults:
+			r = o.yr
+		case n >= firstFaults:
 			r = o.xr
 		}
 		if r.Float64() < f.Share {
@@ -367,9 +372,15 @@ func (o *orderGen) accept() {
 
 	if o.reservationID != "" {
 		reservedAt := placed.Add(-between(r, time.Minute, 10*time.Minute))
-		o.emit(schemas.TypePointsReserved, "LOYALTY", "reservation", o.reservationID, reservedAt, nil, o.orderID, func(e *schemas.Event) {
+		// reserved before the order number existed: no order_id, keyed by the checkout (its own
+		// stream, so the rate changes nothing else)
+		key, orderID := o.orderID, strp(o.orderID)
+		if rand.New(rand.NewPCG(o.g.opts.Seed^0x636b6f7574, uint64(o.i))).Float64() < o.g.opts.CheckoutReservationRate {
+			key, orderID = "checkout:"+*a.CheckoutID, nil
+		}
+		o.emit(schemas.TypePointsReserved, "LOYALTY", "reservation", o.reservationID, reservedAt, nil, key, func(e *schemas.Event) {
 			e.PointsReserved = &schemas.PointsReserved{ReservationID: o.reservationID, MemberID: o.memberID,
-				CheckoutID: *a.CheckoutID, OrderID: strp(o.orderID), Points: redeemPts,
+				CheckoutID: *a.CheckoutID, OrderID: orderID, Points: redeemPts,
 				Value: schemas.Money{Amount: redValue, Currency: o.cur.code}, ConversionRate: decimal.RequireFromString("0.01"),
 				ReservedAt: e.OccurredAt, ExpiresAt: e.OccurredAt.Add(30 * time.Minute)}
 		})

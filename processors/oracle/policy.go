@@ -1,7 +1,7 @@
 // Package oracle computes, with its own deliberately plain code, what retailflow's outputs must be
 // for a given set of input events: per-order quantities and points, the loyalty commands of
 // canonical arrival, i.e. each point-moving event's share (DESIGN.md invariant 13;
-// Command says what a pipeline run must match), the rows of every reconciliation view (C1–C6)
+// Command says what a pipeline run must match), the rows of every reconciliation view (C1–C7)
 // and the totals of points and money. It does not share code with processors/ledger: it exists
 // so that the ledger, the runtime and the ClickHouse sink can be diffed against an independent
 // computation. Its rules are derived from the rules quoted in processors/ledger's package doc alone.

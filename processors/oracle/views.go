@@ -18,17 +18,20 @@ const (
 	ViewAccrualVsFulfilment  = "recon_accrual_vs_fulfilment"            // C5
 	ViewThreeWayLine         = "recon_three_way_line"                   // C6
 	ViewRefundSettlement     = "recon_refunds_vs_credit_memos"          // refunds vs ERP credit memos
+	ViewLoyaltyLiability     = "recon_loyalty_liability"                // C7
 )
 
-// Views lists the view names in C1…C6 order, then the refund settlement check.
+// Views lists the view names in C1…C6 order, then the refund settlement check, then C7.
 var Views = []string{
 	ViewOrdersAwaitingERP, ViewShipmentsNotInvoiced, ViewRedemptionsPending,
 	ViewReturnsNotInLoyalty, ViewAccrualVsFulfilment, ViewThreeWayLine, ViewRefundSettlement,
+	ViewLoyaltyLiability,
 }
 
 // ViewRow is one expected row of a reconciliation view. Only the business keys of its view are
 // set: C1 and C6 (OrderID, OrderLineID), C2 (ShipmentID, OrderLineID), C3 (ReservationID,
-// OrderID), C4 (ReturnID, OrderLineID, OrderID), C5 (OrderID). OrderLineID is "" for order-level C1 codes.
+// OrderID), C4 (ReturnID, OrderLineID, OrderID), C5 (OrderID), C7 (MemberID, Period).
+// OrderLineID is "" for order-level C1 codes.
 type ViewRow struct {
 	View          string
 	OrderID       string
@@ -36,9 +39,11 @@ type ViewRow struct {
 	ShipmentID    string
 	ReturnID      string
 	ReservationID string
+	MemberID      string // C7
+	Period        string // C7: the first day of the month, YYYY-MM-DD (UTC)
 	MismatchCode  string
 	BusinessTime  time.Time       // the event time the row's age is measured from
-	Points        int64           // C4: the line's share of the return's finding; C5: see c5
+	Points        int64           // C4: the line's share of the return's finding; C5: see c5; C7: see c7
 	Amount        decimal.Decimal // C2: shipped − billed qty; C6 AMOUNT_DIFF: ERP net − OMS net; refunds: refunded − credited
 }
 
@@ -56,6 +61,8 @@ func (r ViewRow) Keys() (string, string) {
 		return r.ReturnID, r.OrderLineID
 	case ViewAccrualVsFulfilment:
 		return r.OrderID, ""
+	case ViewLoyaltyLiability:
+		return r.MemberID, r.Period
 	}
 	return r.OrderID, r.OrderLineID
 }
@@ -90,6 +97,14 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 	for _, name := range Views {
 		v.rows[name] = []ViewRow{}
 	}
+	confirmedRes := map[string]bool{} // reservations the platform confirmed
+	for _, f := range folded {
+		for _, e := range f.events {
+			if e.RedemptionConfirmed != nil {
+				confirmedRes[e.RedemptionConfirmed.ReservationID] = true
+			}
+		}
+	}
 	for _, f := range folded {
 		cancelled := cancelledDocs(f.events)
 		cmds := f.commands
@@ -100,12 +115,16 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 			c1(v, f)
 			c5(v, f, cmds)
 			c6(v, f, cancelled, p.AmountTolerance)
+			if lr := f.accepted.LoyaltyRedemption; lr != nil && confirmedRes[lr.ReservationID] {
+				c6Redemption(v, f)
+			}
 		}
 		c2(v, f, cancelled)
 		c4(v, f, cmds)
 		refundSettlement(v, f, cancelled, p.AmountTolerance)
 	}
 	c3(v, folded, p.ConfirmTrigger)
+	c7(v, folded, issued)
 	for _, rows := range v.rows {
 		sort.Slice(rows, func(i, j int) bool { return rows[i].Key() < rows[j].Key() })
 	}
@@ -571,7 +590,8 @@ func c5(v *viewSet, f *orderFold, commands []Command) {
 // or, when the invoiced quantity exceeds ordered − cancelled on a line with cancelled units and
 // no duplicate billing explains the excess, INVOICED_CANCELLED_LINE; RETURNED_NOT_CREDITED, CREDITED_NOT_RETURNED), DUPLICATE_BILLING (a
 // reference document's line billed by two live invoices), CURRENCY_DIFF (a live document in
-// another currency than the order's) and AMOUNT_DIFF where quantities and currencies agree.
+// another currency than the order's), AMOUNT_DIFF where quantities and currencies agree, and
+// TAX_DIFF where the nets agree as well.
 func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.Decimal) {
 	latest := map[string]time.Time{}
 	touch := func(id string, t time.Time) {
@@ -585,6 +605,7 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 	type ref struct{ doc, line string }
 	invoicesOf := map[ref]map[string]bool{} // live invoices per (reference document, line)
 	foreign := map[string]bool{}            // lines a live document bills in another currency
+	erpTax := map[string]decimal.Decimal{}  // Σ live invoice line tax − Σ live credit memo line tax
 	for _, e := range f.events {
 		switch {
 		case e.OrderLinesCancelled != nil:
@@ -608,6 +629,11 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 			for _, bl := range doc.Lines {
 				touch(bl.OrderLineID, e.OccurredAt)
 				billingLines[bl.OrderLineID]++
+				if credit {
+					erpTax[bl.OrderLineID] = erpTax[bl.OrderLineID].Sub(bl.Tax)
+				} else {
+					erpTax[bl.OrderLineID] = erpTax[bl.OrderLineID].Add(bl.Tax)
+				}
 				if doc.Currency != f.accepted.Currency {
 					foreign[bl.OrderLineID] = true
 				}
@@ -678,12 +704,41 @@ func c6(v *viewSet, f *orderFold, cancelled map[string]bool, tolerance decimal.D
 		// net (at least one).
 		erpNet := l.InvoicedNet.Sub(l.CreditedNet)
 		allowed := tolerance.Mul(decimal.NewFromInt(max(billingLines[l.OrderLineID], 1)))
-		if diff := erpNet.Sub(l.OMSNetValue); l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID] &&
-			diff.Abs().GreaterThan(allowed) {
-			row.Amount = diff
-			emit("AMOUNT_DIFF")
+		comparable := l.Shipped.Equal(l.Invoiced) && l.Returned.Equal(l.Credited) && !foreign[l.OrderLineID]
+		diff := erpNet.Sub(l.OMSNetValue)
+		if comparable && diff.Abs().GreaterThan(allowed) {
+			r := row
+			r.MismatchCode, r.Amount = "AMOUNT_DIFF", diff
+			v.add(r)
+		}
+		// TAX_DIFF where the nets agree too (a net difference explains the tax): the ERP's tax
+		// (Σ per billing line, each rounded) against the OMS tax of the net shipped value at the
+		// line's rate (Σ of its tax lines' rates), rounded once HALF_EVEN — ½ minor unit per
+		// rounded amount on either side (DOMAIN B.3): tolerance × (billing lines + 1).
+		if comparable && !diff.Abs().GreaterThan(allowed) {
+			omsTax := l.OMSNetValue.Mul(taxRate(f, l.OrderLineID)).RoundBank(2)
+			taxAllowed := tolerance.Mul(decimal.NewFromInt(billingLines[l.OrderLineID] + 1))
+			if d := erpTax[l.OrderLineID].Sub(omsTax); d.Abs().GreaterThan(taxAllowed) {
+				r := row
+				r.MismatchCode, r.Amount = "TAX_DIFF", d
+				v.add(r)
+			}
 		}
 	}
+}
+
+// taxRate is the order line's tax rate: the sum of its tax lines' rates (0 for a line the order
+// does not have).
+func taxRate(f *orderFold, lineID string) decimal.Decimal {
+	rate := decimal.Zero
+	for _, ol := range f.accepted.Lines {
+		if ol.OrderLineID == lineID {
+			for _, tl := range ol.TaxLines {
+				rate = rate.Add(tl.Rate)
+			}
+		}
+	}
+	return rate
 }
 
 // refundSettlement: per return with a refund (the first ReturnReceived of each return id), the
@@ -730,4 +785,55 @@ func refundSettlement(v *viewSet, f *orderFold, cancelled map[string]bool, toler
 		}
 		v.add(row)
 	}
+}
+
+// c6Redemption: C6 POINTS_DIFF, one order-level row (order_line_id ""), for an order whose
+// redemption the platform confirmed: the redeemed points it refunded (Σ RedemptionRefunded)
+// against the share the OMS cancelled and returned, DOMAIN B.1's cumulative refundable
+// RR(l) = floor(alloc_pts(l) × min(q_cxl(l) + q_ret(l), q_ord(l)) / q_ord(l)) summed over the
+// lines, from the stated quantities (Σ quantity_cancelled, Σ quantity_accepted). Points:
+// refunded − RR. Aged from the latest of acceptance, cancellations, returns and refunds.
+func c6Redemption(v *viewSet, f *orderFold) {
+	moved := map[string]decimal.Decimal{} // q_cxl + q_ret per line
+	at := f.accepted.AcceptedAt
+	var refunded int64
+	for _, e := range f.events {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				moved[l.OrderLineID] = moved[l.OrderLineID].Add(l.QuantityCancelled)
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ReturnReceived != nil:
+			for _, l := range e.ReturnReceived.Lines {
+				moved[l.OrderLineID] = moved[l.OrderLineID].Add(l.QuantityAccepted)
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.RedemptionRefunded != nil:
+			refunded += e.RedemptionRefunded.Points
+			at = maxTime(at, e.RedemptionRefunded.RefundedAt)
+		}
+	}
+	var expected int64
+	for _, ol := range f.accepted.Lines {
+		if ol.RedemptionAlloc == nil || ol.RedemptionAlloc.Points <= 0 || !ol.Quantity.IsPositive() {
+			continue
+		}
+		q := decimal.Min(moved[ol.OrderLineID], ol.Quantity)
+		// in thousandths, as the view computes it (integers: no Decimal division)
+		rr := new(big.Int).Mul(big.NewInt(ol.RedemptionAlloc.Points), big.NewInt(q.Shift(3).IntPart()))
+		rr.Quo(rr, big.NewInt(ol.Quantity.Shift(3).IntPart()))
+		expected += rr.Int64()
+	}
+	if refunded != expected {
+		v.add(ViewRow{View: ViewThreeWayLine, OrderID: f.accepted.OrderID, MismatchCode: "POINTS_DIFF",
+			Points: refunded - expected, BusinessTime: at})
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

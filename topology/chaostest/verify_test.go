@@ -156,8 +156,9 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 		oracle.ViewRedemptionsPending:   "SELECT reservation_id, order_id, mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_redemptions_pending_confirmation",
 		oracle.ViewReturnsNotInLoyalty:  "SELECT return_id, order_line_id, mismatch_code, points, toString(toDecimal64(0, 4)), order_id FROM %s.recon_returns_not_reflected_in_loyalty",
 		oracle.ViewAccrualVsFulfilment:  "SELECT order_id, '', mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_accrual_vs_fulfilment",
-		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_three_way_line",
+		oracle.ViewThreeWayLine:         "SELECT order_id, order_line_id, mismatch_code, points, toString(amount), '' FROM %s.recon_three_way_line",
 		oracle.ViewRefundSettlement:     "SELECT return_id, order_id, mismatch_code, toInt64(0), toString(amount), '' FROM %s.recon_refunds_vs_credit_memos",
+		oracle.ViewLoyaltyLiability:     "SELECT member_id, toString(period), mismatch_code, points, toString(toDecimal64(0, 4)), '' FROM %s.recon_loyalty_liability",
 	}
 	for _, view := range oracle.Views {
 		rows, err := h.ch.Query(h.Ctx, fmt.Sprintf(q[view], h.db))
@@ -181,6 +182,8 @@ func (h *harness) viewRows() (map[string][]oracle.ViewRow, error) {
 				r.ReturnID, r.OrderLineID, r.OrderID = k1, k2, k3
 			case oracle.ViewRefundSettlement:
 				r.ReturnID, r.OrderID = k1, k2
+			case oracle.ViewLoyaltyLiability:
+				r.MemberID, r.Period = k1, k2
 			default:
 				r.OrderID, r.OrderLineID = k1, k2
 			}

@@ -324,7 +324,8 @@ func (s *server) trend(ctx context.Context) (*trendData, error) {
 	return td, nil
 }
 
-// oldest lists a view's oldest rows with the order each belongs to (every view has order_id).
+// oldest lists a view's oldest rows with the order each belongs to ("" for a per-member view,
+// which has no order_id).
 func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 	parts := make([]string, 0, 2*len(v.Keys))
 	for i, k := range v.Keys {
@@ -333,10 +334,14 @@ func (s *server) oldest(ctx context.Context, v chsink.View) ([]viewRow, error) {
 		}
 		parts = append(parts, fmt.Sprintf("'%s=', toString(%s)", k, k))
 	}
+	order := "order_id"
+	if v.PerMember { // C7: the rows belong to members; its open_ view has no order_id
+		order = "''"
+	}
 	// the backlog: the open_ view (resolved rows excluded), with owner team and state
-	q := fmt.Sprintf(`SELECT order_id, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached, row_key, owner_team, state
+	q := fmt.Sprintf(`SELECT %s, mismatch_code, concat(%s), toString(business_time), age_bucket, sla_breached, row_key, owner_team, state
 		FROM %s.%s ORDER BY business_time, %s, mismatch_code LIMIT %d`,
-		strings.Join(parts, ", "), s.o.Database, v.OpenView(), strings.Join(v.Keys, ", "), s.o.Oldest)
+		order, strings.Join(parts, ", "), s.o.Database, v.OpenView(), strings.Join(v.Keys, ", "), s.o.Oldest)
 	rows, err := s.o.Conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("%s (%s): %w", v.ID, v.Name, err)

@@ -88,7 +88,7 @@ ORDER BY version DESC LIMIT 1 BY order_id, billing_document_id;
 -- Billing lines of documents that no BillingDocumentCancelled cancels.
 CREATE VIEW IF NOT EXISTS {db}.v_live_billing_lines AS
 SELECT order_id, billing_document_id, billing_item, doc_kind, accounting_transfer_status, billing_date, occurred_at,
-       order_line_id, reference_document, quantity, net
+       order_line_id, reference_document, quantity, net, tax
 FROM {db}.f_billing_lines
 WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations);
 
@@ -110,35 +110,37 @@ SELECT order_id, order_line_id,
        toDecimal64(sum(ordered), 3) AS ordered_qty, toDecimal64(sum(cancelled), 3) AS cancelled_qty,
        toDecimal64(sum(shipped), 3) AS shipped_qty, toDecimal64(sum(returned), 3) AS returned_qty,
        toDecimal64(sum(invoiced), 3) AS invoiced_qty, toDecimal64(sum(credited), 3) AS credited_qty,
-       toDecimal64(sum(billed_net), 4) AS erp_net_billed, max(t) AS last_activity, max(known) AS known_line,
+       toDecimal64(sum(billed_net), 4) AS erp_net_billed, toDecimal64(sum(billed_tax), 4) AS erp_tax_billed,
+       max(t) AS last_activity, max(known) AS known_line,
        max(billing) AS billed_line, toInt64(sum(billing)) AS billing_lines
 FROM (
     SELECT order_id, order_line_id, toDecimal64(quantity, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, accepted_at AS t, toUInt8(1) AS known,
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, accepted_at AS t, toUInt8(1) AS known,
            toUInt8(0) AS billing
     FROM {db}.f_order_lines
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(quantity_cancelled, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, toDateTime(0) AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_cancellation_lines WHERE order_line_id != ''
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(quantity_shipped, 3) AS shipped, toDecimal64(0, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_shipment_lines WHERE is_reship = 0
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(quantity_accepted, 3) AS returned, toDecimal64(0, 3) AS invoiced,
-           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
+           toDecimal64(0, 3) AS credited, toDecimal64(0, 4) AS billed_net, toDecimal64(0, 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(0) AS billing
     FROM {db}.f_return_lines
     UNION ALL
     SELECT order_id, order_line_id, toDecimal64(0, 3) AS ordered, toDecimal64(0, 3) AS cancelled,
            toDecimal64(0, 3) AS shipped, toDecimal64(0, 3) AS returned,
            toDecimal64(if(doc_kind = 'INVOICE', quantity, toDecimal64(0, 3)), 3) AS invoiced,
            toDecimal64(if(doc_kind = 'CREDIT_MEMO', quantity, toDecimal64(0, 3)), 3) AS credited,
-           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
+           toDecimal64(if(doc_kind = 'INVOICE', net, -net), 4) AS billed_net,
+           toDecimal64(if(doc_kind = 'INVOICE', tax, -tax), 4) AS billed_tax, occurred_at AS t, toUInt8(0) AS known, toUInt8(1) AS billing
     FROM {db}.v_live_billing_lines
 )
 GROUP BY order_id, order_line_id;
@@ -497,17 +499,20 @@ GROUP BY order_id, order_line_id;
 -- Invoiced beyond shipped is INVOICED_CANCELLED_LINE when the line has cancelled units, the
 -- invoiced quantity exceeds ordered − cancelled (the ERP billed what the OMS cancelled) and no
 -- duplicate billing explains the excess, else INVOICED_NOT_SHIPPED. DUPLICATE_BILLING and CURRENCY_DIFF from v_billing_line_checks; a line
--- billed in another currency has no AMOUNT_DIFF (its nets are not comparable).
-CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
+-- billed in another currency has no AMOUNT_DIFF (its nets are not comparable). TAX_DIFF: see
+-- below (the OMS tax of the net shipped quantity from order_lines.tax_by_qty, migration 0011).
+CREATE VIEW IF NOT EXISTS {db}.v_three_way_line_rows AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
-       erp_net_billed, oms_net_value, if(mismatch_code = 'AMOUNT_DIFF', diff, toDecimal64(0, 4)) AS amount, business_time,
-       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
-       multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
-       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+       erp_net_billed, oms_net_value, erp_tax_billed, oms_tax,
+       multiIf(mismatch_code = 'AMOUNT_DIFF', diff, mismatch_code = 'TAX_DIFF', tax_diff, toDecimal64(0, 4)) AS amount, business_time
 FROM (
     SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, erp_net_billed,
            oms_net_value, toDecimal64(erp_net_billed - oms_net_value, 4) AS diff, last_activity AS business_time,
-           billing_lines,
+           billing_lines, erp_tax_billed, oms_tax, toDecimal64(erp_tax_billed - oms_tax, 4) AS tax_diff,
+           toUInt8(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0) AS comparable,
+           toUInt8(toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
+                   (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
+                   * if(billing_lines > 1, billing_lines, toInt64(1))) AS net_differs,
            toUInt8(duplicate_billing = 0 AND cancelled_qty > 0 AND invoiced_qty > ordered_qty - cancelled_qty) AS cancelled_billed,
            arrayFilter(c -> c != '', [
                if(shipped_qty > invoiced_qty, 'SHIPPED_NOT_INVOICED', ''),
@@ -521,28 +526,35 @@ FROM (
                -- already explains the money, and one line must not count twice (DOMAIN C6: one
                -- cause per line). Compared in ten-thousandths: 18.16 cannot compare a Decimal
                -- with a Decimal scalar subquery
-               if(value_known = 1 AND shipped_qty = invoiced_qty AND returned_qty = credited_qty AND currency_diff = 0
-                      AND toInt64(abs(erp_net_billed - oms_net_value) * 10000) >
-                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config)
-                      * if(billing_lines > 1, billing_lines, toInt64(1)),
-                  'AMOUNT_DIFF', '')]) AS codes
+               if(comparable = 1 AND net_differs = 1, 'AMOUNT_DIFF', ''),
+               -- TAX_DIFF where the nets agree too (a net difference explains the tax): the ERP's
+               -- tax (Σ per billing line, each rounded) against the OMS tax of the net shipped
+               -- value (order_lines.tax_by_qty, rounded once): ½ minor unit per rounded amount on
+               -- either side, amount_tolerance × (billing lines + 1)
+               if(comparable = 1 AND net_differs = 0 AND tax_known = 1
+                      AND toInt64(abs(erp_tax_billed - oms_tax) * 10000) >
+                      (SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config) * (billing_lines + 1),
+                  'TAX_DIFF', '')]) AS codes
     FROM (
       SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff
+             erp_net_billed, last_activity, billing_lines, value_known, oms_net_value, duplicate_billing, currency_diff,
+             erp_tax_billed, tax_known, oms_tax
       FROM (
         SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-               erp_net_billed, last_activity, billing_lines,
+               erp_net_billed, last_activity, billing_lines, erp_tax_billed,
                if(shipped_qty > returned_qty, shipped_qty - returned_qty, toDecimal64(0, 3)) AS net_qty,
                toUInt8(known_line = 0 OR (length(net_value_by_qty) > toUInt64(net_qty) AND toDecimal64(toUInt64(net_qty), 3) = net_qty)) AS value_known,
-               toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value
+               toDecimal64(if(value_known = 1, arrayElement(net_value_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_net_value,
+               toUInt8(known_line = 0 OR (value_known = 1 AND length(tax_by_qty) > toUInt64(net_qty))) AS tax_known,
+               toDecimal64(if(tax_known = 1 AND known_line = 1, arrayElement(tax_by_qty, toUInt64(net_qty) + 1), toDecimal64(0, 4)), 4) AS oms_tax
         FROM (
             -- explicit columns: 18.16 mislabels SELECT * of a view filtered by IN under a JOIN
             SELECT order_id, order_line_id, shipped_qty, returned_qty, invoiced_qty, credited_qty, ordered_qty, cancelled_qty,
-                   erp_net_billed, last_activity, known_line, billing_lines
+                   erp_net_billed, erp_tax_billed, last_activity, known_line, billing_lines
             FROM {db}.v_line_facts
             WHERE known_line = 1 OR (billed_line = 1 AND order_id IN (SELECT order_id FROM {db}.f_orders))
         ) AS facts
-        ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
+        ANY LEFT JOIN (SELECT order_id, order_line_id, net_value_by_qty, tax_by_qty FROM {db}.f_order_lines) AS line_values USING (order_id, order_line_id)
       ) AS valued ANY LEFT JOIN (
         SELECT order_id, order_line_id, duplicate_billing, currency_diff FROM {db}.v_billing_line_checks
       ) AS billing_checks USING (order_id, order_line_id)
@@ -550,6 +562,62 @@ FROM (
 )
 ARRAY JOIN codes AS mismatch_code
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- C6 POINTS_DIFF, per order whose redemption the platform confirmed (one order-level row,
+-- order_line_id ''): the redeemed points the platform refunded (Σ RedemptionRefunded) against the
+-- share the OMS cancelled and returned, DOMAIN B.1's RR(l) = floor(alloc_pts(l) ×
+-- min(q_cxl + q_ret, q_ord) / q_ord) summed over the lines, in thousandths with intDiv (no
+-- Decimal division). points = refunded − RR. Aged from the latest of acceptance, cancellations,
+-- returns and refunds.
+CREATE VIEW IF NOT EXISTS {db}.v_redemption_refund_checks AS
+SELECT order_id, toInt64(sum(expected)) AS expected_refund, toInt64(sum(refunded)) AS refunded_points, max(t) AS business_time
+FROM (
+    SELECT order_id, intDiv(toInt64(redemption_points) * toInt64(if(has_moved = 1 AND moved_qty < ordered_qty, moved_qty, if(has_moved = 1, ordered_qty, toDecimal64(0, 3))) * 1000),
+                            toInt64(ordered_qty * 1000)) AS expected,
+           toInt64(0) AS refunded, toDateTime(0) AS t
+    FROM (
+        SELECT order_id, order_line_id, redemption_points, toDecimal64(quantity, 3) AS ordered_qty
+        FROM {db}.f_order_lines WHERE redemption_points > 0 AND quantity > 0
+    ) AS redeemed_lines ANY LEFT JOIN (
+        SELECT order_id, order_line_id, toDecimal64(cancelled_qty + returned_qty, 3) AS moved_qty, toUInt8(1) AS has_moved
+        FROM {db}.v_line_facts
+    ) AS moved_lines USING (order_id, order_line_id)
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, points AS refunded, posted_at AS t
+    FROM {db}.f_loyalty_postings WHERE kind = 'REDEMPTION_REFUND'
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, occurred_at AS t FROM {db}.f_return_lines
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, occurred_at AS t FROM {db}.f_cancellation_lines
+    UNION ALL
+    SELECT order_id, toInt64(0) AS expected, toInt64(0) AS refunded, accepted_at AS t FROM {db}.f_orders
+)
+WHERE order_id IN (
+    SELECT order_id FROM {db}.f_orders
+    WHERE reservation_id != '' AND reservation_id IN (SELECT reservation_id FROM {db}.v_reservations WHERE confirmed = 1)
+)
+GROUP BY order_id;
+
+-- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF rows.
+CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
+SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
+       erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 48, '0-48h', age_hours < 168, '2-7d', age_hours < 720, '7-30d', '>30d') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
+           erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, toInt64(0) AS points, business_time
+    FROM {db}.v_three_way_line_rows
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'POINTS_DIFF' AS mismatch_code, toDecimal64(0, 3) AS shipped_qty,
+           toDecimal64(0, 3) AS returned_qty, toDecimal64(0, 3) AS invoiced_qty, toDecimal64(0, 3) AS credited_qty,
+           toDecimal64(0, 4) AS erp_net_billed, toDecimal64(0, 4) AS oms_net_value, toDecimal64(0, 4) AS erp_tax_billed,
+           toDecimal64(0, 4) AS oms_tax, toDecimal64(0, 4) AS amount, toInt64(refunded_points - expected_refund) AS points, business_time
+    FROM {db}.v_redemption_refund_checks
+    WHERE refunded_points != expected_refund
+      AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
+);
 
 -- What the customer was refunded per return (ReturnReceived.refund: merchandise + tax +
 -- shipping − return fee), from the audit trail's RETURN_REFUND movement (amount signed from the
@@ -602,3 +670,104 @@ FROM (
 )
 WHERE mismatch_code != ''
   AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
+
+-- Activations with the member of the accrual entry they activate (order_id, entry_id) and the
+-- activates_at of the AccrualRequested that entry answers (request id): when the pipeline said
+-- its lock ends. has_due = 0 when no command is known.
+CREATE VIEW IF NOT EXISTS {db}.v_activations AS
+SELECT member_id, activated_at, points, due, has_due
+FROM (
+    SELECT order_id, entry_id, activated_at, points, member_id, request_id, has_entry
+    FROM (
+        SELECT order_id, entry_id, posted_at AS activated_at, points FROM {db}.f_loyalty_postings WHERE kind = 'ACTIVATION'
+    ) AS activation_rows ANY LEFT JOIN (
+        SELECT order_id, entry_id, member_id, request_id, toUInt8(1) AS has_entry FROM {db}.f_loyalty_postings WHERE kind = 'ACCRUAL'
+    ) AS accrual_entries USING (order_id, entry_id)
+    WHERE has_entry = 1
+) AS activated ANY LEFT JOIN (
+    SELECT request_id, activates_at AS due, toUInt8(1) AS has_due
+    FROM {db}.loyalty_commands FINAL WHERE command_type = 'AccrualRequested'
+) AS accrual_requests USING (request_id);
+
+-- C7 movements, one row per change of a member's balances at business time t: entitled (the
+-- pipeline's accrual − reversal commands, by the command's member), posted (the platform's
+-- accrual − reversal postings, by the posting's member), active (activations − reversals'
+-- from_active), early (+points at an activation before its due time, −points at the due time).
+CREATE VIEW IF NOT EXISTS {db}.v_member_point_movements AS
+SELECT member_id, t, entitled, posted, active, early
+FROM (
+    SELECT member_id, requested_at AS t, if(command_type = 'AccrualRequested', points, -points) AS entitled,
+           toInt64(0) AS posted, toInt64(0) AS active, toInt64(0) AS early
+    FROM {db}.loyalty_commands FINAL WHERE command_type IN ('AccrualRequested', 'ReversalRequested')
+    UNION ALL
+    SELECT member_id, posted_at AS t, toInt64(0) AS entitled, if(kind = 'ACCRUAL', points, -points) AS posted,
+           if(kind = 'REVERSAL', -from_active, toInt64(0)) AS active, toInt64(0) AS early
+    FROM {db}.f_loyalty_postings WHERE kind IN ('ACCRUAL', 'REVERSAL')
+    UNION ALL
+    SELECT member_id, t, toInt64(0) AS entitled, toInt64(0) AS posted, a AS active, e AS early
+    FROM (
+        SELECT member_id, [activated_at, due] AS ts, [points, toInt64(0)] AS actives,
+               if(has_due = 1 AND due > activated_at, [points, -points], [toInt64(0), toInt64(0)]) AS earlies
+        FROM {db}.v_activations
+    )
+    ARRAY JOIN ts AS t, actives AS a, earlies AS e
+)
+WHERE member_id != '' AND (entitled != 0 OR posted != 0 OR active != 0 OR early != 0);
+
+-- C7 per member: the months (UTC) with movements, sorted, and each balance's cumulative sum
+-- over them; periods: every month from the first movement's to the last one that has ended.
+CREATE VIEW IF NOT EXISTS {db}.v_member_point_months AS
+SELECT member_id, months, arrayCumSum(d_entitled) AS cum_entitled, arrayCumSum(d_posted) AS cum_posted,
+       arrayCumSum(d_active) AS cum_active, arrayCumSum(d_early) AS cum_early,
+       arrayMap((i, f) -> addMonths(f, i), range(toUInt64(closed)), replicate(first_month, range(toUInt64(closed)))) AS periods
+FROM (
+    SELECT member_id, arraySort(ms) AS months, arraySort((d, m) -> m, de, ms) AS d_entitled,
+           arraySort((d, m) -> m, dp, ms) AS d_posted, arraySort((d, m) -> m, da, ms) AS d_active,
+           arraySort((d, m) -> m, dy, ms) AS d_early, arrayReduce('min', ms) AS first_month,
+           dateDiff('month', first_month, toStartOfMonth(now(), 'UTC')) AS months_before_now,
+           if(months_before_now > 0, months_before_now, 0) AS closed
+    FROM (
+        SELECT member_id, groupArray(m) AS ms, groupArray(de) AS de, groupArray(dp) AS dp, groupArray(da) AS da, groupArray(dy) AS dy
+        FROM (
+            SELECT member_id, toStartOfMonth(t, 'UTC') AS m, toInt64(sum(entitled)) AS de, toInt64(sum(posted)) AS dp,
+                   toInt64(sum(active)) AS da, toInt64(sum(early)) AS dy
+            FROM {db}.v_member_point_movements
+            GROUP BY member_id, m
+        )
+        GROUP BY member_id
+    )
+);
+
+-- C7: loyalty liability, per member and closed month (UTC), the balances at the period end T
+-- (movements before T): entitled (what the member's orders earned by DOMAIN B.1, Σ the
+-- pipeline's accrual − reversal commands), posted (pending + active on the platform), active,
+-- pending = posted − active. LIABILITY_DIFF: posted ≠ entitled (points = posted − entitled: the
+-- platform's liability is off by that many points; a command requested before T and posted after
+-- it is a cut-off difference of that period). ACTIVE_BEFORE_DUE: points active at T whose lock
+-- (the AccrualRequested's activates_at) had not ended (points: those). Aged from the period end;
+-- SLA: the three-way SLA (clean before the close).
+CREATE VIEW IF NOT EXISTS {db}.recon_loyalty_liability AS
+SELECT member_id, period, mismatch_code, entitled_points, posted_points, active_points,
+       toInt64(posted_points - active_points) AS pending_points,
+       if(mismatch_code = 'LIABILITY_DIFF', toInt64(posted_points - entitled_points), early_points) AS points, business_time,
+       round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
+       multiIf(age_hours < 120, '0-5d', age_hours < 720, '5-30d', age_hours < 2160, '1-3mo', '>3mo') AS age_bucket,
+       toUInt8(dateDiff('second', business_time, now()) >= (SELECT argMax(three_way_sla_s, version) FROM {db}.recon_config)) AS sla_breached
+FROM (
+    SELECT member_id, period, entitled_points, posted_points, active_points, early_points, business_time,
+           arrayFilter(c -> c != '', [
+               if(posted_points != entitled_points, 'LIABILITY_DIFF', ''),
+               if(early_points > 0, 'ACTIVE_BEFORE_DUE', '')]) AS codes
+    FROM (
+        SELECT member_id, period, toDateTime(addMonths(period, 1), 'UTC') AS business_time,
+               arrayCount((m, p) -> m <= p, months, replicate(period, months)) AS k,
+               if(k = 0, toInt64(0), arrayElement(cum_entitled, k)) AS entitled_points,
+               if(k = 0, toInt64(0), arrayElement(cum_posted, k)) AS posted_points,
+               if(k = 0, toInt64(0), arrayElement(cum_active, k)) AS active_points,
+               if(k = 0, toInt64(0), arrayElement(cum_early, k)) AS early_points
+        FROM {db}.v_member_point_months
+        ARRAY JOIN periods AS period
+    )
+)
+ARRAY JOIN codes AS mismatch_code
+WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
