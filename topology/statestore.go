@@ -39,6 +39,7 @@ type diskStore struct {
 	db    *pebble.DB
 	dir   string
 	stage string
+	hook  func(FlushStep) // DiskOptions.FlushHook
 }
 
 // DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
@@ -49,19 +50,43 @@ type DiskOptions struct {
 	// MemtableBytes is the size of one memtable (writes before they are flushed to an sstable);
 	// at most two are held at once. Zero means 32 MiB.
 	MemtableBytes int64
+	// FlushHook, if set, is called at each step of writing a committed transaction's states
+	// (FlushStep). Fault injection only: the chaoshooks build of `retailflow run` SIGKILLs the
+	// process there (RETAILFLOW_CHAOS_KILL_AT=store-flush-before:<n>).
+	FlushHook func(FlushStep)
 }
+
+// FlushStep is a point in the write of a committed transaction's states to the store.
+type FlushStep int
+
+const (
+	// FlushBeforeCommit: the Kafka transaction has committed and the Pebble batch (states and
+	// checkpoints) is built but not yet committed.
+	FlushBeforeCommit FlushStep = iota
+	// FlushAfterCommit: Pebble's Commit(NoSync) has returned. Its WAL record is queued for
+	// Pebble's flush goroutine and may not have reached the OS yet.
+	FlushAfterCommit
+)
 
 // pebbleLogger sends Pebble's own log lines to slog (errors and fatal only at warn/error).
-type pebbleLogger struct{ log *slog.Logger }
+// Each line names the state directory: Pebble's own messages (a failed WAL or MANIFEST write
+// on a full disk) say only the file.
+type pebbleLogger struct {
+	log *slog.Logger
+	dir string
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
-	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Debug("pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 }
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Warn("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Warn("pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 }
+
+// Fatalf: Pebble gives up (e.g. a MANIFEST it cannot write). The process exits 1; every
+// committed transaction is in the changelog and the restart restores the store's tail.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Error("state store failed: pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 	os.Exit(1)
 }
 
@@ -84,7 +109,7 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 		MemTableSize:                uint64(o.MemtableBytes),
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
-		Logger:                      pebbleLogger{log},
+		Logger:                      pebbleLogger{log: log, dir: dir},
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // a Get of a new order (a miss) reads no block
@@ -98,7 +123,7 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: open: %w (state.dir must be a directory only this process uses)", dir, err)
 	}
-	return &diskStore{db: db, dir: dir, stage: stage}, nil
+	return &diskStore{db: db, dir: dir, stage: stage, hook: o.FlushHook}, nil
 }
 
 func (d *diskStore) close() error {
@@ -273,8 +298,14 @@ func (w *txnWrite) commit() error {
 			return err
 		}
 	}
+	if w.d.hook != nil {
+		w.d.hook(FlushBeforeCommit)
+	}
 	if err := w.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("state store %s: write committed states: %w", w.d.dir, err)
+	}
+	if w.d.hook != nil {
+		w.d.hook(FlushAfterCommit)
 	}
 	return nil
 }

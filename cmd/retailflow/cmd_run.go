@@ -75,7 +75,7 @@ func (c Config) RunnerOptions() topology.Options {
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
 		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
 		StateDir:    c.StateDir(),
-		State:       topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes},
+		State:       topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes, FlushHook: chaosStoreHook()},
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}
