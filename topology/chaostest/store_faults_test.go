@@ -1,0 +1,233 @@
+package chaostest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Faults of the persistent state store (issue 15). The suite's processors run with
+// state.mode=pebble, each on its own directory that outlives its incarnations (harness.stateRoot),
+// so every other fault of the table also restarts processors on the store the chart ships.
+func init() {
+	faults = append(faults,
+		// SIGKILL after Kafka committed a transaction and before its states and checkpoints
+		// reach Pebble: the store is one transaction behind, the restart must trust its
+		// checkpoint and read that transaction back from the changelog's tail.
+		fault{name: "sigkill-store-flush", short: true, inject: storeFlushKill("store-flush-before")},
+		// SIGKILL right after Pebble's Commit(NoSync) returned: the batch's WAL record is still
+		// in Pebble's buffer (NoSync does not even wake its flusher) or torn across a block the
+		// flusher wrote. Pebble's recovery drops a torn tail record: the store is a suffix of
+		// batches behind, each batch whole.
+		fault{name: "sigkill-store-flush-after", inject: storeFlushKill("store-flush-after")},
+		fault{name: "state-dir-deleted", inject: (*harness).stateDirDeleted},
+		// long: mounts a tmpfs (root), which the short version must not need
+		fault{name: "state-dir-full", long: true, ordersX: 6, inject: (*harness).stateDirFull},
+	)
+}
+
+// restoredRe parses the runner's "restored state" line (text log format).
+var restoredRe = regexp.MustCompile(`msg="restored state" partitions=\[([0-9 ]*)\] keys=(\d+) records=(\d+) store=(\w+) full=\[([0-9 ]*)\] tail=\[([0-9 ]*)\]`)
+
+// restore is one "restored state" line of a processor's log.
+type restore struct {
+	line              string
+	records           string
+	store, full, tail string
+}
+
+// restoresOf returns the restores logged since m by processor id's incarnations.
+func (h *harness) restoresOf(m logMark, id string) []restore {
+	var out []restore
+	for _, l := range h.grepSince(m, `msg="restored state"`) {
+		if !strings.HasPrefix(l, "run-"+id+"-") {
+			continue
+		}
+		if s := restoredRe.FindStringSubmatch(l); s != nil {
+			out = append(out, restore{line: l, records: s[3], store: s[4], full: s[5], tail: s[6]})
+		}
+	}
+	return out
+}
+
+// waitRestored waits until processor id has logged a restore since m.
+func (h *harness) waitRestored(m logMark, id string, limit time.Duration) ([]restore, error) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if rs := h.restoresOf(m, id); len(rs) > 0 {
+			return rs, nil
+		}
+	}
+	return nil, fmt.Errorf("processor %s logged no restore within %s", id, limit)
+}
+
+func (h *harness) needPebble() error {
+	if h.stateRoot == "" {
+		return errors.New("the processors run in memory (CHAOS_STATE_MODE=memory): a store fault tests nothing")
+	}
+	return nil
+}
+
+// storeFlushKill makes one processor SIGKILL itself at a store-flush step (killAtStep), then
+// requires its restarted incarnation to restore from its own store: a disk restore that
+// trusted the checkpoint of at least one partition (read only the tail).
+func storeFlushKill(step string) func(h *harness, seg *segment) (string, error) {
+	return func(h *harness, seg *segment) (string, error) {
+		if err := h.needPebble(); err != nil {
+			return "", err
+		}
+		note, err := h.killAtStep(step)
+		if err != nil {
+			return "", err
+		}
+		id := strings.Fields(strings.TrimPrefix(note, "instance "))[0]
+		rs, err := h.waitRestored(seg.mark, id, 90*time.Second)
+		if err != nil {
+			return note, err
+		}
+		// the SIGTERMed incarnation before the armed one restores too: look at the last one
+		r := rs[len(rs)-1]
+		if r.store != "disk" {
+			return note, fmt.Errorf("processor %s restored into %q, want the persistent store: %s", id, r.store, r.line)
+		}
+		if strings.TrimSpace(r.tail) == "" {
+			return note, fmt.Errorf("processor %s did not trust any partition's checkpoint after the kill (full=[%s]): %s", id, r.full, r.line)
+		}
+		return fmt.Sprintf("%s; restart restored tail=[%s] full=[%s] (%s records)", note, r.tail, r.full, r.records), nil
+	}
+}
+
+// stateDirDeleted stops a processor (SIGTERM), deletes its state directory and starts it
+// again: it must restore every partition it is given in full into a new store.
+func (h *harness) stateDirDeleted(seg *segment) (string, error) {
+	if err := h.needPebble(); err != nil {
+		return "", err
+	}
+	time.Sleep(seg.produceFor / 4)
+	ps := h.processors()
+	s := ps[h.rng.IntN(len(ps))]
+	id := s.ID
+	if err := s.Stop(); err != nil {
+		return "", err
+	}
+	dir := h.stateDir(id)
+	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+		h.sup.Start("run", id)
+		return "", fmt.Errorf("processor %s left no Pebble store in %s to delete: %v", id, dir, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	m := h.mark()
+	h.sup.Start("run", id)
+	rs, err := h.waitRestored(m, id, 90*time.Second)
+	if err != nil {
+		return "", err
+	}
+	r := rs[0]
+	if r.store != "disk" || strings.TrimSpace(r.full) == "" || strings.TrimSpace(r.tail) != "" {
+		return "", fmt.Errorf("processor %s restored with its state directory deleted, want every partition in full: %s", id, r.line)
+	}
+	return fmt.Sprintf("instance %s stopped, %s deleted; restarted with full=[%s] (%s records)", id, filepath.Base(dir), r.full, r.records), nil
+}
+
+// stateDirFull puts a processor's state directory on a 64 MiB tmpfs and fills it while traffic
+// flows: `run` must stop with an error naming the directory (the supervisor restarts it, as
+// Kubernetes would, and it must fail the same way while the disk stays full), the other
+// processors take its partitions, and once space returns it must restore and continue. The
+// oracles then show that nothing was lost or doubled.
+func (h *harness) stateDirFull(seg *segment) (string, error) {
+	if err := h.needPebble(); err != nil {
+		return "", err
+	}
+	ps := h.processors()
+	s := ps[h.rng.IntN(len(ps))]
+	id := s.ID
+	dir := h.stateDir(id)
+	if err := s.Stop(); err != nil {
+		return "", err
+	}
+	// the mount hides the instance's store: it restores in full into the tmpfs
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput(); err != nil {
+		h.sup.Start("run", id)
+		return "", fmt.Errorf("mount a 64 MiB tmpfs on %s (needs root): %v %s", dir, err, out)
+	}
+	h.t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() }) // after the processes are killed
+	m := h.mark()
+	h.sup.Start("run", id)
+	if _, err := h.waitRestored(m, id, 90*time.Second); err != nil {
+		return "", err
+	}
+	time.Sleep(2 * time.Second)
+	filler := filepath.Join(dir, "filler")
+	written, err := fill(filler)
+	if err != nil {
+		return "", err
+	}
+	full := time.Now()
+	failed := h.waitLog(m, 90*time.Second, "no space left on device")
+	held := time.Since(full)
+	if held < 10*time.Second {
+		time.Sleep(10*time.Second - held)
+	}
+	freed := h.mark()
+	if err := os.Remove(filler); err != nil {
+		return "", err
+	}
+	if failed == "" {
+		return "", fmt.Errorf("processor %s ran 90 s on a full state directory (%d MiB filler) without reporting ENOSPC", id, written>>20)
+	}
+	if !strings.HasPrefix(failed, "run-"+id+"-") || !strings.Contains(failed, dir) {
+		return "", fmt.Errorf("the disk-full error does not come from processor %s or does not name %s: %s", id, dir, failed)
+	}
+	rs, err := h.waitRestored(freed, id, 2*time.Minute)
+	if err != nil {
+		return "", fmt.Errorf("after space returned: %w", err)
+	}
+	r := rs[len(rs)-1]
+	seg.after = func(verdict) error {
+		if s := h.sup.Slot("run", id); s == nil || s.Pid() == 0 {
+			return fmt.Errorf("processor %s is not running after space returned", id)
+		}
+		return nil
+	}
+	return fmt.Sprintf("instance %s on a full 64 MiB tmpfs %s; it stopped: %q; recovered with tail=[%s] full=[%s]",
+		id, time.Since(full).Round(time.Second), trimLog(failed), r.tail, r.full), nil
+}
+
+// fill writes zeros to path until the file system is full (ENOSPC) and returns how many bytes.
+func fill(path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if errors.Is(err, syscall.ENOSPC) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("fill %s: %w", path, err)
+		}
+	}
+}
+
+// trimLog shortens a log line for the table's note.
+func trimLog(l string) string {
+	if i := strings.Index(l, "msg="); i >= 0 {
+		l = l[i:]
+	}
+	if len(l) > 200 {
+		l = l[:200] + "…"
+	}
+	return l
+}
