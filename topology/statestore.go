@@ -27,8 +27,11 @@ import (
 //     Kafka Streams, whose RocksDB received uncommitted writes);
 //   - a restore writes changelog records (read_committed) with the checkpoint of the last one in
 //     each batch, so a process killed mid-restore resumes from its last batch;
-//   - writes use pebble.NoSync: the WAL reaches the OS at once (a SIGKILL loses nothing) and an
-//     OS crash can only lose a suffix of batches, which leaves an older checkpoint with the values
+//   - writes use pebble.NoSync: Pebble v2 keeps the batch's WAL record in its log writer's block
+//     buffer until a 32 KiB block fills or a later sync (NoSync does not wake its flusher), so a
+//     SIGKILL as well as an OS crash can lose a suffix of batches, the last one possibly torn
+//     across a written block (recovery drops a torn tail record). Each batch carries its values
+//     and checkpoint together, so what survives is an older checkpoint with exactly the values
 //     it covers: a store behind the changelog, which the tail restore completes.
 //
 // On assignment the runner validates each partition against the changelog (validate) and reads
