@@ -33,7 +33,8 @@ func init() {
 }
 
 // restoredRe parses the runner's "restored state" line (text log format).
-var restoredRe = regexp.MustCompile(`msg="restored state" partitions=\[([0-9 ]*)\] keys=(\d+) records=(\d+) store=(\w+) full=\[([0-9 ]*)\] tail=\[([0-9 ]*)\]`)
+// (slog quotes a list with more than one element: full="[0 1]").
+var restoredRe = regexp.MustCompile(`msg="restored state" .*\bkeys=(\d+) records=(\d+) store=(\w+) full="?\[([0-9 ]*)\]"? tail="?\[([0-9 ]*)\]"?`)
 
 // restore is one "restored state" line of a processor's log.
 type restore struct {
@@ -50,7 +51,7 @@ func (h *harness) restoresOf(m logMark, id string) []restore {
 			continue
 		}
 		if s := restoredRe.FindStringSubmatch(l); s != nil {
-			out = append(out, restore{line: l, records: s[3], store: s[4], full: s[5], tail: s[6]})
+			out = append(out, restore{line: l, records: s[2], store: s[3], full: s[4], tail: s[5]})
 		}
 	}
 	return out
