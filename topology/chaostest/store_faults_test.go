@@ -154,6 +154,9 @@ func (h *harness) stateDirFull(seg *segment) (string, error) {
 		return "", err
 	}
 	// the mount hides the instance's store: it restores in full into the tmpfs
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput(); err != nil {
 		h.sup.Start("run", id)
 		return "", fmt.Errorf("mount a 64 MiB tmpfs on %s (needs root): %v %s", dir, err, out)
