@@ -6,7 +6,7 @@ GO ?= go
 BIN := bin/retailflow
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build up secure down status test chdb pyproducer test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-ledger bench-state fmt vet clean
+.PHONY: build up secure down status test chdb pyproducer chromium test-unit test-helm demo eos chaos chaos-short bench bench-runtime bench-sink bench-ledger bench-state bench-kstreams kstreams-jar fmt vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
@@ -47,12 +47,17 @@ test-helm:
 # chDB (current ClickHouse, embedded; from PyPI into .venv-chdb by infra/chdb.sh) is the second
 # engine of the view check in connectors/clickhouse: the sink writes to 18.16, the views are compared
 # on both. The chaos package runs last, as chaos-short, so that its seed and table are printed.
-test: build up secure test-helm chdb pyproducer
+test: build up secure test-helm chdb pyproducer chromium kstreams-jar
 	RETAILFLOW_E2E=1 RETAILFLOW_CHDB_PYTHON=$$(infra/chdb.sh python) $(GO) test -p 1 -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/topology/chaostest$$')
 	$(MAKE) chaos-short
 
 chdb:
 	infra/chdb.sh install
+
+# Headless Chromium (Debian's chromium) for the operations page's browser test
+# (cmd/retailflow TestOperationsPageInChromium; screenshots of a failure in .artifacts/).
+chromium:
+	infra/chromium.sh >/dev/null
 
 # The upstream producer example's packages (confluent-kafka, fastavro from PyPI) for the test
 # that produces with librdkafka's default partitioner (cmd/retailflow TestForeignProducer...).
@@ -78,18 +83,35 @@ chaos: up
 	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
-bench: bench-ledger bench-runtime
+bench: bench-ledger bench-runtime bench-sink
 
 bench-ledger:
 	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./processors/ledger ./schemas
 
+# Each prints a Markdown section for bench/RESULTS.md and ends with one summary line
+# (`runtime: events_per_cpu_s=…`, `sink: rows_per_cpu_s=…`); BENCH_FLAGS adds flags, e.g.
+# BENCH_FLAGS='-restore-orders 0' skips the restore run.
 bench-runtime: build up
-	$(GO) run ./bench/runtime -bin $(BIN)
+	$(GO) run ./bench/runtime -bin $(BIN) $(BENCH_FLAGS)
+
+bench-sink: up
+	$(GO) run ./bench/sink -orders 10000 -latency-events 300 -rate 20 $(BENCH_FLAGS)
 
 # 2,000,000 orders of state (ORDERS=… for fewer); prints one `state: …` line (bench/RESULTS.md)
 ORDERS ?= 2000000
 bench-state: build up
 	$(GO) run ./bench/state -bin $(BIN) -orders $(ORDERS)
+
+# The accrual core as a Kafka Streams 4.1.1 app (bench/kstreams: Maven Central only, like the
+# Kafka jars). `make test` builds it: bench/kstreams TestCoresAgree checks that it and the
+# retailflow core emit the same commands.
+kstreams-jar:
+	cd bench/kstreams && mvn -q -B package -DskipTests
+
+# Kafka Streams vs retailflow on the same broker and input (bench/RESULTS.md); ends with the
+# `kstreams: ... identical=true` line.
+bench-kstreams: build up kstreams-jar
+	$(GO) run ./bench/kstreams -bin $(BIN) -jar bench/kstreams/target/kstreams-core.jar
 
 demo: build up
 	infra/demo.sh

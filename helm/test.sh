@@ -160,6 +160,10 @@ expect_fail "terminationGracePeriodSeconds (12) must exceed config.runtime.trans
   --set processor.terminationGracePeriodSeconds=12
 expect_fail "secrets.kafkaSasl.existingSecret is empty" --set config.kafka.sasl.mechanism=SCRAM-SHA-512
 expect_fail "processor.instanceIdFrom must be podName or podIndex" --set processor.instanceIdFrom=random
+expect_fail "prometheusRule.consumerLag.maxLag (40) must be at least 8 × config.topics.partitions (48)" \
+  --set prometheusRule.enabled=true --set prometheusRule.consumerLag.maxLag=40
+expect_fail 'prometheusRule: duration "5 minutes" must be an integer followed by s, m or h' \
+  --set prometheusRule.enabled=true --set 'prometheusRule.lagPollStale.after=5 minutes'
 
 echo "helm: $passed passed, $failed failed"
 ((failed == 0))

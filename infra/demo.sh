@@ -3,7 +3,9 @@
 # fresh ClickHouse database, generates a few hundred orders with some downstream faults,
 # duplicates, out-of-order and malformed records, runs the exactly-once processor and the sink,
 # waits until everything is in ClickHouse, and prints what landed: row counts, the
-# reconciliation report and one order's story. Called by `make demo` after `make build up`.
+# reconciliation report and one order's story; then leaves `retailflow ui` (the read-only
+# operations page) serving the demo database and prints its address last. Called by `make demo`
+# after `make build up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=bin/retailflow
@@ -43,7 +45,9 @@ $B generate --orders "$ORDERS" --seed 42 --faults 0.05 --duplicate-rate 0.02 --o
 
 say "running the processor and the sink (logs in $logs)"
 $B run --instance-id 0 >"$logs/run.log" 2>&1 & pids+=($!)
-$B sink >"$logs/sink.log" 2>&1 & pids+=($!)
+# the sink serves metrics on a free port so it counts the views every 2 s and records the
+# day's counts (the operations page's trend)
+RETAILFLOW_HTTP_ADDR=127.0.0.1:0 RETAILFLOW_METRICS_BACKLOG_INTERVAL=2s $B sink >"$logs/sink.log" 2>&1 & pids+=($!)
 
 # Caught up = the sink's tables stop growing and every order and command is there.
 prev="" stable=0
@@ -78,4 +82,17 @@ if [[ -n $order ]]; then
   say "one order's story: $order"
   $B reconcile --order "$order"
 fi
+# The operations page stays up after the demo (the processor and sink stop): it only reads.
+ui_addr=${RETAILFLOW_UI_ADDR:-127.0.0.1:8088}
+ui_pid=${RF_RUN_DIR:-.run}/demo-ui.pid
+mkdir -p "$(dirname "$ui_pid")"
+if [[ -f $ui_pid ]] && kill -0 "$(cat "$ui_pid")" 2>/dev/null; then kill "$(cat "$ui_pid")"; sleep 1; fi
+RETAILFLOW_UI_ADDR=$ui_addr nohup $B ui >"$logs/ui.log" 2>&1 &
+echo $! >"$ui_pid"
+for i in $(seq 1 50); do
+  curl -fsS -o /dev/null "http://$ui_addr/" 2>/dev/null && break
+  sleep 0.2
+done
+curl -fsS -o /dev/null "http://$ui_addr/" || { cat "$logs/ui.log" >&2; echo "demo: the operations page did not start on $ui_addr" >&2; exit 1; }
 say "done: processor and sink stop now (SIGTERM); topics $run_id.* and database retailflow_demo stay for exploring"
+echo "operations page (read-only, stop it with: kill \$(cat $ui_pid)): http://$ui_addr/"

@@ -170,7 +170,12 @@ func (c *Codec[T]) DecodeInto(b []byte, v *T) (err error) {
 		}
 	}()
 	if c.fast != nil {
-		rest, err := c.fast.dec(b, unsafe.Pointer(v))
+		// The direct path reads from an immutable copy of b (one allocation), and every string
+		// it decodes is a slice of that copy instead of an allocation of its own: a decoded
+		// ledger state has dozens of strings. A string keeps the whole copy alive, which is
+		// about what its value's strings took before.
+		own := string(b)
+		rest, err := c.fast.dec(unsafe.Slice(unsafe.StringData(own), len(own)), unsafe.Pointer(v))
 		if err == nil && len(rest) == 0 {
 			return nil
 		}

@@ -725,7 +725,13 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			if !ok {
 				return buf, errFastInvalid
 			}
-			*(*string)(ptr) = string(b)
+			// buf is Codec.DecodeInto's immutable copy of the input (the only caller of a
+			// decode plan): the string shares its bytes
+			if len(b) == 0 {
+				*(*string)(ptr) = ""
+			} else {
+				*(*string)(ptr) = unsafe.String(&b[0], len(b))
+			}
 			return rest, nil
 		}, nil
 	case "enum":

@@ -1,10 +1,12 @@
 package schemas
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -770,28 +772,33 @@ func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
 	}
 	relative := maxSkew > 0 && !recordTime.IsZero() && recordTime.After(MinEventTime)
 	limit := recordTime.Add(maxSkew)
-	visit := func(path string, field string, t time.Time) {
+	visit := func(path, field []byte, t time.Time) {
 		if t.IsZero() {
 			return // required times are Validate's
 		}
 		if t.Before(MinEventTime) || t.After(MaxEventTime) {
-			add(path, "%s is outside %d–%d (ClickHouse DateTime)", t.UTC().Format(time.RFC3339), MinEventTime.Year(), MaxEventTime.Year())
+			add(string(path), "%s is outside %d–%d (ClickHouse DateTime)", t.UTC().Format(time.RFC3339), MinEventTime.Year(), MaxEventTime.Year())
 			return
 		}
-		if relative && !futureByDesign[field] && t.After(limit) {
-			add(path, "%s is %s after the record's timestamp %s (allowed skew %s)", t.UTC().Format(time.RFC3339),
+		if relative && !futureByDesign[string(field)] && t.After(limit) {
+			add(string(path), "%s is %s after the record's timestamp %s (allowed skew %s)", t.UTC().Format(time.RFC3339),
 				t.Sub(recordTime).Round(time.Second), recordTime.UTC().Format(time.RFC3339), maxSkew)
 		}
 	}
-	visit("occurred_at", "occurred_at", e.OccurredAt)
-	visit("published_at", "published_at", e.PublishedAt)
+	bp := timePaths.Get().(*[]byte)
+	defer timePaths.Put(bp)
+	buf := (*bp)[:0]
+	p := append(buf[:0], "occurred_at"...)
+	visit(p, p, e.OccurredAt)
+	p = append(buf[:0], "published_at"...)
+	visit(p, p, e.PublishedAt)
 	if maxSkew > 0 && !e.PublishedAt.IsZero() && e.OccurredAt.After(e.PublishedAt.Add(maxSkew)) {
 		add("occurred_at", "%s is %s after published_at %s (allowed skew %s)", e.OccurredAt.UTC().Format(time.RFC3339),
 			e.OccurredAt.Sub(e.PublishedAt).Round(time.Second), e.PublishedAt.UTC().Format(time.RFC3339), maxSkew)
 	}
 	if b, n := e.setBody(); n == 1 {
 		body := reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key))
-		walkTimes(b.key, body, visit)
+		*bp = walkTimes(append(buf[:0], b.key...), body, visit)[:0] // keep what it grew to
 	}
 	if len(problems) == 0 {
 		return nil
@@ -800,36 +807,76 @@ func (e *Event) CheckTimes(recordTime time.Time, maxSkew time.Duration) error {
 }
 
 // walkTimes calls visit for every time.Time reachable from v (structs, pointers, slices),
-// with its path in the JSON form and its json field name.
-func walkTimes(path string, v reflect.Value, visit func(path, field string, t time.Time)) {
+// with its path in the JSON form and its json field name. The path is a buffer reused along the
+// walk (valid only during the call: visit copies it when it keeps it), and the fields of a type
+// are listed once (timeFieldsOf), so the walk allocates nothing for a well-formed event.
+func walkTimes(path []byte, v reflect.Value, visit func(path, field []byte, t time.Time)) []byte {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if !v.IsNil() {
-			walkTimes(path, v.Elem(), visit)
+			path = walkTimes(path, v.Elem(), visit)
 		}
 	case reflect.Slice:
+		n := len(path)
 		for i := range v.Len() {
-			walkTimes(fmt.Sprintf("%s[%d]", path, i), v.Index(i), visit)
+			path = append(path, '[')
+			path = strconv.AppendInt(path, int64(i), 10)
+			path = append(path, ']')
+			path = walkTimes(path, v.Index(i), visit)
+			path = path[:n]
 		}
 	case reflect.Struct:
 		if v.Type() == timeType {
-			field := path[strings.LastIndexByte(path, '.')+1:]
-			visit(path, field, v.Interface().(time.Time))
-			return
+			field := path[bytes.LastIndexByte(path, '.')+1:]
+			var t time.Time
+			if v.CanAddr() {
+				t = *v.Addr().Interface().(*time.Time) // no copy of the struct into an interface
+			} else {
+				t = v.Interface().(time.Time)
+			}
+			visit(path, field, t)
+			return path
 		}
-		t := v.Type()
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			if k := f.Type.Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice {
-				walkTimes(path+"."+name, v.Field(i), visit)
-			}
+		n := len(path)
+		for _, f := range timeFieldsOf(v.Type()) {
+			path = append(append(path, '.'), f.name...)
+			path = walkTimes(path, v.Field(f.index), visit)
+			path = path[:n]
 		}
 	}
+	return path
+}
+
+// timeField is an exported, JSON-named field of a struct that may hold a time (a struct,
+// pointer or slice).
+type timeField struct {
+	index int
+	name  string
+}
+
+var timeFieldCache sync.Map // reflect.Type → []timeField
+
+// timePaths are CheckTimes' path buffers (the walk's path outlives a stack frame).
+var timePaths = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+func timeFieldsOf(t reflect.Type) []timeField {
+	if fs, ok := timeFieldCache.Load(t); ok {
+		return fs.([]timeField)
+	}
+	var fs []timeField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		if k := f.Type.Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice {
+			fs = append(fs, timeField{index: i, name: name})
+		}
+	}
+	timeFieldCache.Store(t, fs)
+	return fs
 }

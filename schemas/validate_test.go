@@ -192,3 +192,14 @@ func TestCheckTimes(t *testing.T) {
 		t.Errorf("expires_at in 2200: err = %v, want it named", err)
 	}
 }
+
+// CheckTimes runs on every input record: on a well-formed event it walks the times without
+// allocating (issue 16: it was 10% of the run process's CPU and 17% of its allocations).
+func TestCheckTimesAllocatesNothing(t *testing.T) {
+	rec := t0.Add(time.Minute)
+	for _, e := range sampleEvents() {
+		if n := testing.AllocsPerRun(20, func() { _ = e.CheckTimes(rec, time.Hour) }); n != 0 {
+			t.Errorf("%s: %.0f allocations per CheckTimes", e.EventType, n)
+		}
+	}
+}

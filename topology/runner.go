@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -167,6 +168,7 @@ type Runner[E, S, O any] struct {
 	stage  StageSpec
 	beh    Processor[E, S, O]
 	o      Options
+	cur    *decoded[E] // the record process is working on (logAttrs)
 	writes map[Stream]bool
 	inputs []string // the stage's inputs and its re-route topic
 	// partitions is the inputs' partition count (co-partitioned, checked at start): a key's
@@ -232,6 +234,7 @@ type deadLogEntry struct {
 	src   source
 	class headers.ErrorClass
 	msg   string
+	attrs []any // Processor.LogAttrs of its event
 }
 
 // txnState is the bookkeeping of the open transaction; reused between transactions.
@@ -244,7 +247,59 @@ type txnState struct {
 	dead       map[[2]string]int
 	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
+	marks      []source // the rejected marks this transaction dead-letters; dropped when it commits
 	promise    *kgo.FirstErrPromise
+	// The outputs and changelog records of the transaction, with their headers, are carved
+	// out of these chunks instead of allocated one by one. They are reset when the next
+	// transaction begins: every produce of this one has completed by then (transact waits for
+	// them before End), so franz-go holds none of them. A full chunk is left to the records in
+	// it and a new one started, so nothing handed to franz-go is ever written again.
+	recs []kgo.Record
+	hdrs []kgo.RecordHeader
+	hbuf []byte
+}
+
+// resetOutputs makes the chunks of the previous transaction reusable (its records are done).
+func (t *txnState) resetOutputs() {
+	clear(t.recs) // no values or keys pinned until the chunk is used again
+	t.recs, t.hdrs, t.hbuf = t.recs[:0], t.hdrs[:0], t.hbuf[:0]
+}
+
+// record returns a zero record for one produce of the transaction.
+func (t *txnState) record() *kgo.Record {
+	if len(t.recs) == cap(t.recs) {
+		t.recs = make([]kgo.Record, 0, min(max(256, 2*cap(t.recs)), 8192))
+	}
+	t.recs = t.recs[:len(t.recs)+1]
+	return &t.recs[len(t.recs)-1]
+}
+
+// sourceHeaders is sourceHeaders carved out of the transaction's chunks: the same four
+// headers, room for n, no allocation.
+func (t *txnState) sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
+	n = max(n, 4)
+	if len(t.hdrs)+n > cap(t.hdrs) {
+		t.hdrs = make([]kgo.RecordHeader, 0, max(1024, n))
+	}
+	if need := len(s.topic) + 3*20; len(t.hbuf)+need > cap(t.hbuf) {
+		t.hbuf = make([]byte, 0, max(16<<10, need))
+	}
+	start := len(t.hbuf)
+	buf := append(t.hbuf, s.topic...)
+	tp := len(buf)
+	buf = strconv.AppendInt(buf, int64(s.partition), 10)
+	pp := len(buf)
+	buf = strconv.AppendInt(buf, s.offset, 10)
+	op := len(buf)
+	buf = strconv.AppendInt(buf, int64(seq), 10)
+	t.hbuf = buf
+	h := t.hdrs[len(t.hdrs) : len(t.hdrs)+4 : len(t.hdrs)+n]
+	t.hdrs = t.hdrs[:len(t.hdrs)+n]
+	h[0] = kgo.RecordHeader{Key: headers.SourceTopic, Value: buf[start:tp:tp]}
+	h[1] = kgo.RecordHeader{Key: headers.SourcePartition, Value: buf[tp:pp:pp]}
+	h[2] = kgo.RecordHeader{Key: headers.SourceOffset, Value: buf[pp:op:op]}
+	h[3] = kgo.RecordHeader{Key: headers.OutputSeq, Value: buf[op:len(buf):len(buf)]}
+	return h
 }
 
 // NewRunner checks the topology, the stage's functions and the options; nothing connects.
@@ -455,7 +510,31 @@ func (r *Runner[E, S, O]) ensureReroute(ctx context.Context, adm *kadm.Client, t
 		return fmt.Errorf("stage %s: create re-route topic %s: %w", r.stage.Name, r.stage.Reroute, err)
 	}
 	r.log.Info("created the re-route topic", "topic", r.stage.Reroute, "partitions", len(in.Partitions))
-	return nil
+	// A created topic reaches the brokers' metadata a moment later: until every partition has a
+	// leader, VerifyTopics would report it missing (seen on a busy single broker).
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		td, err := adm.ListTopics(ctx, string(r.stage.Reroute))
+		if err == nil {
+			if t, ok := td[string(r.stage.Reroute)]; ok && t.Err == nil && len(t.Partitions) == len(in.Partitions) && leadersKnown(t) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stage %s: re-route topic %s created but not in the metadata: %w", r.stage.Name, r.stage.Reroute, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// leadersKnown reports whether every partition of t has a leader.
+func leadersKnown(t kadm.TopicDetail) bool {
+	for _, p := range t.Partitions {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // HistorySpec is what kafka.CheckTopicHistory compares with the fingerprint this stage
@@ -646,6 +725,8 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	clear(t.dead)
 	t.deadLog = t.deadLog[:0]
 	clear(t.rerouted)
+	t.marks = t.marks[:0]
+	t.resetOutputs()
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
 	// Produces must not be cut short by shutdown: the transaction is finished, not abandoned.
@@ -728,6 +809,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	}
 	if committed {
 		r.eagerEncode = false
+		if len(t.marks) > 0 {
+			r.rejMu.Lock()
+			for _, m := range t.marks {
+				delete(r.rejected, m)
+			}
+			r.hasRejected.Store(len(r.rejected) > 0)
+			r.rejMu.Unlock()
+		}
 		if err := r.applyOverlay(); err != nil {
 			return true, "", err
 		}
@@ -793,11 +882,11 @@ func (r *Runner[E, S, O]) decodeBatch(fs kgo.Fetches) {
 			rec = d.origin // the stage decodes the record as its producer wrote it
 		}
 		ev, err := r.beh.Decode(rec)
+		d.ev = ev // with an error: for LogAttrs only (Processor.Decode)
 		if err != nil {
 			d.err, d.step = err, headers.ClassDecode
 			return
 		}
-		d.ev = ev
 		if r.beh.Validate != nil {
 			if err := r.beh.Validate(ev); err != nil {
 				d.err, d.step = err, headers.ClassInvalid
@@ -850,6 +939,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if st == nil {
 		return fmt.Errorf("record %s/%d@%d polled for a partition whose store is not restored", rec.Topic, p, rec.Offset)
 	}
+	r.cur = d // for the record-level log lines of dead letters and re-routes (logAttrs)
 	t := &r.txn
 	t.records++
 	t.consumed[rec.Topic]++
@@ -858,11 +948,19 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 
 	if r.hasRejected.Load() {
 		r.rejMu.Lock()
-		rejTopic, rejected := r.rejected[src]
-		delete(r.rejected, src) // if this transaction aborts too, the retry marks it again
-		r.hasRejected.Store(len(r.rejected) > 0)
+		// The mark stays until this transaction commits (applyOverlay): if the retry aborts
+		// too — another refused record of it, a rebalance — the next retry needs it again.
+		// Consumed here, two refused records of one retry took turns forever.
+		mark := src
+		rejTopic, rejected := r.rejected[mark]
+		if !rejected && d.origin != nil {
+			// a re-routed record's outputs and dead letters name its original input
+			mark = source{d.origin.Topic, d.origin.Partition, d.origin.Offset}
+			rejTopic, rejected = r.rejected[mark]
+		}
 		r.rejMu.Unlock()
 		if rejected {
+			t.marks = append(t.marks, mark)
 			r.deadLetter(ctx, sess, rec, headers.ClassOutputRejected,
 				fmt.Errorf("the broker refused an output of this record for %s (too large or invalid)", rejTopic), rejTopic == string(r.top.DLQ))
 			return nil
@@ -942,8 +1040,8 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 		}
 	}
 	for i, e := range step.Outputs {
-		out := &kgo.Record{Topic: string(e.To), Key: rec.Key, Value: outs[i], Partition: p,
-			Headers: sourceHeaders(src, i, 5)}
+		out := t.record()
+		out.Topic, out.Key, out.Value, out.Partition, out.Headers = string(e.To), rec.Key, outs[i], p, t.sourceHeaders(src, i, 5)
 		sess.Produce(ctx, out, r.promise())
 		t.produced[out.Topic]++
 	}
@@ -990,6 +1088,18 @@ func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSe
 	sess.Produce(ctx, out, r.promise())
 	r.txn.produced[out.Topic]++
 	r.txn.rerouted[rec.Topic]++
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("re-routing to the key's partition", append([]any{"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", want}, r.logAttrs()...)...)
+	}
+}
+
+// logAttrs is Processor.LogAttrs of the event process is working on: what Decode returned,
+// with or without an error.
+func (r *Runner[E, S, O]) logAttrs() []any {
+	if r.beh.LogAttrs == nil || r.cur == nil {
+		return nil
+	}
+	return r.beh.LogAttrs(r.cur.ev)
 }
 
 // originOf reads the input a re-route record stands for from its Source* headers.
@@ -1071,7 +1181,7 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	r.txn.produced[out.Topic]++
 	r.txn.dead[[2]string{rec.Topic, string(class)}]++
 	if len(r.txn.deadLog) < maxDeadLogPerTxn {
-		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg})
+		r.txn.deadLog = append(r.txn.deadLog, deadLogEntry{src: source{rec.Topic, rec.Partition, rec.Offset}, class: class, msg: msg, attrs: r.logAttrs()})
 	}
 }
 
@@ -1136,9 +1246,11 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 		if pe.op == Keep {
 			continue
 		}
-		out := &kgo.Record{Topic: topic, Key: []byte(k.key), Value: pe.enc, Partition: k.partition,
-			Headers: sourceHeaders(pe.src, 0, 3)}
-		pe.out = out // its offset, once produced, is the persistent store's checkpoint
+		out := r.txn.record()
+		// the key's bytes are the overlay key's (a string: never written; franz-go only reads a Key)
+		out.Topic, out.Key, out.Value, out.Partition = topic, unsafe.Slice(unsafe.StringData(k.key), len(k.key)), pe.enc, k.partition
+		out.Headers = r.txn.sourceHeaders(pe.src, 0, 3)
+		pe.out = out // its offset, once produced, is the persistent store's checkpoint (read by applyOverlay after End, before the next transaction resets the chunk)
 		sess.Produce(ctx, out, r.promise())
 		r.txn.produced[topic]++
 	}
@@ -1189,7 +1301,7 @@ func (r *Runner[E, S, O]) applyOverlay() error {
 		dead += n
 	}
 	for _, d := range t.deadLog {
-		r.log.Info("dead-lettered", "topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg)
+		r.log.Info("dead-lettered", append([]any{"topic", d.src.topic, "partition", d.src.partition, "offset", d.src.offset, "class", d.class, "reason", d.msg}, d.attrs...)...)
 	}
 	if dead > len(t.deadLog) {
 		r.log.Info("dead-lettered more records in the same transaction", "logged", len(t.deadLog), "total", dead)
@@ -1271,11 +1383,13 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 			return nil
 		}
 		need := map[int32]bool{}
+		revoked := false
 		for _, ev := range evs {
 			for _, p := range ev.partitions {
 				if ev.assigned {
 					need[p] = true
 				} else {
+					revoked = true
 					delete(need, p)
 					if _, ok := r.stores[p]; ok {
 						delete(r.stores, p)
@@ -1283,6 +1397,15 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 					}
 				}
 			}
+		}
+		if revoked {
+			// Marks of refused outputs are this owner's: a partition that comes back is
+			// processed anew, and a refused output is refused and marked again (one more
+			// abort) — better than marks of records another owner has long committed.
+			r.rejMu.Lock()
+			clear(r.rejected)
+			r.hasRejected.Store(false)
+			r.rejMu.Unlock()
 		}
 		if len(need) == 0 {
 			continue
@@ -1377,7 +1500,8 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 }
 
 // sourceHeaders are the coordinates of an input, and the output's index among its outputs
-// (n is the capacity to reserve). The four values share one buffer: two allocations per record.
+// (n is the capacity to reserve). The four values share one buffer: two allocations per record
+// (the outputs and changelog records of a transaction use txnState.sourceHeaders: none).
 func sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
 	buf := make([]byte, 0, len(s.topic)+3*20)
 	buf = append(buf, s.topic...)

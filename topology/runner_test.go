@@ -450,6 +450,66 @@ func TestRunnerProduceFailureAborts(t *testing.T) {
 	}
 }
 
+// TestRunnerRejectedOutputsShareATransaction: an input whose output the producer refuses
+// is marked and, on the retry, dead-lettered — but that retry also holds a second refused
+// record (one that arrived after the first attempt), so it aborts too. The first mark must
+// survive that abort: marks are dropped only when the transaction that dead-letters their
+// input commits. Consumed on lookup, the two marks took turns forever (a CI run looped on two
+// 1.5 MB poison records of one partition). Two whose DLQ copies are refused follow.
+func TestRunnerRejectedOutputsShareATransaction(t *testing.T) {
+	f := newFixture(t)
+	inputs := map[string][]int64{}
+	big, err := kgo.NewClient(append(f.conn.Options(), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(4<<20))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	p := int32(0)
+	for _, ch := range "k0" {
+		p = (p*31 + ch) % testPartitions
+	}
+	produce := func(v string) {
+		if err := big.ProduceSync(context.Background(), &kgo.Record{Topic: "in-a", Key: []byte("k0"), Value: []byte(v), Partition: p}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := strings.Repeat("y", 3<<19) // not a number: dead-lettered with its value, which is too large
+	m := NewCounters(0)
+	rn := f.start("0", m, nil)
+	f.feed(4, 1, inputs)
+	checkSums(t, f.committed("out", 4), inputs)
+	aborts := func() int { return m.Snapshot().Aborts["produce"] }
+	for _, v := range []string{"huge", "huge", bad, bad} {
+		before := aborts()
+		produce(v)
+		// the next one arrives after this one's first attempt aborted, within its backoff
+		for deadline := time.Now().Add(10 * time.Second); aborts() == before; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no produce abort after the refused record %d bytes", len(v))
+			}
+		}
+	}
+	f.feed(4, 2, inputs)
+	outs := f.committed("out", 12)
+	dlq := f.committedWithin("dlq", 4, 30*time.Second)
+	rn.stop(t)
+	checkSums(t, outs, inputs)
+	var rejected, dropped int
+	for _, r := range dlq {
+		switch {
+		case header(r, headers.ErrorClassKey) == string(headers.ClassOutputRejected) && string(r.Value) == "huge":
+			rejected++
+		case header(r, headers.ValueDropped) == "true" && len(r.Value) == 0:
+			dropped++
+		}
+	}
+	if len(dlq) != 4 || rejected != 2 || dropped != 2 {
+		t.Fatalf("DLQ = %d records (%d huge outputs rejected, %d values dropped), want 4 (2, 2); aborts %v",
+			len(dlq), rejected, dropped, m.Snapshot().Aborts)
+	}
+}
+
 // TestRunnerRevokeMidTransaction: a second instance joins while the first is inside a
 // transaction; the first's transaction aborts (its overlay dropped), the partitions are split,
 // each restored from the changelog, and every effect appears exactly once.

@@ -59,6 +59,8 @@ type Processor[E, S, O any] struct {
 	// Decode and Validate run for a whole polled batch before it is processed, from several
 	// goroutines at once (Options.Parallelism): they must be safe for concurrent use and must
 	// not depend on the order in which records are decoded.
+	// With an error it may still return the event as far as it decoded (a value that decodes
+	// but breaks a rule); the runtime uses it only for LogAttrs.
 	Decode func(r *kgo.Record) (E, error)
 	// Validate checks a decoded event (the stateless processor); nil accepts everything.
 	// Failures go to the DLQ with class "invalid".
@@ -86,6 +88,11 @@ type Processor[E, S, O any] struct {
 	// Classify names the DLQ class of a decode/validate/process error and says whether it is
 	// transient (retried with back-off, never dead-lettered). Nil uses DefaultClassify.
 	Classify func(err error) (class headers.ErrorClass, transient bool)
+	// LogAttrs returns the attributes that identify a decoded event in the runtime's
+	// record-level log lines (dead letters, re-routes), e.g. its correlation and causation ids,
+	// as slog key-value pairs. It is called only for those records, with what Decode returned
+	// (possibly with an error; the zero E when nothing decoded). Nil adds none.
+	LogAttrs func(E) []any
 }
 
 func (s Processor[E, S, O]) validate() error {

@@ -1,5 +1,11 @@
-// Command runtime benchmarks `retailflow run` on the real broker (localhost:9092) and prints
-// a Markdown section for bench/RESULTS.md:
+// Command runtime benchmarks `retailflow run` on the real broker (RETAILFLOW_KAFKA_BROKERS,
+// default localhost:9092) and prints a Markdown section for bench/RESULTS.md, then one summary
+// line (the issue-16 figures, one run):
+//
+//	runtime: events_per_cpu_s=… passthrough_per_cpu_s=… p50_ms=… p99_ms=… allocs_per_event=… peak_rss_mb=…
+//
+// allocs_per_event is the run process's go_memstats_mallocs_total (its /metrics, on a free
+// loopback port) from its start to the end of the drain, over the drained events.
 //
 //   - throughput: N generated orders are preloaded into fresh topics, then one `retailflow run`
 //     process drains them; input events/s (wall) and per CPU-second of that process;
@@ -15,6 +21,7 @@
 //     decoding) over the same input topics, events/s and per CPU-second.
 //
 // Usage: go build -o bin/retailflow ./cmd/retailflow && go run ./bench/runtime -bin bin/retailflow
+// (-restore-orders 0 skips the restore run).
 package main
 
 import (
@@ -25,6 +32,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -50,6 +59,7 @@ var (
 	latencySecs   = flag.Float64("latency-seconds", 20, "length of the paced latency run")
 	rate          = flag.Float64("rate", 0, "input events/s of the latency run; 0: half the drained events/s")
 	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the throughput process (the profile covers the drain and the latency run)")
+	memProfile    = flag.String("memprofile", "", "pass --memprofile to the throughput process (allocations of the whole run, written when it exits)")
 	onlyDrain     = flag.Bool("only-drain", false, "measure the throughput run only (for profiling)")
 	restoreProf   = flag.String("restore-cpuprofile", "", "pass --cpuprofile to the restore process")
 	restoreOrders = flag.Int("restore-orders", 300000, "changelog keys for the restore run (1M is the goal; the default keeps the shared box's disk and time in check)")
@@ -67,14 +77,17 @@ type env struct {
 	// before that (a fatal runtime error) ends the benchmark at once.
 	exited   chan struct{}
 	stopping atomic.Bool
+	// metricsAddr is the throughput process's http.addr (its /metrics)
+	metricsAddr string
 }
 
 func main() {
 	flag.Parse()
 	ctx := context.Background()
 	suffix := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	e := &env{ctx: ctx, conn: kafka.Conn{Brokers: []string{"localhost:9092"}, Timeout: 10 * time.Second},
-		names: map[schemas.Topic]string{}, group: "bench-" + suffix}
+	brokers := strings.Split(envOr("RETAILFLOW_KAFKA_BROKERS", "localhost:9092"), ",")
+	e := &env{ctx: ctx, conn: kafka.Conn{Brokers: brokers, Timeout: 10 * time.Second},
+		names: map[schemas.Topic]string{}, group: "bench-" + suffix, metricsAddr: freeAddr()}
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicChangelog, schemas.TopicDLQ) {
 		e.names[t] = "bench-" + suffix + "." + string(t)
 	}
@@ -100,6 +113,7 @@ func main() {
 	n := e.produce(tr, 0, nil)
 	log.Printf("preloaded %d records of %d orders", n, *orders)
 	proc := e.start(e.names, "", "warn", nil)
+	mallocs0 := e.mallocs(10 * time.Second)
 	e.exited = make(chan struct{})
 	go func() {
 		err := proc.Wait()
@@ -113,13 +127,16 @@ func main() {
 	wall := time.Since(began)
 	cpu := cpuOf(proc.Process.Pid)
 	rss := peakRSS(proc.Process.Pid)
-	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB", n, wall, cpu, rss/1e6)
+	allocs := (e.mallocs(10*time.Second) - mallocs0) / float64(n)
+	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB, %.1f allocations per event", n, wall, cpu, rss/1e6, allocs)
 
 	if *onlyDrain {
 		e.stopping.Store(true)
 		must(proc.Process.Signal(syscall.SIGTERM))
 		<-e.exited
 		fmt.Printf("drain: %d events, %.0f events/s, %.0f events per CPU-second\n", n, float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
+		fmt.Printf("runtime: events_per_cpu_s=%.0f passthrough_per_cpu_s=- p50_ms=- p99_ms=- allocs_per_event=%.1f peak_rss_mb=%.0f\n",
+			float64(n)/cpu.Seconds(), allocs, rss/1e6)
 		return
 	}
 	// latency: paced traffic while caught up
@@ -140,7 +157,12 @@ func main() {
 	bn, bwall, bcpu := e.baseline(n)
 
 	// restore
-	rn, rbytes, rwall := e.restore(*restoreOrders, samples)
+	var rn int
+	var rbytes int64
+	rwall := time.Duration(1)
+	if *restoreOrders > 0 {
+		rn, rbytes, rwall = e.restore(*restoreOrders, samples)
+	}
 
 	p := func(q float64) time.Duration {
 		if len(lats) == 0 {
@@ -172,6 +194,52 @@ Machine: %d partitions, one local Kafka 4.1 broker (KRaft), 2 cores shared with 
 		*rate, len(lats), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond),
 		*restoreOrders, rn, float64(rbytes)/1e6, float64(rn)/rwall.Seconds(), float64(rbytes)/1e6/rwall.Seconds(),
 		bn, float64(bn)/bwall.Seconds(), float64(bn)/bcpu.Seconds())
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	fmt.Printf("\nruntime: events_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f p50_ms=%.1f p99_ms=%.1f allocs_per_event=%.1f peak_rss_mb=%.0f\n",
+		float64(n)/cpu.Seconds(), float64(bn)/bcpu.Seconds(), ms(p(0.5)), ms(p(0.99)), allocs, rss/1e6)
+}
+
+// envOr is the service address from the environment the tests use (private service pairs), or
+// the local default.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// freeAddr is a loopback host:port nothing listens on (for the run process's /metrics).
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// mallocs reads go_memstats_mallocs_total from the throughput process's /metrics, waiting up to
+// limit for the listener to come up.
+func (e *env) mallocs(limit time.Duration) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		resp, err := http.Get("http://" + e.metricsAddr + "/metrics")
+		if err == nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			must(err)
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "go_memstats_mallocs_total "); ok {
+					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					must(err)
+					return f
+				}
+			}
+			log.Fatal("the run process's /metrics has no go_memstats_mallocs_total")
+		}
+		if time.Now().After(deadline) {
+			log.Fatalf("the run process's /metrics: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func must(err error) {
@@ -217,8 +285,15 @@ func (e *env) start(names map[schemas.Topic]string, suffix, level string, stderr
 	if *cpuProfile != "" && suffix == "" {
 		args = append(args, "--cpuprofile", *cpuProfile)
 	}
+	if *memProfile != "" && suffix == "" {
+		args = append(args, "--memprofile", *memProfile)
+	}
 	if *restoreProf != "" && suffix == "-restore" {
 		args = append(args, "--cpuprofile", *restoreProf)
+	}
+	httpAddr := ""
+	if suffix == "" {
+		httpAddr = e.metricsAddr
 	}
 	cmd := exec.Command(*bin, args...)
 	cmd.Env = append(os.Environ(),
@@ -227,7 +302,7 @@ func (e *env) start(names map[schemas.Topic]string, suffix, level string, stderr
 		"RETAILFLOW_TOPICS_ERP="+names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+names[schemas.TopicCommands],
 		"RETAILFLOW_TOPICS_CHANGELOG="+names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+names[schemas.TopicDLQ],
 		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+e.group+suffix,
-		"RETAILFLOW_LOG_LEVEL="+level, "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
+		"RETAILFLOW_LOG_LEVEL="+level, "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR="+httpAddr)
 	cmd.Stderr = os.Stderr
 	if stderr != nil {
 		cmd.Stderr = stderr
@@ -345,6 +420,10 @@ func (e *env) latency(tr *generate.Traffic) []time.Duration {
 	cancel()
 	<-done
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	if n := len(lats); n > 0 {
+		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, lats[n/2], lats[n*9/10], lats[n*95/100],
+			lats[n*99/100], lats[n*999/1000], lats[n-1])
+	}
 	return lats
 }
 

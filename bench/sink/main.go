@@ -10,7 +10,14 @@
 //   - visibility latency: with the sink caught up, new OrderAccepted events are produced one by
 //     one at -rate/s; for each, the time from the broker's acknowledgement (committed in Kafka)
 //     to the order being listed in recon_orders_awaiting_erp (C1 NOT_REPLICATED) is measured by
-//     polling the view every 20 ms.
+//     polling the view every 20 ms;
+//   - raw insert: the rows of the same preloaded records (mapped outside the timed part) inserted
+//     with plain clickhouse-go batch INSERTs (PrepareBatch, Append, Send; -batch-rows rows per
+//     batch) into a second database, per CPU-second of this process: the sink's ceiling here.
+//
+// It ends with one summary line (the issue-16 figures):
+//
+//	sink: rows_per_cpu_s=… raw_insert_rows_per_cpu_s=… visibility_p99_ms=…
 //
 // Usage: go run ./bench/sink [-orders 10000] [-latency-events 300] [-rate 20]
 package main
@@ -168,6 +175,9 @@ func main() {
 	stop()
 	must(<-done)
 
+	// ------------------------------------------------------------------ raw insert
+	rawRows, rawCPU := rawInsert(ctx, conn, serde, db+"_raw", recs, names)
+
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	fmt.Printf(`## ClickHouse sink (connectors/clickhouse)
@@ -194,6 +204,62 @@ then one INSERT per table and the offset commit; the view is read with FINAL at 
 		len(recs), rows, wall.Round(time.Millisecond), float64(len(recs))/wall.Seconds(), rows/wall.Seconds(), cpu.Round(time.Millisecond),
 		rows/cpu.Seconds(), pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond),
 		len(lat), *rate, *batchTimeout)
+	fmt.Printf("| raw clickhouse-go batch INSERTs of the same rows (%d rows), CPU | %s |\n| raw insert rows per CPU-second | %.0f |\n",
+		rawRows, rawCPU.Round(time.Millisecond), float64(rawRows)/rawCPU.Seconds())
+	fmt.Printf("\nsink: rows_per_cpu_s=%.0f raw_insert_rows_per_cpu_s=%.0f visibility_p99_ms=%.0f\n",
+		rows/cpu.Seconds(), float64(rawRows)/rawCPU.Seconds(), float64(pct(0.99))/float64(time.Millisecond))
+}
+
+// rawInsert maps recs to rows the way the sink does (untimed), then inserts them table by table
+// with plain batch INSERTs into a fresh database db and returns the rows and the CPU time of
+// the inserts alone.
+func rawInsert(ctx context.Context, conn driver.Conn, serde *schemas.Serde, db string, recs []*kgo.Record, names map[schemas.Topic]string) (int, time.Duration) {
+	_, err := chsink.Migrate(ctx, conn, db, chsink.ReconSettings{Grace: 15 * time.Minute, ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour,
+		RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour, AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour,
+		AmountTolerance: decimal.RequireFromString("0.01")})
+	must(err)
+	if !*keep {
+		defer func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) }()
+	}
+	tables, err := chsink.Tables()
+	must(err)
+	logical := map[string]schemas.Topic{}
+	for t, n := range names {
+		logical[n] = t
+	}
+	byTable := map[string][][]any{}
+	for _, r := range recs {
+		ref := schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}
+		src := chsink.Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		e, err := serde.DecodeEvent(ctx, ref, r.Value)
+		must(err)
+		var rows []chsink.Row
+		if ref.Topic == schemas.TopicCommands {
+			rows = chsink.CommandRows(e.LoyaltyCommand, src)
+		} else if rows, err = chsink.EventRows(e, src); err != nil {
+			continue // the sink dead-letters these (failure rows); not part of the ceiling
+		}
+		for _, row := range rows {
+			vals, err := row.Ordered(tables[row.Table])
+			must(err)
+			byTable[row.Table] = append(byTable[row.Table], vals)
+		}
+	}
+	n := 0
+	cpu0 := cpuTime()
+	for table, rows := range byTable {
+		cols := strings.Join(tables[table].Columns, ", ")
+		for i := 0; i < len(rows); i += *batchRows {
+			b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+"."+table+" ("+cols+")")
+			must(err)
+			for _, vals := range rows[i:min(i+*batchRows, len(rows))] {
+				must(b.Append(vals...))
+				n++
+			}
+			must(b.Send())
+		}
+	}
+	return n, cpuTime() - cpu0
 }
 
 func measureLatency(ctx context.Context, cl *kgo.Client, conn driver.Conn, serde *schemas.Serde, topic, db string, events []*schemas.Event) []time.Duration {

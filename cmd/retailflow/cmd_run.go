@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -19,7 +20,7 @@ import (
 
 // newRunCmd is `retailflow run`: the exactly-once order-ledger processor.
 func newRunCmd(app *App) *cobra.Command {
-	var instance, cpuProfile string
+	var instance, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the exactly-once order ledger (consume inputs → ledger → loyalty commands, changelog, DLQ)",
@@ -48,11 +49,20 @@ the supervisor to restart the process with the same instance id.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memProfile != "" {
+				defer func() {
+					if f, err := os.Create(memProfile); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}()
+			}
 			return runLedger(cmd.Context(), app, c)
 		},
 	}
 	cmd.Flags().StringVar(&instance, "instance-id", "", "stable instance id, e.g. the pod ordinal (runtime.instance_id)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (for bench/runtime; stops when run returns)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile of the whole run to this file when run returns (for bench/runtime)")
 	return cmd
 }
 
@@ -107,6 +117,9 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 		return fmt.Errorf("schemas: %w", err)
 	}
 	reg := prometheus.NewRegistry()
+	// the Go runtime's own figures (go_memstats_mallocs_total, GC pauses, heap) beside the
+	// runner's: bench/runtime reads allocations per event from them
+	reg.MustRegister(collectors.NewGoCollector())
 	metrics, err := ops.NewRuntimeMetrics(reg)
 	if err != nil {
 		return err
@@ -114,6 +127,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	o := c.RunnerOptions()
 	o.Metrics, o.Logger = metrics, log
 	o.Conn = app.KafkaConn(c) // with franz-go's warnings in slog
+	o.ClientOpts = append(o.ClientOpts[:len(o.ClientOpts):len(o.ClientOpts)], kafkaClientMetrics(reg, "ledger"))
 	proc := orderledger.NewProcessor(ctx, c.LedgerTopics(), orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: c.Runtime.MaxEventSkew})
 	runner, err := topology.NewRunner(c.LedgerTopology(), proc, o)
 	if err != nil {
@@ -122,8 +136,15 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	if c.HTTP.Addr == "" {
 		return runner.Run(ctx)
 	}
+	lag, err := startLagCollector(app, c, reg)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
+	if lag != nil {
+		g.Go(func() error { return lag(srvCtx) })
+	}
 	g.Go(func() error {
 		defer stopSrv() // the listener outlives the runner only until it has stopped
 		return runner.Run(gctx)

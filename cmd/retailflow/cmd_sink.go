@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -55,6 +56,9 @@ func newSinkCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := initSinkTables(metrics); err != nil {
+				return err
+			}
 			// not ready while ClickHouse refuses inserts for an environment reason (the sink sets it)
 			ready := &ops.Readiness{}
 			ready.SetReady()
@@ -63,7 +67,7 @@ func newSinkCmd(app *App) *cobra.Command {
 				// process like the runtime's transactional id): a restarted sink takes its
 				// partitions back at once instead of waiting for the dead member's session to end.
 				Kafka: append(app.KafkaConn(c).Options(), kgo.SessionTimeout(c.Runtime.SessionTimeout), kgo.HeartbeatInterval(c.Runtime.HeartbeatInterval),
-					kgo.InstanceID(c.Sink.Group+"-"+c.Runtime.InstanceID)), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
+					kgo.InstanceID(c.Sink.Group+"-"+c.Runtime.InstanceID), kafkaClientMetrics(reg, "sink")), Group: c.Sink.Group, Topics: c.TopicNames(), Serde: serde,
 				Conn: conn, Database: c.ClickHouse.Database, Changelog: !noChangelog,
 				BatchRows: c.Sink.BatchRows, BatchTimeout: c.Sink.BatchTimeout, MaxRetryWait: c.Sink.MaxRetryWait,
 				MaxBufferBytes: c.Sink.MaxBufferBytes, Logger: log, Metrics: metrics, Ready: ready,
@@ -72,10 +76,24 @@ func newSinkCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var lag, backlog func(context.Context) error
+			if c.HTTP.Addr != "" {
+				if lag, err = startLagCollector(app, c, reg); err != nil {
+					return err
+				}
+				if backlog, err = startBacklogCollector(c, conn, reg); err != nil {
+					return err
+				}
+			}
 			g, gctx := errgroup.WithContext(ctx)
 			if c.HTTP.Addr != "" {
 				srv := ops.NewServer(c.HTTP.Addr, reg, ready.Check)
 				g.Go(func() error { return srv.Run(gctx) })
+				for _, poll := range []func(context.Context) error{lag, backlog} {
+					if poll != nil {
+						g.Go(func() error { return poll(gctx) })
+					}
+				}
 			}
 			g.Go(func() error {
 				log.Info("sink starting", "group", c.Sink.Group, "database", c.ClickHouse.Database)

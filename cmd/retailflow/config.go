@@ -36,6 +36,8 @@ type Config struct {
 	Policy     PolicyConfig     `mapstructure:"policy"`
 	Recon      ReconConfig      `mapstructure:"recon"`
 	HTTP       HTTPConfig       `mapstructure:"http"`
+	Metrics    MetricsConfig    `mapstructure:"metrics"`
+	UI         UIConfig         `mapstructure:"ui"`
 	Log        LogConfig        `mapstructure:"log"`
 
 	// built by Validate from the tls_* files, read once
@@ -248,8 +250,10 @@ func DefaultConfig() Config {
 			ErpSLA: 4 * time.Hour, InvoiceSLA: 48 * time.Hour, RedemptionSLA: time.Hour, ReturnSLA: 24 * time.Hour,
 			AccrualSLA: time.Hour, ThreeWaySLA: 48 * time.Hour, Grace: 15 * time.Minute,
 		},
-		HTTP: HTTPConfig{Addr: ""},
-		Log:  LogConfig{Level: "info", Format: "json"},
+		HTTP:    HTTPConfig{Addr: ""},
+		Metrics: defaultMetricsConfig(),
+		UI:      defaultUIConfig(),
+		Log:     LogConfig{Level: "info", Format: "json"},
 	}
 }
 
@@ -463,6 +467,8 @@ func (c *Config) Validate() error {
 			bad("registry.url", "carries the masked password %q: give the credentials through registry.username and registry.password", masked)
 		}
 	}
+	c.Metrics.validate(bad)
+	c.UI.validate(bad)
 	return joinOneLine(errs)
 }
 
@@ -528,7 +534,7 @@ func LoadConfig(file string, flagOverrides map[string]any) (Config, error) {
 		}
 		if len(unknown) > 0 {
 			sort.Strings(unknown)
-			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, log)", file)}
+			return Config{}, &ConfigError{Key: unknown[0], Problem: fmt.Sprintf("unknown key in %s (known sections: kafka, topics, registry, clickhouse, runtime, sink, policy, recon, http, metrics, ui, log)", file)}
 		}
 	}
 	v.SetEnvPrefix("RETAILFLOW")

@@ -100,6 +100,7 @@ func subcommands(app *App) []*cobra.Command {
 		newReconcileCmd(app),
 		newReplayCmd(app),
 		newDLQCmd(app),
+		newUICmd(app),
 	}
 }
 

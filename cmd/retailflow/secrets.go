@@ -34,6 +34,7 @@ func (c *Config) secrets() []secret {
 		{"kafka.sasl.password", "kafka.sasl.password_file", &c.Kafka.SASL.Password, &c.Kafka.SASL.PasswordFile},
 		{"clickhouse.password", "clickhouse.password_file", &c.ClickHouse.Password, &c.ClickHouse.PasswordFile},
 		{"registry.password", "registry.password_file", &c.Registry.Password, &c.Registry.PasswordFile},
+		{"ui.clickhouse_password", "ui.clickhouse_password_file", &c.UI.ClickHousePassword, &c.UI.ClickHousePasswordFile},
 	}
 }
 

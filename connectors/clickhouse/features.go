@@ -227,7 +227,7 @@ func applyViews(ctx context.Context, s Session, db, serverVersion string) (bool,
 func InsertDedupToken(table string, rows []Row) string {
 	keys := make([]string, 0, len(rows))
 	for _, r := range rows {
-		keys = append(keys, fmt.Sprintf("%v\x00%v\x00%v\x00%v", r.Values["src_topic"], r.Values["src_partition"], r.Values["src_offset"], r.Values["row_id"]))
+		keys = append(keys, fmt.Sprintf("%v\x00%v\x00%v\x00%v", r.Get("src_topic"), r.Get("src_partition"), r.Get("src_offset"), r.Get("row_id")))
 	}
 	sort.Strings(keys)
 	h := sha256.New()

@@ -229,8 +229,8 @@ func TestMigrateUpgradesReleasedViews(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upgrade of a released database: %v", err)
 	}
-	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record 0006_dead_letters_monthly" {
-		t.Fatalf("upgrade did %+v, want 0004, 0005 and 0006 applied and the views re-created", res)
+	if !res.ViewsUpdated || strings.Join(res.Applied, " ") != "0004_current_server 0005_facts_by_record 0006_dead_letters_monthly 0007_correlation_ids 0008_backlog_history" {
+		t.Fatalf("upgrade did %+v, want 0004 to 0008 applied and the views re-created", res)
 	}
 	vs, _ := loadViews()
 	for _, v := range vs.names {

@@ -48,7 +48,7 @@ func (m DeadLetterValues) Apply(rows []Row, value []byte) []Row {
 	}
 	for _, r := range rows {
 		if r.Table == "dead_letters" {
-			r.Values["record_value"] = RedactedValue(value)
+			r.Set("record_value", RedactedValue(value))
 		}
 	}
 	return rows

@@ -29,19 +29,88 @@ func OutputVersion(offset int64) uint64 { return uint64(offset) + 1 }
 // quantities) get no precomputed values and C6 skips AMOUNT_DIFF for them.
 const maxValueQty = 1000
 
+// colv is one column of a row being built: its name and value.
+type colv struct {
+	k string
+	v any
+}
+
+// cols are the columns a mapper names for one row, in any order.
+type cols []colv
+
+// rowBuilder builds the rows of one record straight into their tables' column order (no map
+// per row): the values a record's rows share (version, source coordinates, event id and time)
+// are boxed once per record, and each row's values are one slice.
 type rowBuilder struct {
 	rows []Row
 	src  Source
 	ver  uint64
+	// eventID, occurredAt and correlationID are set by EventRows: addEvent adds them as
+	// event_id, occurred_at and correlation_id
+	eventID       string
+	occurredAt    time.Time
+	correlationID string
+	// the shared values, boxed once
+	boxed struct {
+		ver, topic, partition, offset, eventID, occurredAt, correlationID any
+	}
 }
 
-func (b *rowBuilder) add(table, rowID string, cols map[string]any) {
-	cols["row_id"] = rowID
-	cols["version"] = b.ver
-	cols["src_topic"] = b.src.Topic
-	cols["src_partition"] = b.src.Partition
-	cols["src_offset"] = b.src.Offset
-	b.rows = append(b.rows, Row{Table: table, Values: cols})
+func newRowBuilder(src Source, ver uint64) *rowBuilder {
+	b := &rowBuilder{src: src, ver: ver}
+	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
+	return b
+}
+
+// addEvent adds a row of an input event's fact table: c plus event_id, occurred_at and
+// correlation_id.
+func (b *rowBuilder) addEvent(table, rowID string, c cols) {
+	if b.boxed.eventID == nil {
+		b.boxed.eventID, b.boxed.occurredAt, b.boxed.correlationID = b.eventID, b.occurredAt, b.correlationID
+	}
+	b.addWith(table, rowID, c, colv{"event_id", b.boxed.eventID}, colv{"occurred_at", b.boxed.occurredAt},
+		colv{"correlation_id", b.boxed.correlationID})
+}
+
+// add adds a row: c plus row_id, version and the source coordinates.
+func (b *rowBuilder) add(table, rowID string, c cols) { b.addWith(table, rowID, c) }
+
+func (b *rowBuilder) addWith(table, rowID string, c cols, extra ...colv) {
+	r := Row{Table: table}
+	t, idx := tableColumns(table)
+	if idx == nil {
+		r.err = fmt.Errorf("no table %s in the migrations", table)
+		b.rows = append(b.rows, r)
+		return
+	}
+	r.vals = make([]any, len(t.Columns))
+	set := func(k string, v any) {
+		if i, ok := idx[k]; ok {
+			r.vals[i] = v
+		} else if r.err == nil {
+			r.err = fmt.Errorf("row for %s has unknown columns [%s]", table, k)
+		}
+	}
+	for _, x := range c {
+		set(x.k, x.v)
+	}
+	for _, x := range extra {
+		set(x.k, x.v)
+	}
+	set("row_id", rowID)
+	set("version", b.boxed.ver)
+	set("src_topic", b.boxed.topic)
+	set("src_partition", b.boxed.partition)
+	set("src_offset", b.boxed.offset)
+	if r.err == nil {
+		for i, v := range r.vals {
+			if v == nil {
+				r.err = fmt.Errorf("row for %s lacks column %s", table, t.Columns[i])
+				break
+			}
+		}
+	}
+	b.rows = append(b.rows, r)
 }
 
 func str(p *string) string {
@@ -67,23 +136,13 @@ func ts(t time.Time) time.Time {
 
 // EventRows maps one input event to the rows of its fact tables and of the audit ledger.
 func EventRows(e *schemas.Event, src Source) ([]Row, error) {
-	b := &rowBuilder{src: src, ver: FactVersion(src.Offset)}
-	env := map[string]any{}
-	base := func(extra map[string]any) map[string]any {
-		m := map[string]any{"event_id": e.EventID, "occurred_at": ts(e.OccurredAt)}
-		for k, v := range env {
-			m[k] = v
-		}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
+	b := newRowBuilder(src, FactVersion(src.Offset))
+	b.eventID, b.occurredAt, b.correlationID = e.EventID, ts(e.OccurredAt), e.CorrelationID
 	audit := func(orderID, kind, member string, points int64, amount decimal.Decimal, currency, requestID, sourceRef string, at time.Time, detail string) {
-		b.add("audit_ledger", e.EventID+":"+kind, map[string]any{
-			"order_id": orderID, "movement_id": e.EventID + ":" + kind, "movement_kind": kind, "member_id": member,
-			"points": points, "amount": amount, "currency": currency, "event_id": e.EventID, "causing_event_id": "",
-			"request_id": requestID, "source_ref": sourceRef, "business_time": ts(at), "detail": detail,
+		b.add("audit_ledger", e.EventID+":"+kind, cols{
+			{"order_id", orderID}, {"movement_id", e.EventID + ":" + kind}, {"movement_kind", kind}, {"member_id", member},
+			{"points", points}, {"amount", amount}, {"currency", currency}, {"event_id", e.EventID}, {"causing_event_id", ""},
+			{"request_id", requestID}, {"source_ref", sourceRef}, {"business_time", ts(at)}, {"detail", detail},
 		})
 	}
 	switch {
@@ -103,23 +162,23 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		if lr := o.LoyaltyRedemption; lr != nil {
 			resID, resPts, resVal = lr.ReservationID, lr.Points, lr.Value
 		}
-		b.add("orders", o.OrderID, base(map[string]any{
-			"order_id": o.OrderID, "accepted_at": ts(o.AcceptedAt), "customer_id": o.CustomerID,
-			"loyalty_member_id": str(o.LoyaltyMemberID), "tier_code": str(o.LoyaltyTierAtOrder), "currency": o.Currency,
-			"earn_rate": rate, "tier_multiplier": mult, "has_tier_multiplier": hasMult,
-			"reservation_id": resID, "redemption_points": resPts, "redemption_value": resVal,
-			"line_count": uint32(len(o.Lines)), "merchandise_net": o.Totals.MerchandiseNet, "grand_total": o.Totals.GrandTotal,
-		}))
+		b.addEvent("orders", o.OrderID, cols{
+			{"order_id", o.OrderID}, {"accepted_at", ts(o.AcceptedAt)}, {"customer_id", o.CustomerID},
+			{"loyalty_member_id", str(o.LoyaltyMemberID)}, {"tier_code", str(o.LoyaltyTierAtOrder)}, {"currency", o.Currency},
+			{"earn_rate", rate}, {"tier_multiplier", mult}, {"has_tier_multiplier", hasMult},
+			{"reservation_id", resID}, {"redemption_points", resPts}, {"redemption_value", resVal},
+			{"line_count", uint32(len(o.Lines))}, {"merchandise_net", o.Totals.MerchandiseNet}, {"grand_total", o.Totals.GrandTotal},
+		})
 		for _, l := range o.Lines {
 			var pts int64
 			if l.RedemptionAlloc != nil {
 				pts = l.RedemptionAlloc.Points
 			}
-			b.add("order_lines", o.OrderID+"/"+l.OrderLineID, base(map[string]any{
-				"order_id": o.OrderID, "order_line_id": l.OrderLineID, "accepted_at": ts(o.AcceptedAt), "line_number": l.LineNumber,
-				"sku": l.SKU, "is_gift_card": b2u(l.IsGiftCard), "quantity": l.Quantity, "line_net": l.LineNet,
-				"redemption_points": pts, "net_value_by_qty": NetValueByQty(l.LineNet, l.Quantity),
-			}))
+			b.addEvent("order_lines", o.OrderID+"/"+l.OrderLineID, cols{
+				{"order_id", o.OrderID}, {"order_line_id", l.OrderLineID}, {"accepted_at", ts(o.AcceptedAt)}, {"line_number", l.LineNumber},
+				{"sku", l.SKU}, {"is_gift_card", b2u(l.IsGiftCard)}, {"quantity", l.Quantity}, {"line_net", l.LineNet},
+				{"redemption_points", pts}, {"net_value_by_qty", NetValueByQty(l.LineNet, l.Quantity)},
+			})
 		}
 		audit(o.OrderID, "ORDER_ACCEPTED", str(o.LoyaltyMemberID), 0, o.Totals.GrandTotal, o.Currency, "", o.OrderID, o.AcceptedAt, "grand total")
 	case e.OrderLinesCancelled != nil:
@@ -129,29 +188,29 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 			lines = []schemas.CancelledLine{{QuantityCancelled: decimal.Zero}}
 		}
 		for _, l := range lines {
-			b.add("cancellation_lines", c.CancellationID+"/"+l.OrderLineID, base(map[string]any{
-				"order_id": c.OrderID, "cancellation_id": c.CancellationID, "order_line_id": l.OrderLineID,
-				"cancelled_at": ts(c.CancelledAt), "is_full_order": b2u(c.IsFullOrder), "reason_code": c.ReasonCode,
-				"quantity_cancelled": l.QuantityCancelled,
-			}))
+			b.addEvent("cancellation_lines", c.CancellationID+"/"+l.OrderLineID, cols{
+				{"order_id", c.OrderID}, {"cancellation_id", c.CancellationID}, {"order_line_id", l.OrderLineID},
+				{"cancelled_at", ts(c.CancelledAt)}, {"is_full_order", b2u(c.IsFullOrder)}, {"reason_code", c.ReasonCode},
+				{"quantity_cancelled", l.QuantityCancelled},
+			})
 		}
 	case e.ShipmentConfirmed != nil:
 		s := e.ShipmentConfirmed
 		for _, l := range s.Lines {
-			b.add("shipment_lines", s.ShipmentID+"/"+l.ShipmentLineID, base(map[string]any{
-				"order_id": s.OrderID, "shipment_id": s.ShipmentID, "shipment_line_id": l.ShipmentLineID,
-				"order_line_id": l.OrderLineID, "sku": l.SKU, "quantity_shipped": l.QuantityShipped,
-				"is_reship": b2u(s.IsReship), "shipped_at": ts(s.ShippedAt), "ship_node_id": s.ShipNodeID,
-			}))
+			b.addEvent("shipment_lines", s.ShipmentID+"/"+l.ShipmentLineID, cols{
+				{"order_id", s.OrderID}, {"shipment_id", s.ShipmentID}, {"shipment_line_id", l.ShipmentLineID},
+				{"order_line_id", l.OrderLineID}, {"sku", l.SKU}, {"quantity_shipped", l.QuantityShipped},
+				{"is_reship", b2u(s.IsReship)}, {"shipped_at", ts(s.ShippedAt)}, {"ship_node_id", s.ShipNodeID},
+			})
 		}
 	case e.ReturnReceived != nil:
 		r := e.ReturnReceived
 		for _, l := range r.Lines {
-			b.add("return_lines", r.ReturnID+"/"+l.ReturnLineID, base(map[string]any{
-				"order_id": r.OrderID, "return_id": r.ReturnID, "return_line_id": l.ReturnLineID,
-				"order_line_id": l.OrderLineID, "sku": l.SKU, "quantity_received": l.QuantityReceived,
-				"quantity_accepted": l.QuantityAccepted, "disposition": l.Disposition, "received_at": ts(r.ReceivedAt),
-			}))
+			b.addEvent("return_lines", r.ReturnID+"/"+l.ReturnLineID, cols{
+				{"order_id", r.OrderID}, {"return_id", r.ReturnID}, {"return_line_id", l.ReturnLineID},
+				{"order_line_id", l.OrderLineID}, {"sku", l.SKU}, {"quantity_received", l.QuantityReceived},
+				{"quantity_accepted", l.QuantityAccepted}, {"disposition", l.Disposition}, {"received_at", ts(r.ReceivedAt)},
+			})
 		}
 		if f := r.Refund; f != nil {
 			total := f.MerchandiseNet.Add(f.Tax).Add(f.ShippingRefund).Sub(f.ReturnFee)
@@ -159,83 +218,83 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		}
 	case e.PointsReserved != nil:
 		p := e.PointsReserved
-		b.add("reservation_events", p.ReservationID+"/RESERVED", base(map[string]any{
-			"reservation_id": p.ReservationID, "kind": "RESERVED", "order_id": str(p.OrderID), "member_id": p.MemberID,
-			"redemption_id": "", "points": p.Points, "value": p.Value.Amount, "reason": "", "at": ts(p.ReservedAt), "expires_at": ts(p.ExpiresAt),
-		}))
+		b.addEvent("reservation_events", p.ReservationID+"/RESERVED", cols{
+			{"reservation_id", p.ReservationID}, {"kind", "RESERVED"}, {"order_id", str(p.OrderID)}, {"member_id", p.MemberID},
+			{"redemption_id", ""}, {"points", p.Points}, {"value", p.Value.Amount}, {"reason", ""}, {"at", ts(p.ReservedAt)}, {"expires_at", ts(p.ExpiresAt)},
+		})
 	case e.RedemptionConfirmed != nil:
 		p := e.RedemptionConfirmed
-		b.add("reservation_events", p.ReservationID+"/CONFIRMED", base(map[string]any{
-			"reservation_id": p.ReservationID, "kind": "CONFIRMED", "order_id": p.OrderID, "member_id": "",
-			"redemption_id": p.RedemptionID, "points": p.Points, "value": decimal.Zero, "reason": "", "at": ts(p.ConfirmedAt), "expires_at": ts(time.Time{}),
-		}))
+		b.addEvent("reservation_events", p.ReservationID+"/CONFIRMED", cols{
+			{"reservation_id", p.ReservationID}, {"kind", "CONFIRMED"}, {"order_id", p.OrderID}, {"member_id", ""},
+			{"redemption_id", p.RedemptionID}, {"points", p.Points}, {"value", decimal.Zero}, {"reason", ""}, {"at", ts(p.ConfirmedAt)}, {"expires_at", ts(time.Time{})},
+		})
 		audit(p.OrderID, "REDEMPTION_CONFIRMED", "", -p.Points, decimal.Zero, "", "", p.ReservationID, p.ConfirmedAt, "points redeemed on the order")
 	case e.RedemptionReleased != nil:
 		p := e.RedemptionReleased
-		b.add("reservation_events", p.ReservationID+"/RELEASED", base(map[string]any{
-			"reservation_id": p.ReservationID, "kind": "RELEASED", "order_id": str(p.OrderID), "member_id": "",
-			"redemption_id": "", "points": int64(0), "value": decimal.Zero, "reason": p.Reason, "at": ts(p.ReleasedAt), "expires_at": ts(time.Time{}),
-		}))
+		b.addEvent("reservation_events", p.ReservationID+"/RELEASED", cols{
+			{"reservation_id", p.ReservationID}, {"kind", "RELEASED"}, {"order_id", str(p.OrderID)}, {"member_id", ""},
+			{"redemption_id", ""}, {"points", int64(0)}, {"value", decimal.Zero}, {"reason", p.Reason}, {"at", ts(p.ReleasedAt)}, {"expires_at", ts(time.Time{})},
+		})
 	case e.RedemptionRefunded != nil:
 		p := e.RedemptionRefunded
-		b.add("loyalty_postings", "REDEMPTION_REFUND/"+p.RefundEntryID, base(postingCols(p.OrderID, "REDEMPTION_REFUND", p.RefundEntryID, str(p.RequestID), "",
-			p.Points, 0, 0, 0, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.RefundedAt)))
+		b.addEvent("loyalty_postings", "REDEMPTION_REFUND/"+p.RefundEntryID, postingCols(p.OrderID, "REDEMPTION_REFUND", p.RefundEntryID, str(p.RequestID), "",
+			p.Points, 0, 0, 0, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.RefundedAt))
 		audit(p.OrderID, "REDEMPTION_REFUNDED", "", p.Points, decimal.Zero, "", str(p.RequestID), p.SourceRefID, p.RefundedAt, p.Reason)
 	case e.PointsAccrualPosted != nil:
 		p := e.PointsAccrualPosted
-		b.add("loyalty_postings", "ACCRUAL/"+p.LedgerEntryID, base(postingCols(p.OrderID, "ACCRUAL", p.LedgerEntryID, p.RequestID, p.MemberID,
-			p.Points, 0, 0, 0, p.TierCode, p.TierMultiplier, p.EarnRate, p.BasisAmount, p.SourceRef, p.Status, p.PostedAt)))
+		b.addEvent("loyalty_postings", "ACCRUAL/"+p.LedgerEntryID, postingCols(p.OrderID, "ACCRUAL", p.LedgerEntryID, p.RequestID, p.MemberID,
+			p.Points, 0, 0, 0, p.TierCode, p.TierMultiplier, p.EarnRate, p.BasisAmount, p.SourceRef, p.Status, p.PostedAt))
 		audit(p.OrderID, "ACCRUAL_POSTED", p.MemberID, p.Points, decimal.Zero, p.Currency, p.RequestID, p.SourceRef, p.PostedAt,
 			fmt.Sprintf("basis %s × rate %s × tier %s %s", p.BasisAmount, p.EarnRate, p.TierCode, p.TierMultiplier))
 	case e.PointsActivated != nil:
 		p := e.PointsActivated
-		b.add("loyalty_postings", "ACTIVATION/"+p.LedgerEntryID, base(postingCols(p.OrderID, "ACTIVATION", p.LedgerEntryID, "", "",
-			p.Points, 0, 0, 0, "", decimal.Zero, decimal.Zero, decimal.Zero, "", "", p.ActivatedAt)))
+		b.addEvent("loyalty_postings", "ACTIVATION/"+p.LedgerEntryID, postingCols(p.OrderID, "ACTIVATION", p.LedgerEntryID, "", "",
+			p.Points, 0, 0, 0, "", decimal.Zero, decimal.Zero, decimal.Zero, "", "", p.ActivatedAt))
 	case e.PointsReversed != nil:
 		p := e.PointsReversed
-		b.add("loyalty_postings", "REVERSAL/"+p.LedgerEntryID, base(postingCols(p.OrderID, "REVERSAL", p.LedgerEntryID, p.RequestID, p.MemberID,
-			p.Points, p.ShortfallPoints, p.FromPending, p.FromActive, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.ReversedAt)))
+		b.addEvent("loyalty_postings", "REVERSAL/"+p.LedgerEntryID, postingCols(p.OrderID, "REVERSAL", p.LedgerEntryID, p.RequestID, p.MemberID,
+			p.Points, p.ShortfallPoints, p.FromPending, p.FromActive, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.ReversedAt))
 		audit(p.OrderID, "REVERSAL_POSTED", p.MemberID, -p.Points, decimal.Zero, "", p.RequestID, p.SourceRefID, p.ReversedAt,
 			fmt.Sprintf("from pending %d, from active %d, shortfall %d", p.FromPending, p.FromActive, p.ShortfallPoints))
 	case e.ErpSalesOrderCreated != nil:
 		o := e.ErpSalesOrderCreated
-		b.add("erp_sales_orders", o.ErpSalesOrderID, base(map[string]any{
-			"order_id": o.OrderID, "erp_sales_order_id": o.ErpSalesOrderID, "item_count": uint32(len(o.Items)),
-			"currency": o.Currency, "created_at": ts(o.CreatedAt),
-		}))
+		b.addEvent("erp_sales_orders", o.ErpSalesOrderID, cols{
+			{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"item_count", uint32(len(o.Items))},
+			{"currency", o.Currency}, {"created_at", ts(o.CreatedAt)},
+		})
 		for _, it := range o.Items {
-			b.add("erp_sales_order_items", o.ErpSalesOrderID+"/"+it.ErpItem, base(map[string]any{
-				"order_id": o.OrderID, "erp_sales_order_id": o.ErpSalesOrderID, "erp_item": it.ErpItem,
-				"order_line_id": it.OrderLineID, "quantity": it.Quantity, "created_at": ts(o.CreatedAt),
-			}))
+			b.addEvent("erp_sales_order_items", o.ErpSalesOrderID+"/"+it.ErpItem, cols{
+				{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"erp_item", it.ErpItem},
+				{"order_line_id", it.OrderLineID}, {"quantity", it.Quantity}, {"created_at", ts(o.CreatedAt)},
+			})
 		}
 	case e.InvoicePosted != nil || e.CreditMemoPosted != nil:
 		d, kind, sign := e.InvoicePosted, "INVOICE", decimal.NewFromInt(1)
 		if d == nil {
 			d, kind, sign = e.CreditMemoPosted, "CREDIT_MEMO", decimal.NewFromInt(-1)
 		}
-		b.add("billing_documents", d.BillingDocumentID, base(map[string]any{
-			"order_id": d.OrderID, "billing_document_id": d.BillingDocumentID, "doc_kind": kind, "billing_type": d.BillingType,
-			"erp_sales_order_id": d.ErpSalesOrderID, "accounting_transfer_status": d.AccountingTransferStatus,
-			"billing_date": ts(d.BillingDate), "currency": d.Currency, "net": d.Net, "tax": d.Tax, "gross": d.Gross,
-			"reference_invoice_id": str(d.ReferenceInvoiceID), "return_id": str(d.ReturnID),
-		}))
+		b.addEvent("billing_documents", d.BillingDocumentID, cols{
+			{"order_id", d.OrderID}, {"billing_document_id", d.BillingDocumentID}, {"doc_kind", kind}, {"billing_type", d.BillingType},
+			{"erp_sales_order_id", d.ErpSalesOrderID}, {"accounting_transfer_status", d.AccountingTransferStatus},
+			{"billing_date", ts(d.BillingDate)}, {"currency", d.Currency}, {"net", d.Net}, {"tax", d.Tax}, {"gross", d.Gross},
+			{"reference_invoice_id", str(d.ReferenceInvoiceID)}, {"return_id", str(d.ReturnID)},
+		})
 		for _, l := range d.Lines {
-			b.add("billing_lines", d.BillingDocumentID+"/"+l.BillingItem, base(map[string]any{
-				"order_id": d.OrderID, "billing_document_id": d.BillingDocumentID, "billing_item": l.BillingItem,
-				"doc_kind": kind, "accounting_transfer_status": d.AccountingTransferStatus, "billing_date": ts(d.BillingDate),
-				"order_line_id": l.OrderLineID, "erp_item": l.ErpItem, "reference_document": l.ReferenceDocument, "sku": l.SKU,
-				"quantity": l.Quantity, "net": l.Net, "tax": l.Tax,
-			}))
+			b.addEvent("billing_lines", d.BillingDocumentID+"/"+l.BillingItem, cols{
+				{"order_id", d.OrderID}, {"billing_document_id", d.BillingDocumentID}, {"billing_item", l.BillingItem},
+				{"doc_kind", kind}, {"accounting_transfer_status", d.AccountingTransferStatus}, {"billing_date", ts(d.BillingDate)},
+				{"order_line_id", l.OrderLineID}, {"erp_item", l.ErpItem}, {"reference_document", l.ReferenceDocument}, {"sku", l.SKU},
+				{"quantity", l.Quantity}, {"net", l.Net}, {"tax", l.Tax},
+			})
 		}
 		audit(d.OrderID, kind, "", 0, d.Gross.Mul(sign), d.Currency, "", d.BillingDocumentID, d.BillingDate,
 			fmt.Sprintf("%s %s net %s tax %s (%s)", d.BillingType, d.BillingDocumentID, d.Net, d.Tax, d.AccountingTransferStatus))
 	case e.BillingDocCancelled != nil:
 		c := e.BillingDocCancelled
-		b.add("billing_cancellations", c.BillingDocumentID, base(map[string]any{
-			"order_id": c.OrderID, "billing_document_id": c.BillingDocumentID,
-			"cancels_billing_document_id": c.CancelsBillingDocumentID, "cancelled_at": ts(c.CancelledAt),
-		}))
+		b.addEvent("billing_cancellations", c.BillingDocumentID, cols{
+			{"order_id", c.OrderID}, {"billing_document_id", c.BillingDocumentID},
+			{"cancels_billing_document_id", c.CancelsBillingDocumentID}, {"cancelled_at", ts(c.CancelledAt)},
+		})
 		audit(c.OrderID, "BILLING_CANCELLED", "", 0, decimal.Zero, "", "", c.CancelsBillingDocumentID, c.CancelledAt,
 			"cancels billing document "+c.CancelsBillingDocumentID)
 	default:
@@ -245,12 +304,12 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 }
 
 func postingCols(orderID, kind, entryID, requestID, member string, points, shortfall, fromPending, fromActive int64,
-	tier string, mult, rate, basis decimal.Decimal, sourceRef, reason string, at time.Time) map[string]any {
-	return map[string]any{
-		"order_id": orderID, "kind": kind, "entry_id": entryID, "request_id": requestID, "member_id": member,
-		"points": points, "shortfall_points": shortfall, "from_pending": fromPending, "from_active": fromActive,
-		"tier_code": tier, "tier_multiplier": mult, "earn_rate": rate, "basis_amount": basis,
-		"source_ref": sourceRef, "reason": reason, "posted_at": ts(at),
+	tier string, mult, rate, basis decimal.Decimal, sourceRef, reason string, at time.Time) cols {
+	return cols{
+		{"order_id", orderID}, {"kind", kind}, {"entry_id", entryID}, {"request_id", requestID}, {"member_id", member},
+		{"points", points}, {"shortfall_points", shortfall}, {"from_pending", fromPending}, {"from_active", fromActive},
+		{"tier_code", tier}, {"tier_multiplier", mult}, {"earn_rate", rate}, {"basis_amount", basis},
+		{"source_ref", sourceRef}, {"reason", reason}, {"posted_at", ts(at)},
 	}
 }
 
@@ -293,29 +352,29 @@ func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 
 // CommandRows maps one loyalty command (retailflow's output) to loyalty_commands and the audit ledger.
 func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
-	b := &rowBuilder{src: src, ver: OutputVersion(src.Offset)}
+	b := newRowBuilder(src, OutputVersion(src.Offset))
 	var activates time.Time
 	if c.ActivatesAt != nil {
 		activates = *c.ActivatesAt
 	}
-	b.add("loyalty_commands", c.RequestID, map[string]any{
-		"order_id": c.OrderID, "request_id": c.RequestID, "command_type": string(c.CommandType), "member_id": c.MemberID,
-		"points": c.Points, "causing_event_id": c.CausingEventID, "source_ref_id": c.SourceRefID, "reason": c.Reason,
-		"basis_amount": c.BasisAmount, "currency": c.Currency, "earn_rate": c.EarnRate, "tier_code": c.TierCode,
-		"tier_multiplier": c.TierMultiplier, "entitled_points": c.EntitledPoints, "activates_at": ts(activates),
-		"reservation_id": str(c.ReservationID), "expiry_policy": str(c.ExpiryPolicy), "policy_version": c.PolicyVersion,
-		"requested_at": ts(c.RequestedAt),
+	b.add("loyalty_commands", c.RequestID, cols{
+		{"order_id", c.OrderID}, {"request_id", c.RequestID}, {"command_type", string(c.CommandType)}, {"member_id", c.MemberID},
+		{"points", c.Points}, {"causing_event_id", c.CausingEventID}, {"source_ref_id", c.SourceRefID}, {"reason", c.Reason},
+		{"basis_amount", c.BasisAmount}, {"currency", c.Currency}, {"earn_rate", c.EarnRate}, {"tier_code", c.TierCode},
+		{"tier_multiplier", c.TierMultiplier}, {"entitled_points", c.EntitledPoints}, {"activates_at", ts(activates)},
+		{"reservation_id", str(c.ReservationID)}, {"expiry_policy", str(c.ExpiryPolicy)}, {"policy_version", c.PolicyVersion},
+		{"requested_at", ts(c.RequestedAt)}, {"correlation_id", ""}, // the envelope's: the sink sets it
 	})
 	pts := c.Points
 	if c.CommandType == schemas.TypeReversalRequested {
 		pts = -pts
 	}
-	b.add("audit_ledger", c.RequestID, map[string]any{
-		"order_id": c.OrderID, "movement_id": c.RequestID, "movement_kind": string(c.CommandType), "member_id": c.MemberID,
-		"points": pts, "amount": decimal.Zero, "currency": c.Currency, "event_id": "", "causing_event_id": c.CausingEventID,
-		"request_id": c.RequestID, "source_ref": c.SourceRefID, "business_time": ts(c.RequestedAt),
-		"detail": fmt.Sprintf("%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)",
-			c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion),
+	b.add("audit_ledger", c.RequestID, cols{
+		{"order_id", c.OrderID}, {"movement_id", c.RequestID}, {"movement_kind", string(c.CommandType)}, {"member_id", c.MemberID},
+		{"points", pts}, {"amount", decimal.Zero}, {"currency", c.Currency}, {"event_id", ""}, {"causing_event_id", c.CausingEventID},
+		{"request_id", c.RequestID}, {"source_ref", c.SourceRefID}, {"business_time", ts(c.RequestedAt)},
+		{"detail", fmt.Sprintf("%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)",
+			c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion)},
 	})
 	return b.rows
 }
@@ -323,16 +382,17 @@ func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
 // DeadLetterRows maps a DLQ record written by the runtime to dead_letters, keyed by the
 // coordinates of the original record.
 func DeadLetterRows(d *schemas.DeadLetter, src Source, headerKeys, headerValues []string) []Row {
-	b := &rowBuilder{src: src, ver: OutputVersion(src.Offset)}
+	b := newRowBuilder(src, OutputVersion(src.Offset))
 	var schemaID int32 = -1
 	if d.SchemaID != nil {
 		schemaID = *d.SchemaID
 	}
-	b.add("dead_letters", fmt.Sprintf("%s/%d/%d", d.SourceTopic, d.SourcePartition, d.SourceOffset), map[string]any{
-		"source_topic": d.SourceTopic, "source_partition": d.SourcePartition, "source_offset": d.SourceOffset,
-		"origin": "runtime", "error_class": string(d.ErrorClass), "error": d.ErrorMessage, "event_id": str(d.EventID),
-		"schema_id": schemaID, "record_key": string(d.Key), "record_value": string(d.Value),
-		"header_keys": headerKeys, "header_values": headerValues, "seen_at": ts(d.FirstSeenAt),
+	b.add("dead_letters", fmt.Sprintf("%s/%d/%d", d.SourceTopic, d.SourcePartition, d.SourceOffset), cols{
+		{"source_topic", d.SourceTopic}, {"source_partition", d.SourcePartition}, {"source_offset", d.SourceOffset},
+		{"origin", "runtime"}, {"error_class", string(d.ErrorClass)}, {"error", d.ErrorMessage}, {"event_id", str(d.EventID)},
+		{"schema_id", schemaID}, {"record_key", string(d.Key)}, {"record_value", string(d.Value)},
+		{"header_keys", headerKeys}, {"header_values", headerValues}, {"seen_at", ts(d.FirstSeenAt)},
+		{"correlation_id", ""}, // the rejected event's, when it decodes: the sink sets it
 	})
 	return b.rows
 }
@@ -348,18 +408,19 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 		"origin": origin, "error_class": string(class), "error": cause.Error(), "event_id": "", "schema_id": int32(-1),
 		"record_key": string(key), "record_value": string(value), "header_keys": []string{}, "header_values": []string{},
 		"seen_at": ts(at), "src_topic": src.Topic, "src_partition": src.Partition, "src_offset": src.Offset,
+		"correlation_id": "",
 	}}
 }
 
 // StateRows maps one changelog record (the order ledger's state; nil for a tombstone) to
 // order_state and order_line_state.
 func StateRows(orderID string, st *ledgerstate.State, src Source) []Row {
-	b := &rowBuilder{src: src, ver: OutputVersion(src.Offset)}
+	b := newRowBuilder(src, OutputVersion(src.Offset))
 	if st == nil {
-		b.add("order_state", orderID, map[string]any{
-			"order_id": orderID, "deleted": uint8(1), "member_id": "", "currency": "", "tier_code": "",
-			"tier_multiplier": decimal.Zero, "earn_rate": decimal.Zero, "basis_amount": decimal.Zero, "entitled_points": int64(0),
-			"requested_points": int64(0), "posted_points": int64(0), "open_exceptions": []string{}, "updated_at": ts(time.Time{}),
+		b.add("order_state", orderID, cols{
+			{"order_id", orderID}, {"deleted", uint8(1)}, {"member_id", ""}, {"currency", ""}, {"tier_code", ""},
+			{"tier_multiplier", decimal.Zero}, {"earn_rate", decimal.Zero}, {"basis_amount", decimal.Zero}, {"entitled_points", int64(0)},
+			{"requested_points", int64(0)}, {"posted_points", int64(0)}, {"open_exceptions", []string{}}, {"updated_at", ts(time.Time{})},
 		})
 		return b.rows
 	}
@@ -371,18 +432,18 @@ func StateRows(orderID string, st *ledgerstate.State, src Source) []Row {
 	for _, x := range st.Exceptions {
 		exc = append(exc, x.Code+":"+x.Ref)
 	}
-	b.add("order_state", st.OrderID, map[string]any{
-		"order_id": st.OrderID, "deleted": uint8(0), "member_id": snap.MemberID, "currency": snap.Currency, "tier_code": snap.TierCode,
-		"tier_multiplier": snap.TierMultiplier, "earn_rate": snap.EarnRate, "basis_amount": st.Points.Basis,
-		"entitled_points": st.Points.Entitled, "requested_points": st.Points.Requested, "posted_points": st.Points.Posted,
-		"open_exceptions": exc, "updated_at": ts(st.Clock),
+	b.add("order_state", st.OrderID, cols{
+		{"order_id", st.OrderID}, {"deleted", uint8(0)}, {"member_id", snap.MemberID}, {"currency", snap.Currency}, {"tier_code", snap.TierCode},
+		{"tier_multiplier", snap.TierMultiplier}, {"earn_rate", snap.EarnRate}, {"basis_amount", st.Points.Basis},
+		{"entitled_points", st.Points.Entitled}, {"requested_points", st.Points.Requested}, {"posted_points", st.Points.Posted},
+		{"open_exceptions", exc}, {"updated_at", ts(st.Clock)},
 	})
 	for _, l := range st.Lines {
-		b.add("order_line_state", st.OrderID+"/"+l.OrderLineID, map[string]any{
-			"order_id": st.OrderID, "order_line_id": l.OrderLineID, "deleted": uint8(0),
-			"ordered": l.Ordered, "cancelled": l.Cancelled, "shipped": l.Shipped, "returned": l.Returned,
-			"invoiced": l.Invoiced, "credited": l.Credited, "line_net": l.LineNet, "eligible_value": l.EligibleValue,
-			"net_shipped_value": l.NetShippedValue, "updated_at": ts(st.Clock),
+		b.add("order_line_state", st.OrderID+"/"+l.OrderLineID, cols{
+			{"order_id", st.OrderID}, {"order_line_id", l.OrderLineID}, {"deleted", uint8(0)},
+			{"ordered", l.Ordered}, {"cancelled", l.Cancelled}, {"shipped", l.Shipped}, {"returned", l.Returned},
+			{"invoiced", l.Invoiced}, {"credited", l.Credited}, {"line_net", l.LineNet}, {"eligible_value", l.EligibleValue},
+			{"net_shipped_value", l.NetShippedValue}, {"updated_at", ts(st.Clock)},
 		})
 	}
 	return b.rows

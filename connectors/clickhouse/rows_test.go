@@ -43,8 +43,8 @@ func TestEventRowsFillEveryColumn(t *testing.T) {
 			if _, err := row.Ordered(tb); err != nil {
 				t.Fatalf("%s: %v", r.Event.EventType, err)
 			}
-			if row.Values["version"] != FactVersion(int64(i)) || row.Values["row_id"] == "" {
-				t.Fatalf("%s: row %s has version %v, row_id %q", r.Event.EventType, row.Table, row.Values["version"], row.Values["row_id"])
+			if row.Get("version") != FactVersion(int64(i)) || row.Get("row_id") == "" {
+				t.Fatalf("%s: row %s has version %v, row_id %q", r.Event.EventType, row.Table, row.Get("version"), row.Get("row_id"))
 			}
 			seenTables[row.Table] = true
 		}
@@ -77,7 +77,7 @@ func TestEventRowsFillEveryColumn(t *testing.T) {
 			}
 		}
 	}
-	if got := CommandRows(cmd, Source{Offset: 3})[1].Values["points"]; got != int64(-7) {
+	if got := CommandRows(cmd, Source{Offset: 3})[1].Get("points"); got != int64(-7) {
 		t.Errorf("a reversal is a negative movement in the audit ledger, got %v", got)
 	}
 }
@@ -134,5 +134,45 @@ func TestTablesFromDDL(t *testing.T) {
 	}
 	if got := strings.Join(tables["recon_config"].Columns, ","); !strings.HasPrefix(got, "id,version,grace_s") {
 		t.Fatalf("recon_config columns: %s", got)
+	}
+}
+
+// A mapper's row is built in its table's column order; a column it names that the table lacks,
+// or a column of the table it leaves out, is a mapping bug that Ordered reports (the sink then
+// dead-letters the record instead of inserting a shifted row).
+func TestRowBuilderReportsMappingBugs(t *testing.T) {
+	tables, err := Tables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newRowBuilder(Source{Topic: "t", Partition: 2, Offset: 9}, 7)
+	b.add("billing_cancellations", "B-1", cols{{"order_id", "O-1"}, {"billing_document_id", "B-1"},
+		{"cancels_billing_document_id", "B-0"}, {"cancelled_at", ts(time.Time{})}, {"no_such_column", 1}})
+	b.add("billing_cancellations", "B-2", cols{{"order_id", "O-1"}})
+	b.add("no_such_table", "x", cols{})
+	if _, err := b.rows[0].Ordered(tables["billing_cancellations"]); err == nil || !strings.Contains(err.Error(), "unknown columns [no_such_column]") {
+		t.Errorf("unknown column: %v", err)
+	}
+	if _, err := b.rows[1].Ordered(tables["billing_cancellations"]); err == nil || !strings.Contains(err.Error(), "lacks column") {
+		t.Errorf("missing column: %v", err)
+	}
+	if _, err := b.rows[2].Ordered(tables["orders"]); err == nil || !strings.Contains(err.Error(), "no table no_such_table") {
+		t.Errorf("unknown table: %v", err)
+	}
+	// a complete row: values in column order, the shared ones filled in
+	b.addEvent("billing_cancellations", "B-3", cols{{"order_id", "O-1"}, {"billing_document_id", "B-3"},
+		{"cancels_billing_document_id", "B-0"}, {"cancelled_at", ts(time.Time{})}})
+	tb := tables["billing_cancellations"]
+	vals, err := b.rows[3].Ordered(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range tb.Columns {
+		if vals[i] != b.rows[3].Get(c) || vals[i] == nil {
+			t.Errorf("column %s at %d: %v against Get %v", c, i, vals[i], b.rows[3].Get(c))
+		}
+	}
+	if b.rows[3].Get("src_partition") != int32(2) || b.rows[3].Get("version") != uint64(7) || b.rows[3].Get("row_id") != "B-3" {
+		t.Errorf("shared values: %v %v %v", b.rows[3].Get("src_partition"), b.rows[3].Get("version"), b.rows[3].Get("row_id"))
 	}
 }

@@ -326,7 +326,7 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			// rather than block its partition
 			return s.deadLetter(ctx, r, row.Table, err)
 		}
-		ordered[i] = pendingRow{vals: vals, rowID: row.Values["row_id"], rec: r}
+		ordered[i] = pendingRow{vals: vals, rowID: row.Get("row_id"), rec: r}
 		s.bytes += rowBytes(vals)
 	}
 	s.peakBytes = max(s.peakBytes, s.bytes)
@@ -374,7 +374,8 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 			}
 		}
 		rows := s.o.DeadLetterValues.Apply(DeadLetterRows(d, src, nonNil(keys), nonNil(vals)), d.Value)
-		rows[0].Values["origin"] = origin
+		rows[0].Set("origin", origin)
+		rows[0].Set("correlation_id", s.correlationOf(ctx, d))
 		return rows, nil
 	case schemas.TopicCommands:
 		e, err := s.o.Serde.DecodeEvent(ctx, ref, r.Value)
@@ -384,7 +385,9 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if e.LoyaltyCommand == nil {
 			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
 		}
-		return CommandRows(e.LoyaltyCommand, src), nil
+		rows := CommandRows(e.LoyaltyCommand, src)
+		rows[0].Set("correlation_id", e.CorrelationID)
+		return rows, nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
 			return StateRows(string(r.Key), nil, src), nil

@@ -133,8 +133,17 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 		m.restoreDuration, m.assignedPartition); err != nil {
 		return nil, fmt.Errorf("ops: runtime metrics: %w", err)
 	}
+	// The abort reasons are a fixed set: their series exist at 0 from the start, so rate() and
+	// increase() see the first abort instead of a series that appears with it.
+	for _, reason := range AbortReasons {
+		m.txnAborted.WithLabelValues(reason)
+	}
 	return m, nil
 }
+
+// AbortReasons are the runtime's reasons for an aborted transaction (the reason label of
+// retailflow_transactions_aborted_total).
+var AbortReasons = []string{"rebalance", "produce", "transient", "encode", "coordinator"}
 
 // Consumed counts n input records polled from topic.
 func (m *RuntimeMetrics) Consumed(topic string, n int) {
@@ -319,6 +328,20 @@ func NewSinkMetrics(reg prometheus.Registerer) (*SinkMetrics, error) {
 		return nil, fmt.Errorf("ops: sink metrics: %w", err)
 	}
 	return m, nil
+}
+
+// InitTables creates the per-table series of the sink's counters at 0 (rows inserted, INSERT
+// errors, dead letters), so rate() and increase() count their first increment and dashboards
+// show 0 instead of "no data" before the first error.
+func (m *SinkMetrics) InitTables(tables ...string) {
+	if m == nil {
+		return
+	}
+	for _, t := range tables {
+		m.rowsInserted.WithLabelValues(t)
+		m.chErrors.WithLabelValues(t, "insert")
+		m.deadLettered.WithLabelValues(t)
+	}
 }
 
 // Consumed counts n records of topic read by the sink.

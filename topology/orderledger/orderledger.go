@@ -85,8 +85,16 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 		// the ledger's clock is the largest occurred_at it folded, and one event dated years
 		// ahead would close and evict its order (a later real return then held forever).
 		Decode: func(r *kgo.Record) (*schemas.Event, error) {
-			e, err := serde.DecodeEventAt(ctx, schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset},
-				r.Value, r.Timestamp, o.MaxEventSkew)
+			ref := schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}
+			e, err := serde.DecodeEventAt(ctx, ref, r.Value, r.Timestamp, o.MaxEventSkew)
+			var de *schemas.DecodeError
+			if errors.As(err, &de) && (de.Class == schemas.ClassInvalid || de.Class == schemas.ClassTimeOutOfRange) {
+				// it decodes but breaks a rule: dead-lettered, and its log line names its ids
+				// (LogAttrs); decoded again without the checks, only for such records
+				if raw, rerr := schemas.Decode[schemas.Event](ctx, serde, ref, r.Value); rerr == nil {
+					return raw, err
+				}
+			}
 			if errors.Is(err, schemas.ErrRegistryAuth) {
 				// not the record's fault, not fixed by waiting: stop rather than dead-letter
 				// every record or retry forever
@@ -126,7 +134,23 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 			return schemas.Encode(serde, schemas.TopicDLQ, DeadLetter(rj))
 		},
 		Classify: Classify,
+		LogAttrs: LogAttrs,
 	}
+}
+
+// LogAttrs identifies an event in the runtime's record-level log lines (dead letters,
+// re-routes) by its envelope: event_id, correlation_id and causation_id, so one correlation id
+// finds the log lines beside the rows and commands that carry it. A record that did not decode
+// has none.
+func LogAttrs(e *schemas.Event) []any {
+	if e == nil {
+		return nil
+	}
+	causation := ""
+	if e.CausationID != nil {
+		causation = *e.CausationID
+	}
+	return []any{"event_id", e.EventID, "correlation_id", e.CorrelationID, "causation_id", causation}
 }
 
 // Evictable is the eviction rule: a closed order whose retention has passed on its own clock,

@@ -1,0 +1,711 @@
+// Command kstreams compares retailflow with Kafka Streams on equal work, on one broker in one
+// job (`make bench-kstreams`; DESIGN.md "Accrual core", bench/RESULTS.md):
+//
+//  1. The project's generator (processors/generate, as bench/runtime) makes two input sets, A
+//     (-orders, ≥ 0.5 M events by default) and B (-warm-orders), produced once into their own
+//     five input topics.
+//  2. Kafka Streams core (bench/kstreams/src, one JVM): drains A from a fresh JVM (cold: CPU
+//     of the JVM from its start), then, in the same JVM, drains B (warm: CPU of the B drain
+//     only), then takes paced traffic at half its warm drain rate into B (latency).
+//  3. The full retailflow ledger (`retailflow run`, fresh process) drains A.
+//  4. The franz-go pass-through (consume → produce, no transactions, no decoding; as
+//     bench/runtime's baseline, in this process) over A.
+//  5. The retailflow core (topology/accrualcore on topology.Runner, a fresh child process of
+//     this command) drains A; its commands are compared with the Kafka Streams core's commands
+//     on A (key and value bytes: request ids, points and every other field); then paced
+//     traffic at half its drain rate into A (latency), and again at the Kafka Streams core's
+//     paced rate (the same load on a shared machine).
+//
+// CPU is user+system time of each process from /proc/<pid>/stat (the pass-through: this
+// process's rusage over its loop); latency is input record timestamp → command visible to a
+// read_committed consumer, matched by the rf.source.* headers both engines write. The last
+// line printed is the summary:
+//
+//	kstreams: ks_core_per_cpu_s=… ks_core_warm_per_cpu_s=… rf_core_per_cpu_s=… ratio=… rf_full_per_cpu_s=… passthrough_per_cpu_s=… ks_p99_ms=… rf_p99_ms=… rf_p99_at_ks_rate_ms=… identical=true
+//
+// ratio is rf_core_per_cpu_s / ks_core_warm_per_cpu_s. The broker is RETAILFLOW_KAFKA_BROKERS
+// (default localhost:9092). Every topic it made is deleted at the end.
+//
+// Usage: make bench-kstreams, or
+// go build -o bin/retailflow ./cmd/retailflow && (cd bench/kstreams && mvn -q -B package) &&
+// go run ./bench/kstreams -bin bin/retailflow -jar bench/kstreams/target/kstreams-core.jar
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/processors/accrual"
+	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/ledger"
+	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/topology/accrualcore"
+)
+
+var (
+	bin         = flag.String("bin", "bin/retailflow", "retailflow binary (the full ledger's `run`)")
+	jar         = flag.String("jar", "bench/kstreams/target/kstreams-core.jar", "the Kafka Streams core's shaded jar")
+	javaBin     = flag.String("java", "java", "java 17+")
+	orders      = flag.Int("orders", 75000, "orders of input set A (≈ 6.8 events each: the cold drains; ≥ 0.5 M events warms the JVM)")
+	warmOrders  = flag.Int("warm-orders", 40000, "orders of input set B (the warm JVM's drain)")
+	latencySecs = flag.Float64("latency-seconds", 15, "length of each paced latency run")
+	partitions  = flag.Int("partitions", 6, "partitions per topic")
+	keep        = flag.Bool("keep", false, "keep the topics at the end")
+	ksConfig    = flag.String("ks-config", "", "Kafka Streams properties over the app's own settings, k=v,… (experiments)")
+	serveCore   = flag.String("serve-core", "", "internal: run the retailflow core on these topics (JSON) until SIGTERM")
+	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
+	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
+)
+
+func main() {
+	flag.Parse()
+	if *serveCore != "" {
+		var t accrualcore.Topics
+		must(json.Unmarshal([]byte(*serveCore), &t))
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if *coreProfile != "" {
+			f, err := os.Create(*coreProfile)
+			must(err)
+			must(pprof.StartCPUProfile(f))
+			defer pprof.StopCPUProfile()
+		}
+		must(RunCore(ctx, brokers(), t, *coreGroup, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		return
+	}
+	log.SetFlags(log.Ltime)
+	b := NewBench(context.Background(), brokers(), *partitions)
+	defer func() {
+		if !*keep {
+			b.Cleanup()
+		}
+	}()
+	b.Run()
+}
+
+func brokers() []string {
+	if v := os.Getenv("RETAILFLOW_KAFKA_BROKERS"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"localhost:9092"}
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// ---------------------------------------------------------------------------- the retailflow core
+
+// CorePolicy is the earn rule both cores apply: the ledger's default policy.
+func CorePolicy() accrual.Policy {
+	p, err := accrual.PolicyFrom(ledger.DefaultPolicy())
+	must(err)
+	return p
+}
+
+// RunCore runs the retailflow core stage until ctx ends, with the runner settings of
+// `retailflow run`'s defaults (cmd/retailflow config.go).
+func RunCore(ctx context.Context, brokers []string, t accrualcore.Topics, group string, logger *slog.Logger) error {
+	serde, err := schemas.NewSerde(ctx, schemas.WithPhysicalTopics(t.Names))
+	if err != nil {
+		return err
+	}
+	proc := accrualcore.NewProcessor(ctx, t, serde, CorePolicy())
+	r, err := topology.NewRunner(accrualcore.Topology(t), proc, topology.Options{
+		Conn: kafka.Conn{Brokers: brokers, Timeout: 10 * time.Second}, Group: group, InstanceID: "0",
+		TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, HeartbeatInterval: 3 * time.Second,
+		RebalanceTimeout: 30 * time.Second, MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond,
+		MaxBufferedRecords: 10000, Parallelism: 1, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// ---------------------------------------------------------------------------- the bench
+
+// Bench holds the broker connection and every topic made.
+type Bench struct {
+	ctx        context.Context
+	conn       kafka.Conn
+	adm        *kadm.Client
+	cl         *kgo.Client
+	partitions int
+	prefix     string
+	serde      *schemas.Serde
+	made       []string // topics to delete at the end
+	groups     []string
+}
+
+// NewBench connects and picks a fresh topic prefix.
+func NewBench(ctx context.Context, brokers []string, partitions int) *Bench {
+	b := &Bench{ctx: ctx, conn: kafka.Conn{Brokers: brokers, Timeout: 10 * time.Second}, partitions: partitions,
+		prefix: "ksb-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
+	must(kafka.Ping(ctx, b.conn))
+	var err error
+	b.cl, err = kgo.NewClient(b.conn.Options()...)
+	must(err)
+	b.adm = kadm.NewClient(b.cl)
+	b.serde, err = schemas.NewSerde(ctx)
+	must(err)
+	return b
+}
+
+// InputSet is one set of the five input topics, <prefix>.<set>.<topic>.
+type InputSet struct {
+	Prefix string
+	Events int // records produced into it
+}
+
+// Topic is the physical name of logical input topic t.
+func (s InputSet) Topic(t schemas.Topic) string { return s.Prefix + "." + string(t) }
+
+// Inputs are the five input topics.
+func (s InputSet) Inputs() []string {
+	var out []string
+	for _, t := range schemas.InputTopics {
+		out = append(out, s.Topic(t))
+	}
+	return out
+}
+
+func (b *Bench) ensure(name string, compacted bool) {
+	_, err := kafka.EnsureTopics(b.ctx, b.conn, []kafka.TopicSpec{{Name: name, Partitions: int32(b.partitions), ReplicationFactor: 1,
+		Compacted: compacted, CoPartitioned: true}})
+	must(err)
+	b.made = append(b.made, name)
+}
+
+// NewInputSet creates the five input topics of set name.
+func (b *Bench) NewInputSet(name string) InputSet {
+	s := InputSet{Prefix: b.prefix + "." + name}
+	for _, t := range s.Inputs() {
+		b.ensure(t, false)
+	}
+	return s
+}
+
+// Produce generates traffic with opts and produces it into s (unpaced when rate is 0); sent,
+// when set, records each input's coordinates → timestamp.
+func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *sync.Map) int {
+	tr, err := generate.Generate(opts)
+	must(err)
+	return b.ProduceTraffic(s, tr.Records, rate, sent)
+}
+
+// ProduceTraffic produces records into s (see Produce).
+func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *sync.Map) int {
+	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
+	must(err)
+	defer cl.Close()
+	start := time.Now()
+	for i, r := range records {
+		value := r.Raw
+		if r.Event != nil {
+			value, err = b.serde.EncodeEvent(r.Topic, r.Event)
+			must(err)
+		}
+		if rate > 0 {
+			if w := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); w > 0 {
+				time.Sleep(w)
+			}
+		}
+		cl.Produce(b.ctx, &kgo.Record{Topic: s.Topic(r.Topic), Key: []byte(r.Key), Value: value, Timestamp: time.Now()},
+			func(r *kgo.Record, err error) {
+				must(err)
+				if sent != nil {
+					sent.Store(source(r.Topic, r.Partition, r.Offset), r.Timestamp)
+				}
+			})
+	}
+	must(cl.Flush(b.ctx))
+	s.Events += len(records)
+	return len(records)
+}
+
+func source(topic string, p int32, o int64) string {
+	return topic + "/" + strconv.Itoa(int(p)) + "@" + strconv.FormatInt(o, 10)
+}
+
+// WaitCaughtUp waits until group has committed the end offset of every input partition.
+func (b *Bench) WaitCaughtUp(group string, inputs []string, limit time.Duration, alive func() error) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if alive != nil {
+			must(alive())
+		}
+		ends, err1 := b.adm.ListEndOffsets(b.ctx, inputs...)
+		com, err2 := b.adm.FetchOffsets(b.ctx, group)
+		if err1 == nil && err2 == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := com.Lookup(o.Topic, o.Partition); !ok || c.At < o.Offset {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log.Fatalf("group %s not caught up within %s", group, limit)
+}
+
+// ReadAll reads a topic read_committed to its end: every record as key + value.
+func (b *Bench) ReadAll(topic string) []string {
+	var out []string
+	must(kafka.ReadToEnd(b.ctx, b.conn, topic, kafka.ReadOptions{}, func(r *kgo.Record) error {
+		out = append(out, string(r.Key)+"\x00"+string(r.Value))
+		return nil
+	}))
+	sort.Strings(out)
+	return out
+}
+
+// Cleanup deletes every topic the bench made, and the Kafka Streams internal topics.
+func (b *Bench) Cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topics := append([]string{}, b.made...)
+	if all, err := b.adm.ListTopics(ctx); err == nil {
+		for _, t := range all.Names() {
+			for _, g := range b.groups {
+				if strings.HasPrefix(t, g+"-") {
+					topics = append(topics, t)
+				}
+			}
+		}
+	}
+	if _, err := b.adm.DeleteTopics(ctx, topics...); err != nil {
+		log.Printf("cleanup: %v", err)
+	}
+	b.cl.Close()
+}
+
+// ---------------------------------------------------------------------------- processes
+
+// cpuOf is the user+system CPU time a live process has used (Linux /proc; as bench/runtime).
+func cpuOf(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	must(err)
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// process is a child process with a liveness check.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProcess(cmd *exec.Cmd) *process {
+	must(cmd.Start())
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// alive fails once the process has exited.
+func (p *process) alive() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited: %v", filepath.Base(p.cmd.Path), p.err)
+	default:
+		return nil
+	}
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(90 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// KSApp is the Kafka Streams core's JVM, driven over stdin.
+type KSApp struct {
+	*process
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+// StartKS starts the JVM (no run yet).
+func StartKS(brokers []string, jar, java, stateDir string, p accrual.Policy) *KSApp {
+	table := func(m map[string]accrual.Rate) string {
+		var kv []string
+		for k, v := range m {
+			kv = append(kv, k+"="+strconv.FormatInt(int64(v), 10))
+		}
+		sort.Strings(kv)
+		return strings.Join(kv, ",")
+	}
+	cmd := exec.Command(java, "-jar", jar, "--bootstrap", strings.Join(brokers, ","), "--state-dir", stateDir,
+		"--earn-rates", table(p.EarnRates), "--tier-multipliers", table(p.TierMultipliers), "--max-events", strconv.Itoa(p.MaxEvents), "--config", *ksConfig)
+	in, err := cmd.StdinPipe()
+	must(err)
+	out, err := cmd.StdoutPipe()
+	must(err)
+	cmd.Stderr = os.Stderr
+	k := &KSApp{process: startProcess(cmd), in: in, lines: bufio.NewScanner(out)}
+	return k
+}
+
+// Do sends one command and waits for its answer line.
+func (k *KSApp) Do(line, want string) {
+	_, err := io.WriteString(k.in, line+"\n")
+	must(err)
+	for k.lines.Scan() {
+		if strings.HasPrefix(k.lines.Text(), want) {
+			return
+		}
+	}
+	log.Fatalf("kstreams-core: no %q after %q (exited: %v)", want, line, k.alive())
+}
+
+// Close ends the JVM (EOF on stdin) and waits.
+func (k *KSApp) Close() {
+	k.in.Close()
+	select {
+	case <-k.done:
+	case <-time.After(90 * time.Second):
+		k.stop()
+	}
+}
+
+// ---------------------------------------------------------------------------- latency
+
+// Latency produces paced traffic (seed, orders) into s and measures, for each command that
+// appears on output (read_committed), input timestamp → visible.
+func (b *Bench) Latency(s *InputSet, output string, seed uint64, rate float64, group string, alive func() error) []time.Duration {
+	ends, err := b.adm.ListEndOffsets(b.ctx, output)
+	must(err)
+	start := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) { start[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{output: start}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))...)
+	must(err)
+	defer cl.Close()
+	var sent sync.Map
+	var lats []time.Duration
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(b.ctx)
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			now := time.Now()
+			fs.EachRecord(func(r *kgo.Record) {
+				var t, p, o string
+				for _, h := range r.Headers {
+					switch h.Key {
+					case headers.SourceTopic:
+						t = string(h.Value)
+					case headers.SourcePartition:
+						p = string(h.Value)
+					case headers.SourceOffset:
+						o = string(h.Value)
+					}
+				}
+				src := t + "/" + p + "@" + o
+				for range 50 { // the promise may store the timestamp a moment after the record is visible
+					if ts, ok := sent.Load(src); ok {
+						lats = append(lats, now.Sub(ts.(time.Time)))
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			})
+		}
+	}()
+	n := max(100, int(rate**latencySecs/6.8))
+	b.Produce(s, generate.Options{Seed: seed, Orders: n}, rate, &sent)
+	b.WaitCaughtUp(group, s.Inputs(), 5*time.Minute, alive)
+	time.Sleep(time.Second)
+	cancel()
+	<-done
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return lats
+}
+
+func quantile(l []time.Duration, q float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	return l[int(q*float64(len(l)-1))]
+}
+
+// ---------------------------------------------------------------------------- the run
+
+// Drain is one measured drain.
+type Drain struct {
+	Events int
+	Wall   time.Duration
+	CPU    time.Duration
+}
+
+func (d Drain) PerCPU() float64 { return float64(d.Events) / d.CPU.Seconds() }
+func (d Drain) Rate() float64   { return float64(d.Events) / d.Wall.Seconds() }
+
+// coreTopics are the retailflow core's (or ledger's) topics on input set s, outputs under out.
+func (b *Bench) coreTopics(s InputSet, out string) accrualcore.Topics {
+	names := map[schemas.Topic]string{}
+	for _, t := range schemas.InputTopics {
+		names[t] = s.Topic(t)
+	}
+	names[schemas.TopicCommands] = out + ".commands"
+	names[schemas.TopicChangelog] = out + ".changelog"
+	names[schemas.TopicDLQ] = out + ".dlq"
+	b.ensure(names[schemas.TopicCommands], false)
+	b.ensure(names[schemas.TopicDLQ], false)
+	b.ensure(names[schemas.TopicChangelog], true)
+	return accrualcore.Topics{Names: names}
+}
+
+// Run is the whole comparison; it prints a table and the summary line.
+func (b *Bench) Run() {
+	a := b.NewInputSet("A")
+	w := b.NewInputSet("B")
+	b.Produce(&a, generate.Options{Seed: 42, Orders: *orders}, 0, nil)
+	b.Produce(&w, generate.Options{Seed: 44, Orders: *warmOrders}, 0, nil)
+	log.Printf("produced %d events into set A, %d into set B", a.Events, w.Events)
+	nA := a.Events
+
+	// Kafka Streams: cold drain of A, warm drain of B, latency on B, in one JVM.
+	stateDir, err := os.MkdirTemp("", "kstreams-core-")
+	must(err)
+	defer os.RemoveAll(stateDir)
+	ksOutA, ksOutB := b.prefix+".ks-A", b.prefix+".ks-B"
+	for _, o := range []string{ksOutA, ksOutB} {
+		b.ensure(o+".commands", false)
+		b.ensure(o+".dlq", false)
+	}
+	appA, appB := b.prefix+"-ks-a", b.prefix+"-ks-b"
+	b.groups = append(b.groups, appA, appB)
+	began := time.Now()
+	ks := StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
+	ks.Do("start "+appA+" "+a.Prefix+" "+ksOutA, "running")
+	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.alive)
+	ksCold := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(ks.cmd.Process.Pid)}
+	log.Printf("kafka streams core, fresh JVM: %d events in %s, %s CPU", nA, ksCold.Wall.Round(time.Millisecond), ksCold.CPU)
+	ks.Do("stop", "stopped")
+	cpu0, began := cpuOf(ks.cmd.Process.Pid), time.Now()
+	ks.Do("start "+appB+" "+w.Prefix+" "+ksOutB, "running")
+	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.alive)
+	ksWarm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.cmd.Process.Pid) - cpu0}
+	log.Printf("kafka streams core, warm JVM: %d events in %s, %s CPU", w.Events, ksWarm.Wall.Round(time.Millisecond), ksWarm.CPU)
+	ksRate := ksWarm.Rate() / 2
+	ksLat := b.Latency(&w, ksOutB+".commands", 45, ksRate, appB, ks.alive)
+	ks.Do("stop", "stopped")
+	ks.Close()
+	ksCommands := b.ReadAll(ksOutA + ".commands")
+
+	// The full retailflow ledger on A, fresh process.
+	full := b.runLedger(a)
+
+	// The franz-go pass-through over A.
+	pass := b.passThrough(a)
+
+	// The retailflow core on A, fresh process; its commands; latency on A.
+	ct := b.coreTopics(a, b.prefix+".rf-core")
+	group := b.prefix + "-rf-core"
+	spec, err := json.Marshal(ct)
+	must(err)
+	self, err := os.Executable()
+	must(err)
+	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile)
+	cmd.Stderr = os.Stderr
+	began = time.Now()
+	rf := startProcess(cmd)
+	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.alive)
+	rfCore := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(cmd.Process.Pid)}
+	log.Printf("retailflow core, fresh process: %d events in %s, %s CPU", nA, rfCore.Wall.Round(time.Millisecond), rfCore.CPU)
+	rfCommands := b.ReadAll(ct.Names[schemas.TopicCommands])
+	rfRate := rfCore.Rate() / 2
+	rfLat := b.Latency(&a, ct.Names[schemas.TopicCommands], 43, rfRate, group, rf.alive)
+	// and at the Kafka Streams core's rate: the same load on the shared machine
+	rfLatKS := b.Latency(&a, ct.Names[schemas.TopicCommands], 46, ksRate, group, rf.alive)
+	rf.stop()
+
+	identical, detail := compare(ksCommands, rfCommands)
+	log.Printf("commands on A: kafka streams %d, retailflow core %d: %s", len(ksCommands), len(rfCommands), detail)
+
+	fmt.Printf(`## Kafka Streams vs retailflow, the accrual core — %s
+
+Command: `+"`make bench-kstreams`"+` (`+"`go run ./bench/kstreams -orders %d -warm-orders %d -latency-seconds %.0f`"+`)
+One local Kafka 4.1.1 broker (KRaft), %d partitions, 2 cores shared with other work; offline schema ids.
+
+| engine | input events | wall | CPU s | events/s (wall) | events per CPU-second |
+|---|---|---|---|---|---|
+| Kafka Streams core, fresh JVM (set A) | %d | %s | %.2f | %.0f | %.0f |
+| Kafka Streams core, warm JVM (set B, after A) | %d | %s | %.2f | %.0f | %.0f |
+| retailflow core, fresh process (set A) | %d | %s | %.2f | %.0f | %.0f |
+| retailflow full ledger, fresh process (set A) | %d | %s | %.2f | %.0f | %.0f |
+| franz-go pass-through (set A) | %d | %s | %.2f | %.0f | %.0f |
+
+| latency input → committed command | paced at | commands | p50 | p99 |
+|---|---|---|---|---|
+| Kafka Streams core (warm) | %.0f ev/s | %d | %s | %s |
+| retailflow core | %.0f ev/s | %d | %s | %s |
+| retailflow core, at the Kafka Streams core's rate | %.0f ev/s | %d | %s | %s |
+
+Commands on set A: Kafka Streams %d, retailflow core %d — %s.
+
+`, time.Now().UTC().Format("2006-01-02"), *orders, *warmOrders, *latencySecs, b.partitions,
+		nA, ksCold.Wall.Round(time.Millisecond), ksCold.CPU.Seconds(), ksCold.Rate(), ksCold.PerCPU(),
+		ksWarm.Events, ksWarm.Wall.Round(time.Millisecond), ksWarm.CPU.Seconds(), ksWarm.Rate(), ksWarm.PerCPU(),
+		nA, rfCore.Wall.Round(time.Millisecond), rfCore.CPU.Seconds(), rfCore.Rate(), rfCore.PerCPU(),
+		full.Events, full.Wall.Round(time.Millisecond), full.CPU.Seconds(), full.Rate(), full.PerCPU(),
+		pass.Events, pass.Wall.Round(time.Millisecond), pass.CPU.Seconds(), pass.Rate(), pass.PerCPU(),
+		ksRate, len(ksLat), quantile(ksLat, 0.5).Round(time.Millisecond), quantile(ksLat, 0.99).Round(time.Millisecond),
+		rfRate, len(rfLat), quantile(rfLat, 0.5).Round(time.Millisecond), quantile(rfLat, 0.99).Round(time.Millisecond),
+		ksRate, len(rfLatKS), quantile(rfLatKS, 0.5).Round(time.Millisecond), quantile(rfLatKS, 0.99).Round(time.Millisecond),
+		len(ksCommands), len(rfCommands), detail)
+	fmt.Printf("kstreams: ks_core_per_cpu_s=%.0f ks_core_warm_per_cpu_s=%.0f rf_core_per_cpu_s=%.0f ratio=%.2f rf_full_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f ks_p99_ms=%d rf_p99_ms=%d rf_p99_at_ks_rate_ms=%d identical=%t\n",
+		ksCold.PerCPU(), ksWarm.PerCPU(), rfCore.PerCPU(), rfCore.PerCPU()/ksWarm.PerCPU(), full.PerCPU(), pass.PerCPU(),
+		quantile(ksLat, 0.99).Milliseconds(), quantile(rfLat, 0.99).Milliseconds(), quantile(rfLatKS, 0.99).Milliseconds(), identical)
+	if !identical {
+		os.Exit(1)
+	}
+}
+
+// compare reports whether two sorted command lists (key + value bytes) are equal and non-empty.
+func compare(ks, rf []string) (bool, string) {
+	if len(ks) == 0 {
+		return false, "no commands"
+	}
+	i, j, onlyKS, onlyRF := 0, 0, 0, 0
+	var first string
+	for i < len(ks) || j < len(rf) {
+		switch {
+		case j >= len(rf) || i < len(ks) && ks[i] < rf[j]:
+			onlyKS++
+			if first == "" {
+				first = "first only in Kafka Streams: " + describe(ks[i])
+			}
+			i++
+		case i >= len(ks) || rf[j] < ks[i]:
+			onlyRF++
+			if first == "" {
+				first = "first only in retailflow: " + describe(rf[j])
+			}
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	if onlyKS+onlyRF == 0 {
+		return true, "identical (key and value bytes of every command)"
+	}
+	return false, fmt.Sprintf("%d only in Kafka Streams, %d only in retailflow; %s", onlyKS, onlyRF, first)
+}
+
+func describe(kv string) string {
+	_, v, _ := strings.Cut(kv, "\x00")
+	c, err := accrual.DecodeCommand([]byte(v))
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%s %s %s %d (cause %s)", c.OrderID, c.Type, c.RequestID, c.Points, c.CausingEventID)
+}
+
+// runLedger drains s with `retailflow run` (a fresh process; the environment of bench/runtime).
+func (b *Bench) runLedger(s InputSet) Drain {
+	t := b.coreTopics(s, b.prefix+".rf-full")
+	group := b.prefix + "-rf-full"
+	// made here: the runner creates it when missing, but its own topic check can run before
+	// the new topic's metadata has reached it ("does not exist"), which ends the process
+	b.ensure(group+"-reroute", false)
+	n := t.Names
+	cmd := exec.Command(*bin, "run", "--instance-id", "0")
+	cmd.Env = append(os.Environ(),
+		"RETAILFLOW_KAFKA_BROKERS="+strings.Join(b.conn.Brokers, ","),
+		"RETAILFLOW_TOPICS_ORDERS="+n[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+n[schemas.TopicShipments],
+		"RETAILFLOW_TOPICS_RETURNS="+n[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+n[schemas.TopicLoyalty],
+		"RETAILFLOW_TOPICS_ERP="+n[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+n[schemas.TopicCommands],
+		"RETAILFLOW_TOPICS_CHANGELOG="+n[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+n[schemas.TopicDLQ],
+		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(b.partitions), "RETAILFLOW_RUNTIME_GROUP="+group,
+		"RETAILFLOW_LOG_LEVEL=warn", "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
+	cmd.Stderr = os.Stderr
+	began := time.Now()
+	p := startProcess(cmd)
+	b.WaitCaughtUp(group, s.Inputs(), 30*time.Minute, p.alive)
+	d := Drain{Events: s.Events, Wall: time.Since(began), CPU: cpuOf(cmd.Process.Pid)}
+	log.Printf("retailflow full ledger, fresh process: %d events in %s, %s CPU", d.Events, d.Wall.Round(time.Millisecond), d.CPU)
+	p.stop()
+	// the ledger's own topics: the re-route topic and the fingerprint
+	if all, err := b.adm.ListTopics(b.ctx); err == nil {
+		for _, t := range all.Names() {
+			if strings.HasPrefix(t, b.prefix+".rf-full") {
+				b.made = append(b.made, t)
+			}
+		}
+	}
+	return d
+}
+
+// passThrough consumes s in a fresh group and produces each record unchanged (bench/runtime's
+// baseline): the floor cost of moving the bytes with franz-go.
+func (b *Bench) passThrough(s InputSet) Drain {
+	out := b.prefix + ".passthrough"
+	b.ensure(out, false)
+	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.ConsumerGroup(b.prefix+"-passthrough"), kgo.ConsumeTopics(s.Inputs()...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MaxBufferedRecords(50000), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	must(err)
+	defer cl.Close()
+	cpu0, began := selfCPU(), time.Now()
+	got := 0
+	for got < s.Events {
+		fs := cl.PollRecords(b.ctx, 5000)
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			cl.Produce(b.ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Partition: r.Partition}, func(_ *kgo.Record, err error) { must(err) })
+		})
+	}
+	must(cl.Flush(b.ctx))
+	must(cl.CommitUncommittedOffsets(b.ctx))
+	d := Drain{Events: got, Wall: time.Since(began), CPU: selfCPU() - cpu0}
+	log.Printf("franz-go pass-through: %d events in %s, %s CPU", got, d.Wall.Round(time.Millisecond), d.CPU)
+	return d
+}
