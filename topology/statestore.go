@@ -2,6 +2,7 @@ package topology
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // diskStore is the persistent store of one Runner: one Pebble database under
@@ -57,7 +60,33 @@ type DiskOptions struct {
 	// (FlushStep). Fault injection only: the chaoshooks build of `retailflow run` SIGKILLs the
 	// process there (RETAILFLOW_CHAOS_KILL_AT=store-flush-before:<n>).
 	FlushHook func(FlushStep)
+	// CommitTimeout bounds one write to the store (a committed transaction's states, a restore
+	// batch, a wipe) and its close.
+	CommitTimeout time.Duration
+
+	fs vfs.FS // tests: a file system whose disk can be made full; nil is the OS's
 }
+
+// StoreStalledError: a write to the persistent store did not finish within
+// DiskOptions.CommitTimeout.
+type StoreStalledError struct {
+	Dir    string
+	Op     string
+	Waited time.Duration
+	Cause  error
+}
+
+func (e *StoreStalledError) Error() string {
+	return fmt.Sprintf("state store %s (state.dir): %s did not finish within %s: %v", e.Dir, e.Op, e.Waited, e.Cause)
+}
+
+func (e *StoreStalledError) Unwrap() error { return e.Cause }
+
+// storeShutdownWait is how long a shutdown waits for a store write in progress.
+const storeShutdownWait = 3 * time.Second
+
+// health is nil while the store can take writes.
+func (d *diskStore) health() error { return nil }
 
 // FlushStep is a point in the write of a committed transaction's states to the store.
 type FlushStep int
@@ -113,6 +142,7 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
 		Logger:                      pebbleLogger{log: log, dir: dir},
+		FS:                          o.fs,
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // a Get of a new order (a miss) reads no block
@@ -294,7 +324,7 @@ func (w *txnWrite) delete(p int32, key string) error {
 func (w *txnWrite) checkpoint(p int32, m partMeta) { w.metas[p] = m }
 
 // commit writes the values and checkpoints in one Pebble batch, then releases the batch.
-func (w *txnWrite) commit() error {
+func (w *txnWrite) commit(ctx context.Context) error {
 	defer w.b.Close()
 	for p, m := range w.metas {
 		if err := w.b.Set(w.d.metaKey(p), m.encode(), nil); err != nil {

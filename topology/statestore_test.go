@@ -190,7 +190,7 @@ func tamper(t *testing.T, dir string, p int32, change func(*partMeta), bogus boo
 		}
 	}
 	w.checkpoint(p, m)
-	if err := w.commit(); err != nil {
+	if err := w.commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
