@@ -191,6 +191,8 @@ type Runner[E, S, O any] struct {
 
 	stores map[int32]*store[S] // only the run loop touches stores
 	disk   *diskStore          // nil: states in memory (Options.StateDir empty)
+	// diskHealth is disk for Status, which runs on other goroutines (set once Run opened it)
+	diskHealth atomic.Pointer[diskStore]
 
 	rejMu       sync.Mutex
 	rejected    map[source]string // input → topic of the output the broker refused
@@ -359,11 +361,11 @@ type Status struct {
 	Store     error   // the persistent store cannot take writes (stalled, disk full); nil in memory mode
 }
 
-// Ready reports whether the runner has joined the group and every assigned partition's store
-// is restored.
+// Ready reports whether the runner has joined the group, every assigned partition's store
+// is restored and the persistent store takes writes.
 func (r *Runner[E, S, O]) Ready() bool {
 	s := r.Status()
-	return s.Joined && len(s.Restoring) == 0 && s.Err == nil
+	return s.Joined && len(s.Restoring) == 0 && s.Err == nil && s.Store == nil
 }
 
 // Status returns the current status.
@@ -371,6 +373,9 @@ func (r *Runner[E, S, O]) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{Joined: r.joined, Err: r.fatal}
+	if d := r.diskHealth.Load(); d != nil {
+		s.Store = d.health()
+	}
 	for p := range r.ownedParts {
 		s.Owned = append(s.Owned, p)
 	}
@@ -426,6 +431,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		if r.disk, err = openDiskStore(r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
 			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 		}
+		r.diskHealth.Store(r.disk)
 		defer func() {
 			if cerr := r.disk.close(); cerr != nil && err == nil {
 				err = cerr

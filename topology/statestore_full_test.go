@@ -193,7 +193,10 @@ func TestDiskFullHonoursShutdown(t *testing.T) {
 	fillUntilStalled(t, rn.r.disk, fs)
 	f.produce("in-a", "k0", "1")
 	// wait until the runner's own commit is the one waiting
-	for deadline := time.Now().Add(20 * time.Second); rn.r.Status().Store == nil; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := rn.r.Status().Store; err != nil && strings.Contains(err.Error(), "write of a committed transaction's states waiting") {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Status.Store never reported the stall: %+v", rn.r.Status())
 		}
@@ -274,3 +277,29 @@ func abandonedDir(t *testing.T) string {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestDiskFullHonoursShutdownWhenIdle: the same with no write of the runner's in progress —
+// Pebble's Close would wait for ever for a flush that keeps failing, so Run's close of the
+// store is bounded by the shutdown wait too, and reports the store.
+func TestDiskFullHonoursShutdownWhenIdle(t *testing.T) {
+	_, rn, fs, dir := newFullDiskRun(t, time.Minute)
+	fs.full.Store(true)
+	fillUntilStalled(t, rn.r.disk, fs)
+	if rn.r.Ready() || rn.r.Status().Store == nil {
+		t.Errorf("stalled store: Ready %v, Status.Store %v; want not ready", rn.r.Ready(), rn.r.Status().Store)
+	}
+	start := time.Now()
+	rn.cancel()
+	select {
+	case err := <-rn.done:
+		if took := time.Since(start); took > storeShutdownWait+2*time.Second {
+			t.Errorf("Run took %s after cancel, want at most the shutdown wait %s", took, storeShutdownWait)
+		}
+		if err == nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("Run returned %v after cancel with a stalled store, want the store's error naming %s", err, dir)
+		}
+		t.Logf("Run returned after cancel: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return within 20 s of cancel while the store stalled")
+	}
+}

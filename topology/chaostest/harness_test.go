@@ -78,6 +78,8 @@ type harness struct {
 	// stateRoot holds each processor's persistent store (state-<id>), which outlives the
 	// instance's incarnations as a pod's volume does; "" when CHAOS_STATE_MODE=memory
 	stateRoot string
+	// runExtra is extra environment of a processor's incarnations, by instance id (under mu)
+	runExtra map[string][]string
 }
 
 func newHarness(t *testing.T, p params) *harness {
@@ -162,6 +164,9 @@ func (h *harness) slotEnv(s *e2e.Slot) []string {
 	env := h.env(s.ID)
 	if s.Command == "run" && h.stateRoot != "" {
 		env = append(env, "RETAILFLOW_STATE_MODE=pebble", "RETAILFLOW_STATE_DIR="+h.stateDir(s.ID))
+		h.mu.Lock()
+		env = append(env, h.runExtra[s.ID]...)
+		h.mu.Unlock()
 	}
 	if s.Command == "sink" {
 		h.mu.Lock()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/retailflow/retailflow/topology/internal/e2e"
 )
 
 // Faults of the persistent state store (issue 15). The suite's processors run with
@@ -117,9 +119,11 @@ func (h *harness) stateDirDeleted(seg *segment) (string, error) {
 		return "", err
 	}
 	dir := h.stateDir(id)
-	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+	// a Pebble store: MANIFEST-* and the marker file naming the current one (Pebble v2 writes
+	// no CURRENT file)
+	if m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); len(m) == 0 {
 		h.sup.Start("run", id)
-		return "", fmt.Errorf("processor %s left no Pebble store in %s to delete: %v", id, dir, err)
+		return "", fmt.Errorf("processor %s left no Pebble store (MANIFEST-*) in %s to delete", id, dir)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
@@ -138,10 +142,16 @@ func (h *harness) stateDirDeleted(seg *segment) (string, error) {
 }
 
 // stateDirFull puts a processor's state directory on a 64 MiB tmpfs and fills it while traffic
-// flows: `run` must stop with an error naming the directory (the supervisor restarts it, as
-// Kubernetes would, and it must fail the same way while the disk stays full), the other
-// processors take its partitions, and once space returns it must restore and continue. The
-// oracles then show that nothing was lost or doubled.
+// flows, with 1 MiB memtables so that Pebble needs the disk within seconds. Pebble does not
+// fail a write on a full disk, it stalls it (its flushes fail and are retried); `run` must:
+//   - stop by itself, non-zero, with an error naming the directory and ENOSPC, within
+//     state.commit_timeout of the stall (the supervisor restarts it, as Kubernetes would);
+//   - while the disk stays full, honour SIGTERM within the shutdown bound even when its store
+//     is stalled (an incarnation whose Pebble reports the failing flush gets a SIGTERM);
+//   - once space returns, restore (validate its store or wipe it) and continue.
+//
+// The other processors take its partitions meanwhile; the oracles then show that nothing was
+// lost or doubled.
 func (h *harness) stateDirFull(seg *segment) (string, error) {
 	if err := h.needPebble(); err != nil {
 		return "", err
@@ -153,6 +163,14 @@ func (h *harness) stateDirFull(seg *segment) (string, error) {
 	if err := s.Stop(); err != nil {
 		return "", err
 	}
+	h.mu.Lock()
+	h.runExtra = map[string][]string{id: {"RETAILFLOW_STATE_MEMTABLE_BYTES=1048576"}}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.runExtra = nil
+		h.mu.Unlock()
+	}()
 	// the mount hides the instance's store: it restores in full into the tmpfs
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -163,31 +181,70 @@ func (h *harness) stateDirFull(seg *segment) (string, error) {
 	}
 	h.t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() }) // after the processes are killed
 	m := h.mark()
-	h.sup.Start("run", id)
+	slot := h.sup.Start("run", id)
 	if _, err := h.waitRestored(m, id, 90*time.Second); err != nil {
 		return "", err
 	}
 	time.Sleep(2 * time.Second)
+	slot.DrainExits()
 	filler := filepath.Join(dir, "filler")
 	written, err := fill(filler)
 	if err != nil {
 		return "", err
 	}
 	full := time.Now()
-	failed := h.waitLog(m, 90*time.Second, "no space left on device")
-	held := time.Since(full)
-	if held < 10*time.Second {
-		time.Sleep(10*time.Second - held)
+	freeSpace := func() error {
+		if err := os.Remove(filler); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
+	defer freeSpace()
+
+	// 1. it stops by itself, with the error
+	e, ok := waitExit(slot, 3*time.Minute)
+	if !ok {
+		return "", fmt.Errorf("processor %s ran 3 min on a full state directory (%d MiB filler) without stopping", id, written>>20)
+	}
+	stopped := time.Since(full)
+	failed := grepFile(e.Log, "(state.dir)")
+	if e.Code == 0 || e.Signal != 0 || !strings.Contains(failed, dir) || !strings.Contains(failed, "no space left on device") {
+		return "", fmt.Errorf("processor %s on a full disk exited with status %d (signal %v); want a non-zero exit whose log names %s and ENOSPC: %q (log %s)", id, e.Code, e.Signal, dir, trimLog(failed), e.Log)
+	}
+
+	// 2. SIGTERM while the disk is still full: an incarnation whose store reports the failing
+	// flush (or whose writes wait on it) must stop within the shutdown bound
+	term := "no incarnation reached a stalled store within 90 s"
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
+		log := slot.LogPath()
+		if grepFile(log, "pebble background error") == "" || grepFile(log, "runtime stopped") != "" {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		slot.DrainExits()
+		at := time.Now()
+		if !slot.Signal(syscall.SIGTERM) {
+			continue
+		}
+		var e e2e.Exit
+		for e.Log != log {
+			var ok bool
+			if e, ok = waitExit(slot, 30*time.Second); !ok {
+				return "", fmt.Errorf("processor %s did not stop within 30 s of SIGTERM with its store stalled on a full disk (log %s)", id, log)
+			}
+		}
+		took := time.Since(at)
+		if took > 15*time.Second {
+			return "", fmt.Errorf("processor %s took %s to stop after SIGTERM with its store stalled, want ≤ 15 s (log %s)", id, took.Round(time.Millisecond), e.Log)
+		}
+		term = fmt.Sprintf("SIGTERM while stalled: exit %d after %s", e.Code, took.Round(100*time.Millisecond))
+		break
+	}
+
+	// 3. space returns: it restores and continues
 	freed := h.mark()
-	if err := os.Remove(filler); err != nil {
+	if err := freeSpace(); err != nil {
 		return "", err
-	}
-	if failed == "" {
-		return "", fmt.Errorf("processor %s ran 90 s on a full state directory (%d MiB filler) without reporting ENOSPC", id, written>>20)
-	}
-	if !strings.HasPrefix(failed, "run-"+id+"-") || !strings.Contains(failed, dir) {
-		return "", fmt.Errorf("the disk-full error does not come from processor %s or does not name %s: %s", id, dir, failed)
 	}
 	rs, err := h.waitRestored(freed, id, 2*time.Minute)
 	if err != nil {
@@ -200,8 +257,32 @@ func (h *harness) stateDirFull(seg *segment) (string, error) {
 		}
 		return nil
 	}
-	return fmt.Sprintf("instance %s on a full 64 MiB tmpfs %s; it stopped: %q; recovered with tail=[%s] full=[%s]",
-		id, time.Since(full).Round(time.Second), trimLog(failed), r.tail, r.full), nil
+	return fmt.Sprintf("instance %s, 64 MiB tmpfs filled: stopped by itself after %s: %q; %s; recovered with tail=[%s] full=[%s]",
+		id, stopped.Round(time.Second), trimLog(failed), term, r.tail, r.full), nil
+}
+
+// waitExit waits up to limit for the next exit of a slot's incarnation.
+func waitExit(s *e2e.Slot, limit time.Duration) (e2e.Exit, bool) {
+	select {
+	case e := <-s.Exits():
+		return e, true
+	case <-time.After(limit):
+		return e2e.Exit{}, false
+	}
+}
+
+// grepFile returns the first line of path containing needle (case-insensitive), or "".
+func grepFile(path, needle string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(strings.ToLower(l), strings.ToLower(needle)) {
+			return l
+		}
+	}
+	return ""
 }
 
 // fill writes zeros to path until the file system is full (ENOSPC) and returns how many bytes.
