@@ -428,7 +428,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
 	if r.o.StateDir != "" {
-		if r.disk, err = openDiskStore(r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
+		if r.disk, err = openDiskStore(ctx, r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
 			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 		}
 		r.diskHealth.Store(r.disk)

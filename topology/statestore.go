@@ -157,7 +157,8 @@ func (d *diskStore) listener() *pebble.EventListener {
 			}
 			h.mu.Unlock()
 			if logIt {
-				d.log.Error("state store: pebble background error (a flush or compaction failed; pebble retries it)", "dir", d.dir, "err", err, "errors", n)
+				// err.Error(): slog would print Pebble's errors with %+v, stack traces included
+				d.log.Error("state store: pebble background error (a flush or compaction failed; pebble retries it)", "dir", d.dir, "err", err.Error(), "errors", n)
 			}
 		},
 		WriteStallBegin: func(i pebble.WriteStallBeginInfo) {
@@ -365,7 +366,7 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 
 // openDiskStore opens (creating it if need be) the store under dir for stage. A second process
 // on the same dir fails here (Pebble's LOCK file).
-func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskStore, error) {
+func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *slog.Logger) (*diskStore, error) {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
 	}
@@ -412,6 +413,7 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 		err error
 	}
 	done := make(chan opened, 1)
+	start := time.Now()
 	go func() {
 		db, err := pebble.Open(filepath.Clean(dir), opts)
 		done <- opened{db, err}
@@ -428,10 +430,19 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 		d.db = r.db
 		return d, nil
 	case <-time.After(o.CommitTimeout):
-		d.h.mu.Lock()
-		err := &StoreStalledError{Dir: dir, Op: "open", Waited: o.CommitTimeout, Stall: d.stallLocked(time.Now()), Cause: d.causeLocked(time.Now())}
-		d.h.mu.Unlock()
-		return nil, err
+		return nil, d.giveUp("open", start)
+	case <-ctx.Done():
+		// shutdown: the open is not waited for longer than a write would be
+		select {
+		case r := <-done:
+			if r.err == nil {
+				d.db = r.db
+				return d, nil
+			}
+			return nil, fmt.Errorf("state store %s (state.dir): open: %w", dir, r.err)
+		case <-time.After(storeShutdownWait):
+			return nil, d.giveUp("open", start)
+		}
 	}
 }
 
@@ -736,7 +747,7 @@ func (w *restoreWriter) close() {
 // partition in key order, and checkpoints with each partition's changelog offset (the next
 // offset to read) and key count. For tests, benchmarks and an operator's inspection.
 func ScanStore(dir, stage string, fn func(partition int32, key, value []byte) error, checkpoint func(partition int32, next, keys int64)) error {
-	d, err := openDiskStore(dir, stage, DiskOptions{CacheBytes: 8 << 20, MemtableBytes: 4 << 20}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, stage, DiskOptions{CacheBytes: 8 << 20, MemtableBytes: 4 << 20}, slog.Default())
 	if err != nil {
 		return err
 	}

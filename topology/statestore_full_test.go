@@ -226,7 +226,7 @@ func TestDiskStoreCommitWatchdog(t *testing.T) {
 	dir := filepath.Join(abandonedDir(t), "state")
 	fs := &fullFS{FS: vfs.Default}
 	t.Cleanup(func() { fs.full.Store(false) })
-	d, err := openDiskStore(dir, "sum", DiskOptions{MemtableBytes: 1 << 20, CommitTimeout: time.Second, fs: fs}, discardLog())
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{MemtableBytes: 1 << 20, CommitTimeout: time.Second, fs: fs}, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func sumsOf(inputs map[string][]int64) map[string]int64 {
 // checkDisk opens dir's store (the runner stopped) and compares every key of the stage with want.
 func checkDisk(t *testing.T, dir string, want map[string]int64) {
 	t.Helper()
-	d, err := openDiskStore(dir, "sum", DiskOptions{}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 // tamper rewrites partition p's checkpoint in dir (the runner stopped).
 func tamper(t *testing.T, dir string, p int32, change func(*partMeta), bogus bool) {
 	t.Helper()
-	d, err := openDiskStore(dir, "sum", DiskOptions{}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
