@@ -88,13 +88,16 @@ func storeFlushKill(step string) func(h *harness, seg *segment) (string, error) 
 		if err != nil {
 			return "", err
 		}
+		// killAtStep returns once the armed incarnation has died: every restore logged from
+		// here on is its restarted successor's (the armed one restored too, before the kill,
+		// possibly partitions new to it, in full)
+		killed := h.mark()
 		id := strings.Fields(strings.TrimPrefix(note, "instance "))[0]
-		rs, err := h.waitRestored(seg.mark, id, 90*time.Second)
+		rs, err := h.waitRestored(killed, id, 90*time.Second)
 		if err != nil {
 			return note, err
 		}
-		// the SIGTERMed incarnation before the armed one restores too: look at the last one
-		r := rs[len(rs)-1]
+		r := rs[0]
 		if r.store != "disk" {
 			return note, fmt.Errorf("processor %s restored into %q, want the persistent store: %s", id, r.store, r.line)
 		}
