@@ -51,6 +51,9 @@ type diskStore struct {
 	timeout time.Duration   // DiskOptions.CommitTimeout
 	log     *slog.Logger
 	h       storeHealth
+	// dirID identifies the directory the store was opened in (device, inode): a directory
+	// deleted (or replaced) under a running store is found at the next write (checkDir)
+	dirID [2]uint64
 }
 
 // DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
@@ -131,6 +134,7 @@ type storeHealth struct {
 	writes      map[uint64]writeInFlight
 	nextWrite   uint64
 	broken      error // a write was given up on: the store takes no more writes and is not closed
+	gone        error // its directory was deleted or replaced: no more writes (checkDir)
 }
 
 type writeInFlight struct {
@@ -225,6 +229,9 @@ func (d *diskStore) health() error {
 	if h.broken != nil {
 		return h.broken
 	}
+	if h.gone != nil {
+		return h.gone
+	}
 	now := time.Now()
 	for _, w := range h.writes {
 		if age := now.Sub(w.since); age > healthSlowAfter {
@@ -253,6 +260,10 @@ func (d *diskStore) health() error {
 // rotation) is returned as an error naming the directory and breaks the store the same way.
 func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) error {
 	if err := d.brokenErr(); err != nil {
+		b.Close()
+		return err
+	}
+	if err := d.checkDir(); err != nil {
 		b.Close()
 		return err
 	}
@@ -304,6 +315,46 @@ func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) erro
 	delete(h.writes, id)
 	h.mu.Unlock()
 	return err
+}
+
+// checkDir fails (and every later write with it) when its directory is no longer the one it was opened
+// in: deleted while running (Pebble writes on into files that have no name any more, so nothing
+// it writes survives a restart, and its next flush fails) or replaced. One stat per write.
+func (d *diskStore) checkDir() error {
+	d.h.mu.Lock()
+	gone := d.h.gone
+	d.h.mu.Unlock()
+	if gone != nil {
+		return gone
+	}
+	id, err := dirIdentity(d.dir)
+	if err == nil && id == d.dirID {
+		return nil
+	}
+	why := "replaced by another directory"
+	if err != nil {
+		why = err.Error()
+	}
+	err = fmt.Errorf("state store %s (state.dir): the directory was deleted or replaced while the store was open (%s); the store's files are gone: stopping, the restart restores every partition into a new store", d.dir, why)
+	d.h.mu.Lock()
+	if d.h.gone == nil {
+		d.h.gone = err
+	}
+	d.h.mu.Unlock()
+	return err
+}
+
+// dirIdentity is (device, inode) of dir.
+func dirIdentity(dir string) ([2]uint64, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return [2]uint64{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return [2]uint64{}, nil // no inodes here: not checked
+	}
+	return [2]uint64{uint64(st.Dev), st.Ino}, nil //nolint:unconvert // Dev's type differs by platform
 }
 
 // giveUp marks the store broken by a write (op, begun at start) that did not finish.
@@ -418,6 +469,10 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 		db, err := pebble.Open(filepath.Clean(dir), opts)
 		done <- opened{db, err}
 	}()
+	var err error
+	if d.dirID, err = dirIdentity(dir); err != nil {
+		return nil, fmt.Errorf("state store %s (state.dir): %w", dir, err)
+	}
 	select {
 	case r := <-done:
 		if r.err != nil {
