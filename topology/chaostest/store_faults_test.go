@@ -30,6 +30,9 @@ func init() {
 		// batches behind, each batch whole.
 		fault{name: "sigkill-store-flush-after", inject: storeFlushKill("store-flush-after")},
 		fault{name: "state-dir-deleted", inject: (*harness).stateDirDeleted},
+		// the directory removed under a running instance: it must stop at its next write,
+		// naming the directory, and its restart restores in full
+		fault{name: "state-dir-deleted-running", inject: (*harness).stateDirDeletedRunning},
 		// long: mounts a tmpfs (root), which the short version must not need
 		fault{name: "state-dir-full", long: true, ordersX: 6, inject: (*harness).stateDirFull},
 	)
@@ -168,6 +171,49 @@ func (h *harness) stateDirDeleted(seg *segment) (string, error) {
 		return "", fmt.Errorf("processor %s restored with its state directory deleted, want every partition in full: %s", id, r.line)
 	}
 	return fmt.Sprintf("instance %s stopped, %s deleted; restarted with full=[%s] (%s records)", id, filepath.Base(dir), r.full, r.records), nil
+}
+
+// stateDirDeletedRunning deletes a running processor's state directory while traffic flows.
+// Pebble would write on into files without a name (nothing of it would survive a restart);
+// `run` must stop by itself, non-zero, with an error naming state.dir, and its restart must
+// restore every partition it is given in full into a new directory.
+func (h *harness) stateDirDeletedRunning(seg *segment) (string, error) {
+	if err := h.needPebble(); err != nil {
+		return "", err
+	}
+	time.Sleep(seg.produceFor / 4)
+	ps := h.processors()
+	slot := ps[h.rng.IntN(len(ps))]
+	id := slot.ID
+	dir := h.stateDir(id)
+	if m, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*")); len(m) == 0 {
+		return "", fmt.Errorf("processor %s has no Pebble store (MANIFEST-*) in %s to delete", id, dir)
+	}
+	slot.DrainExits()
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	deleted := time.Now()
+	e, ok := waitExit(slot, 90*time.Second)
+	if !ok {
+		return "", fmt.Errorf("processor %s ran 90 s after its state directory %s was deleted without stopping", id, dir)
+	}
+	stopped := time.Since(deleted)
+	failed := grepFile(e.Log, "(state.dir)")
+	if e.Code == 0 || e.Signal != 0 || !strings.Contains(failed, dir) || !strings.Contains(failed, "deleted") {
+		return "", fmt.Errorf("processor %s exited with status %d (signal %v) after its directory was deleted; want non-zero, its log naming %s: %q (log %s)", id, e.Code, e.Signal, dir, trimLog(failed), e.Log)
+	}
+	// the supervisor restarts it after a pause: every restore from here on is the restart's
+	rs, err := h.waitRestored(h.mark(), id, 90*time.Second)
+	if err != nil {
+		return "", err
+	}
+	r := rs[0]
+	if r.store != "disk" || strings.TrimSpace(r.full) == "" || strings.TrimSpace(r.tail) != "" {
+		return "", fmt.Errorf("processor %s restarted after its directory was deleted, want every partition in full: %s", id, r.line)
+	}
+	return fmt.Sprintf("instance %s: %s deleted while running; stopped by itself after %s (exit %d); restarted with full=[%s] (%s records)",
+		id, filepath.Base(dir), stopped.Round(100*time.Millisecond), e.Code, r.full, r.records), nil
 }
 
 // stateDirFull puts a processor's state directory on a 64 MiB tmpfs and fills it while traffic
