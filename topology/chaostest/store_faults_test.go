@@ -133,7 +133,7 @@ func storeFlushKill(step string) func(h *harness, seg *segment) (string, error) 
 				}
 			}
 		}
-		return fmt.Sprintf("%s; restart was given only partitions its store did not hold (%d restores, the first full=[%s]): the tail trust was not exercised this time (TestDiskStoreCrashBetweenCommitAndWrite covers it)", note, len(rs), rs[0].full), nil
+		return fmt.Sprintf("%s; the restart was given no partition its store held (%d restores, the first full=[%s] tail=[%s]): the tail trust was not exercised this time (TestDiskStoreCrashBetweenCommitAndWrite covers it)", note, len(rs), rs[0].full, rs[0].tail), nil
 	}
 }
 
