@@ -124,16 +124,38 @@ func checkDisk(t *testing.T, dir string, want map[string]int64) {
 	}
 }
 
+// firstRun makes a disk-store fixture in which instance "0", on an empty state directory,
+// processes perKey inputs of each of the 6 keys (their sums checked) and stops.
+func firstRun(t *testing.T, perKey int) (*fixture, *restoreLog, map[string][]int64) {
+	t.Helper()
+	f, rl := newDiskFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, perKey, inputs)
+	rn := f.start("0", nil, nil)
+	checkSums(t, f.committed("out", 6*perKey), inputs)
+	rn.stop(t)
+	return f, rl, inputs
+}
+
+// restartAndFeed starts instance "0" again on its state directory, waits until its store is
+// restored, feeds one more input to each of the 6 keys, checks that the sums continue exactly
+// (outputs committed in all), stops it, and returns what that start restored.
+func restartAndFeed(t *testing.T, f *fixture, rl *restoreLog, inputs map[string][]int64, outputs int) (records int, full string, wiped []string) {
+	t.Helper()
+	mark := len(rl.snapshot())
+	rn := f.start("0", nil, nil)
+	waitReady(t, rn)
+	f.feed(6, 1, inputs)
+	checkSums(t, f.committed("out", outputs), inputs)
+	rn.stop(t)
+	return rl.restored(mark)
+}
+
 // TestDiskStoreRestoresOnlyTheTail: after a clean stop, a restart reads only the changelog
 // records written after the store's checkpoints (here: none), and a partition whose changelog
 // got records from another owner meanwhile reads exactly those; the sums continue exactly.
 func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 5, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 30), inputs)
-	rn.stop(t)
+	f, rl, inputs := firstRun(t, 5)
 	if n, full, _ := rl.restored(0); n != 0 || full != "[0 1 2]" {
 		t.Fatalf("first start: restored %d records, full %s; want 0 records, all partitions full (empty store)", n, full)
 	}
@@ -142,7 +164,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 	// Restart: nothing new in the changelog, so nothing is read.
 	mark := len(rl.snapshot())
 	f.feed(6, 2, inputs)
-	rn = f.start("0", nil, nil)
+	rn := f.start("0", nil, nil)
 	checkSums(t, f.committed("out", 42), inputs)
 	rn.stop(t)
 	if n, full, wiped := rl.restored(mark); n != 0 || full != "[]" || len(wiped) > 0 {
@@ -156,13 +178,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 	f.feed(6, 1, inputs)
 	checkSums(t, f.committed("out", 48), inputs)
 	rn1.stop(t)
-	mark = len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 54), inputs)
-	rn.stop(t)
-	if n, full, _ := rl.restored(mark); n != 6 || full != "[]" {
+	if n, full, _ := restartAndFeed(t, f, rl, inputs, 54); n != 6 || full != "[]" {
 		t.Fatalf("restart after another owner: restored %d records (full %s), want the 6 the other owner wrote", n, full)
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
@@ -209,23 +225,12 @@ func TestDiskStoreNotTrustedIsRestoredFully(t *testing.T) {
 		{"other-record", func(m *partMeta) { m.LastHash++ }, "differs from the one the store recorded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, rl := newDiskFixture(t)
-			inputs := map[string][]int64{}
-			f.feed(6, 4, inputs)
-			rn := f.start("0", nil, nil)
-			checkSums(t, f.committed("out", 24), inputs)
-			rn.stop(t)
+			f, rl, inputs := firstRun(t, 4)
 			dir := f.instanceStateDir("0")
 			var p int32 = 1
 			tamper(t, dir, p, tc.change, true)
 
-			mark := len(rl.snapshot())
-			rn = f.start("0", nil, nil)
-			waitReady(t, rn)
-			f.feed(6, 1, inputs)
-			checkSums(t, f.committed("out", 30), inputs)
-			rn.stop(t)
-			n, full, wiped := rl.restored(mark)
+			n, full, wiped := restartAndFeed(t, f, rl, inputs, 30)
 			if full != "[1]" || len(wiped) != 1 || !strings.Contains(wiped[0], tc.reason) {
 				t.Fatalf("restore: full %s, wiped %v; want partition 1 wiped because %q", full, wiped, tc.reason)
 			}
@@ -243,17 +248,12 @@ func TestDiskStoreNotTrustedIsRestoredFully(t *testing.T) {
 // it). Restarted on that directory, the runner restores only the tail (the transaction that
 // committed after the snapshot) and every sum continues exactly.
 func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 3, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 18), inputs)
+	f, rl, inputs := firstRun(t, 3)
 
 	// Hold the next transaction inside Process, snapshot the store there, let it commit.
 	var once sync.Once
 	entered, release := make(chan struct{}), make(chan struct{})
-	rn.stop(t)
-	rn = f.start("0", nil, func() {
+	rn := f.start("0", nil, func() {
 		once.Do(func() { close(entered); <-release })
 	})
 	waitReady(t, rn)
@@ -278,13 +278,7 @@ func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
 	if err := os.Rename(crashed, f.instanceStateDir("0")); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 36), inputs)
-	rn.stop(t)
-	n, full, wiped := rl.restored(mark)
+	n, full, wiped := restartAndFeed(t, f, rl, inputs, 36)
 	if full != "[]" || len(wiped) > 0 {
 		t.Fatalf("restart on the crashed store: full %s, wiped %v; want a tail restore", full, wiped)
 	}
@@ -298,22 +292,11 @@ func TestDiskStoreCrashBetweenCommitAndWrite(t *testing.T) {
 // TestDiskStoreDeletedWhileStopped: the state directory is gone when the runner starts again (a
 // new volume, an operator's rm): it restores every partition fully and continues exactly.
 func TestDiskStoreDeletedWhileStopped(t *testing.T) {
-	f, rl := newDiskFixture(t)
-	inputs := map[string][]int64{}
-	f.feed(6, 3, inputs)
-	rn := f.start("0", nil, nil)
-	checkSums(t, f.committed("out", 18), inputs)
-	rn.stop(t)
+	f, rl, inputs := firstRun(t, 3)
 	if err := os.RemoveAll(f.instanceStateDir("0")); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(rl.snapshot())
-	rn = f.start("0", nil, nil)
-	waitReady(t, rn)
-	f.feed(6, 1, inputs)
-	checkSums(t, f.committed("out", 24), inputs)
-	rn.stop(t)
-	if n, full, _ := rl.restored(mark); full != "[0 1 2]" || n < 6 {
+	if n, full, _ := restartAndFeed(t, f, rl, inputs, 24); full != "[0 1 2]" || n < 6 {
 		t.Fatalf("restart without a directory: restored %d records, full %s; want every partition in full", n, full)
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))

@@ -73,7 +73,7 @@ func TestCoresAgree(t *testing.T) {
 		done <- RunCore(rctx, b.conn.Brokers, ct, group, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}()
 	b.WaitCaughtUp(group, in.Inputs(), 2*time.Minute, nil)
-	b.WaitCaughtUp(app, in.Inputs(), 2*time.Minute, ks.alive)
+	b.WaitCaughtUp(app, in.Inputs(), 2*time.Minute, ks.Alive)
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("retailflow core: %v", err)

@@ -33,7 +33,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -44,24 +43,22 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/accrual"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/topology"
 	"github.com/retailflow/retailflow/topology/accrualcore"
 )
@@ -214,69 +211,23 @@ func (b *Bench) NewInputSet(name string) InputSet {
 
 // Produce generates traffic with opts and produces it into s (unpaced when rate is 0); sent,
 // when set, records each input's coordinates → timestamp.
-func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *sync.Map) int {
+func (b *Bench) Produce(s *InputSet, opts generate.Options, rate float64, sent *rig.Sent) int {
 	tr, err := generate.Generate(opts)
 	must(err)
 	return b.ProduceTraffic(s, tr.Records, rate, sent)
 }
 
 // ProduceTraffic produces records into s (see Produce).
-func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *sync.Map) int {
-	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
+func (b *Bench) ProduceTraffic(s *InputSet, records []generate.Record, rate float64, sent *rig.Sent) int {
+	n, err := rig.Produce(b.ctx, b.conn, b.serde, records, s.Topic, rate, sent)
 	must(err)
-	defer cl.Close()
-	start := time.Now()
-	for i, r := range records {
-		value := r.Raw
-		if r.Event != nil {
-			value, err = b.serde.EncodeEvent(r.Topic, r.Event)
-			must(err)
-		}
-		if rate > 0 {
-			if w := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); w > 0 {
-				time.Sleep(w)
-			}
-		}
-		cl.Produce(b.ctx, &kgo.Record{Topic: s.Topic(r.Topic), Key: []byte(r.Key), Value: value, Timestamp: time.Now()},
-			func(r *kgo.Record, err error) {
-				must(err)
-				if sent != nil {
-					sent.Store(source(r.Topic, r.Partition, r.Offset), r.Timestamp)
-				}
-			})
-	}
-	must(cl.Flush(b.ctx))
-	s.Events += len(records)
-	return len(records)
-}
-
-func source(topic string, p int32, o int64) string {
-	return topic + "/" + strconv.Itoa(int(p)) + "@" + strconv.FormatInt(o, 10)
+	s.Events += n
+	return n
 }
 
 // WaitCaughtUp waits until group has committed the end offset of every input partition.
 func (b *Bench) WaitCaughtUp(group string, inputs []string, limit time.Duration, alive func() error) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if alive != nil {
-			must(alive())
-		}
-		ends, err1 := b.adm.ListEndOffsets(b.ctx, inputs...)
-		com, err2 := b.adm.FetchOffsets(b.ctx, group)
-		if err1 == nil && err2 == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := com.Lookup(o.Topic, o.Partition); !ok || c.At < o.Offset {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	log.Fatalf("group %s not caught up within %s", group, limit)
+	must(rig.WaitCaughtUp(b.ctx, b.adm, group, inputs, limit, alive))
 }
 
 // ReadAll reads a topic read_committed to its end: every record as key + value.
@@ -312,59 +263,23 @@ func (b *Bench) Cleanup() {
 
 // ---------------------------------------------------------------------------- processes
 
-// cpuOf is the user+system CPU time a live process has used (Linux /proc; as bench/runtime).
-func cpuOf(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuOf is the CPU time the live process p has used.
+func cpuOf(p *rig.Process) time.Duration {
+	d, err := p.CPU()
 	must(err)
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
+	return d
 }
 
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// process is a child process with a liveness check.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startProcess(cmd *exec.Cmd) *process {
-	must(cmd.Start())
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	return p
-}
-
-// alive fails once the process has exited.
-func (p *process) alive() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited: %v", filepath.Base(p.cmd.Path), p.err)
-	default:
-		return nil
-	}
-}
-
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(90 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+// stop ends p: SIGTERM, and SIGKILL after 90 s.
+func stop(p *rig.Process) {
+	if err := p.Stop(syscall.SIGTERM, 90*time.Second); err != nil {
+		log.Print(err)
 	}
 }
 
 // KSApp is the Kafka Streams core's JVM, driven over stdin.
 type KSApp struct {
-	*process
+	*rig.Process
 	in    io.WriteCloser
 	lines *bufio.Scanner
 }
@@ -386,8 +301,9 @@ func StartKS(brokers []string, jar, java, stateDir string, p accrual.Policy) *KS
 	out, err := cmd.StdoutPipe()
 	must(err)
 	cmd.Stderr = os.Stderr
-	k := &KSApp{process: startProcess(cmd), in: in, lines: bufio.NewScanner(out)}
-	return k
+	proc, err := rig.Start(cmd)
+	must(err)
+	return &KSApp{Process: proc, in: in, lines: bufio.NewScanner(out)}
 }
 
 // Do sends one command and waits for its answer line.
@@ -399,16 +315,16 @@ func (k *KSApp) Do(line, want string) {
 			return
 		}
 	}
-	log.Fatalf("kstreams-core: no %q after %q (exited: %v)", want, line, k.alive())
+	log.Fatalf("kstreams-core: no %q after %q (exited: %v)", want, line, k.Alive())
 }
 
 // Close ends the JVM (EOF on stdin) and waits.
 func (k *KSApp) Close() {
 	k.in.Close()
 	select {
-	case <-k.done:
+	case <-k.Done():
 	case <-time.After(90 * time.Second):
-		k.stop()
+		stop(k.Process)
 	}
 }
 
@@ -417,74 +333,21 @@ func (k *KSApp) Close() {
 // Latency produces paced traffic (seed, orders) into s and measures, for each command that
 // appears on output (read_committed), input timestamp → visible.
 func (b *Bench) Latency(s *InputSet, output string, seed uint64, rate float64, group string, alive func() error) []time.Duration {
-	ends, err := b.adm.ListEndOffsets(b.ctx, output)
+	lats, err := rig.Latency(b.ctx, b.conn, b.adm, output, func(sent *rig.Sent) error {
+		n := max(100, int(rate**latencySecs/6.8))
+		b.Produce(s, generate.Options{Seed: seed, Orders: n}, rate, sent)
+		return rig.WaitCaughtUp(b.ctx, b.adm, group, s.Inputs(), 5*time.Minute, alive)
+	})
 	must(err)
-	start := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) { start[o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{output: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))...)
-	must(err)
-	defer cl.Close()
-	var sent sync.Map
-	var lats []time.Duration
-	done := make(chan struct{})
-	ctx, cancel := context.WithCancel(b.ctx)
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			fs := cl.PollFetches(ctx)
-			now := time.Now()
-			fs.EachRecord(func(r *kgo.Record) {
-				var t, p, o string
-				for _, h := range r.Headers {
-					switch h.Key {
-					case headers.SourceTopic:
-						t = string(h.Value)
-					case headers.SourcePartition:
-						p = string(h.Value)
-					case headers.SourceOffset:
-						o = string(h.Value)
-					}
-				}
-				src := t + "/" + p + "@" + o
-				for range 50 { // the promise may store the timestamp a moment after the record is visible
-					if ts, ok := sent.Load(src); ok {
-						lats = append(lats, now.Sub(ts.(time.Time)))
-						return
-					}
-					time.Sleep(time.Millisecond)
-				}
-			})
-		}
-	}()
-	n := max(100, int(rate**latencySecs/6.8))
-	b.Produce(s, generate.Options{Seed: seed, Orders: n}, rate, &sent)
-	b.WaitCaughtUp(group, s.Inputs(), 5*time.Minute, alive)
-	time.Sleep(time.Second)
-	cancel()
-	<-done
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	return lats
 }
 
-func quantile(l []time.Duration, q float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	return l[int(q*float64(len(l)-1))]
-}
+var quantile = rig.Quantile
 
 // ---------------------------------------------------------------------------- the run
 
 // Drain is one measured drain.
-type Drain struct {
-	Events int
-	Wall   time.Duration
-	CPU    time.Duration
-}
-
-func (d Drain) PerCPU() float64 { return float64(d.Events) / d.CPU.Seconds() }
-func (d Drain) Rate() float64   { return float64(d.Events) / d.Wall.Seconds() }
+type Drain = rig.Drain
 
 // coreTopics are the retailflow core's (or ledger's) topics on input set s, outputs under out.
 func (b *Bench) coreTopics(s InputSet, out string) accrualcore.Topics {
@@ -524,17 +387,17 @@ func (b *Bench) Run() {
 	began := time.Now()
 	ks := StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
 	ks.Do("start "+appA+" "+a.Prefix+" "+ksOutA, "running")
-	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.alive)
-	ksCold := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(ks.cmd.Process.Pid)}
+	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.Alive)
+	ksCold := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(ks.Process)}
 	log.Printf("kafka streams core, fresh JVM: %d events in %s, %s CPU", nA, ksCold.Wall.Round(time.Millisecond), ksCold.CPU)
 	ks.Do("stop", "stopped")
-	cpu0, began := cpuOf(ks.cmd.Process.Pid), time.Now()
+	cpu0, began := cpuOf(ks.Process), time.Now()
 	ks.Do("start "+appB+" "+w.Prefix+" "+ksOutB, "running")
-	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.alive)
-	ksWarm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.cmd.Process.Pid) - cpu0}
+	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.Alive)
+	ksWarm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process) - cpu0}
 	log.Printf("kafka streams core, warm JVM: %d events in %s, %s CPU", w.Events, ksWarm.Wall.Round(time.Millisecond), ksWarm.CPU)
 	ksRate := ksWarm.Rate() / 2
-	ksLat := b.Latency(&w, ksOutB+".commands", 45, ksRate, appB, ks.alive)
+	ksLat := b.Latency(&w, ksOutB+".commands", 45, ksRate, appB, ks.Alive)
 	ks.Do("stop", "stopped")
 	ks.Close()
 	ksCommands := b.ReadAll(ksOutA + ".commands")
@@ -555,16 +418,17 @@ func (b *Bench) Run() {
 	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile)
 	cmd.Stderr = os.Stderr
 	began = time.Now()
-	rf := startProcess(cmd)
-	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.alive)
-	rfCore := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(cmd.Process.Pid)}
+	rf, err := rig.Start(cmd)
+	must(err)
+	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.Alive)
+	rfCore := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(rf)}
 	log.Printf("retailflow core, fresh process: %d events in %s, %s CPU", nA, rfCore.Wall.Round(time.Millisecond), rfCore.CPU)
 	rfCommands := b.ReadAll(ct.Names[schemas.TopicCommands])
 	rfRate := rfCore.Rate() / 2
-	rfLat := b.Latency(&a, ct.Names[schemas.TopicCommands], 43, rfRate, group, rf.alive)
+	rfLat := b.Latency(&a, ct.Names[schemas.TopicCommands], 43, rfRate, group, rf.Alive)
 	// and at the Kafka Streams core's rate: the same load on the shared machine
-	rfLatKS := b.Latency(&a, ct.Names[schemas.TopicCommands], 46, ksRate, group, rf.alive)
-	rf.stop()
+	rfLatKS := b.Latency(&a, ct.Names[schemas.TopicCommands], 46, ksRate, group, rf.Alive)
+	stop(rf)
 
 	identical, detail := compare(ksCommands, rfCommands)
 	log.Printf("commands on A: kafka streams %d, retailflow core %d: %s", len(ksCommands), len(rfCommands), detail)
@@ -656,23 +520,14 @@ func (b *Bench) runLedger(s InputSet) Drain {
 	// made here: the runner creates it when missing, but its own topic check can run before
 	// the new topic's metadata has reached it ("does not exist"), which ends the process
 	b.ensure(group+"-reroute", false)
-	n := t.Names
-	cmd := exec.Command(*bin, "run", "--instance-id", "0")
-	cmd.Env = append(os.Environ(),
-		"RETAILFLOW_KAFKA_BROKERS="+strings.Join(b.conn.Brokers, ","),
-		"RETAILFLOW_TOPICS_ORDERS="+n[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+n[schemas.TopicShipments],
-		"RETAILFLOW_TOPICS_RETURNS="+n[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+n[schemas.TopicLoyalty],
-		"RETAILFLOW_TOPICS_ERP="+n[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+n[schemas.TopicCommands],
-		"RETAILFLOW_TOPICS_CHANGELOG="+n[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+n[schemas.TopicDLQ],
-		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(b.partitions), "RETAILFLOW_RUNTIME_GROUP="+group,
-		"RETAILFLOW_LOG_LEVEL=warn", "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
-	cmd.Stderr = os.Stderr
+	env := rig.RunEnv(t.Names, b.partitions, group, "warn", "RETAILFLOW_KAFKA_BROKERS="+strings.Join(b.conn.Brokers, ","))
 	began := time.Now()
-	p := startProcess(cmd)
-	b.WaitCaughtUp(group, s.Inputs(), 30*time.Minute, p.alive)
-	d := Drain{Events: s.Events, Wall: time.Since(began), CPU: cpuOf(cmd.Process.Pid)}
+	p, err := rig.StartRun(*bin, []string{"run", "--instance-id", "0"}, env, func(line []byte) { fmt.Fprintf(os.Stderr, "%s\n", line) })
+	must(err)
+	b.WaitCaughtUp(group, s.Inputs(), 30*time.Minute, p.Alive)
+	d := Drain{Events: s.Events, Wall: time.Since(began), CPU: cpuOf(p.Process)}
 	log.Printf("retailflow full ledger, fresh process: %d events in %s, %s CPU", d.Events, d.Wall.Round(time.Millisecond), d.CPU)
-	p.stop()
+	stop(p.Process)
 	// the ledger's own topics: the re-route topic and the fingerprint
 	if all, err := b.adm.ListTopics(b.ctx); err == nil {
 		for _, t := range all.Names() {
@@ -689,23 +544,8 @@ func (b *Bench) runLedger(s InputSet) Drain {
 func (b *Bench) passThrough(s InputSet) Drain {
 	out := b.prefix + ".passthrough"
 	b.ensure(out, false)
-	cl, err := kgo.NewClient(append(b.conn.Options(), kgo.ConsumerGroup(b.prefix+"-passthrough"), kgo.ConsumeTopics(s.Inputs()...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MaxBufferedRecords(50000), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	d, err := rig.PassThrough(b.ctx, b.conn, s.Inputs(), out, b.prefix+"-passthrough", s.Events)
 	must(err)
-	defer cl.Close()
-	cpu0, began := selfCPU(), time.Now()
-	got := 0
-	for got < s.Events {
-		fs := cl.PollRecords(b.ctx, 5000)
-		fs.EachRecord(func(r *kgo.Record) {
-			got++
-			cl.Produce(b.ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Partition: r.Partition}, func(_ *kgo.Record, err error) { must(err) })
-		})
-	}
-	must(cl.Flush(b.ctx))
-	must(cl.CommitUncommittedOffsets(b.ctx))
-	d := Drain{Events: got, Wall: time.Since(began), CPU: selfCPU() - cpu0}
-	log.Printf("franz-go pass-through: %d events in %s, %s CPU", got, d.Wall.Round(time.Millisecond), d.CPU)
+	log.Printf("franz-go pass-through: %d events in %s, %s CPU", d.Events, d.Wall.Round(time.Millisecond), d.CPU)
 	return d
 }

@@ -25,9 +25,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -35,11 +33,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,10 +43,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
-	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 var (
@@ -73,9 +69,8 @@ type env struct {
 	group string
 	serde *schemas.Serde
 	adm   *kadm.Client
-	// exited is closed when the throughput process has exited after stopping was set; an exit
-	// before that (a fatal runtime error) ends the benchmark at once.
-	exited   chan struct{}
+	// stopping is set before the throughput process is stopped: an exit before that (a fatal
+	// runtime error) ends the benchmark at once.
 	stopping atomic.Bool
 	// metricsAddr is the throughput process's http.addr (its /metrics)
 	metricsAddr string
@@ -112,28 +107,28 @@ func main() {
 	must(err)
 	n := e.produce(tr, 0, nil)
 	log.Printf("preloaded %d records of %d orders", n, *orders)
-	proc := e.start(e.names, "", "warn", nil)
+	proc := e.start(e.names, "", "warn", func(line []byte) { fmt.Fprintf(os.Stderr, "%s\n", line) })
 	mallocs0 := e.mallocs(10 * time.Second)
-	e.exited = make(chan struct{})
 	go func() {
-		err := proc.Wait()
+		<-proc.Done()
 		if !e.stopping.Load() {
-			log.Fatalf("the run process exited during the benchmark: %v", err)
+			log.Fatalf("the run process exited during the benchmark: %v", proc.Alive())
 		}
-		close(e.exited)
 	}()
 	began := time.Now()
 	e.waitCaughtUp(30 * time.Minute)
 	wall := time.Since(began)
-	cpu := cpuOf(proc.Process.Pid)
-	rss := peakRSS(proc.Process.Pid)
+	cpu, err := proc.CPU()
+	must(err)
+	peak, err := proc.PeakRSS()
+	must(err)
+	rss := float64(peak)
 	allocs := (e.mallocs(10*time.Second) - mallocs0) / float64(n)
 	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB, %.1f allocations per event", n, wall, cpu, rss/1e6, allocs)
 
 	if *onlyDrain {
 		e.stopping.Store(true)
-		must(proc.Process.Signal(syscall.SIGTERM))
-		<-e.exited
+		must(proc.Stop(syscall.SIGTERM, 2*time.Minute))
 		fmt.Printf("drain: %d events, %.0f events/s, %.0f events per CPU-second\n", n, float64(n)/wall.Seconds(), float64(n)/cpu.Seconds())
 		fmt.Printf("runtime: events_per_cpu_s=%.0f passthrough_per_cpu_s=- p50_ms=- p99_ms=- allocs_per_event=%.1f peak_rss_mb=%.0f\n",
 			float64(n)/cpu.Seconds(), allocs, rss/1e6)
@@ -150,11 +145,11 @@ func main() {
 	e.waitCaughtUp(10 * time.Minute)
 	samples := e.finalStates()
 	e.stopping.Store(true)
-	must(proc.Process.Signal(syscall.SIGTERM))
-	<-e.exited
+	must(proc.Stop(syscall.SIGTERM, 2*time.Minute))
 
 	// baseline pass-through over the same preloaded inputs
-	bn, bwall, bcpu := e.baseline(n)
+	base := e.baseline(n)
+	bn, bwall, bcpu := base.Events, base.Wall, base.CPU
 
 	// restore
 	var rn int
@@ -164,12 +159,7 @@ func main() {
 		rn, rbytes, rwall = e.restore(*restoreOrders, samples)
 	}
 
-	p := func(q float64) time.Duration {
-		if len(lats) == 0 {
-			return 0
-		}
-		return lats[int(q*float64(len(lats)-1))]
-	}
+	p := func(q float64) time.Duration { return rig.Quantile(lats, q) }
 	fmt.Printf(`## Runtime (retailflow run) — %s
 
 Command: `+"`go build -o bin/retailflow ./cmd/retailflow && go run ./bench/runtime -bin bin/retailflow -orders %d -restore-orders %d`"+` (`+"`make bench-runtime`"+`)
@@ -249,38 +239,16 @@ func must(err error) {
 }
 
 // produce sends the traffic (unpaced when rate is 0); sent, when set, records each input's
-// (topic, partition, offset) → timestamp.
-func (e *env) produce(tr *generate.Traffic, rate float64, sent *sync.Map) int {
-	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
+// coordinates → timestamp.
+func (e *env) produce(tr *generate.Traffic, rate float64, sent *rig.Sent) int {
+	n, err := rig.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return e.names[t] }, rate, sent)
 	must(err)
-	defer cl.Close()
-	start := time.Now()
-	for i, r := range tr.Records {
-		value := r.Raw
-		if r.Event != nil {
-			value, err = e.serde.EncodeEvent(r.Topic, r.Event)
-			must(err)
-		}
-		if rate > 0 {
-			if w := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); w > 0 {
-				time.Sleep(w)
-			}
-		}
-		cl.Produce(e.ctx, &kgo.Record{Topic: e.names[r.Topic], Key: []byte(r.Key), Value: value, Timestamp: time.Now()},
-			func(r *kgo.Record, err error) {
-				must(err)
-				if sent != nil {
-					sent.Store(r.Topic+"/"+strconv.Itoa(int(r.Partition))+"@"+strconv.FormatInt(r.Offset, 10), r.Timestamp)
-				}
-			})
-	}
-	must(cl.Flush(e.ctx))
-	return len(tr.Records)
+	return n
 }
 
-// start runs `retailflow run` on the named topics in group e.group+suffix; stderr, when set,
-// receives the process's log instead of os.Stderr.
-func (e *env) start(names map[schemas.Topic]string, suffix, level string, stderr io.Writer) *exec.Cmd {
+// start runs `retailflow run` on the named topics in group e.group+suffix; its log lines go to
+// echo when set.
+func (e *env) start(names map[schemas.Topic]string, suffix, level string, echo func([]byte)) *rig.RunProcess {
 	args := []string{"run", "--instance-id", "0"}
 	if *cpuProfile != "" && suffix == "" {
 		args = append(args, "--cpuprofile", *cpuProfile)
@@ -295,20 +263,9 @@ func (e *env) start(names map[schemas.Topic]string, suffix, level string, stderr
 	if suffix == "" {
 		httpAddr = e.metricsAddr
 	}
-	cmd := exec.Command(*bin, args...)
-	cmd.Env = append(os.Environ(),
-		"RETAILFLOW_TOPICS_ORDERS="+names[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+names[schemas.TopicShipments],
-		"RETAILFLOW_TOPICS_RETURNS="+names[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+names[schemas.TopicLoyalty],
-		"RETAILFLOW_TOPICS_ERP="+names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+names[schemas.TopicCommands],
-		"RETAILFLOW_TOPICS_CHANGELOG="+names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+names[schemas.TopicDLQ],
-		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+e.group+suffix,
-		"RETAILFLOW_LOG_LEVEL="+level, "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR="+httpAddr)
-	cmd.Stderr = os.Stderr
-	if stderr != nil {
-		cmd.Stderr = stderr
-	}
-	must(cmd.Start())
-	return cmd
+	p, err := rig.StartRun(*bin, args, rig.RunEnv(names, *partitions, e.group+suffix, level, "RETAILFLOW_HTTP_ADDR="+httpAddr), echo)
+	must(err)
+	return p
 }
 
 func (e *env) inputs() []string {
@@ -320,136 +277,33 @@ func (e *env) inputs() []string {
 }
 
 func (e *env) waitCaughtUp(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		ends, err1 := e.adm.ListEndOffsets(e.ctx, e.inputs()...)
-		com, err2 := e.adm.FetchOffsets(e.ctx, e.group)
-		if err1 == nil && err2 == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := com.Lookup(o.Topic, o.Partition); !ok || c.At < o.Offset {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatal("not caught up")
-}
-
-// cpuOf is the user+system CPU time a live process has used (Linux /proc).
-func cpuOf(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	must(err)
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
-}
-
-// peakRSS is the peak resident set size of a live process in bytes (Linux /proc VmHWM).
-func peakRSS(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			must(err)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	must(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	must(rig.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), limit, nil))
 }
 
 // latency produces paced traffic and measures, for each committed command, the time from its
 // input's timestamp to its arrival at a read_committed consumer.
 func (e *env) latency(tr *generate.Traffic) []time.Duration {
-	ends, err := e.adm.ListEndOffsets(e.ctx, e.names[schemas.TopicCommands])
+	lats, err := rig.Latency(e.ctx, e.conn, e.adm, e.names[schemas.TopicCommands], func(sent *rig.Sent) error {
+		e.produce(tr, *rate, sent)
+		return rig.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), 5*time.Minute, nil)
+	})
 	must(err)
-	start := map[int32]kgo.Offset{}
-	ends.Each(func(o kadm.ListedOffset) { start[o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.names[schemas.TopicCommands]: start}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50*time.Millisecond))...)
-	must(err)
-	defer cl.Close()
-	var sent sync.Map
-	var lats []time.Duration
-	done := make(chan struct{})
-	ctx, cancel := context.WithCancel(e.ctx)
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			fs := cl.PollFetches(ctx)
-			now := time.Now()
-			fs.EachRecord(func(r *kgo.Record) {
-				var src string
-				var t, p, o string
-				for _, h := range r.Headers {
-					switch h.Key {
-					case headers.SourceTopic:
-						t = string(h.Value)
-					case headers.SourcePartition:
-						p = string(h.Value)
-					case headers.SourceOffset:
-						o = string(h.Value)
-					}
-				}
-				src = t + "/" + p + "@" + o
-				for i := 0; i < 50; i++ { // the promise may store the timestamp a moment after the record is visible
-					if ts, ok := sent.Load(src); ok {
-						lats = append(lats, now.Sub(ts.(time.Time)))
-						return
-					}
-					time.Sleep(time.Millisecond)
-				}
-			})
-		}
-	}()
-	e.produce(tr, *rate, &sent)
-	e.waitCaughtUp(5 * time.Minute)
-	time.Sleep(time.Second)
-	cancel()
-	<-done
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	if n := len(lats); n > 0 {
-		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, lats[n/2], lats[n*9/10], lats[n*95/100],
-			lats[n*99/100], lats[n*999/1000], lats[n-1])
+		q := func(q float64) time.Duration { return rig.Quantile(lats, q) }
+		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, q(0.5), q(0.9), q(0.95), q(0.99), q(0.999), lats[n-1])
 	}
 	return lats
 }
 
 // baseline consumes the inputs in a fresh group and produces each record unchanged to an
 // output topic: the floor cost of moving the bytes with franz-go.
-func (e *env) baseline(n int) (int, time.Duration, time.Duration) {
+func (e *env) baseline(n int) rig.Drain {
 	out := e.names[schemas.TopicDLQ] + ".baseline"
 	_, err := kafka.EnsureTopics(e.ctx, e.conn, []kafka.TopicSpec{{Name: out, Partitions: int32(*partitions), ReplicationFactor: 1}})
 	must(err)
-	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.ConsumerGroup(e.group+"-baseline"), kgo.ConsumeTopics(e.inputs()...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MaxBufferedRecords(50000), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	d, err := rig.PassThrough(e.ctx, e.conn, e.inputs(), out, e.group+"-baseline", n)
 	must(err)
-	defer cl.Close()
-	cpu0, began := selfCPU(), time.Now()
-	got := 0
-	for got < n {
-		fs := cl.PollRecords(e.ctx, 5000)
-		fs.EachRecord(func(r *kgo.Record) {
-			got++
-			cl.Produce(e.ctx, &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Partition: r.Partition}, func(_ *kgo.Record, err error) { must(err) })
-		})
-	}
-	must(cl.Flush(e.ctx))
-	must(cl.CommitUncommittedOffsets(e.ctx))
-	return got, time.Since(began), selfCPU() - cpu0
+	return d
 }
 
 // finalStates reads the changelog of the throughput run and returns the last value of every
@@ -516,26 +370,12 @@ func (e *env) restore(keys int, samples [][]byte) (int, int64, time.Duration) {
 	must(p.Flush(e.ctx))
 	p.Close()
 
-	pr, pw := io.Pipe()
-	proc := e.start(names, "-restore", "info", pw)
-	var got struct {
-		Keys int   `json:"keys"`
-		Took int64 `json:"took"` // slog's JSON handler writes a Duration in nanoseconds
-	}
-	sc := bufio.NewScanner(pr)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), `"restored state"`) {
-			must(json.Unmarshal(sc.Bytes(), &got))
-			break
-		}
-	}
-	must(proc.Process.Signal(syscall.SIGTERM))
-	go io.Copy(io.Discard, pr) // drain the rest of the log until the process exits
-	_ = proc.Wait()
-	pw.Close()
-	if got.Keys != keys {
+	proc := e.start(names, "-restore", "info", nil)
+	got, err := proc.Restored(30 * time.Minute)
+	must(err)
+	must(proc.Stop(syscall.SIGTERM, 2*time.Minute))
+	if got.Keys != int64(keys) {
 		log.Fatalf("restore: the process restored %d keys, want %d", got.Keys, keys)
 	}
-	return got.Keys, bytes, time.Duration(got.Took)
+	return int(got.Keys), bytes, got.Took
 }

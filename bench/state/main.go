@@ -26,15 +26,12 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,6 +42,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/retailflow/retailflow/bench/internal/rig"
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/ledger"
@@ -109,31 +107,31 @@ func main() {
 	var peak float64
 	// R and E: a full restore into an empty directory, then the drain.
 	p := e.start(pebbleSet, "pebble", dir, "")
-	rl := p.restored(30 * time.Minute)
-	cpu0 := cpuOf(p.cmd.Process.Pid)
-	fullRate := float64(rl.Records) / time.Duration(rl.Took).Seconds()
-	log.Printf("full restore: %d records in %s (%.0f records/s), full partitions %v", rl.Records, time.Duration(rl.Took), fullRate, rl.Full)
+	rl := restored(p, 30*time.Minute)
+	cpu0 := cpuOf(p)
+	fullRate := float64(rl.Records) / rl.Took.Seconds()
+	log.Printf("full restore: %d records in %s (%.0f records/s), full partitions %v", rl.Records, rl.Took, fullRate, rl.Full)
 	e.waitCaughtUp(pebbleSet, 30*time.Minute)
-	ePebble := float64(events) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
-	peak = max(peak, peakRSS(p.cmd.Process.Pid))
+	ePebble := float64(events) / (cpuOf(p) - cpu0).Seconds()
+	peak = max(peak, peakRSS(p))
 	log.Printf("drained %d events: %.0f events per CPU-second; peak RSS so far %.0f MB", events, ePebble, peak/1e6)
-	p.stop(syscall.SIGTERM)
+	stop(p, syscall.SIGTERM)
 
 	// A: clean restart.
 	p = e.start(pebbleSet, "pebble", dir, "")
-	rl = p.restored(10 * time.Minute)
-	clean := time.Since(p.began)
+	rl = restored(p, 10*time.Minute)
+	clean := time.Since(p.Began)
 	log.Printf("clean restart: ready after %s, restored %d records (tail %v, full %v)", clean.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
 	// E in steady state: new traffic on the restarted process (its store compacted in the
 	// background meanwhile, as a pod's does between restarts).
 	tr2, err := generate.Generate(generate.Options{Seed: 43, Orders: *trafficOrders})
 	must(err)
-	idle := waitIdle(p.cmd.Process.Pid, 10*time.Minute)
+	idle := waitIdle(p, 10*time.Minute)
 	log.Printf("the restarted process went idle (Pebble's compaction of the restored data done) after %s", idle.Round(time.Second))
-	cpu0 = cpuOf(p.cmd.Process.Pid)
+	cpu0 = cpuOf(p)
 	steadyEvents := e.produce(pebbleSet, tr2)
 	e.waitCaughtUp(pebbleSet, 30*time.Minute)
-	eSteady := float64(steadyEvents) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
+	eSteady := float64(steadyEvents) / (cpuOf(p) - cpu0).Seconds()
 	log.Printf("steady state: drained %d events: %.0f events per CPU-second", steadyEvents, eSteady)
 	// B: SIGKILL mid-transaction while more traffic is processed.
 	committed := e.committedSum(pebbleSet)
@@ -145,28 +143,28 @@ func main() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // well inside the drain: a transaction is open
-	peak = max(peak, peakRSS(p.cmd.Process.Pid))
-	p.stop(syscall.SIGKILL)
+	peak = max(peak, peakRSS(p))
+	stop(p, syscall.SIGKILL)
 	wg.Wait()
 	p = e.start(pebbleSet, "pebble", dir, *cpuProfile)
-	rl = p.restored(10 * time.Minute)
-	crash := time.Since(p.began)
+	rl = restored(p, 10*time.Minute)
+	crash := time.Since(p.Began)
 	log.Printf("crash restart: ready after %s, restored %d records (tail %v, full %v)", crash.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
 	e.waitCaughtUp(pebbleSet, 30*time.Minute)
-	peak = max(peak, peakRSS(p.cmd.Process.Pid))
-	p.stop(syscall.SIGTERM)
+	peak = max(peak, peakRSS(p))
+	stop(p, syscall.SIGTERM)
 
 	// E0: the memory store on the same traffic.
 	e.writeStates(memSet, *memoryOrders, samples)
 	e.produce(memSet, tr)
 	p = e.start(memSet, "memory", "", "")
-	rl = p.restored(30 * time.Minute)
-	log.Printf("memory mode: full restore of %d records in %s (%.0f records/s)", rl.Records, time.Duration(rl.Took), float64(rl.Records)/time.Duration(rl.Took).Seconds())
-	cpu0 = cpuOf(p.cmd.Process.Pid)
+	rl = restored(p, 30*time.Minute)
+	log.Printf("memory mode: full restore of %d records in %s (%.0f records/s)", rl.Records, rl.Took, float64(rl.Records)/rl.Took.Seconds())
+	cpu0 = cpuOf(p)
 	e.waitCaughtUp(memSet, 30*time.Minute)
-	eMemory := float64(len(tr.Records)) / (cpuOf(p.cmd.Process.Pid) - cpu0).Seconds()
-	log.Printf("memory mode (%d states): %.0f events per CPU-second, peak RSS %.0f MB", *memoryOrders, eMemory, peakRSS(p.cmd.Process.Pid)/1e6)
-	p.stop(syscall.SIGTERM)
+	eMemory := float64(len(tr.Records)) / (cpuOf(p) - cpu0).Seconds()
+	log.Printf("memory mode (%d states): %.0f events per CPU-second, peak RSS %.0f MB", *memoryOrders, eMemory, peakRSS(p)/1e6)
+	stop(p, syscall.SIGTERM)
 
 	e.deleteTopics(pebbleSet, memSet)
 	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f after_full_restore_events_per_cpu_s=%.0f\n",
@@ -254,98 +252,48 @@ func (e *env) writeStates(s topicSet, n int, samples [][]byte) {
 }
 
 func (e *env) produce(s topicSet, tr *generate.Traffic) int {
-	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
+	n, err := rig.Produce(e.ctx, e.conn, e.serde, tr.Records, func(t schemas.Topic) string { return s.names[t] }, 0, nil)
 	must(err)
-	defer cl.Close()
-	for _, r := range tr.Records {
-		value := r.Raw
-		if r.Event != nil {
-			value, err = e.serde.EncodeEvent(r.Topic, r.Event)
-			must(err)
-		}
-		cl.Produce(e.ctx, &kgo.Record{Topic: s.names[r.Topic], Key: []byte(r.Key), Value: value}, func(_ *kgo.Record, err error) { must(err) })
-	}
-	must(cl.Flush(e.ctx))
-	return len(tr.Records)
+	return n
 }
 
-type proc struct {
-	cmd   *exec.Cmd
-	began time.Time
-	lines chan restoredLine
-	done  chan struct{}
-}
-
-type restoredLine struct {
-	Records int64   `json:"records"`
-	Keys    int64   `json:"keys"`
-	Took    int64   `json:"took"`
-	Full    []int32 `json:"full"`
-	Tail    []int32 `json:"tail"`
-}
-
-func (e *env) start(s topicSet, mode, dir, profile string) *proc {
+// start runs `retailflow run` on s with the state mode and directory; its WARN and ERROR log
+// lines are printed.
+func (e *env) start(s topicSet, mode, dir, profile string) *rig.RunProcess {
 	args := []string{"run", "--instance-id", "0"}
 	if profile != "" {
 		args = append(args, "--cpuprofile", profile)
 	}
-	cmd := exec.Command(*bin, args...)
-	cmd.Env = append(os.Environ(),
-		"RETAILFLOW_TOPICS_ORDERS="+s.names[schemas.TopicOrders], "RETAILFLOW_TOPICS_SHIPMENTS="+s.names[schemas.TopicShipments],
-		"RETAILFLOW_TOPICS_RETURNS="+s.names[schemas.TopicReturns], "RETAILFLOW_TOPICS_LOYALTY="+s.names[schemas.TopicLoyalty],
-		"RETAILFLOW_TOPICS_ERP="+s.names[schemas.TopicERP], "RETAILFLOW_TOPICS_COMMANDS="+s.names[schemas.TopicCommands],
-		"RETAILFLOW_TOPICS_CHANGELOG="+s.names[schemas.TopicChangelog], "RETAILFLOW_TOPICS_DLQ="+s.names[schemas.TopicDLQ],
-		"RETAILFLOW_TOPICS_PARTITIONS="+strconv.Itoa(*partitions), "RETAILFLOW_RUNTIME_GROUP="+s.group,
-		"RETAILFLOW_STATE_MODE="+mode, "RETAILFLOW_STATE_DIR="+dir, "RETAILFLOW_STATE_CACHE_BYTES="+strconv.FormatInt(*cacheBytes, 10),
-		"RETAILFLOW_LOG_LEVEL=info", "RETAILFLOW_LOG_FORMAT=json", "RETAILFLOW_HTTP_ADDR=")
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	p := &proc{cmd: cmd, lines: make(chan restoredLine, 16), done: make(chan struct{})}
-	p.began = time.Now()
-	must(cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.Contains(line, `"restored state"`):
-				var rl restoredLine
-				must(json.Unmarshal(sc.Bytes(), &rl))
-				p.lines <- rl
-			case strings.Contains(line, `"level":"ERROR"`), strings.Contains(line, `"level":"WARN"`):
-				log.Printf("run: %s", line)
-			}
+	env := rig.RunEnv(s.names, *partitions, s.group, "info",
+		"RETAILFLOW_STATE_MODE="+mode, "RETAILFLOW_STATE_DIR="+dir, "RETAILFLOW_STATE_CACHE_BYTES="+strconv.FormatInt(*cacheBytes, 10))
+	p, err := rig.StartRun(*bin, args, env, func(line []byte) {
+		if bytes.Contains(line, []byte(`"level":"ERROR"`)) || bytes.Contains(line, []byte(`"level":"WARN"`)) {
+			log.Printf("run: %s", line)
 		}
-	}()
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(p.done)
-	}()
+	})
+	must(err)
 	return p
 }
 
 // restored waits for the process's "restored state" line.
-func (p *proc) restored(limit time.Duration) restoredLine {
-	select {
-	case rl := <-p.lines:
-		return rl
-	case <-p.done:
-		log.Fatal("the run process exited before it restored its state")
-	case <-time.After(limit):
-		log.Fatal("no restored state line")
-	}
-	return restoredLine{}
+func restored(p *rig.RunProcess, limit time.Duration) rig.Restored {
+	rl, err := p.Restored(limit)
+	must(err)
+	return rl
 }
 
-func (p *proc) stop(sig syscall.Signal) {
-	must(p.cmd.Process.Signal(sig))
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Minute):
-		log.Fatal("the run process did not stop")
-	}
+func stop(p *rig.RunProcess, sig syscall.Signal) { must(p.Stop(sig, 2*time.Minute)) }
+
+func cpuOf(p *rig.RunProcess) time.Duration {
+	d, err := p.CPU()
+	must(err)
+	return d
+}
+
+func peakRSS(p *rig.RunProcess) float64 {
+	n, err := p.PeakRSS()
+	must(err)
+	return float64(n)
 }
 
 // committedSum is the sum of the group's committed input offsets.
@@ -364,62 +312,21 @@ func (e *env) waitCaughtUp(s topicSet, limit time.Duration) {
 	for _, t := range schemas.InputTopics {
 		in = append(in, s.names[t])
 	}
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		ends, err1 := e.adm.ListEndOffsets(e.ctx, in...)
-		com, err2 := e.adm.FetchOffsets(e.ctx, s.group)
-		if err1 == nil && err2 == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := com.Lookup(o.Topic, o.Partition); (!ok && o.Offset > 0) || ok && c.At < o.Offset {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log.Fatal("not caught up")
+	must(rig.WaitCaughtUp(e.ctx, e.adm, s.group, in, limit, nil))
 }
 
 // waitIdle waits until the process uses less than 5 % of a core over 2 s (no background
 // compaction left) and returns how long that took.
-func waitIdle(pid int, limit time.Duration) time.Duration {
+func waitIdle(p *rig.RunProcess, limit time.Duration) time.Duration {
 	began := time.Now()
 	for time.Since(began) < limit {
-		c := cpuOf(pid)
+		c := cpuOf(p)
 		time.Sleep(2 * time.Second)
-		if cpuOf(pid)-c < 100*time.Millisecond {
+		if cpuOf(p)-c < 100*time.Millisecond {
 			break
 		}
 	}
 	return time.Since(began)
-}
-
-// cpuOf is the user+system CPU time a live process has used (Linux /proc).
-func cpuOf(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	must(err)
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ = 100
-}
-
-// peakRSS is the peak resident set size of a live process in bytes (Linux /proc VmHWM).
-func peakRSS(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			must(err)
-			return kb * 1024
-		}
-	}
-	return 0
 }
 
 func avg(bs [][]byte) float64 {

@@ -35,11 +35,7 @@ started; without it, it follows new records. --max stops after N records; --idle
 nothing arrives for that long.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
-			t, err := c.LogicalTopic(topic)
+			c, t, err := app.Topic(topic)
 			if err != nil {
 				return err
 			}

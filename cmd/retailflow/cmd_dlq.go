@@ -33,12 +33,8 @@ func newDLQCmd(app *App) *cobra.Command {
 			if err != nil {
 				return &usageError{msg: fmt.Sprintf("--older-than %q: %v", olderThan, err)}
 			}
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			c, conn, err := app.ClickHouse(ctx)
 			if err != nil {
 				return err
 			}

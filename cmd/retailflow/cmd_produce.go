@@ -31,11 +31,7 @@ producer, acks=all) and the command waits for each acknowledgement; if the broke
 the error says how many events were acknowledged before it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
-			t, err := c.LogicalTopic(topic)
+			c, t, err := app.Topic(topic)
 			if err != nil {
 				return err
 			}

@@ -26,12 +26,8 @@ func newReconcileCmd(app *App) *cobra.Command {
 			if top < 1 {
 				return &usageError{msg: "--top must be at least 1"}
 			}
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			c, conn, err := app.ClickHouse(ctx)
 			if err != nil {
 				return err
 			}

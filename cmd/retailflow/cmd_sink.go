@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
-	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/connectors/ops"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,17 +26,14 @@ func newSinkCmd(app *App) *cobra.Command {
 			"record whose rows are refused alone while others go in is dead-lettered. Stops on SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
+			ctx := cmd.Context()
+			// Kafka must answer at start (a wrong address fails within kafka.timeout); ClickHouse
+			// may be down: the sink waits that out, as it does for an outage later on.
+			c, err := app.Kafka(ctx)
 			if err != nil {
 				return err
 			}
 			log := app.Logger(c).With("component", "sink")
-			ctx := cmd.Context()
-			// Kafka must answer at start (a wrong address fails within kafka.timeout); ClickHouse
-			// may be down: the sink waits that out, as it does for an outage later on.
-			if err := kafka.Ping(ctx, c.KafkaConn()); err != nil {
-				return err
-			}
 			serde, err := c.NewSerde(ctx)
 			if err != nil {
 				return err

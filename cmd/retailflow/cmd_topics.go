@@ -18,11 +18,8 @@ func newTopicsCmd(app *App) *cobra.Command {
 		Short: "Create missing topics (order-scoped ones co-partitioned, the changelog compacted), register schemas, verify",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
+			c, err := app.Kafka(cmd.Context())
 			if err != nil {
-				return err
-			}
-			if err := kafka.Ping(cmd.Context(), c.KafkaConn()); err != nil {
 				return err
 			}
 			statuses, err := kafka.EnsureTopics(cmd.Context(), c.KafkaConn(), c.TopicSpecs())
@@ -44,11 +41,8 @@ func newTopicsCmd(app *App) *cobra.Command {
 		Short: "Check that every topic exists, the changelog is compacted and order-scoped topics are co-partitioned",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
+			c, err := app.Kafka(cmd.Context())
 			if err != nil {
-				return err
-			}
-			if err := kafka.Ping(cmd.Context(), c.KafkaConn()); err != nil {
 				return err
 			}
 			cl, err := kgo.NewClient(c.KafkaConn().Options()...)

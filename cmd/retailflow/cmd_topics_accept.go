@@ -23,11 +23,8 @@ command prints what changed and records the topics as they are now; the next run
 It does not change any topic, offset or state. Run it with every processor instance stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := app.Config()
+			c, err := app.Kafka(cmd.Context())
 			if err != nil {
-				return err
-			}
-			if err := kafka.Ping(cmd.Context(), c.KafkaConn()); err != nil {
 				return err
 			}
 			top := c.LedgerTopology()

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
 )
@@ -22,21 +20,8 @@ import (
 // record of theirs that was dead-lettered (dead_letters) and the processor's log line about it
 // all carry it, and nothing else does.
 func TestCorrelationIDFindsEverything(t *testing.T) {
-	needServices(t)
-	cfg := testConfig(t, 2)
-	for _, args := range [][]string{{"topics", "create"}, {"migrate"}} {
-		if out, stderr, code := runCLI(t, "", append(args, "--config", cfg)...); code != 0 {
-			t.Fatalf("%v: %s %s", args, out, stderr)
-		}
-	}
-	c, err := LoadConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := generate.Generate(generate.Options{Seed: 41, Orders: 12, MalformedRate: 0.5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPipeline(t, 2)
+	tr := p.generate(generate.Options{Seed: 41, Orders: 12, MalformedRate: 0.5})
 	// The order: one with a malformed record that decodes (class invalid: it has an event) and
 	// commands. Its events get a correlation id of their own (the generator uses the order id),
 	// so a match cannot come from the order_id column.
@@ -81,16 +66,9 @@ func TestCorrelationIDFindsEverything(t *testing.T) {
 		t.Fatalf("order %s: no expected command is caused by its events", order)
 	}
 
-	app := &App{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, Stdin: strings.NewReader("")}
-	if err := produceTraffic(context.Background(), app, c, tr, 0); err != nil {
-		t.Fatalf("produce traffic: %v", err)
-	}
+	p.produce(nil, tr)
 	// the processor logs JSON at info (testConfig sets warn)
-	body, _ := os.ReadFile(cfg)
-	runCfg := cfg + ".info.yaml"
-	if err := os.WriteFile(runCfg, []byte(strings.Replace(string(body), "level: warn", "level: info", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	runCfg := p.configWith("info", "level: warn", "level: info")
 	var runLog syncBuffer
 	ctx, stopRun := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -103,31 +81,9 @@ func TestCorrelationIDFindsEverything(t *testing.T) {
 			t.Errorf("run exited %d: %s", code, runLog.String())
 		}
 	}()
-	background(t, "sink", "--config", cfg)
+	background(t, "sink", "--config", p.File)
 
-	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	db := c.ClickHouse.Database
-	strs := func(q string, args ...any) []string {
-		rows, err := conn.Query(context.Background(), q, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		sort.Strings(out)
-		return out
-	}
+	db := p.DB
 	var raw []string
 	for _, tbl := range []string{"orders", "order_lines", "cancellation_lines", "shipment_lines", "return_lines",
 		"reservation_events", "loyalty_postings", "erp_sales_orders", "erp_sales_order_items", "billing_documents",
@@ -141,9 +97,9 @@ func TestCorrelationIDFindsEverything(t *testing.T) {
 		for i := range args {
 			args[i] = corr
 		}
-		gotEvents = strs(eventsQ, args...)
-		gotCommands = strs(fmt.Sprintf("SELECT DISTINCT request_id FROM %s.loyalty_commands WHERE correlation_id = ?", db), corr)
-		gotDead = strs(fmt.Sprintf("SELECT DISTINCT event_id FROM %s.dead_letters WHERE correlation_id = ?", db), corr)
+		gotEvents = p.strs(eventsQ, args...)
+		gotCommands = p.strs("SELECT DISTINCT request_id FROM {db}.loyalty_commands WHERE correlation_id = ?", corr)
+		gotDead = p.strs("SELECT DISTINCT event_id FROM {db}.dead_letters WHERE correlation_id = ?", corr)
 		if len(gotEvents) < len(events)-1 || len(gotCommands) < len(wantCommands) || len(gotDead) == 0 {
 			return fmt.Sprintf("%d/%d events, %d/%d commands, %d dead letters", len(gotEvents), len(events), len(gotCommands), len(wantCommands), len(gotDead))
 		}

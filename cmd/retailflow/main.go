@@ -17,7 +17,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/spf13/cobra"
+
+	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
+	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas"
 )
 
 // App is what every subcommand receives: the loaded configuration and the process's I/O.
@@ -42,6 +47,46 @@ func (a *App) Config() (Config, error) {
 	}
 	a.cfg = &c
 	return c, nil
+}
+
+// Kafka loads the configuration and checks that Kafka answers as configured (kafka.Ping: a
+// wrong address, password or certificate fails here, named, in one line).
+func (a *App) Kafka(ctx context.Context) (Config, error) {
+	c, err := a.Config()
+	if err != nil {
+		return Config{}, err
+	}
+	if err := kafka.Ping(ctx, c.KafkaConn()); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// ClickHouse loads the configuration and opens the configured ClickHouse database
+// (clickhouse.*), checked with a ping; the caller closes the connection.
+func (a *App) ClickHouse(ctx context.Context) (Config, driver.Conn, error) {
+	c, err := a.Config()
+	if err != nil {
+		return Config{}, nil, err
+	}
+	conn, err := chsink.Open(ctx, c.ClickHouseConn())
+	if err != nil {
+		return Config{}, nil, err
+	}
+	return c, conn, nil
+}
+
+// Topic loads the configuration and resolves a --topic value (logical or configured name).
+func (a *App) Topic(name string) (Config, schemas.Topic, error) {
+	c, err := a.Config()
+	if err != nil {
+		return Config{}, "", err
+	}
+	t, err := c.LogicalTopic(name)
+	if err != nil {
+		return Config{}, "", err
+	}
+	return c, t, nil
 }
 
 // Logger builds the structured logger the configuration asks for.

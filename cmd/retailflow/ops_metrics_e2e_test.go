@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,17 +39,8 @@ func hasSeries(body, name string) bool {
 // (the sink's /metrics still reports it) and drains to 0 when it runs again, and the franz-go
 // client counters (kprom) and the sink's row counters increase.
 func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
-	needServices(t)
-	cfg := testConfig(t, 2)
-	for _, args := range [][]string{{"topics", "create"}, {"migrate"}} {
-		if out, stderr, code := runCLI(t, "", append(args, "--config", cfg)...); code != 0 {
-			t.Fatalf("%v: %s %s", args, out, stderr)
-		}
-	}
-	c, err := LoadConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPipeline(t, 2)
+	cfg, c := p.File, p.C
 	names := c.TopicNames()
 	runAddr, sinkAddr := freeAddr(t), freeAddr(t)
 	runCfg, sinkCfg := withOps(t, cfg, runAddr, "run"), withOps(t, cfg, sinkAddr, "sink")
@@ -75,15 +65,9 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 		return sum, true
 	}
 	produce := func(seed uint64, orders int) (records, malformed int) {
-		tr, err := generate.Generate(generate.Options{Seed: seed, Orders: orders, MalformedRate: 0.2,
+		tr := p.generate(generate.Options{Seed: seed, Orders: orders, MalformedRate: 0.2,
 			Faults: generate.Faults{MissingErpOrder: 0.2, MissingInvoice: 0.2, WithheldAccrual: 0.2}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		app := &App{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, Stdin: strings.NewReader("")}
-		if err := produceTraffic(context.Background(), app, c, tr, 0); err != nil {
-			t.Fatalf("produce traffic: %v", err)
-		}
+		p.produce(nil, tr)
 		for _, r := range tr.Records {
 			if r.Malformed != "" {
 				malformed++
@@ -169,14 +153,9 @@ func TestOpsMetricsOfALiveRunAndSink(t *testing.T) {
 
 	// The backlog gauges equal the views: the report's rows and SLA breaches per view, at a
 	// moment when both agree (the views age with now(), so compare polls until they meet).
-	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	var open, breached uint64
 	waitFor(t, 30*time.Second, "the backlog gauges to equal the views", func() string {
-		rep, err := chsink.BuildReport(context.Background(), conn, c.ClickHouse.Database, 1)
+		rep, err := chsink.BuildReport(context.Background(), p.CH, p.DB, 1)
 		if err != nil {
 			return err.Error()
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/processors/generate"
 )
 
@@ -46,13 +45,8 @@ func personalValues(v any, into map[string]string) {
 // and greps everything they logged for each customer id, member id, sold-to party and postcode
 // the generator put in the traffic. None may appear.
 func TestLogsCarryNoPersonalData(t *testing.T) {
-	needServices(t)
-	cfgFile := testConfig(t, 3)
-	for _, args := range [][]string{{"topics", "create"}, {"migrate"}} {
-		if out, stderr, code := runCLI(t, "", append(args, "--config", cfgFile, "--log-level", "debug")...); code != 0 {
-			t.Fatalf("%v: %s %s", args, out, stderr)
-		}
-	}
+	p := newPipeline(t, 3, "--log-level", "debug")
+	cfgFile := p.File
 	const orders = 120
 	tr, err := generate.Generate(generate.Options{Seed: 1818, Orders: orders, MalformedRate: 0.25, DuplicateRate: 0.1,
 		OutOfOrderRate: 0.2, LateRate: 0.1,
@@ -77,16 +71,8 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 		t.Fatalf("only %d personal values in the traffic: the generator's schema changed? %v", len(pii), pii)
 	}
 
-	c, err := LoadConfig(cfgFile, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, conn := p.C, p.CH
 	ctx := context.Background()
-	conn, err := chsink.Open(ctx, c.ClickHouseConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	// ClickHouse refuses the rows of a rarely sold SKU: the sink bisects the batches, logs
 	// the server's refusals and dead-letters those records itself (origin sink-insert)
 	skuOrders := map[string]int{}

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while the test reads.
@@ -55,13 +53,8 @@ func startCLI(t *testing.T, args ...string) {
 // ShipmentConfirmed produced with the CLI end up as rows in ClickHouse, with the accrual the
 // shipment earns, through the real broker, `retailflow run` and `retailflow sink`.
 func TestWalkingSkeleton(t *testing.T) {
-	needServices(t)
-	cfg := testConfig(t, 2)
-	for _, args := range [][]string{{"topics", "create"}, {"migrate"}} {
-		if out, stderr, code := runCLI(t, "", append(args, "--config", cfg)...); code != 0 {
-			t.Fatalf("%v: %s %s", args, out, stderr)
-		}
-	}
+	p := newPipeline(t, 2)
+	cfg := p.File
 	orderID := fmt.Sprintf("O-SKEL-%d", time.Now().UnixNano())
 	order := strings.ReplaceAll(`{"event_id":"ev-oa-ORDER","event_type":"OrderAccepted","schema_version":1,"source_system":"OMS","occurred_at":"2026-11-20T10:00:00Z","published_at":"2026-11-20T10:00:01Z","aggregate_type":"order","aggregate_id":"ORDER","aggregate_version":1,"correlation_id":"ORDER","tenant_id":"t1",
 "order_accepted":{"order_id":"ORDER","order_version":1,"channel":"WEB","placed_at":"2026-11-20T09:59:00Z","accepted_at":"2026-11-20T10:00:00Z","customer_id":"C-1","loyalty_member_id":"M-77","loyalty_tier_at_order":"GOLD","currency":"EUR","prices_include_tax":false,"rounding_mode":"HALF_EVEN","tax_calculation_mode":"LINE",
@@ -80,16 +73,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	startCLI(t, "run", "--config", cfg, "--instance-id", "0")
 	startCLI(t, "sink", "--config", cfg)
 
-	c, err := LoadConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	db := c.ClickHouse.Database
+	conn, db := p.CH, p.DB
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var orders, shipped, accrued uint64

@@ -89,22 +89,10 @@ func atoi(t *testing.T, what, s string) uint64 {
 // with the audit trail, the dead-letter browser's counts equal dead_letters (with a filter),
 // and the replay asks for a confirmation before it sends anything.
 func TestOperationsPageInChromium(t *testing.T) {
-	needServices(t)
-	cfg := testConfig(t, 2)
-	for _, args := range [][]string{{"topics", "create"}, {"migrate"}} {
-		if out, stderr, code := runCLI(t, "", append(args, "--config", cfg)...); code != 0 {
-			t.Fatalf("%v: %s %s", args, out, stderr)
-		}
-	}
-	c, err := LoadConfig(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := generate.Generate(generate.Options{Seed: 51, Orders: 30, MalformedRate: 0.3,
+	p := newPipeline(t, 2)
+	cfg, c := p.File, p.C
+	tr := p.generate(generate.Options{Seed: 51, Orders: 30, MalformedRate: 0.3,
 		Faults: generate.Faults{MissingErpOrder: 0.2, MissingInvoice: 0.2, WithheldAccrual: 0.2, WithheldConfirmation: 0.2}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	invalid := 0
 	for _, r := range tr.Records {
 		if r.Malformed != "" && r.Class == schemas.ClassInvalid {
@@ -116,26 +104,12 @@ func TestOperationsPageInChromium(t *testing.T) {
 	}
 	commands := len(tr.Expected(time.Now()).Commands)
 	app := &App{Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, Stdin: strings.NewReader("")}
-	if err := produceTraffic(context.Background(), app, c, tr, 0); err != nil {
-		t.Fatalf("produce traffic: %v", err)
-	}
+	p.produce(app, tr)
 	stopRun := background(t, "run", "--config", cfg)
 	// the sink serves metrics, so it counts the views every second and records the day's
 	// counts (the page's trend)
 	stopSink := background(t, "sink", "--config", withOps(t, cfg, freeAddr(t), "sink"))
-	conn, err := chsink.Open(context.Background(), c.ClickHouseConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	db := c.ClickHouse.Database
-	count := func(q string, args ...any) uint64 {
-		var n uint64
-		if err := conn.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		return n
-	}
+	conn, db, count := p.CH, p.DB, p.count
 	waitFor(t, 120*time.Second, "the pipeline to write every command and invalid dead letter", func() string {
 		cmds := count(fmt.Sprintf("SELECT count() FROM %s.loyalty_commands FINAL", db))
 		dead := count(fmt.Sprintf("SELECT count() FROM %s.dead_letters FINAL WHERE origin = 'runtime' AND error_class = 'invalid'", db))

@@ -87,12 +87,28 @@ func Capabilities(ctx context.Context, conn driver.Conn, db string) (Features, e
 	if err != nil {
 		return f, err
 	}
-	v, err := s.Query(ctx, "SELECT version()")
-	if err != nil || len(v) != 1 {
-		return f, fmt.Errorf("reading the server version: %v", err)
+	if f.ServerVersion, err = serverVersion(ctx, s); err != nil {
+		return f, err
 	}
-	f.ServerVersion = v[0][0]
 	return f, nil
+}
+
+// serverVersion is the version() of the server s talks to: the one query of it, for Migrate
+// (which decides features from it) and Capabilities.
+func serverVersion(ctx context.Context, s Session) (string, error) {
+	rows, err := s.Query(ctx, "SELECT version()")
+	if err != nil {
+		return "", fmt.Errorf("reading the server version: %w", err)
+	}
+	return versionOf(rows)
+}
+
+// versionOf is the version in the answer to SELECT version(): one row of one cell.
+func versionOf(rows [][]string) (string, error) {
+	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] == "" {
+		return "", fmt.Errorf("reading the server version: SELECT version() answered %d rows (%v), want one row of one value", len(rows), rows)
+	}
+	return rows[0][0], nil
 }
 
 func readFeatures(ctx context.Context, s Session, db string) (Features, error) {

@@ -1,6 +1,10 @@
 package clickhouse
 
-import "testing"
+import (
+	"context"
+	"strings"
+	"testing"
+)
 
 func TestDecideFeatures(t *testing.T) {
 	for _, c := range []struct {
@@ -74,5 +78,49 @@ func TestInsertDedupToken(t *testing.T) {
 	}
 	if InsertDedupToken("orders", []Row{a}) == InsertDedupToken("order_lines", []Row{a}) {
 		t.Error("token does not depend on the table")
+	}
+}
+
+// TestVersionOf: the answer to SELECT version() is one row of one value; anything else is an
+// error that says what came back (Capabilities used to index a row without a cell).
+func TestVersionOf(t *testing.T) {
+	if v, err := versionOf([][]string{{"18.16.1"}}); err != nil || v != "18.16.1" {
+		t.Errorf("one row: %q, %v", v, err)
+	}
+	for _, rows := range [][][]string{nil, {}, {{}}, {{""}}, {{"1", "2"}}, {{"1"}, {"2"}}} {
+		if v, err := versionOf(rows); err == nil || !strings.Contains(err.Error(), "SELECT version()") {
+			t.Errorf("%v: %q, %v; want an error naming the query", rows, v, err)
+		}
+	}
+}
+
+// countingSession counts the statements a real session runs.
+type countingSession struct {
+	Session
+	queries map[string]int
+}
+
+func (c *countingSession) Query(ctx context.Context, sql string) ([][]string, error) {
+	c.queries[sql]++
+	return c.Session.Query(ctx, sql)
+}
+
+// TestMigrateReadsVersionOnce: a migrate asks the server its version once, and decides every
+// feature and the views from that answer.
+func TestMigrateReadsVersionOnce(t *testing.T) {
+	needsServices(t)
+	conn := testConn(t)
+	ctx := context.Background()
+	db := "rf_test_" + randomID()
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	for _, run := range []string{"first", "second"} {
+		s := &countingSession{Session: NativeSession(conn), queries: map[string]int{}}
+		res, err := MigrateSession(ctx, s, db, testRecon())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := s.queries["SELECT version()"]; n != 1 || !strings.HasPrefix(res.ServerVersion, "18.16") {
+			t.Errorf("%s migrate: SELECT version() ran %d times, server version %q; want once", run, n, res.ServerVersion)
+		}
 	}
 }

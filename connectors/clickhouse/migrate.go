@@ -184,11 +184,11 @@ func MigrateSession(ctx context.Context, s Session, db string, recon ReconSettin
 	if !dbNameRE.MatchString(db) {
 		return res, fmt.Errorf("clickhouse: database name %q must match %s", db, dbNameRE)
 	}
-	v, err := s.Query(ctx, "SELECT version()")
-	if err != nil || len(v) != 1 || len(v[0]) != 1 {
-		return res, fmt.Errorf("reading the server version: %v", err)
+	v, err := serverVersion(ctx, s)
+	if err != nil {
+		return res, err
 	}
-	res.ServerVersion = v[0][0]
+	res.ServerVersion = v
 	offered, err := DecideFeatures(res.ServerVersion)
 	if err != nil {
 		return res, err

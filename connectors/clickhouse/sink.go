@@ -302,13 +302,8 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			return err
 		}
 		s.log.Warn("cannot decode yet; retrying", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return err
 		}
 		rows, err = s.mapRecord(ctx, r)
 	}
@@ -498,13 +493,8 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 		}
 		blocked = true
 		s.block(table, err, attempt, wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return err
 		}
 	}
 }
@@ -820,6 +810,67 @@ func (s *Sink) probe(ctx context.Context, table string) error {
 	return nil
 }
 
+// backOff sleeps *wait, or returns ctx's error when it ends first, and doubles *wait up to
+// MaxRetryWait: the pacing of every retry of the sink (a record the registry cannot decode yet,
+// a refused batch, a dead letter the broker refuses).
+func (s *Sink) backOff(ctx context.Context, wait *time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*wait):
+	}
+	*wait = min(*wait*2, s.o.MaxRetryWait)
+	return nil
+}
+
+// dlqMessage is the DLQ record of one dead letter, encoded once for all its produce attempts;
+// it is encoded again only when the value is dropped.
+type dlqMessage struct {
+	serde   *schemas.Serde
+	d       *schemas.DeadLetter
+	value   []byte
+	headers []kgo.RecordHeader
+	dropped bool
+}
+
+// newDLQMessage encodes d, without its value when dropValue is set (see dropValue).
+func newDLQMessage(serde *schemas.Serde, d *schemas.DeadLetter, dropValue bool) (*dlqMessage, error) {
+	m := &dlqMessage{serde: serde, d: d, headers: []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}}
+	if dropValue {
+		return m, m.dropValue()
+	}
+	return m, m.encode()
+}
+
+// dropValue re-encodes the dead letter without the original value, with the header
+// rf.value.dropped and HeaderValueRef naming the original record. A second call does nothing.
+func (m *dlqMessage) dropValue() error {
+	if m.dropped {
+		return nil
+	}
+	m.d.Value, m.dropped = nil, true
+	m.headers = append(m.headers,
+		kgo.RecordHeader{Key: headers.ValueDropped, Value: []byte("true")},
+		kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(headers.Coordinates{Topic: m.d.SourceTopic, Partition: m.d.SourcePartition, Offset: m.d.SourceOffset}.String())})
+	return m.encode()
+}
+
+func (m *dlqMessage) encode() error {
+	val, err := schemas.Encode(m.serde, schemas.TopicDLQ, m.d)
+	if err != nil {
+		// the DeadLetter schema holds any bytes: an encode failure is a bug, not the record's
+		return &dlqError{fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", m.d.SourceTopic, m.d.SourcePartition, m.d.SourceOffset, err)}
+	}
+	m.value = val
+	return nil
+}
+
+// record is a new record for one produce attempt (franz-go sets a record's partition, offset
+// and timestamp when it is produced), sharing the encoded value and headers.
+func (m *dlqMessage) record() *kgo.Record {
+	return &kgo.Record{Key: m.d.Key, Value: m.value, Headers: m.headers}
+}
+
 // dlqError ends a flush from deadLetter: ctx ended while a dead letter waited for the broker, or
 // a dead letter could not be encoded (a bug). Neither is retried as an insert failure.
 type dlqError struct{ err error }
@@ -844,25 +895,13 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 	msg := fmt.Sprintf("clickhouse rejected rows for %s: %v", table, cause)
 	d := &schemas.DeadLetter{Key: rec.Key, Value: rec.Value, SourceTopic: rec.Topic, SourcePartition: rec.Partition,
 		SourceOffset: rec.Offset, ErrorClass: schemas.ClassInvalid, ErrorMessage: msg, FirstSeenAt: time.Now().UTC(), Attempt: 1}
-	hs := []kgo.RecordHeader{{Key: HeaderOrigin, Value: []byte("sink-insert")}}
-	dropValue := func() {
-		d.Value = nil
-		hs = append(hs,
-			kgo.RecordHeader{Key: headers.ValueDropped, Value: []byte("true")},
-			kgo.RecordHeader{Key: HeaderValueRef, Value: []byte(headers.Coordinates{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}.String())})
-	}
-	if len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes {
-		dropValue()
+	m, err := newDLQMessage(s.o.Serde, d, len(rec.Value)+len(rec.Key)+len(msg) > s.o.MaxDeadLetterBytes)
+	if err != nil {
+		return err
 	}
 	wait, blocked := 100*time.Millisecond, false
 	for attempt := 1; ; attempt++ {
-		val, err := schemas.Encode(s.o.Serde, schemas.TopicDLQ, d)
-		if err != nil {
-			// the DeadLetter schema holds any bytes: an encode failure is a bug, not the record's
-			return &dlqError{fmt.Errorf("clickhouse sink: encoding dead letter for %s[%d]@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)}
-		}
-		out := &kgo.Record{Key: rec.Key, Value: val, Headers: hs}
-		err = s.cl.ProduceSync(ctx, out).FirstErr()
+		err := s.cl.ProduceSync(ctx, m.record()).FirstErr()
 		if err == nil {
 			break
 		}
@@ -870,7 +909,9 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 			return &dlqError{ctx.Err()}
 		}
 		if d.Value != nil && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)) {
-			dropValue()
+			if err := m.dropValue(); err != nil {
+				return err
+			}
 			continue
 		}
 		s.o.Metrics.Blocked("", "dlq-produce")
@@ -883,13 +924,8 @@ func (s *Sink) deadLetter(ctx context.Context, rec *kgo.Record, table string, ca
 			s.log.Error("cannot produce a dead letter; retrying (offsets stay uncommitted)", "topic", rec.Topic,
 				"partition", rec.Partition, "offset", rec.Offset, "attempt", attempt, "retry_in", wait, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return &dlqError{ctx.Err()}
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > s.o.MaxRetryWait {
-			wait = s.o.MaxRetryWait
+		if err := s.backOff(ctx, &wait); err != nil {
+			return &dlqError{err}
 		}
 	}
 	if blocked && s.o.Ready != nil && !s.paused {
