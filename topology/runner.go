@@ -191,6 +191,8 @@ type Runner[E, S, O any] struct {
 
 	stores map[int32]*store[S] // only the run loop touches stores
 	disk   *diskStore          // nil: states in memory (Options.StateDir empty)
+	// diskHealth is disk for Status, which runs on other goroutines (set once Run opened it)
+	diskHealth atomic.Pointer[diskStore]
 
 	rejMu       sync.Mutex
 	rejected    map[source]string // input → topic of the output the broker refused
@@ -356,13 +358,14 @@ type Status struct {
 	Owned     []int32 // partitions being processed
 	Restoring []int32 // assigned partitions whose store is still restoring
 	Err       error   // the fatal error Run returned, if any
+	Store     error   // the persistent store cannot take writes (stalled, disk full); nil in memory mode
 }
 
-// Ready reports whether the runner has joined the group and every assigned partition's store
-// is restored.
+// Ready reports whether the runner has joined the group, every assigned partition's store
+// is restored and the persistent store takes writes.
 func (r *Runner[E, S, O]) Ready() bool {
 	s := r.Status()
-	return s.Joined && len(s.Restoring) == 0 && s.Err == nil
+	return s.Joined && len(s.Restoring) == 0 && s.Err == nil && s.Store == nil
 }
 
 // Status returns the current status.
@@ -370,6 +373,9 @@ func (r *Runner[E, S, O]) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{Joined: r.joined, Err: r.fatal}
+	if d := r.diskHealth.Load(); d != nil {
+		s.Store = d.health()
+	}
 	for p := range r.ownedParts {
 		s.Owned = append(s.Owned, p)
 	}
@@ -422,9 +428,10 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
 	if r.o.StateDir != "" {
-		if r.disk, err = openDiskStore(r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
+		if r.disk, err = openDiskStore(ctx, r.o.StateDir, r.stage.Name, r.o.State, r.log); err != nil {
 			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 		}
+		r.diskHealth.Store(r.disk)
 		defer func() {
 			if cerr := r.disk.close(); cerr != nil && err == nil {
 				err = cerr
@@ -817,7 +824,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 			r.hasRejected.Store(len(r.rejected) > 0)
 			r.rejMu.Unlock()
 		}
-		if err := r.applyOverlay(); err != nil {
+		if err := r.applyOverlay(ctx); err != nil {
 			return true, "", err
 		}
 		return true, "", nil
@@ -1260,11 +1267,11 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 // a persistent store the states and each partition's checkpoint go to disk in one batch; an
 // error there stops Run (the transaction is committed in Kafka: the restarted process finds the
 // store's older checkpoint and restores the tail, this transaction's records included).
-func (r *Runner[E, S, O]) applyOverlay() error {
+func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 	t := &r.txn
 	touched := map[int32]bool{}
 	if r.disk != nil {
-		if err := r.writeCommitted(); err != nil {
+		if err := r.writeCommitted(ctx); err != nil {
 			r.ov.reset()
 			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 		}
@@ -1323,7 +1330,7 @@ func (r *Runner[E, S, O]) applyOverlay() error {
 // checkpoint of each partition it wrote changelog records to: one past the highest offset, and
 // the hash of that record. The records' offsets are set: End committed, so every produce
 // finished (the promise's Err waited for them).
-func (r *Runner[E, S, O]) writeCommitted() error {
+func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 	w := r.disk.newTxnWrite()
 	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset
 	keys := map[int32]int64{}
@@ -1361,7 +1368,7 @@ func (r *Runner[E, S, O]) writeCommitted() error {
 		m.Keys += keys[p]
 		w.checkpoint(p, m)
 	}
-	if err := w.commit(); err != nil {
+	if err := w.commit(ctx); err != nil {
 		return err
 	}
 	for p, m := range w.metas {

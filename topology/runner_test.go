@@ -105,6 +105,8 @@ type fixture struct {
 	immutable bool
 	// stateDir, if set, keeps the states in a persistent store there (Options.StateDir)
 	stateDir string
+	// diskOpts are the persistent store's options (Options.State)
+	diskOpts DiskOptions
 	// log, if set, receives the runners' log lines
 	log *slog.Logger
 }
@@ -177,7 +179,7 @@ func (f *fixture) options(instance string, m Metrics) Options {
 		TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, RebalanceTimeout: 5 * time.Second,
 		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
 		Parallelism: 2, // the concurrent decode and encode paths (go test -race)
-		Metrics:     m, Logger: log, StateDir: f.instanceStateDir(instance),
+		Metrics:     m, Logger: log, StateDir: f.instanceStateDir(instance), State: f.diskOpts,
 	}
 }
 

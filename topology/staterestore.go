@@ -131,14 +131,14 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 				if ok {
 					r.log.Warn("state store not trusted: wiping the partition and restoring it fully", "partition", p, "reason", why, "dir", r.disk.dir)
 				}
-				if err := r.disk.wipe(p); err != nil {
+				if err := r.disk.wipe(ctx, p); err != nil {
 					return nil, err
 				}
 				reasons[p] = why
-				writers[p] = r.disk.newRestoreWriter(p, partMeta{TopicID: facts.topicID, Next: facts.start[p]}, false)
+				writers[p] = r.disk.newRestoreWriter(ctx, p, partMeta{TopicID: facts.topicID, Next: facts.start[p]}, false)
 				continue
 			}
-			writers[p] = r.disk.newRestoreWriter(p, m, true)
+			writers[p] = r.disk.newRestoreWriter(ctx, p, m, true)
 			at := int64(-1)
 			from[p] = m.Next
 			if m.Next > 0 && m.Next-1 >= facts.start[p] {

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,9 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // diskStore is the persistent store of one Runner: one Pebble database under
@@ -27,8 +32,11 @@ import (
 //     Kafka Streams, whose RocksDB received uncommitted writes);
 //   - a restore writes changelog records (read_committed) with the checkpoint of the last one in
 //     each batch, so a process killed mid-restore resumes from its last batch;
-//   - writes use pebble.NoSync: the WAL reaches the OS at once (a SIGKILL loses nothing) and an
-//     OS crash can only lose a suffix of batches, which leaves an older checkpoint with the values
+//   - writes use pebble.NoSync: Pebble v2 keeps the batch's WAL record in its log writer's block
+//     buffer until a 32 KiB block fills or a later sync (NoSync does not wake its flusher), so a
+//     SIGKILL as well as an OS crash can lose a suffix of batches, the last one possibly torn
+//     across a written block (recovery drops a torn tail record). Each batch carries its values
+//     and checkpoint together, so what survives is an older checkpoint with exactly the values
 //     it covers: a store behind the changelog, which the tail restore completes.
 //
 // On assignment the runner validates each partition against the changelog (validate) and reads
@@ -36,9 +44,16 @@ import (
 //
 // Safe for concurrent use by the restore's goroutines (one per partition) and the run loop.
 type diskStore struct {
-	db    *pebble.DB
-	dir   string
-	stage string
+	db      *pebble.DB
+	dir     string
+	stage   string
+	hook    func(FlushStep) // DiskOptions.FlushHook
+	timeout time.Duration   // DiskOptions.CommitTimeout
+	log     *slog.Logger
+	h       storeHealth
+	// dirID identifies the directory the store was opened in (device, inode): a directory
+	// deleted (or replaced) under a running store is found at the next write (checkDir)
+	dirID [2]uint64
 }
 
 // DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
@@ -49,43 +64,391 @@ type DiskOptions struct {
 	// MemtableBytes is the size of one memtable (writes before they are flushed to an sstable);
 	// at most two are held at once. Zero means 32 MiB.
 	MemtableBytes int64
+	// FlushHook, if set, is called at each step of writing a committed transaction's states
+	// (FlushStep). Fault injection only: the chaoshooks build of `retailflow run` SIGKILLs the
+	// process there (RETAILFLOW_CHAOS_KILL_AT=store-flush-before:<n>).
+	FlushHook func(FlushStep)
+	// CommitTimeout bounds one write to the store (a committed transaction's states, a restore
+	// batch, a wipe), its open and its close; zero means DefaultCommitTimeout. Pebble does not
+	// fail a write on a full disk: its flushes fail and are retried, its memtables fill, and
+	// every commit waits in its write stall. A write that has not finished in time ends Run with
+	// a *StoreStalledError (diskStore.commit).
+	CommitTimeout time.Duration
+
+	fs vfs.FS // tests: a file system whose disk can be made full; nil is the OS's
 }
+
+// DefaultCommitTimeout is DiskOptions.CommitTimeout's default: far above a healthy commit
+// (milliseconds; a write stall while a flush catches up lasts seconds at most on the benchmark
+// host), far below the time a platform team would let a stuck pod hold its partitions.
+const DefaultCommitTimeout = 20 * time.Second
+
+// storeShutdownWait is how long a shutdown (Run's context cancelled) still waits for a store
+// write in progress before it gives up on it: the Kafka transaction has committed, so giving up
+// loses nothing, but a store whose write never returned cannot be closed.
+const storeShutdownWait = 3 * time.Second
+
+// healthSlowAfter: a store write in progress for longer, or a Pebble write stall lasting
+// longer, makes the store unhealthy (Status.Store, /readyz) before the commit timeout ends Run.
+const healthSlowAfter = time.Second
+
+// StoreStalledError is a write to the persistent store that did not finish within
+// DiskOptions.CommitTimeout (or within storeShutdownWait of a shutdown). Cause is the last
+// error Pebble reported in the background (a failed flush: ENOSPC on a full disk; errors.Is
+// sees through it), or what else the store knows. The store is then abandoned: Run returns
+// this error, the process exits non-zero, and its restart validates the store against the
+// changelog and restores what it lacks (every committed transaction is in Kafka).
+type StoreStalledError struct {
+	Dir    string        // state.dir
+	Op     string        // what was being written
+	Waited time.Duration // how long it was waited for
+	Stall  string        // Pebble's write stall at the time ("" if none)
+	Cause  error
+}
+
+func (e *StoreStalledError) Error() string {
+	stall := ""
+	if e.Stall != "" {
+		stall = " (" + e.Stall + ")"
+	}
+	return fmt.Sprintf("state store %s (state.dir): %s did not finish within %s%s: %v", e.Dir, e.Op, e.Waited.Round(time.Millisecond), stall, e.Cause)
+}
+
+func (e *StoreStalledError) Unwrap() error { return e.Cause }
+
+// storeHealth is what Pebble's event listener and the bounded writes know about the store's
+// ability to take writes. Guarded by mu; the listener's callbacks do no I/O while holding it
+// (Pebble calls some of them with its own mutex held).
+type storeHealth struct {
+	mu          sync.Mutex
+	stallSince  time.Time // Pebble's write stall in progress (zero: none)
+	stallReason string
+	bgErr       error // the last background error (a failed flush or compaction)
+	bgErrAt     time.Time
+	bgErrs      int64     // background errors since the last one logged
+	bgLoggedAt  time.Time // rate limit of their log lines
+	flushedAt   time.Time // the last flush that succeeded
+	noSpaceAt   time.Time // the last ENOSPC any write of Pebble's met (vfs.OnDiskFull)
+	slow        string    // the last DiskSlow report
+	slowAt      time.Time
+	writes      map[uint64]writeInFlight
+	nextWrite   uint64
+	broken      error // a write was given up on: the store takes no more writes and is not closed
+	gone        error // its directory was deleted or replaced: no more writes (checkDir)
+}
+
+type writeInFlight struct {
+	op    string
+	since time.Time
+}
+
+// bgErrLogEvery bounds Pebble's background error lines: a flush that fails is retried at once,
+// in a loop, for as long as the disk stays full.
+const bgErrLogEvery = 10 * time.Second
+
+// listener is d's Pebble event listener.
+func (d *diskStore) listener() *pebble.EventListener {
+	h := &d.h
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			h.mu.Lock()
+			h.bgErr, h.bgErrAt = err, time.Now()
+			h.bgErrs++
+			n := h.bgErrs
+			logIt := time.Since(h.bgLoggedAt) >= bgErrLogEvery
+			if logIt {
+				h.bgLoggedAt, h.bgErrs = time.Now(), 0
+			}
+			h.mu.Unlock()
+			if logIt {
+				// err.Error(): slog would print Pebble's errors with %+v, stack traces included
+				d.log.Error("state store: pebble background error (a flush or compaction failed; pebble retries it)", "dir", d.dir, "err", err.Error(), "errors", n)
+			}
+		},
+		WriteStallBegin: func(i pebble.WriteStallBeginInfo) {
+			h.mu.Lock()
+			h.stallSince, h.stallReason = time.Now(), i.Reason
+			h.mu.Unlock()
+		},
+		WriteStallEnd: func() {
+			h.mu.Lock()
+			h.stallSince, h.stallReason = time.Time{}, ""
+			h.mu.Unlock()
+		},
+		// called on Pebble's disk-health goroutine, which must not block: recorded only, and
+		// reported by health and StoreStalledError
+		DiskSlow: func(i pebble.DiskSlowInfo) {
+			h.mu.Lock()
+			h.slow, h.slowAt = i.String(), time.Now()
+			h.mu.Unlock()
+		},
+		FlushEnd: func(i pebble.FlushInfo) {
+			if i.Err == nil {
+				h.mu.Lock()
+				h.flushedAt = time.Now()
+				h.mu.Unlock()
+			}
+		},
+	}
+}
+
+// noSpace is vfs.OnDiskFull's callback: a write of Pebble's met ENOSPC.
+func (d *diskStore) noSpace() {
+	d.h.mu.Lock()
+	d.h.noSpaceAt = time.Now()
+	d.h.mu.Unlock()
+}
+
+// causeLocked is the best explanation the store has of why its writes do not finish.
+func (d *diskStore) causeLocked(now time.Time) error {
+	h := &d.h
+	switch {
+	case h.bgErr != nil && h.bgErrAt.After(h.flushedAt):
+		return fmt.Errorf("pebble cannot flush (last background error %s ago): %w", now.Sub(h.bgErrAt).Round(time.Millisecond), h.bgErr)
+	case !h.noSpaceAt.IsZero() && now.Sub(h.noSpaceAt) < time.Minute:
+		return fmt.Errorf("a write of pebble's found the disk full %s ago: %w", now.Sub(h.noSpaceAt).Round(time.Millisecond), syscall.ENOSPC)
+	case h.slow != "" && now.Sub(h.slowAt) < time.Minute:
+		return fmt.Errorf("the disk is slow: %s", h.slow)
+	}
+	return errors.New("pebble reported no error (a hung disk?)")
+}
+
+func (d *diskStore) stallLocked(now time.Time) string {
+	if d.h.stallSince.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("pebble's write stall for %s: %s", now.Sub(d.h.stallSince).Round(time.Millisecond), d.h.stallReason)
+}
+
+// health is nil while the store takes writes; otherwise why not: a write given up on, a write
+// or a Pebble write stall lasting longer than healthSlowAfter, or a flush failing right now.
+func (d *diskStore) health() error {
+	h := &d.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.broken != nil {
+		return h.broken
+	}
+	if h.gone != nil {
+		return h.gone
+	}
+	now := time.Now()
+	for _, w := range h.writes {
+		if age := now.Sub(w.since); age > healthSlowAfter {
+			stall := ""
+			if s := d.stallLocked(now); s != "" {
+				stall = " (" + s + ")"
+			}
+			return fmt.Errorf("state store %s (state.dir): %s waiting for %s%s: %w", d.dir, w.op, age.Round(time.Millisecond), stall, d.causeLocked(now))
+		}
+	}
+	if !h.stallSince.IsZero() && now.Sub(h.stallSince) > healthSlowAfter {
+		return fmt.Errorf("state store %s (state.dir): %s: %w", d.dir, d.stallLocked(now), d.causeLocked(now))
+	}
+	if h.bgErr != nil && h.bgErrAt.After(h.flushedAt) && now.Sub(h.bgErrAt) < bgErrLogEvery {
+		return fmt.Errorf("state store %s (state.dir): %w", d.dir, d.causeLocked(now))
+	}
+	return nil
+}
+
+// commit commits b (NoSync) and closes it, waiting at most the commit timeout — or, once ctx
+// is cancelled (shutdown), at most storeShutdownWait more. Pebble's Commit cannot be
+// interrupted, so it runs on a goroutine of its own; when the wait gives up, that goroutine and
+// b are left to Pebble, the store is marked broken (every later write fails at once, and close
+// leaves the DB alone: Pebble's Close would wait for the stalled commit) and the error is a
+// *StoreStalledError. A panic inside Pebble's commit (it panics on a failed WAL write or
+// rotation) is returned as an error naming the directory and breaks the store the same way.
+func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) error {
+	if err := d.brokenErr(); err != nil {
+		b.Close()
+		return err
+	}
+	if err := d.checkDir(); err != nil {
+		b.Close()
+		return err
+	}
+	h := &d.h
+	start := time.Now()
+	h.mu.Lock()
+	id := h.nextWrite
+	h.nextWrite++
+	h.writes[id] = writeInFlight{op: op, since: start}
+	h.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err := fmt.Errorf("state store %s (state.dir): %s: pebble panicked: %v", d.dir, op, p)
+				if e, ok := p.(error); ok {
+					err = fmt.Errorf("state store %s (state.dir): %s: pebble panicked: %w", d.dir, op, e)
+				}
+				d.markBroken(err)
+				done <- err
+			}
+		}()
+		err := b.Commit(pebble.NoSync)
+		b.Close()
+		if err != nil {
+			err = fmt.Errorf("state store %s (state.dir): %s: %w", d.dir, op, err)
+		}
+		done <- err
+	}()
+	timer := time.NewTimer(d.timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		err = d.giveUp(op, start)
+	case <-ctx.Done():
+		shutdown := time.NewTimer(storeShutdownWait)
+		defer shutdown.Stop()
+		select {
+		case err = <-done:
+		case <-timer.C:
+			err = d.giveUp(op, start)
+		case <-shutdown.C:
+			err = d.giveUp(op, start)
+		}
+	}
+	h.mu.Lock()
+	delete(h.writes, id)
+	h.mu.Unlock()
+	return err
+}
+
+// checkDir fails (and every later write with it) when its directory is no longer the one it was opened
+// in: deleted while running (Pebble writes on into files that have no name any more, so nothing
+// it writes survives a restart, and its next flush fails) or replaced. One stat per write.
+func (d *diskStore) checkDir() error {
+	d.h.mu.Lock()
+	gone := d.h.gone
+	d.h.mu.Unlock()
+	if gone != nil {
+		return gone
+	}
+	id, err := dirIdentity(d.dir)
+	if err == nil && id == d.dirID {
+		return nil
+	}
+	why := "replaced by another directory"
+	if err != nil {
+		why = err.Error()
+	}
+	err = fmt.Errorf("state store %s (state.dir): the directory was deleted or replaced while the store was open (%s); the store's files are gone: stopping, the restart restores every partition into a new store", d.dir, why)
+	d.h.mu.Lock()
+	if d.h.gone == nil {
+		d.h.gone = err
+	}
+	d.h.mu.Unlock()
+	return err
+}
+
+// dirIdentity is (device, inode) of dir.
+func dirIdentity(dir string) ([2]uint64, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return [2]uint64{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return [2]uint64{}, nil // no inodes here: not checked
+	}
+	return [2]uint64{uint64(st.Dev), st.Ino}, nil //nolint:unconvert // Dev's type differs by platform
+}
+
+// giveUp marks the store broken by a write (op, begun at start) that did not finish.
+func (d *diskStore) giveUp(op string, start time.Time) error {
+	now := time.Now()
+	d.h.mu.Lock()
+	err := &StoreStalledError{Dir: d.dir, Op: op, Waited: now.Sub(start), Stall: d.stallLocked(now), Cause: d.causeLocked(now)}
+	d.h.mu.Unlock()
+	d.markBroken(err)
+	return err
+}
+
+func (d *diskStore) markBroken(err error) {
+	d.h.mu.Lock()
+	if d.h.broken == nil {
+		d.h.broken = err
+	}
+	d.h.mu.Unlock()
+}
+
+func (d *diskStore) brokenErr() error {
+	d.h.mu.Lock()
+	defer d.h.mu.Unlock()
+	return d.h.broken
+}
+
+// FlushStep is a point in the write of a committed transaction's states to the store.
+type FlushStep int
+
+const (
+	// FlushBeforeCommit: the Kafka transaction has committed and the Pebble batch (states and
+	// checkpoints) is built but not yet committed.
+	FlushBeforeCommit FlushStep = iota
+	// FlushAfterCommit: Pebble's Commit(NoSync) has returned. Its WAL record is queued for
+	// Pebble's flush goroutine and may not have reached the OS yet.
+	FlushAfterCommit
+)
 
 // pebbleLogger sends Pebble's own log lines to slog (errors and fatal only at warn/error).
-type pebbleLogger struct{ log *slog.Logger }
+// Each line names the state directory: Pebble's own messages (a failed WAL or MANIFEST write
+// on a full disk) say only the file.
+type pebbleLogger struct {
+	log *slog.Logger
+	dir string
+}
 
 func (l pebbleLogger) Infof(format string, args ...any) {
-	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Debug("pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 }
 func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Warn("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Warn("pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 }
+
+// Fatalf: Pebble gives up (e.g. a MANIFEST it cannot write). The process exits 1; every
+// committed transaction is in the changelog and the restart restores the store's tail.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+	l.log.Error("state store "+l.dir+" (state.dir) failed: pebble: "+fmt.Sprintf(format, args...), "dir", l.dir)
 	os.Exit(1)
 }
 
 // openDiskStore opens (creating it if need be) the store under dir for stage. A second process
 // on the same dir fails here (Pebble's LOCK file).
-func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskStore, error) {
+func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *slog.Logger) (*diskStore, error) {
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = 64 << 20
 	}
 	if o.MemtableBytes <= 0 {
 		o.MemtableBytes = 32 << 20
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("state store %s: %w", dir, err)
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = DefaultCommitTimeout
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state store %s (state.dir): %w", dir, err)
+	}
+	d := &diskStore{dir: dir, stage: stage, hook: o.FlushHook, timeout: o.CommitTimeout, log: log}
+	d.h.writes = map[uint64]writeInFlight{}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref()
+	fs := o.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
 	opts := &pebble.Options{
 		Cache:                       cache,
 		MemTableSize:                uint64(o.MemtableBytes),
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
-		Logger:                      pebbleLogger{log},
+		Logger:                      pebbleLogger{log: log, dir: dir},
+		EventListener:               d.listener(),
+		FS:                          vfs.OnDiskFull(fs, d.noSpace),
 	}
+	// Pebble's disk-health checks (a write or sync taking longer than 5 s calls DiskSlow)
+	opts.WithFSDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // a Get of a new order (a miss) reads no block
 	}
@@ -94,18 +457,74 @@ func openDiskStore(dir, stage string, o DiskOptions, log *slog.Logger) (*diskSto
 	// compression at all the CPU per event was no lower (bench/RESULTS.md).
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	opts.EnsureDefaults()
-	db, err := pebble.Open(filepath.Clean(dir), opts)
-	if err != nil {
-		return nil, fmt.Errorf("state store %s: open: %w (state.dir must be a directory only this process uses)", dir, err)
+	// Open replays the WAL and may flush it to an sstable: on a full disk that fails (an error)
+	// or stalls like a commit, so it is bounded too
+	type opened struct {
+		db  *pebble.DB
+		err error
 	}
-	return &diskStore{db: db, dir: dir, stage: stage}, nil
+	done := make(chan opened, 1)
+	start := time.Now()
+	go func() {
+		db, err := pebble.Open(filepath.Clean(dir), opts)
+		done <- opened{db, err}
+	}()
+	var err error
+	if d.dirID, err = dirIdentity(dir); err != nil {
+		return nil, fmt.Errorf("state store %s (state.dir): %w", dir, err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			hint := "state.dir must be a directory only this process uses"
+			if errors.Is(r.err, syscall.ENOSPC) {
+				hint = "the disk is full"
+			}
+			return nil, fmt.Errorf("state store %s (state.dir): open: %w (%s)", dir, r.err, hint)
+		}
+		d.db = r.db
+		return d, nil
+	case <-time.After(o.CommitTimeout):
+		return nil, d.giveUp("open", start)
+	case <-ctx.Done():
+		// shutdown: the open is not waited for longer than a write would be
+		select {
+		case r := <-done:
+			if r.err == nil {
+				d.db = r.db
+				return d, nil
+			}
+			return nil, fmt.Errorf("state store %s (state.dir): open: %w", dir, r.err)
+		case <-time.After(storeShutdownWait):
+			return nil, d.giveUp("open", start)
+		}
+	}
 }
 
+// close closes the DB within the commit timeout, or within storeShutdownWait when the store
+// is unhealthy (Pebble's Close waits for a flush that a full disk makes fail and retry for
+// ever). A store with a write that was given up on is not closed at all (Close would wait for
+// that write): the error says so, and the process, which is exiting, leaves the directory to
+// its next incarnation (Pebble's lock goes with the process; the next Open recovers the WAL).
 func (d *diskStore) close() error {
-	if err := d.db.Close(); err != nil {
-		return fmt.Errorf("state store %s: close: %w", d.dir, err)
+	if err := d.brokenErr(); err != nil {
+		return fmt.Errorf("state store %s (state.dir): not closed, a write never finished: %w", d.dir, err)
 	}
-	return nil
+	wait := d.timeout
+	if d.health() != nil {
+		wait = min(wait, storeShutdownWait)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.db.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("state store %s (state.dir): close: %w", d.dir, err)
+		}
+		return nil
+	case <-time.After(wait):
+		return d.giveUp("close", time.Now().Add(-wait))
+	}
 }
 
 // Key layout: 'd' stage 0x00 partition(4, big endian) key → changelog value of key;
@@ -218,19 +637,17 @@ func (d *diskStore) exists(p int32, key []byte) (bool, error) {
 }
 
 // wipe deletes p's values and checkpoint in one batch: the partition is then restored fully.
-func (d *diskStore) wipe(p int32) error {
+func (d *diskStore) wipe(ctx context.Context, p int32) error {
 	b := d.db.NewBatch()
-	defer b.Close()
 	if err := b.DeleteRange(d.prefix('d', p), d.prefix('d', p+1), nil); err != nil {
+		b.Close()
 		return err
 	}
 	if err := b.Delete(d.metaKey(p), nil); err != nil {
+		b.Close()
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("state store %s: wipe partition %d: %w", d.dir, p, err)
-	}
-	return nil
+	return d.commit(ctx, b, fmt.Sprintf("wipe of partition %d", p))
 }
 
 // diskUsage estimates the bytes p's values take on disk (compressed), for the state-size metric.
@@ -265,16 +682,23 @@ func (w *txnWrite) delete(p int32, key string) error {
 
 func (w *txnWrite) checkpoint(p int32, m partMeta) { w.metas[p] = m }
 
-// commit writes the values and checkpoints in one Pebble batch, then releases the batch.
-func (w *txnWrite) commit() error {
-	defer w.b.Close()
+// commit writes the values and checkpoints in one Pebble batch (bounded: diskStore.commit),
+// which it releases.
+func (w *txnWrite) commit(ctx context.Context) error {
 	for p, m := range w.metas {
 		if err := w.b.Set(w.d.metaKey(p), m.encode(), nil); err != nil {
+			w.b.Close()
 			return err
 		}
 	}
-	if err := w.b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("state store %s: write committed states: %w", w.d.dir, err)
+	if w.d.hook != nil {
+		w.d.hook(FlushBeforeCommit)
+	}
+	if err := w.d.commit(ctx, w.b, "write of a committed transaction's states"); err != nil {
+		return err
+	}
+	if w.d.hook != nil {
+		w.d.hook(FlushAfterCommit)
 	}
 	return nil
 }
@@ -292,7 +716,8 @@ type restoreWriter struct {
 	// exact: look up whether a key exists before counting it (a tail restore, a few records);
 	// a full restore into an empty partition does not (see partMeta.Keys)
 	exact bool
-	read  int64 // data records applied
+	ctx   context.Context // the restore's: bounds a batch's commit at shutdown
+	read  int64           // data records applied
 	// the last record applied, hashed into the checkpoint at flush (hashing every record cost
 	// a tenth of a restore); they alias fetch buffers, which franz-go never reuses
 	lastKey, lastValue []byte
@@ -302,8 +727,8 @@ type restoreWriter struct {
 // record, small next to the memtable so a batch never stalls on a flush alone.
 const restoreBatchBytes = 4 << 20
 
-func (d *diskStore) newRestoreWriter(p int32, m partMeta, exact bool) *restoreWriter {
-	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact}
+func (d *diskStore) newRestoreWriter(ctx context.Context, p int32, m partMeta, exact bool) *restoreWriter {
+	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact, ctx: ctx}
 }
 
 func (w *restoreWriter) put(offset int64, key, value []byte) error {
@@ -346,6 +771,9 @@ func (w *restoreWriter) put(offset int64, key, value []byte) error {
 
 // flush commits the open batch with the checkpoint of its last record.
 func (w *restoreWriter) flush() error {
+	if w.b == nil {
+		return w.d.brokenErr() // an earlier flush of this writer failed
+	}
 	if w.lastKey != nil {
 		w.meta.LastHash = recordHash(w.lastKey, w.lastValue)
 		w.lastKey, w.lastValue = nil, nil
@@ -353,23 +781,28 @@ func (w *restoreWriter) flush() error {
 	if err := w.b.Set(w.d.metaKey(w.p), w.meta.encode(), nil); err != nil {
 		return err
 	}
-	if err := w.b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("state store %s: restore partition %d: %w", w.d.dir, w.p, err)
+	b := w.b
+	w.b = nil // d.commit releases it, also when it gives up
+	if err := w.d.commit(w.ctx, b, fmt.Sprintf("restore batch of partition %d", w.p)); err != nil {
+		return err
 	}
-	w.b.Close()
 	w.b = w.d.db.NewBatch()
 	clear(w.inBatch)
 	return nil
 }
 
-func (w *restoreWriter) close() { w.b.Close() }
+func (w *restoreWriter) close() {
+	if w.b != nil {
+		w.b.Close()
+	}
+}
 
 // ScanStore reads the persistent store under dir (of a stopped runner: the directory is locked
 // while one runs) and calls fn with every key of stage and its committed changelog value, per
 // partition in key order, and checkpoints with each partition's changelog offset (the next
 // offset to read) and key count. For tests, benchmarks and an operator's inspection.
 func ScanStore(dir, stage string, fn func(partition int32, key, value []byte) error, checkpoint func(partition int32, next, keys int64)) error {
-	d, err := openDiskStore(dir, stage, DiskOptions{CacheBytes: 8 << 20, MemtableBytes: 4 << 20}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, stage, DiskOptions{CacheBytes: 8 << 20, MemtableBytes: 4 << 20}, slog.Default())
 	if err != nil {
 		return err
 	}

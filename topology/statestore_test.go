@@ -91,7 +91,7 @@ func sumsOf(inputs map[string][]int64) map[string]int64 {
 // checkDisk opens dir's store (the runner stopped) and compares every key of the stage with want.
 func checkDisk(t *testing.T, dir string, want map[string]int64) {
 	t.Helper()
-	d, err := openDiskStore(dir, "sum", DiskOptions{}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestDiskStoreRestoresOnlyTheTail(t *testing.T) {
 // tamper rewrites partition p's checkpoint in dir (the runner stopped).
 func tamper(t *testing.T, dir string, p int32, change func(*partMeta), bogus bool) {
 	t.Helper()
-	d, err := openDiskStore(dir, "sum", DiskOptions{}, slog.Default())
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func tamper(t *testing.T, dir string, p int32, change func(*partMeta), bogus boo
 		}
 	}
 	w.checkpoint(p, m)
-	if err := w.commit(); err != nil {
+	if err := w.commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -300,4 +300,36 @@ func TestDiskStoreDeletedWhileStopped(t *testing.T) {
 		t.Fatalf("restart without a directory: restored %d records, full %s; want every partition in full", n, full)
 	}
 	checkDisk(t, f.instanceStateDir("0"), sumsOf(inputs))
+}
+
+// TestDiskStoreDeletedWhileRunning: the state directory deleted under a running instance (an
+// operator's rm -rf, a volume re-provisioned). Pebble keeps writing into files that no longer
+// have a name, so nothing it writes would survive a restart and its next flush fails. The
+// runner must notice at its next write and stop with an error naming state.dir; the restart
+// restores every partition in full into a new directory, and the sums continue exactly.
+func TestDiskStoreDeletedWhileRunning(t *testing.T) {
+	f, rl := newDiskFixture(t)
+	inputs := map[string][]int64{}
+	f.feed(6, 3, inputs)
+	rn := f.start("0", nil, nil)
+	checkSums(t, f.committed("out", 18), inputs)
+	dir := f.instanceStateDir("0")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	f.feed(6, 1, inputs)
+	err := rn.waitRun(t, 15*time.Second)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "state.dir") || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("Run returned %v after its state directory was deleted, want an error naming state.dir %s", err, dir)
+	}
+	mark := len(rl.snapshot())
+	rn = f.start("0", nil, nil)
+	waitReady(t, rn)
+	f.feed(6, 1, inputs)
+	checkSums(t, f.committed("out", 30), inputs)
+	rn.stop(t)
+	if n, full, _ := rl.restored(mark); full != "[0 1 2]" || n < 6 {
+		t.Fatalf("restart after the deletion: restored %d records, full %s; want every partition in full", n, full)
+	}
+	checkDisk(t, dir, sumsOf(inputs))
 }

@@ -85,7 +85,8 @@ func (c Config) RunnerOptions() topology.Options {
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
 		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
 		StateDir:    c.StateDir(),
-		State:       topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes},
+		State: topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes,
+			CommitTimeout: c.State.CommitTimeout, FlushHook: chaosStoreHook()},
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}
@@ -159,6 +160,8 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 				return errors.New("not yet joined the consumer group")
 			case len(st.Restoring) > 0:
 				return fmt.Errorf("restoring state of partitions %v", st.Restoring)
+			case st.Store != nil:
+				return st.Store // stalled (a full disk): not ready until it takes writes again
 			}
 			return nil
 		})

@@ -17,6 +17,7 @@ import (
 
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/topology"
 )
 
 // Config is the whole configuration of retailflow: a YAML file (--config), then environment
@@ -158,6 +159,10 @@ type StateConfig struct {
 	// CacheBytes is Pebble's block cache; MemtableBytes one memtable (two at most).
 	CacheBytes    int64 `mapstructure:"cache_bytes"`
 	MemtableBytes int64 `mapstructure:"memtable_bytes"`
+	// CommitTimeout bounds one write to the store (and its open and close): Pebble stalls
+	// rather than fails on a full disk, and a write that has not finished in time stops `run`
+	// with an error naming state.dir and the cause, for a restart (topology.DiskOptions).
+	CommitTimeout time.Duration `mapstructure:"commit_timeout"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -253,7 +258,7 @@ func DefaultConfig() Config {
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
-		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20},
+		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, CommitTimeout: topology.DefaultCommitTimeout},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
 			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
@@ -423,6 +428,9 @@ func (c *Config) Validate() error {
 		}
 		if c.State.MemtableBytes < 1<<20 || c.State.MemtableBytes > 1<<30 {
 			bad("state.memtable_bytes", "must be between 1 MiB and 1 GiB, got %d", c.State.MemtableBytes)
+		}
+		if c.State.CommitTimeout < time.Second || c.State.CommitTimeout > 10*time.Minute {
+			bad("state.commit_timeout", "must be between 1s and 10m, got %s (a healthy commit takes milliseconds; a full disk stalls one for ever)", c.State.CommitTimeout)
 		}
 	default:
 		bad("state.mode", "%q is not memory or pebble", c.State.Mode)

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/retailflow/retailflow/topology"
 )
 
 // TestStateConfigErrorsNameTheKey: the state section is checked at load time, each mistake named
@@ -17,6 +19,7 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		{"pebble without dir", map[string]string{"RETAILFLOW_STATE_MODE": "pebble"}, "state.dir: is required when state.mode is pebble"},
 		{"tiny cache", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_CACHE_BYTES": "1000"}, "state.cache_bytes"},
 		{"huge memtable", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_MEMTABLE_BYTES": "4294967296"}, "state.memtable_bytes"},
+		{"no commit timeout", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_COMMIT_TIMEOUT": "10ms"}, "state.commit_timeout: must be between 1s and 10m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -35,7 +38,7 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := c.RunnerOptions()
-	if o.StateDir != "/var/lib/retailflow/state" || o.State.CacheBytes != 64<<20 || o.State.MemtableBytes != 32<<20 {
+	if o.StateDir != "/var/lib/retailflow/state" || o.State.CacheBytes != 64<<20 || o.State.MemtableBytes != 32<<20 || o.State.CommitTimeout != topology.DefaultCommitTimeout {
 		t.Errorf("runner options: dir %q, %+v", o.StateDir, o.State)
 	}
 	t.Setenv("RETAILFLOW_STATE_MODE", "memory")

@@ -261,9 +261,23 @@ func readFingerprint(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h Hi
 			return nil, fmt.Errorf("topic history: create %s (run `retailflow topics create`): %w", topic, err)
 		}
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
+	// A topic another instance has just created (TopicAlreadyExists above) is reported unknown
+	// until its partition is hosted: wait for it a little rather than fail the start (seen in
+	// the chaos suite when instances start together).
+	var ends kadm.ListedOffsets
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) && !errors.Is(err, kerr.NotLeaderForPartition) || wait > 3*time.Second {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("topic history: end offset of %s: %w", topic, err)
+		case <-time.After(wait):
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("topic history: end offset of %s: %w", topic, err)

@@ -16,7 +16,9 @@
 // Both give the sink its own ClickHouse user (infra/local.sh ch-user), so the server must be the
 // one infra/local.sh started under RF_RUN_DIR.
 // CHAOS_SEED fixes the seed (printed at the start), CHAOS_FAULTS=a,b runs only the named faults,
-// RETAILFLOW_CHAOS_BIN names a prebuilt `go build -tags chaoshooks` binary. Logs of every
+// RETAILFLOW_CHAOS_BIN names a prebuilt `go build -tags chaoshooks` binary. The processors keep
+// their state in the persistent store (state.mode=pebble, a directory per instance that survives
+// its restarts); CHAOS_STATE_MODE=memory runs them in memory (the store faults then fail). Logs of every
 // process incarnation stay in the directory printed at the start.
 package chaostest
 

@@ -74,6 +74,12 @@ type harness struct {
 	// or revoke its database without touching the user other tests share
 	chUser, chPassword string
 	sinkExtra          []string // extra environment of the sink's next incarnations (under mu)
+
+	// stateRoot holds each processor's persistent store (state-<id>), which outlives the
+	// instance's incarnations as a pod's volume does; "" when CHAOS_STATE_MODE=memory
+	stateRoot string
+	// runExtra is extra environment of a processor's incarnations, by instance id (under mu)
+	runExtra map[string][]string
 }
 
 func newHarness(t *testing.T, p params) *harness {
@@ -82,6 +88,9 @@ func newHarness(t *testing.T, p params) *harness {
 		Pipeline: pl, t: t, p: p, sink: pl.Group + "-sink", db: "chaos_" + pl.Suffix,
 		chAddr: e2e.EnvOr("RETAILFLOW_CLICKHOUSE_ADDR", "127.0.0.1:9000"),
 		rng:    rand.New(rand.NewPCG(p.seed, 0xc4a05)),
+	}
+	if os.Getenv("CHAOS_STATE_MODE") != "memory" {
+		h.stateRoot = t.TempDir()
 	}
 	h.bin = pl.Binary("RETAILFLOW_CHAOS_BIN", "chaoshooks", "run", "sink", "migrate")
 	adm := h.Admin()
@@ -153,6 +162,12 @@ func (h *harness) env(instance string) []string {
 // extra settings a fault gave it.
 func (h *harness) slotEnv(s *e2e.Slot) []string {
 	env := h.env(s.ID)
+	if s.Command == "run" && h.stateRoot != "" {
+		env = append(env, "RETAILFLOW_STATE_MODE=pebble", "RETAILFLOW_STATE_DIR="+h.stateDir(s.ID))
+		h.mu.Lock()
+		env = append(env, h.runExtra[s.ID]...)
+		h.mu.Unlock()
+	}
 	if s.Command == "sink" {
 		h.mu.Lock()
 		env = append(append(env, "RETAILFLOW_CLICKHOUSE_USERNAME="+h.chUser,
@@ -161,6 +176,9 @@ func (h *harness) slotEnv(s *e2e.Slot) []string {
 	}
 	return env
 }
+
+// stateDir is processor id's persistent state directory.
+func (h *harness) stateDir(id string) string { return filepath.Join(h.stateRoot, "state-"+id) }
 
 // processors lists the running processor slots, sorted by id.
 func (h *harness) processors() []*e2e.Slot {

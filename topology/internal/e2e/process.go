@@ -76,7 +76,15 @@ func (sup *Supervisor) loop(s *Slot) {
 			s.mu.Unlock()
 			return
 		}
-		s.logPath = filepath.Join(sup.LogDir, fmt.Sprintf("%s-%s-%03d.log", s.Command, s.ID, starts))
+		// a slot started again after a Stop continues the numbering: an earlier incarnation's
+		// log must not be truncated (a fault's checks read the logs since a mark)
+		for {
+			s.logPath = filepath.Join(sup.LogDir, fmt.Sprintf("%s-%s-%03d.log", s.Command, s.ID, starts))
+			if _, err := os.Stat(s.logPath); err != nil {
+				break
+			}
+			starts++
+		}
 		logf, err := os.Create(s.logPath)
 		if err != nil {
 			s.mu.Unlock()
