@@ -11,8 +11,16 @@ export GOFLAGS ?= -mod=mod
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
 
+# CLUSTER=1: the replicated cluster instead of the single node (infra/cluster.sh: three KRaft
+# brokers, ZooKeeper, two ClickHouse replicas; ports from CLUSTER_BASE), for up/down/status and
+# the eos and chaos runs. CLUSTER_ENV exports its RETAILFLOW_* settings into a recipe's shell.
+ifeq ($(CLUSTER),1)
+INFRA := cluster-
+CLUSTER_ENV := export $$(infra/cluster.sh env | xargs);
+endif
+
 up:
-	infra/local.sh up
+	infra/local.sh $(INFRA)up
 
 # Opt-in TLS listeners beside the plaintext ones: Kafka SSL (client certificates) and
 # SASL_SSL/SCRAM, ClickHouse's TLS port; a local CA under .run/tls (README "TLS and SCRAM").
@@ -20,10 +28,10 @@ secure:
 	infra/local.sh secure
 
 down:
-	infra/local.sh down
+	infra/local.sh $(INFRA)down
 
 status:
-	infra/local.sh status
+	infra/local.sh $(INFRA)status
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
