@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -192,5 +193,21 @@ func TestClusterSinkViewsMatchOracle(t *testing.T) {
 			re.checkTotals(t, exp.Totals)
 			re.noDuplicates(t)
 		})
+	}
+}
+
+// TestClassifyReplicationErrors: what a replicated table answers while ZooKeeper is away (the
+// table turns read-only, the keeper call fails, the insert's status is unknown) or while no
+// replica is reachable from a Distributed table is the environment: the sink waits, under its
+// own reason, and never bisects or dead-letters a record for it.
+func TestClassifyReplicationErrors(t *testing.T) {
+	for _, code := range []int32{242, 999, 225, 319, 279, 286} {
+		c := classify(fmt.Errorf("insert 10 rows into orders: %w", &ch.Exception{Code: code, Message: "x"}))
+		if c.rows || c.reason != "replication" {
+			t.Errorf("code %d: %+v, want reason replication", code, c)
+		}
+		if !strings.Contains(errClass{reason: "replication"}.hint(), "ZooKeeper") {
+			t.Errorf("the replication hint does not name ZooKeeper")
+		}
 	}
 }
