@@ -87,9 +87,14 @@ eos: build up
 # ends with `chaos: faults=N passed=N lost=0 duplicated=0 dlq_unexplained=0`. It restarts the
 # Kafka and ClickHouse that `make up` started: do not run it beside `make test`.
 # The test builds its own binary with -tags chaoshooks (kills at exact protocol steps).
+# CLUSTER=1: the cluster's fault table (topology/chaostest/cluster_test.go) on the replicated
+# cluster (make up CLUSTER=1); CHAOS_FAULTS=a,b picks others.
 CHAOS_CH_OUTAGE ?= 3m
+ifeq ($(CLUSTER),1)
+CHAOS_FAULTS ?= cluster-leader-sigkill,cluster-leader-sigterm,cluster-kill-during-commit,cluster-ch-replica-down,cluster-zookeeper-down
+endif
 chaos: up
-	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
+	set -o pipefail; $(CLUSTER_ENV) RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
 bench: bench-ledger bench-runtime bench-sink

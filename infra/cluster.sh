@@ -10,6 +10,7 @@
 #   kafka-start|kafka-stop|kafka-kill N    broker N (1–3): start, SIGTERM, SIGKILL (fault tests)
 #   ch-start|ch-stop|ch-kill N             ClickHouse replica N (1–2)
 #   zk-start|zk-stop                       ZooKeeper
+#   ch-user|ch-user-rm ...                 infra/local.sh ch-user on every replica
 #
 # Kafka: three combined broker+controller nodes (one JVM each; a 3-voter quorum tolerates one
 # node down — the faults this cluster is for). Separate controllers would be three more JVMs on a
@@ -358,6 +359,9 @@ case ${1:-} in
   ch-start) check_n replica "${2:-}" 2; ch_start "$2"; ch_wait "$2" ;;
   ch-stop) check_n replica "${2:-}" 2; stop_pid "$cdir/clickhouse-$2/pid" TERM "clickhouse $2" 60 ;;
   ch-kill) check_n replica "${2:-}" 2; stop_pid "$cdir/clickhouse-$2/pid" KILL "clickhouse $2" 10 ;;
+  # the user on every replica (each reads its own users.d), as infra/local.sh ch-user does on one
+  ch-user|ch-user-rm) cmd=$1; shift
+    for n in "${replicas[@]}"; do CH_DIR=$cdir/clickhouse-$n CH_HTTP_PORT=$(ch_http "$n") "$here/local.sh" "$cmd" "$@"; done ;;
   zk-start) zk_start; zk_wait ;;
   zk-stop) stop_pid "$cdir/zookeeper/pid" TERM zookeeper 30 ;;
   *) echo "usage: infra/local.sh cluster-up|cluster-down|cluster-status|cluster-env|cluster-kafka-start|cluster-kafka-stop|cluster-kafka-kill N|cluster-ch-start|cluster-ch-stop|cluster-ch-kill N|cluster-zk-start|cluster-zk-stop" >&2; exit 2 ;;

@@ -42,7 +42,7 @@ CH_TLS_PORT=${CH_TLS_PORT:-$((CH_TCP_PORT + 40))}
 
 kafka_libs=$RF_CACHE_DIR/kafka-$KAFKA_VERSION/libs
 kafka_dir=$RF_RUN_DIR/kafka
-ch_dir=$RF_RUN_DIR/clickhouse
+ch_dir=${CH_DIR:-$RF_RUN_DIR/clickhouse} # CH_DIR: infra/cluster.sh ch-user, per replica
 tls_dir=$RF_RUN_DIR/tls
 
 log() { printf 'infra: %s\n' "$*" >&2; }
