@@ -177,8 +177,27 @@ func TestClusterSinkViewsMatchOracle(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// retention: the month of an old dead letter is dropped on both replicas, the sink's kept
+	if err := conns[0].Exec(ctx, "INSERT INTO "+db+".dead_letters (source_topic, source_partition, source_offset, row_id, version, seen_at) "+
+		"SELECT 'old-topic', 0, 1, 'old-row', 1, toDateTime('2020-01-15 00:00:00')"); err != nil {
+		t.Fatal(err)
+	}
+	months, err := PurgeDeadLetters(ctx, conns[0], db, time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC), false)
+	if err != nil {
+		t.Fatalf("purge in cluster mode: %v", err)
+	}
+	if len(months) == 0 || months[0].Month != "202001" || !months[0].Dropped {
+		t.Errorf("purge: %+v, want month 202001 dropped", months)
+	}
 	for i, c := range conns {
 		syncReplica(t, c, db)
+		var old uint64
+		if err := c.QueryRow(ctx, "SELECT count() FROM "+db+".dead_letters_local WHERE source_topic = 'old-topic'").Scan(&old); err != nil {
+			t.Fatal(err)
+		}
+		if old != 0 {
+			t.Errorf("replica %d still has the purged month's dead letter", i+1)
+		}
 		var local uint64
 		if err := c.QueryRow(ctx, "SELECT count() FROM "+db+".loyalty_commands_local").Scan(&local); err != nil {
 			t.Fatal(err)

@@ -274,8 +274,10 @@ func (h *harness) killCoordinatorInCommit(seg *segment) (string, error) {
 		return "", err
 	}
 	seg.after = func(verdict) error {
-		// the transaction state log must have moved: the coordinator of the id is another broker
-		// or the same one restarted, and the id is not stuck in a Prepare state
+		// the commit was completed by the coordinator that took over (or the restarted one):
+		// the id is not stuck in a Prepare state
+		adm := h.Admin() // inject's client is closed by now
+		defer adm.Close()
 		d, err := adm.DescribeTransactions(h.Ctx, caught.TxnID)
 		if err != nil {
 			return fmt.Errorf("describe %s after the fault: %w", caught.TxnID, err)
@@ -331,6 +333,24 @@ func (h *harness) replicaDown(seg *segment) (string, error) {
 	}
 	downFor := time.Since(down)
 	written := during.total() - before.total()
+	// catching up: replica 2 has copied every entry of each table's replication log to its queue
+	// (log_pointer past log_max_index) and executed them (queue empty: the parts it missed are
+	// fetched from replica 1), with a live ZooKeeper session, while traffic still flows
+	restarted := time.Now()
+	catchUp := time.Duration(-1)
+	for time.Since(restarted) < 3*time.Minute {
+		var tables, behind, queue uint64
+		if err := r2.QueryRow(h.Ctx, "SELECT count(), toUInt64(countIf(log_pointer <= log_max_index OR is_session_expired)), "+
+			"toUInt64(sum(queue_size)) FROM system.replicas WHERE database = ?", h.db).Scan(&tables, &behind, &queue); err == nil && tables > 0 && behind == 0 && queue == 0 {
+			catchUp = time.Since(restarted)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if catchUp < 0 {
+		r2.Close()
+		return "", errors.New("replica 2's replication queue did not empty within 3m of its restart")
+	}
 	seg.after = func(verdict) error {
 		defer r2.Close()
 		began := time.Now()
@@ -366,10 +386,11 @@ func (h *harness) replicaDown(seg *segment) (string, error) {
 		if written == 0 {
 			errs = append(errs, errors.New("no row was written while replica 2 was down: the fault tested nothing"))
 		}
-		seg.note = fmt.Sprintf("; replica 2 caught up in %s, %d tables and %d view rows equal on both", caughtUp.Round(time.Millisecond), len(one), strings.Count(viewText(v1), "\n"))
+		seg.note = fmt.Sprintf("; after the oracles SYNC REPLICA took %s, %d tables and %d view rows equal on both", caughtUp.Round(time.Millisecond), len(one), strings.Count(viewText(v1), "\n"))
 		return errors.Join(errs...)
 	}
-	return fmt.Sprintf("replica 2 SIGKILLed, down %s; %d rows written to replica 1 meanwhile", downFor.Round(time.Second), written), nil
+	return fmt.Sprintf("replica 2 SIGKILLed, down %s; %d rows written to replica 1 meanwhile; its replication queue empty %s after restart",
+		downFor.Round(time.Second), written, catchUp.Round(100*time.Millisecond)), nil
 }
 
 // zookeeperDown stops ZooKeeper a quarter into the segment for CLUSTER_ZK_OUTAGE (1m): the
