@@ -340,7 +340,8 @@ func (h *harness) replicaDown(seg *segment) (string, error) {
 	catchUp := time.Duration(-1)
 	for time.Since(restarted) < 3*time.Minute {
 		var tables, behind, queue uint64
-		if err := r2.QueryRow(h.Ctx, "SELECT count(), toUInt64(countIf(log_pointer <= log_max_index OR is_session_expired)), "+
+		// (a table whose log is still empty has log_pointer = log_max_index = 0: nothing to copy)
+		if err := r2.QueryRow(h.Ctx, "SELECT count(), toUInt64(countIf((log_pointer <= log_max_index AND NOT (log_pointer = 0 AND log_max_index = 0)) OR is_session_expired)), "+
 			"toUInt64(sum(queue_size)) FROM system.replicas WHERE database = ?", h.db).Scan(&tables, &behind, &queue); err == nil && tables > 0 && behind == 0 && queue == 0 {
 			catchUp = time.Since(restarted)
 			break
