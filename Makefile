@@ -11,8 +11,16 @@ export GOFLAGS ?= -mod=mod
 build:
 	$(GO) build -o $(BIN) ./cmd/retailflow
 
+# CLUSTER=1: the replicated cluster instead of the single node (infra/cluster.sh: three KRaft
+# brokers, ZooKeeper, two ClickHouse replicas; ports from CLUSTER_BASE), for up/down/status and
+# the eos and chaos runs. CLUSTER_ENV exports its RETAILFLOW_* settings into a recipe's shell.
+ifeq ($(CLUSTER),1)
+INFRA := cluster-
+CLUSTER_ENV := export $$(infra/cluster.sh env | xargs);
+endif
+
 up:
-	infra/local.sh up
+	infra/local.sh $(INFRA)up
 
 # Opt-in TLS listeners beside the plaintext ones: Kafka SSL (client certificates) and
 # SASL_SSL/SCRAM, ClickHouse's TLS port; a local CA under .run/tls (README "TLS and SCRAM").
@@ -20,10 +28,10 @@ secure:
 	infra/local.sh secure
 
 down:
-	infra/local.sh down
+	infra/local.sh $(INFRA)down
 
 status:
-	infra/local.sh status
+	infra/local.sh $(INFRA)status
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
@@ -71,16 +79,22 @@ chaos-short: up
 
 # Exactly-once proof on the real broker: 1 → 3 → 1 instances, ≥ 10 SIGKILLs with restarts under
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
+# CLUSTER=1 runs it against the three brokers (topics RF 3, min ISR 2).
 eos: build up
-	RETAILFLOW_E2E=1 EOS_LONG=1 RETAILFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestEOS ./topology/eostest/ | grep -E '^(eos:|---|ok|FAIL|PASS)'
+	$(CLUSTER_ENV) RETAILFLOW_E2E=1 EOS_LONG=1 RETAILFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestEOS ./topology/eostest/ | grep -E '^(eos:|---|ok|FAIL|PASS)'
 
 # Reliability suite: a seeded script of faults under generated load, with the oracles after each;
 # ends with `chaos: faults=N passed=N lost=0 duplicated=0 dlq_unexplained=0`. It restarts the
 # Kafka and ClickHouse that `make up` started: do not run it beside `make test`.
 # The test builds its own binary with -tags chaoshooks (kills at exact protocol steps).
+# CLUSTER=1: the cluster's fault table (topology/chaostest/cluster_test.go) on the replicated
+# cluster (make up CLUSTER=1); CHAOS_FAULTS=a,b picks others.
 CHAOS_CH_OUTAGE ?= 3m
+ifeq ($(CLUSTER),1)
+CHAOS_FAULTS ?= cluster-leader-sigkill,cluster-leader-sigterm,cluster-kill-during-commit,cluster-ch-replica-down,cluster-zookeeper-down
+endif
 chaos: up
-	set -o pipefail; RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
+	set -o pipefail; $(CLUSTER_ENV) RETAILFLOW_E2E=1 RETAILFLOW_CHAOS=1 CHAOS_FAULTS=$(CHAOS_FAULTS) CHAOS_CH_OUTAGE=$(CHAOS_CH_OUTAGE) $(GO) test -v -count=1 -timeout 40m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
 
 # Benchmarks; figures and commands are written down in bench/RESULTS.md.
 bench: bench-ledger bench-runtime bench-sink

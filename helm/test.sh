@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# helm/test.sh — proves the chart: lint, render (default and ci/full-values.yaml), compare with
-# the golden files, validate every manifest against the Kubernetes schemas offline, check that
-# the rendered config file is accepted by retailflow's own config loader, and check that the
-# guard rails (fail in templates) fire.
+# helm/test.sh — proves the chart: lint, render (default, ci/full-values.yaml,
+# ci/replicated-values.yaml), compare with the golden files, validate every manifest against the
+# Kubernetes schemas offline, check that the rendered config file is accepted by retailflow's
+# own config loader, and check that the guard rails (fail in templates) fire.
 #
 #   helm/test.sh            run the checks
 #   helm/test.sh --update   rewrite helm/testdata/*.golden from the current chart, then check
@@ -76,9 +76,9 @@ render() { # NAME [helm args...]: render into $work/NAME.yaml
   "$helm" template retailflow "$chart" --namespace retail --kube-version "$K8S_VERSION" "$@" >"$work/$name.yaml"
 }
 
-for variant in default full; do
+for variant in default full replicated; do
   args=()
-  [[ $variant == full ]] && args=(-f "$chart/ci/full-values.yaml")
+  [[ $variant != default ]] && args=(-f "$chart/ci/$variant-values.yaml")
 
   if out=$("$helm" lint --strict "$chart" --kube-version "$K8S_VERSION" "${args[@]}" 2>&1); then
     ok "helm lint ($variant)"

@@ -11,6 +11,9 @@
 #   infra/local.sh ch-user NAME PASSWORD [DB,...|-] [PROFILE] | ch-user-rm NAME       a ClickHouse user in users.d
 #                  (fault tests: rotate its password, limit it to another database, make it read-only)
 #   infra/local.sh ch-readonly DB on|off       the database's data directories unwritable (a read-only disk)
+#   infra/local.sh cluster-up|cluster-down|cluster-status|cluster-env|cluster-<fault> ...
+#                  the replicated cluster beside the single node (three KRaft brokers, ZooKeeper, two
+#                  ClickHouse replicas): infra/cluster.sh, which documents its ports (CLUSTER_BASE) and sizes
 #   infra/local.sh secure    opt in to TLS: a local CA, broker and client certificates under $RF_RUN_DIR/tls,
 #                  two more Kafka listeners (SSL with client certificates required on KAFKA_TLS_PORT,
 #                  SASL_SSL/SCRAM on KAFKA_SASL_PORT; the broker is restarted once to add them), SCRAM
@@ -39,7 +42,7 @@ CH_TLS_PORT=${CH_TLS_PORT:-$((CH_TCP_PORT + 40))}
 
 kafka_libs=$RF_CACHE_DIR/kafka-$KAFKA_VERSION/libs
 kafka_dir=$RF_RUN_DIR/kafka
-ch_dir=$RF_RUN_DIR/clickhouse
+ch_dir=${CH_DIR:-$RF_RUN_DIR/clickhouse} # CH_DIR: infra/cluster.sh ch-user, per replica
 tls_dir=$RF_RUN_DIR/tls
 
 log() { printf 'infra: %s\n' "$*" >&2; }
@@ -421,5 +424,6 @@ case ${1:-} in
   ch-user) shift; ch_user "$@" ;;
   ch-user-rm) ch_user_rm "$2" ;;
   ch-readonly) ch_readonly "$2" "$3" ;;
-  *) echo "usage: infra/local.sh install|up|down|status|secure|secure-off|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off" >&2; exit 2 ;;
+  cluster-*) cmd=${1#cluster-}; shift; exec "$here/cluster.sh" "$cmd" "$@" ;;
+  *) echo "usage: infra/local.sh install|up|down|status|secure|secure-off|kafka-start|kafka-stop|kafka-kill|ch-start|ch-stop|ch-kill|ch-user NAME PASSWORD [DB,...|-] [PROFILE]|ch-user-rm NAME|ch-readonly DB on|off|cluster-up|cluster-down|cluster-status (infra/cluster.sh)" >&2; exit 2 ;;
 esac

@@ -15,7 +15,8 @@ import (
 // to create it, starts in "default".
 func (c Config) ClickHouseConn() chsink.Conn {
 	return chsink.Conn{Addr: c.ClickHouse.Addr, Database: c.ClickHouse.Database, Username: c.ClickHouse.Username,
-		Password: c.ClickHouse.Password, TLS: c.ClickHouseTLS(), DialTimeout: c.ClickHouse.DialTimeout, InDatabase: true}
+		Password: c.ClickHouse.Password, TLS: c.ClickHouseTLS(), DialTimeout: c.ClickHouse.DialTimeout, InDatabase: true,
+		Cluster: c.ClickHouse.Cluster}
 }
 
 // ReconSettings maps the recon section, and the policy's amount tolerance, onto what migrate
@@ -105,7 +106,12 @@ func newMigrateCmd(app *App) *cobra.Command {
 			}
 			defer conn.Close()
 			start := time.Now()
-			res, err := chsink.Migrate(ctx, conn, c.ClickHouse.Database, recon)
+			var res chsink.MigrateResult
+			if c.ClickHouse.Cluster != "" {
+				res, err = chsink.MigrateCluster(ctx, chsink.NativeSession(conn), c.ClickHouse.Database, c.ClickHouse.Cluster, recon)
+			} else {
+				res, err = chsink.Migrate(ctx, conn, c.ClickHouse.Database, recon)
+			}
 			if err != nil {
 				// name who tried where: a read-only or mistyped user is the usual cause
 				return fmt.Errorf("migrate %s as user %s on %s: %w", c.ClickHouse.Database, c.ClickHouse.Username, c.ClickHouse.Addr, err)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -88,6 +89,10 @@ type TopicsConfig struct {
 	Partitions int32  `mapstructure:"partitions"` // of every order-scoped topic (co-partitioned)
 	// ReplicationFactor of every topic retailflow creates (1 for the local single broker; 3 in production).
 	ReplicationFactor int16 `mapstructure:"replication_factor"`
+	// MinInsyncReplicas of every topic retailflow creates (min.insync.replicas; 0 keeps the
+	// broker's default). With acks=all a write needs this many replicas: 2 with RF 3 survives
+	// one broker down without losing an acknowledged record.
+	MinInsyncReplicas int16 `mapstructure:"min_insync_replicas"`
 	// RetentionHours of the input and output topics; the changelog is compacted instead.
 	RetentionHours int `mapstructure:"retention_hours"`
 }
@@ -114,6 +119,10 @@ type ClickHouseConfig struct {
 	TLSCAFile     string        `mapstructure:"tls_ca_file"`
 	TLSServerName string        `mapstructure:"tls_server_name"`
 	DialTimeout   time.Duration `mapstructure:"dial_timeout"`
+	// Cluster, when set, is the remote_servers cluster (one shard, replicated through ZooKeeper)
+	// that migrate creates the schema on: ReplicatedReplacingMergeTree tables behind Distributed
+	// ones, DDL ON CLUSTER (connectors/clickhouse/cluster.go). Empty: one server (the default).
+	Cluster string `mapstructure:"cluster"`
 }
 
 // RuntimeConfig drives `retailflow run`, the exactly-once processor.
@@ -288,6 +297,9 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return fmt.Sprintf("config %s: %s", e.Key, e.Problem) }
 
+// clusterNameRE is what clickhouse.cluster may be (an element name of remote_servers).
+var clusterNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // Validate reports the first invalid key.
 func (c *Config) Validate() error {
 	var errs []error
@@ -350,6 +362,10 @@ func (c *Config) Validate() error {
 	if c.Topics.Partitions < 1 || c.Topics.Partitions > 10000 {
 		bad("topics.partitions", "must be between 1 and 10000, got %d", c.Topics.Partitions)
 	}
+	if c.Topics.MinInsyncReplicas < 0 || c.Topics.MinInsyncReplicas > c.Topics.ReplicationFactor {
+		bad("topics.min_insync_replicas", "must be between 0 (the broker's default) and topics.replication_factor (%d), got %d",
+			c.Topics.ReplicationFactor, c.Topics.MinInsyncReplicas)
+	}
 	if c.Topics.ReplicationFactor < 1 {
 		bad("topics.replication_factor", "must be at least 1")
 	}
@@ -364,6 +380,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouse.Database == "" {
 		bad("clickhouse.database", "must not be empty")
+	}
+	if c.ClickHouse.Cluster != "" && !clusterNameRE.MatchString(c.ClickHouse.Cluster) {
+		bad("clickhouse.cluster", "%q is not a cluster name of remote_servers (letters, digits, _)", c.ClickHouse.Cluster)
 	}
 	c.clickhouseTLS = nil
 	if c.ClickHouse.TLS {

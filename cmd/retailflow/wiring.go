@@ -83,22 +83,24 @@ func (c Config) TopicSpecs() []kafka.TopicSpec {
 		schemas.TopicCommands, schemas.TopicChangelog, schemas.TopicDLQ,
 	} {
 		specs = append(specs, kafka.TopicSpec{
-			Name: names[t], Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor, Retention: retention,
+			Name: names[t], Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor, MinInsyncReplicas: c.Topics.MinInsyncReplicas, Retention: retention,
 			Compacted: t == schemas.TopicChangelog, CoPartitioned: true,
 		})
 	}
 	// Inputs that a producer placed off murmur2 are re-routed through this one (co-partitioned).
 	specs = append(specs, kafka.TopicSpec{
 		Name: c.RerouteTopic(), Partitions: c.Topics.Partitions, ReplicationFactor: c.Topics.ReplicationFactor,
-		Retention: retention, CoPartitioned: true,
+		MinInsyncReplicas: c.Topics.MinInsyncReplicas, Retention: retention, CoPartitioned: true,
 	})
 	// The fingerprint of the topics `run` uses, recorded at its first start: a recreated,
 	// truncated or repartitioned topic is refused (kafka.CheckTopicHistory).
-	specs = append(specs, kafka.FingerprintSpec(names[schemas.TopicChangelog], c.Topics.ReplicationFactor))
+	fp := kafka.FingerprintSpec(names[schemas.TopicChangelog], c.Topics.ReplicationFactor)
+	fp.MinInsyncReplicas = c.Topics.MinInsyncReplicas
+	specs = append(specs, fp)
 	// The replay log: one record per replayed DLQ record, so a replay never sends one twice.
 	specs = append(specs, kafka.TopicSpec{
 		Name: dlq.ReplayLogTopic(names[schemas.TopicDLQ]), Partitions: 1,
-		ReplicationFactor: c.Topics.ReplicationFactor, Compacted: true,
+		ReplicationFactor: c.Topics.ReplicationFactor, MinInsyncReplicas: c.Topics.MinInsyncReplicas, Compacted: true,
 	})
 	return specs
 }

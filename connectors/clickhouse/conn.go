@@ -26,6 +26,11 @@ type Conn struct {
 	// RootCAs verify the server (nil: the system's roots). nil means plaintext.
 	TLS         *tls.Config
 	DialTimeout time.Duration
+	// Cluster is the remote_servers cluster the database was migrated on (MigrateCluster), or
+	// "" for one server. With a cluster, an INSERT into a Distributed table returns only when the
+	// rows are in a replica's table (insert_distributed_sync), not in the receiving server's
+	// spool: the sink commits offsets only for rows a replica holds.
+	Cluster string
 }
 
 var dbNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -90,6 +95,9 @@ func Connect(c Conn) (driver.Conn, error) {
 	}
 	if c.TLS != nil {
 		opts.TLS = c.TLS.Clone()
+	}
+	if c.Cluster != "" {
+		opts.Settings = ch.Settings{"insert_distributed_sync": 1}
 	}
 	conn, err := ch.Open(opts)
 	if err != nil {

@@ -263,3 +263,13 @@ func TestMigrateUpgradesReleasedViews(t *testing.T) {
 		t.Fatalf("a changed migration was accepted: %v", err)
 	}
 }
+
+// TestDDLClusterGolden: cluster mode's statements (clickhouse.cluster), for review beside the
+// single-node DDL, which TestDDLGolden keeps unchanged.
+func TestDDLClusterGolden(t *testing.T) {
+	got, err := DDLCluster("retailflow", "retailflow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "testdata/ddl_cluster.golden", got)
+}

@@ -26,17 +26,27 @@ func PurgeDeadLetters(ctx context.Context, conn driver.Conn, db string, cutoff t
 	if !dbNameRE.MatchString(db) {
 		return nil, fmt.Errorf("clickhouse: database name %q must match %s", db, dbNameRE)
 	}
+	// cluster mode (cluster.go): the rows are in dead_letters_local, replicated; a partition
+	// dropped on one replica is dropped on every replica through the replication log
+	table := "dead_letters"
+	var local uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'dead_letters_local' AND engine LIKE 'Replicated%'", db).Scan(&local); err != nil {
+		return nil, fmt.Errorf("clickhouse: %s.dead_letters: %w", db, err)
+	}
+	if local > 0 {
+		table = "dead_letters_local"
+	}
 	var key string
-	if err := conn.QueryRow(ctx, "SELECT partition_key FROM system.tables WHERE database = ? AND name = 'dead_letters'", db).Scan(&key); err != nil {
-		return nil, fmt.Errorf("clickhouse: %s.dead_letters: %w (run `retailflow migrate`)", db, err)
+	if err := conn.QueryRow(ctx, "SELECT partition_key FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&key); err != nil {
+		return nil, fmt.Errorf("clickhouse: %s.%s: %w (run `retailflow migrate`)", db, table, err)
 	}
 	if key != "toYYYYMM(seen_at)" {
-		return nil, fmt.Errorf("clickhouse: %s.dead_letters is partitioned by %q, not by month (toYYYYMM(seen_at)): run `retailflow migrate` first", db, key)
+		return nil, fmt.Errorf("clickhouse: %s.%s is partitioned by %q, not by month (toYYYYMM(seen_at)): run `retailflow migrate` first", db, table, key)
 	}
 	rows, err := conn.Query(ctx, `SELECT partition, sum(rows) FROM system.parts
-		WHERE database = ? AND table = 'dead_letters' AND active GROUP BY partition ORDER BY partition`, db)
+		WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition`, db, table)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: list the partitions of %s.dead_letters: %w", db, err)
+		return nil, fmt.Errorf("clickhouse: list the partitions of %s.%s: %w", db, table, err)
 	}
 	var out []PurgedMonth
 	for rows.Next() {
@@ -55,15 +65,15 @@ func PurgeDeadLetters(ctx context.Context, conn driver.Conn, db string, cutoff t
 		m := &out[i]
 		ym, err := strconv.Atoi(m.Month)
 		if err != nil || ym < 100001 {
-			return out, fmt.Errorf("clickhouse: %s.dead_letters has partition %q, not a YYYYMM month", db, m.Month)
+			return out, fmt.Errorf("clickhouse: %s.%s has partition %q, not a YYYYMM month", db, table, m.Month)
 		}
 		end := time.Date(ym/100, time.Month(ym%100)+1, 1, 0, 0, 0, 0, time.UTC) // first instant after the month
 		m.Expired = !end.After(cutoff)
 		if !m.Expired || dryRun {
 			continue
 		}
-		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.dead_letters DROP PARTITION %d", db, ym)); err != nil {
-			return out, fmt.Errorf("clickhouse: drop month %s of %s.dead_letters: %w", m.Month, db, err)
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %d", db, table, ym)); err != nil {
+			return out, fmt.Errorf("clickhouse: drop month %s of %s.%s: %w", m.Month, db, table, err)
 		}
 		m.Dropped = true
 	}

@@ -630,6 +630,8 @@ func (c errClass) hint() string {
 		return "every record of the batch is refused alone: a table that no longer matches the migrations?"
 	case "network":
 		return "clickhouse unreachable or the connection broke"
+	case "replication":
+		return "a replicated table cannot write: ZooKeeper unreachable or its session expired (read-only until it reconnects), or no replica reachable from the Distributed table"
 	}
 	return "unclassified server error: retried, never dead-lettered"
 }
@@ -650,6 +652,10 @@ var envReasons = map[int32]string{
 	60: "schema", 81: "schema", 16: "schema", 47: "schema", 10: "schema", 33: "schema",
 	252: "overload", 241: "overload", 202: "overload", 203: "overload",
 	159: "network", 209: "network", 210: "network", 3: "network", 394: "network",
+	// cluster mode: 242 table is read-only (no ZooKeeper session), 999 keeper error, 225 no
+	// ZooKeeper, 319 unknown status of insert (retried: a replicated table drops a block it has),
+	// 279 all connection tries failed and 286 unsatisfied quorum (Distributed → replicas)
+	242: "replication", 999: "replication", 225: "replication", 319: "replication", 279: "replication", 286: "replication",
 }
 
 // classify tells a rejection that may be a row's (values) from one of the environment.

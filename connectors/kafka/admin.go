@@ -112,6 +112,8 @@ type TopicSpec struct {
 	Partitions int32
 	// ReplicationFactor of a created topic; 0 means the broker's default.
 	ReplicationFactor int16
+	// MinInsyncReplicas of a created topic (min.insync.replicas); 0 means the broker's default.
+	MinInsyncReplicas int16
 	// Compacted topics keep the latest value per key (the ledger changelog).
 	Compacted bool
 	// Retention of a non-compacted topic; zero keeps the broker default.
@@ -129,6 +131,9 @@ func (s TopicSpec) configs() map[string]*string {
 		cfg["segment.ms"] = kadm.StringPtr(strconv.FormatInt((time.Hour).Milliseconds(), 10))
 	} else if s.Retention > 0 {
 		cfg["retention.ms"] = kadm.StringPtr(strconv.FormatInt(s.Retention.Milliseconds(), 10))
+	}
+	if s.MinInsyncReplicas > 0 {
+		cfg["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(int(s.MinInsyncReplicas)))
 	}
 	// a 1 MiB record limit plus headroom for the DLQ's copy of an oversized input and its headers
 	cfg["max.message.bytes"] = kadm.StringPtr(strconv.Itoa(2 << 20))

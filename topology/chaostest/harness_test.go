@@ -268,6 +268,9 @@ func rssKiB(pid int) int64 {
 // pipe open, and the read would never end.
 func (h *harness) infra(args ...string) error {
 	script := filepath.Join(e2e.RepoRoot(), "infra", "local.sh")
+	if clusterMode() && strings.HasPrefix(args[0], "ch-user") { // the sink's user on every replica
+		args = append([]string{"cluster-" + args[0]}, args[1:]...)
+	}
 	out, err := os.Create(filepath.Join(h.LogDir, "infra-"+args[0]+".out"))
 	if err != nil {
 		return err

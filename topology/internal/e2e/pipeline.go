@@ -77,9 +77,10 @@ func NewPipeline(t testing.TB, prefix string, partitions int32) *Pipeline {
 	if p.Serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(p.Names)); err != nil {
 		t.Fatal(err)
 	}
+	rf, minISR := Replication(t)
 	var specs []kafka.TopicSpec
 	for tp, name := range p.Names {
-		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: partitions, ReplicationFactor: 1,
+		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: partitions, ReplicationFactor: rf, MinInsyncReplicas: minISR,
 			Compacted: tp == schemas.TopicChangelog, CoPartitioned: true})
 	}
 	if _, err := kafka.EnsureTopics(ctx, p.Conn, specs); err != nil {
@@ -92,6 +93,21 @@ func NewPipeline(t testing.TB, prefix string, partitions int32) *Pipeline {
 // start, or the local default.
 func Brokers() []string {
 	return strings.Split(EnvOr("RETAILFLOW_KAFKA_BROKERS", "localhost:9092"), ",")
+}
+
+// Replication is the replication factor and min.insync.replicas of the topics a test creates:
+// RETAILFLOW_TOPICS_REPLICATION_FACTOR and RETAILFLOW_TOPICS_MIN_INSYNC_REPLICAS, as for the
+// processes it starts (the replicated cluster's env file sets 3 and 2: infra/cluster.sh env), or
+// 1 and the broker's default for the single broker.
+func Replication(t testing.TB) (rf, minISR int16) {
+	parse := func(key string, def int16) int16 {
+		n, err := strconv.ParseInt(EnvOr(key, strconv.Itoa(int(def))), 10, 16)
+		if err != nil || n < 0 {
+			t.Fatalf("%s=%q is not a replica count", key, os.Getenv(key))
+		}
+		return int16(n)
+	}
+	return parse("RETAILFLOW_TOPICS_REPLICATION_FACTOR", 1), parse("RETAILFLOW_TOPICS_MIN_INSYNC_REPLICAS", 0)
 }
 
 // EnvOr is the environment variable key, or def when it is unset or empty.
