@@ -56,12 +56,8 @@ adjustment), a summary on stderr.`,
 			if apply && strings.TrimSpace(actor) == "" {
 				return &usageError{msg: "compensate --apply: --by is required (who sends; $USER is the default and is not set)"}
 			}
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			c, conn, err := app.ClickHouse(ctx)
 			if err != nil {
 				return err
 			}

@@ -60,12 +60,8 @@ func newReconActionCmd(app *App, use string, action chsink.Action, short string)
 			case strings.TrimSpace(by) == "":
 				return &usageError{msg: "recon " + use + ": --by is required (who acts; $USER is the default and is not set)"}
 			}
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			c, conn, err := app.ClickHouse(ctx)
 			if err != nil {
 				return err
 			}
@@ -109,12 +105,8 @@ func newReconHistoryCmd(app *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := app.Config()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			conn, err := chsink.Open(ctx, c.ClickHouseConn())
+			c, conn, err := app.ClickHouse(ctx)
 			if err != nil {
 				return err
 			}
