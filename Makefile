@@ -81,7 +81,7 @@ chaos-short: up
 # the same transactional id, verified against the oracle. Ends with the `eos: ... lost=0` line.
 # CLUSTER=1 runs it against the three brokers (topics RF 3, min ISR 2).
 eos: build up
-	$(CLUSTER_ENV) RETAILFLOW_E2E=1 EOS_LONG=1 RETAILFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestEOS ./topology/eostest/ | grep -E '^(eos:|---|ok|FAIL|PASS)'
+	set -o pipefail; $(CLUSTER_ENV) RETAILFLOW_E2E=1 EOS_LONG=1 RETAILFLOW_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestEOS ./topology/eostest/ | grep -E '^(eos:|---|ok|FAIL|PASS|    )'
 
 # Reliability suite: a seeded script of faults under generated load, with the oracles after each;
 # ends with `chaos: faults=N passed=N lost=0 duplicated=0 dlq_unexplained=0`. It restarts the
