@@ -154,6 +154,7 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	}
 
 	var cmds []schemas.LoyaltyCommand
+	touched := touchAll
 	switch {
 	case e.OrderAccepted != nil:
 		n.accept(e, p)
@@ -168,10 +169,13 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 			cmds = n.applyOMS(e, nil, p, cmds)
 		}
 	default:
-		n.applyFeed(e)
+		touched = n.applyFeed(e)
+	}
+	if l.s.StateVersion < StateVersion || l.s.DeferredRefund != nil {
+		touched = touchAll // derived by older rules: once in full (derive.go)
 	}
 	cmds = n.emitDeferredRefund(cmds)
-	n.recompute(p)
+	n.recompute(p, touched)
 	n.own, n.quiet = 0, false
 	return n, cmds, nil
 }
