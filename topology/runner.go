@@ -251,8 +251,8 @@ type txnState struct {
 	// polled are the records the transaction polled; recycled (decompressPool) when it ends.
 	// Nothing may keep a record, or a slice of its key, value or headers, past End: decoded
 	// values copy what they keep (schemas.Codec.DecodeInto), keys are copied into strings.
-	polled []*kgo.Record
-	promise    *kgo.FirstErrPromise
+	polled  []*kgo.Record
+	promise *kgo.FirstErrPromise
 	// The outputs and changelog records of the transaction, with their headers, are carved
 	// out of these chunks instead of allocated one by one. They are reset when the next
 	// transaction begins: every produce of this one has completed by then (transact waits for
