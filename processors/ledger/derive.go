@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -56,10 +57,18 @@ func (n *Ledger) recompute(p Policy, touched int) {
 	if touched&touchOMS != 0 {
 		n.deriveValues()
 	}
-	var scratch [8]Exception
-	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p, scratch[:0]), n.s.Clock)
+	scratch := exceptionScratch.Get().(*[]Exception)
+	now := n.deriveExceptions(p, (*scratch)[:0])
+	n.s.Exceptions = mergeExceptions(n.s.Exceptions, now, n.s.Clock)
+	clear(now) // mergeExceptions returned old, nil or a copy: nothing refers to now
+	*scratch = now[:0]
+	exceptionScratch.Put(scratch)
 	n.close(p)
 }
+
+// exceptionScratch holds the slices deriveExceptions appends to: a local array escaped (the
+// closure that appends captures it), which was one 640-byte allocation per Apply.
+var exceptionScratch = sync.Pool{New: func() any { s := make([]Exception, 0, 8); return &s }}
 
 // deriveValues derives, from the lines' quantities and the order, each line's refundable points
 // and net shipped value and the order's basis, entitled points and refund due.
