@@ -250,7 +250,11 @@ type txnState struct {
 	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
 	marks      []source // the rejected marks this transaction dead-letters; dropped when it commits
-	promise    *kgo.FirstErrPromise
+	// polled are the records the transaction polled; recycled (decompressPool) when it ends.
+	// Nothing may keep a record, or a slice of its key, value or headers, past End: decoded
+	// values copy what they keep (schemas.Codec.DecodeInto), keys are copied into strings.
+	polled  []*kgo.Record
+	promise *kgo.FirstErrPromise
 	// The outputs and changelog records of the transaction, with their headers, are carved
 	// out of these chunks instead of allocated one by one. They are reset when the next
 	// transaction begins: every produce of this one has completed by then (transact waits for
@@ -424,6 +428,10 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
+		// Fetched batches are decompressed into pooled buffers, given back when the
+		// transaction that consumed their records has ended (transact): a fresh buffer per
+		// batch, zeroed and then collected, was ≈ 8 % of the accrual core's CPU.
+		kgo.WithPools(&decompressPool{}),
 	)
 	opts = append(opts, r.o.OffsetReset.ConsumeOptions()...)
 	opts = append(opts, r.o.ClientOpts...)
@@ -747,6 +755,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	for {
 		behind := backlog(fs)
 		r.decodeBatch(fs)
+		t.polled = append(t.polled, r.batch...)
 		for i, rec := range r.batch {
 			if failure = r.process(pctx, sess, rec, &r.decoded[i]); failure != nil {
 				break
@@ -800,6 +809,14 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	try := failure == nil && produceErr == nil
 	// End's context must not be cancelled: a cancelled End can leave the outcome unknown.
 	committed, err := sess.End(context.Background(), kgo.TransactionEndTry(try))
+	// Every produce of the transaction has completed (Err above), so no output refers to a
+	// polled record's key, value or headers any more: their decompression buffers go back to
+	// the pool. A record polled again after an abort is a new record in a new buffer.
+	for i, rec := range t.polled {
+		rec.Recycle()
+		t.polled[i] = nil
+	}
+	t.polled = t.polled[:0]
 	for topic, n := range t.consumed {
 		r.m.Consumed(topic, n)
 	}

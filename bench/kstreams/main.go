@@ -127,7 +127,8 @@ func CorePolicy() accrual.Policy {
 }
 
 // RunCore runs the retailflow core stage until ctx ends, with the runner settings of
-// `retailflow run`'s defaults (cmd/retailflow config.go).
+// `retailflow run`'s defaults (cmd/retailflow config.go) but the Kafka Streams app's output
+// compression (none).
 func RunCore(ctx context.Context, brokers []string, t accrualcore.Topics, group string, logger *slog.Logger) error {
 	serde, err := schemas.NewSerde(ctx, schemas.WithPhysicalTopics(t.Names))
 	if err != nil {
@@ -139,6 +140,10 @@ func RunCore(ctx context.Context, brokers []string, t accrualcore.Topics, group 
 		TransactionTimeout: 10 * time.Second, SessionTimeout: 10 * time.Second, HeartbeatInterval: 3 * time.Second,
 		RebalanceTimeout: 30 * time.Second, MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond,
 		MaxBufferedRecords: 10000, Parallelism: 1, Logger: logger,
+		// Outputs and changelog uncompressed, as the Kafka Streams app's producer (its default,
+		// compression.type=none, stated in CoreApp.config); franz-go's default is snappy, which
+		// `retailflow run` keeps.
+		ClientOpts: []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())},
 	})
 	if err != nil {
 		return err

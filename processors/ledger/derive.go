@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -16,14 +17,62 @@ import (
 // round_half_even(line_net × qty / q_ord, 2)).
 const moneyPlaces = 2
 
-// recompute derives everything that is a function of the recorded facts: effective quantities,
-// values, ERP matching, posted points, exceptions and closure. It runs after every Apply, so the
+// Fact groups, for recompute: which recorded facts an Apply changed. Each derived field is a
+// function of some of the groups (and of the clock); recompute derives only the fields whose
+// groups changed, so a loyalty or ERP event does not re-derive the order's quantities, values
+// and points. The derived fields of the groups an event leaves alone are, in the state it
+// starts from, what a full recompute gave them: every state this ledger version writes was
+// derived by these rules (an older StateVersion, or a state carrying a DeferredRefund, is
+// recomputed in full once). TestIncrementalRecomputeIsFull holds recompute(touched) to
+// recompute(touchAll) after every Apply of the property and scenario traffic.
+const (
+	// touchOMS: the order, its lines, shipments, returns, cancellations, held events and
+	// commands (OrderAccepted and the OMS events). It derives everything: quantities feed the
+	// values and points, shipment and return lines the billing match.
+	touchOMS = 1 << iota
+	// touchBilling: ERP sales orders, billing documents and their cancellations (matchErp).
+	touchBilling
+	// touchPostings: loyalty postings and reservations (sumPostings).
+	touchPostings
+
+	touchAll = touchOMS | touchBilling | touchPostings
+)
+
+// recompute derives what is a function of the recorded facts in the groups touched (above):
+// effective quantities, values, basis and points (touchOMS), ERP matching (touchOMS,
+// touchBilling), posted points and reservation statuses (touchPostings); and always the
+// exceptions and closure, which also depend on the clock. It runs after every Apply, so the
 // state never holds a stale derived field. It writes a derived field only when its value
 // changes, so an event that changes nothing derived copies nothing (cow.go).
-func (n *Ledger) recompute(p Policy) {
-	n.refreshQuantities()
-	n.matchErp()
-	n.sumPostings()
+func (n *Ledger) recompute(p Policy, touched int) {
+	if touched&touchOMS != 0 {
+		n.refreshQuantities()
+	}
+	if touched&(touchOMS|touchBilling) != 0 {
+		n.matchErp()
+	}
+	if touched&touchPostings != 0 {
+		n.sumPostings()
+	}
+	if touched&touchOMS != 0 {
+		n.deriveValues()
+	}
+	scratch := exceptionScratch.Get().(*[]Exception)
+	now := n.deriveExceptions(p, (*scratch)[:0])
+	n.s.Exceptions = mergeExceptions(n.s.Exceptions, now, n.s.Clock)
+	clear(now) // mergeExceptions returned old, nil or a copy: nothing refers to now
+	*scratch = now[:0]
+	exceptionScratch.Put(scratch)
+	n.close(p)
+}
+
+// exceptionScratch holds the slices deriveExceptions appends to: a local array escaped (the
+// closure that appends captures it), which was one 640-byte allocation per Apply.
+var exceptionScratch = sync.Pool{New: func() any { s := make([]Exception, 0, 8); return &s }}
+
+// deriveValues derives, from the lines' quantities and the order, each line's refundable points
+// and net shipped value and the order's basis, entitled points and refund due.
+func (n *Ledger) deriveValues() {
 	r := getRatio()
 	defer putRatio(r)
 	var due int64
@@ -41,9 +90,6 @@ func (n *Ledger) recompute(p Policy) {
 	n.s.Points.Basis = basisRounded(r, n.s.Points.Basis)
 	n.s.Points.Entitled = entitledFrom(n.s.Order, r)
 	n.s.Points.RedemptionRefundDue = due
-	var scratch [8]Exception
-	n.s.Exceptions = mergeExceptions(n.s.Exceptions, n.deriveExceptions(p, scratch[:0]), n.s.Clock)
-	n.close(p)
 }
 
 // docCancelled reports whether a BillingDocumentCancelled names document id.

@@ -9,54 +9,62 @@ import (
 // order has arrived: every total derived from them is a sum over the documents, so it does not
 // depend on the order in which they were seen.
 
-// applyFeed records a loyalty or ERP event.
-func (n *Ledger) applyFeed(e schemas.Event) {
+// applyFeed records a loyalty or ERP event and returns the fact group it belongs to (derive.go:
+// touchPostings or touchBilling; touchAll for an event of neither, which Apply does not pass).
+func (n *Ledger) applyFeed(e schemas.Event) int {
 	if k, p, ok := postingOf(e); ok {
 		if _, found := findPosting(n.s.Postings, k, p.EntryID); !found {
 			n.s.Postings = insertSorted(n.s.Postings, p, postingLess)
 		}
-		return
+		return touchPostings
 	}
 	if d, ok := documentOf(e); ok {
 		for _, old := range n.s.Documents {
 			if old.BillingDocumentID == d.BillingDocumentID {
-				return
+				return touchBilling
 			}
 		}
 		n.s.Documents = insertSorted(n.s.Documents, d, func(a, b BillingDocState) bool { return a.BillingDocumentID < b.BillingDocumentID })
-		return
+		return touchBilling
 	}
+	touched := touchAll
 	switch {
 	case e.PointsReserved != nil:
 		r := e.PointsReserved
 		rs := n.reservation(r.ReservationID)
 		rs.Reserved, rs.ReservedPoints, rs.ReservedAt, rs.ExpiresAt = true, r.Points, r.ReservedAt.UTC(), r.ExpiresAt.UTC()
+		touched = touchPostings
 	case e.RedemptionConfirmed != nil:
 		r := e.RedemptionConfirmed
 		rs := n.reservation(r.ReservationID)
 		rs.Confirmed, rs.ConfirmedPoints, rs.ConfirmedAt, rs.RedemptionID = true, r.Points, r.ConfirmedAt.UTC(), r.RedemptionID
+		touched = touchPostings
 	case e.RedemptionReleased != nil:
 		r := e.RedemptionReleased
 		rs := n.reservation(r.ReservationID)
 		rs.Released, rs.ReleasedAt, rs.ReleaseReason = true, r.ReleasedAt.UTC(), r.Reason
+		touched = touchPostings
 	case e.ErpSalesOrderCreated != nil:
+		touched = touchBilling
 		eo := erpOrderOf(e.ErpSalesOrderCreated)
 		for _, old := range n.s.ErpOrders {
 			if old.ErpSalesOrderID == eo.ErpSalesOrderID {
-				return
+				return touched
 			}
 		}
 		n.s.ErpOrders = insertSorted(n.s.ErpOrders, eo, func(a, b ErpOrderState) bool { return a.ErpSalesOrderID < b.ErpSalesOrderID })
 	case e.BillingDocCancelled != nil:
+		touched = touchBilling
 		c := e.BillingDocCancelled
 		dc := DocCancelState{BillingDocumentID: c.BillingDocumentID, CancelsDocumentID: c.CancelsBillingDocumentID, CancelledAt: c.CancelledAt.UTC()}
 		for _, old := range n.s.DocCancels {
 			if old.BillingDocumentID == dc.BillingDocumentID {
-				return
+				return touched
 			}
 		}
 		n.s.DocCancels = insertSorted(n.s.DocCancels, dc, func(a, b DocCancelState) bool { return a.BillingDocumentID < b.BillingDocumentID })
 	}
+	return touched
 }
 
 // reservation returns the reservation with id, adding it (sorted) when new, in a slice this

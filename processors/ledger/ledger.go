@@ -154,6 +154,7 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 	}
 
 	var cmds []schemas.LoyaltyCommand
+	touched := touchAll
 	switch {
 	case e.OrderAccepted != nil:
 		n.accept(e, p)
@@ -168,10 +169,13 @@ func (l Ledger) Apply(e schemas.Event, p Policy) (Ledger, []schemas.LoyaltyComma
 			cmds = n.applyOMS(e, nil, p, cmds)
 		}
 	default:
-		n.applyFeed(e)
+		touched = n.applyFeed(e)
+	}
+	if l.s.StateVersion < StateVersion || l.s.DeferredRefund != nil {
+		touched = touchAll // derived by older rules: once in full (derive.go)
 	}
 	cmds = n.emitDeferredRefund(cmds)
-	n.recompute(p)
+	n.recompute(p, touched)
 	n.own, n.quiet = 0, false
 	return n, cmds, nil
 }
@@ -457,10 +461,33 @@ func (n *Ledger) unhold(h HeldEvent) schemas.Event {
 	return e
 }
 
+// heldReturn is the part of a held return's JSON form that deciding about it reads: decoding
+// only this skips the envelope and the rest of the body, most of a held event's decode (a
+// shipment re-checks every held return).
+type heldReturn struct {
+	ReturnReceived *struct {
+		ReturnID string               `json:"return_id"`
+		Lines    []schemas.ReturnLine `json:"lines"`
+	} `json:"return_received"`
+}
+
+// unholdReturn decodes the return id and lines of a held return; the ok result is false for a
+// held event that is not a return.
+func (n *Ledger) unholdReturn(h HeldEvent) (string, []schemas.ReturnLine, bool) {
+	var r heldReturn
+	if err := json.Unmarshal(h.Event, &r); err != nil {
+		panic(fmt.Sprintf("ledger: order %s: held event %s unreadable: %v", n.s.OrderID, h.EventID, err))
+	}
+	if r.ReturnReceived == nil {
+		return "", nil, false
+	}
+	return r.ReturnReceived.ReturnID, r.ReturnReceived.Lines, true
+}
+
 // heldReturnID is the return id of a held return (decoded: held returns are the faulty minority).
 func (n *Ledger) heldReturnID(h HeldEvent) string {
-	if r := n.unhold(h).ReturnReceived; r != nil {
-		return r.ReturnID
+	if id, _, ok := n.unholdReturn(h); ok {
+		return id
 	}
 	return h.EventID
 }
@@ -478,8 +505,19 @@ func (n *Ledger) releaseReturns(now time.Time, forced bool, p Policy, cmds []sch
 			keep = append(keep, h)
 			continue
 		}
-		e := n.unhold(h)
-		if forced && !now.Before(h.OccurredAt.Add(p.OrphanGrace)) || !forced && n.returnFits(e.ReturnReceived) {
+		// Forced, only a return whose grace ended goes; otherwise only one that fits. The grace
+		// needs no decode, the fit only the return's lines.
+		if forced && now.Before(h.OccurredAt.Add(p.OrphanGrace)) {
+			keep = append(keep, h)
+			continue
+		}
+		if !forced {
+			if _, lines, ok := n.unholdReturn(h); ok && !n.returnFits(lines) {
+				keep = append(keep, h)
+				continue
+			}
+		}
+		if e := n.unhold(h); e.ReturnReceived != nil {
 			n.applyReturn(e, forced)
 			cmds = n.commandsFor(e, e.ReturnReceived.ReturnID, "RETURN", cmds)
 			changed = true
@@ -559,7 +597,7 @@ func (n *Ledger) applyOMS(e schemas.Event, raw []byte, p Policy, cmds []schemas.
 		cmds = n.commandsFor(e, e.ShipmentConfirmed.ShipmentID, "SHIPMENT", cmds)
 		cmds = n.releaseReturns(time.Time{}, false, p, cmds)
 	case e.ReturnReceived != nil:
-		if !n.returnFits(e.ReturnReceived) {
+		if !n.returnFits(e.ReturnReceived.Lines) {
 			n.hold(e, raw, HoldExceedsShipped)
 			return cmds
 		}
@@ -598,9 +636,9 @@ func (n *Ledger) applyShipment(e schemas.Event) {
 
 // returnFits reports whether every known line of r has its accepted quantity within
 // shipped − returned.
-func (n *Ledger) returnFits(r *schemas.ReturnReceived) bool {
+func (n *Ledger) returnFits(lines []schemas.ReturnLine) bool {
 	need := map[int]decimal.Decimal{}
-	for _, rl := range r.Lines {
+	for _, rl := range lines {
 		if i := n.lineIndex(rl.OrderLineID); i >= 0 {
 			need[i] = need[i].Add(rl.QuantityAccepted)
 		}
