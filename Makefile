@@ -72,7 +72,7 @@ chromium:
 pyproducer:
 	infra/python.sh >/dev/null
 
-# The short chaos subset (5 faults that stop no service, ≈ 70 s here) with a fresh random seed
+# The short chaos subset (6 faults that stop no service, ≈ 100 s here) with a fresh random seed
 # (printed first: CHAOS_SEED=<seed> make chaos-short replays it), so the suite cannot rot.
 chaos-short: up
 	set -o pipefail; RETAILFLOW_E2E=1 $(GO) test -v -count=1 -timeout 15m -run TestChaos ./topology/chaostest/ | grep -E '^(chaos|\||---|ok|FAIL|PASS|    )'
