@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/topology/internal/e2e"
 )
 
 type params struct {
@@ -61,7 +62,12 @@ type fault struct {
 	ordersX     int     // multiplier of the orders per segment (1 when zero)
 	poison      int     // oversized records mixed in
 	large       []int   // records of these exact sizes (bytes, not Avro) mixed in
-	inject      func(h *harness, seg *segment) (string, error)
+	// prepare, if set, runs before the segment's traffic starts (inject runs while it flows):
+	// a protocol-step kill arms its instance here, so that the steps it counts happen in the
+	// traffic (armed after it, an instance whose partitions had no records left waited for the
+	// next segment's traffic, past the wait)
+	prepare func(h *harness, seg *segment) error
+	inject  func(h *harness, seg *segment) (string, error)
 }
 
 // segment is the state of one fault's run, shared between the injector and the checks.
@@ -71,8 +77,9 @@ type segment struct {
 	maxLag     int64
 	rssBase    int64
 	rssMax     int64
-	after      func(v verdict) error // a fault-specific check once the oracles have run
-	note       string                // appended to the row's note by after
+	after      func(v verdict) error  // a fault-specific check once the oracles have run
+	kill       func() (string, error) // an armed protocol-step kill's wait (armProtocolKill)
+	note       string                 // appended to the row's note by after
 }
 
 func TestChaos(t *testing.T) {
@@ -149,9 +156,9 @@ var faults = []fault{
 		}
 		return "killed " + strings.Join(killed, ","), nil
 	}},
-	{name: "sigkill-endtxn-sent", short: true, inject: protocolKill("endtxn-written")},
-	{name: "sigkill-txnoffsetcommit-sent", inject: protocolKill("txnoffsetcommit-written")},
-	{name: "sigkill-endtxn-answered", inject: protocolKill("endtxn-read")},
+	{name: "sigkill-endtxn-sent", short: true, prepare: armProtocolKill("endtxn-written"), inject: (*harness).awaitKill},
+	{name: "sigkill-txnoffsetcommit-sent", prepare: armProtocolKill("txnoffsetcommit-written"), inject: (*harness).awaitKill},
+	{name: "sigkill-endtxn-answered", prepare: armProtocolKill("endtxn-read"), inject: (*harness).awaitKill},
 	{name: "zombie-sigstop", short: true, inject: (*harness).zombie},
 	{name: "rebalance-storm", ordersX: 2, inject: (*harness).storm},
 	{name: "dup-ooo-late", traffic: func(o *generate.Options) {
@@ -196,9 +203,21 @@ var faults = []fault{
 	{name: "clickhouse-outage", long: true, inject: (*harness).clickhouseOutage},
 }
 
-// protocolKill is a fault's inject that makes one processor SIGKILL itself at a protocol step.
-func protocolKill(step string) func(h *harness, seg *segment) (string, error) {
-	return func(h *harness, seg *segment) (string, error) { return h.killAtStep(step) }
+// armProtocolKill is a fault's prepare that arms one processor to SIGKILL itself at a protocol
+// step (killAtStep's first half); awaitKill, its inject, waits for the kill while traffic flows.
+func armProtocolKill(step string) func(h *harness, seg *segment) error {
+	return func(h *harness, seg *segment) error {
+		seg.kill = h.armKill(step, true)
+		return nil
+	}
+}
+
+// awaitKill waits for the kill armProtocolKill prepared.
+func (h *harness) awaitKill(seg *segment) (string, error) {
+	if seg.kill == nil {
+		return "", errors.New("no kill was armed")
+	}
+	return seg.kill()
 }
 
 // row is one line of the result table.
@@ -295,6 +314,10 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 	r.records = len(recs)
 	rate := h.p.rate * max(f.rateX, 1)
 	seg := &segment{produceFor: time.Duration(float64(len(recs)) / rate * float64(time.Second)), mark: h.mark()}
+	var prepErr error
+	if f.prepare != nil {
+		prepErr = f.prepare(h, seg)
+	}
 	h.mu.Lock()
 	restarts := h.restarts
 	h.mu.Unlock()
@@ -336,6 +359,9 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 		}
 		r.took = time.Since(start)
 		return r, recs
+	}
+	if injErr == nil {
+		injErr = prepErr
 	}
 	if injErr != nil {
 		r.v.Problem("fault not injected: %v", injErr)
@@ -380,7 +406,12 @@ func (h *harness) segment(i int, f fault, before []generate.Record) (row, []gene
 // killAtStep restarts one processor (SIGTERM; the supervisor starts it again) with
 // RETAILFLOW_CHAOS_KILL_AT=<step>:<n> and waits for that incarnation to SIGKILL itself. It fails
 // loudly when the hooks are not wired into `retailflow run`.
-func (h *harness) killAtStep(step string) (string, error) {
+func (h *harness) killAtStep(step string) (string, error) { return h.armKill(step, false)() }
+
+// armKill arms one processor (SIGTERM; the supervisor starts it again with the kill armed) and
+// returns the wait for its kill; ready also waits until the armed incarnation has restored its
+// partitions (before a segment's traffic: the kill cannot come before it).
+func (h *harness) armKill(step string, ready bool) func() (string, error) {
 	ps := h.processors()
 	s := ps[h.rng.IntN(len(ps))]
 	spec := fmt.Sprintf("%s:%d", step, 2+h.rng.IntN(5))
@@ -391,9 +422,23 @@ func (h *harness) killAtStep(step string) (string, error) {
 		return fmt.Errorf("hooks are not wired: `retailflow run` with %s=%s %s "+
 			"(cmd_run.go runLedger needs `o.ClientOpts = append(o.ClientOpts, chaosClientOpts()...)`)", killAtEnv, spec, what)
 	}
-	// Usually seconds. Three minutes: on a loaded box the whole group once stalled 85 s (seed
-	// 1796519651955738057 under six parallel builds; every instance resumed, nothing lost),
-	// and the fault is about the kill, not a latency bound.
+	// ready: the armed incarnation runs and has logged a restore (its partitions are assigned),
+	// so that the traffic that follows reaches it; bounded, the wait below judges the rest
+	for until := time.Now().Add(time.Minute); ready && time.Now().Before(until); time.Sleep(200 * time.Millisecond) {
+		if log, ok := s.ArmedStarted(); ok {
+			if b, _ := os.ReadFile(log); strings.Contains(string(b), "restored state") {
+				break
+			}
+		}
+	}
+	return func() (string, error) { return h.awaitArmed(s, spec, notWired) }
+}
+
+// awaitArmed waits for the armed incarnation of s to kill itself at spec.
+func (h *harness) awaitArmed(s *e2e.Slot, spec string, notWired func(string) error) (string, error) {
+	// Usually seconds once traffic flows. Generous: the fault is about the kill, not a
+	// latency bound (armed after the traffic, an instance whose partitions had no records
+	// left waited up to the next segment's traffic: 85 s and 3 min in two runs).
 	const armedWithin = 3 * time.Minute
 	deadline := time.Now().Add(armedWithin)
 	var armedLog string
