@@ -37,31 +37,45 @@ func TestParseFilterRefusesUnsafeValues(t *testing.T) {
 	}
 }
 
-// Without a Replay function the replay endpoints refuse before touching ClickHouse.
-func TestReplayDisabled(t *testing.T) {
+// offlineHandler is the page on a connection that is never dialled: the disabled endpoints
+// must answer without ClickHouse.
+func offlineHandler(t *testing.T) http.Handler {
+	t.Helper()
 	conn, err := chsink.Connect(chsink.Conn{Addr: "127.0.0.1:1", Database: "retailflow"}) // never dialled here
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	h, err := New(Options{Conn: conn, Database: "retailflow"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []*http.Request{
-		httptest.NewRequest("GET", "/dlq/replay?class=invalid", nil),
-		httptest.NewRequest("POST", "/dlq/replay", strings.NewReader("confirm=yes&class=invalid")),
-	} {
+	return h
+}
+
+// refusedNaming checks that each request is refused (403) with a body naming setting, under
+// the page's CSP.
+func refusedNaming(t *testing.T, h http.Handler, setting string, reqs ...*http.Request) {
+	t.Helper()
+	for _, r := range reqs {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
-		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "ui.replay_enabled") {
-			t.Errorf("%s %s = %d %q, want 403 naming ui.replay_enabled", r.Method, r.URL, w.Code, w.Body.String())
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), setting) {
+			t.Errorf("%s %s = %d %q, want 403 naming %s", r.Method, r.URL, w.Code, w.Body.String(), setting)
 		}
 		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("no CSP on %s: %q", r.URL, csp)
 		}
 	}
+}
+
+// Without a Replay function the replay endpoints refuse before touching ClickHouse.
+func TestReplayDisabled(t *testing.T) {
+	h := offlineHandler(t)
+	refusedNaming(t, h, "ui.replay_enabled",
+		httptest.NewRequest("GET", "/dlq/replay?class=invalid", nil),
+		httptest.NewRequest("POST", "/dlq/replay", strings.NewReader("confirm=yes&class=invalid")))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/assets/style.css", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "body{") {
@@ -71,24 +85,7 @@ func TestReplayDisabled(t *testing.T) {
 
 // Without an Act function the backlog action endpoints refuse before touching ClickHouse.
 func TestActionsDisabled(t *testing.T) {
-	conn, err := chsink.Connect(chsink.Conn{Addr: "127.0.0.1:1", Database: "retailflow"}) // never dialled here
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	h, err := New(Options{Conn: conn, Database: "retailflow"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []*http.Request{
+	refusedNaming(t, offlineHandler(t), "ui.actions_enabled",
 		httptest.NewRequest("GET", "/recon/act?view=C4&key=R|L|O|REVERSAL_MISSING", nil),
-		httptest.NewRequest("POST", "/recon/act", strings.NewReader("confirm=yes&view=C4&key=R|L|O|REVERSAL_MISSING&action=RESOLVED&note=x&by=y")),
-	} {
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "ui.actions_enabled") {
-			t.Errorf("%s %s = %d %q, want 403 naming ui.actions_enabled", r.Method, r.URL, w.Code, w.Body.String())
-		}
-	}
+		httptest.NewRequest("POST", "/recon/act", strings.NewReader("confirm=yes&view=C4&key=R|L|O|REVERSAL_MISSING&action=RESOLVED&note=x&by=y")))
 }
