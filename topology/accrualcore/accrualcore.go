@@ -39,22 +39,7 @@ type Topics = orderledger.Topics
 
 // Topology is the five inputs into the accrual-core stage, which writes the commands topic and
 // keeps its state in the changelog.
-func Topology(t Topics) topology.Topology {
-	var inputs []topology.Stream
-	for _, in := range schemas.InputTopics {
-		inputs = append(inputs, topology.Stream(t.Names[in]))
-	}
-	commands := topology.Stream(t.Names[schemas.TopicCommands])
-	return topology.Topology{
-		Sources: inputs,
-		Stages: []topology.StageSpec{{
-			Name: StageName, Inputs: inputs, Store: topology.Table(t.Names[schemas.TopicChangelog]),
-			Writes: []topology.Stream{commands},
-		}},
-		Outputs: []topology.Stream{commands},
-		DLQ:     topology.Stream(t.Names[schemas.TopicDLQ]),
-	}
-}
+func Topology(t Topics) topology.Topology { return orderledger.StageTopology(StageName, t, "") }
 
 // Processor is the stage's typed behaviour.
 type Processor = topology.Processor[accrual.Event, accrual.State, accrual.Command]

@@ -38,7 +38,12 @@ type Topics struct {
 
 // Topology is the processor's graph: the five inputs into the order-ledger stage, which writes
 // loyalty commands and keeps its state in the compacted changelog.
-func Topology(t Topics) topology.Topology {
+func Topology(t Topics) topology.Topology { return StageTopology(StageName, t, t.Reroute) }
+
+// StageTopology is the one keyed stage over the five inputs that writes the commands topic and
+// keeps its state in the changelog, named name, re-routing misplaced keys to reroute ("" for
+// none). Topology (the ledger) and accrualcore.Topology (the engine comparison's core) are it.
+func StageTopology(name string, t Topics, reroute string) topology.Topology {
 	var inputs []topology.Stream
 	for _, in := range schemas.InputTopics {
 		inputs = append(inputs, topology.Stream(t.Names[in]))
@@ -47,8 +52,8 @@ func Topology(t Topics) topology.Topology {
 	return topology.Topology{
 		Sources: inputs,
 		Stages: []topology.StageSpec{{
-			Name: StageName, Inputs: inputs, Store: topology.Table(t.Names[schemas.TopicChangelog]),
-			Writes: []topology.Stream{commands}, Reroute: topology.Stream(t.Reroute),
+			Name: name, Inputs: inputs, Store: topology.Table(t.Names[schemas.TopicChangelog]),
+			Writes: []topology.Stream{commands}, Reroute: topology.Stream(reroute),
 		}},
 		Outputs: []topology.Stream{commands},
 		DLQ:     topology.Stream(t.Names[schemas.TopicDLQ]),
