@@ -27,6 +27,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=infra/kafka_log.sh
+. "$here/kafka_log.sh"
 repo=$(cd "$here/.." && pwd)
 RF_RUN_DIR=${RF_RUN_DIR:-$repo/.run}
 RF_CACHE_DIR=${RF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/retailflow}
@@ -179,24 +181,7 @@ log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=30000
 log.segment.bytes=67108864
 PROPS
-  cat >"$d/log4j2.properties" <<PROPS
-status = warn
-appender.file.type = RollingFile
-appender.file.name = file
-appender.file.fileName = $d/log/server.log
-appender.file.filePattern = $d/log/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 2
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-logger.org.name = org.apache.kafka
-logger.org.level = warn
-PROPS
+  kafka_log4j "$d" 20MB
 }
 
 kafka_start() { # n

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=infra/kafka_log.sh
+. "$here/kafka_log.sh"
 repo=$(cd "$here/.." && pwd)
 RF_RUN_DIR=${RF_RUN_DIR:-$repo/.run}
 RF_CACHE_DIR=${RF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/retailflow}
@@ -211,26 +213,7 @@ listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.se
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 PROPS
   fi
-  cat >"$kafka_dir/log4j2.properties" <<PROPS
-status = warn
-appender.file.type = RollingFile
-appender.file.name = file
-appender.file.fileName = $kafka_dir/log/server.log
-appender.file.filePattern = $kafka_dir/log/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 50MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 2
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-logger.kafka.name = kafka
-logger.kafka.level = info
-logger.org.name = org.apache.kafka
-logger.org.level = warn
-PROPS
+  kafka_log4j "$kafka_dir" 50MB
 }
 
 kafka_java() {
