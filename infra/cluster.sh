@@ -65,7 +65,9 @@ stop_pid() { # pidfile signal name timeout
   kill "-$sig" "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + t))
   while kill -0 "$pid" 2>/dev/null; do
-    if (( SECONDS > deadline )); then log "$name did not stop in ${t}s, killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+    if (( SECONDS > deadline )) && [[ $sig != KILL ]]; then
+      log "$name did not stop in ${t}s, killing"; sig=KILL; kill -KILL "$pid" 2>/dev/null || true
+    fi
     sleep 0.5
   done
   rm -f "$pidf"
@@ -317,7 +319,10 @@ up() {
 
 down() {
   local n
-  for n in "${brokers[@]}"; do stop_pid "$cdir/kafka-$n/pid" TERM "broker $n" 90; done
+  # All brokers at once: stopped one by one, the last controller waits out its controlled
+  # shutdown with no quorum left until it is killed.
+  for n in "${brokers[@]}"; do stop_pid "$cdir/kafka-$n/pid" TERM "broker $n" 90 & done
+  wait
   for n in "${replicas[@]}"; do stop_pid "$cdir/clickhouse-$n/pid" TERM "clickhouse $n" 60; done
   stop_pid "$cdir/zookeeper/pid" TERM zookeeper 30
 }
