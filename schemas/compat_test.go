@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hamba/avro/v2"
 	"github.com/linkedin/goavro/v2"
 	"github.com/shopspring/decimal"
-	"github.com/hamba/avro/v2"
 )
 
 // Every released version of every schema lives in avro/released/<name>/v<N>.avsc (embedded:
