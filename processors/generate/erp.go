@@ -264,3 +264,39 @@ func (o *orderGen) creditMemos() {
 		})
 	}
 }
+
+// erpReplicaAfterCancel: after an OMS cancellation the ERP rejects the cancelled units and sends
+// its sales order's new state (erp v2's ErpSalesOrderChanged, version 1): every item with its
+// quantity as created and the cancelled units rejected, status REJECTED when the whole order
+// was cancelled, else OPEN (the cancellation precedes fulfilment). The ErpOpenAfterCancel fault
+// sends nothing: the ERP's sales order stays as created. Drawn from er and delivered apart
+// (extra), so that the other events' records are unchanged.
+func (o *orderGen) erpReplicaAfterCancel() {
+	if o.cancellation == nil || o.erpCreated == nil {
+		return
+	}
+	if o.want[FaultErpOpenAfterCancel] {
+		o.applied(FaultErpOpenAfterCancel)
+		return
+	}
+	c := o.cancellation.OrderLinesCancelled
+	created := o.erpCreated.ErpSalesOrderCreated
+	rejected := map[string]decimal.Decimal{}
+	for _, cl := range c.Lines {
+		rejected[cl.OrderLineID] = rejected[cl.OrderLineID].Add(cl.QuantityCancelled)
+	}
+	status := "OPEN"
+	if c.IsFullOrder {
+		status = "REJECTED"
+	}
+	at := maxTime(c.CancelledAt, created.CreatedAt).Add(between(o.er, 5*time.Minute, 2*time.Hour))
+	e := o.envelopeFrom(o.er, o.er, schemas.TypeErpSalesOrderChanged, "ERP", "sales_order", o.erpSalesOrderID, at, o.cancellation, o.orderID)
+	so := &schemas.ErpSalesOrderChanged{ErpSalesOrderID: o.erpSalesOrderID, OrderID: o.orderID, ErpVersion: 1,
+		Status: status, ChangedAt: e.OccurredAt}
+	for _, it := range created.Items {
+		so.Items = append(so.Items, schemas.ErpReplicaItem{ErpItem: it.ErpItem, OrderLineID: it.OrderLineID,
+			Quantity: it.Quantity, RejectedQuantity: decimal.Min(rejected[it.OrderLineID], it.Quantity)})
+	}
+	e.ErpSalesOrderChanged = so
+	o.extra = append(o.extra, &genEvent{ev: e, key: o.orderID})
+}

@@ -179,8 +179,9 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 // may cause as well (Options.Faults). C6 AMOUNT_DIFF appears only where the
 // quantities agree, so no quantity fault adds it.
 var faultViews = map[Fault]struct{ must, may []string }{
-	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
-	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
+	FaultMissingErpOrder: {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
+	// the ERP holds a unit more: a cancelled line of it stays over-open after the replica
+	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, []string{openInERP}},
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
 	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
@@ -211,7 +212,10 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWithheldCxlRefund:    {[]string{pointsDiff}, nil},
 	// only the members' balances differ: no order-level row
 	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
+	FaultErpOpenAfterCancel: {[]string{openInERP}, nil},
 }
+
+const openInERP = "recon_orders_awaiting_erp/CANCELLED_IN_OMS_OPEN_IN_ERP"
 
 const (
 	liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
@@ -406,5 +410,61 @@ func TestCheckoutKeyedReservations(t *testing.T) {
 	}
 	if rows == 0 || len(reservedAt) == 0 {
 		t.Fatalf("%d reservations, %d unconfirmed rows: the test proves nothing", len(reservedAt), rows)
+	}
+}
+
+// erp v2: clean traffic sends a sales-order replica after every cancellation of a replicated
+// order (REJECTED for a whole-order cancellation, the cancelled units rejected), which the
+// oracle finds consistent; the ErpOpenAfterCancel fault withholds it, which C1 reports per
+// cancelled line and, for orders cancelled whole, at order level.
+func TestErpReplicaAfterCancellation(t *testing.T) {
+	clean := gen(t, Options{Seed: 11, Orders: 1500})
+	cancelled, replicas, rejected := map[string]bool{}, map[string]*schemas.ErpSalesOrderChanged{}, 0
+	for _, e := range clean.Events() {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			cancelled[e.OrderLinesCancelled.OrderID] = true
+		case e.ErpSalesOrderChanged != nil:
+			r := e.ErpSalesOrderChanged
+			if replicas[r.OrderID] != nil {
+				t.Fatalf("two replicas for %s", r.OrderID)
+			}
+			replicas[r.OrderID] = r
+			if r.Status == "REJECTED" {
+				rejected++
+			}
+		}
+	}
+	if len(replicas) != len(cancelled) || rejected == 0 || rejected == len(replicas) {
+		t.Fatalf("%d replicas (%d REJECTED) for %d cancelled orders", len(replicas), rejected, len(cancelled))
+	}
+	for id := range cancelled {
+		if replicas[id] == nil {
+			t.Fatalf("cancelled order %s has no replica", id)
+		}
+	}
+	if n := viewCounts(clean.Expected(asOf(clean)))[openInERP]; n != 0 {
+		t.Fatalf("clean traffic: %d %s rows", n, openInERP)
+	}
+
+	faulty := gen(t, Options{Seed: 11, Orders: 1500, Faults: Faults{ErpOpenAfterCancel: 1}})
+	orderLevel, lineLevel := 0, 0
+	for _, r := range faulty.Expected(asOf(faulty)).Views[oracle.ViewOrdersAwaitingERP] {
+		if r.MismatchCode != "CANCELLED_IN_OMS_OPEN_IN_ERP" {
+			continue
+		}
+		if r.OrderLineID == "" {
+			orderLevel++
+		} else {
+			lineLevel++
+		}
+	}
+	if orderLevel == 0 || lineLevel == 0 || orderLevel+lineLevel < len(cancelled) {
+		t.Fatalf("%d order-level and %d line rows for %d orders with a cancellation", orderLevel, lineLevel, len(cancelled))
+	}
+	for _, e := range faulty.Events() {
+		if e.ErpSalesOrderChanged != nil {
+			t.Fatal("the fault sent a replica")
+		}
 	}
 }

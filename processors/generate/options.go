@@ -92,6 +92,11 @@ type Faults struct {
 	// cancellation → C6 POINTS_DIFF (order level). Applies to orders with redeemed points and a
 	// cancellation that refunds some.
 	WithheldCancellationRefund float64
+	// ErpOpenAfterCancel: the ERP leaves its sales order as it was after an OMS cancellation (no
+	// ErpSalesOrderChanged rejecting the cancelled units; clean traffic sends one) → C1
+	// CANCELLED_IN_OMS_OPEN_IN_ERP, per cancelled line or, for an order cancelled whole, at order
+	// level. Applies to replicated orders with a cancellation.
+	ErpOpenAfterCancel float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -122,15 +127,18 @@ const (
 	FaultAccrualOtherMember    Fault = "accrual_other_member"
 	FaultTaxDiff               Fault = "tax_diff"
 	FaultWithheldCxlRefund     Fault = "withheld_cancellation_refund"
+	FaultErpOpenAfterCancel    Fault = "erp_open_after_cancel"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
 // stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
 // secondFaults: the faults from this index on (issue 20's second half) draw from a third
-// stream, so that the first half's traffic for a seed is unchanged too.
+// stream, so that the first half's traffic for a seed is unchanged too; thirdFaults (erp v2's
+// codes) from a fourth.
 const (
 	firstFaults  = 13
 	secondFaults = 20
+	thirdFaults  = 23
 )
 
 // shares pairs every fault with its share, in a fixed order.
@@ -155,6 +163,7 @@ func (f Faults) shares() []struct {
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
 		{FaultWithheldCxlRefund, f.WithheldCancellationRefund},
+		{FaultErpOpenAfterCancel, f.ErpOpenAfterCancel},
 	}
 }
 
@@ -173,6 +182,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
 		FaultTaxDiff: &f.TaxDiff, FaultWithheldCxlRefund: &f.WithheldCancellationRefund,
+		FaultErpOpenAfterCancel: &f.ErpOpenAfterCancel,
 	}[name]
 	if ptr == nil {
 		return false

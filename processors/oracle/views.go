@@ -141,30 +141,111 @@ func cancelledDocs(events []*schemas.Event) map[string]bool {
 	return out
 }
 
-// c1: orders awaiting ERP. The latest ErpSalesOrderCreated (canonical order) is the ERP's replica.
-func c1(v *viewSet, f *orderFold) {
-	a := f.accepted
-	var erp *schemas.ErpSalesOrderCreated
-	for _, e := range f.events {
-		if e.ErpSalesOrderCreated != nil {
-			erp = e.ErpSalesOrderCreated
+// erpSalesOrder is what the ERP holds for one sales order: the replica with the highest
+// erp_version (erp v2's ErpSalesOrderChanged; of equal versions the first seen), else the
+// creation, which is version 0, OPEN, nothing rejected.
+type erpSalesOrder struct {
+	version int64
+	status  string
+	items   []schemas.ErpReplicaItem
+}
+
+// erpSalesOrders returns the order's sales orders in order of first appearance.
+func erpSalesOrders(events []*schemas.Event) []*erpSalesOrder {
+	var out []*erpSalesOrder
+	byID := map[string]*erpSalesOrder{}
+	get := func(id string) *erpSalesOrder {
+		so := byID[id]
+		if so == nil {
+			so = &erpSalesOrder{version: -1}
+			byID[id] = so
+			out = append(out, so)
+		}
+		return so
+	}
+	for _, e := range events {
+		switch {
+		case e.ErpSalesOrderCreated != nil:
+			c := e.ErpSalesOrderCreated
+			if so := get(c.ErpSalesOrderID); so.version < 0 {
+				so.version, so.status = 0, "OPEN"
+				for _, it := range c.Items {
+					so.items = append(so.items, schemas.ErpReplicaItem{ErpItem: it.ErpItem, OrderLineID: it.OrderLineID, Quantity: it.Quantity})
+				}
+			}
+		case e.ErpSalesOrderChanged != nil:
+			c := e.ErpSalesOrderChanged
+			if so := get(c.ErpSalesOrderID); c.ErpVersion > so.version {
+				so.version, so.status, so.items = c.ErpVersion, c.Status, c.Items
+			}
 		}
 	}
+	return out
+}
+
+// c1: orders awaiting ERP, against what the ERP holds now (erpSalesOrders).
+// CANCELLED_IN_OMS_OPEN_IN_ERP (DOMAIN C1): per order line with units the OMS cancelled, the
+// units the ERP still holds open — quantity − rejected_quantity over the items of sales orders
+// whose status is neither REJECTED nor COMPLETED — exceed ordered − cancelled; for an order the
+// OMS cancelled whole (a full-order cancellation, or every line cancelled) while a sales order is
+// still OPEN, one order-level row (line '') instead of line rows. Quantities are the facts as sent (cancelled = Σ quantity_cancelled), aged from
+// the line's (order's) latest cancellation.
+func c1(v *viewSet, f *orderFold) {
+	a := f.accepted
+	sos := erpSalesOrders(f.events)
 	row := ViewRow{View: ViewOrdersAwaitingERP, OrderID: a.OrderID, BusinessTime: a.AcceptedAt}
-	if erp == nil {
-		if !f.truth.FullyCancelled {
+	cancelled := map[string]decimal.Decimal{}
+	cancelledAt := map[string]time.Time{}
+	var lastCancel time.Time
+	fullFlag := false
+	for _, e := range f.events {
+		c := e.OrderLinesCancelled
+		if c == nil {
+			continue
+		}
+		fullFlag = fullFlag || c.IsFullOrder
+		if c.CancelledAt.After(lastCancel) {
+			lastCancel = c.CancelledAt
+		}
+		for _, cl := range c.Lines {
+			cancelled[cl.OrderLineID] = cancelled[cl.OrderLineID].Add(cl.QuantityCancelled)
+			if c.CancelledAt.After(cancelledAt[cl.OrderLineID]) {
+				cancelledAt[cl.OrderLineID] = c.CancelledAt
+			}
+		}
+	}
+	full := fullFlag
+	if !full && len(a.Lines) > 0 {
+		full = true
+		for _, ol := range a.Lines {
+			if cancelled[ol.OrderLineID].LessThan(ol.Quantity) {
+				full = false
+			}
+		}
+	}
+	if len(sos) == 0 {
+		if !full {
 			row.MismatchCode = "NOT_REPLICATED"
 			v.add(row)
 		}
 		return
 	}
-	if len(erp.Items) != len(a.Lines) {
+	if last := sos[len(sos)-1]; len(last.items) != len(a.Lines) {
 		row.MismatchCode = "LINE_COUNT_DIFF"
 		v.add(row)
 	}
 	erpQty := map[string]decimal.Decimal{}
-	for _, it := range erp.Items {
-		erpQty[it.OrderLineID] = erpQty[it.OrderLineID].Add(it.Quantity)
+	erpOpen := map[string]decimal.Decimal{}
+	soOpen := false
+	for _, so := range sos {
+		soOpen = soOpen || so.status == "OPEN"
+		live := so.status != "REJECTED" && so.status != "COMPLETED"
+		for _, it := range so.items {
+			erpQty[it.OrderLineID] = erpQty[it.OrderLineID].Add(it.Quantity)
+			if live {
+				erpOpen[it.OrderLineID] = erpOpen[it.OrderLineID].Add(it.Quantity.Sub(it.RejectedQuantity))
+			}
+		}
 	}
 	for _, ol := range a.Lines {
 		q, ok := erpQty[ol.OrderLineID]
@@ -173,6 +254,21 @@ func c1(v *viewSet, f *orderFold) {
 			r.OrderLineID, r.MismatchCode = ol.OrderLineID, "QTY_DIFF"
 			v.add(r)
 		}
+	}
+	if full && soOpen {
+		r := row
+		r.MismatchCode, r.BusinessTime = "CANCELLED_IN_OMS_OPEN_IN_ERP", lastCancel
+		v.add(r)
+		return
+	}
+	for _, ol := range a.Lines {
+		cx := cancelled[ol.OrderLineID]
+		if cx.Sign() <= 0 || !erpOpen[ol.OrderLineID].GreaterThan(ol.Quantity.Sub(cx)) {
+			continue
+		}
+		r := row
+		r.OrderLineID, r.MismatchCode, r.BusinessTime = ol.OrderLineID, "CANCELLED_IN_OMS_OPEN_IN_ERP", cancelledAt[ol.OrderLineID]
+		v.add(r)
 	}
 }
 
