@@ -60,14 +60,19 @@ SELECT * FROM {db}.raw_loyalty_postings FINAL
 WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
 ORDER BY version DESC LIMIT 1 BY order_id, kind, entry_id;
 
+-- A sales order's current state (erp v2): the record with the highest erp_version — a replica
+-- (ErpSalesOrderChanged), else the creation (version 0) — and of equal versions the first
+-- (a later one is stale); status '' is a creation's: open.
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_orders AS
 SELECT * FROM {db}.raw_erp_sales_orders FINAL
 WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
-ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id;
+ORDER BY erp_version DESC, version DESC LIMIT 1 BY order_id, erp_sales_order_id;
 
+-- The items of the record f_erp_sales_orders keeps (an item a later version drops is gone).
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_order_items AS
 SELECT * FROM {db}.raw_erp_sales_order_items FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+WHERE (order_id, erp_sales_order_id, src_topic, src_partition, src_offset) IN (
+    SELECT order_id, erp_sales_order_id, src_topic, src_partition, src_offset FROM {db}.f_erp_sales_orders)
 ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id, erp_item;
 
 CREATE VIEW IF NOT EXISTS {db}.f_billing_documents AS
@@ -156,7 +161,47 @@ SELECT reservation_id,
 FROM {db}.f_reservation_events
 GROUP BY reservation_id;
 
--- C1: accepted orders the ERP has not replicated, or replicated with other lines/quantities.
+-- Per order line with cancelled units: the OMS's ordered − cancelled, the units the ERP still
+-- holds open (quantity − rejected_quantity over the items of sales orders neither REJECTED nor
+-- COMPLETED, as f_erp_sales_orders has them now), and the line's latest cancellation.
+CREATE VIEW IF NOT EXISTS {db}.v_cancelled_lines_in_erp AS
+SELECT order_id, order_line_id, oms_open, toDecimal64(erp_open_sum, 3) AS erp_open, cancelled_at
+FROM (
+    SELECT order_id, order_line_id, toDecimal64(ordered_qty - cancelled_qty, 3) AS oms_open, cancelled_at
+    FROM (
+        SELECT order_id, order_line_id, ordered_qty, cancelled_qty FROM {db}.v_line_facts
+        WHERE known_line = 1 AND cancelled_qty > toDecimal64(0, 3)
+    ) AS lf ANY LEFT JOIN (
+        SELECT order_id, order_line_id, max(cancelled_at) AS cancelled_at FROM {db}.f_cancellation_lines
+        WHERE order_line_id != '' GROUP BY order_id, order_line_id
+    ) AS cx USING (order_id, order_line_id)
+) AS oms ALL INNER JOIN (
+    SELECT order_id, order_line_id,
+           toDecimal64(sumIf(quantity - rejected_quantity, live = 1), 3) AS erp_open_sum
+    FROM (
+        SELECT order_id, erp_sales_order_id, order_line_id, quantity, rejected_quantity FROM {db}.f_erp_sales_order_items
+    ) AS it ANY LEFT JOIN (
+        SELECT order_id, erp_sales_order_id, toUInt8(status NOT IN ('REJECTED', 'COMPLETED')) AS live FROM {db}.f_erp_sales_orders
+    ) AS so USING (order_id, erp_sales_order_id)
+    GROUP BY order_id, order_line_id
+) AS erp USING (order_id, order_line_id);
+
+-- Orders the OMS cancelled whole while one of their sales orders is still OPEN (status '' is a
+-- creation, never changed: open), with the order's latest cancellation.
+CREATE VIEW IF NOT EXISTS {db}.v_cancelled_orders_open_in_erp AS
+SELECT order_id, cancelled_at
+FROM (
+    SELECT order_id, max(cancelled_at) AS cancelled_at FROM {db}.f_cancellation_lines
+    WHERE order_id IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
+    GROUP BY order_id
+) AS cx ALL INNER JOIN (
+    SELECT DISTINCT order_id FROM {db}.f_erp_sales_orders WHERE status IN ('', 'OPEN')
+) AS so USING (order_id);
+
+-- C1: accepted orders the ERP has not replicated, or replicated with other lines/quantities, or
+-- still holding open what the OMS cancelled (CANCELLED_IN_OMS_OPEN_IN_ERP: per cancelled line
+-- whose open units exceed ordered − cancelled, or one order-level row, line '', for an order
+-- cancelled whole with a sales order still OPEN; aged from the cancellation).
 CREATE VIEW IF NOT EXISTS {db}.recon_orders_awaiting_erp AS
 SELECT order_id, order_line_id, mismatch_code, oms_quantity, erp_quantity, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
@@ -184,6 +229,18 @@ FROM (
         FROM {db}.f_erp_sales_order_items GROUP BY order_id, order_line_id
     ) AS erp USING (order_id, order_line_id)
     WHERE oms_q != erp_q
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'CANCELLED_IN_OMS_OPEN_IN_ERP' AS mismatch_code, toDecimal64(0, 3) AS oms_quantity,
+           toDecimal64(0, 3) AS erp_quantity, cancelled_at AS business_time
+    FROM {db}.v_cancelled_orders_open_in_erp
+    WHERE order_id IN (SELECT order_id FROM {db}.f_orders)
+    UNION ALL
+    SELECT order_id, order_line_id, 'CANCELLED_IN_OMS_OPEN_IN_ERP' AS mismatch_code, oms_open AS oms_quantity,
+           erp_open AS erp_quantity, cancelled_at AS business_time
+    FROM {db}.v_cancelled_lines_in_erp
+    WHERE erp_open > oms_open
+      AND order_id IN (SELECT order_id FROM {db}.f_orders)
+      AND order_id NOT IN (SELECT order_id FROM {db}.v_cancelled_orders_open_in_erp)
 )
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
