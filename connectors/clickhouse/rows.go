@@ -231,12 +231,14 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("reservation_events", p.ReservationID+"/RESERVED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "RESERVED"}, {"order_id", str(p.OrderID)}, {"member_id", p.MemberID},
 			{"redemption_id", ""}, {"points", p.Points}, {"value", p.Value.Amount}, {"reason", ""}, {"at", ts(p.ReservedAt)}, {"expires_at", ts(p.ExpiresAt)},
+			{"conversion_rate", p.ConversionRate},
 		})
 	case e.RedemptionConfirmed != nil:
 		p := e.RedemptionConfirmed
 		b.addEvent("reservation_events", p.ReservationID+"/CONFIRMED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "CONFIRMED"}, {"order_id", p.OrderID}, {"member_id", ""},
 			{"redemption_id", p.RedemptionID}, {"points", p.Points}, {"value", decimal.Zero}, {"reason", ""}, {"at", ts(p.ConfirmedAt)}, {"expires_at", ts(time.Time{})},
+			{"conversion_rate", decimal.Zero},
 		})
 		audit(p.OrderID, "REDEMPTION_CONFIRMED", "", -p.Points, decimal.Zero, "", "", p.ReservationID, p.ConfirmedAt, "points redeemed on the order")
 	case e.RedemptionReleased != nil:
@@ -244,6 +246,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("reservation_events", p.ReservationID+"/RELEASED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "RELEASED"}, {"order_id", str(p.OrderID)}, {"member_id", ""},
 			{"redemption_id", ""}, {"points", int64(0)}, {"value", decimal.Zero}, {"reason", p.Reason}, {"at", ts(p.ReleasedAt)}, {"expires_at", ts(time.Time{})},
+			{"conversion_rate", decimal.Zero},
 		})
 	case e.RedemptionRefunded != nil:
 		p := e.RedemptionRefunded

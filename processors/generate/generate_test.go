@@ -195,7 +195,9 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWrongMultiplier:  {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultWithheldReversal: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultShortReversal:    {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
-	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, nil},
+	// the platform keeps the value of points it should have refunded: the ERP's credit memo
+	// gave it back (REDEMPTION_VALUE_DIFF once settled)
+	FaultWithheldRefund: {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, []string{redemptionValueDiff}},
 	// activated a day after posting: active at the month end while the lock runs → ACTIVE_BEFORE_DUE
 	FaultEarlyActivation: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION",
 		"recon_loyalty_liability/ACTIVE_BEFORE_DUE"}, nil},
@@ -209,11 +211,14 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	// the credited tax is short: C6 TAX_DIFF where the line's quantities agree
 	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, []string{"recon_three_way_line/TAX_DIFF"}},
 	FaultTaxDiff:              {[]string{"recon_three_way_line/TAX_DIFF"}, nil},
-	FaultWithheldCxlRefund:    {[]string{pointsDiff}, nil},
+	FaultWithheldCxlRefund:    {[]string{pointsDiff}, []string{redemptionValueDiff}},
 	// only the members' balances differ: no order-level row
-	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
-	FaultErpOpenAfterCancel: {[]string{openInERP}, nil},
+	FaultAccrualOtherMember:  {[]string{liabilityDiff}, nil},
+	FaultErpOpenAfterCancel:  {[]string{openInERP}, nil},
+	FaultRedemptionValueDiff: {[]string{redemptionValueDiff}, nil},
 }
+
+const redemptionValueDiff = "recon_three_way_line/REDEMPTION_VALUE_DIFF"
 
 const openInERP = "recon_orders_awaiting_erp/CANCELLED_IN_OMS_OPEN_IN_ERP"
 

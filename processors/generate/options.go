@@ -97,6 +97,11 @@ type Faults struct {
 	// CANCELLED_IN_OMS_OPEN_IN_ERP, per cancelled line or, for an order cancelled whole, at order
 	// level. Applies to replicated orders with a cancellation.
 	ErpOpenAfterCancel float64
+	// RedemptionValueDiff: the ERP books the order's first invoice carrying a redemption share
+	// without it (erp v2 redemption_value 0, its discount or tender not posted) → C6
+	// REDEMPTION_VALUE_DIFF once the order's quantities are settled. Applies to orders whose
+	// redemption the platform confirmed.
+	RedemptionValueDiff float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -128,6 +133,7 @@ const (
 	FaultTaxDiff               Fault = "tax_diff"
 	FaultWithheldCxlRefund     Fault = "withheld_cancellation_refund"
 	FaultErpOpenAfterCancel    Fault = "erp_open_after_cancel"
+	FaultRedemptionValueDiff   Fault = "redemption_value_diff"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
@@ -163,7 +169,7 @@ func (f Faults) shares() []struct {
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
 		{FaultWithheldCxlRefund, f.WithheldCancellationRefund},
-		{FaultErpOpenAfterCancel, f.ErpOpenAfterCancel},
+		{FaultErpOpenAfterCancel, f.ErpOpenAfterCancel}, {FaultRedemptionValueDiff, f.RedemptionValueDiff},
 	}
 }
 
@@ -182,7 +188,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
 		FaultTaxDiff: &f.TaxDiff, FaultWithheldCxlRefund: &f.WithheldCancellationRefund,
-		FaultErpOpenAfterCancel: &f.ErpOpenAfterCancel,
+		FaultErpOpenAfterCancel: &f.ErpOpenAfterCancel, FaultRedemptionValueDiff: &f.RedemptionValueDiff,
 	}[name]
 	if ptr == nil {
 		return false

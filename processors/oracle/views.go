@@ -97,11 +97,19 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 	for _, name := range Views {
 		v.rows[name] = []ViewRow{}
 	}
-	confirmedRes := map[string]bool{} // reservations the platform confirmed
+	confirmedRes := map[string]bool{}     // reservations the platform confirmed
+	confirmedPts := map[string]int64{}    // their confirmed points (the first confirmation)
+	rates := map[string]decimal.Decimal{} // value per point of each reservation (its first PointsReserved)
 	for _, f := range folded {
 		for _, e := range f.events {
-			if e.RedemptionConfirmed != nil {
-				confirmedRes[e.RedemptionConfirmed.ReservationID] = true
+			if c := e.RedemptionConfirmed; c != nil && !confirmedRes[c.ReservationID] {
+				confirmedRes[c.ReservationID] = true
+				confirmedPts[c.ReservationID] = c.Points
+			}
+			if r := e.PointsReserved; r != nil {
+				if _, ok := rates[r.ReservationID]; !ok {
+					rates[r.ReservationID] = r.ConversionRate
+				}
 			}
 		}
 	}
@@ -117,6 +125,7 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 			c6(v, f, cancelled, p.AmountTolerance)
 			if lr := f.accepted.LoyaltyRedemption; lr != nil && confirmedRes[lr.ReservationID] {
 				c6Redemption(v, f)
+				c6RedemptionValue(v, f, cancelled, p.AmountTolerance, confirmedPts[lr.ReservationID], rates[lr.ReservationID])
 			}
 		}
 		c2(v, f, cancelled)
@@ -924,6 +933,105 @@ func c6Redemption(v *viewSet, f *orderFold) {
 	if refunded != expected {
 		v.add(ViewRow{View: ViewThreeWayLine, OrderID: f.accepted.OrderID, MismatchCode: "POINTS_DIFF",
 			Points: refunded - expected, BusinessTime: at})
+	}
+}
+
+// c6RedemptionValue: C6 REDEMPTION_VALUE_DIFF (DOMAIN C6: ERP discount/tender vs loyalty
+// confirmed value), one order-level row (line ”) per order whose redemption the platform
+// confirmed. ERP side: Σ redemption_value of the live invoices − Σ of the live credit memos (erp
+// v2; an order with a live document that carries none — a v1 writer — is not compared: its ERP
+// side is unknown). Loyalty side: (confirmed points − Σ RedemptionRefunded points) × the
+// reservation's conversion rate (value per point; a reservation without one is not compared).
+// Compared only once the order's quantities are settled — on every OMS line, invoiced −
+// credited (live documents) = ordered − cancelled − returned (accepted) — so a value the ERP has
+// simply not billed yet is not reported (C6's quantity codes report that). The allowance is
+// amount_tolerance × (live billing lines + 1) (½ minor unit per cumulative rounding of a line's
+// share, B.3, and one for the allocation) + one point's value per OMS line with cancelled or
+// returned units (the platform refunds whole points, B.1's floor). amount = ERP − loyalty, at
+// the views' 4 places (truncated, as ClickHouse converts the 6-place product); aged from the
+// latest event of the three sides.
+func c6RedemptionValue(v *viewSet, f *orderFold, cancelled map[string]bool, tol decimal.Decimal, confirmedPts int64, rate decimal.Decimal) {
+	a := f.accepted
+	if !rate.IsPositive() {
+		return
+	}
+	type qty struct{ cancelled, returned, invoiced, credited decimal.Decimal }
+	lines := map[string]*qty{}
+	for _, ol := range a.Lines {
+		lines[ol.OrderLineID] = &qty{}
+	}
+	at := a.AcceptedAt
+	var erp decimal.Decimal
+	var refunded int64
+	billingLines := 0
+	for _, e := range f.events {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				if q := lines[l.OrderLineID]; q != nil {
+					q.cancelled = q.cancelled.Add(l.QuantityCancelled)
+				}
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ReturnReceived != nil:
+			for _, l := range e.ReturnReceived.Lines {
+				if q := lines[l.OrderLineID]; q != nil {
+					q.returned = q.returned.Add(l.QuantityAccepted)
+				}
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ShipmentConfirmed != nil && !e.ShipmentConfirmed.IsReship:
+			at = maxTime(at, e.OccurredAt)
+		case e.RedemptionRefunded != nil:
+			refunded += e.RedemptionRefunded.Points
+			at = maxTime(at, e.RedemptionRefunded.RefundedAt)
+		case e.RedemptionConfirmed != nil:
+			at = maxTime(at, e.RedemptionConfirmed.ConfirmedAt)
+		case e.InvoicePosted != nil || e.CreditMemoPosted != nil:
+			d, invoice := e.InvoicePosted, true
+			if d == nil {
+				d, invoice = e.CreditMemoPosted, false
+			}
+			if cancelled[d.BillingDocumentID] {
+				continue
+			}
+			if d.RedemptionValue == nil {
+				return // the ERP side is unknown
+			}
+			at = maxTime(at, e.OccurredAt)
+			billingLines += len(d.Lines)
+			for _, bl := range d.Lines {
+				q := lines[bl.OrderLineID]
+				switch {
+				case q == nil:
+				case invoice:
+					q.invoiced = q.invoiced.Add(bl.Quantity)
+				default:
+					q.credited = q.credited.Add(bl.Quantity)
+				}
+			}
+			if invoice {
+				erp = erp.Add(*d.RedemptionValue)
+			} else {
+				erp = erp.Sub(*d.RedemptionValue)
+			}
+		}
+	}
+	moved := 0
+	for _, ol := range a.Lines {
+		q := lines[ol.OrderLineID]
+		if !q.invoiced.Sub(q.credited).Equal(ol.Quantity.Sub(q.cancelled).Sub(q.returned)) {
+			return // not settled
+		}
+		if q.cancelled.Add(q.returned).IsPositive() {
+			moved++
+		}
+	}
+	loyalty := decimal.NewFromInt(confirmedPts - refunded).Mul(rate)
+	allowance := tol.Mul(decimal.NewFromInt(int64(billingLines + 1))).Add(rate.Mul(decimal.NewFromInt(int64(moved))))
+	if diff := erp.Sub(loyalty); diff.Abs().GreaterThan(allowance) {
+		v.add(ViewRow{View: ViewThreeWayLine, OrderID: a.OrderID, MismatchCode: "REDEMPTION_VALUE_DIFF",
+			Amount: diff.Truncate(4), BusinessTime: at})
 	}
 }
 

@@ -6,7 +6,8 @@
 -- order, the record with the highest erp_version (of equal versions the first: a later one is
 -- stale), f_erp_sales_order_items the items of that record (migrations/views/recon.sql).
 -- billing_documents gains the redemption value an invoice or credit memo records;
--- has_redemption_value = 0 where the writer did not send one (v1), and C6 does not compare it.
+-- has_redemption_value = 0 where the writer did not send one (v1): C6 REDEMPTION_VALUE_DIFF does
+-- not compare an order with such a document (nor one stored before this migration).
 -- The raw_* table first: its materialized view forwards the new column as soon as the fact
 -- table has it.
 
@@ -37,3 +38,11 @@ ALTER TABLE {db}.billing_documents ADD COLUMN redemption_value Decimal(18, 4);
 ALTER TABLE {db}.raw_billing_documents ADD COLUMN has_redemption_value UInt8;
 
 ALTER TABLE {db}.billing_documents ADD COLUMN has_redemption_value UInt8;
+
+-- C6 REDEMPTION_VALUE_DIFF values the loyalty side in money: the points the platform kept times
+-- the reservation's conversion rate (PointsReserved.conversion_rate, value per point). Rows of
+-- reservations stored before this migration keep 0: their redemption value is not compared.
+
+ALTER TABLE {db}.raw_reservation_events ADD COLUMN conversion_rate Decimal(9, 6);
+
+ALTER TABLE {db}.reservation_events ADD COLUMN conversion_rate Decimal(9, 6);
