@@ -108,7 +108,9 @@ func TestC6RedemptionValueDiff(t *testing.T) {
 	all := map[string]string{"L1": "2", "L2": "3", "L3": "1"}
 	s1 := shipment("S1", 1, all)
 	base := []schemas.Event{reserved, o1001(), confirmed(), s1}
-	with := func(extra ...schemas.Event) []schemas.Event { return append(append([]schemas.Event{}, base...), extra...) }
+	with := func(extra ...schemas.Event) []schemas.Event {
+		return append(append([]schemas.Event{}, base...), extra...)
+	}
 	for _, c := range []struct {
 		name   string
 		events []schemas.Event
