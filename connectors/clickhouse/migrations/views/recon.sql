@@ -156,7 +156,7 @@ SELECT reservation_id,
        max(kind = 'RESERVED') AS reserved, max(kind = 'CONFIRMED') AS confirmed, max(kind = 'RELEASED') AS released,
        anyIf(order_id, kind = 'RESERVED') AS reserve_order_id, anyIf(order_id, kind = 'CONFIRMED') AS confirm_order_id,
        maxIf(at, kind = 'RESERVED') AS reserved_at, maxIf(at, kind = 'CONFIRMED') AS confirmed_at,
-       maxIf(expires_at, kind = 'RESERVED') AS expires_at,
+       maxIf(expires_at, kind = 'RESERVED') AS expires_at, maxIf(conversion_rate, kind = 'RESERVED') AS conversion_rate,
        toInt64(sumIf(points, kind = 'RESERVED')) AS reserved_points, toInt64(sumIf(points, kind = 'CONFIRMED')) AS confirmed_points
 FROM {db}.f_reservation_events
 GROUP BY reservation_id;
@@ -655,7 +655,79 @@ WHERE order_id IN (
 )
 GROUP BY order_id;
 
--- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF rows.
+-- C6 REDEMPTION_VALUE_DIFF (DESIGN "Reconciliation grains"): per order whose redemption the
+-- platform confirmed, the redemption value the live invoices record net of the live credit
+-- memos (erp v2 redemption_value) against the value the platform kept, (confirmed − refunded
+-- points) × the reservation's conversion rate; compared only when the order is settled (every
+-- OMS line invoiced − credited = ordered − cancelled − returned), every live billing document
+-- carries a value (a v1 writer's is unknown) and the rate is known. allowance =
+-- amount_tolerance × (live billing lines + 1) + one point's value per line with cancelled or
+-- returned units.
+CREATE VIEW IF NOT EXISTS {db}.v_redemption_value_checks AS
+SELECT order_id, erp_value, loyalty_value,
+       -- the tolerance read in ten-thousandths: 18.16 refuses a Decimal scalar subquery here
+       toDecimal64(toDecimal64((SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config) * (billing_lines + 1), 0)
+                   * toDecimal64('0.0001', 4), 4)
+           + toDecimal64(rate * toDecimal64(moved_lines, 0), 6) AS allowance,
+       business_time
+FROM (
+    SELECT order_id, toDecimal64(sum(erp_v), 4) AS erp_value,
+           toDecimal64(toDecimal64(toInt64(sum(conf_pts)) - toInt64(sum(ref_pts)), 0) * max(rate_in), 6) AS loyalty_value,
+           max(rate_in) AS rate, toInt64(sum(bl)) AS billing_lines, toInt64(sum(moved)) AS moved_lines,
+           toInt64(sum(unknown_docs)) AS unknown, toInt64(sum(unsettled)) AS unsettled_lines, max(has_conf) AS confirmed,
+           max(t) AS business_time
+    FROM (
+        SELECT order_id, toDecimal64(if(doc_kind = 'INVOICE', redemption_value, -redemption_value), 4) AS erp_v,
+               toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in, toInt64(0) AS bl, toInt64(0) AS moved,
+               toInt64(has_redemption_value = 0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf, occurred_at AS t
+        FROM {db}.f_billing_documents
+        WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations)
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(1) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               toDateTime(0) AS t
+        FROM {db}.v_live_billing_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, points AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               posted_at AS t
+        FROM {db}.f_loyalty_postings WHERE kind = 'REDEMPTION_REFUND'
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(cancelled_qty + returned_qty > toDecimal64(0, 3)) AS moved, toInt64(0) AS unknown_docs,
+               toInt64(invoiced_qty - credited_qty != ordered_qty - cancelled_qty - returned_qty) AS unsettled, toUInt8(0) AS has_conf,
+               toDateTime(0) AS t
+        FROM {db}.v_line_facts WHERE known_line = 1
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_cancellation_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_return_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_shipment_lines WHERE is_reship = 0
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, confirmed_points AS conf_pts, toInt64(0) AS ref_pts,
+               toDecimal64(conversion_rate, 6) AS rate_in, toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs,
+               toInt64(0) AS unsettled, toUInt8(1) AS has_conf, if(confirmed_at > accepted_at, confirmed_at, accepted_at) AS t
+        FROM (SELECT order_id, reservation_id, accepted_at FROM {db}.f_orders WHERE reservation_id != '') AS o
+        ALL INNER JOIN (
+            SELECT reservation_id, confirmed_points, conversion_rate, confirmed_at FROM {db}.v_reservations WHERE confirmed = 1
+        ) AS r USING (reservation_id)
+    )
+    GROUP BY order_id
+)
+WHERE confirmed = 1 AND unknown = 0 AND unsettled_lines = 0 AND rate > toDecimal64(0, 6);
+
+-- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF and
+-- REDEMPTION_VALUE_DIFF rows.
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, points, business_time,
@@ -673,6 +745,14 @@ FROM (
            toDecimal64(0, 4) AS oms_tax, toDecimal64(0, 4) AS amount, toInt64(refunded_points - expected_refund) AS points, business_time
     FROM {db}.v_redemption_refund_checks
     WHERE refunded_points != expected_refund
+      AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'REDEMPTION_VALUE_DIFF' AS mismatch_code, toDecimal64(0, 3) AS shipped_qty,
+           toDecimal64(0, 3) AS returned_qty, toDecimal64(0, 3) AS invoiced_qty, toDecimal64(0, 3) AS credited_qty,
+           toDecimal64(0, 4) AS erp_net_billed, toDecimal64(0, 4) AS oms_net_value, toDecimal64(0, 4) AS erp_tax_billed,
+           toDecimal64(0, 4) AS oms_tax, toDecimal64(erp_value - loyalty_value, 4) AS amount, toInt64(0) AS points, business_time
+    FROM {db}.v_redemption_value_checks
+    WHERE (erp_value - loyalty_value > allowance OR loyalty_value - erp_value > allowance)
       AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
 );
 
