@@ -4,7 +4,9 @@
 -- order, rejected_quantity per item. Each replica is a record of raw_erp_sales_orders and
 -- raw_erp_sales_order_items (ordered by source record), and f_erp_sales_orders keeps, per sales
 -- order, the record with the highest erp_version (of equal versions the first: a later one is
--- stale), f_erp_sales_order_items the items of that record (migrations/views/recon.sql).
+-- stale), f_erp_sales_order_items the items of that record (migrations/views/recon.sql). The
+-- fact tables themselves keep one row per sales order (their sorting key has no version: the
+-- first record, the creation, survives merges), which is why only the raw_* copies are read.
 -- billing_documents gains the redemption value an invoice or credit memo records;
 -- has_redemption_value = 0 where the writer did not send one (v1): C6 REDEMPTION_VALUE_DIFF does
 -- not compare an order with such a document (nor one stored before this migration).
