@@ -272,7 +272,7 @@ func c1(v *viewSet, f *orderFold) {
 	}
 	for _, ol := range a.Lines {
 		cx := cancelled[ol.OrderLineID]
-		if cx.Sign() <= 0 || !erpOpen[ol.OrderLineID].GreaterThan(ol.Quantity.Sub(cx)) {
+		if _, inERP := erpQty[ol.OrderLineID]; !inERP || cx.Sign() <= 0 || !erpOpen[ol.OrderLineID].GreaterThan(ol.Quantity.Sub(cx)) {
 			continue
 		}
 		r := row
