@@ -197,8 +197,9 @@ func erpSalesOrders(events []*schemas.Event) []*erpSalesOrder {
 // units the ERP still holds open — quantity − rejected_quantity over the items of sales orders
 // whose status is neither REJECTED nor COMPLETED — exceed ordered − cancelled; for an order the
 // OMS cancelled whole (a full-order cancellation, or every line cancelled) while a sales order is
-// still OPEN, one order-level row (line ”) instead of line rows. Quantities are the facts as sent (cancelled = Σ quantity_cancelled), aged from
-// the line's (order's) latest cancellation.
+// still OPEN, one order-level row (an empty OrderLineID) instead of line rows. Quantities are
+// the facts as sent (cancelled = Σ quantity_cancelled); a line the ERP has no item for is not
+// compared (the view joins the two sides). Aged from the line's (order's) latest cancellation.
 func c1(v *viewSet, f *orderFold) {
 	a := f.accepted
 	sos := erpSalesOrders(f.events)
