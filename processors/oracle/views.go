@@ -938,7 +938,7 @@ func c6Redemption(v *viewSet, f *orderFold) {
 }
 
 // c6RedemptionValue: C6 REDEMPTION_VALUE_DIFF (DOMAIN C6: ERP discount/tender vs loyalty
-// confirmed value), one order-level row (line ”) per order whose redemption the platform
+// confirmed value), one order-level row (an empty OrderLineID) per order whose redemption the platform
 // confirmed. ERP side: Σ redemption_value of the live invoices − Σ of the live credit memos (erp
 // v2; an order with a live document that carries none — a v1 writer — is not compared: its ERP
 // side is unknown). Loyalty side: (confirmed points − Σ RedemptionRefunded points) × the
