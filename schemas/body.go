@@ -26,6 +26,7 @@ var bodies = []bodyInfo{
 	{[]EventType{TypeInvoicePosted}, TopicERP, "invoice_posted", func(e *Event) bool { return e.InvoicePosted != nil }},
 	{[]EventType{TypeCreditMemoPosted}, TopicERP, "credit_memo_posted", func(e *Event) bool { return e.CreditMemoPosted != nil }},
 	{[]EventType{TypeBillingDocCancelled}, TopicERP, "billing_document_cancelled", func(e *Event) bool { return e.BillingDocCancelled != nil }},
+	{[]EventType{TypeErpSalesOrderChanged}, TopicERP, "erp_sales_order_changed", func(e *Event) bool { return e.ErpSalesOrderChanged != nil }},
 	{[]EventType{TypeAccrualRequested, TypeReversalRequested, TypeRedemptionRefundRequested}, TopicCommands, "loyalty_command", func(e *Event) bool { return e.LoyaltyCommand != nil }},
 }
 
@@ -140,6 +141,8 @@ func (e *Event) OrderID() string {
 		return e.CreditMemoPosted.OrderID
 	case e.BillingDocCancelled != nil:
 		return e.BillingDocCancelled.OrderID
+	case e.ErpSalesOrderChanged != nil:
+		return e.ErpSalesOrderChanged.OrderID
 	case e.LoyaltyCommand != nil:
 		return e.LoyaltyCommand.OrderID
 	}

@@ -47,6 +47,7 @@ const (
 	TypeInvoicePosted        EventType = "InvoicePosted"
 	TypeCreditMemoPosted     EventType = "CreditMemoPosted"
 	TypeBillingDocCancelled  EventType = "BillingDocumentCancelled"
+	TypeErpSalesOrderChanged EventType = "ErpSalesOrderChanged"
 
 	TypeAccrualRequested          EventType = "AccrualRequested"
 	TypeReversalRequested         EventType = "ReversalRequested"
@@ -100,6 +101,7 @@ type Event struct {
 	InvoicePosted        *BillingDocument      `json:"invoice_posted,omitempty" avro:"payload=InvoicePosted"`
 	CreditMemoPosted     *BillingDocument      `json:"credit_memo_posted,omitempty" avro:"payload=CreditMemoPosted"`
 	BillingDocCancelled  *BillingDocCancelled  `json:"billing_document_cancelled,omitempty" avro:"payload=BillingDocumentCancelled"`
+	ErpSalesOrderChanged *ErpSalesOrderChanged `json:"erp_sales_order_changed,omitempty" avro:"payload=ErpSalesOrderChanged"`
 
 	// LoyaltyCommand is the body of the loyalty-commands topic; event_type equals its command_type.
 	LoyaltyCommand *LoyaltyCommand `json:"loyalty_command,omitempty" avro:"payload=LoyaltyCommand"`
@@ -424,6 +426,11 @@ type BillingDocument struct {
 	Lines                    []BillingLine   `json:"lines"`
 	ReferenceInvoiceID       *string         `json:"reference_invoice_id,omitempty"`
 	ReturnID                 *string         `json:"return_id,omitempty"`
+	// RedemptionValue (erp v2) is the loyalty redemption — the discount or tender the order's
+	// redeemed points paid for — that this document records (an invoice bills it, a credit memo
+	// gives it back), positive, in Currency. nil means unknown: a v1 writer, or an ERP that does
+	// not carry it; it is never read as 0.
+	RedemptionValue *decimal.Decimal `json:"redemption_value,omitempty"`
 }
 
 // BillingLine is one item of a billing document.
@@ -445,6 +452,32 @@ type BillingDocCancelled struct {
 	OrderID                  string    `json:"order_id"`
 	CancelledAt              time.Time `json:"cancelled_at"`
 }
+
+// ErpSalesOrderChanged (erp v2) is a versioned replica of an ERP sales order: its whole state
+// after a change (SAP's SalesOrder.Changed notification, enriched by the connector). Readers keep
+// the replica with the highest ErpVersion per sales order, whatever the arrival order; a replica
+// of a lower or equal version than one already seen is stale. A sales order the ERP created and
+// never changed is in the state ErpSalesOrderCreated describes (OPEN, nothing rejected).
+type ErpSalesOrderChanged struct {
+	ErpSalesOrderID string           `json:"erp_sales_order_id"`
+	OrderID         string           `json:"order_id"`
+	ErpVersion      int64            `json:"erp_version"` // > 0, strictly increasing per sales order
+	Status          string           `json:"status"`      // OPEN | PARTIALLY_PROCESSED | COMPLETED | REJECTED
+	ChangedAt       time.Time        `json:"changed_at"`
+	Items           []ErpReplicaItem `json:"item_map"`
+}
+
+// ErpReplicaItem is one item of a sales order replica: the quantity the ERP holds and how much
+// of it is rejected (SAP's reason for rejection); the open quantity is the difference.
+type ErpReplicaItem struct {
+	ErpItem          string          `json:"erp_item"`
+	OrderLineID      string          `json:"order_line_id"`
+	Quantity         decimal.Decimal `json:"quantity"`
+	RejectedQuantity decimal.Decimal `json:"rejected_quantity"`
+}
+
+// ErpSalesOrderStatuses are the values of ErpSalesOrderChanged.Status.
+var ErpSalesOrderStatuses = []string{"OPEN", "PARTIALLY_PROCESSED", "COMPLETED", "REJECTED"}
 
 // ---------------------------------------------------------------------------- commands
 

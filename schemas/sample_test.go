@@ -60,6 +60,8 @@ func sampleEvents() []*Event {
 			Lines: []BillingLine{{BillingItem: "10", OrderLineID: "L1", ErpItem: "10", ReferenceDocument: "S-1", SKU: "SKU-A", Quantity: dec("1"), Net: dec("68.80"), Tax: dec("13.76")}},
 		}
 	}
+	invoice := billing("90000001", "F2")
+	invoice.RedemptionValue = ptr(dec("10.00"))
 	memo := billing("90000002", "RE")
 	memo.ReferenceInvoiceID, memo.ReturnID = ptr("90000001"), ptr("RT-1")
 	cmd := &LoyaltyCommand{CommandType: TypeAccrualRequested, OrderID: "O-1001", MemberID: "M-77", Points: 141, CausingEventID: "e-sc",
@@ -104,10 +106,14 @@ func sampleEvents() []*Event {
 		{Envelope: env("e-so", TypeErpSalesOrderCreated, "sales_order", "SO-1"), ErpSalesOrderCreated: &ErpSalesOrderCreated{
 			ErpSalesOrderID: "SO-1", OrderID: "O-1001", SalesOrg: "1000", SoldTo: "C-9", Currency: "EUR", CreatedAt: t0,
 			Items: []ErpItemLink{{ErpItem: "10", OrderLineID: "L1", Quantity: dec("2")}, {ErpItem: "20", OrderLineID: "L2", Quantity: dec("3")}}}},
-		{Envelope: env("e-inv", TypeInvoicePosted, "billing_document", "90000001"), InvoicePosted: billing("90000001", "F2")},
+		{Envelope: env("e-inv", TypeInvoicePosted, "billing_document", "90000001"), InvoicePosted: invoice},
 		{Envelope: env("e-cm", TypeCreditMemoPosted, "billing_document", "90000002"), CreditMemoPosted: memo},
 		{Envelope: env("e-bdc", TypeBillingDocCancelled, "billing_document", "90000003"), BillingDocCancelled: &BillingDocCancelled{
 			BillingDocumentID: "90000003", CancelsBillingDocumentID: "90000001", OrderID: "O-1001", CancelledAt: t0}},
+		{Envelope: env("e-soc", TypeErpSalesOrderChanged, "sales_order", "SO-1"), ErpSalesOrderChanged: &ErpSalesOrderChanged{
+			ErpSalesOrderID: "SO-1", OrderID: "O-1001", ErpVersion: 2, Status: "PARTIALLY_PROCESSED", ChangedAt: t0,
+			Items: []ErpReplicaItem{{ErpItem: "10", OrderLineID: "L1", Quantity: dec("2"), RejectedQuantity: dec("1")},
+				{ErpItem: "20", OrderLineID: "L2", Quantity: dec("3"), RejectedQuantity: dec("0")}}}},
 		{Envelope: env("e-cmd", TypeAccrualRequested, "order", "O-1001"), LoyaltyCommand: cmd},
 	}
 }

@@ -401,6 +401,31 @@ func (c *checker) body(p fpath, e *Event) {
 			c.positive(ip, "quantity", it.Quantity)
 		}
 		c.unique(join(p, "item_map"), "erp_item", ids)
+	case e.ErpSalesOrderChanged != nil:
+		b := e.ErpSalesOrderChanged
+		c.required(p, "erp_sales_order_id", b.ErpSalesOrderID)
+		c.required(p, "order_id", b.OrderID)
+		if b.ErpVersion <= 0 {
+			c.add(join(p, "erp_version"), "must be > 0 (the creation is version 0), got %d", b.ErpVersion)
+		}
+		c.oneOf(p, "status", b.Status, ErpSalesOrderStatuses...)
+		c.requiredTime(p, "changed_at", b.ChangedAt)
+		if len(b.Items) == 0 {
+			c.add(join(p, "item_map"), "is empty (a replica carries every item, rejected ones too)")
+		}
+		ids := make([]string, len(b.Items))
+		for i, it := range b.Items {
+			ip := idx(join(p, "item_map"), i)
+			ids[i] = it.ErpItem
+			c.required(ip, "erp_item", it.ErpItem)
+			c.required(ip, "order_line_id", it.OrderLineID)
+			c.positive(ip, "quantity", it.Quantity)
+			c.nonNegative(ip, "rejected_quantity", it.RejectedQuantity)
+			if it.RejectedQuantity.GreaterThan(it.Quantity) {
+				c.add(join(ip, "rejected_quantity"), "%s exceeds quantity %s", it.RejectedQuantity, it.Quantity)
+			}
+		}
+		c.unique(join(p, "item_map"), "erp_item", ids)
 	case e.InvoicePosted != nil:
 		c.billingDocument(p, e.InvoicePosted, "F2", "L2")
 	case e.CreditMemoPosted != nil:
@@ -555,6 +580,9 @@ func (c *checker) billingDocument(p fpath, b *BillingDocument, types ...string) 
 	c.documentAmount(p, "gross", b.Gross, b.Currency)
 	if !sumEquals(b.Net, b.Tax, b.Gross) {
 		c.add(join(p, "gross"), "%s is not net %s + tax %s", b.Gross, b.Net, b.Tax)
+	}
+	if b.RedemptionValue != nil {
+		c.documentAmount(p, "redemption_value", *b.RedemptionValue, b.Currency)
 	}
 	if len(b.Lines) == 0 {
 		c.add(join(p, "lines"), "is empty")

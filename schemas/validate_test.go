@@ -203,3 +203,53 @@ func TestCheckTimesAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// erp v2: the sales-order replica and the billing documents' redemption value, each problem
+// named by its path.
+func TestValidateErpV2(t *testing.T) {
+	sample := func(typ EventType) *Event {
+		for _, e := range sampleEvents() {
+			if e.EventType == typ {
+				return e
+			}
+		}
+		t.Fatalf("no sample %s", typ)
+		return nil
+	}
+	for _, tc := range []struct {
+		name   string
+		typ    EventType
+		mutate func(e *Event)
+		want   string
+	}{
+		{"version zero", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.ErpVersion = 0 }, "erp_sales_order_changed.erp_version: must be > 0"},
+		{"status", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Status = "CLOSED" }, `erp_sales_order_changed.status: "CLOSED" is not one of`},
+		{"no items", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Items = nil }, "erp_sales_order_changed.item_map: is empty"},
+		{"rejected > quantity", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Items[0].RejectedQuantity = dec("3") },
+			"erp_sales_order_changed.item_map[0].rejected_quantity: 3 exceeds quantity 2"},
+		{"rejected negative", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Items[1].RejectedQuantity = dec("-1") },
+			"erp_sales_order_changed.item_map[1].rejected_quantity: must be ≥ 0"},
+		{"rejected scale", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Items[1].RejectedQuantity = dec("0.0001") },
+			"erp_sales_order_changed.item_map[1].rejected_quantity: 0.0001 has more than 3 decimal places"},
+		{"duplicate item", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.Items[1].ErpItem = "10" }, `item_map[1].erp_item: "10" repeats`},
+		{"no order", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.OrderID = "" }, "erp_sales_order_changed.order_id: is required"},
+		{"no changed_at", TypeErpSalesOrderChanged, func(e *Event) { e.ErpSalesOrderChanged.ChangedAt = time.Time{} }, "erp_sales_order_changed.changed_at: is required"},
+		{"redemption negative", TypeInvoicePosted, func(e *Event) { e.InvoicePosted.RedemptionValue = ptr(dec("-1")) }, "invoice_posted.redemption_value: must be ≥ 0"},
+		{"redemption minor unit", TypeInvoicePosted, func(e *Event) { e.InvoicePosted.RedemptionValue = ptr(dec("1.005")) },
+			"invoice_posted.redemption_value: 1.005 has more decimal places than EUR's minor unit (2)"},
+	} {
+		e := sample(tc.typ)
+		tc.mutate(e)
+		err := e.Validate()
+		var ve *ValidationError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v\nwant %s", tc.name, err, tc.want)
+		}
+	}
+	// Unknown (nil) is valid: every v1 writer's documents.
+	e := sample(TypeInvoicePosted)
+	e.InvoicePosted.RedemptionValue = nil
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

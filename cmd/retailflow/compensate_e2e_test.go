@@ -120,7 +120,8 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr, err := generate.Generate(generate.Options{Seed: 11, Orders: 40,
-		Faults: generate.Faults{WithheldAccrual: 0.2, WithheldReversal: 0.3, WithheldRefund: 0.3, WrongMultiplier: 0.15}})
+		Faults: generate.Faults{WithheldAccrual: 0.2, WithheldReversal: 0.3, WithheldRefund: 0.3, WrongMultiplier: 0.15,
+			ErpOpenAfterCancel: 0.5}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +327,7 @@ func TestCompensateReRequestsMissingPostings(t *testing.T) {
 	}
 
 	t.Run("ownership", func(t *testing.T) { checkOwnership(t, cfg, c, conn) })
+	t.Run("erp-v2-owner", func(t *testing.T) { checkErpOpenAfterCancelOwner(t, cfg, c, tr) })
 
 	// 4. a resolved row is not compensated: resolve one C4 row of a REVERSAL_MISSING finding
 	// and check it is gone from the plan

@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
+	"github.com/retailflow/retailflow/processors/generate"
 )
 
 // appendConfig adds YAML to a test's config file.
@@ -275,4 +276,55 @@ func checkPageActions(t *testing.T, c Config, conn driver.Conn, rep chsink.Repor
 	if _, body := get("/"); strings.Contains(strings.ToLower(body), link) {
 		t.Errorf("the resolved row is still on the backlog page")
 	}
+}
+
+// checkErpOpenAfterCancelOwner: `reconcile` lists C1's CANCELLED_IN_OMS_OPEN_IN_ERP for every
+// order whose cancellation the ERP left open (fault erp_open_after_cancel), with the owner the
+// configuration gives it (the test's recon.owners.codes replaces the default codes, so here the
+// view's team; chsink.TestOwnersTeamAndValidate holds the default, retail-operations), and none for the
+// orders whose replica (erp v2) rejected the cancelled units — which went through `run` and the
+// sink like every other record.
+func checkErpOpenAfterCancelOwner(t *testing.T, cfg string, c Config, tr *generate.Traffic) {
+	want := c.Recon.Owners.owners().Team("recon_orders_awaiting_erp", "CANCELLED_IN_OMS_OPEN_IN_ERP")
+	faulty, replicated := map[string]bool{}, map[string]bool{}
+	for id, fs := range tr.Faults() {
+		for _, f := range fs {
+			if f == generate.FaultErpOpenAfterCancel {
+				faulty[id] = true
+			}
+		}
+	}
+	for _, e := range tr.Events() {
+		if e.ErpSalesOrderChanged != nil {
+			replicated[e.ErpSalesOrderChanged.OrderID] = true
+		}
+	}
+	if len(faulty) == 0 || len(replicated) == 0 {
+		t.Fatalf("the traffic has %d orders left open in the ERP and %d replicas: change the seed", len(faulty), len(replicated))
+	}
+	seen := map[string]bool{}
+	for _, v := range reportOf(t, cfg).Views {
+		if v.ID != "C1" {
+			continue
+		}
+		for _, it := range v.Oldest {
+			if it.Code != "CANCELLED_IN_OMS_OPEN_IN_ERP" {
+				continue
+			}
+			order, _, _ := strings.Cut(it.RowKey, "|")
+			seen[order] = true
+			if it.Owner != want || it.State != "OPEN" {
+				t.Errorf("%s: owner %q state %q, want %s OPEN", it.RowKey, it.Owner, it.State, want)
+			}
+			if replicated[order] || !faulty[order] {
+				t.Errorf("%s: listed, yet the ERP rejected the cancelled units (replica %v, fault %v)", it.RowKey, replicated[order], faulty[order])
+			}
+		}
+	}
+	for id := range faulty {
+		if !seen[id] {
+			t.Errorf("order %s: the ERP left its cancellation open, reconcile lists no CANCELLED_IN_OMS_OPEN_IN_ERP", id)
+		}
+	}
+	t.Logf("C1 CANCELLED_IN_OMS_OPEN_IN_ERP: %d orders listed (owner %s), %d orders with a replica not listed", len(seen), want, len(replicated))
 }

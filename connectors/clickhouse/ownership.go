@@ -51,6 +51,9 @@ func DefaultOwners() Owners {
 			"recon_returns_not_reflected_in_loyalty/SHORTFALL": TeamFinance,
 			"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER":     TeamRetailOperations,
 			"recon_accrual_vs_fulfilment/POINTS_ON_INELIGIBLE": TeamRetailOperations,
+			// units the customer cancelled are still open in the ERP: whoever runs the orders
+			// rejects them there before they ship or bill
+			"recon_orders_awaiting_erp/CANCELLED_IN_OMS_OPEN_IN_ERP": TeamRetailOperations,
 		},
 	}
 }

@@ -19,7 +19,9 @@ func TestOwnersTeamAndValidate(t *testing.T) {
 		{"recon_returns_not_reflected_in_loyalty", "REVERSAL_MISSING", TeamRetailOperations},
 		{"recon_returns_not_reflected_in_loyalty", "SHORTFALL", TeamFinance}, // the code's team over the view's
 		{"recon_three_way_line", "AMOUNT_DIFF", TeamFinance},
-		{"recon_not_yet_built", "X", TeamIntegrationSupport}, // the default
+		{"recon_orders_awaiting_erp", "NOT_REPLICATED", TeamIntegrationSupport},
+		{"recon_orders_awaiting_erp", "CANCELLED_IN_OMS_OPEN_IN_ERP", TeamRetailOperations}, // rejected in the ERP by order management
+		{"recon_not_yet_built", "X", TeamIntegrationSupport},                                // the default
 	} {
 		if got := o.Team(tc.view, tc.code); got != tc.want {
 			t.Errorf("Team(%s, %s) = %s, want %s", tc.view, tc.code, got, tc.want)

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"fmt"
 	"math/big"
+	"strconv"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -120,6 +121,14 @@ func str(p *string) string {
 	return *p
 }
 
+// decOr0 is *d, or 0 for nil; a column that stores it has a flag column saying which.
+func decOr0(d *decimal.Decimal) decimal.Decimal {
+	if d == nil {
+		return decimal.Zero
+	}
+	return *d
+}
+
 func b2u(b bool) uint8 {
 	if b {
 		return 1
@@ -222,12 +231,14 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("reservation_events", p.ReservationID+"/RESERVED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "RESERVED"}, {"order_id", str(p.OrderID)}, {"member_id", p.MemberID},
 			{"redemption_id", ""}, {"points", p.Points}, {"value", p.Value.Amount}, {"reason", ""}, {"at", ts(p.ReservedAt)}, {"expires_at", ts(p.ExpiresAt)},
+			{"conversion_rate", p.ConversionRate},
 		})
 	case e.RedemptionConfirmed != nil:
 		p := e.RedemptionConfirmed
 		b.addEvent("reservation_events", p.ReservationID+"/CONFIRMED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "CONFIRMED"}, {"order_id", p.OrderID}, {"member_id", ""},
 			{"redemption_id", p.RedemptionID}, {"points", p.Points}, {"value", decimal.Zero}, {"reason", ""}, {"at", ts(p.ConfirmedAt)}, {"expires_at", ts(time.Time{})},
+			{"conversion_rate", decimal.Zero},
 		})
 		audit(p.OrderID, "REDEMPTION_CONFIRMED", "", -p.Points, decimal.Zero, "", "", p.ReservationID, p.ConfirmedAt, "points redeemed on the order")
 	case e.RedemptionReleased != nil:
@@ -235,6 +246,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("reservation_events", p.ReservationID+"/RELEASED", cols{
 			{"reservation_id", p.ReservationID}, {"kind", "RELEASED"}, {"order_id", str(p.OrderID)}, {"member_id", ""},
 			{"redemption_id", ""}, {"points", int64(0)}, {"value", decimal.Zero}, {"reason", p.Reason}, {"at", ts(p.ReleasedAt)}, {"expires_at", ts(time.Time{})},
+			{"conversion_rate", decimal.Zero},
 		})
 	case e.RedemptionRefunded != nil:
 		p := e.RedemptionRefunded
@@ -262,13 +274,36 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("erp_sales_orders", o.ErpSalesOrderID, cols{
 			{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"item_count", uint32(len(o.Items))},
 			{"currency", o.Currency}, {"created_at", ts(o.CreatedAt)},
+			{"erp_version", uint64(0)}, {"status", ""}, {"changed_at", ts(o.CreatedAt)},
 		})
 		for _, it := range o.Items {
 			b.addEvent("erp_sales_order_items", o.ErpSalesOrderID+"/"+it.ErpItem, cols{
 				{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"erp_item", it.ErpItem},
 				{"order_line_id", it.OrderLineID}, {"quantity", it.Quantity}, {"created_at", ts(o.CreatedAt)},
+				{"erp_version", uint64(0)}, {"rejected_quantity", decimal.Zero},
 			})
 		}
+	case e.ErpSalesOrderChanged != nil:
+		// erp v2's replica: a later state of the same sales order, in the creation's tables
+		// (0012_erp_v2.sql); the views keep the highest erp_version. Its row ids name the
+		// version, so each version is its own fact; created_at and currency are not in a
+		// replica (the epoch and ''), the creation's row keeps them. Like the creation, it moves
+		// neither points nor money: no audit movement.
+		o := e.ErpSalesOrderChanged
+		v := strconv.FormatInt(o.ErpVersion, 10)
+		b.addEvent("erp_sales_orders", o.ErpSalesOrderID+"@"+v, cols{
+			{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"item_count", uint32(len(o.Items))},
+			{"currency", ""}, {"created_at", ts(time.Unix(0, 0))},
+			{"erp_version", uint64(o.ErpVersion)}, {"status", o.Status}, {"changed_at", ts(o.ChangedAt)},
+		})
+		for _, it := range o.Items {
+			b.addEvent("erp_sales_order_items", o.ErpSalesOrderID+"@"+v+"/"+it.ErpItem, cols{
+				{"order_id", o.OrderID}, {"erp_sales_order_id", o.ErpSalesOrderID}, {"erp_item", it.ErpItem},
+				{"order_line_id", it.OrderLineID}, {"quantity", it.Quantity}, {"created_at", ts(time.Unix(0, 0))},
+				{"erp_version", uint64(o.ErpVersion)}, {"rejected_quantity", it.RejectedQuantity},
+			})
+		}
+
 	case e.InvoicePosted != nil || e.CreditMemoPosted != nil:
 		d, kind, sign := e.InvoicePosted, "INVOICE", decimal.NewFromInt(1)
 		if d == nil {
@@ -279,6 +314,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 			{"erp_sales_order_id", d.ErpSalesOrderID}, {"accounting_transfer_status", d.AccountingTransferStatus},
 			{"billing_date", ts(d.BillingDate)}, {"currency", d.Currency}, {"net", d.Net}, {"tax", d.Tax}, {"gross", d.Gross},
 			{"reference_invoice_id", str(d.ReferenceInvoiceID)}, {"return_id", str(d.ReturnID)},
+			{"redemption_value", decOr0(d.RedemptionValue)}, {"has_redemption_value", b2u(d.RedemptionValue != nil)},
 		})
 		for _, l := range d.Lines {
 			b.addEvent("billing_lines", d.BillingDocumentID+"/"+l.BillingItem, cols{

@@ -51,7 +51,7 @@ func TestEventRowsFillEveryColumn(t *testing.T) {
 	}
 	for _, typ := range []schemas.EventType{schemas.TypeOrderAccepted, schemas.TypeShipmentConfirmed, schemas.TypeReturnReceived,
 		schemas.TypePointsReserved, schemas.TypeRedemptionConfirmed, schemas.TypePointsAccrualPosted, schemas.TypePointsReversed,
-		schemas.TypeErpSalesOrderCreated, schemas.TypeInvoicePosted, schemas.TypeCreditMemoPosted} {
+		schemas.TypeErpSalesOrderCreated, schemas.TypeErpSalesOrderChanged, schemas.TypeInvoicePosted, schemas.TypeCreditMemoPosted} {
 		if !seenTypes[typ] {
 			t.Errorf("the generated traffic has no %s: the test covers less than it claims", typ)
 		}

@@ -88,11 +88,13 @@ func (o *orderGen) invoices() {
 	}
 	cum := map[string]int{} // units shipped before this shipment, per line
 	docs := 0
+	dropRedemption := o.want[FaultRedemptionValueDiff]
 	for n, s := range o.shipments {
 		sc := s.ShipmentConfirmed
 		doc := &schemas.BillingDocument{BillingType: "F2", OrderID: o.orderID, ErpSalesOrderID: o.erpSalesOrderID,
 			CompanyCode: companyCodes[o.cur.code], AccountingTransferStatus: "TRANSFERRED", Currency: o.cur.code,
 			FxRate: decimal.NewFromInt(1)}
+		var redemption decimal.Decimal // erp v2: the redemption share of the billed units
 		for _, sl := range sc.Lines {
 			l := byID[sl.OrderLineID]
 			q := int(sl.QuantityShipped.IntPart())
@@ -100,6 +102,7 @@ func (o *orderGen) invoices() {
 			if n == shortShip && sl.OrderLineID == shortLine {
 				billed = q - 1
 			}
+			redemption = redemption.Add(redemptionShare(l, cum[sl.OrderLineID], cum[sl.OrderLineID]+billed))
 			net := valueCum(l.ol.LineNet, cum[sl.OrderLineID]+billed, l.qty).Sub(valueCum(l.ol.LineNet, cum[sl.OrderLineID], l.qty))
 			cum[sl.OrderLineID] += q
 			t := tax(net, l.taxRate)
@@ -115,6 +118,11 @@ func (o *orderGen) invoices() {
 		if n == missing {
 			continue
 		}
+		if dropRedemption && redemption.IsPositive() && o.confirmed != nil {
+			redemption, dropRedemption = decimal.Zero, false
+			o.applied(FaultRedemptionValueDiff)
+		}
+		doc.RedemptionValue = &redemption
 		if n == untransferred {
 			doc.AccountingTransferStatus = []string{"NOT_TRANSFERRED", "BLOCKED"}[o.fr.IntN(2)]
 		}
@@ -178,6 +186,11 @@ func (o *orderGen) billingFaults() {
 				continue
 			}
 			net := valueCum(l.ol.LineNet, l.qty, l.qty).Sub(valueCum(l.ol.LineNet, l.qty-q, l.qty))
+			rv := redemptionShare(l, l.qty-q, l.qty)
+			if doc.RedemptionValue != nil {
+				rv = rv.Add(*doc.RedemptionValue)
+			}
+			doc.RedemptionValue = &rv
 			t := tax(net, l.taxRate)
 			doc.Lines = append(doc.Lines, schemas.BillingLine{BillingItem: fmt.Sprintf("%06d", (len(doc.Lines)+1)*10),
 				OrderLineID: l.ol.OrderLineID, ErpItem: l.erpItem, ReferenceDocument: c.CancellationID, SKU: l.ol.SKU,
@@ -232,9 +245,15 @@ func (o *orderGen) creditMemos() {
 			o.applied(FaultCreditMemoWithoutTax)
 		}
 	}
+	returned := map[*lineState]int{} // units credited before this return, per line
 	for n, c := range o.credits {
 		rr := c.ret.ReturnReceived
 		at := rr.ReceivedAt.Add(between(o.r, 2*time.Hour, 24*time.Hour))
+		var redemption decimal.Decimal // erp v2: the redemption share the credit memo gives back
+		for _, cl := range c.lines {
+			redemption = redemption.Add(redemptionShare(cl.l, returned[cl.l], returned[cl.l]+cl.qty))
+			returned[cl.l] += cl.qty
+		}
 		if n == missing {
 			continue
 		}
@@ -242,7 +261,7 @@ func (o *orderGen) creditMemos() {
 		doc := &schemas.BillingDocument{BillingDocumentID: id, BillingType: "RE", OrderID: o.orderID,
 			ErpSalesOrderID: o.erpSalesOrderID, CompanyCode: companyCodes[o.cur.code],
 			AccountingDocumentID: strp(o.id("AD", 100+n)), AccountingTransferStatus: "TRANSFERRED",
-			Currency: o.cur.code, FxRate: decimal.NewFromInt(1), ReturnID: strp(rr.ReturnID)}
+			Currency: o.cur.code, FxRate: decimal.NewFromInt(1), ReturnID: strp(rr.ReturnID), RedemptionValue: &redemption}
 		if o.firstInvoiceID != "" {
 			doc.ReferenceInvoiceID = strp(o.firstInvoiceID)
 		}
@@ -263,4 +282,51 @@ func (o *orderGen) creditMemos() {
 			e.CreditMemoPosted = doc
 		})
 	}
+}
+
+// erpReplicaAfterCancel: after an OMS cancellation the ERP rejects the cancelled units and sends
+// its sales order's new state (erp v2's ErpSalesOrderChanged, version 1): every item with its
+// quantity as created and the cancelled units rejected, status REJECTED when the whole order
+// was cancelled, else OPEN (the cancellation precedes fulfilment). The ErpOpenAfterCancel fault
+// sends nothing: the ERP's sales order stays as created. Drawn from er and delivered apart
+// (extra), so that the other events' records are unchanged.
+func (o *orderGen) erpReplicaAfterCancel() {
+	if o.cancellation == nil || o.erpCreated == nil {
+		return
+	}
+	if o.want[FaultErpOpenAfterCancel] {
+		o.applied(FaultErpOpenAfterCancel)
+		return
+	}
+	c := o.cancellation.OrderLinesCancelled
+	created := o.erpCreated.ErpSalesOrderCreated
+	rejected := map[string]decimal.Decimal{}
+	for _, cl := range c.Lines {
+		rejected[cl.OrderLineID] = rejected[cl.OrderLineID].Add(cl.QuantityCancelled)
+	}
+	status := "OPEN"
+	if c.IsFullOrder {
+		status = "REJECTED"
+	}
+	at := maxTime(c.CancelledAt, created.CreatedAt).Add(between(o.er, 5*time.Minute, 2*time.Hour))
+	e := o.envelopeFrom(o.er, o.er, schemas.TypeErpSalesOrderChanged, "ERP", "sales_order", o.erpSalesOrderID, at, o.cancellation, o.orderID)
+	so := &schemas.ErpSalesOrderChanged{ErpSalesOrderID: o.erpSalesOrderID, OrderID: o.orderID, ErpVersion: 1,
+		Status: status, ChangedAt: e.OccurredAt}
+	for _, it := range created.Items {
+		so.Items = append(so.Items, schemas.ErpReplicaItem{ErpItem: it.ErpItem, OrderLineID: it.OrderLineID,
+			Quantity: it.Quantity, RejectedQuantity: decimal.Min(rejected[it.OrderLineID], it.Quantity)})
+	}
+	e.ErpSalesOrderChanged = so
+	o.extra = append(o.extra, &genEvent{ev: e, key: o.orderID})
+}
+
+// redemptionShare is the part of line l's redemption value (its allocation, B.3) that units
+// (from, to] of the line carry, by cumulative HALF_EVEN rounding like the line's net: what an
+// invoice of those units records as redemption_value (erp v2), or a credit memo gives back.
+func redemptionShare(l *lineState, from, to int) decimal.Decimal {
+	if l.ol.RedemptionAlloc == nil || from == to {
+		return decimal.Zero
+	}
+	a := l.ol.RedemptionAlloc.Value
+	return valueCum(a, to, l.qty).Sub(valueCum(a, from, l.qty))
 }

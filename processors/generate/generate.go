@@ -141,7 +141,7 @@ func Generate(opts Options) (*Traffic, error) {
 	}
 	// The loyalty platform activates pending points whose lock ended before the traffic ends.
 	for _, og := range gens {
-		for _, ev := range og.events {
+		for _, ev := range append(og.events, og.extra...) {
 			tr.End = maxTime(tr.End, ev.ev.OccurredAt)
 		}
 	}

@@ -179,8 +179,9 @@ func TestDeliveryKnobsKeepContent(t *testing.T) {
 // may cause as well (Options.Faults). C6 AMOUNT_DIFF appears only where the
 // quantities agree, so no quantity fault adds it.
 var faultViews = map[Fault]struct{ must, may []string }{
-	FaultMissingErpOrder:       {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
-	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, nil},
+	FaultMissingErpOrder: {[]string{"recon_orders_awaiting_erp/NOT_REPLICATED"}, nil},
+	// the ERP holds a unit more: a cancelled line of it stays over-open after the replica
+	FaultWrongErpQty:           {[]string{"recon_orders_awaiting_erp/QTY_DIFF"}, []string{openInERP}},
 	FaultMissingInvoice:        {[]string{"recon_shipments_not_invoiced/NOT_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
 	FaultInvoiceNotTransferred: {[]string{"recon_shipments_not_invoiced/BILLED_NOT_POSTED"}, nil},
 	FaultShortInvoice:          {[]string{"recon_shipments_not_invoiced/PARTIALLY_BILLED", "recon_three_way_line/SHIPPED_NOT_INVOICED"}, nil},
@@ -194,7 +195,9 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	FaultWrongMultiplier:  {[]string{"recon_accrual_vs_fulfilment/WRONG_MULTIPLIER", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultWithheldReversal: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_MISSING", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
 	FaultShortReversal:    {[]string{"recon_returns_not_reflected_in_loyalty/REVERSAL_SHORT", "recon_accrual_vs_fulfilment/OVER_ACCRUED", liabilityDiff}, nil},
-	FaultWithheldRefund:   {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, nil},
+	// the platform keeps the value of points it should have refunded: the ERP's credit memo
+	// gave it back (REDEMPTION_VALUE_DIFF once settled)
+	FaultWithheldRefund: {[]string{"recon_returns_not_reflected_in_loyalty/REFUND_MISSING", pointsDiff}, []string{redemptionValueDiff}},
 	// activated a day after posting: active at the month end while the lock runs → ACTIVE_BEFORE_DUE
 	FaultEarlyActivation: {[]string{"recon_returns_not_reflected_in_loyalty/REVERSED_AFTER_ACTIVATION",
 		"recon_loyalty_liability/ACTIVE_BEFORE_DUE"}, nil},
@@ -208,10 +211,16 @@ var faultViews = map[Fault]struct{ must, may []string }{
 	// the credited tax is short: C6 TAX_DIFF where the line's quantities agree
 	FaultCreditMemoWithoutTax: {[]string{"recon_refunds_vs_credit_memos/REFUND_AMOUNT_DIFF"}, []string{"recon_three_way_line/TAX_DIFF"}},
 	FaultTaxDiff:              {[]string{"recon_three_way_line/TAX_DIFF"}, nil},
-	FaultWithheldCxlRefund:    {[]string{pointsDiff}, nil},
+	FaultWithheldCxlRefund:    {[]string{pointsDiff}, []string{redemptionValueDiff}},
 	// only the members' balances differ: no order-level row
-	FaultAccrualOtherMember: {[]string{liabilityDiff}, nil},
+	FaultAccrualOtherMember:  {[]string{liabilityDiff}, nil},
+	FaultErpOpenAfterCancel:  {[]string{openInERP}, nil},
+	FaultRedemptionValueDiff: {[]string{redemptionValueDiff}, nil},
 }
+
+const redemptionValueDiff = "recon_three_way_line/REDEMPTION_VALUE_DIFF"
+
+const openInERP = "recon_orders_awaiting_erp/CANCELLED_IN_OMS_OPEN_IN_ERP"
 
 const (
 	liabilityDiff = "recon_loyalty_liability/LIABILITY_DIFF"
@@ -406,5 +415,61 @@ func TestCheckoutKeyedReservations(t *testing.T) {
 	}
 	if rows == 0 || len(reservedAt) == 0 {
 		t.Fatalf("%d reservations, %d unconfirmed rows: the test proves nothing", len(reservedAt), rows)
+	}
+}
+
+// erp v2: clean traffic sends a sales-order replica after every cancellation of a replicated
+// order (REJECTED for a whole-order cancellation, the cancelled units rejected), which the
+// oracle finds consistent; the ErpOpenAfterCancel fault withholds it, which C1 reports per
+// cancelled line and, for orders cancelled whole, at order level.
+func TestErpReplicaAfterCancellation(t *testing.T) {
+	clean := gen(t, Options{Seed: 11, Orders: 1500})
+	cancelled, replicas, rejected := map[string]bool{}, map[string]*schemas.ErpSalesOrderChanged{}, 0
+	for _, e := range clean.Events() {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			cancelled[e.OrderLinesCancelled.OrderID] = true
+		case e.ErpSalesOrderChanged != nil:
+			r := e.ErpSalesOrderChanged
+			if replicas[r.OrderID] != nil {
+				t.Fatalf("two replicas for %s", r.OrderID)
+			}
+			replicas[r.OrderID] = r
+			if r.Status == "REJECTED" {
+				rejected++
+			}
+		}
+	}
+	if len(replicas) != len(cancelled) || rejected == 0 || rejected == len(replicas) {
+		t.Fatalf("%d replicas (%d REJECTED) for %d cancelled orders", len(replicas), rejected, len(cancelled))
+	}
+	for id := range cancelled {
+		if replicas[id] == nil {
+			t.Fatalf("cancelled order %s has no replica", id)
+		}
+	}
+	if n := viewCounts(clean.Expected(asOf(clean)))[openInERP]; n != 0 {
+		t.Fatalf("clean traffic: %d %s rows", n, openInERP)
+	}
+
+	faulty := gen(t, Options{Seed: 11, Orders: 1500, Faults: Faults{ErpOpenAfterCancel: 1}})
+	orderLevel, lineLevel := 0, 0
+	for _, r := range faulty.Expected(asOf(faulty)).Views[oracle.ViewOrdersAwaitingERP] {
+		if r.MismatchCode != "CANCELLED_IN_OMS_OPEN_IN_ERP" {
+			continue
+		}
+		if r.OrderLineID == "" {
+			orderLevel++
+		} else {
+			lineLevel++
+		}
+	}
+	if orderLevel == 0 || lineLevel == 0 || orderLevel+lineLevel < len(cancelled) {
+		t.Fatalf("%d order-level and %d line rows for %d orders with a cancellation", orderLevel, lineLevel, len(cancelled))
+	}
+	for _, e := range faulty.Events() {
+		if e.ErpSalesOrderChanged != nil {
+			t.Fatal("the fault sent a replica")
+		}
 	}
 }

@@ -341,6 +341,19 @@ func (o *orderGen) deliver() []seqRecord {
 	if o.dr.Float64() < opts.MalformedRate {
 		recs = append(recs, o.malformed(recs[o.dr.IntN(n)].At.Add(time.Second)))
 	}
+	// erp v2's replicas: late and duplicated like the rest, drawn from their own stream.
+	for _, ge := range o.extra {
+		if o.er.Float64() < opts.LateRate {
+			ge.ev.PublishedAt = ge.ev.OccurredAt.Add(between(o.er, 24*time.Hour, 26*time.Hour))
+		}
+		r := seqRecord{Record: Record{Topic: topicOf(ge.ev.EventType), Key: ge.key, Event: ge.ev, At: ge.ev.PublishedAt}}
+		recs = append(recs, r)
+		if o.er.Float64() < opts.DuplicateRate {
+			r.At = r.At.Add(between(o.er, time.Second, 10*time.Minute))
+			r.Duplicate = true
+			recs = append(recs, r)
+		}
+	}
 	return recs
 }
 

@@ -92,6 +92,16 @@ type Faults struct {
 	// cancellation → C6 POINTS_DIFF (order level). Applies to orders with redeemed points and a
 	// cancellation that refunds some.
 	WithheldCancellationRefund float64
+	// ErpOpenAfterCancel: the ERP leaves its sales order as it was after an OMS cancellation (no
+	// ErpSalesOrderChanged rejecting the cancelled units; clean traffic sends one) → C1
+	// CANCELLED_IN_OMS_OPEN_IN_ERP, per cancelled line or, for an order cancelled whole, at order
+	// level. Applies to replicated orders with a cancellation.
+	ErpOpenAfterCancel float64
+	// RedemptionValueDiff: the ERP books the order's first invoice carrying a redemption share
+	// without it (erp v2 redemption_value 0, its discount or tender not posted) → C6
+	// REDEMPTION_VALUE_DIFF once the order's quantities are settled. Applies to orders whose
+	// redemption the platform confirmed.
+	RedemptionValueDiff float64
 }
 
 // Fault names one fault applied to an order (ground truth for tests and reports).
@@ -122,15 +132,19 @@ const (
 	FaultAccrualOtherMember    Fault = "accrual_other_member"
 	FaultTaxDiff               Fault = "tax_diff"
 	FaultWithheldCxlRefund     Fault = "withheld_cancellation_refund"
+	FaultErpOpenAfterCancel    Fault = "erp_open_after_cancel"
+	FaultRedemptionValueDiff   Fault = "redemption_value_diff"
 )
 
 // firstFaults is how many faults (the first in shares) draw from an order's original fault
 // stream; later ones draw from their own, so adding a fault leaves existing traffic unchanged.
 // secondFaults: the faults from this index on (issue 20's second half) draw from a third
-// stream, so that the first half's traffic for a seed is unchanged too.
+// stream, so that the first half's traffic for a seed is unchanged too; thirdFaults (erp v2's
+// codes) from a fourth.
 const (
 	firstFaults  = 13
 	secondFaults = 20
+	thirdFaults  = 23
 )
 
 // shares pairs every fault with its share, in a fixed order.
@@ -155,6 +169,7 @@ func (f Faults) shares() []struct {
 		{FaultCreditMemoWithoutTax, f.CreditMemoWithoutTax},
 		{FaultAccrualOtherMember, f.AccrualOtherMember}, {FaultTaxDiff, f.TaxDiff},
 		{FaultWithheldCxlRefund, f.WithheldCancellationRefund},
+		{FaultErpOpenAfterCancel, f.ErpOpenAfterCancel}, {FaultRedemptionValueDiff, f.RedemptionValueDiff},
 	}
 }
 
@@ -173,6 +188,7 @@ func (f *Faults) Set(name Fault, share float64) bool {
 		FaultDuplicateBilling: &f.DuplicateBilling, FaultCurrencyDiff: &f.CurrencyDiff,
 		FaultCreditMemoWithoutTax: &f.CreditMemoWithoutTax, FaultAccrualOtherMember: &f.AccrualOtherMember,
 		FaultTaxDiff: &f.TaxDiff, FaultWithheldCxlRefund: &f.WithheldCancellationRefund,
+		FaultErpOpenAfterCancel: &f.ErpOpenAfterCancel, FaultRedemptionValueDiff: &f.RedemptionValueDiff,
 	}[name]
 	if ptr == nil {
 		return false

@@ -13,34 +13,38 @@ import (
 // orderGen builds the whole life of one order. Each concern draws from its own stream so that
 // turning a delivery knob does not change an order's content: r (content), fr (fault decisions),
 // dr (delivery), idr (event ids), xr (decisions of the faults added later, firstFaults), yr
-// (those added after them, secondFaults).
+// (those added after them, secondFaults), zr (erp v2's faults, thirdFaults), er (erp v2's
+// events: ids, times and delivery of the sales-order replicas, kept apart in extra so that the
+// records of every other event are what they were before erp v2).
 type orderGen struct {
-	g                      *generator
-	i                      int
-	r, fr, dr, idr, xr, yr *rand.Rand
-	pol                    oracle.Policy
-	orderID                string
-	memberID               string
-	tier                   tier
-	cur                    currency
-	acceptedAt             time.Time
-	want                   map[Fault]bool
-	faults                 []Fault
-	events                 []*genEvent
-	versions               map[string]int64
-	oa                     *schemas.Event
-	lines                  []*lineState
-	reservationID          string
-	redemptionID           string
-	erpSalesOrderID        string
-	confirmed              *schemas.Event
-	cancellation           *schemas.Event   // the order's OrderLinesCancelled, if any
-	liveInvoices           []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
-	shipments              []*schemas.Event // non-reship, in time order
-	returns                []*schemas.Event
-	entries                []*entry
-	credits                []credit
-	firstInvoiceID         string
+	g                              *generator
+	i                              int
+	r, fr, dr, idr, xr, yr, zr, er *rand.Rand
+	extra                          []*genEvent // erp v2 replicas: delivered after the rest (deliver)
+	pol                            oracle.Policy
+	orderID                        string
+	memberID                       string
+	tier                           tier
+	cur                            currency
+	acceptedAt                     time.Time
+	want                           map[Fault]bool
+	faults                         []Fault
+	events                         []*genEvent
+	versions                       map[string]int64
+	oa                             *schemas.Event
+	lines                          []*lineState
+	reservationID                  string
+	redemptionID                   string
+	erpSalesOrderID                string
+	erpCreated                     *schemas.Event // the ErpSalesOrderCreated, if sent
+	confirmed                      *schemas.Event
+	cancellation                   *schemas.Event   // the order's OrderLinesCancelled, if any
+	liveInvoices                   []*schemas.Event // InvoicePosted events no BillingDocumentCancelled cancels
+	shipments                      []*schemas.Event // non-reship, in time order
+	returns                        []*schemas.Event
+	entries                        []*entry
+	credits                        []credit
+	firstInvoiceID                 string
 }
 
 // credit is what a return is worth, line by line, for its credit memo.
@@ -87,8 +91,10 @@ func (g *generator) order(i int) *orderGen {
 		r:        rand.New(rand.NewPCG(s, uint64(i)*4)),
 		fr:       rand.New(rand.NewPCG(s, uint64(i)*4+1)),
 		dr:       rand.New(rand.NewPCG(s, uint64(i)*4+2)),
-		xr:       rand.New(rand.NewPCG(s^0x6661756c7473, uint64(i))), // "faults"
-		yr:       rand.New(rand.NewPCG(s^0x6c6961626c65, uint64(i))), // "liable"
+		xr:       rand.New(rand.NewPCG(s^0x6661756c7473, uint64(i))),   // "faults"
+		yr:       rand.New(rand.NewPCG(s^0x6c6961626c65, uint64(i))),   // "liable"
+		zr:       rand.New(rand.NewPCG(s^0x65727076326620, uint64(i))), // "erpv2f "
+		er:       rand.New(rand.NewPCG(s^0x65727076326576, uint64(i))), // "erpv2ev"
 		idr:      rand.New(rand.NewPCG(s, uint64(i)*4+3)),
 		orderID:  fmt.Sprintf("O-%s-%06d", g.tag, i+1),
 		versions: map[string]int64{},
@@ -100,6 +106,8 @@ func (g *generator) order(i int) *orderGen {
 		// seeds RELIABILITY.md records) stays what it was for every earlier fault.
 		r := o.fr
 		switch {
+		case n >= thirdFaults:
+			r = o.zr
 		case n >= secondFaults:
 			r = o.yr
 		case n >= firstFaults:
@@ -141,15 +149,21 @@ func (o *orderGen) emit(typ schemas.EventType, source, aggType, aggID string, at
 // envelope is a new event with every envelope field set and no body.
 func (o *orderGen) envelope(typ schemas.EventType, source, aggType, aggID string, at time.Time,
 	cause *schemas.Event, key string) *schemas.Event {
+	return o.envelopeFrom(o.dr, o.idr, typ, source, aggType, aggID, at, cause, key)
+}
+
+// envelopeFrom is envelope drawing the publish delay from dr and the event id from idr.
+func (o *orderGen) envelopeFrom(dr, idr *rand.Rand, typ schemas.EventType, source, aggType, aggID string, at time.Time,
+	cause *schemas.Event, key string) *schemas.Event {
 	o.versions[aggID]++
 	at = at.UTC().Truncate(time.Microsecond)
-	published := at.Add(between(o.dr, 50*time.Millisecond, 3*time.Second)) // deliver may make it late
+	published := at.Add(between(dr, 50*time.Millisecond, 3*time.Second)) // deliver may make it late
 	corr := o.orderID
 	if key != o.orderID {
 		corr = key[len("checkout:"):]
 	}
 	e := &schemas.Event{Envelope: schemas.Envelope{
-		EventID: uuid4(o.idr), EventType: typ, SchemaVersion: 1, SourceSystem: source,
+		EventID: uuid4(idr), EventType: typ, SchemaVersion: 1, SourceSystem: source,
 		OccurredAt: at, PublishedAt: published, AggregateType: aggType, AggregateID: aggID,
 		AggregateVersion: o.versions[aggID], CorrelationID: corr, TenantID: "retailflow-demo",
 	}}
@@ -196,6 +210,7 @@ func (o *orderGen) build() {
 		}
 		lastShip = o.ship()
 	}
+	o.erpReplicaAfterCancel()
 	if len(o.shipments) > 0 && o.r.Float64() < 0.15 {
 		o.returnGoods(lastShip)
 	}
@@ -437,7 +452,7 @@ func (o *orderGen) erpSalesOrder() {
 		wrong = o.fr.IntN(len(o.lines))
 		o.applied(FaultWrongErpQty)
 	}
-	o.emit(schemas.TypeErpSalesOrderCreated, "ERP", "sales_order", o.erpSalesOrderID, at, o.oa, o.orderID, func(e *schemas.Event) {
+	o.erpCreated = o.emit(schemas.TypeErpSalesOrderCreated, "ERP", "sales_order", o.erpSalesOrderID, at, o.oa, o.orderID, func(e *schemas.Event) {
 		s := &schemas.ErpSalesOrderCreated{ErpSalesOrderID: o.erpSalesOrderID, OrderID: o.orderID,
 			SalesOrg: o.cur.country + "01", SoldTo: o.oa.OrderAccepted.CustomerID, Currency: o.cur.code, CreatedAt: e.OccurredAt}
 		for n, l := range o.lines {

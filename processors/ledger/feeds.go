@@ -53,6 +53,15 @@ func (n *Ledger) applyFeed(e schemas.Event) int {
 			}
 		}
 		n.s.ErpOrders = insertSorted(n.s.ErpOrders, eo, func(a, b ErpOrderState) bool { return a.ErpSalesOrderID < b.ErpSalesOrderID })
+	case e.ErpSalesOrderChanged != nil:
+		// The version rule (erp v2): a replica carries the sales order's whole state, and the
+		// highest erp_version is the current one whatever the arrival order, so a lower or equal
+		// version with another body is stale — never a conflicting duplicate. Nothing the ledger
+		// derives reads a replica (C1's CANCELLED_IN_OMS_OPEN_IN_ERP is found by the views, which
+		// keep the highest version: f_erp_sales_orders), so the ledger keeps none and has no
+		// version to compare: the replica is only recorded as seen (Apply's dedup by event id and
+		// fingerprint), touches no fact group, and the state is the same for any arrival order.
+		return 0
 	case e.BillingDocCancelled != nil:
 		touched = touchBilling
 		c := e.BillingDocCancelled

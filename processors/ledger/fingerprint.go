@@ -43,6 +43,7 @@ func fingerprint(e *schemas.Event) (int64, error) {
 	w.document(e.CreditMemoPosted)
 	w.docCancelled(e.BillingDocCancelled)
 	w.command(e.LoyaltyCommand)
+	w.erpReplica(e.ErpSalesOrderChanged) // erp v2: last, and nothing when absent (see erpReplica)
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -543,6 +544,35 @@ func (w *fpWriter) document(d *schemas.BillingDocument) {
 	}
 	w.optStr(d.ReferenceInvoiceID)
 	w.optStr(d.ReturnID)
+	// erp v2's optional field writes nothing when absent, so every fingerprint recorded before it
+	// existed stays the same (a re-delivered document is still a duplicate, not a conflict); when
+	// present its marker 1 is where the absent form has the next presence byte, 0.
+	if d.RedemptionValue != nil {
+		w.byte(1)
+		w.dec(*d.RedemptionValue)
+	}
+}
+
+// erpReplica writes an ErpSalesOrderChanged (erp v2) after every other body, and nothing when
+// absent, so that the fingerprints of the earlier bodies are unchanged; the marker 1 is where
+// an event without it ends.
+func (w *fpWriter) erpReplica(o *schemas.ErpSalesOrderChanged) {
+	if o == nil {
+		return
+	}
+	w.byte(1)
+	w.str(o.ErpSalesOrderID)
+	w.str(o.OrderID)
+	w.i64(o.ErpVersion)
+	w.str(o.Status)
+	w.time(o.ChangedAt)
+	w.list(o.Items == nil, len(o.Items))
+	for i := range o.Items {
+		w.str(o.Items[i].ErpItem)
+		w.str(o.Items[i].OrderLineID)
+		w.dec(o.Items[i].Quantity)
+		w.dec(o.Items[i].RejectedQuantity)
+	}
 }
 
 func (w *fpWriter) docCancelled(c *schemas.BillingDocCancelled) {

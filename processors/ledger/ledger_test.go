@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -544,4 +545,59 @@ func hasException(ex []Exception, code, ref string) bool {
 		}
 	}
 	return false
+}
+
+// erp v2's sales-order replica (ErpSalesOrderChanged): versions may arrive in any order, so a
+// lower or equal version than one seen — even with another body — is stale, never a conflicting
+// duplicate (that is kept for a creation re-sent with another body, and for one event id with
+// two bodies). The ledger derives nothing from a replica (C1 CANCELLED_IN_OMS_OPEN_IN_ERP is the
+// views' finding, from the sink's facts): it keeps none, so its state and exceptions do not
+// depend on which replicas came or in what order.
+func TestErpReplicaVersionsAreNeverConflicts(t *testing.T) {
+	p := DefaultPolicy()
+	replica := func(id string, version int64, status string, rejected string) schemas.Event {
+		return schemas.Event{Envelope: envelope(id, schemas.TypeErpSalesOrderChanged, day(1), "O-1001"),
+			ErpSalesOrderChanged: &schemas.ErpSalesOrderChanged{ErpSalesOrderID: "SO1", OrderID: "O-1001", ErpVersion: version,
+				Status: status, ChangedAt: day(1), Items: []schemas.ErpReplicaItem{
+					{ErpItem: "10", OrderLineID: "L1", Quantity: dec("2"), RejectedQuantity: dec(rejected)}}}}
+	}
+	cxl := cancelled("e-c1", "O-1001", "CX1", day(1), false, qty{"L1", "1"})
+	base, _ := run(t, p, o1001(), cxl)
+	v2 := replica("e-v2", 2, "OPEN", "1")
+	v1 := replica("e-v1", 1, "OPEN", "0")       // lower version, other body: stale
+	v2b := replica("e-v2b", 2, "REJECTED", "2") // equal version, other body: stale
+	v3 := replica("e-v3", 3, "PARTIALLY_PROCESSED", "1")
+	for _, order := range [][]schemas.Event{{v2, v1, v2b, v3}, {v3, v2b, v1, v2}, {v1, v2, v3, v2b}} {
+		l := base
+		for _, e := range order {
+			var cmds []schemas.LoyaltyCommand
+			var err error
+			if l, cmds, err = l.Apply(e, p); err != nil {
+				t.Fatalf("%s after %v: %v", e.EventID, order, err)
+			}
+			if len(cmds) != 0 {
+				t.Fatalf("%s: commands %v", e.EventID, cmds)
+			}
+		}
+		if got, want := l.Exceptions(), base.Exceptions(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("replicas changed the exceptions:\n got %+v\nwant %+v", got, want)
+		}
+		if st := l.State(); len(st.Seen) != len(base.State().Seen)+4 || len(st.ErpOrders) != 0 {
+			t.Fatalf("seen %d, erp orders %+v", len(st.Seen), st.ErpOrders)
+		}
+		// The same event again is a duplicate; the same event id with another body is not.
+		if l2, _, err := l.Apply(v2, p); err != nil || !equalStates(l2.State(), l.State()) {
+			t.Fatalf("duplicate replica: err %v", err)
+		}
+		forged := replica("e-v2", 2, "COMPLETED", "0")
+		if _, _, err := l.Apply(forged, p); !errors.Is(err, ErrConflictingDuplicate) {
+			t.Fatalf("one event id, two bodies: err %v, want %v", err, ErrConflictingDuplicate)
+		}
+	}
+	// Before its order, a replica is recorded (not held): there is nothing to apply it to.
+	var l Ledger
+	l, _, err := l.Apply(v2, p)
+	if err != nil || len(l.State().Held) != 0 {
+		t.Fatalf("replica before the order: err %v, held %d", err, len(l.State().Held))
+	}
 }

@@ -84,3 +84,66 @@ func TestC6TaxDiff(t *testing.T) {
 		t.Fatalf("14.00: %+v, want one TAX_DIFF on L1 of 0.24", rows)
 	}
 }
+
+// TestC6RedemptionValueDiff: O-1001 redeems 1000 points at 0.01 (10.00: L1 6.40, L2 3.60). Fully
+// shipped and invoiced, the ERP's invoice records 10.00 of redemption: no row; 6.40 (L2's share
+// not posted): −3.60. Before the order is settled (L3 not invoiced) nothing is compared, nor when
+// a live invoice carries no value (a v1 writer) — that is unknown, not 0. After a cancellation of
+// L2×2 refunded in whole points (240 of 360 × 2/3 = 240), loyalty keeps 760 points = 7.60 and the
+// ERP bills 6.40 + round(3.60 × 1/3) = 7.60.
+func TestC6RedemptionValueDiff(t *testing.T) {
+	reserved := schemas.Event{Envelope: env("e-res", schemas.TypePointsReserved, day0.Add(-time.Minute)),
+		PointsReserved: &schemas.PointsReserved{ReservationID: "R-1", MemberID: "M-77", CheckoutID: "CK-1", Points: 1000,
+			Value: schemas.Money{Amount: dec("10.00"), Currency: "EUR"}, ConversionRate: dec("0.01"), ReservedAt: day0.Add(-time.Minute)}}
+	invoice := func(id string, rv *decimal.Decimal, lines map[string]string) schemas.Event {
+		at := day0.AddDate(0, 0, 2)
+		d := &schemas.BillingDocument{BillingDocumentID: id, BillingType: "F2", OrderID: "O-1001", Currency: "EUR", BillingDate: at, RedemptionValue: rv}
+		for _, l := range []string{"L1", "L2", "L3"} {
+			if q, ok := lines[l]; ok {
+				d.Lines = append(d.Lines, schemas.BillingLine{BillingItem: l, OrderLineID: l, ReferenceDocument: "S1", Quantity: dec(q)})
+			}
+		}
+		return schemas.Event{Envelope: env("e-"+id, schemas.TypeInvoicePosted, at), InvoicePosted: d}
+	}
+	all := map[string]string{"L1": "2", "L2": "3", "L3": "1"}
+	s1 := shipment("S1", 1, all)
+	base := []schemas.Event{reserved, o1001(), confirmed(), s1}
+	with := func(extra ...schemas.Event) []schemas.Event {
+		return append(append([]schemas.Event{}, base...), extra...)
+	}
+	for _, c := range []struct {
+		name   string
+		events []schemas.Event
+		amount string // "" = no row
+	}{
+		{"settled, equal", with(invoice("90001", ptr(dec("10.00")), all)), ""},
+		{"settled, L2's share missing", with(invoice("90001", ptr(dec("6.40")), all)), "-3.6"},
+		{"not settled", with(invoice("90001", ptr(dec("6.40")), map[string]string{"L1": "2", "L2": "3"})), ""},
+		{"unknown value (v1)", with(invoice("90001", nil, all)), ""},
+		{"one of two invoices unknown", with(invoice("90001", ptr(dec("0")), map[string]string{"L1": "2"}),
+			invoice("90002", nil, map[string]string{"L2": "3", "L3": "1"})), ""},
+	} {
+		r, ok := c6Rows(c.events, "REDEMPTION_VALUE_DIFF")[""]
+		switch {
+		case c.amount == "" && ok:
+			t.Errorf("%s: row %+v, want none", c.name, r)
+		case c.amount != "" && (!ok || !r.Amount.Equal(dec(c.amount))):
+			t.Errorf("%s: row %+v (found %v), want amount %s", c.name, r, ok, c.amount)
+		}
+	}
+	// A cancellation refunded in whole points: settled and equal.
+	cx := cancel("C1", 0, false, map[string]string{"L2": "2"})
+	s1b := shipment("S1", 1, map[string]string{"L1": "2", "L2": "1", "L3": "1"})
+	refund := schemas.Event{Envelope: env("e-rf", schemas.TypeRedemptionRefunded, day0.AddDate(0, 0, 1)), RedemptionRefunded: &schemas.RedemptionRefunded{
+		RefundEntryID: "RFE-1", RedemptionID: "RD-1", OrderID: "O-1001", Points: 240, Reason: "CANCELLATION", SourceRefID: "C1", RefundedAt: day0.AddDate(0, 0, 1)}}
+	ev := []schemas.Event{reserved, o1001(), confirmed(), cx, s1b, refund,
+		invoice("90001", ptr(dec("7.60")), map[string]string{"L1": "2", "L2": "1", "L3": "1"})}
+	if rows := c6Rows(ev, "REDEMPTION_VALUE_DIFF"); len(rows) != 0 {
+		t.Errorf("cancellation refunded: %+v, want no row", rows)
+	}
+	if rows := c6Rows(ev[:len(ev)-2], "REDEMPTION_VALUE_DIFF"); len(rows) != 0 {
+		t.Errorf("no invoice yet: %+v, want no row (not settled)", rows)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

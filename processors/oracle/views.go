@@ -97,11 +97,19 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 	for _, name := range Views {
 		v.rows[name] = []ViewRow{}
 	}
-	confirmedRes := map[string]bool{} // reservations the platform confirmed
+	confirmedRes := map[string]bool{}     // reservations the platform confirmed
+	confirmedPts := map[string]int64{}    // their confirmed points (the first confirmation)
+	rates := map[string]decimal.Decimal{} // value per point of each reservation (its first PointsReserved)
 	for _, f := range folded {
 		for _, e := range f.events {
-			if e.RedemptionConfirmed != nil {
-				confirmedRes[e.RedemptionConfirmed.ReservationID] = true
+			if c := e.RedemptionConfirmed; c != nil && !confirmedRes[c.ReservationID] {
+				confirmedRes[c.ReservationID] = true
+				confirmedPts[c.ReservationID] = c.Points
+			}
+			if r := e.PointsReserved; r != nil {
+				if _, ok := rates[r.ReservationID]; !ok {
+					rates[r.ReservationID] = r.ConversionRate
+				}
 			}
 		}
 	}
@@ -117,6 +125,7 @@ func computeViews(folded []*orderFold, p Policy, asOf time.Time, issued map[stri
 			c6(v, f, cancelled, p.AmountTolerance)
 			if lr := f.accepted.LoyaltyRedemption; lr != nil && confirmedRes[lr.ReservationID] {
 				c6Redemption(v, f)
+				c6RedemptionValue(v, f, cancelled, p.AmountTolerance, confirmedPts[lr.ReservationID], rates[lr.ReservationID])
 			}
 		}
 		c2(v, f, cancelled)
@@ -141,30 +150,112 @@ func cancelledDocs(events []*schemas.Event) map[string]bool {
 	return out
 }
 
-// c1: orders awaiting ERP. The latest ErpSalesOrderCreated (canonical order) is the ERP's replica.
-func c1(v *viewSet, f *orderFold) {
-	a := f.accepted
-	var erp *schemas.ErpSalesOrderCreated
-	for _, e := range f.events {
-		if e.ErpSalesOrderCreated != nil {
-			erp = e.ErpSalesOrderCreated
+// erpSalesOrder is what the ERP holds for one sales order: the replica with the highest
+// erp_version (erp v2's ErpSalesOrderChanged; of equal versions the first seen), else the
+// creation, which is version 0, OPEN, nothing rejected.
+type erpSalesOrder struct {
+	version int64
+	status  string
+	items   []schemas.ErpReplicaItem
+}
+
+// erpSalesOrders returns the order's sales orders in order of first appearance.
+func erpSalesOrders(events []*schemas.Event) []*erpSalesOrder {
+	var out []*erpSalesOrder
+	byID := map[string]*erpSalesOrder{}
+	get := func(id string) *erpSalesOrder {
+		so := byID[id]
+		if so == nil {
+			so = &erpSalesOrder{version: -1}
+			byID[id] = so
+			out = append(out, so)
+		}
+		return so
+	}
+	for _, e := range events {
+		switch {
+		case e.ErpSalesOrderCreated != nil:
+			c := e.ErpSalesOrderCreated
+			if so := get(c.ErpSalesOrderID); so.version < 0 {
+				so.version, so.status = 0, "OPEN"
+				for _, it := range c.Items {
+					so.items = append(so.items, schemas.ErpReplicaItem{ErpItem: it.ErpItem, OrderLineID: it.OrderLineID, Quantity: it.Quantity})
+				}
+			}
+		case e.ErpSalesOrderChanged != nil:
+			c := e.ErpSalesOrderChanged
+			if so := get(c.ErpSalesOrderID); c.ErpVersion > so.version {
+				so.version, so.status, so.items = c.ErpVersion, c.Status, c.Items
+			}
 		}
 	}
+	return out
+}
+
+// c1: orders awaiting ERP, against what the ERP holds now (erpSalesOrders).
+// CANCELLED_IN_OMS_OPEN_IN_ERP (DOMAIN C1): per order line with units the OMS cancelled, the
+// units the ERP still holds open — quantity − rejected_quantity over the items of sales orders
+// whose status is neither REJECTED nor COMPLETED — exceed ordered − cancelled; for an order the
+// OMS cancelled whole (a full-order cancellation, or every line cancelled) while a sales order is
+// still OPEN, one order-level row (an empty OrderLineID) instead of line rows. Quantities are
+// the facts as sent (cancelled = Σ quantity_cancelled); a line the ERP has no item for is not
+// compared (the view joins the two sides). Aged from the line's (order's) latest cancellation.
+func c1(v *viewSet, f *orderFold) {
+	a := f.accepted
+	sos := erpSalesOrders(f.events)
 	row := ViewRow{View: ViewOrdersAwaitingERP, OrderID: a.OrderID, BusinessTime: a.AcceptedAt}
-	if erp == nil {
-		if !f.truth.FullyCancelled {
+	cancelled := map[string]decimal.Decimal{}
+	cancelledAt := map[string]time.Time{}
+	var lastCancel time.Time
+	fullFlag := false
+	for _, e := range f.events {
+		c := e.OrderLinesCancelled
+		if c == nil {
+			continue
+		}
+		fullFlag = fullFlag || c.IsFullOrder
+		if c.CancelledAt.After(lastCancel) {
+			lastCancel = c.CancelledAt
+		}
+		for _, cl := range c.Lines {
+			cancelled[cl.OrderLineID] = cancelled[cl.OrderLineID].Add(cl.QuantityCancelled)
+			if c.CancelledAt.After(cancelledAt[cl.OrderLineID]) {
+				cancelledAt[cl.OrderLineID] = c.CancelledAt
+			}
+		}
+	}
+	full := fullFlag
+	if !full && len(a.Lines) > 0 {
+		full = true
+		for _, ol := range a.Lines {
+			if cancelled[ol.OrderLineID].LessThan(ol.Quantity) {
+				full = false
+			}
+		}
+	}
+	if len(sos) == 0 {
+		if !full {
 			row.MismatchCode = "NOT_REPLICATED"
 			v.add(row)
 		}
 		return
 	}
-	if len(erp.Items) != len(a.Lines) {
+	if last := sos[len(sos)-1]; len(last.items) != len(a.Lines) {
 		row.MismatchCode = "LINE_COUNT_DIFF"
 		v.add(row)
 	}
 	erpQty := map[string]decimal.Decimal{}
-	for _, it := range erp.Items {
-		erpQty[it.OrderLineID] = erpQty[it.OrderLineID].Add(it.Quantity)
+	erpOpen := map[string]decimal.Decimal{}
+	soOpen := false
+	for _, so := range sos {
+		soOpen = soOpen || so.status == "OPEN"
+		live := so.status != "REJECTED" && so.status != "COMPLETED"
+		for _, it := range so.items {
+			erpQty[it.OrderLineID] = erpQty[it.OrderLineID].Add(it.Quantity)
+			if live {
+				erpOpen[it.OrderLineID] = erpOpen[it.OrderLineID].Add(it.Quantity.Sub(it.RejectedQuantity))
+			}
+		}
 	}
 	for _, ol := range a.Lines {
 		q, ok := erpQty[ol.OrderLineID]
@@ -173,6 +264,21 @@ func c1(v *viewSet, f *orderFold) {
 			r.OrderLineID, r.MismatchCode = ol.OrderLineID, "QTY_DIFF"
 			v.add(r)
 		}
+	}
+	if full && soOpen {
+		r := row
+		r.MismatchCode, r.BusinessTime = "CANCELLED_IN_OMS_OPEN_IN_ERP", lastCancel
+		v.add(r)
+		return
+	}
+	for _, ol := range a.Lines {
+		cx := cancelled[ol.OrderLineID]
+		if _, inERP := erpQty[ol.OrderLineID]; !inERP || cx.Sign() <= 0 || !erpOpen[ol.OrderLineID].GreaterThan(ol.Quantity.Sub(cx)) {
+			continue
+		}
+		r := row
+		r.OrderLineID, r.MismatchCode, r.BusinessTime = ol.OrderLineID, "CANCELLED_IN_OMS_OPEN_IN_ERP", cancelledAt[ol.OrderLineID]
+		v.add(r)
 	}
 }
 
@@ -828,6 +934,105 @@ func c6Redemption(v *viewSet, f *orderFold) {
 	if refunded != expected {
 		v.add(ViewRow{View: ViewThreeWayLine, OrderID: f.accepted.OrderID, MismatchCode: "POINTS_DIFF",
 			Points: refunded - expected, BusinessTime: at})
+	}
+}
+
+// c6RedemptionValue: C6 REDEMPTION_VALUE_DIFF (DOMAIN C6: ERP discount/tender vs loyalty
+// confirmed value), one order-level row (an empty OrderLineID) per order whose redemption the platform
+// confirmed. ERP side: Σ redemption_value of the live invoices − Σ of the live credit memos (erp
+// v2; an order with a live document that carries none — a v1 writer — is not compared: its ERP
+// side is unknown). Loyalty side: (confirmed points − Σ RedemptionRefunded points) × the
+// reservation's conversion rate (value per point; a reservation without one is not compared).
+// Compared only once the order's quantities are settled — on every OMS line, invoiced −
+// credited (live documents) = ordered − cancelled − returned (accepted) — so a value the ERP has
+// simply not billed yet is not reported (C6's quantity codes report that). The allowance is
+// amount_tolerance × (live billing lines + 1) (½ minor unit per cumulative rounding of a line's
+// share, B.3, and one for the allocation) + one point's value per OMS line with cancelled or
+// returned units (the platform refunds whole points, B.1's floor). amount = ERP − loyalty, at
+// the views' 4 places (truncated, as ClickHouse converts the 6-place product); aged from the
+// latest event of the three sides.
+func c6RedemptionValue(v *viewSet, f *orderFold, cancelled map[string]bool, tol decimal.Decimal, confirmedPts int64, rate decimal.Decimal) {
+	a := f.accepted
+	if !rate.IsPositive() {
+		return
+	}
+	type qty struct{ cancelled, returned, invoiced, credited decimal.Decimal }
+	lines := map[string]*qty{}
+	for _, ol := range a.Lines {
+		lines[ol.OrderLineID] = &qty{}
+	}
+	at := a.AcceptedAt
+	var erp decimal.Decimal
+	var refunded int64
+	billingLines := 0
+	for _, e := range f.events {
+		switch {
+		case e.OrderLinesCancelled != nil:
+			for _, l := range e.OrderLinesCancelled.Lines {
+				if q := lines[l.OrderLineID]; q != nil {
+					q.cancelled = q.cancelled.Add(l.QuantityCancelled)
+				}
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ReturnReceived != nil:
+			for _, l := range e.ReturnReceived.Lines {
+				if q := lines[l.OrderLineID]; q != nil {
+					q.returned = q.returned.Add(l.QuantityAccepted)
+				}
+			}
+			at = maxTime(at, e.OccurredAt)
+		case e.ShipmentConfirmed != nil && !e.ShipmentConfirmed.IsReship:
+			at = maxTime(at, e.OccurredAt)
+		case e.RedemptionRefunded != nil:
+			refunded += e.RedemptionRefunded.Points
+			at = maxTime(at, e.RedemptionRefunded.RefundedAt)
+		case e.RedemptionConfirmed != nil:
+			at = maxTime(at, e.RedemptionConfirmed.ConfirmedAt)
+		case e.InvoicePosted != nil || e.CreditMemoPosted != nil:
+			d, invoice := e.InvoicePosted, true
+			if d == nil {
+				d, invoice = e.CreditMemoPosted, false
+			}
+			if cancelled[d.BillingDocumentID] {
+				continue
+			}
+			if d.RedemptionValue == nil {
+				return // the ERP side is unknown
+			}
+			at = maxTime(at, e.OccurredAt)
+			billingLines += len(d.Lines)
+			for _, bl := range d.Lines {
+				q := lines[bl.OrderLineID]
+				switch {
+				case q == nil:
+				case invoice:
+					q.invoiced = q.invoiced.Add(bl.Quantity)
+				default:
+					q.credited = q.credited.Add(bl.Quantity)
+				}
+			}
+			if invoice {
+				erp = erp.Add(*d.RedemptionValue)
+			} else {
+				erp = erp.Sub(*d.RedemptionValue)
+			}
+		}
+	}
+	moved := 0
+	for _, ol := range a.Lines {
+		q := lines[ol.OrderLineID]
+		if !q.invoiced.Sub(q.credited).Equal(ol.Quantity.Sub(q.cancelled).Sub(q.returned)) {
+			return // not settled
+		}
+		if q.cancelled.Add(q.returned).IsPositive() {
+			moved++
+		}
+	}
+	loyalty := decimal.NewFromInt(confirmedPts - refunded).Mul(rate)
+	allowance := tol.Mul(decimal.NewFromInt(int64(billingLines + 1))).Add(rate.Mul(decimal.NewFromInt(int64(moved))))
+	if diff := erp.Sub(loyalty); diff.Abs().GreaterThan(allowance) {
+		v.add(ViewRow{View: ViewThreeWayLine, OrderID: a.OrderID, MismatchCode: "REDEMPTION_VALUE_DIFF",
+			Amount: diff.Truncate(4), BusinessTime: at})
 	}
 }
 

@@ -60,14 +60,19 @@ SELECT * FROM {db}.raw_loyalty_postings FINAL
 WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
 ORDER BY version DESC LIMIT 1 BY order_id, kind, entry_id;
 
+-- A sales order's current state (erp v2): the record with the highest erp_version — a replica
+-- (ErpSalesOrderChanged), else the creation (version 0) — and of equal versions the first
+-- (a later one is stale); status '' is a creation's: open.
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_orders AS
 SELECT * FROM {db}.raw_erp_sales_orders FINAL
 WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
-ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id;
+ORDER BY erp_version DESC, version DESC LIMIT 1 BY order_id, erp_sales_order_id;
 
+-- The items of the record f_erp_sales_orders keeps (an item a later version drops is gone).
 CREATE VIEW IF NOT EXISTS {db}.f_erp_sales_order_items AS
 SELECT * FROM {db}.raw_erp_sales_order_items FINAL
-WHERE (src_topic, src_partition, src_offset) NOT IN (SELECT source_topic, source_partition, source_offset FROM {db}.v_rejected_sources)
+WHERE (order_id, erp_sales_order_id, src_topic, src_partition, src_offset) IN (
+    SELECT order_id, erp_sales_order_id, src_topic, src_partition, src_offset FROM {db}.f_erp_sales_orders)
 ORDER BY version DESC LIMIT 1 BY order_id, erp_sales_order_id, erp_item;
 
 CREATE VIEW IF NOT EXISTS {db}.f_billing_documents AS
@@ -151,12 +156,52 @@ SELECT reservation_id,
        max(kind = 'RESERVED') AS reserved, max(kind = 'CONFIRMED') AS confirmed, max(kind = 'RELEASED') AS released,
        anyIf(order_id, kind = 'RESERVED') AS reserve_order_id, anyIf(order_id, kind = 'CONFIRMED') AS confirm_order_id,
        maxIf(at, kind = 'RESERVED') AS reserved_at, maxIf(at, kind = 'CONFIRMED') AS confirmed_at,
-       maxIf(expires_at, kind = 'RESERVED') AS expires_at,
+       maxIf(expires_at, kind = 'RESERVED') AS expires_at, maxIf(conversion_rate, kind = 'RESERVED') AS conversion_rate,
        toInt64(sumIf(points, kind = 'RESERVED')) AS reserved_points, toInt64(sumIf(points, kind = 'CONFIRMED')) AS confirmed_points
 FROM {db}.f_reservation_events
 GROUP BY reservation_id;
 
--- C1: accepted orders the ERP has not replicated, or replicated with other lines/quantities.
+-- Per order line with cancelled units: the OMS's ordered − cancelled, the units the ERP still
+-- holds open (quantity − rejected_quantity over the items of sales orders neither REJECTED nor
+-- COMPLETED, as f_erp_sales_orders has them now), and the line's latest cancellation.
+CREATE VIEW IF NOT EXISTS {db}.v_cancelled_lines_in_erp AS
+SELECT order_id, order_line_id, oms_open, toDecimal64(erp_open_sum, 3) AS erp_open, cancelled_at
+FROM (
+    SELECT order_id, order_line_id, toDecimal64(ordered_qty - cancelled_qty, 3) AS oms_open, cancelled_at
+    FROM (
+        SELECT order_id, order_line_id, ordered_qty, cancelled_qty FROM {db}.v_line_facts
+        WHERE known_line = 1 AND cancelled_qty > toDecimal64(0, 3)
+    ) AS lf ANY LEFT JOIN (
+        SELECT order_id, order_line_id, max(cancelled_at) AS cancelled_at FROM {db}.f_cancellation_lines
+        WHERE order_line_id != '' GROUP BY order_id, order_line_id
+    ) AS cx USING (order_id, order_line_id)
+) AS oms ALL INNER JOIN (
+    SELECT order_id, order_line_id,
+           toDecimal64(sumIf(quantity - rejected_quantity, live = 1), 3) AS erp_open_sum
+    FROM (
+        SELECT order_id, erp_sales_order_id, order_line_id, quantity, rejected_quantity FROM {db}.f_erp_sales_order_items
+    ) AS it ANY LEFT JOIN (
+        SELECT order_id, erp_sales_order_id, toUInt8(status NOT IN ('REJECTED', 'COMPLETED')) AS live FROM {db}.f_erp_sales_orders
+    ) AS so USING (order_id, erp_sales_order_id)
+    GROUP BY order_id, order_line_id
+) AS erp USING (order_id, order_line_id);
+
+-- Orders the OMS cancelled whole while one of their sales orders is still OPEN (status '' is a
+-- creation, never changed: open), with the order's latest cancellation.
+CREATE VIEW IF NOT EXISTS {db}.v_cancelled_orders_open_in_erp AS
+SELECT order_id, cancelled_at
+FROM (
+    SELECT order_id, max(cancelled_at) AS cancelled_at FROM {db}.f_cancellation_lines
+    WHERE order_id IN (SELECT order_id FROM {db}.v_fully_cancelled_orders)
+    GROUP BY order_id
+) AS cx ALL INNER JOIN (
+    SELECT DISTINCT order_id FROM {db}.f_erp_sales_orders WHERE status IN ('', 'OPEN')
+) AS so USING (order_id);
+
+-- C1: accepted orders the ERP has not replicated, or replicated with other lines/quantities, or
+-- still holding open what the OMS cancelled (CANCELLED_IN_OMS_OPEN_IN_ERP: per cancelled line
+-- whose open units exceed ordered − cancelled, or one order-level row, line '', for an order
+-- cancelled whole with a sales order still OPEN; aged from the cancellation).
 CREATE VIEW IF NOT EXISTS {db}.recon_orders_awaiting_erp AS
 SELECT order_id, order_line_id, mismatch_code, oms_quantity, erp_quantity, business_time,
        round(dateDiff('second', business_time, now()) / 3600, 2) AS age_hours,
@@ -184,6 +229,18 @@ FROM (
         FROM {db}.f_erp_sales_order_items GROUP BY order_id, order_line_id
     ) AS erp USING (order_id, order_line_id)
     WHERE oms_q != erp_q
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'CANCELLED_IN_OMS_OPEN_IN_ERP' AS mismatch_code, toDecimal64(0, 3) AS oms_quantity,
+           toDecimal64(0, 3) AS erp_quantity, cancelled_at AS business_time
+    FROM {db}.v_cancelled_orders_open_in_erp
+    WHERE order_id IN (SELECT order_id FROM {db}.f_orders)
+    UNION ALL
+    SELECT order_id, order_line_id, 'CANCELLED_IN_OMS_OPEN_IN_ERP' AS mismatch_code, oms_open AS oms_quantity,
+           erp_open AS erp_quantity, cancelled_at AS business_time
+    FROM {db}.v_cancelled_lines_in_erp
+    WHERE erp_open > oms_open
+      AND order_id IN (SELECT order_id FROM {db}.f_orders)
+      AND order_id NOT IN (SELECT order_id FROM {db}.v_cancelled_orders_open_in_erp)
 )
 WHERE dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config);
 
@@ -598,7 +655,79 @@ WHERE order_id IN (
 )
 GROUP BY order_id;
 
--- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF rows.
+-- C6 REDEMPTION_VALUE_DIFF (DESIGN "Reconciliation grains"): per order whose redemption the
+-- platform confirmed, the redemption value the live invoices record net of the live credit
+-- memos (erp v2 redemption_value) against the value the platform kept, (confirmed − refunded
+-- points) × the reservation's conversion rate; compared only when the order is settled (every
+-- OMS line invoiced − credited = ordered − cancelled − returned), every live billing document
+-- carries a value (a v1 writer's is unknown) and the rate is known. allowance =
+-- amount_tolerance × (live billing lines + 1) + one point's value per line with cancelled or
+-- returned units.
+CREATE VIEW IF NOT EXISTS {db}.v_redemption_value_checks AS
+SELECT order_id, erp_value, loyalty_value,
+       -- the tolerance read in ten-thousandths: 18.16 refuses a Decimal scalar subquery here
+       toDecimal64(toDecimal64((SELECT toInt64(argMax(amount_tolerance, version) * 10000) FROM {db}.recon_config) * (billing_lines + 1), 0)
+                   * toDecimal64('0.0001', 4), 4)
+           + toDecimal64(rate * toDecimal64(moved_lines, 0), 6) AS allowance,
+       business_time
+FROM (
+    SELECT order_id, toDecimal64(sum(erp_v), 4) AS erp_value,
+           toDecimal64(toDecimal64(toInt64(sum(conf_pts)) - toInt64(sum(ref_pts)), 0) * max(rate_in), 6) AS loyalty_value,
+           max(rate_in) AS rate, toInt64(sum(bl)) AS billing_lines, toInt64(sum(moved)) AS moved_lines,
+           toInt64(sum(unknown_docs)) AS unknown, toInt64(sum(unsettled)) AS unsettled_lines, max(has_conf) AS confirmed,
+           max(t) AS business_time
+    FROM (
+        SELECT order_id, toDecimal64(if(doc_kind = 'INVOICE', redemption_value, -redemption_value), 4) AS erp_v,
+               toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in, toInt64(0) AS bl, toInt64(0) AS moved,
+               toInt64(has_redemption_value = 0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf, occurred_at AS t
+        FROM {db}.f_billing_documents
+        WHERE billing_document_id NOT IN (SELECT cancels_billing_document_id FROM {db}.f_billing_cancellations)
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(1) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               toDateTime(0) AS t
+        FROM {db}.v_live_billing_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, points AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               posted_at AS t
+        FROM {db}.f_loyalty_postings WHERE kind = 'REDEMPTION_REFUND'
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(cancelled_qty + returned_qty > toDecimal64(0, 3)) AS moved, toInt64(0) AS unknown_docs,
+               toInt64(invoiced_qty - credited_qty != ordered_qty - cancelled_qty - returned_qty) AS unsettled, toUInt8(0) AS has_conf,
+               toDateTime(0) AS t
+        FROM {db}.v_line_facts WHERE known_line = 1
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_cancellation_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_return_lines
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, toInt64(0) AS conf_pts, toInt64(0) AS ref_pts, toDecimal64(0, 6) AS rate_in,
+               toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs, toInt64(0) AS unsettled, toUInt8(0) AS has_conf,
+               occurred_at AS t
+        FROM {db}.f_shipment_lines WHERE is_reship = 0
+        UNION ALL
+        SELECT order_id, toDecimal64(0, 4) AS erp_v, confirmed_points AS conf_pts, toInt64(0) AS ref_pts,
+               toDecimal64(conversion_rate, 6) AS rate_in, toInt64(0) AS bl, toInt64(0) AS moved, toInt64(0) AS unknown_docs,
+               toInt64(0) AS unsettled, toUInt8(1) AS has_conf, if(confirmed_at > accepted_at, confirmed_at, accepted_at) AS t
+        FROM (SELECT order_id, reservation_id, accepted_at FROM {db}.f_orders WHERE reservation_id != '') AS o
+        ALL INNER JOIN (
+            SELECT reservation_id, confirmed_points, conversion_rate, confirmed_at FROM {db}.v_reservations WHERE confirmed = 1
+        ) AS r USING (reservation_id)
+    )
+    GROUP BY order_id
+)
+WHERE confirmed = 1 AND unknown = 0 AND unsettled_lines = 0 AND rate > toDecimal64(0, 6);
+
+-- C6: the line rows (v_three_way_line_rows) and the order-level POINTS_DIFF and
+-- REDEMPTION_VALUE_DIFF rows.
 CREATE VIEW IF NOT EXISTS {db}.recon_three_way_line AS
 SELECT order_id, order_line_id, mismatch_code, shipped_qty, returned_qty, invoiced_qty, credited_qty,
        erp_net_billed, oms_net_value, erp_tax_billed, oms_tax, amount, points, business_time,
@@ -616,6 +745,14 @@ FROM (
            toDecimal64(0, 4) AS oms_tax, toDecimal64(0, 4) AS amount, toInt64(refunded_points - expected_refund) AS points, business_time
     FROM {db}.v_redemption_refund_checks
     WHERE refunded_points != expected_refund
+      AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
+    UNION ALL
+    SELECT order_id, '' AS order_line_id, 'REDEMPTION_VALUE_DIFF' AS mismatch_code, toDecimal64(0, 3) AS shipped_qty,
+           toDecimal64(0, 3) AS returned_qty, toDecimal64(0, 3) AS invoiced_qty, toDecimal64(0, 3) AS credited_qty,
+           toDecimal64(0, 4) AS erp_net_billed, toDecimal64(0, 4) AS oms_net_value, toDecimal64(0, 4) AS erp_tax_billed,
+           toDecimal64(0, 4) AS oms_tax, toDecimal64(erp_value - loyalty_value, 4) AS amount, toInt64(0) AS points, business_time
+    FROM {db}.v_redemption_value_checks
+    WHERE (erp_value - loyalty_value > allowance OR loyalty_value - erp_value > allowance)
       AND dateDiff('second', business_time, now()) >= (SELECT argMax(grace_s, version) FROM {db}.recon_config)
 );
 
