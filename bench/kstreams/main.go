@@ -77,7 +77,8 @@ var (
 	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
 	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
 	coreMemProf = flag.String("core-memprofile", "", "write the retailflow core process's allocation profile (at its end) here")
-	onlyRFCore  = flag.Bool("only-rf-core", false, "profiling: produce set A and drain it with the retailflow core only (no Kafka Streams, no comparison, no latency)")
+	onlyRFCore  = flag.Bool("only-rf-core", false, "profiling: produce set A and drain it with the retailflow core only (no Kafka Streams, no comparison; latency only with -rf-latency-rate)")
+	rfLatRate   = flag.Float64("rf-latency-rate", 0, "with -only-rf-core: after the drain, a paced latency run at this many input events/s")
 )
 
 func main() {
@@ -510,8 +511,13 @@ func (b *Bench) RunRFCoreOnly() {
 	must(err)
 	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.Alive)
 	d := Drain{Events: a.Events, Wall: time.Since(began), CPU: cpuOf(rf)}
+	var lat []time.Duration
+	if *rfLatRate > 0 {
+		lat = b.Latency(&a, ct.Names[schemas.TopicCommands], 43, *rfLatRate, group, rf.Alive)
+	}
 	stop(rf)
-	fmt.Printf("rf_core: events=%d wall_s=%.2f cpu_s=%.2f per_cpu_s=%.0f\n", d.Events, d.Wall.Seconds(), d.CPU.Seconds(), d.PerCPU())
+	fmt.Printf("rf_core: events=%d wall_s=%.2f cpu_s=%.2f per_cpu_s=%.0f latency_rate=%.0f p50_ms=%d p99_ms=%d\n", d.Events, d.Wall.Seconds(), d.CPU.Seconds(), d.PerCPU(),
+		*rfLatRate, quantile(lat, 0.5).Milliseconds(), quantile(lat, 0.99).Milliseconds())
 }
 
 // compare reports whether two sorted command lists (key + value bytes) are equal and non-empty.
