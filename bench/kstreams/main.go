@@ -29,6 +29,10 @@
 // Usage: make bench-kstreams, or
 // go build -o bin/retailflow ./cmd/retailflow && (cd bench/kstreams && mvn -q -B package) &&
 // go run ./bench/kstreams -bin bin/retailflow -jar bench/kstreams/target/kstreams-core.jar
+//
+// Profiling the retailflow core alone (no Kafka Streams, no comparison; prints `rf_core: …`):
+// go run ./bench/kstreams -only-rf-core -orders 40000 [-core-cpuprofile f] [-core-memprofile f]
+// [-rf-latency-rate events/s]
 package main
 
 import (
