@@ -520,8 +520,11 @@ func (b *Bench) RunRFCoreOnly() {
 		lat = b.Latency(&a, ct.Names[schemas.TopicCommands], 43, *rfLatRate, group, rf.Alive)
 	}
 	stop(rf)
-	fmt.Printf("rf_core: events=%d wall_s=%.2f cpu_s=%.2f per_cpu_s=%.0f latency_rate=%.0f p50_ms=%d p99_ms=%d\n", d.Events, d.Wall.Seconds(), d.CPU.Seconds(), d.PerCPU(),
-		*rfLatRate, quantile(lat, 0.5).Milliseconds(), quantile(lat, 0.99).Milliseconds())
+	line := fmt.Sprintf("rf_core: events=%d wall_s=%.2f cpu_s=%.2f per_cpu_s=%.0f", d.Events, d.Wall.Seconds(), d.CPU.Seconds(), d.PerCPU())
+	if *rfLatRate > 0 {
+		line += fmt.Sprintf(" latency_rate=%.0f p50_ms=%d p99_ms=%d", *rfLatRate, quantile(lat, 0.5).Milliseconds(), quantile(lat, 0.99).Milliseconds())
+	}
+	fmt.Println(line)
 }
 
 // compare reports whether two sorted command lists (key + value bytes) are equal and non-empty.
