@@ -5,18 +5,28 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sync"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// decompressPool is the runner's kgo.PoolDecompressBytes: the buffers fetched batches are
-// decompressed into, reused once every record of a batch has been recycled (Runner.transact
-// recycles a transaction's records after End). Buffers are kept in power-of-two size classes
-// and a batch gets one of the class of its decompressed size, so a small batch does not pin a
-// large buffer while its records wait in the client's buffer (MaxBufferedRecords). Safe for
+// decompressPool is the runner's kgo.PoolDecompressBytes and kgo.PoolRecords: the buffers
+// fetched batches are decompressed into and the record slices they are decoded into, reused
+// once every record of a batch has been recycled (Runner.transact recycles a transaction's
+// records after End). Buffers are kept in power-of-two size classes and a batch gets one of the
+// class of its decompressed size, so a small batch does not pin a large buffer while its
+// records wait in the client's buffer (MaxBufferedRecords).
+//
+// It is a free list, not a sync.Pool: a sync.Pool drops what it holds on every second GC, which
+// at the runner's allocation rate is every few transactions, so nearly every fetched batch
+// allocated and zeroed a fresh buffer (and the allocations paced the GC). What it keeps is
+// bounded by maxPooledBytes; a slice put back beyond that is left to the GC. Safe for
 // concurrent use (franz-go decompresses on its fetch goroutines).
 type decompressPool struct {
-	classes [numPoolClasses]sync.Pool // class c holds buffers of capacity ≥ minPooled << c
+	mu   sync.Mutex
+	kept int                           // bytes held in bufs and recs
+	bufs [numPoolClasses][][]byte      // class c: buffers of capacity ≥ 1<<(minPooledShift+c)
+	recs [numRecClasses][][]kgo.Record // class c: record slices of capacity ≥ 1<<(minRecShift+c)
 }
 
 const (
@@ -24,7 +34,16 @@ const (
 	// numPoolClasses: 4 KiB … 8 MiB. A larger batch gets a buffer of its own that the pool
 	// drops (franz-go's batches on these topics are far smaller).
 	numPoolClasses = 12
+	minRecShift    = 4  // 16 records
+	numRecClasses  = 11 // 16 … 16,384 records
+	// maxPooledBytes bounds what the pool keeps between uses: about what one runner has in
+	// flight at its defaults (MaxBufferedRecords buffered plus a transaction's records, in
+	// buffers rounded up to their class), so a steady stream is served from the pool while a
+	// burst's excess goes back to the GC.
+	maxPooledBytes = 64 << 20
 )
+
+var recordSize = int(unsafe.Sizeof(kgo.Record{}))
 
 // poolClass is the smallest class whose buffers hold n bytes; numPoolClasses if none does.
 func poolClass(n int) int {
@@ -53,18 +72,70 @@ func (d *decompressPool) GetDecompressBytes(compressed []byte, codec kgo.Compres
 	if c >= numPoolClasses {
 		return make([]byte, 0, n)
 	}
-	if b, ok := d.classes[c].Get().(*[]byte); ok {
-		return (*b)[:0]
+	d.mu.Lock()
+	if k := len(d.bufs[c]); k > 0 {
+		b := d.bufs[c][k-1]
+		d.bufs[c][k-1] = nil
+		d.bufs[c] = d.bufs[c][:k-1]
+		d.kept -= cap(b)
+		d.mu.Unlock()
+		return b[:0]
 	}
+	d.mu.Unlock()
 	return make([]byte, 0, 1<<(minPooledShift+c))
 }
 
+// PutDecompressBytes keeps b (zeroed by franz-go) unless the pool is full.
 func (d *decompressPool) PutDecompressBytes(b []byte) {
 	// The class whose every buffer this one can stand in for: capacity ≥ the class size.
 	c := bits.Len(uint(cap(b))) - 1 - minPooledShift
 	if c < 0 || c >= numPoolClasses {
 		return
 	}
-	b = b[:0]
-	d.classes[c].Put(&b)
+	d.mu.Lock()
+	if d.kept+cap(b) <= maxPooledBytes {
+		d.bufs[c] = append(d.bufs[c], b[:0])
+		d.kept += cap(b)
+	}
+	d.mu.Unlock()
+}
+
+// GetRecords returns a zeroed slice of capacity ≥ n for a batch of n records.
+func (d *decompressPool) GetRecords(n int) []kgo.Record {
+	c := 0
+	if n > 1<<minRecShift {
+		c = bits.Len(uint(n-1)) - minRecShift
+	}
+	if c >= numRecClasses {
+		return make([]kgo.Record, 0, n)
+	}
+	d.mu.Lock()
+	if k := len(d.recs[c]); k > 0 {
+		rs := d.recs[c][k-1]
+		d.recs[c][k-1] = nil
+		d.recs[c] = d.recs[c][:k-1]
+		d.kept -= cap(rs) * recordSize
+		d.mu.Unlock()
+		return rs[:0]
+	}
+	d.mu.Unlock()
+	return make([]kgo.Record, 0, 1<<(minRecShift+c))
+}
+
+// PutRecords keeps rs unless the pool is full. Every record is cleared: franz-go zeroes the
+// records it hands out when they are recycled, but not those of a batch it did not keep (below
+// the fetch offset), which would pin their buffers and hand stale fields to the next batch.
+func (d *decompressPool) PutRecords(rs []kgo.Record) {
+	c := bits.Len(uint(cap(rs))) - 1 - minRecShift
+	if c < 0 || c >= numRecClasses {
+		return
+	}
+	rs = rs[:cap(rs)]
+	clear(rs)
+	d.mu.Lock()
+	if size := cap(rs) * recordSize; d.kept+size <= maxPooledBytes {
+		d.recs[c] = append(d.recs[c], rs[:0])
+		d.kept += size
+	}
+	d.mu.Unlock()
 }

@@ -29,6 +29,10 @@
 // Usage: make bench-kstreams, or
 // go build -o bin/retailflow ./cmd/retailflow && (cd bench/kstreams && mvn -q -B package) &&
 // go run ./bench/kstreams -bin bin/retailflow -jar bench/kstreams/target/kstreams-core.jar
+//
+// Profiling the retailflow core alone (no Kafka Streams, no comparison; prints `rf_core: …`):
+// go run ./bench/kstreams -only-rf-core -orders 40000 [-core-cpuprofile f] [-core-memprofile f]
+// [-rf-latency-rate events/s]
 package main
 
 import (
@@ -76,6 +80,9 @@ var (
 	serveCore   = flag.String("serve-core", "", "internal: run the retailflow core on these topics (JSON) until SIGTERM")
 	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
 	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
+	coreMemProf = flag.String("core-memprofile", "", "write the retailflow core process's allocation profile (at its end) here")
+	onlyRFCore  = flag.Bool("only-rf-core", false, "profiling: produce set A and drain it with the retailflow core only (no Kafka Streams, no comparison; latency only with -rf-latency-rate)")
+	rfLatRate   = flag.Float64("rf-latency-rate", 0, "with -only-rf-core: after the drain, a paced latency run at this many input events/s")
 )
 
 func main() {
@@ -92,6 +99,12 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 		must(RunCore(ctx, brokers(), t, *coreGroup, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		if *coreMemProf != "" {
+			f, err := os.Create(*coreMemProf)
+			must(err)
+			must(pprof.Lookup("allocs").WriteTo(f, 0))
+			must(f.Close())
+		}
 		return
 	}
 	log.SetFlags(log.Ltime)
@@ -101,6 +114,10 @@ func main() {
 			b.Cleanup()
 		}
 	}()
+	if *onlyRFCore {
+		b.RunRFCoreOnly()
+		return
+	}
 	b.Run()
 }
 
@@ -475,6 +492,39 @@ Commands on set A: Kafka Streams %d, retailflow core %d — %s.
 	if !identical {
 		os.Exit(1)
 	}
+}
+
+// RunRFCoreOnly produces set A and drains it with the retailflow core in a fresh process: the
+// core's drain alone, for profiling (-core-cpuprofile) and quick comparisons. It checks nothing
+// against Kafka Streams; the summary line is `rf_core: events=… per_cpu_s=…`.
+func (b *Bench) RunRFCoreOnly() {
+	a := b.NewInputSet("A")
+	b.Produce(&a, generate.Options{Seed: 42, Orders: *orders}, 0, nil)
+	log.Printf("produced %d events into set A", a.Events)
+	ct := b.coreTopics(a, b.prefix+".rf-core")
+	group := b.prefix + "-rf-core"
+	b.groups = append(b.groups, group)
+	spec, err := json.Marshal(ct)
+	must(err)
+	self, err := os.Executable()
+	must(err)
+	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile, "-core-memprofile", *coreMemProf)
+	cmd.Stderr = os.Stderr
+	began := time.Now()
+	rf, err := rig.Start(cmd)
+	must(err)
+	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.Alive)
+	d := Drain{Events: a.Events, Wall: time.Since(began), CPU: cpuOf(rf)}
+	var lat []time.Duration
+	if *rfLatRate > 0 {
+		lat = b.Latency(&a, ct.Names[schemas.TopicCommands], 43, *rfLatRate, group, rf.Alive)
+	}
+	stop(rf)
+	line := fmt.Sprintf("rf_core: events=%d wall_s=%.2f cpu_s=%.2f per_cpu_s=%.0f", d.Events, d.Wall.Seconds(), d.CPU.Seconds(), d.PerCPU())
+	if *rfLatRate > 0 {
+		line += fmt.Sprintf(" latency_rate=%.0f p50_ms=%d p99_ms=%d", *rfLatRate, quantile(lat, 0.5).Milliseconds(), quantile(lat, 0.99).Milliseconds())
+	}
+	fmt.Println(line)
 }
 
 // compare reports whether two sorted command lists (key + value bytes) are equal and non-empty.
