@@ -10,9 +10,6 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/retailflow/retailflow/schemas"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestClusterDDLRefusesWhatItCannotReplicate(t *testing.T) {
@@ -129,54 +126,14 @@ func TestClusterSinkViewsMatchOracle(t *testing.T) {
 		}
 	}
 
-	e := &env{id: randomID(), topics: map[schemas.Topic]string{}, conn: conns[0], db: db}
-	for _, tp := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
-		e.topics[tp] = fmt.Sprintf("rf-chcluster-%s-%s", e.id, tp)
-	}
-	var err error
-	if e.cl, err = kgo.NewClient(kgo.SeedBrokers(brokers()...), kgo.ProducerLinger(5*time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	e.adm = kadm.NewClient(e.cl)
-	var names []string
-	for tp, n := range e.topics {
-		names = append(names, n)
-		var cfg map[string]*string
-		if tp == schemas.TopicChangelog {
-			compact := "compact"
-			cfg = map[string]*string{"cleanup.policy": &compact}
-		}
-		if _, err := e.adm.CreateTopics(ctx, 3, -1, cfg, n); err != nil { // the brokers' default RF
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		_, _ = e.adm.DeleteTopics(context.Background(), names...)
-		_, _ = e.adm.DeleteGroups(context.Background(), e.group)
-		e.cl.Close()
-	})
-	if e.serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(e.topics)); err != nil {
-		t.Fatal(err)
-	}
-	e.group = "rf-chcluster-sink-" + e.id
+	e := newTopicsEnv(t, "rf-chcluster", 3, -1)
+	e.conn, e.db = conns[0], db
 
 	tr := faultyTraffic(t, 11, 120, 0.03)
 	exp := tr.Expected(time.Now())
 	n := e.produceTraffic(t, tr, exp)
-	s, err := NewSink(e.sinkOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- s.Run(runCtx) }()
-	e.caughtUp(t, 3*time.Minute)
-	t.Logf("sink caught up on %d records in %s", n, time.Since(start).Round(time.Millisecond))
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	_, took := e.drain(t, e.sinkOptions(), 3*time.Minute)
+	t.Logf("sink caught up on %d records in %s", n, took.Round(time.Millisecond))
 	// retention: the month of an old dead letter is dropped on both replicas, the sink's kept
 	if err := conns[0].Exec(ctx, "INSERT INTO "+db+".dead_letters (source_topic, source_partition, source_offset, row_id, version, seen_at) "+
 		"SELECT 'old-topic', 0, 1, 'old-row', 1, toDateTime('2020-01-15 00:00:00')"); err != nil {

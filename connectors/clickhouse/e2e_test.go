@@ -49,10 +49,21 @@ type env struct {
 
 func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
+	e := newTopicsEnv(t, "rf-chtest", partitions, 1)
+	e.conn = testConn(t)
+	e.db = testDB(t, e.conn)
+	return e
+}
+
+// newTopicsEnv creates the pipeline's topics <prefix>-<id>-<topic> (the changelog compacted;
+// rf −1: the brokers' default), a client and a serde for them, and names the sink's group; the
+// caller sets conn and db.
+func newTopicsEnv(t *testing.T, prefix string, partitions int32, rf int16) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{id: randomID(), topics: map[schemas.Topic]string{}}
 	for _, tp := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
-		e.topics[tp] = fmt.Sprintf("rf-chtest-%s-%s", e.id, tp)
+		e.topics[tp] = fmt.Sprintf("%s-%s-%s", prefix, e.id, tp)
 	}
 	var err error
 	if e.cl, err = kgo.NewClient(kgo.SeedBrokers(brokers()...), kgo.ProducerLinger(5*time.Millisecond)); err != nil {
@@ -67,7 +78,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 			compact := "compact"
 			cfg = map[string]*string{"cleanup.policy": &compact}
 		}
-		if _, err := e.adm.CreateTopics(ctx, partitions, 1, cfg, n); err != nil {
+		if _, err := e.adm.CreateTopics(ctx, partitions, rf, cfg, n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,9 +90,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if e.serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(e.topics)); err != nil {
 		t.Fatal(err)
 	}
-	e.conn = testConn(t)
-	e.db = testDB(t, e.conn)
-	e.group = "rf-chtest-sink-" + e.id
+	e.group = prefix + "-sink-" + e.id
 	return e
 }
 
@@ -177,6 +186,29 @@ func (e *env) caughtUp(t *testing.T, timeout time.Duration) {
 }
 
 // viewRows reads every reconciliation view as oracle rows (keys, code, points/amount).
+// drain runs a sink with options o until it has caught up with every topic (failing after
+// timeout), stops it, fails the test if it ended with an error, and returns it with how long
+// the catch-up took.
+func (e *env) drain(t *testing.T, o SinkOptions, timeout time.Duration) (*Sink, time.Duration) {
+	t.Helper()
+	s, err := NewSink(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- s.Run(ctx) }()
+	e.caughtUp(t, timeout)
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return s, took
+}
+
 func (e *env) viewRows(t *testing.T) map[string][]oracle.ViewRow {
 	t.Helper()
 	return viewRowsFrom(t, NativeSession(e.conn), e.db)
@@ -381,20 +413,8 @@ func TestSinkViewsMatchOracle(t *testing.T) {
 	unknownRedemptionValue(t, tr)
 	exp := tr.Expected(time.Now())
 	n := e.produceTraffic(t, tr, exp)
-	s, err := NewSink(e.sinkOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- s.Run(ctx) }()
-	e.caughtUp(t, 90*time.Second)
-	t.Logf("sink caught up on %d records in %s", n, time.Since(start))
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	_, took := e.drain(t, e.sinkOptions(), 90*time.Second)
+	t.Logf("sink caught up on %d records in %s", n, took)
 	requireCoverage(t, exp.Views, append(newCodes, oracle.ViewReturnsNotInLoyalty+"/REVERSAL_MISSING",
 		oracle.ViewReturnsNotInLoyalty+"/REFUND_MISSING")...)
 	requireErpReplicaCoverage(t, tr, exp)

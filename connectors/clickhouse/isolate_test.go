@@ -156,18 +156,7 @@ func TestSinkIsolationStoresEveryOtherRecord(t *testing.T) {
 	}
 	o := e.sinkOptions()
 	o.Conn, o.Logger, o.Metrics, o.BatchRows, o.BatchTimeout = conn, slog.New(h2), m, 100000, 3*time.Second
-	s, err := NewSink(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(sctx) }()
-	e.caughtUp(t, 90*time.Second)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	e.drain(t, o, 90*time.Second)
 	if cuts != 1 {
 		t.Fatalf("the batch was never refused (cuts=%d): the test proves nothing", cuts)
 	}

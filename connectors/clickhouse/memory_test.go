@@ -34,21 +34,9 @@ func TestSinkBufferBoundedInBytes(t *testing.T) {
 	o := e.sinkOptions()
 	o.BatchRows, o.BatchTimeout, o.MaxBufferBytes = 1_000_000, 30*time.Second, 1<<20
 	o.DeadLetterValues = DeadLetterFull // wide rows: what the byte bound is about
-	s, err := NewSink(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(sctx) }()
-	start := time.Now()
-	e.caughtUp(t, 25*time.Second) // before BatchTimeout: only the byte bound can have flushed
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s, took := e.drain(t, o, 25*time.Second) // before BatchTimeout: only the byte bound can have flushed
 	t.Logf("caught up in %s; peak buffer %d KiB (bound %d KiB, one record ≈ %d KiB of rows and record)",
-		time.Since(start).Round(time.Millisecond), s.peakBytes>>10, o.MaxBufferBytes>>10, 2*size>>10)
+		took.Round(time.Millisecond), s.peakBytes>>10, o.MaxBufferBytes>>10, 2*size>>10)
 	if s.peakBytes > o.MaxBufferBytes+3*size {
 		t.Errorf("buffer peaked at %d bytes, bound %d (+ one record)", s.peakBytes, o.MaxBufferBytes)
 	}

@@ -59,18 +59,7 @@ func TestReplayedRecordAppearsInFactViews(t *testing.T) {
 	replay := produce(&kgo.Record{Topic: e.topics[schemas.TopicOrders], Key: []byte(orderID), Value: val,
 		Headers: []kgo.RecordHeader{{Key: "retailflow.replay-of", Value: []byte(fmt.Sprintf("%s/%d/%d", e.topics[schemas.TopicDLQ], 0, 0))}}})
 
-	s, err := NewSink(e.sinkOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(sctx) }()
-	e.caughtUp(t, 60*time.Second)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	e.drain(t, e.sinkOptions(), 60*time.Second)
 	for _, view := range []string{"f_orders", "f_order_lines"} {
 		var n uint64
 		var off int64

@@ -74,18 +74,7 @@ func TestDeadLettersRedactedAndPurgedByMonth(t *testing.T) {
 	if err := e.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSink(e.sinkOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(runCtx) }()
-	e.caughtUp(t, time.Minute)
-	stop()
-	if err := <-done; err != nil {
-		t.Fatalf("sink: %v", err)
-	}
+	e.drain(t, e.sinkOptions(), time.Minute)
 
 	q := func(sql string) []string {
 		t.Helper()
