@@ -135,7 +135,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 					return nil, err
 				}
 				reasons[p] = why
-				writers[p] = r.disk.newRestoreWriter(ctx, p, partMeta{TopicID: facts.topicID, Next: facts.start[p]}, false)
+				writers[p] = r.disk.newRestoreWriter(ctx, p, partMeta{TopicID: facts.topicID, Next: facts.start[p], StreamTime: noStreamTime}, false)
 				continue
 			}
 			writers[p] = r.disk.newRestoreWriter(ctx, p, m, true)
@@ -166,7 +166,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 					return nil // applied already
 				}
 			}
-			return w.put(rec.Offset, rec.Key, rec.Value)
+			return w.put(rec.Offset, rec.Key, rec.Value, rec.Headers, r.beh.Expire != nil)
 		})
 		cancel()
 		if err == nil {

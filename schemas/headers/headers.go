@@ -55,6 +55,22 @@ const (
 	CompensationRun = "rf.compensation.run"
 )
 
+// Headers of the changelog that time-driven eviction reads (topology/sweep.go). Times are unix
+// nanoseconds in decimal, in business (event) time.
+const (
+	// Expires, on a changelog value, is when the key may be evicted if no later event changes
+	// it (absent: not by time): a restore indexes it without decoding the value.
+	Expires = "rf.expires"
+	// StreamTime, on every changelog record, is its partition's stream time when the record was
+	// written (the highest event time of its committed input): a restore resumes from it.
+	StreamTime = "rf.stream-time"
+	// Evicted, on a tombstone the sweep wrote, says why ("closed", "orphan"); OpenExceptions
+	// lists the state's exceptions at eviction ("CODE:ref" separated by spaces), which the
+	// ClickHouse sink keeps on the order's deleted row.
+	Evicted        = "rf.evicted"
+	OpenExceptions = "rf.open-exceptions"
+)
+
 // Names used before the rf. convention. Records written with them are still in topics (a DLQ
 // keeps a week), so readers accept them (Names); nothing writes them.
 const (
