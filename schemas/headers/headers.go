@@ -16,6 +16,7 @@ import (
 const Prefix = "rf."
 
 // Headers the runtime writes for one hop (hop headers: IsHop). Every output and changelog record
+// (except a tombstone of the time-driven sweep, which no input caused: it carries Evicted)
 // carries the source coordinates of the input that caused it (Source*, plus OutputSeq, the index
 // among that input's outputs), so a verifier can prove no input was processed twice. DLQ records
 // carry all of them. A record on the re-route topic carries the Source* coordinates of the input
