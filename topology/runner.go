@@ -85,6 +85,10 @@ type Options struct {
 	// transaction's tombstones; zero means DefaultSweepInterval and DefaultSweepMaxKeys.
 	SweepInterval time.Duration
 	SweepMaxKeys  int
+	// AllowedLateness is how far the sweep trails a partition's stream time: a key is evicted
+	// once its expiry is at or before stream time − AllowedLateness, so an event that arrives up
+	// to that much behind the partition's newest event still finds its order (sweep.go).
+	AllowedLateness time.Duration
 
 	Metrics Metrics      // nil: NopMetrics
 	Logger  *slog.Logger // nil: slog.Default()
@@ -155,8 +159,8 @@ func (o *Options) validate() error {
 	if o.RestoreTimeout <= 0 {
 		o.RestoreTimeout = 2*o.TransactionTimeout + time.Minute
 	}
-	if o.SweepInterval < 0 || o.SweepMaxKeys < 0 {
-		bad("SweepInterval and SweepMaxKeys must not be negative")
+	if o.SweepInterval < 0 || o.SweepMaxKeys < 0 || o.AllowedLateness < 0 {
+		bad("SweepInterval, SweepMaxKeys and AllowedLateness must not be negative")
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval

@@ -30,9 +30,10 @@ import (
 //     'e' stage 0x00 partition(4) expiry(8) key with no value, written in the transaction's
 //     Pebble batch. Entries are never updated in place: a key whose expiry moved (or that was
 //     evicted by an event) leaves a stale entry, which the sweep drops when it comes due.
-//   - Sweep: between transactions (Runner.sweep), due entries (expiry ≤ stream time, at most
-//     Options.SweepMaxKeys) are re-checked against the key's committed, decoded state (Expire,
-//     at the stream time); those still due become tombstones in one small exactly-once
+//   - Sweep: between transactions (Runner.sweep), due entries — expiry ≤ the watermark, stream
+//     time − Options.AllowedLateness (an event up to that much behind the partition's newest
+//     still finds its order), at most Options.SweepMaxKeys — are re-checked against the key's
+//     committed, decoded state (Expire, at the watermark); those still due become tombstones in one small exactly-once
 //     transaction (no input consumed), carrying the headers Expire returns (why; what a reader
 //     must keep, e.g. an orphan's HELD_WITHOUT_ORDER exceptions for the ClickHouse sink). The
 //     store applies the evictions and drops the swept index entries only after it commits.
@@ -209,6 +210,15 @@ func (r *Runner[E, S, O]) pollContext(ctx context.Context) (context.Context, con
 	return context.WithTimeout(ctx, wait)
 }
 
+// watermark is what the sweep compares expiries with: p's stream time minus the allowed
+// lateness (noStreamTime before any event).
+func (r *Runner[E, S, O]) watermark(st *store[S]) int64 {
+	if st.streamTime < noStreamTime+int64(r.o.AllowedLateness)+1 { // none yet, or not that far from it
+		return noStreamTime
+	}
+	return st.streamTime - int64(r.o.AllowedLateness)
+}
+
 // sweepItem is a due index entry of partition p.
 type sweepItem struct {
 	p int32
@@ -263,7 +273,7 @@ func (r *Runner[E, S, O]) dueItems(limit int) ([]sweepItem, error) {
 	for _, p := range parts {
 		st := r.stores[p]
 		if r.disk != nil {
-			got, err := r.disk.due(p, st.streamTime, limit-len(items))
+			got, err := r.disk.due(p, r.watermark(st), limit-len(items))
 			if err != nil {
 				return items, err
 			}
@@ -271,7 +281,8 @@ func (r *Runner[E, S, O]) dueItems(limit int) ([]sweepItem, error) {
 				items = append(items, sweepItem{p, it})
 			}
 		} else {
-			for len(st.idx) > 0 && st.idx[0].at <= st.streamTime && len(items) < limit {
+			wm := r.watermark(st)
+			for wm != noStreamTime && len(st.idx) > 0 && st.idx[0].at <= wm && len(items) < limit {
 				items = append(items, sweepItem{p, heap.Pop(&st.idx).(expiryItem)})
 			}
 		}
@@ -334,11 +345,12 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 		if !found {
 			continue // evicted by an event meanwhile: a stale entry
 		}
-		ok, hs := r.beh.Expire(it.key, state, time.Unix(0, st.streamTime).UTC())
+		wm := r.watermark(st)
+		ok, hs := r.beh.Expire(it.key, state, time.Unix(0, wm).UTC())
 		if !ok {
 			// a stale entry: its expiry moved (a later event, whose entry exists) or the policy
 			// changed since it was indexed (then it is indexed again at its expiry now)
-			if at, has := r.beh.Expiry(state); has && nanos(at) > st.streamTime && nanos(at) != it.at {
+			if at, has := r.beh.Expiry(state); has && nanos(at) > wm && nanos(at) != it.at {
 				reindex = append(reindex, sweepItem{it.p, expiryItem{nanos(at), it.key}})
 			}
 			continue

@@ -35,6 +35,19 @@ type sweepCase struct {
 	orphan      *schemas.Event
 	orphanKey   string
 	open, clock *schemas.Event
+	// near is an OrderAccepted of a fifth order dated a day after both expiries: within the
+	// allowed lateness (7 days), so it evicts nothing
+	near *schemas.Event
+}
+
+// moved is e, an OrderAccepted, with its times moved by d.
+func moved(e *schemas.Event, d time.Duration) *schemas.Event {
+	m := *e
+	body := *e.OrderAccepted
+	m.OccurredAt, m.PublishedAt = e.OccurredAt.Add(d), e.PublishedAt.Add(d)
+	body.PlacedAt, body.AcceptedAt = body.PlacedAt.Add(d), body.AcceptedAt.Add(d)
+	m.OrderAccepted = &body
+	return &m
 }
 
 func pickSweepCase(t *testing.T) sweepCase {
@@ -95,13 +108,10 @@ func pickSweepCase(t *testing.T) sweepCase {
 				c.open = e
 				used[k] = true
 			case c.clock == nil && e.OrderAccepted != nil && !used[k]:
-				moved := *e
-				body := *e.OrderAccepted
-				const later = 120 * 24 * time.Hour
-				moved.OccurredAt, moved.PublishedAt = e.OccurredAt.Add(later), e.PublishedAt.Add(later)
-				body.PlacedAt, body.AcceptedAt = body.PlacedAt.Add(later), body.AcceptedAt.Add(later)
-				moved.OrderAccepted = &body
-				c.clock = &moved
+				c.clock = moved(e, 120*24*time.Hour)
+				used[k] = true
+			case c.near == nil && e.OrderAccepted != nil && !used[k]:
+				c.near = e // moved below, once both expiries are known
 				used[k] = true
 			}
 			if used[k] {
@@ -109,9 +119,20 @@ func pickSweepCase(t *testing.T) sweepCase {
 			}
 		}
 	}
-	if c.closed == nil || c.orphan == nil || c.open == nil || c.clock == nil {
-		t.Fatalf("traffic lacks a case: closed %v orphan %v open %v clock %v", c.closed != nil, c.orphan != nil, c.open != nil, c.clock != nil)
+	if c.closed == nil || c.orphan == nil || c.open == nil || c.clock == nil || c.near == nil {
+		t.Fatalf("traffic lacks a case: closed %v orphan %v open %v clock %v near %v", c.closed != nil, c.orphan != nil, c.open != nil, c.clock != nil, c.near != nil)
 	}
+	// the orphan's shipment is moved so that it expires an hour after the closed order: near,
+	// a day after both, keeps the watermark (stream time − 7 days) before either
+	if d := c.closedAt.Add(time.Hour - p.OrphanGrace - p.RetentionAfterClose).Sub(c.orphan.OccurredAt); d != 0 {
+		m := *c.orphan
+		body := *c.orphan.ShipmentConfirmed
+		m.OccurredAt, m.PublishedAt, body.ShippedAt = m.OccurredAt.Add(d), m.PublishedAt.Add(d), body.ShippedAt.Add(d)
+		m.ShipmentConfirmed = &body
+		c.orphan = &m
+	}
+	last := c.closedAt.Add(time.Hour)
+	c.near = moved(c.near, last.Add(24*time.Hour).Sub(c.near.OccurredAt))
 	if !c.clock.OccurredAt.After(c.closedAt) || !c.clock.OccurredAt.After(c.orphan.OccurredAt.Add(p.OrphanGrace+p.RetentionAfterClose)) {
 		t.Fatalf("the clock event (%s) is not past the expiries", c.clock.OccurredAt)
 	}
@@ -200,7 +221,7 @@ func (rg *sweepRig) start() *sweepRun {
 			TransactionTimeout: 10 * time.Second, SessionTimeout: 3 * time.Second, HeartbeatInterval: time.Second,
 			RebalanceTimeout: 5 * time.Second, MaxRecordsPerTxn: 100, MaxTxnDuration: 100 * time.Millisecond,
 			MaxBufferedRecords: 1000, Parallelism: 1, OffsetReset: kafka.ResetNone,
-			SweepInterval: 50 * time.Millisecond, Metrics: m, Logger: log, StateDir: rg.dir,
+			SweepInterval: 50 * time.Millisecond, AllowedLateness: 7 * 24 * time.Hour, Metrics: m, Logger: log, StateDir: rg.dir,
 		})
 	if err != nil {
 		rg.t.Fatal(err)
@@ -273,7 +294,8 @@ func lastOf(recs []*kgo.Record) map[string]*kgo.Record {
 }
 
 // TestSweepEvictsByTimeAlone: a closed order and an orphan that get no later event are evicted
-// once another key's event moves the partition's stream time past their expiry — tombstones
+// once other keys' events move the partition's stream time past their expiry plus the allowed
+// lateness (an event a day past both evicts nothing; one 120 days later does) — tombstones
 // written by the sweep in one transaction (adjacent offsets, nothing between), each saying why,
 // the orphan's carrying its HELD_WITHOUT_ORDER exception for the sink; the open order and the
 // clock order stay. Modes: one runner (memory and disk), and a restart between the two phases —
@@ -286,13 +308,14 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 			rg := newSweepRig(t, strings.HasPrefix(mode, "disk"))
 			run := rg.start()
 			rg.send(c.closed...)
-			rg.send(c.orphan, c.open)
-			n := int64(len(c.closed) + 2)
+			// near moves the stream time a day past both expiries: within the allowed lateness
+			rg.send(c.orphan, c.open, c.near)
+			n := int64(len(c.closed) + 3)
 			run.waitCommitted(t, n)
-			time.Sleep(300 * time.Millisecond) // several sweep intervals: nothing is due yet
+			time.Sleep(300 * time.Millisecond) // several sweep intervals: nothing is due yet (lateness)
 			for _, r := range rg.changelog(func([]*kgo.Record) bool { return true }) {
 				if r.Value == nil {
-					t.Fatalf("tombstone for %s before any key was due", r.Key)
+					t.Fatalf("tombstone for %s before any key was due (headers %v; orphan %s at %s, closed %s expires %s, near %s)", r.Key, r.Headers, c.orphanKey, c.orphan.OccurredAt, c.closedKey, c.closedAt, c.near.OccurredAt)
 				}
 				if _, ok := hdr(r, headers.StreamTime); !ok {
 					t.Fatalf("changelog record of %s has no %s header", r.Key, headers.StreamTime)
@@ -343,7 +366,7 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 					t.Errorf("a sweep tombstone names an input (%s): it has none", headers.SourceTopic)
 				}
 			}
-			for _, k := range []string{c.open.Key(), c.clock.Key()} {
+			for _, k := range []string{c.open.Key(), c.clock.Key(), c.near.Key()} {
 				if r := last[k]; r == nil || r.Value == nil {
 					t.Errorf("key %s (not due) was evicted or never written", k)
 				}
