@@ -57,6 +57,11 @@ type diskStore struct {
 	// dirID identifies the directory the store was opened in (device, inode): a directory
 	// deleted (or replaced) under a running store is found at the next write (checkDir)
 	dirID [2]uint64
+	// opts are Pebble's options (the full restore writes sstables with them: ingestWriter); fs
+	// is the file system the store writes through; chunkBytes bounds one full-restore chunk
+	opts       *pebble.Options
+	fs         vfs.FS
+	chunkBytes int
 }
 
 // DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
@@ -262,12 +267,22 @@ func (d *diskStore) health() error {
 // *StoreStalledError. A panic inside Pebble's commit (it panics on a failed WAL write or
 // rotation) is returned as an error naming the directory and breaks the store the same way.
 func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) error {
-	if err := d.brokenErr(); err != nil {
+	return d.bounded(ctx, op, func() error {
+		err := b.Commit(pebble.NoSync)
 		b.Close()
+		return err
+	}, func() { b.Close() })
+}
+
+// bounded runs one write to the store (fn: a batch commit, an ingest) as commit describes;
+// release frees what fn would have freed when it does not run at all.
+func (d *diskStore) bounded(ctx context.Context, op string, fn func() error, release func()) error {
+	if err := d.brokenErr(); err != nil {
+		release()
 		return err
 	}
 	if err := d.checkDir(); err != nil {
-		b.Close()
+		release()
 		return err
 	}
 	h := &d.h
@@ -289,8 +304,7 @@ func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) erro
 				done <- err
 			}
 		}()
-		err := b.Commit(pebble.NoSync)
-		b.Close()
+		err := fn()
 		if err != nil {
 			err = fmt.Errorf("state store %s (state.dir): %s: %w", d.dir, op, err)
 		}
@@ -460,6 +474,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 	// compression at all the CPU per event was no lower (bench/RESULTS.md).
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	opts.EnsureDefaults()
+	d.opts, d.fs, d.chunkBytes = opts, opts.FS, int(o.MemtableBytes)
 	// Open replays the WAL and may flush it to an sstable: on a full disk that fails (an error)
 	// or stalls like a commit, so it is bounded too
 	type opened struct {
