@@ -188,4 +188,3 @@ func (w *ingestWriter) flush() error {
 }
 
 func (w *ingestWriter) close() {}
-
