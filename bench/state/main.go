@@ -71,6 +71,7 @@ var (
 	partitions    = flag.Int("partitions", 6, "partitions per topic")
 	dataDir       = flag.String("dir", "", "state directory (default: a temporary directory, removed at the end)")
 	cacheBytes    = flag.Int64("cache-bytes", 64<<20, "state.cache_bytes of the pebble runs")
+	measureCeil   = flag.Bool("ceilings", true, "first measure the full restore's ceilings on this box (ceilings.go: a plain read of the changelog, Pebble batches, sstables + ingest)")
 	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the process started after the SIGKILL (a tail restore, then the rest of the traffic: steady state)")
 )
 
@@ -117,6 +118,9 @@ func main() {
 	must(err)
 	events := e.produce(pebbleSet, tr)
 	log.Printf("wrote %d states and %d input events", *orders, events)
+	if *measureCeil {
+		e.ceilings(pebbleSet, filepath.Dir(dir))
+	}
 
 	var peak float64
 	// R and E: a full restore into an empty directory, then the drain.
