@@ -34,7 +34,9 @@ import (
 //     ahead of the changelog by an aborted transaction's writes (the failure KIP-892 fixes in
 //     Kafka Streams, whose RocksDB received uncommitted writes);
 //   - a restore writes changelog records (read_committed) with the checkpoint of the last one in
-//     each batch, so a process killed mid-restore resumes from its last batch;
+//     each batch (a tail restore) or each ingested chunk of sstables (a full restore into an
+//     empty partition: staterestore_ingest.go), so a process killed mid-restore resumes from its
+//     last batch or chunk;
 //   - writes use pebble.NoSync: Pebble v2 keeps the batch's WAL record in its log writer's block
 //     buffer until a 32 KiB block fills or a later sync (NoSync does not wake its flusher), so a
 //     SIGKILL as well as an OS crash can lose a suffix of batches, the last one possibly torn
