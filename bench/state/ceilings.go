@@ -121,7 +121,7 @@ func (e *env) ceilings(s topicSet, dir string) {
 		}
 		must(w.Close())
 		must(db.Ingest(e.ctx, []string{path}))
-		must(os.Remove(path))
+		_ = os.Remove(path) // Ingest moves the file into the store (link, then remove)
 		clear(c.vals)
 		c.bytes = 0
 		c.seq++
