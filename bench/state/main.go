@@ -1,7 +1,7 @@
 // Command state benchmarks `retailflow run` with a large state on the real broker
 // (RETAILFLOW_KAFKA_BROKERS, default localhost:9092) and prints one line:
 //
-//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1
+//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1 evicted_keys=K
 //
 // It writes -orders final ledger states straight into a fresh changelog (computed offline with
 // the ledger from generated traffic, replicated under distinct keys: running the pipeline to
