@@ -129,7 +129,8 @@ type Checked struct {
 	// Issued is the commands in Kafka (first emission of each request id).
 	Issued []oracle.Command
 	// States is every order's state restored from the changelog, by record key (nil when the
-	// restore failed).
+	// restore failed); an order the sweep evicted is there with the state its tombstone
+	// replaced, and each earlier evicted incarnation of a key under "<key>\x00evicted-<i>".
 	States map[string]*ledgerstate.State
 }
 
@@ -315,6 +316,10 @@ func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expe
 		streamTime string
 	}
 	evicted := map[string]eviction{}
+	// every state a sweep tombstone replaced, per key: an event that arrives after its order's
+	// eviction (later than the allowed lateness, as retention allows) starts a new ledger, and
+	// the events of the evicted one are applied all the same (checkEvents)
+	incarnations := map[string][][]byte{}
 	err := kafka.ReadToEnd(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], kafka.ReadOptions{Partitions: p.AllPartitions(), Until: kafka.EndQuiescent}, func(r *kgo.Record) error {
 		k := string(r.Key)
 		if r.Value == nil {
@@ -328,6 +333,7 @@ func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expe
 							}
 						}
 						evicted[k] = ev
+						incarnations[k] = append(incarnations[k], last)
 					} else {
 						v.Problem("sweep tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
 					}
@@ -357,6 +363,14 @@ func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expe
 		}
 		raw[k] = ev.last
 		v.Evicted++
+	}
+	for k, olds := range incarnations {
+		for i, b := range olds {
+			if ev, ok := evicted[k]; ok && i == len(olds)-1 && string(ev.last) == string(b) {
+				continue // the key's state below
+			}
+			raw[fmt.Sprintf("%s\x00evicted-%d", k, i)] = b // for checkEvents only: no oracle order has this key
+		}
 	}
 	states := map[string]*ledgerstate.State{}
 	for k, b := range raw {
