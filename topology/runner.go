@@ -80,6 +80,15 @@ type Options struct {
 	// The directory belongs to one process (the pod's volume).
 	StateDir string
 	State    DiskOptions
+	// SweepInterval is how often time-driven eviction looks for due keys between transactions
+	// (sweep.go; only for a stage with Processor.Expire), and SweepMaxKeys bounds one sweep
+	// transaction's tombstones; zero means DefaultSweepInterval and DefaultSweepMaxKeys.
+	SweepInterval time.Duration
+	SweepMaxKeys  int
+	// AllowedLateness is how far the sweep trails a partition's stream time: a key is evicted
+	// once its expiry is at or before stream time − AllowedLateness, so an event that arrives up
+	// to that much behind the partition's newest event still finds its order (sweep.go).
+	AllowedLateness time.Duration
 
 	Metrics Metrics      // nil: NopMetrics
 	Logger  *slog.Logger // nil: slog.Default()
@@ -150,6 +159,15 @@ func (o *Options) validate() error {
 	if o.RestoreTimeout <= 0 {
 		o.RestoreTimeout = 2*o.TransactionTimeout + time.Minute
 	}
+	if o.SweepInterval < 0 || o.SweepMaxKeys < 0 || o.AllowedLateness < 0 {
+		bad("SweepInterval, SweepMaxKeys and AllowedLateness must not be negative")
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.SweepMaxKeys == 0 {
+		o.SweepMaxKeys = DefaultSweepMaxKeys
+	}
 	return errors.Join(errs...)
 }
 
@@ -209,6 +227,13 @@ type Runner[E, S, O any] struct {
 	decoded     []decoded[E]  // decode results of batch, by index
 	encodeQueue []*pending[S] // Put states to encode when the changelog is prepared, reused
 	outs        [][]byte      // encoded outputs of the input being processed, reused
+
+	// time-driven eviction (sweep.go)
+	lastSweep                time.Time
+	sweepFull                bool        // the last sweep round took all it may: sweep again at once
+	sweepWanted              bool        // a sweep may find something: the stream time moved, or one was skipped
+	sweepDrops, sweepReindex []sweepItem // the committing sweep's index changes (writeCommitted)
+	evicted                  int64       // keys the sweep evicted (tests)
 }
 
 // fetchMaxBytes is the runner's kgo.FetchMaxBytes (Options.ClientOpts may override it).
@@ -258,6 +283,7 @@ type txnState struct {
 	// values copy what they keep (schemas.Codec.DecodeInto), keys are copied into strings.
 	polled  []*kgo.Record
 	promise *kgo.FirstErrPromise
+	evTime  map[int32]int64 // per partition, the highest event time processed (sweep.go)
 	// The outputs and changelog records of the transaction, with their headers, are carved
 	// out of these chunks instead of allocated one by one. They are reset when the next
 	// transaction begins: every produce of this one has completed by then (transact waits for
@@ -670,13 +696,16 @@ func (r *Runner[E, S, O]) loop(ctx context.Context, sess *kgo.GroupTransactSessi
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err := r.sweep(ctx, sess); err != nil {
+			return err
+		}
 		r.mu.Lock()
 		if r.fatal != nil {
 			err := r.fatal
 			r.mu.Unlock()
 			return err
 		}
-		pctx, cancel := context.WithCancel(ctx)
+		pctx, cancel := r.pollContext(ctx) // bounded when a sweep is wanted (sweep.go)
 		r.pollCancel = cancel
 		wake := len(r.events) > 0
 		r.mu.Unlock()
@@ -751,6 +780,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	t.deadLog = t.deadLog[:0]
 	clear(t.rerouted)
 	t.marks = t.marks[:0]
+	clear(t.evTime)
 	t.resetOutputs()
 	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
 	r.ov.reset()
@@ -1053,6 +1083,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if err != nil {
 		return r.fail(ctx, sess, rec, headers.ClassProcess, err, p)
 	}
+	r.noteEventTime(p, d.ev)
 	// Encode everything before producing anything: an input either has all its effects in the
 	// transaction or none (then it is dead-lettered).
 	outs := r.outs[:0]
@@ -1283,7 +1314,10 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 		out := r.txn.record()
 		// the key's bytes are the overlay key's (a string: never written; franz-go only reads a Key)
 		out.Topic, out.Key, out.Value, out.Partition = topic, unsafe.Slice(unsafe.StringData(k.key), len(k.key)), pe.enc, k.partition
-		out.Headers = r.txn.sourceHeaders(pe.src, 0, 3)
+		if pe.src.topic != "" { // a sweep's tombstone has no input
+			out.Headers = r.txn.sourceHeaders(pe.src, 0, 6)
+		}
+		out.Headers = r.changelogHeaders(pe, k.partition, out.Headers)
 		pe.out = out // its offset, once produced, is the persistent store's checkpoint (read by applyOverlay after End, before the next transaction resets the chunk)
 		sess.Produce(ctx, out, r.promise())
 		r.txn.produced[topic]++
@@ -1315,11 +1349,15 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 			} else {
 				delete(st.live, k.key) // a decoded copy of the old value
 			}
+			if pe.hasExp {
+				st.index(k.key, pe.exp)
+			}
 		case Evict:
 			st.drop(k.key)
 		}
 		touched[k.partition] = true // a read may have decoded the key: bound below
 	}
+	r.commitStreamTimes()
 	r.ov.reset()
 	now := r.o.Now()
 	r.m.Committed(t.records, now.Sub(t.began))
@@ -1369,6 +1407,9 @@ func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 			continue
 		case Put:
 			err = w.set(k.partition, k.key, pe.enc)
+			if err == nil && pe.hasExp {
+				err = w.b.Set(r.disk.indexKey(k.partition, pe.exp, k.key), nil, nil)
+			}
 			if !pe.existed {
 				keys[k.partition]++
 			}
@@ -1394,6 +1435,21 @@ func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 		m.Next, m.LastHash = l.Offset+1, recordHash(l.Key, l.Value)
 		m.Keys += keys[p]
 		w.checkpoint(p, m)
+	}
+	// the stream time the transaction reached, also where it wrote no changelog record
+	for p, t := range r.txn.evTime {
+		m, ok := w.metas[p]
+		if !ok {
+			m = r.stores[p].meta
+		}
+		if t > m.StreamTime {
+			m.StreamTime = t
+			w.checkpoint(p, m)
+		}
+	}
+	if err := r.disk.indexBatch(w.b, r.sweepDrops, r.sweepReindex); err != nil {
+		w.discard()
+		return err
 	}
 	if err := w.commit(ctx); err != nil {
 		return err
@@ -1514,6 +1570,9 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 // restoreMemory reads the partitions' whole changelog into fresh in-memory stores.
 func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fresh map[int32]*store[S]) (map[int32]restoreReport, error) {
 	counts := map[int32]*int64{}
+	if len(parts) == 0 {
+		return map[int32]restoreReport{}, nil
+	}
 	for _, p := range parts {
 		fresh[p] = newStore[S]()
 		counts[p] = new(int64)
@@ -1521,8 +1580,20 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 	rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
 	defer cancel()
 	// each store is written by one goroutine: put is never concurrent for the same partition
-	err := kafka.RestoreChangelogConcurrently(rctx, r.o.Conn, string(r.stage.Store), parts, runtime.GOMAXPROCS(0),
-		func(p int32, k, v []byte) { fresh[p].restorePut(k, v); *counts[p]++ }, r.m.RestoreProgress)
+	// (kafka.RestoreChangelogConcurrently's read, with the records' headers: the expiry index
+	// and the stream time are rebuilt from them, sweep.go)
+	err := kafka.ReadToEnd(rctx, r.o.Conn, string(r.stage.Store), kafka.ReadOptions{
+		Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: r.m.RestoreProgress,
+		ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
+	}, func(rec *kgo.Record) error {
+		st := fresh[rec.Partition]
+		st.restorePut(rec.Key, rec.Value)
+		if r.beh.Expire != nil {
+			st.restoreHeaders(rec.Key, rec.Value, rec.Headers)
+		}
+		*counts[rec.Partition]++
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,16 @@ type Processor[E, S, O any] struct {
 	// Classify names the DLQ class of a decode/validate/process error and says whether it is
 	// transient (retried with back-off, never dead-lettered). Nil uses DefaultClassify.
 	Classify func(err error) (class headers.ErrorClass, transient bool)
+	// Time-driven eviction (sweep.go), all three or none. EventTime is an event's business
+	// time: the highest of a partition's committed events is its stream time, which only moves
+	// forward with committed input, so a replay or a restore evicts the same keys. Expiry says
+	// when a state may be evicted if no later event changes it (false: not by time); it is
+	// called once per key per transaction, on the state written to the changelog. Expire
+	// re-checks a due key's committed state at the stream time: evict or not, and the headers
+	// its tombstone carries (why, and what a reader must not lose with it).
+	EventTime func(E) time.Time
+	Expiry    func(S) (time.Time, bool)
+	Expire    func(key string, state S, streamTime time.Time) (evict bool, tombstone []kgo.RecordHeader)
 	// LogAttrs returns the attributes that identify a decoded event in the runtime's
 	// record-level log lines (dead letters, re-routes), e.g. its correlation and causation ids,
 	// as slog key-value pairs. It is called only for those records, with what Decode returned
@@ -108,6 +118,9 @@ func (s Processor[E, S, O]) validate() error {
 	}
 	if s.Encode == nil {
 		missing = append(missing, "Encode")
+	}
+	if n := btoi(s.EventTime != nil) + btoi(s.Expiry != nil) + btoi(s.Expire != nil); n != 0 && n != 3 {
+		missing = append(missing, "EventTime, Expiry and Expire (time-driven eviction needs all three)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("topology: stage is missing %v", missing)
@@ -157,4 +170,11 @@ func DefaultClassify(err error) (class headers.ErrorClass, transient bool) {
 		return headers.ErrorClass(cl.ErrorClass()), false
 	}
 	return "", false
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -115,7 +115,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 	}
 	reasons := map[int32]string{}
 	for attempt := 0; ; attempt++ {
-		writers := map[int32]*restoreWriter{}
+		writers := map[int32]restoreSink{}
 		verify := map[int32]*int64{} // offset of the record to compare, −1 once compared
 		from := map[int32]int64{}
 		for _, p := range parts {
@@ -135,7 +135,8 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 					return nil, err
 				}
 				reasons[p] = why
-				writers[p] = r.disk.newRestoreWriter(ctx, p, partMeta{TopicID: facts.topicID, Next: facts.start[p]}, false)
+				// a full restore into the empty partition: sorted sstables, ingested (ingestWriter)
+				writers[p] = r.disk.newIngestWriter(ctx, p, partMeta{TopicID: facts.topicID, Next: facts.start[p], StreamTime: noStreamTime})
 				continue
 			}
 			writers[p] = r.disk.newRestoreWriter(ctx, p, m, true)
@@ -160,19 +161,19 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 				want := *at
 				*at = -1
 				if rec.Offset == want {
-					if recordHash(rec.Key, rec.Value) != w.meta.LastHash {
+					if m, _ := w.state(); recordHash(rec.Key, rec.Value) != m.LastHash {
 						return &errStoreMismatch{rec.Partition, rec.Offset}
 					}
 					return nil // applied already
 				}
 			}
-			return w.put(rec.Offset, rec.Key, rec.Value)
+			return w.put(rec.Offset, rec.Key, rec.Value, rec.Headers, r.beh.Expire != nil)
 		})
 		cancel()
 		if err == nil {
 			for _, p := range parts {
 				w := writers[p]
-				if w.read > 0 || reasons[p] != "" {
+				if _, read := w.state(); read > 0 || reasons[p] != "" {
 					err = errors.Join(err, w.flush()) // a wiped partition gets its checkpoint even when empty
 				}
 			}
@@ -190,9 +191,9 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 		}
 		out := map[int32]restoreReport{}
 		for _, p := range parts {
-			w := writers[p]
-			fresh[p] = newDiskStore[S](r.disk, p, w.meta)
-			out[p] = restoreReport{records: w.read, full: reasons[p] != "", reason: reasons[p]}
+			m, read := writers[p].state()
+			fresh[p] = newDiskStore[S](r.disk, p, m)
+			out[p] = restoreReport{records: read, full: reasons[p] != "", reason: reasons[p]}
 		}
 		return out, nil
 	}

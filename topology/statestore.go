@@ -17,6 +17,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // diskStore is the persistent store of one Runner: one Pebble database under
@@ -31,7 +34,9 @@ import (
 //     ahead of the changelog by an aborted transaction's writes (the failure KIP-892 fixes in
 //     Kafka Streams, whose RocksDB received uncommitted writes);
 //   - a restore writes changelog records (read_committed) with the checkpoint of the last one in
-//     each batch, so a process killed mid-restore resumes from its last batch;
+//     each batch (a tail restore) or each ingested chunk of sstables (a full restore into an
+//     empty partition: staterestore_ingest.go), so a process killed mid-restore resumes from its
+//     last batch or chunk;
 //   - writes use pebble.NoSync: Pebble v2 keeps the batch's WAL record in its log writer's block
 //     buffer until a 32 KiB block fills or a later sync (NoSync does not wake its flusher), so a
 //     SIGKILL as well as an OS crash can lose a suffix of batches, the last one possibly torn
@@ -54,6 +59,11 @@ type diskStore struct {
 	// dirID identifies the directory the store was opened in (device, inode): a directory
 	// deleted (or replaced) under a running store is found at the next write (checkDir)
 	dirID [2]uint64
+	// opts are Pebble's options (the full restore writes sstables with them: ingestWriter); fs
+	// is the file system the store writes through; chunkBytes bounds one full-restore chunk
+	opts       *pebble.Options
+	fs         vfs.FS
+	chunkBytes int
 }
 
 // DiskOptions size a persistent store's memory: Pebble's block cache and memtables are the
@@ -259,12 +269,22 @@ func (d *diskStore) health() error {
 // *StoreStalledError. A panic inside Pebble's commit (it panics on a failed WAL write or
 // rotation) is returned as an error naming the directory and breaks the store the same way.
 func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) error {
-	if err := d.brokenErr(); err != nil {
+	return d.bounded(ctx, op, func() error {
+		err := b.Commit(pebble.NoSync)
 		b.Close()
+		return err
+	}, func() { b.Close() })
+}
+
+// bounded runs one write to the store (fn: a batch commit, an ingest) as commit describes;
+// release frees what fn would have freed when it does not run at all.
+func (d *diskStore) bounded(ctx context.Context, op string, fn func() error, release func()) error {
+	if err := d.brokenErr(); err != nil {
+		release()
 		return err
 	}
 	if err := d.checkDir(); err != nil {
-		b.Close()
+		release()
 		return err
 	}
 	h := &d.h
@@ -286,8 +306,7 @@ func (d *diskStore) commit(ctx context.Context, b *pebble.Batch, op string) erro
 				done <- err
 			}
 		}()
-		err := b.Commit(pebble.NoSync)
-		b.Close()
+		err := fn()
 		if err != nil {
 			err = fmt.Errorf("state store %s (state.dir): %s: %w", d.dir, op, err)
 		}
@@ -457,6 +476,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 	// compression at all the CPU per event was no lower (bench/RESULTS.md).
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	opts.EnsureDefaults()
+	d.opts, d.fs, d.chunkBytes = opts, opts.FS, int(o.MemtableBytes)
 	// Open replays the WAL and may flush it to an sstable: on a full disk that fails (an error)
 	// or stalls like a commit, so it is bounded too
 	type opened struct {
@@ -528,7 +548,8 @@ func (d *diskStore) close() error {
 }
 
 // Key layout: 'd' stage 0x00 partition(4, big endian) key → changelog value of key;
-// 'm' stage 0x00 partition(4) → the partition's checkpoint (partMeta).
+// 'm' stage 0x00 partition(4) → the partition's checkpoint (partMeta);
+// 'e' stage 0x00 partition(4) expiry(8) key → nothing: the expiry index (sweep.go indexKey).
 func (d *diskStore) prefix(kind byte, p int32) []byte {
 	b := make([]byte, 0, 1+len(d.stage)+1+4+32)
 	b = append(b, kind)
@@ -546,33 +567,46 @@ func (d *diskStore) metaKey(p int32) []byte             { return d.prefix('m', p
 // (truncated and re-written, an unclean leader election) is detected. Keys counts the keys
 // (exact after commits and tail restores; after a full restore a key whose uncompacted history
 // spans restore batches counts once per batch until it is next written).
+//
+// StreamTime is the partition's stream time (sweep.go) as of the checkpoint: the highest event
+// time of its committed input, unix ns (noStreamTime before any).
 type partMeta struct {
-	TopicID  [16]byte
-	Next     int64
-	LastHash uint64
-	Keys     int64
+	TopicID    [16]byte
+	Next       int64
+	LastHash   uint64
+	Keys       int64
+	StreamTime int64
 }
 
-const metaVersion = 1
+// metaVersion 2 added StreamTime and, with it, the expiry index ('e' keys): a version-1
+// checkpoint is not trusted (restoreDisk wipes the partition and restores it fully, which
+// builds the index from the changelog's headers) — once, at the first start after the upgrade.
+const metaVersion = 2
 
 func (m partMeta) encode() []byte {
-	b := make([]byte, 0, 1+16+8+8+8)
+	b := make([]byte, 0, 1+16+8+8+8+8)
 	b = append(b, metaVersion)
 	b = append(b, m.TopicID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Next))
 	b = binary.BigEndian.AppendUint64(b, m.LastHash)
-	return binary.BigEndian.AppendUint64(b, uint64(m.Keys))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Keys))
+	return binary.BigEndian.AppendUint64(b, uint64(m.StreamTime))
 }
 
 func decodeMeta(b []byte) (partMeta, error) {
 	var m partMeta
-	if len(b) != 1+16+24 || b[0] != metaVersion {
-		return m, fmt.Errorf("checkpoint record of %d bytes, version %d: not written by this version", len(b), b[0])
+	if len(b) != 1+16+32 || b[0] != metaVersion {
+		v := -1
+		if len(b) > 0 {
+			v = int(b[0])
+		}
+		return m, fmt.Errorf("checkpoint record of %d bytes, version %d: not written by this version (%d)", len(b), v, metaVersion)
 	}
 	copy(m.TopicID[:], b[1:17])
 	m.Next = int64(binary.BigEndian.Uint64(b[17:]))
 	m.LastHash = binary.BigEndian.Uint64(b[25:])
 	m.Keys = int64(binary.BigEndian.Uint64(b[33:]))
+	m.StreamTime = int64(binary.BigEndian.Uint64(b[41:]))
 	return m, nil
 }
 
@@ -636,10 +670,15 @@ func (d *diskStore) exists(p int32, key []byte) (bool, error) {
 	return true, nil
 }
 
-// wipe deletes p's values and checkpoint in one batch: the partition is then restored fully.
+// wipe deletes p's values, expiry index and checkpoint in one batch: the partition is then
+// restored fully.
 func (d *diskStore) wipe(ctx context.Context, p int32) error {
 	b := d.db.NewBatch()
 	if err := b.DeleteRange(d.prefix('d', p), d.prefix('d', p+1), nil); err != nil {
+		b.Close()
+		return err
+	}
+	if err := b.DeleteRange(d.prefix('e', p), d.prefix('e', p+1), nil); err != nil {
 		b.Close()
 		return err
 	}
@@ -731,7 +770,9 @@ func (d *diskStore) newRestoreWriter(ctx context.Context, p int32, m partMeta, e
 	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact, ctx: ctx}
 }
 
-func (w *restoreWriter) put(offset int64, key, value []byte) error {
+// put applies the record at offset; hs are its headers (the expiry and stream time, when the
+// stage evicts by time: index).
+func (w *restoreWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
 	present, seen := w.inBatch[string(key)]
 	if !seen {
 		if w.exact {
@@ -758,6 +799,14 @@ func (w *restoreWriter) put(offset int64, key, value []byte) error {
 		if err := w.b.Set(k, value, nil); err != nil {
 			return err
 		}
+		if at, ok := headerNanos(hs, headers.Expires); ok && index {
+			if err := w.b.Set(w.d.indexKey(w.p, at, string(key)), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
+		w.meta.StreamTime = t
 	}
 	w.inBatch[string(key)] = value != nil
 	w.meta.Next = offset + 1

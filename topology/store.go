@@ -35,6 +35,13 @@ type store[S any] struct {
 	// diskSizeEvery (it walks the LSM's file metadata: not for every commit)
 	diskSize   int64
 	diskSizeAt time.Time
+
+	// time-driven eviction (sweep.go): the partition's committed stream time (unix ns; on disk
+	// also in meta), and in memory mode the expiry index: a heap of entries, and each key's
+	// indexed expiry (an entry whose time differs, or whose key is not here, is stale)
+	streamTime int64
+	idx        expiryHeap
+	idxAt      map[string]int64
 }
 
 const diskSizeEvery = 30 * time.Second
@@ -49,12 +56,15 @@ type liveState[S any] struct {
 const arenaChunk = 1 << 20
 
 func newStore[S any]() *store[S] {
-	return &store[S]{raw: map[string][]byte{}, live: map[string]liveState[S]{}}
+	return &store[S]{raw: map[string][]byte{}, live: map[string]liveState[S]{}, streamTime: noStreamTime}
 }
+
+// noStreamTime is a partition's stream time before any event: nothing is due.
+const noStreamTime = -1<<63 + 1
 
 // newDiskStore is the store of partition p kept in d; m is its checkpoint on disk.
 func newDiskStore[S any](d *diskStore, p int32, m partMeta) *store[S] {
-	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m}
+	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m, streamTime: m.StreamTime}
 }
 
 // keys is the number of keys with a state.
@@ -119,6 +129,7 @@ func (s *store[S]) restorePut(key, value []byte) {
 
 // drop deletes the key.
 func (s *store[S]) drop(key string) {
+	delete(s.idxAt, key)
 	if old, ok := s.raw[key]; ok {
 		s.bytes -= int64(len(old))
 		delete(s.raw, key)
@@ -186,6 +197,11 @@ type pending[S any] struct {
 	// persistent store's key count)
 	existed bool
 	out     *kgo.Record // the changelog record produced for the key (its offset once committed)
+	// time-driven eviction (sweep.go): a Put's expiry (unix ns), set when its changelog record
+	// is produced; a sweep tombstone's headers
+	exp    int64
+	hasExp bool
+	hdrs   []kgo.RecordHeader
 }
 
 // source identifies an input record.

@@ -1,7 +1,7 @@
 // Command state benchmarks `retailflow run` with a large state on the real broker
 // (RETAILFLOW_KAFKA_BROKERS, default localhost:9092) and prints one line:
 //
-//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1
+//	state: orders=N peak_rss_mb=M clean_restart_s=A crash_restart_s=B full_restore_rec_s=R events_per_cpu_s=E memory_events_per_cpu_s=E0 after_full_restore_events_per_cpu_s=E1 evicted_keys=K
 //
 // It writes -orders final ledger states straight into a fresh changelog (computed offline with
 // the ledger from generated traffic, replicated under distinct keys: running the pipeline to
@@ -17,6 +17,12 @@
 //     new traffic of the same size: input events per CPU-second of the process, steady state;
 //   - B: more traffic is produced; once the group commits again the process is SIGKILLed
 //     mid-transaction; seconds from the next process's start to its "restored state" line;
+//   - eviction: the process is stopped, the store's keys counted; a new process gets traffic
+//     dated 120 days later, which moves every partition's stream time past the expiry of the
+//     written states (each carries its rf.expires header, as the runtime writes them) and of
+//     the earlier traffic's closed orders and orphans: the sweep evicts them (evicted_keys, from
+//     its "swept expired keys" lines) and the store's keys are counted again (one line
+//     `eviction: ...`);
 //   - M: the highest peak RSS (VmHWM) of those processes;
 //   - E0: a `--state.mode memory` process on a second topic set with -memory-orders states and
 //     the same traffic, events per CPU-second after its restore (a smaller state than the
@@ -28,6 +34,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -36,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +55,13 @@ import (
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/topology"
+	"github.com/retailflow/retailflow/topology/orderledger"
 )
+
+// swept counts the tombstones the run processes' sweeps logged ("swept expired keys").
+var swept atomic.Int64
 
 var (
 	bin           = flag.String("bin", "bin/retailflow", "retailflow binary with the run command")
@@ -57,6 +71,7 @@ var (
 	partitions    = flag.Int("partitions", 6, "partitions per topic")
 	dataDir       = flag.String("dir", "", "state directory (default: a temporary directory, removed at the end)")
 	cacheBytes    = flag.Int64("cache-bytes", 64<<20, "state.cache_bytes of the pebble runs")
+	measureCeil   = flag.Bool("ceilings", true, "first measure the full restore's ceilings on this box (ceilings.go: a plain read of the changelog, Pebble batches, sstables + ingest)")
 	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the process started after the SIGKILL (a tail restore, then the rest of the traffic: steady state)")
 )
 
@@ -97,12 +112,15 @@ func main() {
 	dir = filepath.Join(dir, "0")
 
 	samples := e.samples()
-	log.Printf("%d distinct final states as samples, %.0f bytes on average", len(samples), avg(samples))
+	log.Printf("%d distinct final states as samples, %.0f bytes on average, %d with an expiry", len(samples), avg(samples), countExpiring(samples))
 	e.writeStates(pebbleSet, *orders, samples)
 	tr, err := generate.Generate(generate.Options{Seed: 42, Orders: *trafficOrders})
 	must(err)
 	events := e.produce(pebbleSet, tr)
 	log.Printf("wrote %d states and %d input events", *orders, events)
+	if *measureCeil {
+		e.ceilings(pebbleSet, filepath.Dir(dir))
+	}
 
 	var peak float64
 	// R and E: a full restore into an empty directory, then the drain.
@@ -154,6 +172,30 @@ func main() {
 	peak = max(peak, peakRSS(p))
 	stop(p, syscall.SIGTERM)
 
+	// Eviction by time: traffic 120 days later moves the stream time past every expiry.
+	keysBefore, mbBefore := storeKeys(dir)
+	swept.Store(0)
+	// (max_event_skew 0: the bench produces at wall-clock time, and these events are dated months
+	// after it; with the default 1h they would be dead-lettered as time-out-of-range)
+	p = e.start(pebbleSet, "pebble", dir, "", "RETAILFLOW_RUNTIME_MAX_EVENT_SKEW=0")
+	restored(p, 10*time.Minute)
+	tr4, err := generate.Generate(generate.Options{Seed: 45, Orders: *trafficOrders, Start: generate.DefaultStart.Add(120 * 24 * time.Hour)})
+	must(err)
+	sweepBegan := time.Now()
+	e.produce(pebbleSet, tr4)
+	e.waitCaughtUp(pebbleSet, 30*time.Minute)
+	for last := int64(-1); swept.Load() != last; {
+		last = swept.Load()
+		time.Sleep(3 * time.Second)
+	}
+	sweepTook := time.Since(sweepBegan) - 3*time.Second
+	peak = max(peak, peakRSS(p))
+	stop(p, syscall.SIGTERM)
+	keysAfter, mbAfter := storeKeys(dir)
+	evicted := swept.Load()
+	fmt.Printf("eviction: evicted_keys=%d store_keys_before=%d store_keys_after=%d store_mb_before=%.0f store_mb_after=%.0f took_s=%.1f (traffic of %d orders 120 days later included)\n",
+		evicted, keysBefore, keysAfter, mbBefore, mbAfter, sweepTook.Seconds(), *trafficOrders)
+
 	// E0: the memory store on the same traffic.
 	e.writeStates(memSet, *memoryOrders, samples)
 	e.produce(memSet, tr)
@@ -167,8 +209,8 @@ func main() {
 	stop(p, syscall.SIGTERM)
 
 	e.deleteTopics(pebbleSet, memSet)
-	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f after_full_restore_events_per_cpu_s=%.0f\n",
-		*orders, peak/1e6, clean.Seconds(), crash.Seconds(), fullRate, eSteady, eMemory, ePebble)
+	fmt.Printf("state: orders=%d peak_rss_mb=%.0f clean_restart_s=%.2f crash_restart_s=%.2f full_restore_rec_s=%.0f events_per_cpu_s=%.0f memory_events_per_cpu_s=%.0f after_full_restore_events_per_cpu_s=%.0f evicted_keys=%d\n",
+		*orders, peak/1e6, clean.Seconds(), crash.Seconds(), fullRate, eSteady, eMemory, ePebble, evicted)
 }
 
 func (e *env) topics(prefix string) topicSet {
@@ -200,9 +242,40 @@ func (e *env) deleteTopics(sets ...topicSet) {
 	_, _ = e.adm.DeleteTopics(e.ctx, names...)
 }
 
+// sample is one order's final state as its changelog record: value and headers (the expiry,
+// as the runtime writes it).
+type sample struct {
+	value   []byte
+	headers []kgo.RecordHeader
+}
+
+func countExpiring(ss []sample) int {
+	n := 0
+	for _, s := range ss {
+		if len(s.headers) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// storeKeys counts the keys in the (stopped) process's store and its size on disk.
+func storeKeys(dir string) (int64, float64) {
+	var n int64
+	must(topology.ScanStore(dir, orderledger.StageName, func(int32, []byte, []byte) error { n++; return nil }, nil))
+	var size int64
+	must(filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			size += fi.Size()
+		}
+		return err
+	}))
+	return n, float64(size) / 1e6
+}
+
 // samples folds generated traffic through the ledger, as the processor does, and returns each
-// order's final state as its changelog bytes.
-func (e *env) samples() [][]byte {
+// order's final state as its changelog record.
+func (e *env) samples() []sample {
 	tr, err := generate.Generate(generate.Options{Seed: 7, Orders: 2000})
 	must(err)
 	p := ledger.DefaultPolicy()
@@ -221,18 +294,22 @@ func (e *env) samples() [][]byte {
 			states[r.Key] = n
 		}
 	}
-	var out [][]byte
+	var out []sample
 	for _, k := range order {
 		b, err := ledger.EncodeState(e.serde, states[k])
 		must(err)
-		out = append(out, b)
+		s := sample{value: b}
+		if at, ok := states[k].ExpiresAt(p); ok {
+			s.headers = []kgo.RecordHeader{{Key: headers.Expires, Value: []byte(strconv.FormatInt(at.UnixNano(), 10))}}
+		}
+		out = append(out, s)
 	}
 	return out
 }
 
 // writeStates writes n changelog records: the samples under distinct order ids, each on its
 // key's partition (murmur2, as the runtime), transactionally as the runtime writes them.
-func (e *env) writeStates(s topicSet, n int, samples [][]byte) {
+func (e *env) writeStates(s topicSet, n int, samples []sample) {
 	cl, err := kgo.NewClient(append(e.conn.Options(), kgo.MaxBufferedRecords(100000), kgo.ProducerLinger(20*time.Millisecond),
 		kgo.TransactionalID(s.group+"-loader"), kgo.TransactionTimeout(60*time.Second))...)
 	must(err)
@@ -242,7 +319,8 @@ func (e *env) writeStates(s topicSet, n int, samples [][]byte) {
 	for i := 0; i < n; i += perTxn {
 		must(cl.BeginTransaction())
 		for j := i; j < min(n, i+perTxn); j++ {
-			cl.Produce(e.ctx, &kgo.Record{Topic: s.names[schemas.TopicChangelog], Key: []byte("O-STATE-" + strconv.Itoa(j)), Value: samples[j%len(samples)]},
+			sm := samples[j%len(samples)]
+			cl.Produce(e.ctx, &kgo.Record{Topic: s.names[schemas.TopicChangelog], Key: []byte("O-STATE-" + strconv.Itoa(j)), Value: sm.value, Headers: sm.headers},
 				func(_ *kgo.Record, err error) { must(err) })
 		}
 		must(cl.Flush(e.ctx))
@@ -259,16 +337,24 @@ func (e *env) produce(s topicSet, tr *generate.Traffic) int {
 
 // start runs `retailflow run` on s with the state mode and directory; its WARN and ERROR log
 // lines are printed.
-func (e *env) start(s topicSet, mode, dir, profile string) *rig.RunProcess {
+func (e *env) start(s topicSet, mode, dir, profile string, more ...string) *rig.RunProcess {
 	args := []string{"run", "--instance-id", "0"}
 	if profile != "" {
 		args = append(args, "--cpuprofile", profile)
 	}
 	env := rig.RunEnv(s.names, *partitions, s.group, "info",
-		"RETAILFLOW_STATE_MODE="+mode, "RETAILFLOW_STATE_DIR="+dir, "RETAILFLOW_STATE_CACHE_BYTES="+strconv.FormatInt(*cacheBytes, 10))
+		append([]string{"RETAILFLOW_STATE_MODE=" + mode, "RETAILFLOW_STATE_DIR=" + dir, "RETAILFLOW_STATE_CACHE_BYTES=" + strconv.FormatInt(*cacheBytes, 10)}, more...)...)
 	p, err := rig.StartRun(*bin, args, env, func(line []byte) {
 		if bytes.Contains(line, []byte(`"level":"ERROR"`)) || bytes.Contains(line, []byte(`"level":"WARN"`)) {
 			log.Printf("run: %s", line)
+		}
+		if bytes.Contains(line, []byte(`"swept expired keys"`)) {
+			var l struct {
+				Tombstones int64 `json:"tombstones"`
+			}
+			if json.Unmarshal(line, &l) == nil {
+				swept.Add(l.Tombstones)
+			}
 		}
 	})
 	must(err)
@@ -329,12 +415,12 @@ func waitIdle(p *rig.RunProcess, limit time.Duration) time.Duration {
 	return time.Since(began)
 }
 
-func avg(bs [][]byte) float64 {
+func avg(ss []sample) float64 {
 	var n int
-	for _, b := range bs {
-		n += len(b)
+	for _, s := range ss {
+		n += len(s.value)
 	}
-	return float64(n) / float64(len(bs))
+	return float64(n) / float64(len(ss))
 }
 
 func envOr(k, def string) string {

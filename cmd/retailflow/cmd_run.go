@@ -87,6 +87,7 @@ func (c Config) RunnerOptions() topology.Options {
 		StateDir:    c.StateDir(),
 		State: topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes,
 			CommitTimeout: c.State.CommitTimeout, FlushHook: chaosStoreHook()},
+		SweepInterval: c.State.SweepInterval, SweepMaxKeys: c.State.SweepMaxKeys, AllowedLateness: c.State.AllowedLateness,
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}

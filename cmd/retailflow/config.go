@@ -172,6 +172,15 @@ type StateConfig struct {
 	// rather than fails on a full disk, and a write that has not finished in time stops `run`
 	// with an error naming state.dir and the cause, for a restart (topology.DiskOptions).
 	CommitTimeout time.Duration `mapstructure:"commit_timeout"`
+	// SweepInterval is how often `run` looks for keys due for time-driven eviction (closed
+	// orders past policy.retention_after_close, orphans past policy.orphan_grace +
+	// retention_after_close, on the partition's stream time) and SweepMaxKeys bounds one sweep
+	// transaction's tombstones (topology/sweep.go). Both modes.
+	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	SweepMaxKeys  int           `mapstructure:"sweep_max_keys"`
+	// AllowedLateness is how far eviction trails a partition's newest event time: an event up to
+	// that much behind the newest of its partition still finds its order (topology.Options).
+	AllowedLateness time.Duration `mapstructure:"allowed_lateness"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -267,7 +276,8 @@ func DefaultConfig() Config {
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
-		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, CommitTimeout: topology.DefaultCommitTimeout},
+		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, CommitTimeout: topology.DefaultCommitTimeout,
+			SweepInterval: topology.DefaultSweepInterval, SweepMaxKeys: topology.DefaultSweepMaxKeys, AllowedLateness: 7 * 24 * time.Hour},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
 			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
@@ -453,6 +463,15 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("state.mode", "%q is not memory or pebble", c.State.Mode)
+	}
+	if c.State.SweepInterval < 10*time.Millisecond || c.State.SweepInterval > time.Hour {
+		bad("state.sweep_interval", "must be between 10ms and 1h, got %s", c.State.SweepInterval)
+	}
+	if c.State.AllowedLateness < 0 || c.State.AllowedLateness > 366*24*time.Hour {
+		bad("state.allowed_lateness", "must be between 0 and 8784h (366 days), got %s", c.State.AllowedLateness)
+	}
+	if c.State.SweepMaxKeys < 1 || c.State.SweepMaxKeys > 100_000 {
+		bad("state.sweep_max_keys", "must be between 1 and 100000 (the tombstones of one transaction), got %d", c.State.SweepMaxKeys)
 	}
 	if c.Sink.Group == "" {
 		bad("sink.group", "must not be empty")

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/retailflow/retailflow/topology"
 )
@@ -20,6 +21,9 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		{"tiny cache", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_CACHE_BYTES": "1000"}, "state.cache_bytes"},
 		{"huge memtable", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_MEMTABLE_BYTES": "4294967296"}, "state.memtable_bytes"},
 		{"no commit timeout", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_COMMIT_TIMEOUT": "10ms"}, "state.commit_timeout: must be between 1s and 10m"},
+		{"sweep too often", map[string]string{"RETAILFLOW_STATE_SWEEP_INTERVAL": "1ms"}, "state.sweep_interval: must be between 10ms and 1h"},
+		{"lateness negative", map[string]string{"RETAILFLOW_STATE_ALLOWED_LATENESS": "-1h"}, "state.allowed_lateness: must be between 0 and 8784h"},
+		{"sweep of nothing", map[string]string{"RETAILFLOW_STATE_SWEEP_MAX_KEYS": "0"}, "state.sweep_max_keys: must be between 1 and 100000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -40,6 +44,9 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 	o := c.RunnerOptions()
 	if o.StateDir != "/var/lib/retailflow/state" || o.State.CacheBytes != 64<<20 || o.State.MemtableBytes != 32<<20 || o.State.CommitTimeout != topology.DefaultCommitTimeout {
 		t.Errorf("runner options: dir %q, %+v", o.StateDir, o.State)
+	}
+	if o.SweepInterval != topology.DefaultSweepInterval || o.SweepMaxKeys != topology.DefaultSweepMaxKeys || o.AllowedLateness != 7*24*time.Hour {
+		t.Errorf("runner options: sweep every %s, at most %d keys; want the defaults", o.SweepInterval, o.SweepMaxKeys)
 	}
 	t.Setenv("RETAILFLOW_STATE_MODE", "memory")
 	if c, err = LoadConfig("", nil); err != nil || c.RunnerOptions().StateDir != "" {

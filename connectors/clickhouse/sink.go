@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -385,7 +386,16 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		return rows, nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
-			return StateRows(string(r.Key), nil, src), nil
+			rows := StateRows(string(r.Key), nil, src)
+			// A tombstone of the runtime's time-driven eviction carries the order's open
+			// exceptions (an orphan's HELD_WITHOUT_ORDER): its deleted row keeps them, or
+			// the eviction would hide them (topology/sweep.go).
+			for _, h := range r.Headers {
+				if h.Key == headers.OpenExceptions {
+					rows[0].Set("open_exceptions", strings.Fields(string(h.Value)))
+				}
+			}
+			return rows, nil
 		}
 		st, err := ledgerstate.Decode(ctx, s.o.Serde, ref, r.Value)
 		if err != nil {

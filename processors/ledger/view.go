@@ -89,3 +89,32 @@ func (l Ledger) Clock() time.Time { return l.s.Clock }
 func (l Ledger) EvictAfter() (time.Time, bool) {
 	return l.s.EvictAt, l.s.Closed
 }
+
+// ExpiresAt is the business time after which the runtime may evict the order when no later
+// event changes it (a time-driven sweep; EvictAfter is the rule on the order's own clock), and
+// whether the order has one:
+//   - closed: EvictAt;
+//   - accepted, every line not cancelled shipped: the end of the return window since the last
+//     shipment (when it closes on any later clock) plus RetentionAfterClose;
+//   - never accepted (an orphan: its events wait for an OrderAccepted, or a checkout's
+//     reservation): its clock plus OrphanGrace (from then on its held events are the
+//     HELD_WITHOUT_ORDER exception) plus RetentionAfterClose, kept as long as a closed order
+//     for an OrderAccepted that comes very late;
+//   - otherwise (open): none.
+//
+// It reads the state only: the closure rule runs on a copy whose clock is at the end of time.
+func (l Ledger) ExpiresAt(p Policy) (time.Time, bool) {
+	if l.s.Order == nil {
+		if l.s.Clock.IsZero() {
+			return time.Time{}, false
+		}
+		return l.s.Clock.Add(p.OrphanGrace).Add(p.RetentionAfterClose), true
+	}
+	if l.s.Closed {
+		return l.s.EvictAt, true
+	}
+	n := Ledger{s: l.s} // close writes only the scalar closure fields of its copy of s
+	n.s.Clock = time.Unix(1<<62, 0)
+	n.close(p)
+	return n.s.EvictAt, n.s.Closed
+}

@@ -16,6 +16,7 @@ import (
 const Prefix = "rf."
 
 // Headers the runtime writes for one hop (hop headers: IsHop). Every output and changelog record
+// (except a tombstone of the time-driven sweep, which no input caused: it carries Evicted)
 // carries the source coordinates of the input that caused it (Source*, plus OutputSeq, the index
 // among that input's outputs), so a verifier can prove no input was processed twice. DLQ records
 // carry all of them. A record on the re-route topic carries the Source* coordinates of the input
@@ -53,6 +54,22 @@ const (
 	// compensate` re-sent (same key and value: the same request id); CompensationRun is the run.
 	CompensationOf  = "rf.compensation.of"
 	CompensationRun = "rf.compensation.run"
+)
+
+// Headers of the changelog that time-driven eviction reads (topology/sweep.go). Times are unix
+// nanoseconds in decimal, in business (event) time.
+const (
+	// Expires, on a changelog value, is when the key may be evicted if no later event changes
+	// it (absent: not by time): a restore indexes it without decoding the value.
+	Expires = "rf.expires"
+	// StreamTime, on every changelog record, is its partition's stream time when the record was
+	// written (the highest event time of its committed input): a restore resumes from it.
+	StreamTime = "rf.stream-time"
+	// Evicted, on a tombstone the sweep wrote, says why ("closed", "orphan"); OpenExceptions
+	// lists the state's exceptions at eviction ("CODE:ref" separated by spaces), which the
+	// ClickHouse sink keeps on the order's deleted row.
+	Evicted        = "rf.evicted"
+	OpenExceptions = "rf.open-exceptions"
 )
 
 // Names used before the rf. convention. Records written with them are still in topics (a DLQ

@@ -145,8 +145,8 @@ func run(t *testing.T, p params) {
 	pl.Check(&v, tr.Records, tr.Expected(time.Now()), sent, bySource, out)
 
 	c.mu.Lock()
-	line := fmt.Sprintf("eos: events=%d kills=%d rebalances=%d lost=%d duplicated=%d state_mismatches=%d",
-		len(tr.Records), c.kills, c.rebalances, v.Lost, v.Duplicated, v.StateMismatch)
+	line := fmt.Sprintf("eos: events=%d kills=%d rebalances=%d lost=%d duplicated=%d state_mismatches=%d evicted=%d",
+		len(tr.Records), c.kills, c.rebalances, v.Lost, v.Duplicated, v.StateMismatch, v.Evicted)
 	crashes := c.crashes
 	c.mu.Unlock()
 	t.Logf("took %s; %d self-exits; logs in %s", time.Since(began).Round(time.Second), crashes, pl.LogDir)

@@ -14,12 +14,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/topology"
 )
 
@@ -140,7 +142,52 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 		},
 		Classify: Classify,
 		LogAttrs: LogAttrs,
+		// Time-driven eviction (topology/sweep.go): stream time is the events' business time,
+		// the clock the ledger closes orders on.
+		EventTime: func(e *schemas.Event) time.Time { return e.OccurredAt },
+		Expiry:    func(l ledger.Ledger) (time.Time, bool) { return l.ExpiresAt(p) },
+		Expire: func(_ string, l ledger.Ledger, now time.Time) (bool, []kgo.RecordHeader) {
+			return Expired(l, p, now)
+		},
 	}
+}
+
+// Expired is the sweep's rule: whether an order that received no event since it was indexed is
+// due at stream time now (ledger.Ledger.ExpiresAt, on its committed state), and the headers of
+// its tombstone: why (headers.Evicted: closed or orphan) and its open exceptions
+// (headers.OpenExceptions), which the ClickHouse sink keeps on the order's deleted row. An
+// orphan's held events are its HELD_WITHOUT_ORDER exceptions: its own clock never moved past
+// their grace (no later event came), so they are listed here as the ledger lists them once
+// the grace has passed (code HELD_WITHOUT_ORDER, ref the held event's id).
+func Expired(l ledger.Ledger, p ledger.Policy, now time.Time) (bool, []kgo.RecordHeader) {
+	at, ok := l.ExpiresAt(p)
+	if !ok || now.Before(at) {
+		return false, nil
+	}
+	reason := "closed"
+	if !l.Accepted() {
+		reason = "orphan"
+	}
+	var exc []string
+	seen := map[string]bool{}
+	for _, x := range l.Exceptions() {
+		k := x.Code + ":" + x.Ref
+		seen[k] = true
+		exc = append(exc, k)
+	}
+	if !l.Accepted() {
+		for _, h := range l.State().Held {
+			if k := ledger.ExcHeldWithoutOrder + ":" + h.EventID; h.Reason == ledger.HoldNoOrder && !seen[k] {
+				seen[k] = true
+				exc = append(exc, k)
+			}
+		}
+	}
+	hs := []kgo.RecordHeader{{Key: headers.Evicted, Value: []byte(reason)}}
+	if len(exc) > 0 {
+		hs = append(hs, kgo.RecordHeader{Key: headers.OpenExceptions, Value: []byte(strings.Join(exc, " "))})
+	}
+	return true, hs
 }
 
 // LogAttrs identifies an event in the runtime's record-level log lines (dead letters,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/retailflow/retailflow/connectors/kafka"
 	"github.com/retailflow/retailflow/processors/generate"
+	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/processors/oracle"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
@@ -101,6 +103,7 @@ type Verdict struct {
 	Duplicated     int // effects present twice: request ids, source coordinates (and rows, for a suite that checks them)
 	DLQUnexplained int // DLQ records whose source was not sent as malformed
 	StateMismatch  int // orders whose changelog-restored state differs from the oracle
+	Evicted        int // orders the sweep evicted by time (compared by their last state; not a problem)
 	Problems       []string
 }
 
@@ -126,7 +129,8 @@ type Checked struct {
 	// Issued is the commands in Kafka (first emission of each request id).
 	Issued []oracle.Command
 	// States is every order's state restored from the changelog, by record key (nil when the
-	// restore failed).
+	// restore failed); an order the sweep evicted is there with the state its tombstone
+	// replaced, and each earlier evicted incarnation of a key under "<key>\x00evicted-<i>".
 	States map[string]*ledgerstate.State
 }
 
@@ -304,16 +308,69 @@ func checkDLQ(v *Verdict, sent []Sent, bySource map[string]int, recs []Record) m
 // (money, HALF_EVEN to 4 dp on both sides) and the set of request ids.
 func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expected) map[string]*ledgerstate.State {
 	raw := map[string][]byte{}
-	err := kafka.RestoreChangelog(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], p.AllPartitions(), func(_ int32, k, val []byte) {
-		if val == nil {
-			delete(raw, string(k))
+	// An order the runtime's sweep evicted by time (a tombstone with headers.Evicted) is compared
+	// by the state its tombstone replaced: the last one before it (the test's changelog is not
+	// compacted that far), which must have been due at the tombstone's stream time.
+	type eviction struct {
+		last       []byte
+		streamTime string
+	}
+	evicted := map[string]eviction{}
+	// every state a sweep tombstone replaced, per key: an event that arrives after its order's
+	// eviction (later than the allowed lateness, as retention allows) starts a new ledger, and
+	// the events of the evicted one are applied all the same (checkEvents)
+	incarnations := map[string][][]byte{}
+	err := kafka.ReadToEnd(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], kafka.ReadOptions{Partitions: p.AllPartitions(), Until: kafka.EndQuiescent}, func(r *kgo.Record) error {
+		k := string(r.Key)
+		if r.Value == nil {
+			for _, h := range r.Headers {
+				if h.Key == headers.Evicted {
+					if last, ok := raw[k]; ok {
+						ev := eviction{last: last}
+						for _, h := range r.Headers {
+							if h.Key == headers.StreamTime {
+								ev.streamTime = string(h.Value)
+							}
+						}
+						evicted[k] = ev
+						incarnations[k] = append(incarnations[k], last)
+					} else {
+						v.Problem("sweep tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
+					}
+				}
+			}
+			delete(raw, k)
 		} else {
-			raw[string(k)] = append([]byte(nil), val...)
+			raw[k] = append([]byte(nil), r.Value...)
+			delete(evicted, k)
 		}
-	}, nil)
+		return nil
+	})
 	if err != nil {
 		v.Problem("restore the changelog: %v", err)
 		return nil
+	}
+	for k, ev := range evicted {
+		st, err := ledgerstate.Decode(p.Ctx, p.Serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, ev.last)
+		if err != nil {
+			v.StateMismatch++
+			v.Problem("state of %s before its eviction does not decode: %v", k, err)
+			continue
+		}
+		at, ok := ledger.FromState(*st).ExpiresAt(ledger.DefaultPolicy()) // `run`'s default policy
+		if nanos, perr := strconv.ParseInt(ev.streamTime, 10, 64); !ok || perr != nil || at.UnixNano() > nanos {
+			v.Problem("order %s evicted at stream time %q but due at %s (due: %v)", k, ev.streamTime, at, ok)
+		}
+		raw[k] = ev.last
+		v.Evicted++
+	}
+	for k, olds := range incarnations {
+		for i, b := range olds {
+			if ev, ok := evicted[k]; ok && i == len(olds)-1 && string(ev.last) == string(b) {
+				continue // the key's state below
+			}
+			raw[fmt.Sprintf("%s\x00evicted-%d", k, i)] = b // for checkEvents only: no oracle order has this key
+		}
 	}
 	states := map[string]*ledgerstate.State{}
 	for k, b := range raw {

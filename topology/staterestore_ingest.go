@@ -1,0 +1,190 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/retailflow/retailflow/schemas/headers"
+)
+
+// restoreSink is what restoreDisk writes one partition's changelog records into: batches
+// (restoreWriter: a tail restore, a few records, each key looked up) or sorted sstables
+// (ingestWriter: a full restore into an empty partition).
+type restoreSink interface {
+	put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error
+	flush() error
+	close()
+	state() (partMeta, int64) // the checkpoint so far, and the data records applied
+}
+
+func (w *restoreWriter) state() (partMeta, int64) { return w.meta, w.read }
+
+// ingestWriter restores one empty (wiped) partition in full without the memtable: it keeps the
+// last value of each key of a chunk of the changelog (compaction leaves a key's older records
+// in the log until it runs; a chunk dedupes them), and when the chunk reaches the store's chunk
+// bound (state.memtable_bytes: the restore's memory is bounded by configuration, like the
+// memtables it bypasses) it writes the chunk as sorted sstables — the values, the expiry index,
+// the checkpoint of the chunk's last record — and ingests them into Pebble in one atomic step
+// (DB.Ingest: all or nothing, like a batch). A process killed mid-restore resumes after the
+// last ingested chunk, as after the last batch. Compared with batches, nothing is written to the
+// WAL or the memtable, and nothing is flushed: the sstables are the restore's only write (the
+// chunks of one partition overlap, so Pebble still compacts them later, in the background).
+// Used by one goroutine.
+type ingestWriter struct {
+	d     *diskStore
+	p     int32
+	meta  partMeta
+	ctx   context.Context
+	chunk map[string][]byte // key → last value in the chunk; nil: a tombstone
+	exp   map[string]int64  // key → its expiry (rf.expires), for the index
+	bytes int
+	first bool // no chunk ingested yet: nothing in the partition to delete
+	read  int64
+	seq   int
+	// the last record applied, hashed into the checkpoint at flush (they alias fetch buffers,
+	// which franz-go never reuses)
+	lastKey, lastValue []byte
+}
+
+func (d *diskStore) newIngestWriter(ctx context.Context, p int32, m partMeta) *ingestWriter {
+	return &ingestWriter{d: d, p: p, meta: m, ctx: ctx, chunk: map[string][]byte{}, exp: map[string]int64{}, first: true}
+}
+
+func (w *ingestWriter) state() (partMeta, int64) { return w.meta, w.read }
+
+func (w *ingestWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
+	k := string(key)
+	if old, ok := w.chunk[k]; ok {
+		w.bytes -= len(old)
+	} else {
+		w.bytes += len(k) + 64 // the map entry
+	}
+	if value == nil {
+		w.chunk[k] = nil
+		delete(w.exp, k)
+	} else {
+		w.chunk[k] = value // aliases the fetch buffer, which franz-go never reuses
+		w.bytes += len(value)
+		if at, ok := headerNanos(hs, headers.Expires); ok && index {
+			w.exp[k] = at
+		} else {
+			delete(w.exp, k)
+		}
+	}
+	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
+		w.meta.StreamTime = t
+	}
+	w.meta.Next = offset + 1
+	w.lastKey, w.lastValue = key, value
+	w.read++
+	if w.bytes >= w.d.chunkBytes {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the chunk as sstables (values; index entries; checkpoint — three key ranges that
+// do not overlap) and ingests them together.
+func (w *ingestWriter) flush() error {
+	if len(w.chunk) == 0 && w.lastKey == nil && !w.first {
+		return nil
+	}
+	if w.lastKey != nil {
+		w.meta.LastHash = recordHash(w.lastKey, w.lastValue)
+		w.lastKey, w.lastValue = nil, nil
+	}
+	dir := filepath.Join(w.d.dir, "restore-ingest")
+	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("state store %s: %w", w.d.dir, err)
+	}
+	var paths []string
+	defer func() {
+		for _, p := range paths {
+			_ = w.d.fs.Remove(p) // Pebble hard-linked what it ingested
+		}
+	}()
+	write := func(name string, add func(*sstable.Writer) error) error {
+		path := filepath.Join(dir, fmt.Sprintf("p%d-%d-%s.sst", w.p, w.seq, name))
+		f, err := w.d.fs.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, path)
+		sw := sstable.NewWriter(objstorageprovider.NewFileWritable(f), w.d.opts.MakeWriterOptions(0, w.d.db.FormatMajorVersion().MaxTableFormat()))
+		if err := add(sw); err != nil {
+			_ = sw.Close()
+			return err
+		}
+		return sw.Close()
+	}
+	keys := make([]string, 0, len(w.chunk))
+	for k := range w.chunk {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	sets := 0
+	if len(keys) > 0 {
+		if err := write("d", func(sw *sstable.Writer) error {
+			buf := w.d.prefix('d', w.p)
+			pre := len(buf)
+			for _, k := range keys {
+				buf = append(buf[:pre], k...)
+				v := w.chunk[k]
+				switch {
+				case v != nil:
+					sets++
+					if err := sw.Set(buf, v); err != nil {
+						return err
+					}
+				case !w.first: // a tombstone for a key an earlier chunk may hold
+					if err := sw.Delete(buf); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if len(w.exp) > 0 {
+		idx := make([]string, 0, len(w.exp))
+		for k, at := range w.exp {
+			idx = append(idx, string(w.d.indexKey(w.p, at, k)))
+		}
+		slices.Sort(idx)
+		if err := write("e", func(sw *sstable.Writer) error {
+			for _, k := range idx {
+				if err := sw.Set([]byte(k), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	w.meta.Keys += int64(sets) // an upper bound across chunks (partMeta.Keys)
+	if err := write("m", func(sw *sstable.Writer) error { return sw.Set(w.d.metaKey(w.p), w.meta.encode()) }); err != nil {
+		return err
+	}
+	w.seq++
+	op := "restore ingest of partition " + strconv.Itoa(int(w.p))
+	if err := w.d.bounded(w.ctx, op, func() error { return w.d.db.Ingest(w.ctx, paths) }, func() {}); err != nil {
+		return err
+	}
+	clear(w.chunk)
+	clear(w.exp)
+	w.bytes, w.first = 0, false
+	return nil
+}
+
+func (w *ingestWriter) close() {}
