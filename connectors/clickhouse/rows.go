@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"fmt"
 	"math/big"
+	"math/bits"
 	"strconv"
 	"time"
 
@@ -360,14 +361,65 @@ func NetValueByQty(lineNet, quantity decimal.Decimal) []decimal.Decimal {
 		return nil
 	}
 	n := quantity.IntPart()
-	net := lineNet.Rat()
 	out := make([]decimal.Decimal, n+1)
+	if netValuesInt64(out, lineNet, n) {
+		return out
+	}
+	net := lineNet.Rat()
 	for q := int64(0); q <= n; q++ {
 		x := new(big.Rat).Mul(net, big.NewRat(q, n))
 		out[q] = roundHalfEven(x, 2)
 	}
 	return out
 }
+
+// netValuesInt64 fills out as NetValueByQty does, in uint64 arithmetic, when every intermediate
+// fits (coefficients of up to 18 digits, any practical scale); false leaves the exact big.Rat
+// path to the caller. value_cum(q) × 100 = |c| × 10^(exp+2) × q / n, rounded half-even on the
+// magnitude and signed after, as roundHalfEven does; each value is built with exponent −2, the
+// representation roundHalfEven gives (TestNetValueByQtyMatchesRatReference).
+func netValuesInt64(out []decimal.Decimal, lineNet decimal.Decimal, n int64) bool {
+	if lineNet.NumDigits() > 18 {
+		return false
+	}
+	c := lineNet.CoefficientInt64()
+	neg := c < 0
+	if neg {
+		c = -c
+	}
+	num, den := uint64(c), uint64(n)
+	var hi uint64
+	switch k := lineNet.Exponent() + 2; {
+	case k > 18 || k < -18:
+		return false
+	case k > 0:
+		hi, num = bits.Mul64(num, pow10u64[k])
+	case k < 0:
+		hi, den = bits.Mul64(den, pow10u64[-k])
+	}
+	if hi != 0 || den >= 1<<62 {
+		return false
+	}
+	// num × q ≤ num × n must stay below 2^62 (2 × remainder < 2^63)
+	if hi, lo := bits.Mul64(num, uint64(n)); hi != 0 || lo >= 1<<62 {
+		return false
+	}
+	for q := range out {
+		x := num * uint64(q)
+		v, r := x/den, x%den
+		if 2*r > den || (2*r == den && v&1 == 1) {
+			v++
+		}
+		if neg {
+			out[q] = decimal.New(-int64(v), -2)
+		} else {
+			out[q] = decimal.New(int64(v), -2)
+		}
+	}
+	return true
+}
+
+var pow10u64 = [19]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
 
 // TaxByQty returns the OMS tax of each cumulative net value of a line (NetValueByQty): t[q] =
 // round_half_even(values[q] × Σ rates of its tax lines, 2), one rounding per amount, as C6
