@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"math/bits"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -56,12 +58,119 @@ type rowBuilder struct {
 	boxed struct {
 		ver, topic, partition, offset, eventID, occurredAt, correlationID any
 	}
+	// slab holds the rows' values: one allocation for many rows. A builder the sink reuses
+	// (reset) overwrites them with the next record's: the sink copies every value into its
+	// column buffers before it maps the next record.
+	slab []any
 }
 
 func newRowBuilder(src Source, ver uint64) *rowBuilder {
-	b := &rowBuilder{src: src, ver: ver}
-	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
+	b := &rowBuilder{}
+	b.reset(src, ver)
 	return b
+}
+
+// reset starts the rows of the next record; the rows returned before are no longer valid.
+func (b *rowBuilder) reset(src Source, ver uint64) {
+	clear(b.slab)
+	clear(b.rows)
+	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], src: src, ver: ver}
+	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
+}
+
+// values returns n zeroed values from the slab.
+func (b *rowBuilder) values(n int) []any {
+	if cap(b.slab)-len(b.slab) < n {
+		b.slab = make([]any, 0, max(n, 2*cap(b.slab), 32))
+	}
+	l := len(b.slab)
+	b.slab = b.slab[:l+n]
+	return b.slab[l : l+n : l+n]
+}
+
+// layout is where the columns one mapper call names (in its order: its cols, then the extra
+// ones, then row_id, version and the source coordinates) go in its table: found once per call
+// site and table, then by comparing the names (the literals of the call site, equal at once)
+// instead of a map lookup per column per row.
+type layout struct {
+	names []string
+	pos   []int // -1: not a column of the table
+	err   error // a name that is not a column, or a column no name fills (a mapping bug)
+}
+
+var (
+	layoutsMu sync.Mutex                           // serializes the writers of layouts
+	layouts   atomic.Pointer[map[string][]*layout] // table → the layouts seen; copied on write
+	fixedCols = [...]string{"row_id", "version", "src_topic", "src_partition", "src_offset"}
+)
+
+func (l *layout) matches(c cols, extra []colv) bool {
+	if len(l.names) != len(c)+len(extra)+len(fixedCols) {
+		return false
+	}
+	for i, x := range c {
+		if l.names[i] != x.k {
+			return false
+		}
+	}
+	for i, x := range extra {
+		if l.names[len(c)+i] != x.k {
+			return false
+		}
+	}
+	return true
+}
+
+// layoutFor returns the layout of c and extra in table (nil: no such table).
+func layoutFor(table string, c cols, extra []colv) *layout {
+	if m := layouts.Load(); m != nil {
+		for _, l := range (*m)[table] {
+			if l.matches(c, extra) {
+				return l
+			}
+		}
+	}
+	t, idx := tableColumns(table)
+	if idx == nil {
+		return nil
+	}
+	l := &layout{}
+	for _, x := range c {
+		l.names = append(l.names, x.k)
+	}
+	for _, x := range extra {
+		l.names = append(l.names, x.k)
+	}
+	l.names = append(l.names, fixedCols[:]...)
+	filled := make([]bool, len(t.Columns))
+	for _, k := range l.names {
+		i, ok := idx[k]
+		if !ok {
+			i = -1
+			if l.err == nil {
+				l.err = fmt.Errorf("row for %s has unknown columns [%s]", table, k)
+			}
+		} else {
+			filled[i] = true
+		}
+		l.pos = append(l.pos, i)
+	}
+	for i, ok := range filled {
+		if !ok && l.err == nil {
+			l.err = fmt.Errorf("row for %s lacks column %s", table, t.Columns[i])
+		}
+	}
+	layoutsMu.Lock()
+	defer layoutsMu.Unlock()
+	next := map[string][]*layout{}
+	if m := layouts.Load(); m != nil {
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	next[table] = append(append([]*layout{}, next[table]...), l)
+	layouts.Store(&next)
+	return l
 }
 
 // addEvent adds a row of an input event's fact table: c plus event_id, occurred_at and
@@ -79,31 +188,31 @@ func (b *rowBuilder) add(table, rowID string, c cols) { b.addWith(table, rowID, 
 
 func (b *rowBuilder) addWith(table, rowID string, c cols, extra ...colv) {
 	r := Row{Table: table}
-	t, idx := tableColumns(table)
-	if idx == nil {
+	l := layoutFor(table, c, extra)
+	if l == nil {
 		r.err = fmt.Errorf("no table %s in the migrations", table)
 		b.rows = append(b.rows, r)
 		return
 	}
-	r.vals = make([]any, len(t.Columns))
-	set := func(k string, v any) {
-		if i, ok := idx[k]; ok {
-			r.vals[i] = v
-		} else if r.err == nil {
-			r.err = fmt.Errorf("row for %s has unknown columns [%s]", table, k)
+	t, _ := tableColumns(table)
+	r.vals, r.err = b.values(len(t.Columns)), l.err
+	set := func(i int, v any) {
+		if p := l.pos[i]; p >= 0 {
+			r.vals[p] = v
 		}
 	}
-	for _, x := range c {
-		set(x.k, x.v)
+	for i, x := range c {
+		set(i, x.v)
 	}
-	for _, x := range extra {
-		set(x.k, x.v)
+	for i, x := range extra {
+		set(len(c)+i, x.v)
 	}
-	set("row_id", rowID)
-	set("version", b.boxed.ver)
-	set("src_topic", b.boxed.topic)
-	set("src_partition", b.boxed.partition)
-	set("src_offset", b.boxed.offset)
+	n := len(c) + len(extra)
+	set(n, rowID)
+	set(n+1, b.boxed.ver)
+	set(n+2, b.boxed.topic)
+	set(n+3, b.boxed.partition)
+	set(n+4, b.boxed.offset)
 	if r.err == nil {
 		for i, v := range r.vals {
 			if v == nil {
@@ -146,7 +255,12 @@ func ts(t time.Time) time.Time {
 
 // EventRows maps one input event to the rows of its fact tables and of the audit ledger.
 func EventRows(e *schemas.Event, src Source) ([]Row, error) {
-	b := newRowBuilder(src, FactVersion(src.Offset))
+	return newRowBuilder(src, FactVersion(src.Offset)).eventRows(e, src)
+}
+
+// eventRows is EventRows into b (reset for the record).
+func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
+	b.reset(src, FactVersion(src.Offset))
 	b.eventID, b.occurredAt, b.correlationID = e.EventID, ts(e.OccurredAt), e.CorrelationID
 	audit := func(orderID, kind, member string, points int64, amount decimal.Decimal, currency, requestID, sourceRef string, at time.Time, detail string) {
 		b.add("audit_ledger", e.EventID+":"+kind, cols{
@@ -460,7 +574,12 @@ func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 
 // CommandRows maps one loyalty command (retailflow's output) to loyalty_commands and the audit ledger.
 func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
-	b := newRowBuilder(src, OutputVersion(src.Offset))
+	return newRowBuilder(src, OutputVersion(src.Offset)).commandRows(c, src)
+}
+
+// commandRows is CommandRows into b (reset for the record).
+func (b *rowBuilder) commandRows(c *schemas.LoyaltyCommand, src Source) []Row {
+	b.reset(src, OutputVersion(src.Offset))
 	var activates time.Time
 	if c.ActivatesAt != nil {
 		activates = *c.ActivatesAt
@@ -523,7 +642,12 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 // StateRows maps one changelog record (the order ledger's state; nil for a tombstone) to
 // order_state and order_line_state.
 func StateRows(orderID string, st *ledgerstate.State, src Source) []Row {
-	b := newRowBuilder(src, OutputVersion(src.Offset))
+	return newRowBuilder(src, OutputVersion(src.Offset)).stateRows(orderID, st, src)
+}
+
+// stateRows is StateRows into b (reset for the record).
+func (b *rowBuilder) stateRows(orderID string, st *ledgerstate.State, src Source) []Row {
+	b.reset(src, OutputVersion(src.Offset))
 	if st == nil {
 		b.add("order_state", orderID, cols{
 			{"order_id", orderID}, {"deleted", uint8(1)}, {"member_id", ""}, {"currency", ""}, {"tier_code", ""},

@@ -129,6 +129,7 @@ type Sink struct {
 
 	buf        map[string]*tableBuf // kept across flushes: reset, not reallocated
 	ordered    [][]any              // take's scratch: the values of one record's rows
+	rb         *rowBuilder          // the mappers' builder, reused record after record
 	rows       int
 	bytes      int64 // estimate of buf and records (rowBytes, record key and value)
 	peakBytes  int64 // the most bytes ever buffered (tests)
@@ -182,7 +183,7 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{},
+	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rb: &rowBuilder{},
 		dead: map[*kgo.Record]bool{}, loggedAt: map[string]time.Time{}}
 	var consume []string
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
@@ -380,18 +381,18 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if e.LoyaltyCommand == nil {
 			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
 		}
-		rows := CommandRows(e.LoyaltyCommand, src)
+		rows := s.rb.commandRows(e.LoyaltyCommand, src)
 		rows[0].Set("correlation_id", e.CorrelationID)
 		return rows, nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
-			return StateRows(string(r.Key), nil, src), nil
+			return s.rb.stateRows(string(r.Key), nil, src), nil
 		}
 		st, err := ledgerstate.Decode(ctx, s.o.Serde, ref, r.Value)
 		if err != nil {
 			return fail(err)
 		}
-		return StateRows(st.OrderID, st, src), nil
+		return s.rb.stateRows(st.OrderID, st, src), nil
 	case "":
 		return nil, fmt.Errorf("clickhouse sink: record from unexpected topic %s", r.Topic)
 	default:
@@ -402,7 +403,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if err != nil {
 			return fail(err)
 		}
-		rows, err := EventRows(e, src)
+		rows, err := s.rb.eventRows(e, src)
 		if err != nil {
 			return fail(err)
 		}
