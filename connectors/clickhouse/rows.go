@@ -373,7 +373,7 @@ func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("loyalty_postings", "ACCRUAL/"+p.LedgerEntryID, postingCols(p.OrderID, "ACCRUAL", p.LedgerEntryID, p.RequestID, p.MemberID,
 			p.Points, 0, 0, 0, p.TierCode, p.TierMultiplier, p.EarnRate, p.BasisAmount, p.SourceRef, p.Status, p.PostedAt))
 		audit(p.OrderID, "ACCRUAL_POSTED", p.MemberID, p.Points, decimal.Zero, p.Currency, p.RequestID, p.SourceRef, p.PostedAt,
-			fmt.Sprintf("basis %s × rate %s × tier %s %s", p.BasisAmount, p.EarnRate, p.TierCode, p.TierMultiplier))
+			accrualDetail(p.BasisAmount, p.EarnRate, p.TierCode, p.TierMultiplier))
 	case e.PointsActivated != nil:
 		p := e.PointsActivated
 		b.addEvent("loyalty_postings", "ACTIVATION/"+p.LedgerEntryID, postingCols(p.OrderID, "ACTIVATION", p.LedgerEntryID, "", "",
@@ -383,7 +383,7 @@ func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("loyalty_postings", "REVERSAL/"+p.LedgerEntryID, postingCols(p.OrderID, "REVERSAL", p.LedgerEntryID, p.RequestID, p.MemberID,
 			p.Points, p.ShortfallPoints, p.FromPending, p.FromActive, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.ReversedAt))
 		audit(p.OrderID, "REVERSAL_POSTED", p.MemberID, -p.Points, decimal.Zero, "", p.RequestID, p.SourceRefID, p.ReversedAt,
-			fmt.Sprintf("from pending %d, from active %d, shortfall %d", p.FromPending, p.FromActive, p.ShortfallPoints))
+			reversalDetail(p.FromPending, p.FromActive, p.ShortfallPoints))
 	case e.ErpSalesOrderCreated != nil:
 		o := e.ErpSalesOrderCreated
 		b.addEvent("erp_sales_orders", o.ErpSalesOrderID, cols{
@@ -440,7 +440,7 @@ func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
 			})
 		}
 		audit(d.OrderID, kind, "", 0, d.Gross.Mul(sign), d.Currency, "", d.BillingDocumentID, d.BillingDate,
-			fmt.Sprintf("%s %s net %s tax %s (%s)", d.BillingType, d.BillingDocumentID, d.Net, d.Tax, d.AccountingTransferStatus))
+			billingDetail(d.BillingType, d.BillingDocumentID, d.Net, d.Tax, d.AccountingTransferStatus))
 	case e.BillingDocCancelled != nil:
 		c := e.BillingDocCancelled
 		b.addEvent("billing_cancellations", c.BillingDocumentID, cols{
@@ -453,6 +453,31 @@ func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
 		return nil, fmt.Errorf("event %s (%s) at %s[%d]@%d has no body the sink knows", e.EventID, e.EventType, src.Topic, src.Partition, src.Offset)
 	}
 	return b.rows, nil
+}
+
+// The audit details, built by concatenation (fmt.Sprintf was a tenth of the mapping); the text
+// is the one of the format in each comment (TestAuditDetailsAsFormatted).
+
+// accrualDetail: "basis %s × rate %s × tier %s %s".
+func accrualDetail(basis, rate decimal.Decimal, tier string, mult decimal.Decimal) string {
+	return "basis " + basis.String() + " × rate " + rate.String() + " × tier " + tier + " " + mult.String()
+}
+
+// reversalDetail: "from pending %d, from active %d, shortfall %d".
+func reversalDetail(fromPending, fromActive, shortfall int64) string {
+	return "from pending " + strconv.FormatInt(fromPending, 10) + ", from active " + strconv.FormatInt(fromActive, 10) +
+		", shortfall " + strconv.FormatInt(shortfall, 10)
+}
+
+// billingDetail: "%s %s net %s tax %s (%s)".
+func billingDetail(billingType, docID string, net, tax decimal.Decimal, transfer string) string {
+	return billingType + " " + docID + " net " + net.String() + " tax " + tax.String() + " (" + transfer + ")"
+}
+
+// commandDetail: "%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)".
+func commandDetail(reason string, entitled int64, basis, rate decimal.Decimal, tier string, mult decimal.Decimal, policy string) string {
+	return reason + ": P=" + strconv.FormatInt(entitled, 10) + " after the event (basis " + basis.String() + " × rate " + rate.String() +
+		" × tier " + tier + " " + mult.String() + ", policy " + policy + ")"
 }
 
 func postingCols(orderID, kind, entryID, requestID, member string, points, shortfall, fromPending, fromActive int64,
@@ -600,8 +625,7 @@ func (b *rowBuilder) commandRows(c *schemas.LoyaltyCommand, src Source) []Row {
 		{"order_id", c.OrderID}, {"movement_id", c.RequestID}, {"movement_kind", string(c.CommandType)}, {"member_id", c.MemberID},
 		{"points", pts}, {"amount", decimal.Zero}, {"currency", c.Currency}, {"event_id", ""}, {"causing_event_id", c.CausingEventID},
 		{"request_id", c.RequestID}, {"source_ref", c.SourceRefID}, {"business_time", ts(c.RequestedAt)},
-		{"detail", fmt.Sprintf("%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)",
-			c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion)},
+		{"detail", commandDetail(c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion)},
 	})
 	return b.rows
 }

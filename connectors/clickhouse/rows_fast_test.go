@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"fmt"
 	"math/big"
 	"math/rand"
 	"testing"
@@ -50,5 +51,30 @@ func BenchmarkNetValueByQty(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		NetValueByQty(net, qty)
+	}
+}
+
+// The audit details built by concatenation are the text the fmt formats they replace give.
+func TestAuditDetailsAsFormatted(t *testing.T) {
+	ds := []decimal.Decimal{decimal.Zero, decimal.RequireFromString("-12.50"), decimal.RequireFromString("0.0100"),
+		decimal.RequireFromString("123456789012345678901.123"), decimal.New(5, 3)}
+	ints := []int64{0, -7, 1 << 62, 42}
+	strs := []string{"", "GOLD", "a %s b", "ü"}
+	for i, a := range ds {
+		b, c := ds[(i+1)%len(ds)], ds[(i+2)%len(ds)]
+		for j, s := range strs {
+			n, m, k := ints[j%len(ints)], ints[(j+1)%len(ints)], ints[(j+2)%len(ints)]
+			s2 := strs[(j+1)%len(strs)]
+			check := func(got, want string) {
+				t.Helper()
+				if got != want {
+					t.Errorf("got %q, want %q", got, want)
+				}
+			}
+			check(accrualDetail(a, b, s, c), fmt.Sprintf("basis %s × rate %s × tier %s %s", a, b, s, c))
+			check(reversalDetail(n, m, k), fmt.Sprintf("from pending %d, from active %d, shortfall %d", n, m, k))
+			check(billingDetail(s, s2, a, b, s), fmt.Sprintf("%s %s net %s tax %s (%s)", s, s2, a, b, s))
+			check(commandDetail(s, n, a, b, s2, c, s), fmt.Sprintf("%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)", s, n, a, b, s2, c, s))
+		}
 	}
 }
