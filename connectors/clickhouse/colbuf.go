@@ -47,10 +47,11 @@ type colVals struct {
 	a    []any
 }
 
-// add appends v. The first value after a reset fixes the column's type; a value of another type
-// turns the column into a []any (the mappers give one type per column: this only keeps a
-// mistake correct, not fast).
-func (c *colVals) add(v any) {
+// add appends v and returns its estimated size beyond its word or two (rowBytes' per value
+// part: computed here so each value is switched on once). The first value after a reset fixes
+// the column's type; a value of another type turns the column into a []any (the mappers give
+// one type per column: this only keeps a mistake correct, not fast).
+func (c *colVals) add(v any) (size int64) {
 	if c.kind == kindNone {
 		c.kind = kindOf(v)
 	}
@@ -60,6 +61,7 @@ func (c *colVals) add(v any) {
 		var x string
 		if x, ok = v.(string); ok {
 			c.s = append(c.s, x)
+			size = int64(len(x))
 		}
 	case kindUInt8:
 		var x uint8
@@ -90,6 +92,7 @@ func (c *colVals) add(v any) {
 		var x decimal.Decimal
 		if x, ok = v.(decimal.Decimal); ok {
 			c.d = append(c.d, x)
+			size = 32
 		}
 	case kindTime:
 		var x time.Time
@@ -98,12 +101,15 @@ func (c *colVals) add(v any) {
 		}
 	default:
 		c.a = append(c.a, v)
+		size = valueBytes(v)
 	}
 	if !ok {
 		c.toAny()
 		c.a = append(c.a, v)
+		size = valueBytes(v)
 	}
 	c.n++
+	return size
 }
 
 func kindOf(v any) valKind {
@@ -285,12 +291,14 @@ func newTableBuf(t Table) *tableBuf {
 
 func (b *tableBuf) len() int { return len(b.recs) }
 
-// add appends one row, its values in the table's column order.
-func (b *tableBuf) add(vals []any, rec *kgo.Record) {
+// add appends one row, its values in the table's column order, and returns rowBytes(vals).
+func (b *tableBuf) add(vals []any, rec *kgo.Record) int64 {
+	n := int64(24 * len(vals))
 	for i, v := range vals {
-		b.cols[i].add(v)
+		n += b.cols[i].add(v)
 	}
 	b.recs = append(b.recs, rec)
+	return n
 }
 
 // truncate drops the rows from n on.

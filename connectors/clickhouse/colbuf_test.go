@@ -163,3 +163,24 @@ func dumpTable(t *testing.T, db, table, cols string) []string {
 	}
 	return out
 }
+
+// tableBuf.add estimates a row as rowBytes does (the byte bound of the buffer).
+func TestTableBufAddEstimatesAsRowBytes(t *testing.T) {
+	tables, err := Tables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	rows := StateRows("O-1", &ledgerstate.State{OrderID: "O-1", Clock: at, Order: &ledgerstate.OrderSnapshot{MemberID: "M-1"},
+		Lines: []ledgerstate.LineState{{OrderLineID: "L-1"}}}, Source{Topic: "cl", Offset: 5})
+	rows = append(rows, DeadLetterRows(&schemas.DeadLetter{SourceTopic: "x", Value: []byte("vv")}, Source{Topic: "d"}, []string{"k1", "k2"}, []string{"a", "b"})...)
+	for _, r := range rows {
+		vals, err := r.Ordered(tables[r.Table])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := newTableBuf(tables[r.Table]).add(vals, nil), rowBytes(vals); got != want || want <= int64(24*len(vals)) {
+			t.Errorf("%s: add estimates %d, rowBytes %d", r.Table, got, want)
+		}
+	}
+}

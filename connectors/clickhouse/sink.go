@@ -142,24 +142,33 @@ type Sink struct {
 	loggedAt map[string]time.Time // last error line per reason (one a minute)
 }
 
-// rowBytes estimates the memory of a row's values: their bytes plus a word or two each.
+// rowBytes estimates the memory of a row's values: their bytes plus a word or two each
+// (tableBuf.add computes the same while it copies the values).
 func rowBytes(vals []any) int64 {
 	n := int64(24 * len(vals))
 	for _, v := range vals {
-		switch x := v.(type) {
-		case string:
-			n += int64(len(x))
-		case []byte:
-			n += int64(len(x))
-		case []string:
-			for _, e := range x {
-				n += int64(len(e)) + 16
-			}
-		case decimal.Decimal:
-			n += 32
-		}
+		n += valueBytes(v)
 	}
 	return n
+}
+
+// valueBytes is the part of rowBytes of one value beyond its word or two.
+func valueBytes(v any) int64 {
+	switch x := v.(type) {
+	case string:
+		return int64(len(x))
+	case []byte:
+		return int64(len(x))
+	case []string:
+		var n int64
+		for _, e := range x {
+			n += int64(len(e)) + 16
+		}
+		return n
+	case decimal.Decimal:
+		return 32
+	}
+	return 0
 }
 
 // NewSink validates o and creates the Kafka client (no I/O until Run).
@@ -325,8 +334,7 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			b = newTableBuf(s.tables[row.Table])
 			s.buf[row.Table] = b
 		}
-		b.add(ordered[i], r)
-		s.bytes += rowBytes(ordered[i])
+		s.bytes += b.add(ordered[i], r)
 	}
 	s.peakBytes = max(s.peakBytes, s.bytes)
 	s.o.Metrics.SetBufferedBytes(s.bytes)
