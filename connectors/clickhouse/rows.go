@@ -58,10 +58,12 @@ type rowBuilder struct {
 	boxed struct {
 		ver, topic, partition, offset, eventID, occurredAt, correlationID any
 	}
-	// slab holds the rows' values: one allocation for many rows. A builder the sink reuses
-	// (reset) overwrites them with the next record's: the sink copies every value into its
-	// column buffers before it maps the next record.
-	slab []any
+	// slab holds the rows' values of a builder the sink reuses (reused): one allocation for
+	// many rows, overwritten by the next record's (the sink copies every value into its column
+	// buffers before it maps the next record). A builder of the exported mappers allocates
+	// each row's values on their own, as the rows outlive it.
+	slab   []any
+	reused bool
 }
 
 func newRowBuilder(src Source, ver uint64) *rowBuilder {
@@ -74,12 +76,15 @@ func newRowBuilder(src Source, ver uint64) *rowBuilder {
 func (b *rowBuilder) reset(src Source, ver uint64) {
 	clear(b.slab)
 	clear(b.rows)
-	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], src: src, ver: ver}
+	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], reused: b.reused, src: src, ver: ver}
 	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
 }
 
 // values returns n zeroed values from the slab.
 func (b *rowBuilder) values(n int) []any {
+	if !b.reused {
+		return make([]any, n)
+	}
 	if cap(b.slab)-len(b.slab) < n {
 		b.slab = make([]any, 0, max(n, 2*cap(b.slab), 32))
 	}

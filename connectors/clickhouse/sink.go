@@ -192,7 +192,7 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rb: &rowBuilder{},
+	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rb: &rowBuilder{reused: true},
 		dead: map[*kgo.Record]bool{}, loggedAt: map[string]time.Time{}}
 	var consume []string
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
