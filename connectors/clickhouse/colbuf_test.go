@@ -184,3 +184,119 @@ func TestTableBufAddEstimatesAsRowBytes(t *testing.T) {
 		}
 	}
 }
+
+// The sink's direct path (mappers writing into the column buffers) buffers the same values, of
+// the same types, in the same order, as the Row path (EventRows/StateRows → Ordered → add) that
+// TestColumnWiseInsertMatchesRowWise checks against the row-wise INSERT; a mapping bug leaves
+// no partial row behind.
+func TestDirectRowsMatchRowPath(t *testing.T) {
+	tables, err := Tables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := generate.Faults{}
+	for _, name := range generate.AllFaults() {
+		f.Set(name, 0.2)
+	}
+	tr, err := generate.Generate(generate.Options{Seed: 17, Orders: 80, Faults: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := &rowBuilder{dst: &directDst{bufs: map[string]*tableBuf{}}}
+	viaRows := map[string]*tableBuf{}
+	add := func(rows []Row, rec *kgo.Record) {
+		for _, r := range rows {
+			vals, err := r.Ordered(tables[r.Table])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if viaRows[r.Table] == nil {
+				viaRows[r.Table] = newTableBuf(tables[r.Table])
+			}
+			viaRows[r.Table].add(vals, rec)
+		}
+	}
+	n := 0
+	for i, r := range tr.Records {
+		if r.Event == nil || r.Raw != nil {
+			continue
+		}
+		rec := &kgo.Record{Offset: int64(i)}
+		src := Source{Topic: string(r.Topic), Partition: int32(i % 4), Offset: int64(i)}
+		rows, err := EventRows(r.Event, src)
+		if err != nil {
+			continue
+		}
+		add(rows, rec)
+		direct.dst.begin(rec)
+		if out, err := direct.eventRows(r.Event, src); err != nil || len(out) != 0 || direct.dst.err != nil {
+			t.Fatalf("direct: %v rows, %v, %v", len(out), err, direct.dst.err)
+		}
+		if direct.dst.rows != len(rows) {
+			t.Fatalf("direct wrote %d rows, EventRows %d", direct.dst.rows, len(rows))
+		}
+		n += len(rows)
+	}
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	st := &ledgerstate.State{OrderID: "O-1", Clock: at, Order: &ledgerstate.OrderSnapshot{MemberID: "M-1"},
+		Lines: []ledgerstate.LineState{{OrderLineID: "L-1"}}, Exceptions: []ledgerstate.Exception{{Code: "C", Ref: "R"}}}
+	for i, s := range []*ledgerstate.State{st, nil} {
+		rec, src := &kgo.Record{Offset: int64(i)}, Source{Topic: "cl", Offset: int64(i)}
+		add(StateRows("O-1", s, src), rec)
+		direct.dst.begin(rec)
+		direct.stateRows("O-1", s, src)
+	}
+	if len(direct.dst.bufs) != len(viaRows) {
+		t.Fatalf("direct filled %d tables, the Row path %d", len(direct.dst.bufs), len(viaRows))
+	}
+	for name, want := range viaRows {
+		got := direct.dst.bufs[name]
+		if got.len() != want.len() {
+			t.Fatalf("%s: %d rows direct, %d via rows", name, got.len(), want.len())
+		}
+		for j := range want.cols {
+			if got.cols[j].kind != want.cols[j].kind {
+				t.Fatalf("%s.%s: kind %d direct, %d via rows", name, want.t.Columns[j], got.cols[j].kind, want.cols[j].kind)
+			}
+			for i := 0; i < want.len(); i++ {
+				if g, w := got.cols[j].get(i), want.cols[j].get(i); !reflect.DeepEqual(g, w) {
+					t.Fatalf("%s.%s row %d: %v direct, %v via rows", name, want.t.Columns[j], i, g, w)
+				}
+			}
+		}
+		for i := range want.recs {
+			if got.recs[i] != want.recs[i] {
+				t.Fatalf("%s row %d: record differs", name, i)
+			}
+		}
+	}
+	t.Logf("%d event rows in %d tables identical", n, len(viaRows))
+
+	// a row with a column its table lacks: nothing of the record stays buffered
+	before := direct.dst.bufs["billing_cancellations"]
+	l0 := 0
+	if before != nil {
+		l0 = before.len()
+	}
+	direct.dst.begin(&kgo.Record{})
+	direct.reset(Source{Topic: "t"}, 1)
+	direct.eventID, direct.occurredAt, direct.correlationID = "E-1", at, "C-1"
+	direct.addEvent("billing_cancellations", "B-1", cols{{"order_id", "O-1"}, {"billing_document_id", "B-1"},
+		{"cancels_billing_document_id", "B-0"}, {"cancelled_at", ts(time.Time{})}})
+	if direct.dst.err != nil || direct.dst.bufs["billing_cancellations"].len() != l0+1 {
+		t.Fatalf("a complete row: %v", direct.dst.err)
+	}
+	direct.add("billing_cancellations", "B-2", cols{{"order_id", "O-1"}, {"no_such_column", 1}})
+	if direct.dst.err == nil || !strings.Contains(direct.dst.err.Error(), "unknown columns [no_such_column]") || direct.dst.errTable != "billing_cancellations" {
+		t.Fatalf("mapping bug: %v in %q", direct.dst.err, direct.dst.errTable)
+	}
+	direct.dst.rollback()
+	if b := direct.dst.bufs["billing_cancellations"]; b.len() != l0 {
+		t.Fatalf("rollback left %d rows, want %d", b.len(), l0)
+	}
+	for j := range direct.dst.bufs["billing_cancellations"].cols {
+		if c := direct.dst.bufs["billing_cancellations"].cols[j]; c.n != l0 {
+			t.Fatalf("column %d has %d values after rollback, want %d", j, c.n, l0)
+		}
+	}
+}
