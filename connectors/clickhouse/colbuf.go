@@ -112,19 +112,6 @@ func (c *colVals) add(v any) (size int64) {
 	return size
 }
 
-// addString is add for a string, without boxing it.
-func (c *colVals) addString(x string) int64 {
-	if c.kind == kindNone {
-		c.kind = kindString
-	}
-	if c.kind != kindString {
-		return c.add(x)
-	}
-	c.s = append(c.s, x)
-	c.n++
-	return int64(len(x))
-}
-
 func kindOf(v any) valKind {
 	switch v.(type) {
 	case string:

@@ -12,7 +12,6 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/shopspring/decimal"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Source locates the Kafka record a row came from.
@@ -65,40 +64,6 @@ type rowBuilder struct {
 	// each row's values on their own, as the rows outlive it.
 	slab   []any
 	reused bool
-	// dst, when set, takes the rows instead of b.rows: straight into the sink's column
-	// buffers (addDirect), without a []any per row.
-	dst *directDst
-}
-
-// directDst is the sink's column buffers as the destination of one record's rows.
-type directDst struct {
-	bufs     map[string]*tableBuf
-	rec      *kgo.Record
-	undo     []undoMark // each row's buffer and its length before the row
-	rows     int
-	bytes    int64  // the rows' byte estimate (rowBytes)
-	err      error  // a mapping bug: the record's rows are dropped and the record dead-lettered
-	errTable string // the table of the row that had it
-}
-
-type undoMark struct {
-	buf *tableBuf
-	n   int
-}
-
-// begin starts the rows of rec.
-func (d *directDst) begin(rec *kgo.Record) {
-	clear(d.undo)
-	d.rec, d.undo, d.rows, d.bytes, d.err, d.errTable = rec, d.undo[:0], 0, 0, nil, ""
-}
-
-// rollback drops the rows of the record begun last.
-func (d *directDst) rollback() {
-	for i := len(d.undo) - 1; i >= 0; i-- {
-		d.undo[i].buf.truncate(d.undo[i].n)
-	}
-	clear(d.undo)
-	d.undo, d.rows, d.bytes = d.undo[:0], 0, 0
 }
 
 func newRowBuilder(src Source, ver uint64) *rowBuilder {
@@ -111,7 +76,7 @@ func newRowBuilder(src Source, ver uint64) *rowBuilder {
 func (b *rowBuilder) reset(src Source, ver uint64) {
 	clear(b.slab)
 	clear(b.rows)
-	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], reused: b.reused, dst: b.dst, src: src, ver: ver}
+	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], reused: b.reused, src: src, ver: ver}
 	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
 }
 
@@ -227,10 +192,6 @@ func (b *rowBuilder) addEvent(table, rowID string, c cols) {
 func (b *rowBuilder) add(table, rowID string, c cols) { b.addWith(table, rowID, c) }
 
 func (b *rowBuilder) addWith(table, rowID string, c cols, extra ...colv) {
-	if b.dst != nil {
-		b.addDirect(table, rowID, c, extra)
-		return
-	}
 	r := Row{Table: table}
 	l := layoutFor(table, c, extra)
 	if l == nil {
@@ -266,65 +227,6 @@ func (b *rowBuilder) addWith(table, rowID string, c cols, extra ...colv) {
 		}
 	}
 	b.rows = append(b.rows, r)
-}
-
-// addDirect appends the row to its table's column buffer in b.dst; the checks are addWith's
-// (a column the table lacks, one left out, a nil value) plus a column named twice, all before
-// the first value is written, so a bad row leaves no partial row behind.
-func (b *rowBuilder) addDirect(table, rowID string, c cols, extra []colv) {
-	d := b.dst
-	if d.err != nil {
-		return
-	}
-	fail := func(err error) { d.err, d.errTable = err, table }
-	l := layoutFor(table, c, extra)
-	if l == nil {
-		fail(fmt.Errorf("no table %s in the migrations", table))
-		return
-	}
-	if l.err != nil {
-		fail(l.err)
-		return
-	}
-	buf := d.bufs[table]
-	if buf == nil {
-		t, _ := tableColumns(table)
-		buf = newTableBuf(t)
-		d.bufs[table] = buf
-	}
-	if len(l.names) != len(buf.cols) {
-		fail(fmt.Errorf("row for %s names a column twice", table))
-		return
-	}
-	for i, x := range c {
-		if x.v == nil {
-			fail(fmt.Errorf("row for %s lacks column %s", table, buf.t.Columns[l.pos[i]]))
-			return
-		}
-	}
-	for i, x := range extra {
-		if x.v == nil {
-			fail(fmt.Errorf("row for %s lacks column %s", table, buf.t.Columns[l.pos[len(c)+i]]))
-			return
-		}
-	}
-	d.undo = append(d.undo, undoMark{buf, buf.len()})
-	n := int64(24 * len(buf.cols))
-	for i, x := range c {
-		n += buf.cols[l.pos[i]].add(x.v)
-	}
-	for i, x := range extra {
-		n += buf.cols[l.pos[len(c)+i]].add(x.v)
-	}
-	k := len(c) + len(extra)
-	n += buf.cols[l.pos[k]].addString(rowID)
-	n += buf.cols[l.pos[k+1]].add(b.boxed.ver)
-	n += buf.cols[l.pos[k+2]].add(b.boxed.topic)
-	n += buf.cols[l.pos[k+3]].add(b.boxed.partition)
-	n += buf.cols[l.pos[k+4]].add(b.boxed.offset)
-	buf.recs = append(buf.recs, d.rec)
-	d.rows++
-	d.bytes += n
 }
 
 func str(p *string) string {

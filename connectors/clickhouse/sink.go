@@ -129,8 +129,7 @@ type Sink struct {
 
 	buf        map[string]*tableBuf // kept across flushes: reset, not reallocated
 	ordered    [][]any              // take's scratch: the values of one record's rows
-	rb         *rowBuilder          // the builder of input events and states: rows straight into buf
-	rbRows     *rowBuilder          // the builder of commands (their rows are amended): reused
+	rb         *rowBuilder          // the mappers' builder, reused record after record
 	rows       int
 	bytes      int64 // estimate of buf and records (rowBytes, record key and value)
 	peakBytes  int64 // the most bytes ever buffered (tests)
@@ -193,9 +192,8 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rbRows: &rowBuilder{reused: true},
+	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rb: &rowBuilder{reused: true},
 		dead: map[*kgo.Record]bool{}, loggedAt: map[string]time.Time{}}
-	s.rb = &rowBuilder{dst: &directDst{bufs: s.buf}}
 	var consume []string
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
 		if t == schemas.TopicChangelog && !o.Changelog {
@@ -312,13 +310,6 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 		}
 		rows, err = s.mapRecord(ctx, r)
 	}
-	d := s.rb.dst
-	if d.err != nil {
-		// a mapping bug, caught by the tests for every event type: dead-letter the record
-		// rather than block its partition (its rows already written are dropped)
-		d.rollback()
-		return s.deadLetter(ctx, r, d.errTable, d.err)
-	}
 	ordered := s.ordered[:0]
 	defer func() { clear(ordered); s.ordered = ordered[:0] }()
 	for _, row := range rows {
@@ -330,7 +321,8 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			err = fmt.Errorf("no table %s in the migrations", row.Table)
 		}
 		if err != nil {
-			d.rollback()
+			// a mapping bug, caught by the tests for every event type: dead-letter the record
+			// rather than block its partition
 			return s.deadLetter(ctx, r, row.Table, err)
 		}
 		ordered = append(ordered, vals)
@@ -344,25 +336,18 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 		}
 		s.bytes += b.add(ordered[i], r)
 	}
-	s.bytes += d.bytes
 	s.peakBytes = max(s.peakBytes, s.bytes)
 	s.o.Metrics.SetBufferedBytes(s.bytes)
-	s.rows += len(rows) + d.rows
+	s.rows += len(rows)
 	return nil
 }
 
-// mapRecord returns the rows of one record: the rows of input events and changelog states go
-// straight into the column buffers (s.rb.dst: counted there, dropped by take on a mapping
-// bug), the others (commands, dead letters, failures) are returned. Only a transient failure
-// (schema registry down) is returned as an error; Run then stops without committing, and the
-// record is redelivered.
+// mapRecord returns the rows of one record. Only a transient failure (schema registry down) is
+// returned as an error; Run then stops without committing, and the record is redelivered.
 func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
-	s.rb.dst.begin(r)
 	src := Source{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 	ref := schemas.RecordRef{Topic: s.logical[r.Topic], Partition: r.Partition, Offset: r.Offset}
 	fail := func(err error) ([]Row, error) {
-		s.rb.dst.rollback() // (nothing is written before a failure; kept true if that changes)
-		s.rb.dst.err = nil
 		var de *schemas.DecodeError
 		class := schemas.ClassInvalid
 		if errors.As(err, &de) {
@@ -404,7 +389,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if e.LoyaltyCommand == nil {
 			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
 		}
-		rows := s.rbRows.commandRows(e.LoyaltyCommand, src)
+		rows := s.rb.commandRows(e.LoyaltyCommand, src)
 		rows[0].Set("correlation_id", e.CorrelationID)
 		return rows, nil
 	case schemas.TopicChangelog:
