@@ -3,7 +3,10 @@ package clickhouse
 import (
 	"fmt"
 	"math/big"
+	"math/bits"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -55,12 +58,124 @@ type rowBuilder struct {
 	boxed struct {
 		ver, topic, partition, offset, eventID, occurredAt, correlationID any
 	}
+	// slab holds the rows' values of a builder the sink reuses (reused): one allocation for
+	// many rows, overwritten by the next record's (the sink copies every value into its column
+	// buffers before it maps the next record). A builder of the exported mappers allocates
+	// each row's values on their own, as the rows outlive it.
+	slab   []any
+	reused bool
 }
 
 func newRowBuilder(src Source, ver uint64) *rowBuilder {
-	b := &rowBuilder{src: src, ver: ver}
-	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
+	b := &rowBuilder{}
+	b.reset(src, ver)
 	return b
+}
+
+// reset starts the rows of the next record; the rows returned before are no longer valid.
+func (b *rowBuilder) reset(src Source, ver uint64) {
+	clear(b.slab)
+	clear(b.rows)
+	*b = rowBuilder{rows: b.rows[:0], slab: b.slab[:0], reused: b.reused, src: src, ver: ver}
+	b.boxed.ver, b.boxed.topic, b.boxed.partition, b.boxed.offset = ver, src.Topic, src.Partition, src.Offset
+}
+
+// values returns n zeroed values from the slab.
+func (b *rowBuilder) values(n int) []any {
+	if !b.reused {
+		return make([]any, n)
+	}
+	if cap(b.slab)-len(b.slab) < n {
+		b.slab = make([]any, 0, max(n, 2*cap(b.slab), 32))
+	}
+	l := len(b.slab)
+	b.slab = b.slab[:l+n]
+	return b.slab[l : l+n : l+n]
+}
+
+// layout is where the columns one mapper call names (in its order: its cols, then the extra
+// ones, then row_id, version and the source coordinates) go in its table: found once per call
+// site and table, then by comparing the names (the literals of the call site, equal at once)
+// instead of a map lookup per column per row.
+type layout struct {
+	names []string
+	pos   []int // -1: not a column of the table
+	err   error // a name that is not a column, or a column no name fills (a mapping bug)
+}
+
+var (
+	layoutsMu sync.Mutex                           // serializes the writers of layouts
+	layouts   atomic.Pointer[map[string][]*layout] // table → the layouts seen; copied on write
+	fixedCols = [...]string{"row_id", "version", "src_topic", "src_partition", "src_offset"}
+)
+
+func (l *layout) matches(c cols, extra []colv) bool {
+	if len(l.names) != len(c)+len(extra)+len(fixedCols) {
+		return false
+	}
+	for i, x := range c {
+		if l.names[i] != x.k {
+			return false
+		}
+	}
+	for i, x := range extra {
+		if l.names[len(c)+i] != x.k {
+			return false
+		}
+	}
+	return true
+}
+
+// layoutFor returns the layout of c and extra in table (nil: no such table).
+func layoutFor(table string, c cols, extra []colv) *layout {
+	if m := layouts.Load(); m != nil {
+		for _, l := range (*m)[table] {
+			if l.matches(c, extra) {
+				return l
+			}
+		}
+	}
+	t, idx := tableColumns(table)
+	if idx == nil {
+		return nil
+	}
+	l := &layout{}
+	for _, x := range c {
+		l.names = append(l.names, x.k)
+	}
+	for _, x := range extra {
+		l.names = append(l.names, x.k)
+	}
+	l.names = append(l.names, fixedCols[:]...)
+	filled := make([]bool, len(t.Columns))
+	for _, k := range l.names {
+		i, ok := idx[k]
+		if !ok {
+			i = -1
+			if l.err == nil {
+				l.err = fmt.Errorf("row for %s has unknown columns [%s]", table, k)
+			}
+		} else {
+			filled[i] = true
+		}
+		l.pos = append(l.pos, i)
+	}
+	for i, ok := range filled {
+		if !ok && l.err == nil {
+			l.err = fmt.Errorf("row for %s lacks column %s", table, t.Columns[i])
+		}
+	}
+	layoutsMu.Lock()
+	defer layoutsMu.Unlock()
+	next := map[string][]*layout{}
+	if m := layouts.Load(); m != nil {
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	next[table] = append(append([]*layout{}, next[table]...), l)
+	layouts.Store(&next)
+	return l
 }
 
 // addEvent adds a row of an input event's fact table: c plus event_id, occurred_at and
@@ -78,31 +193,31 @@ func (b *rowBuilder) add(table, rowID string, c cols) { b.addWith(table, rowID, 
 
 func (b *rowBuilder) addWith(table, rowID string, c cols, extra ...colv) {
 	r := Row{Table: table}
-	t, idx := tableColumns(table)
-	if idx == nil {
+	l := layoutFor(table, c, extra)
+	if l == nil {
 		r.err = fmt.Errorf("no table %s in the migrations", table)
 		b.rows = append(b.rows, r)
 		return
 	}
-	r.vals = make([]any, len(t.Columns))
-	set := func(k string, v any) {
-		if i, ok := idx[k]; ok {
-			r.vals[i] = v
-		} else if r.err == nil {
-			r.err = fmt.Errorf("row for %s has unknown columns [%s]", table, k)
+	t, _ := tableColumns(table)
+	r.vals, r.err = b.values(len(t.Columns)), l.err
+	set := func(i int, v any) {
+		if p := l.pos[i]; p >= 0 {
+			r.vals[p] = v
 		}
 	}
-	for _, x := range c {
-		set(x.k, x.v)
+	for i, x := range c {
+		set(i, x.v)
 	}
-	for _, x := range extra {
-		set(x.k, x.v)
+	for i, x := range extra {
+		set(len(c)+i, x.v)
 	}
-	set("row_id", rowID)
-	set("version", b.boxed.ver)
-	set("src_topic", b.boxed.topic)
-	set("src_partition", b.boxed.partition)
-	set("src_offset", b.boxed.offset)
+	n := len(c) + len(extra)
+	set(n, rowID)
+	set(n+1, b.boxed.ver)
+	set(n+2, b.boxed.topic)
+	set(n+3, b.boxed.partition)
+	set(n+4, b.boxed.offset)
 	if r.err == nil {
 		for i, v := range r.vals {
 			if v == nil {
@@ -145,7 +260,12 @@ func ts(t time.Time) time.Time {
 
 // EventRows maps one input event to the rows of its fact tables and of the audit ledger.
 func EventRows(e *schemas.Event, src Source) ([]Row, error) {
-	b := newRowBuilder(src, FactVersion(src.Offset))
+	return newRowBuilder(src, FactVersion(src.Offset)).eventRows(e, src)
+}
+
+// eventRows is EventRows into b (reset for the record).
+func (b *rowBuilder) eventRows(e *schemas.Event, src Source) ([]Row, error) {
+	b.reset(src, FactVersion(src.Offset))
 	b.eventID, b.occurredAt, b.correlationID = e.EventID, ts(e.OccurredAt), e.CorrelationID
 	audit := func(orderID, kind, member string, points int64, amount decimal.Decimal, currency, requestID, sourceRef string, at time.Time, detail string) {
 		b.add("audit_ledger", e.EventID+":"+kind, cols{
@@ -258,7 +378,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("loyalty_postings", "ACCRUAL/"+p.LedgerEntryID, postingCols(p.OrderID, "ACCRUAL", p.LedgerEntryID, p.RequestID, p.MemberID,
 			p.Points, 0, 0, 0, p.TierCode, p.TierMultiplier, p.EarnRate, p.BasisAmount, p.SourceRef, p.Status, p.PostedAt))
 		audit(p.OrderID, "ACCRUAL_POSTED", p.MemberID, p.Points, decimal.Zero, p.Currency, p.RequestID, p.SourceRef, p.PostedAt,
-			fmt.Sprintf("basis %s × rate %s × tier %s %s", p.BasisAmount, p.EarnRate, p.TierCode, p.TierMultiplier))
+			accrualDetail(p.BasisAmount, p.EarnRate, p.TierCode, p.TierMultiplier))
 	case e.PointsActivated != nil:
 		p := e.PointsActivated
 		b.addEvent("loyalty_postings", "ACTIVATION/"+p.LedgerEntryID, postingCols(p.OrderID, "ACTIVATION", p.LedgerEntryID, "", "",
@@ -268,7 +388,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		b.addEvent("loyalty_postings", "REVERSAL/"+p.LedgerEntryID, postingCols(p.OrderID, "REVERSAL", p.LedgerEntryID, p.RequestID, p.MemberID,
 			p.Points, p.ShortfallPoints, p.FromPending, p.FromActive, "", decimal.Zero, decimal.Zero, decimal.Zero, p.SourceRefID, p.Reason, p.ReversedAt))
 		audit(p.OrderID, "REVERSAL_POSTED", p.MemberID, -p.Points, decimal.Zero, "", p.RequestID, p.SourceRefID, p.ReversedAt,
-			fmt.Sprintf("from pending %d, from active %d, shortfall %d", p.FromPending, p.FromActive, p.ShortfallPoints))
+			reversalDetail(p.FromPending, p.FromActive, p.ShortfallPoints))
 	case e.ErpSalesOrderCreated != nil:
 		o := e.ErpSalesOrderCreated
 		b.addEvent("erp_sales_orders", o.ErpSalesOrderID, cols{
@@ -325,7 +445,7 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 			})
 		}
 		audit(d.OrderID, kind, "", 0, d.Gross.Mul(sign), d.Currency, "", d.BillingDocumentID, d.BillingDate,
-			fmt.Sprintf("%s %s net %s tax %s (%s)", d.BillingType, d.BillingDocumentID, d.Net, d.Tax, d.AccountingTransferStatus))
+			billingDetail(d.BillingType, d.BillingDocumentID, d.Net, d.Tax, d.AccountingTransferStatus))
 	case e.BillingDocCancelled != nil:
 		c := e.BillingDocCancelled
 		b.addEvent("billing_cancellations", c.BillingDocumentID, cols{
@@ -338,6 +458,31 @@ func EventRows(e *schemas.Event, src Source) ([]Row, error) {
 		return nil, fmt.Errorf("event %s (%s) at %s[%d]@%d has no body the sink knows", e.EventID, e.EventType, src.Topic, src.Partition, src.Offset)
 	}
 	return b.rows, nil
+}
+
+// The audit details, built by concatenation (fmt.Sprintf was a tenth of the mapping); the text
+// is the one of the format in each comment (TestAuditDetailsAsFormatted).
+
+// accrualDetail: "basis %s × rate %s × tier %s %s".
+func accrualDetail(basis, rate decimal.Decimal, tier string, mult decimal.Decimal) string {
+	return "basis " + basis.String() + " × rate " + rate.String() + " × tier " + tier + " " + mult.String()
+}
+
+// reversalDetail: "from pending %d, from active %d, shortfall %d".
+func reversalDetail(fromPending, fromActive, shortfall int64) string {
+	return "from pending " + strconv.FormatInt(fromPending, 10) + ", from active " + strconv.FormatInt(fromActive, 10) +
+		", shortfall " + strconv.FormatInt(shortfall, 10)
+}
+
+// billingDetail: "%s %s net %s tax %s (%s)".
+func billingDetail(billingType, docID string, net, tax decimal.Decimal, transfer string) string {
+	return billingType + " " + docID + " net " + net.String() + " tax " + tax.String() + " (" + transfer + ")"
+}
+
+// commandDetail: "%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)".
+func commandDetail(reason string, entitled int64, basis, rate decimal.Decimal, tier string, mult decimal.Decimal, policy string) string {
+	return reason + ": P=" + strconv.FormatInt(entitled, 10) + " after the event (basis " + basis.String() + " × rate " + rate.String() +
+		" × tier " + tier + " " + mult.String() + ", policy " + policy + ")"
 }
 
 func postingCols(orderID, kind, entryID, requestID, member string, points, shortfall, fromPending, fromActive int64,
@@ -360,14 +505,65 @@ func NetValueByQty(lineNet, quantity decimal.Decimal) []decimal.Decimal {
 		return nil
 	}
 	n := quantity.IntPart()
-	net := lineNet.Rat()
 	out := make([]decimal.Decimal, n+1)
+	if netValuesInt64(out, lineNet, n) {
+		return out
+	}
+	net := lineNet.Rat()
 	for q := int64(0); q <= n; q++ {
 		x := new(big.Rat).Mul(net, big.NewRat(q, n))
 		out[q] = roundHalfEven(x, 2)
 	}
 	return out
 }
+
+// netValuesInt64 fills out as NetValueByQty does, in uint64 arithmetic, when every intermediate
+// fits (coefficients of up to 18 digits, any practical scale); false leaves the exact big.Rat
+// path to the caller. value_cum(q) × 100 = |c| × 10^(exp+2) × q / n, rounded half-even on the
+// magnitude and signed after, as roundHalfEven does; each value is built with exponent −2, the
+// representation roundHalfEven gives (TestNetValueByQtyMatchesRatReference).
+func netValuesInt64(out []decimal.Decimal, lineNet decimal.Decimal, n int64) bool {
+	if lineNet.NumDigits() > 18 {
+		return false
+	}
+	c := lineNet.CoefficientInt64()
+	neg := c < 0
+	if neg {
+		c = -c
+	}
+	num, den := uint64(c), uint64(n)
+	var hi uint64
+	switch k := lineNet.Exponent() + 2; {
+	case k > 18 || k < -18:
+		return false
+	case k > 0:
+		hi, num = bits.Mul64(num, pow10u64[k])
+	case k < 0:
+		hi, den = bits.Mul64(den, pow10u64[-k])
+	}
+	if hi != 0 || den >= 1<<62 {
+		return false
+	}
+	// num × q ≤ num × n must stay below 2^62 (2 × remainder < 2^63)
+	if hi, lo := bits.Mul64(num, uint64(n)); hi != 0 || lo >= 1<<62 {
+		return false
+	}
+	for q := range out {
+		x := num * uint64(q)
+		v, r := x/den, x%den
+		if 2*r > den || (2*r == den && v&1 == 1) {
+			v++
+		}
+		if neg {
+			out[q] = decimal.New(-int64(v), -2)
+		} else {
+			out[q] = decimal.New(int64(v), -2)
+		}
+	}
+	return true
+}
+
+var pow10u64 = [19]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
 
 // TaxByQty returns the OMS tax of each cumulative net value of a line (NetValueByQty): t[q] =
 // round_half_even(values[q] × Σ rates of its tax lines, 2), one rounding per amount, as C6
@@ -408,7 +604,12 @@ func roundHalfEven(x *big.Rat, places int32) decimal.Decimal {
 
 // CommandRows maps one loyalty command (retailflow's output) to loyalty_commands and the audit ledger.
 func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
-	b := newRowBuilder(src, OutputVersion(src.Offset))
+	return newRowBuilder(src, OutputVersion(src.Offset)).commandRows(c, src)
+}
+
+// commandRows is CommandRows into b (reset for the record).
+func (b *rowBuilder) commandRows(c *schemas.LoyaltyCommand, src Source) []Row {
+	b.reset(src, OutputVersion(src.Offset))
 	var activates time.Time
 	if c.ActivatesAt != nil {
 		activates = *c.ActivatesAt
@@ -429,8 +630,7 @@ func CommandRows(c *schemas.LoyaltyCommand, src Source) []Row {
 		{"order_id", c.OrderID}, {"movement_id", c.RequestID}, {"movement_kind", string(c.CommandType)}, {"member_id", c.MemberID},
 		{"points", pts}, {"amount", decimal.Zero}, {"currency", c.Currency}, {"event_id", ""}, {"causing_event_id", c.CausingEventID},
 		{"request_id", c.RequestID}, {"source_ref", c.SourceRefID}, {"business_time", ts(c.RequestedAt)},
-		{"detail", fmt.Sprintf("%s: P=%d after the event (basis %s × rate %s × tier %s %s, policy %s)",
-			c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion)},
+		{"detail", commandDetail(c.Reason, c.EntitledPoints, c.BasisAmount, c.EarnRate, c.TierCode, c.TierMultiplier, c.PolicyVersion)},
 	})
 	return b.rows
 }
@@ -471,7 +671,12 @@ func FailureRow(origin string, class schemas.ErrorClass, cause error, src Source
 // StateRows maps one changelog record (the order ledger's state; nil for a tombstone) to
 // order_state and order_line_state.
 func StateRows(orderID string, st *ledgerstate.State, src Source) []Row {
-	b := newRowBuilder(src, OutputVersion(src.Offset))
+	return newRowBuilder(src, OutputVersion(src.Offset)).stateRows(orderID, st, src)
+}
+
+// stateRows is StateRows into b (reset for the record).
+func (b *rowBuilder) stateRows(orderID string, st *ledgerstate.State, src Source) []Row {
+	b.reset(src, OutputVersion(src.Offset))
 	if st == nil {
 		b.add("order_state", orderID, cols{
 			{"order_id", orderID}, {"deleted", uint8(1)}, {"member_id", ""}, {"currency", ""}, {"tier_code", ""},

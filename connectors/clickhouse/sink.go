@@ -128,7 +128,9 @@ type Sink struct {
 	tables  map[string]Table
 	cl      *kgo.Client
 
-	buf        map[string][]pendingRow
+	buf        map[string]*tableBuf // kept across flushes: reset, not reallocated
+	ordered    [][]any              // take's scratch: the values of one record's rows
+	rb         *rowBuilder          // the mappers' builder, reused record after record
 	rows       int
 	bytes      int64 // estimate of buf and records (rowBytes, record key and value)
 	peakBytes  int64 // the most bytes ever buffered (tests)
@@ -141,32 +143,33 @@ type Sink struct {
 	loggedAt map[string]time.Time // last error line per reason (one a minute)
 }
 
-// pendingRow is one row, its values already in its table's column order (a slice of values
-// is a fraction of the map the mappers build), and the record it came from.
-type pendingRow struct {
-	vals  []any
-	rowID any
-	rec   *kgo.Record
-}
-
-// rowBytes estimates the memory of a row's values: their bytes plus a word or two each.
+// rowBytes estimates the memory of a row's values: their bytes plus a word or two each
+// (tableBuf.add computes the same while it copies the values).
 func rowBytes(vals []any) int64 {
 	n := int64(24 * len(vals))
 	for _, v := range vals {
-		switch x := v.(type) {
-		case string:
-			n += int64(len(x))
-		case []byte:
-			n += int64(len(x))
-		case []string:
-			for _, e := range x {
-				n += int64(len(e)) + 16
-			}
-		case decimal.Decimal:
-			n += 32
-		}
+		n += valueBytes(v)
 	}
 	return n
+}
+
+// valueBytes is the part of rowBytes of one value beyond its word or two.
+func valueBytes(v any) int64 {
+	switch x := v.(type) {
+	case string:
+		return int64(len(x))
+	case []byte:
+		return int64(len(x))
+	case []string:
+		var n int64
+		for _, e := range x {
+			n += int64(len(e)) + 16
+		}
+		return n
+	case decimal.Decimal:
+		return 32
+	}
+	return 0
 }
 
 // NewSink validates o and creates the Kafka client (no I/O until Run).
@@ -190,7 +193,7 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string][]pendingRow{},
+	s := &Sink{o: o, log: o.Logger, logical: map[string]schemas.Topic{}, tables: tables, buf: map[string]*tableBuf{}, rb: &rowBuilder{reused: true},
 		dead: map[*kgo.Record]bool{}, loggedAt: map[string]time.Time{}}
 	var consume []string
 	for _, t := range append(append([]schemas.Topic{}, schemas.InputTopics...), schemas.TopicCommands, schemas.TopicDLQ, schemas.TopicChangelog) {
@@ -308,8 +311,9 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 		}
 		rows, err = s.mapRecord(ctx, r)
 	}
-	ordered := make([]pendingRow, len(rows))
-	for i, row := range rows {
+	ordered := s.ordered[:0]
+	defer func() { clear(ordered); s.ordered = ordered[:0] }()
+	for _, row := range rows {
 		t, ok := s.tables[row.Table]
 		var vals []any
 		if ok {
@@ -322,14 +326,19 @@ func (s *Sink) take(ctx context.Context, r *kgo.Record) error {
 			// rather than block its partition
 			return s.deadLetter(ctx, r, row.Table, err)
 		}
-		ordered[i] = pendingRow{vals: vals, rowID: row.Get("row_id"), rec: r}
-		s.bytes += rowBytes(vals)
+		ordered = append(ordered, vals)
+	}
+	// every row maps: copy the values into their tables' columns (the rows are garbage after)
+	for i, row := range rows {
+		b := s.buf[row.Table]
+		if b == nil {
+			b = newTableBuf(s.tables[row.Table])
+			s.buf[row.Table] = b
+		}
+		s.bytes += b.add(ordered[i], r)
 	}
 	s.peakBytes = max(s.peakBytes, s.bytes)
 	s.o.Metrics.SetBufferedBytes(s.bytes)
-	for i, row := range rows {
-		s.buf[row.Table] = append(s.buf[row.Table], ordered[i])
-	}
 	s.rows += len(rows)
 	return nil
 }
@@ -381,12 +390,12 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if e.LoyaltyCommand == nil {
 			return fail(fmt.Errorf("%s: event %s on the commands topic carries no loyalty command", ref, e.EventID))
 		}
-		rows := CommandRows(e.LoyaltyCommand, src)
+		rows := s.rb.commandRows(e.LoyaltyCommand, src)
 		rows[0].Set("correlation_id", e.CorrelationID)
 		return rows, nil
 	case schemas.TopicChangelog:
 		if r.Value == nil {
-			rows := StateRows(string(r.Key), nil, src)
+			rows := s.rb.stateRows(string(r.Key), nil, src)
 			// A tombstone of the runtime's time-driven eviction carries the order's open
 			// exceptions (an orphan's HELD_WITHOUT_ORDER): its deleted row keeps them, or
 			// the eviction would hide them (topology/sweep.go).
@@ -401,7 +410,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if err != nil {
 			return fail(err)
 		}
-		return StateRows(st.OrderID, st, src), nil
+		return s.rb.stateRows(st.OrderID, st, src), nil
 	case "":
 		return nil, fmt.Errorf("clickhouse sink: record from unexpected topic %s", r.Topic)
 	default:
@@ -412,7 +421,7 @@ func (s *Sink) mapRecord(ctx context.Context, r *kgo.Record) ([]Row, error) {
 		if err != nil {
 			return fail(err)
 		}
-		rows, err := EventRows(e, src)
+		rows, err := s.rb.eventRows(e, src)
 		if err != nil {
 			return fail(err)
 		}
@@ -441,8 +450,10 @@ const HeaderValueRef = headers.ValueRef
 // record that is neither in ClickHouse nor in the DLQ.
 func (s *Sink) flush(ctx context.Context) error {
 	names := make([]string, 0, len(s.buf))
-	for n := range s.buf {
-		names = append(names, n)
+	for n, b := range s.buf {
+		if b.len() > 0 {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {
@@ -456,7 +467,9 @@ func (s *Sink) flush(ctx context.Context) error {
 		s.log.Warn("sink offset commit failed; records will be redelivered", "records", len(s.records), "err", err)
 	}
 	s.lastInsert = time.Now()
-	s.buf = map[string][]pendingRow{}
+	for _, b := range s.buf {
+		b.reset()
+	}
 	s.rows, s.bytes = 0, 0
 	s.o.Metrics.SetBufferedBytes(0)
 	s.records = s.records[:0]
@@ -477,12 +490,13 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 		}
 		return nil
 	}
+	buf := s.buf[table]
 	for attempt := 1; ; attempt++ {
-		rows := s.live(s.buf[table])
-		if len(rows) == 0 {
+		rows, n := s.live(buf)
+		if n == 0 {
 			return stored()
 		}
-		err := s.insertTimed(ctx, table, rows)
+		err := s.insertTimed(ctx, buf, rows)
 		if err == nil {
 			return stored()
 		}
@@ -491,7 +505,7 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 			return ctx.Err()
 		}
 		if c := classify(err); c.rows {
-			if err = s.isolate(ctx, table, rows, err); err == nil {
+			if err = s.isolate(ctx, buf, rows, err); err == nil {
 				return stored()
 			}
 			if ctx.Err() != nil {
@@ -509,18 +523,19 @@ func (s *Sink) storeTable(ctx context.Context, table string) error {
 	}
 }
 
-// live drops the rows of records already dead-lettered in this flush.
-func (s *Sink) live(rows []pendingRow) []pendingRow {
+// live returns the positions in b of the rows whose records are not dead-lettered in this
+// flush (nil: all of them) and their number.
+func (s *Sink) live(b *tableBuf) ([]int, int) {
 	if len(s.dead) == 0 {
-		return rows
+		return nil, b.len()
 	}
-	out := make([]pendingRow, 0, len(rows))
-	for _, r := range rows {
-		if !s.dead[r.rec] {
-			out = append(out, r)
+	out := make([]int, 0, b.len())
+	for i, rec := range b.recs {
+		if !s.dead[rec] {
+			out = append(out, i)
 		}
 	}
-	return out
+	return out, len(out)
 }
 
 // block reports an environment failure: fetching paused (memory stays bounded), readiness
@@ -575,34 +590,69 @@ type appendError struct{ err error }
 func (e *appendError) Error() string { return e.err.Error() }
 func (e *appendError) Unwrap() error { return e.err }
 
-func (s *Sink) insertTimed(ctx context.Context, table string, rows []pendingRow) error {
+// insertTimed inserts the rows idx of buf (all of them when idx is nil).
+func (s *Sink) insertTimed(ctx context.Context, buf *tableBuf, idx []int) error {
 	start := time.Now()
-	err := s.insert(ctx, table, rows)
+	err := s.insert(ctx, buf, idx)
 	if err == nil {
-		s.o.Metrics.BatchInserted(table, len(rows), time.Since(start))
+		n := len(idx)
+		if idx == nil {
+			n = buf.len()
+		}
+		s.o.Metrics.BatchInserted(buf.t.Name, n, time.Since(start))
 	}
 	return err
 }
 
-func (s *Sink) insert(ctx context.Context, table string, rows []pendingRow) error {
-	t, ok := s.tables[table]
-	if !ok {
-		return fmt.Errorf("no table %s in the migrations", table)
-	}
-	b, err := s.o.Conn.PrepareBatch(ctx, "INSERT INTO "+s.o.Database+"."+table+" ("+joinCols(t.Columns)+")")
+// insert is one INSERT of the rows idx of buf (all when nil), column by column.
+func (s *Sink) insert(ctx context.Context, buf *tableBuf, idx []int) error {
+	table := buf.t.Name
+	b, err := s.o.Conn.PrepareBatch(ctx, "INSERT INTO "+s.o.Database+"."+table+" ("+joinCols(buf.t.Columns)+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert into %s: %w", table, err)
 	}
-	for _, pr := range rows {
-		if err := b.Append(pr.vals...); err != nil {
-			_ = b.Abort()
-			return &appendError{fmt.Errorf("row %v of %s[%d]@%d: %w", pr.rowID, pr.rec.Topic, pr.rec.Partition, pr.rec.Offset, err)}
-		}
+	if err := buf.appendTo(b, idx); err != nil {
+		_ = b.Abort()
+		return s.appendFailure(ctx, buf, idx, err)
+	}
+	n := len(idx)
+	if idx == nil {
+		n = buf.len()
 	}
 	if err := b.Send(); err != nil {
-		return fmt.Errorf("insert %d rows into %s: %w", len(rows), table, err)
+		return fmt.Errorf("insert %d rows into %s: %w", n, table, err)
 	}
 	return nil
+}
+
+// appendFailure names the row the driver refused to convert: a column-wise append says only
+// which column, so the rows are appended again one by one, without sending, until one fails.
+func (s *Sink) appendFailure(ctx context.Context, buf *tableBuf, idx []int, colErr error) error {
+	b, err := s.o.Conn.PrepareBatch(ctx, "INSERT INTO "+s.o.Database+"."+buf.t.Name+" ("+joinCols(buf.t.Columns)+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into %s: %w", buf.t.Name, err)
+	}
+	defer func() { _ = b.Abort() }()
+	try := func(i int) error {
+		if err := b.Append(buf.row(i)...); err != nil {
+			rec := buf.recs[i]
+			return &appendError{fmt.Errorf("row %v of %s[%d]@%d: %w", buf.rowIDOf(i), rec.Topic, rec.Partition, rec.Offset, err)}
+		}
+		return nil
+	}
+	if idx == nil {
+		for i := 0; i < buf.len(); i++ {
+			if err := try(i); err != nil {
+				return err
+			}
+		}
+	}
+	for _, i := range idx {
+		if err := try(i); err != nil {
+			return err
+		}
+	}
+	return &appendError{fmt.Errorf("%s: %w", buf.t.Name, colErr)}
 }
 
 func joinCols(cols []string) string {
@@ -715,11 +765,18 @@ const (
 // returns nil when every record is stored or dead-lettered; an environment error or an
 // unprovenError otherwise (the caller backs off and retries the batch; rows already stored
 // collapse, being idempotent).
-func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, batchErr error) error {
-	var groups [][]pendingRow
+func (s *Sink) isolate(ctx context.Context, buf *tableBuf, rows []int, batchErr error) error {
+	table := buf.t.Name
+	if rows == nil { // all of them
+		rows = make([]int, buf.len())
+		for i := range rows {
+			rows[i] = i
+		}
+	}
+	var groups [][]int
 	for i := 0; i < len(rows); {
 		j := i + 1
-		for j < len(rows) && rows[j].rec == rows[i].rec {
+		for j < len(rows) && buf.recs[rows[j]] == buf.recs[rows[i]] {
 			j++
 		}
 		groups = append(groups, rows[i:j])
@@ -734,7 +791,7 @@ func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, bat
 
 	type span struct{ lo, hi, level int }
 	type suspect struct {
-		g   []pendingRow
+		g   []int
 		err error
 	}
 	var suspects []suspect
@@ -758,11 +815,11 @@ func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, bat
 			case <-time.After(s.o.MinInsertInterval):
 			}
 		}
-		var part []pendingRow
+		part := []int{}
 		for _, g := range groups[sp.lo:sp.hi] {
 			part = append(part, g...)
 		}
-		err := s.insertTimed(ctx, table, part)
+		err := s.insertTimed(ctx, buf, part)
 		inserts++
 		s.o.Metrics.IsolationInsert(table)
 		if err == nil {
@@ -798,7 +855,7 @@ func (s *Sink) isolate(ctx context.Context, table string, rows []pendingRow, bat
 		}
 	}
 	for _, sus := range suspects {
-		rec := sus.g[0].rec
+		rec := buf.recs[sus.g[0]]
 		if s.dead[rec] {
 			continue
 		}

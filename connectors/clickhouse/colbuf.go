@@ -1,0 +1,375 @@
+package clickhouse
+
+import (
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/shopspring/decimal"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The sink's buffer is column-wise: one tableBuf per table, one typed slice per column
+// (colVals), kept across flushes (reset, not reallocated). A row's values are copied out of
+// the mapper's []any into the typed slices as the record is taken, so no []any per row and no
+// boxed value lives until the flush; the INSERT hands each column to clickhouse-go as one
+// typed slice (batch.Column(i).Append) instead of converting every value of every row
+// (Block.Append → AppendRow). The values the driver receives are the same Go values either
+// way, so the bytes written are the same.
+
+// valKind is the Go type a column's values have.
+type valKind uint8
+
+const (
+	kindNone valKind = iota // no value yet
+	kindString
+	kindUInt8
+	kindUInt32
+	kindUInt64
+	kindInt32
+	kindInt64
+	kindDecimal
+	kindTime
+	kindAny // any other type (arrays), or a column given values of more than one type
+)
+
+// colVals holds one column's values in the slice of their Go type.
+type colVals struct {
+	kind valKind
+	n    int
+	s    []string
+	u8   []uint8
+	u32  []uint32
+	u64  []uint64
+	i32  []int32
+	i64  []int64
+	d    []decimal.Decimal
+	t    []time.Time
+	a    []any
+}
+
+// add appends v and returns its estimated size beyond its word or two (rowBytes' per value
+// part: computed here so each value is switched on once). The first value after a reset fixes
+// the column's type; a value of another type turns the column into a []any (the mappers give
+// one type per column: this only keeps a mistake correct, not fast).
+func (c *colVals) add(v any) (size int64) {
+	if c.kind == kindNone {
+		c.kind = kindOf(v)
+	}
+	ok := true
+	switch c.kind {
+	case kindString:
+		var x string
+		if x, ok = v.(string); ok {
+			c.s = append(c.s, x)
+			size = int64(len(x))
+		}
+	case kindUInt8:
+		var x uint8
+		if x, ok = v.(uint8); ok {
+			c.u8 = append(c.u8, x)
+		}
+	case kindUInt32:
+		var x uint32
+		if x, ok = v.(uint32); ok {
+			c.u32 = append(c.u32, x)
+		}
+	case kindUInt64:
+		var x uint64
+		if x, ok = v.(uint64); ok {
+			c.u64 = append(c.u64, x)
+		}
+	case kindInt32:
+		var x int32
+		if x, ok = v.(int32); ok {
+			c.i32 = append(c.i32, x)
+		}
+	case kindInt64:
+		var x int64
+		if x, ok = v.(int64); ok {
+			c.i64 = append(c.i64, x)
+		}
+	case kindDecimal:
+		var x decimal.Decimal
+		if x, ok = v.(decimal.Decimal); ok {
+			c.d = append(c.d, x)
+			size = 32
+		}
+	case kindTime:
+		var x time.Time
+		if x, ok = v.(time.Time); ok {
+			c.t = append(c.t, x)
+		}
+	default:
+		c.a = append(c.a, v)
+		size = valueBytes(v)
+	}
+	if !ok {
+		c.toAny()
+		c.a = append(c.a, v)
+		size = valueBytes(v)
+	}
+	c.n++
+	return size
+}
+
+func kindOf(v any) valKind {
+	switch v.(type) {
+	case string:
+		return kindString
+	case uint8:
+		return kindUInt8
+	case uint32:
+		return kindUInt32
+	case uint64:
+		return kindUInt64
+	case int32:
+		return kindInt32
+	case int64:
+		return kindInt64
+	case decimal.Decimal:
+		return kindDecimal
+	case time.Time:
+		return kindTime
+	}
+	return kindAny
+}
+
+// toAny moves the typed values into c.a (boxed).
+func (c *colVals) toAny() {
+	if c.kind == kindAny {
+		return
+	}
+	a := make([]any, 0, c.n+1)
+	for i := 0; i < c.n; i++ {
+		a = append(a, c.get(i))
+	}
+	n := c.n
+	c.reset()
+	c.kind, c.a, c.n = kindAny, a, n
+}
+
+// get returns value i, boxed.
+func (c *colVals) get(i int) any {
+	switch c.kind {
+	case kindString:
+		return c.s[i]
+	case kindUInt8:
+		return c.u8[i]
+	case kindUInt32:
+		return c.u32[i]
+	case kindUInt64:
+		return c.u64[i]
+	case kindInt32:
+		return c.i32[i]
+	case kindInt64:
+		return c.i64[i]
+	case kindDecimal:
+		return c.d[i]
+	case kindTime:
+		return c.t[i]
+	}
+	return c.a[i]
+}
+
+// truncate drops the values from n on (a record whose rows are not all taken).
+func (c *colVals) truncate(n int) {
+	if n >= c.n {
+		return
+	}
+	switch c.kind {
+	case kindString:
+		clear(c.s[n:])
+		c.s = c.s[:n]
+	case kindUInt8:
+		c.u8 = c.u8[:n]
+	case kindUInt32:
+		c.u32 = c.u32[:n]
+	case kindUInt64:
+		c.u64 = c.u64[:n]
+	case kindInt32:
+		c.i32 = c.i32[:n]
+	case kindInt64:
+		c.i64 = c.i64[:n]
+	case kindDecimal:
+		clear(c.d[n:])
+		c.d = c.d[:n]
+	case kindTime:
+		clear(c.t[n:])
+		c.t = c.t[:n]
+	default:
+		clear(c.a[n:])
+		c.a = c.a[:n]
+	}
+	c.n = n
+}
+
+// reset empties the column, keeping the capacity of its slices and dropping the references
+// they held (the byte bound counts what is buffered, so nothing may stay reachable after).
+func (c *colVals) reset() {
+	clear(c.s)
+	clear(c.d)
+	clear(c.t)
+	clear(c.a)
+	c.s, c.u8, c.u32, c.u64, c.i32, c.i64, c.d, c.t, c.a = c.s[:0], c.u8[:0], c.u32[:0], c.u64[:0], c.i32[:0], c.i64[:0], c.d[:0], c.t[:0], c.a[:0]
+	c.kind, c.n = kindNone, 0
+}
+
+// typed returns the column's values as the typed slice clickhouse-go's column Append takes for
+// the ClickHouse type chType, or nil when the values must be appended one by one (arrays, a
+// column of mixed types, or a Go type that is not the ClickHouse type's own).
+func (c *colVals) typed(chType string) any {
+	switch {
+	case c.kind == kindString && chType == "String":
+		return c.s
+	case c.kind == kindUInt8 && chType == "UInt8":
+		return c.u8
+	case c.kind == kindUInt32 && chType == "UInt32":
+		return c.u32
+	case c.kind == kindUInt64 && chType == "UInt64":
+		return c.u64
+	case c.kind == kindInt32 && chType == "Int32":
+		return c.i32
+	case c.kind == kindInt64 && chType == "Int64":
+		return c.i64
+	case c.kind == kindDecimal && len(chType) > 8 && chType[:8] == "Decimal(":
+		return c.d
+	case c.kind == kindTime && chType == "DateTime":
+		return c.t
+	}
+	return nil
+}
+
+// gather is typed for the rows idx only (a batch without the rows of dead-lettered records, or
+// a part of a bisection).
+func (c *colVals) gather(idx []int, chType string) any {
+	switch t := c.typed(chType).(type) {
+	case []string:
+		return gatherOf(t, idx)
+	case []uint8:
+		return gatherOf(t, idx)
+	case []uint32:
+		return gatherOf(t, idx)
+	case []uint64:
+		return gatherOf(t, idx)
+	case []int32:
+		return gatherOf(t, idx)
+	case []int64:
+		return gatherOf(t, idx)
+	case []decimal.Decimal:
+		return gatherOf(t, idx)
+	case []time.Time:
+		return gatherOf(t, idx)
+	}
+	return nil
+}
+
+func gatherOf[T any](s []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for i, j := range idx {
+		out[i] = s[j]
+	}
+	return out
+}
+
+// tableBuf is the buffered rows of one table: its columns and, per row, the record it came from.
+type tableBuf struct {
+	t     Table
+	rowID int // position of row_id in t.Columns
+	cols  []colVals
+	recs  []*kgo.Record
+}
+
+func newTableBuf(t Table) *tableBuf {
+	b := &tableBuf{t: t, rowID: -1, cols: make([]colVals, len(t.Columns))}
+	for i, c := range t.Columns {
+		if c == "row_id" {
+			b.rowID = i
+		}
+	}
+	return b
+}
+
+func (b *tableBuf) len() int { return len(b.recs) }
+
+// add appends one row, its values in the table's column order, and returns rowBytes(vals).
+func (b *tableBuf) add(vals []any, rec *kgo.Record) int64 {
+	n := int64(24 * len(vals))
+	for i, v := range vals {
+		n += b.cols[i].add(v)
+	}
+	b.recs = append(b.recs, rec)
+	return n
+}
+
+// truncate drops the rows from n on.
+func (b *tableBuf) truncate(n int) {
+	for i := range b.cols {
+		b.cols[i].truncate(n)
+	}
+	clear(b.recs[n:])
+	b.recs = b.recs[:n]
+}
+
+// reset empties the buffer for the next flush, keeping its slices.
+func (b *tableBuf) reset() {
+	for i := range b.cols {
+		b.cols[i].reset()
+	}
+	clear(b.recs)
+	b.recs = b.recs[:0]
+}
+
+// row returns row i's values, boxed (row-wise appends, error messages).
+func (b *tableBuf) row(i int) []any {
+	out := make([]any, len(b.cols))
+	for j := range b.cols {
+		out[j] = b.cols[j].get(i)
+	}
+	return out
+}
+
+// rowIDOf is row i's row_id (for error messages).
+func (b *tableBuf) rowIDOf(i int) any {
+	if b.rowID < 0 {
+		return nil
+	}
+	return b.cols[b.rowID].get(i)
+}
+
+// appendTo appends the rows idx (all rows when idx is nil) to batch column by column: a typed
+// slice per column where the column's Go type is its ClickHouse type's own, the values one by
+// one (AppendRow, as Block.Append does) otherwise.
+func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
+	cols := batch.Columns()
+	for j := range b.cols {
+		c := &b.cols[j]
+		chType := string(cols[j].Type())
+		var typed any
+		if idx == nil {
+			typed = c.typed(chType)
+		} else {
+			typed = c.gather(idx, chType)
+		}
+		bc := batch.Column(j)
+		if typed != nil {
+			if err := bc.Append(typed); err != nil {
+				return err
+			}
+			continue
+		}
+		if idx == nil {
+			for i := 0; i < c.n; i++ {
+				if err := bc.AppendRow(c.get(i)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		for _, i := range idx {
+			if err := bc.AppendRow(c.get(i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
