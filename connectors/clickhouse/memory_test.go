@@ -33,7 +33,7 @@ func TestSinkBufferBoundedInBytes(t *testing.T) {
 	}
 	o := e.sinkOptions()
 	o.BatchRows, o.BatchTimeout, o.MaxBufferBytes = 1_000_000, 30*time.Second, 1<<20
-	o.DeadLetterValues = DeadLetterFull // wide rows: what the byte bound is about
+	o.DeadLetterValues = DeadLetterFull      // wide rows: what the byte bound is about
 	s, took := e.drain(t, o, 25*time.Second) // before BatchTimeout: only the byte bound can have flushed
 	t.Logf("caught up in %s; peak buffer %d KiB (bound %d KiB, one record ≈ %d KiB of rows and record)",
 		took.Round(time.Millisecond), s.peakBytes>>10, o.MaxBufferBytes>>10, 2*size>>10)
