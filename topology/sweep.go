@@ -6,12 +6,14 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/retailflow/retailflow/schemas/headers"
 )
@@ -372,6 +374,15 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 		}
 		return full, nil
 	}
+	fence := r.sweepFence(sess.Client(), items)
+	if len(fence) == 0 {
+		// nothing committed to fence with (cannot happen once a partition has committed input,
+		// which is what moves its stream time): leave the entries for a later sweep
+		restore()
+		r.ov.reset()
+		r.log.Warn("sweep: no committed input offset of the swept partitions to fence the transaction with; not sweeping", "tombstones", evict)
+		return false, nil
+	}
 	if err := sess.Begin(); err != nil {
 		restore()
 		r.ov.reset()
@@ -394,7 +405,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	r.produceChangelog(pctx, sess)
 	_ = sess.Client().Flush(pctx)
 	produceErr := t.promise.Err()
-	committed, err := sess.End(context.Background(), kgo.TransactionEndTry(produceErr == nil))
+	committed, err := sess.End(fencedCommit(fence), kgo.TransactionEndTry(produceErr == nil))
 	if err != nil {
 		r.ov.reset()
 		return false, fmt.Errorf("stage %s: end sweep transaction (%d tombstones): %w", r.stage.Name, evict, err)
@@ -411,6 +422,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 		}
 		r.m.Aborted(reason)
 		r.log.Warn("sweep transaction aborted; the next sweep retries", "reason", reason, "tombstones", evict, "err", produceErr)
+		r.sweepWanted = true // retried after the sweep interval, also while the input is idle
 		return false, nil
 	}
 	r.sweepDrops, r.sweepReindex = items, reindex
@@ -513,4 +525,60 @@ func (d *diskStore) applyIndex(ctx context.Context, drops, reindex []sweepItem) 
 		return err
 	}
 	return d.commit(ctx, b, "write of the expiry index")
+}
+
+// sweepFence is what fences a sweep transaction: the committed input offsets of the partitions it
+// sweeps, committed again, unchanged, inside it. A transaction that consumed nothing sends no
+// TxnOffsetCommit, and that request's check of the member's generation is the only thing that
+// fences a zombie under KIP-447 (the transactional id is the instance's, not the partition's):
+// without it, an instance that stalled past its session while its partitions moved on could
+// commit tombstones over the new owner's states. With it, a stale member's sweep gets
+// ILLEGAL_GENERATION (or UNKNOWN_MEMBER_ID) and its transaction aborts.
+func (r *Runner[E, S, O]) sweepFence(cl *kgo.Client, items []sweepItem) map[string]map[int32]kgo.EpochOffset {
+	parts := map[int32]bool{}
+	for _, it := range items {
+		parts[it.p] = true
+	}
+	fence := map[string]map[int32]kgo.EpochOffset{}
+	for topic, ps := range cl.CommittedOffsets() {
+		if !slices.Contains(r.stage.Inputs, Stream(topic)) {
+			continue
+		}
+		for p, eo := range ps {
+			if parts[p] && eo.Offset >= 0 {
+				if fence[topic] == nil {
+					fence[topic] = map[int32]kgo.EpochOffset{}
+				}
+				fence[topic][p] = eo
+			}
+		}
+	}
+	return fence
+}
+
+// fencedCommit is the context of a sweep transaction's End: its TxnOffsetCommit carries fence
+// (franz-go builds the request from the uncommitted offsets, none in a sweep, and then lets the
+// PreTxnCommitFnContext function add topics; it sends the request whenever it has any).
+func fencedCommit(fence map[string]map[int32]kgo.EpochOffset) context.Context {
+	return kgo.PreTxnCommitFnContext(context.Background(), func(req *kmsg.TxnOffsetCommitRequest) error {
+		have := map[string]bool{}
+		for _, t := range req.Topics {
+			have[t.Topic] = true
+		}
+		for _, topic := range slices.Sorted(maps.Keys(fence)) {
+			if have[topic] {
+				continue
+			}
+			t := kmsg.NewTxnOffsetCommitRequestTopic()
+			t.Topic = topic
+			for _, p := range slices.Sorted(maps.Keys(fence[topic])) {
+				eo := fence[topic][p]
+				tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				tp.Partition, tp.Offset, tp.LeaderEpoch, tp.Metadata = p, eo.Offset, eo.Epoch, &req.MemberID
+				t.Partitions = append(t.Partitions, tp)
+			}
+			req.Topics = append(req.Topics, t)
+		}
+		return nil
+	})
 }

@@ -149,6 +149,8 @@ type sweepRig struct {
 	serde  *schemas.Serde
 	prod   *kgo.Client
 	dir    string // persistent store directory; "" for memory
+	// cluster is the kfake cluster, for tests that control its answers
+	cluster *kfake.Cluster
 }
 
 func newSweepRig(t *testing.T, disk bool) *sweepRig {
@@ -159,7 +161,7 @@ func newSweepRig(t *testing.T, disk bool) *sweepRig {
 	}
 	t.Cleanup(cluster.Close)
 	ctx := context.Background()
-	rg := &sweepRig{t: t, ctx: ctx, conn: kafka.Conn{Brokers: cluster.ListenAddrs(), ClientID: "sweep", Timeout: 10 * time.Second}, topics: benchTopics("")}
+	rg := &sweepRig{t: t, ctx: ctx, conn: kafka.Conn{Brokers: cluster.ListenAddrs(), ClientID: "sweep", Timeout: 10 * time.Second}, topics: benchTopics(""), cluster: cluster}
 	var specs []kafka.TopicSpec
 	for tp, name := range rg.topics.Names {
 		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: 1, ReplicationFactor: 1, Compacted: tp == schemas.TopicChangelog, CoPartitioned: true})
