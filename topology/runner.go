@@ -763,16 +763,11 @@ func (r *Runner[E, S, O]) checkFetches(ctx context.Context, cl *kgo.Client, fs k
 	return nil
 }
 
-// transact runs one transaction over fs and any further records already buffered, within the
-// bounds. It reports whether End committed and, if not, why.
-func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches) (bool, string, error) {
-	if err := sess.Begin(); err != nil {
-		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
-	}
-	groupEvents := r.groupEvents.Load()
-	t := &r.txn
+// begin resets t for a transaction that began at now on cl: every per-transaction field is
+// cleared here, for the input transactions and the sweep's alike.
+func (t *txnState) begin(now time.Time, cl *kgo.Client) *txnState {
 	t.records = 0
-	t.began = r.o.Now()
+	t.began = now
 	t.timestamps = t.timestamps[:0]
 	clear(t.produced)
 	clear(t.consumed)
@@ -782,7 +777,18 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	t.marks = t.marks[:0]
 	clear(t.evTime)
 	t.resetOutputs()
-	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
+	t.promise = kgo.AbortingFirstErrPromise(cl)
+	return t
+}
+
+// transact runs one transaction over fs and any further records already buffered, within the
+// bounds. It reports whether End committed and, if not, why.
+func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches) (bool, string, error) {
+	if err := sess.Begin(); err != nil {
+		return false, "", fmt.Errorf("stage %s: begin transaction: %w", r.stage.Name, err)
+	}
+	groupEvents := r.groupEvents.Load()
+	t := r.txn.begin(r.o.Now(), sess.Client())
 	r.ov.reset()
 	// Produces must not be cut short by shutdown: the transaction is finished, not abandoned.
 	pctx := context.WithoutCancel(ctx)

@@ -389,18 +389,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 		return false, fmt.Errorf("stage %s: begin sweep transaction: %w", r.stage.Name, err)
 	}
 	groupEvents := r.groupEvents.Load()
-	t.records = 0
-	t.began = r.o.Now()
-	t.timestamps = t.timestamps[:0]
-	clear(t.produced)
-	clear(t.consumed)
-	clear(t.dead)
-	t.deadLog = t.deadLog[:0]
-	clear(t.rerouted)
-	t.marks = t.marks[:0]
-	clear(t.evTime)
-	t.resetOutputs()
-	t.promise = kgo.AbortingFirstErrPromise(sess.Client())
+	t.begin(r.o.Now(), sess.Client())
 	pctx := context.WithoutCancel(ctx)
 	r.produceChangelog(pctx, sess)
 	_ = sess.Client().Flush(pctx)
