@@ -10,16 +10,15 @@ import (
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // restoreSink is what restoreDisk writes one partition's changelog records into: batches
 // (restoreWriter: a tail restore, a few records, each key looked up) or sorted sstables
 // (ingestWriter: a full restore into an empty partition).
 type restoreSink interface {
-	put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error
+	// put applies the record at offset: key's value (nil: a tombstone), its expiry to index
+	// (index) and the stream time it carries (hasST), as restoreIndex.times read them
+	put(offset int64, key, value []byte, t recTimes) error
 	flush() error
 	close()
 	state() (partMeta, int64) // the checkpoint so far, and the data records applied
@@ -60,7 +59,7 @@ func (d *diskStore) newIngestWriter(ctx context.Context, p int32, m partMeta) *i
 
 func (w *ingestWriter) state() (partMeta, int64) { return w.meta, w.read }
 
-func (w *ingestWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
+func (w *ingestWriter) put(offset int64, key, value []byte, t recTimes) error {
 	k := string(key)
 	if old, ok := w.chunk[k]; ok {
 		w.bytes -= len(old)
@@ -73,14 +72,14 @@ func (w *ingestWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeade
 	} else {
 		w.chunk[k] = value // aliases the fetch buffer, which franz-go never reuses
 		w.bytes += len(value)
-		if at, ok := headerNanos(hs, headers.Expires); ok && index {
-			w.exp[k] = at
+		if t.index {
+			w.exp[k] = t.at
 		} else {
 			delete(w.exp, k)
 		}
 	}
-	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
-		w.meta.StreamTime = t
+	if t.hasST && t.st > w.meta.StreamTime {
+		w.meta.StreamTime = t.st
 	}
 	w.meta.Next = offset + 1
 	w.lastKey, w.lastValue = key, value

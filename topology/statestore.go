@@ -17,9 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // diskStore is the persistent store of one Runner: one Pebble database under
@@ -580,7 +577,8 @@ type partMeta struct {
 
 // metaVersion 2 added StreamTime and, with it, the expiry index ('e' keys): a version-1
 // checkpoint is not trusted (restoreDisk wipes the partition and restores it fully, which
-// builds the index from the changelog's headers) — once, at the first start after the upgrade.
+// builds the index from the changelog: its headers, or for the records the earlier version wrote
+// without them the decoded state, restoreIndex) — once, at the first start after the upgrade.
 const metaVersion = 2
 
 func (m partMeta) encode() []byte {
@@ -770,9 +768,9 @@ func (d *diskStore) newRestoreWriter(ctx context.Context, p int32, m partMeta, e
 	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact, ctx: ctx}
 }
 
-// put applies the record at offset; hs are its headers (the expiry and stream time, when the
-// stage evicts by time: index).
-func (w *restoreWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
+// put applies the record at offset: key's value (nil: a tombstone), the expiry to index (index)
+// and the stream time it carries (hasST), as restoreIndex.times read them.
+func (w *restoreWriter) put(offset int64, key, value []byte, t recTimes) error {
 	present, seen := w.inBatch[string(key)]
 	if !seen {
 		if w.exact {
@@ -799,14 +797,14 @@ func (w *restoreWriter) put(offset int64, key, value []byte, hs []kgo.RecordHead
 		if err := w.b.Set(k, value, nil); err != nil {
 			return err
 		}
-		if at, ok := headerNanos(hs, headers.Expires); ok && index {
-			if err := w.b.Set(w.d.indexKey(w.p, at, string(key)), nil, nil); err != nil {
+		if t.index {
+			if err := w.b.Set(w.d.indexKey(w.p, t.at, string(key)), nil, nil); err != nil {
 				return err
 			}
 		}
 	}
-	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
-		w.meta.StreamTime = t
+	if t.hasST && t.st > w.meta.StreamTime {
+		w.meta.StreamTime = t.st
 	}
 	w.inBatch[string(key)] = value != nil
 	w.meta.Next = offset + 1

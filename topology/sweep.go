@@ -26,7 +26,8 @@ import (
 //     (headers.StreamTime) and the persistent store keeps it in the checkpoint, so a restore
 //     resumes from it instead of from zero.
 //   - Expiry index: each Put's expiry (Expiry on the state written) travels on its changelog
-//     record (headers.Expires), so a restore indexes it without decoding the value; the runtime
+//     record (headers.Expires), so a restore indexes it without decoding the value (a record an
+//     earlier version wrote, with no time headers, is decoded: restoreIndex); the runtime
 //     indexes it at commit: in memory a min-heap per partition, on disk a key
 //     'e' stage 0x00 partition(4) expiry(8) key with no value, written in the transaction's
 //     Pebble batch. Entries are never updated in place: a key whose expiry moved (or that was
@@ -92,32 +93,22 @@ func (s *store[S]) advance(t int64) {
 	}
 }
 
-// restoreHeaders applies what a changelog record read by a restore says about time: its
-// stream time, and its expiry (a value) or the key's removal (a tombstone).
-func (s *store[S]) restoreHeaders(key, value []byte, hs []kgo.RecordHeader) {
-	if t, ok := headerNanos(hs, headers.StreamTime); ok {
-		s.advance(t)
+// restoreTimes applies what a changelog record read by a restore says about time (restoreIndex.times:
+// its headers, or for a record of an earlier version its decoded state): its stream time, and
+// its expiry (a value) or the key's removal (a tombstone).
+func (s *store[S]) restoreTimes(key, value []byte, t recTimes) {
+	if t.hasST {
+		s.advance(t.st)
 	}
 	if value == nil {
 		delete(s.idxAt, string(key))
 		return
 	}
-	if at, ok := headerNanos(hs, headers.Expires); ok {
-		s.index(string(key), at)
+	if t.index {
+		s.index(string(key), t.at)
 	} else {
 		delete(s.idxAt, string(key)) // its heap entry, if any, is stale from now on
 	}
-}
-
-// headerNanos reads a decimal unix-nanosecond header.
-func headerNanos(hs []kgo.RecordHeader, name string) (int64, bool) {
-	for _, h := range hs {
-		if h.Key == name {
-			v, err := strconv.ParseInt(string(h.Value), 10, 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }
 
 // nanos is t in unix nanoseconds, clamped to what an int64 holds (years 1678–2262).

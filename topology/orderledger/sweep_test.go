@@ -387,3 +387,112 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 		})
 	}
 }
+
+// legacyChangelog runs c's closed order, orphan and open order through a pipeline (memory) and
+// returns their changelog records as the version before time-driven eviction wrote them: each
+// key's last value, without the rf.expires and rf.stream-time headers.
+func legacyChangelog(t *testing.T, c sweepCase) []*kgo.Record {
+	t.Helper()
+	rg := newSweepRig(t, false)
+	run := rg.start()
+	rg.send(c.closed...)
+	rg.send(c.orphan, c.open)
+	run.waitCommitted(t, int64(len(c.closed)+2))
+	run.stop(t)
+	var out []*kgo.Record
+	last := lastOf(rg.changelog(func([]*kgo.Record) bool { return true }))
+	for _, k := range []string{c.closedKey, c.orphanKey, c.open.Key()} {
+		r := last[k]
+		if r == nil || r.Value == nil {
+			t.Fatalf("no changelog value for %s", k)
+		}
+		out = append(out, &kgo.Record{Key: r.Key, Value: r.Value})
+	}
+	return out
+}
+
+// TestSweepEvictsLegacyChangelog: orders written before the upgrade (changelog values without
+// rf.expires, as the previous version wrote them) are evicted by time alone after a restore
+// indexes them from their decoded state — the memory restore, the full restore of a new
+// persistent store (sstable ingest), and the tail restore of an existing one (batches).
+func TestSweepEvictsLegacyChangelog(t *testing.T) {
+	for _, mode := range []string{"memory", "disk-ingest", "disk-tail"} {
+		t.Run(mode, func(t *testing.T) {
+			c := pickSweepCase(t)
+			legacy := legacyChangelog(t, c)
+			rg := newSweepRig(t, mode != "memory")
+			produceLegacy := func() {
+				for _, r := range legacy {
+					r.Topic = rg.topics.Names[schemas.TopicChangelog]
+					if err := rg.prod.ProduceSync(rg.ctx, r).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if mode == "disk-tail" {
+				// the store exists (checkpoint of an empty changelog) before the legacy records
+				// arrive: the restart reads them as its tail
+				run := rg.start()
+				rg.send(c.near)
+				run.waitCommitted(t, 1)
+				run.stop(t)
+				produceLegacy()
+				run = rg.start()
+				rg.send(c.clock)
+				run.waitCommitted(t, 1)
+				checkLegacyEvicted(t, rg, c, run)
+				return
+			}
+			produceLegacy()
+			run := rg.start()
+			rg.send(c.near)
+			run.waitCommitted(t, 1)
+			time.Sleep(300 * time.Millisecond) // several sweep intervals: nothing is due yet (lateness)
+			for _, r := range rg.changelog(func([]*kgo.Record) bool { return true }) {
+				if r.Value == nil {
+					t.Fatalf("tombstone for %s before any key was due", r.Key)
+				}
+			}
+			rg.send(c.clock)
+			run.waitCommitted(t, 2)
+			checkLegacyEvicted(t, rg, c, run)
+		})
+	}
+}
+
+func checkLegacyEvicted(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun) {
+	t.Helper()
+	recs := rg.changelog(func(recs []*kgo.Record) bool {
+		l := lastOf(recs)
+		return l[c.closedKey] != nil && l[c.closedKey].Value == nil && l[c.orphanKey] != nil && l[c.orphanKey].Value == nil
+	})
+	last := lastOf(recs)
+	closed, orphan := last[c.closedKey], last[c.orphanKey]
+	if closed == nil || closed.Value != nil || orphan == nil || orphan.Value != nil {
+		t.Fatalf("legacy closed order %s and orphan %s not both evicted by time (%d changelog records)", c.closedKey, c.orphanKey, len(recs))
+	}
+	if why, _ := hdr(closed, headers.Evicted); why != "closed" {
+		t.Errorf("closed order's tombstone says %s=%q, want closed", headers.Evicted, why)
+	}
+	if why, _ := hdr(orphan, headers.Evicted); why != "orphan" {
+		t.Errorf("orphan's tombstone says %s=%q, want orphan", headers.Evicted, why)
+	}
+	for _, k := range []string{c.open.Key(), c.clock.Key(), c.near.Key()} {
+		if r := last[k]; r == nil || r.Value == nil {
+			t.Errorf("key %s (not due) was evicted or never written", k)
+		}
+	}
+	run.stop(t)
+	if rg.dir != "" {
+		keys := map[string]bool{}
+		if err := topology.ScanStore(rg.dir, orderledger.StageName, func(_ int32, k, _ []byte) error {
+			keys[string(k)] = true
+			return nil
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if keys[c.closedKey] || keys[c.orphanKey] || !keys[c.open.Key()] || !keys[c.clock.Key()] {
+			t.Errorf("store after the sweep holds %v", keys)
+		}
+	}
+}
