@@ -1,0 +1,80 @@
+package topology
+
+import (
+	"bytes"
+	"context"
+	"testing"
+)
+
+func newTestDisk(t *testing.T, memtable int64) *diskStore {
+	t.Helper()
+	d, err := openDiskStore(context.Background(), t.TempDir(), "sum", DiskOptions{MemtableBytes: memtable, CacheBytes: 1 << 20}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.close() })
+	return d
+}
+
+// TestIngestWriterBoundsItsMemory: the full restore's chunk keeps copies of the values (never
+// the fetch buffers they came in: mutating the buffer after put changes nothing), and it counts
+// every value it reads — a key rewritten many times (an uncompacted changelog) fills the chunk
+// and gets it written at state.memtable_bytes, instead of counting only its last value while the
+// replaced ones (and the batches they alias) stay alive.
+func TestIngestWriterBoundsItsMemory(t *testing.T) {
+	const memtable = 1 << 20
+	d := newTestDisk(t, memtable)
+	w := d.newIngestWriter(context.Background(), 0, partMeta{StreamTime: noStreamTime})
+	buf := bytes.Repeat([]byte{'a'}, 64<<10)
+	for i := range 15 { // 15 × 64 KiB < 1 MiB: one chunk, not yet written
+		if err := w.put(int64(i), []byte("k"), buf, recTimes{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.seq != 0 {
+		t.Fatalf("chunk written after %d bytes read, before its bound %d", 15*len(buf), memtable)
+	}
+	if want := 15 * len(buf); w.bytes < want {
+		t.Fatalf("chunk counts %d bytes after reading %d: replaced values are not counted", w.bytes, want)
+	}
+	buf[0] = 'b' // the fetch buffer is the client's: the chunk must not see this
+	if v := w.chunk["k"]; v[0] != 'a' || len(v) != len(buf) {
+		t.Fatalf("chunk value aliases the record's buffer")
+	}
+	for i := 15; i < 20; i++ {
+		if err := w.put(int64(i), []byte("k"), buf, recTimes{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.seq != 1 || w.bytes >= memtable {
+		t.Fatalf("after %d bytes read the chunk was written %d times and holds %d bytes (bound %d)", 20*len(buf), w.seq, w.bytes, memtable)
+	}
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := d.get(0, "k")
+	if err != nil || !ok || !bytes.Equal(got, buf) {
+		t.Fatalf("restored value: ok %v err %v equal %v", ok, err, bytes.Equal(got, buf))
+	}
+	m, ok, err := d.meta(0)
+	if err != nil || !ok || m.Next != 20 || m.LastHash != recordHash([]byte("k"), buf) {
+		t.Fatalf("checkpoint %+v ok %v err %v: want next 20 and the last record's hash", m, ok, err)
+	}
+}
+
+func TestIngestArenaKeepsEmptyValuesNonNil(t *testing.T) {
+	var a ingestArena
+	if v := a.keep([]byte{}); v == nil {
+		t.Fatal("an empty value became nil (a tombstone)")
+	}
+	big := bytes.Repeat([]byte{'x'}, ingestSlab+1)
+	if v := a.keep(big); !bytes.Equal(v, big) {
+		t.Fatal("a value larger than a slab is not kept whole")
+	}
+	small := a.keep([]byte("abc"))
+	a.reset()
+	if len(a.slabs) != 0 || len(a.free) != 1 {
+		t.Fatalf("after reset: %d slabs in use, %d free; want 0 and 1 (the oversized one dropped)", len(a.slabs), len(a.free))
+	}
+	_ = small
+}
