@@ -155,7 +155,7 @@ func (w *ingestWriter) flush() error {
 		w.meta.LastHash = recordHash([]byte(w.lastKey), w.lastValue)
 		w.lastKey, w.lastValue, w.hasLast = "", nil, false
 	}
-	dir := filepath.Join(w.d.dir, "restore-ingest")
+	dir := w.d.ingestDir() // a crash's leftovers are removed at the next open
 	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("state store %s: %w", w.d.dir, err)
 	}

@@ -3,6 +3,8 @@ package topology
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -77,4 +79,32 @@ func TestIngestArenaKeepsEmptyValuesNonNil(t *testing.T) {
 		t.Fatalf("after reset: %d slabs in use, %d free; want 0 and 1 (the oversized one dropped)", len(a.slabs), len(a.free))
 	}
 	_ = small
+}
+
+// TestDiskStoreRemovesIngestLeftovers: sstables a process killed mid-restore left in
+// restore-ingest/ are removed when the store next opens.
+func TestDiskStoreRemovesIngestLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDiskStore(context.Background(), dir, "sum", DiskOptions{CacheBytes: 1 << 20}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leftover := filepath.Join(d.ingestDir(), "p3-7-d.sst")
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(leftover), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leftover, bytes.Repeat([]byte{1}, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err = openDiskStore(context.Background(), dir, "sum", DiskOptions{CacheBytes: 1 << 20}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("leftover %s still there after the store opened (stat: %v)", leftover, err)
+	}
 }

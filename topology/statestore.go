@@ -500,6 +500,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 			return nil, fmt.Errorf("state store %s (state.dir): open: %w (%s)", dir, r.err, hint)
 		}
 		d.db = r.db
+		d.removeIngestLeftovers()
 		return d, nil
 	case <-time.After(o.CommitTimeout):
 		return nil, d.giveUp("open", start)
@@ -509,6 +510,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 		case r := <-done:
 			if r.err == nil {
 				d.db = r.db
+				d.removeIngestLeftovers()
 				return d, nil
 			}
 			return nil, fmt.Errorf("state store %s (state.dir): open: %w", dir, r.err)
@@ -516,6 +518,27 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 			return nil, d.giveUp("open", start)
 		}
 	}
+}
+
+// ingestDir is where a full restore writes its sstables before DB.Ingest links them into the
+// store (ingestWriter.flush); the writer removes them once ingested.
+func (d *diskStore) ingestDir() string { return filepath.Join(d.dir, "restore-ingest") }
+
+// removeIngestLeftovers deletes what a process killed during a full restore left in ingestDir
+// (sstables written and not yet ingested, or ingested and not yet removed: Pebble holds its own
+// links to those). Called once the store is open: Pebble's lock is held, so no other process is
+// ingesting from this directory. A failure only costs disk space: logged, not fatal.
+func (d *diskStore) removeIngestLeftovers() {
+	dir := d.ingestDir()
+	names, err := d.fs.List(dir)
+	if err != nil || len(names) == 0 {
+		return // none (the usual case: the directory does not exist)
+	}
+	if err := d.fs.RemoveAll(dir); err != nil {
+		d.log.Warn("state store: cannot remove a full restore's leftover sstables", "dir", dir, "files", len(names), "err", err)
+		return
+	}
+	d.log.Info("state store: removed a full restore's leftover sstables (a restore was interrupted)", "dir", dir, "files", len(names))
 }
 
 // close closes the DB within the commit timeout, or within storeShutdownWait when the store
