@@ -327,8 +327,13 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 			}
 			if ok {
 				if state, err = r.beh.State.Decode(raw); err != nil {
-					// its next event dead-letters it (class state); the sweep cannot judge it
-					r.log.Warn("sweep: stored state does not decode; not evicted", "partition", it.p, "key", it.key, "err", err)
+					// its next event dead-letters it (class state); the sweep cannot judge it, but
+					// keeps it indexed (the swept entry is deleted): it is looked at again once the
+					// watermark has moved on by a sweep interval, not dropped from the index for good
+					again := r.undecodableAgain(r.watermark(st))
+					reindex = append(reindex, sweepItem{it.p, expiryItem{again, it.key}})
+					r.log.Warn("sweep: stored state does not decode; not evicted, re-indexed", "partition", it.p, "key", it.key,
+						"again_at", time.Unix(0, again).UTC(), "err", err)
 					continue
 				}
 				found = true
@@ -416,6 +421,17 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	r.evicted += int64(evict)
 	r.log.Info("swept expired keys", "tombstones", evict, "entries", len(items))
 	return full, nil
+}
+
+// undecodableAgain is when a due key whose state does not decode is due again: the watermark
+// wm plus a sweep interval (of event time: the key is re-checked once input has moved the stream
+// time on, not on every sweep of an idle partition), clamped to what an int64 holds.
+func (r *Runner[E, S, O]) undecodableAgain(wm int64) int64 {
+	step := max(int64(r.o.SweepInterval), 1)
+	if wm > 1<<63-1-step {
+		return 1<<63 - 1
+	}
+	return wm + step
 }
 
 // indexKey is the disk index entry of key in p expiring at: 'e' stage 0x00 partition(4)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,7 +149,26 @@ type sweepRig struct {
 	topics orderledger.Topics
 	serde  *schemas.Serde
 	prod   *kgo.Client
-	dir    string // persistent store directory; "" for memory
+	dir    string    // persistent store directory; "" for memory
+	logw   io.Writer // the runners' log (text); nil: discarded
+}
+
+// syncBuffer is a log sink the test reads while runners write it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newSweepRig(t *testing.T, disk bool) *sweepRig {
@@ -211,6 +231,9 @@ func (rg *sweepRig) start() *sweepRun {
 	rg.t.Helper()
 	m := topology.NewCounters(0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if rg.logw != nil {
+		log = slog.New(slog.NewTextHandler(rg.logw, nil))
+	}
 	if os.Getenv("RUNTIME_TEST_LOG") != "" {
 		log = slog.Default()
 	}
@@ -495,4 +518,77 @@ func checkLegacyEvicted(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun) 
 			t.Errorf("store after the sweep holds %v", keys)
 		}
 	}
+}
+
+// TestSweepKeepsUndecodableStateIndexed: a due key whose stored state does not decode is not
+// evicted (its next event dead-letters it) and stays indexed: it is looked at again, and logged
+// with its key and partition, each time the watermark has moved on by a sweep interval — not
+// dropped from the index silently at the first sweep that met it.
+func TestSweepKeepsUndecodableStateIndexed(t *testing.T) {
+	for _, mode := range []string{"memory", "disk"} {
+		t.Run(mode, func(t *testing.T) {
+			c := pickSweepCase(t)
+			second := anotherOrderAccepted(t, c)
+			rg := newSweepRig(t, mode == "disk")
+			logs := &syncBuffer{}
+			rg.logw = logs
+			const bad = "O-UNDECODABLE-1"
+			at := strconv.FormatInt(c.closedAt.UnixNano(), 10)
+			rec := &kgo.Record{Topic: rg.topics.Names[schemas.TopicChangelog], Key: []byte(bad), Value: []byte("not an avro ledger state"),
+				Headers: []kgo.RecordHeader{{Key: headers.StreamTime, Value: []byte(at)}, {Key: headers.Expires, Value: []byte(at)}}}
+			if err := rg.prod.ProduceSync(rg.ctx, rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			run := rg.start()
+			defer run.stop(t)
+			seen := func(n int) bool {
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					got := 0
+					for _, l := range strings.Split(logs.String(), "\n") {
+						if strings.Contains(l, "does not decode") && strings.Contains(l, "key="+bad) && strings.Contains(l, "partition=0") {
+							got++
+						}
+					}
+					if got >= n {
+						return true
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				return false
+			}
+			rg.send(c.clock) // the bad key is due
+			run.waitCommitted(t, 1)
+			if !seen(1) {
+				t.Fatalf("no log line names the undecodable due key %s:\n%s", bad, logs.String())
+			}
+			rg.send(second) // the watermark moves on by more than a sweep interval: due again
+			run.waitCommitted(t, 2)
+			if !seen(2) {
+				t.Fatalf("the undecodable key %s was not looked at again after the watermark moved: dropped from the index", bad)
+			}
+			for _, r := range rg.changelog(func([]*kgo.Record) bool { return true }) {
+				if string(r.Key) == bad && r.Value == nil {
+					t.Fatalf("the undecodable key was evicted")
+				}
+			}
+		})
+	}
+}
+
+// anotherOrderAccepted is an OrderAccepted of an order c does not use, dated a day after c.clock.
+func anotherOrderAccepted(t *testing.T, c sweepCase) *schemas.Event {
+	t.Helper()
+	tr, err := generate.Generate(generate.Options{Seed: 11, Orders: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{c.closedKey: true, c.orphanKey: true, c.open.Key(): true, c.clock.Key(): true, c.near.Key(): true}
+	for _, r := range tr.Records {
+		if e := r.Event; e != nil && r.Malformed == "" && !r.Duplicate && e.OrderAccepted != nil && !used[r.Key] && !strings.HasPrefix(r.Key, "checkout:") {
+			return moved(e, c.clock.OccurredAt.Add(24*time.Hour).Sub(e.OccurredAt))
+		}
+	}
+	t.Fatal("no other OrderAccepted in the traffic")
+	return nil
 }
