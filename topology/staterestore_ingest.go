@@ -33,9 +33,11 @@ func (w *restoreWriter) state() (partMeta, int64) { return w.meta, w.read }
 // memtables it bypasses) it writes the chunk as sorted sstables — the values, the expiry index,
 // the checkpoint of the chunk's last record — and ingests them into Pebble in one atomic step
 // (DB.Ingest: all or nothing, like a batch). A process killed mid-restore resumes after the
-// last ingested chunk, as after the last batch. Compared with batches, nothing is written to the
-// WAL or the memtable, and nothing is flushed: the sstables are the restore's only write (the
-// chunks of one partition overlap, so Pebble still compacts them later, in the background).
+// last ingested chunk, as after the last batch. Compared with batches, no data is written to the
+// WAL or the memtable: the sstables are the restore's only data write (the chunks of one
+// partition overlap, so Pebble still compacts them later, in the background). It is not
+// flush-free: the first chunk overlaps the wipe's deletions in the memtable and is ingested as a
+// flushable, and the next forces that memtable's flush (TestIngestAfterWipeFlushes).
 // Used by one goroutine.
 type ingestWriter struct {
 	d     *diskStore

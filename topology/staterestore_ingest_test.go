@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -106,5 +107,45 @@ func TestDiskStoreRemovesIngestLeftovers(t *testing.T) {
 	defer d.close()
 	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
 		t.Fatalf("leftover %s still there after the store opened (stat: %v)", leftover, err)
+	}
+}
+
+// TestIngestAfterWipeFlushes records what Pebble does with a full restore's chunks after the
+// wipe (DESIGN.md, "A full restore … ingests sorted sstables"): the wipe's range deletions are in
+// the memtable, so the first chunk overlaps it and is ingested as a flushable (queued on top of
+// the memtable, flushed with it); the next overlapping chunk finds the flushable queue at the
+// stop-writes threshold and waits for a flush. After that, chunks go straight into the LSM.
+func TestIngestAfterWipeFlushes(t *testing.T) {
+	d := newTestDisk(t, 256<<10)
+	ctx := context.Background()
+	if err := d.wipe(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := d.db.Metrics()
+	w := d.newIngestWriter(ctx, 0, partMeta{StreamTime: noStreamTime})
+	v := bytes.Repeat([]byte{'v'}, 1000)
+	const n = 2000 // ≈ 2 MB: 8 chunks of 256 KiB
+	for i := range n {
+		if err := w.put(int64(i), []byte(fmt.Sprintf("k%06d", i)), v, recTimes{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
+	after := d.db.Metrics()
+	flushes := after.Flush.Count - before.Flush.Count
+	asIngest := after.Flush.AsIngestCount - before.Flush.AsIngestCount
+	t.Logf("%d chunks ingested: %d flushes, %d of them of flushable ingests", w.seq, flushes, asIngest)
+	if w.seq < 4 {
+		t.Fatalf("only %d chunks: the test needs several", w.seq)
+	}
+	if flushes == 0 || flushes > 2 {
+		t.Fatalf("%d flushes for a full restore of %d chunks after a wipe: want the one or two the first chunks' overlap with the wipe's memtable costs", flushes, w.seq)
+	}
+	for i := range n {
+		if _, ok, err := d.get(0, fmt.Sprintf("k%06d", i)); !ok || err != nil {
+			t.Fatalf("key %d not restored (%v)", i, err)
+		}
 	}
 }
