@@ -149,3 +149,26 @@ func TestIngestAfterWipeFlushes(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskDueAtTheEndOfTime: with the watermark at the largest int64 (event times past 2262 are
+// clamped there) every entry of the partition is due, those clamped there too — the iterator's
+// upper bound must not wrap round to the partition's first key — and no other partition's.
+func TestDiskDueAtTheEndOfTime(t *testing.T) {
+	d := newTestDisk(t, 1<<20)
+	const end = 1<<63 - 1
+	idx := []sweepItem{{0, expiryItem{-5, "a"}}, {0, expiryItem{100, "b"}}, {0, expiryItem{end, "c"}}, {1, expiryItem{7, "other"}}}
+	if err := d.applyIndex(context.Background(), nil, idx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.due(0, end, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []expiryItem{{-5, "a"}, {100, "b"}, {end, "c"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("due at the end of time: %v, want %v", got, want)
+	}
+	if got, _ := d.due(0, 100, 10); fmt.Sprint(got) != fmt.Sprint(want[:2]) {
+		t.Fatalf("due at 100: %v, want %v", got, want[:2])
+	}
+}

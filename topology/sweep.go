@@ -447,7 +447,12 @@ func (d *diskStore) due(p int32, streamTime int64, limit int) ([]expiryItem, err
 		return nil, nil
 	}
 	lo := d.prefix('e', p)
-	hi := binary.BigEndian.AppendUint64(d.prefix('e', p), (uint64(streamTime)^(1<<63))+1)
+	var hi []byte
+	if streamTime == 1<<63-1 {
+		hi = d.prefix('e', p+1) // everything of p: the bound below would wrap round to 0
+	} else {
+		hi = binary.BigEndian.AppendUint64(d.prefix('e', p), (uint64(streamTime)^(1<<63))+1)
+	}
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: partition %d expiry index: %w", d.dir, p, err)
