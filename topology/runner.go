@@ -1585,6 +1585,8 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
 	defer cancel()
+	ix := newRestoreIndex(r)
+	defer ix.report(parts)
 	// each store is written by one goroutine: put is never concurrent for the same partition
 	// (kafka.RestoreChangelogConcurrently's read, with the records' headers: the expiry index
 	// and the stream time are rebuilt from them, sweep.go)
@@ -1594,8 +1596,8 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 	}, func(rec *kgo.Record) error {
 		st := fresh[rec.Partition]
 		st.restorePut(rec.Key, rec.Value)
-		if r.beh.Expire != nil {
-			st.restoreHeaders(rec.Key, rec.Value, rec.Headers)
+		if ix != nil {
+			st.restoreTimes(rec.Key, rec.Value, ix.times(rec.Partition, rec.Key, rec.Value, rec.Headers))
 		}
 		*counts[rec.Partition]++
 		return nil

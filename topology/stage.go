@@ -90,7 +90,8 @@ type Processor[E, S, O any] struct {
 	Classify func(err error) (class headers.ErrorClass, transient bool)
 	// Time-driven eviction (sweep.go), all three or none. EventTime is an event's business
 	// time: the highest of a partition's committed events is its stream time, which only moves
-	// forward with committed input, so a replay or a restore evicts the same keys. Expiry says
+	// forward with committed input, so a replay or a restore reaches the same stream times (but
+	// when a sweep runs between transactions is wall-clock: DESIGN.md "Eviction"). Expiry says
 	// when a state may be evicted if no later event changes it (false: not by time); it is
 	// called once per key per transaction, on the state written to the changelog. Expire
 	// re-checks a due key's committed state at the stream time: evict or not, and the headers

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // restoreReport is what a restore did to one partition, for the log line and the tests.
@@ -114,6 +118,8 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 		return nil, err
 	}
 	reasons := map[int32]string{}
+	ix := newRestoreIndex(r)
+	defer ix.report(parts)
 	for attempt := 0; ; attempt++ {
 		writers := map[int32]restoreSink{}
 		verify := map[int32]*int64{} // offset of the record to compare, −1 once compared
@@ -167,7 +173,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 					return nil // applied already
 				}
 			}
-			return w.put(rec.Offset, rec.Key, rec.Value, rec.Headers, r.beh.Expire != nil)
+			return w.put(rec.Offset, rec.Key, rec.Value, ix.times(rec.Partition, rec.Key, rec.Value, rec.Headers))
 		})
 		cancel()
 		if err == nil {
@@ -196,5 +202,100 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 			out[p] = restoreReport{records: read, full: reasons[p] != "", reason: reasons[p]}
 		}
 		return out, nil
+	}
+}
+
+// restoreIndex is what a restore of a stage that evicts by time (Processor.Expire) reads from
+// each changelog record: the partition's stream time and, for a value, the key's expiry. This
+// version writes both as headers (rf.stream-time on every record, rf.expires on a Put whose
+// state has an expiry), so a record with rf.stream-time and no rf.expires is a state not
+// evicted by time. A record with neither was written by an earlier version, which wrote no time
+// headers: its state is decoded with the stage's codec and its expiry computed with the
+// stage's Expiry, so the population that existed before the upgrade is indexed too (the full
+// restore after the upgrade would otherwise index nothing of it, and those keys would never
+// expire). A state that does not decode is not indexed (its next event dead-letters it, class
+// state) and is logged, with its key and partition. Shared by a restore's workers.
+type restoreIndex struct {
+	expiry func(value []byte) (at int64, ok bool, err error)
+	log    *slog.Logger
+	// decoded counts the values indexed by decoding (no headers), undecodable those that failed
+	decoded, undecodable atomic.Int64
+}
+
+// maxUndecodableLogged bounds the per-key log lines of undecodable states in one restore.
+const maxUndecodableLogged = 20
+
+func newRestoreIndex[E, S, O any](r *Runner[E, S, O]) *restoreIndex {
+	if r.beh.Expire == nil {
+		return nil
+	}
+	return &restoreIndex{log: r.log, expiry: func(value []byte) (int64, bool, error) {
+		s, err := r.beh.State.Decode(value)
+		if err != nil {
+			return 0, false, err
+		}
+		at, ok := r.beh.Expiry(s)
+		return nanos(at), ok, nil
+	}}
+}
+
+// recordTimes reads a changelog record's time headers: its expiry (rf.expires) and stream time
+// (rf.stream-time), each with whether it is present and a decimal int64.
+func recordTimes(hs []kgo.RecordHeader) (exp int64, hasExp bool, st int64, hasST bool) {
+	for _, h := range hs {
+		switch h.Key {
+		case headers.Expires:
+			v, err := strconv.ParseInt(string(h.Value), 10, 64)
+			exp, hasExp = v, err == nil
+		case headers.StreamTime:
+			v, err := strconv.ParseInt(string(h.Value), 10, 64)
+			st, hasST = v, err == nil
+		}
+	}
+	return exp, hasExp, st, hasST
+}
+
+// recTimes is what a changelog record read by a restore says about time: the key's expiry, to
+// index (index), and the partition's stream time (hasST).
+type recTimes struct {
+	at    int64
+	index bool
+	st    int64
+	hasST bool
+}
+
+// times is what the record of key in partition p says about time. A nil restoreIndex says
+// nothing (the stage does not evict by time).
+func (ix *restoreIndex) times(p int32, key, value []byte, hs []kgo.RecordHeader) recTimes {
+	if ix == nil {
+		return recTimes{}
+	}
+	var t recTimes
+	t.at, t.index, t.st, t.hasST = recordTimes(hs)
+	if value == nil || t.index || t.hasST {
+		t.index = t.index && value != nil
+		return t
+	}
+	// written by a version before the time headers: the state itself says when it expires
+	at, ok, err := ix.expiry(value)
+	if err != nil {
+		if n := ix.undecodable.Add(1); n <= maxUndecodableLogged {
+			ix.log.Warn("restore: changelog value without rf.expires does not decode; not indexed for eviction by time",
+				"partition", p, "key", string(key), "err", err)
+		}
+		return recTimes{}
+	}
+	ix.decoded.Add(1)
+	return recTimes{at: at, index: ok}
+}
+
+// report logs what the restore indexed by decoding, if anything.
+func (ix *restoreIndex) report(parts []int32) {
+	if ix == nil {
+		return
+	}
+	if d, u := ix.decoded.Load(), ix.undecodable.Load(); d > 0 || u > 0 {
+		ix.log.Info("restore: indexed states written without time headers (an earlier version) by decoding them",
+			"partitions", parts, "decoded", d, "undecodable", u)
 	}
 }

@@ -10,16 +10,15 @@ import (
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // restoreSink is what restoreDisk writes one partition's changelog records into: batches
 // (restoreWriter: a tail restore, a few records, each key looked up) or sorted sstables
 // (ingestWriter: a full restore into an empty partition).
 type restoreSink interface {
-	put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error
+	// put applies the record at offset: key's value (nil: a tombstone), its expiry to index
+	// (index) and the stream time it carries (hasST), as restoreIndex.times read them
+	put(offset int64, key, value []byte, t recTimes) error
 	flush() error
 	close()
 	state() (partMeta, int64) // the checkpoint so far, and the data records applied
@@ -34,25 +33,83 @@ func (w *restoreWriter) state() (partMeta, int64) { return w.meta, w.read }
 // memtables it bypasses) it writes the chunk as sorted sstables — the values, the expiry index,
 // the checkpoint of the chunk's last record — and ingests them into Pebble in one atomic step
 // (DB.Ingest: all or nothing, like a batch). A process killed mid-restore resumes after the
-// last ingested chunk, as after the last batch. Compared with batches, nothing is written to the
-// WAL or the memtable, and nothing is flushed: the sstables are the restore's only write (the
-// chunks of one partition overlap, so Pebble still compacts them later, in the background).
+// last ingested chunk, as after the last batch. Compared with batches, no data is written to the
+// WAL or the memtable: the sstables are the restore's only data write (the chunks of one
+// partition overlap, so Pebble still compacts them later, in the background). It is not
+// flush-free: the first chunk overlaps the wipe's deletions in the memtable and is ingested as a
+// flushable, and the next forces that memtable's flush (TestIngestAfterWipeFlushes).
 // Used by one goroutine.
 type ingestWriter struct {
 	d     *diskStore
 	p     int32
 	meta  partMeta
 	ctx   context.Context
-	chunk map[string][]byte // key → last value in the chunk; nil: a tombstone
-	exp   map[string]int64  // key → its expiry (rf.expires), for the index
+	chunk map[string][]byte // key → last value in the chunk (in the arena); nil: a tombstone
+	exp   map[string]int64  // key → its expiry, for the index
+	// bytes is what the chunk holds: every value read into the arena (a replaced value's bytes
+	// stay there until the chunk is written, so they are not subtracted) and each key's map
+	// entries; the chunk is written when it reaches the store's chunk bound
 	bytes int
+	arena ingestArena
 	first bool // no chunk ingested yet: nothing in the partition to delete
 	read  int64
 	seq   int
-	// the last record applied, hashed into the checkpoint at flush (they alias fetch buffers,
-	// which franz-go never reuses)
-	lastKey, lastValue []byte
+	// the last record applied, hashed into the checkpoint at flush: the key as the chunk's map
+	// holds it, the value as the arena does (nothing the writer keeps aliases a fetch buffer,
+	// which would keep a whole decompressed batch alive)
+	lastKey   string
+	lastValue []byte
+	hasLast   bool
 }
+
+// ingestArena holds a chunk's values: copies of the changelog values (a value kept by reference
+// would keep its whole fetch response alive) in slabs that are reused by the next chunk.
+type ingestArena struct {
+	slabs [][]byte // in use; the last is being filled
+	free  [][]byte
+}
+
+// ingestSlab is the arena's allocation unit; a larger value gets a slab of its own.
+const ingestSlab = 256 << 10
+
+// keep copies v into the arena (never nil: nil is a tombstone).
+func (a *ingestArena) keep(v []byte) []byte {
+	if len(v) == 0 {
+		return []byte{}
+	}
+	n := len(a.slabs)
+	if n == 0 || cap(a.slabs[n-1])-len(a.slabs[n-1]) < len(v) {
+		var slab []byte
+		if len(v) <= ingestSlab && len(a.free) > 0 {
+			slab = a.free[len(a.free)-1][:0]
+			a.free = a.free[:len(a.free)-1]
+		} else {
+			slab = make([]byte, 0, max(ingestSlab, len(v)))
+		}
+		a.slabs = append(a.slabs, slab)
+		n++
+	}
+	slab := a.slabs[n-1]
+	start := len(slab)
+	slab = append(slab, v...)
+	a.slabs[n-1] = slab
+	return slab[start:len(slab):len(slab)]
+}
+
+// reset makes the arena's slabs free for the next chunk (an oversized slab is dropped).
+func (a *ingestArena) reset() {
+	for _, s := range a.slabs {
+		if cap(s) == ingestSlab {
+			a.free = append(a.free, s[:0])
+		}
+	}
+	clear(a.slabs)
+	a.slabs = a.slabs[:0]
+}
+
+// ingestKeyOverhead is what a key costs besides its bytes: its entries in the chunk and expiry
+// maps and the sort of its flush.
+const ingestKeyOverhead = 64
 
 func (d *diskStore) newIngestWriter(ctx context.Context, p int32, m partMeta) *ingestWriter {
 	return &ingestWriter{d: d, p: p, meta: m, ctx: ctx, chunk: map[string][]byte{}, exp: map[string]int64{}, first: true}
@@ -60,30 +117,29 @@ func (d *diskStore) newIngestWriter(ctx context.Context, p int32, m partMeta) *i
 
 func (w *ingestWriter) state() (partMeta, int64) { return w.meta, w.read }
 
-func (w *ingestWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
-	k := string(key)
-	if old, ok := w.chunk[k]; ok {
-		w.bytes -= len(old)
-	} else {
-		w.bytes += len(k) + 64 // the map entry
+func (w *ingestWriter) put(offset int64, key, value []byte, t recTimes) error {
+	k := string(key) // a copy, kept by the map
+	if _, ok := w.chunk[k]; !ok {
+		w.bytes += len(k) + ingestKeyOverhead
 	}
 	if value == nil {
 		w.chunk[k] = nil
 		delete(w.exp, k)
 	} else {
-		w.chunk[k] = value // aliases the fetch buffer, which franz-go never reuses
-		w.bytes += len(value)
-		if at, ok := headerNanos(hs, headers.Expires); ok && index {
-			w.exp[k] = at
+		value = w.arena.keep(value)
+		w.chunk[k] = value
+		w.bytes += len(value) // read into the arena: counted even when a later value replaces it
+		if t.index {
+			w.exp[k] = t.at
 		} else {
 			delete(w.exp, k)
 		}
 	}
-	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
-		w.meta.StreamTime = t
+	if t.hasST && t.st > w.meta.StreamTime {
+		w.meta.StreamTime = t.st
 	}
 	w.meta.Next = offset + 1
-	w.lastKey, w.lastValue = key, value
+	w.lastKey, w.lastValue, w.hasLast = k, value, true
 	w.read++
 	if w.bytes >= w.d.chunkBytes {
 		return w.flush()
@@ -94,14 +150,14 @@ func (w *ingestWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeade
 // flush writes the chunk as sstables (values; index entries; checkpoint — three key ranges that
 // do not overlap) and ingests them together.
 func (w *ingestWriter) flush() error {
-	if len(w.chunk) == 0 && w.lastKey == nil && !w.first {
+	if len(w.chunk) == 0 && !w.hasLast && !w.first {
 		return nil
 	}
-	if w.lastKey != nil {
-		w.meta.LastHash = recordHash(w.lastKey, w.lastValue)
-		w.lastKey, w.lastValue = nil, nil
+	if w.hasLast {
+		w.meta.LastHash = recordHash([]byte(w.lastKey), w.lastValue)
+		w.lastKey, w.lastValue, w.hasLast = "", nil, false
 	}
-	dir := filepath.Join(w.d.dir, "restore-ingest")
+	dir := w.d.ingestDir() // a crash's leftovers are removed at the next open
 	if err := w.d.fs.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("state store %s: %w", w.d.dir, err)
 	}
@@ -183,6 +239,7 @@ func (w *ingestWriter) flush() error {
 	}
 	clear(w.chunk)
 	clear(w.exp)
+	w.arena.reset()
 	w.bytes, w.first = 0, false
 	return nil
 }

@@ -17,9 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/retailflow/retailflow/schemas/headers"
 )
 
 // diskStore is the persistent store of one Runner: one Pebble database under
@@ -503,6 +500,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 			return nil, fmt.Errorf("state store %s (state.dir): open: %w (%s)", dir, r.err, hint)
 		}
 		d.db = r.db
+		d.removeIngestLeftovers()
 		return d, nil
 	case <-time.After(o.CommitTimeout):
 		return nil, d.giveUp("open", start)
@@ -512,6 +510,7 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 		case r := <-done:
 			if r.err == nil {
 				d.db = r.db
+				d.removeIngestLeftovers()
 				return d, nil
 			}
 			return nil, fmt.Errorf("state store %s (state.dir): open: %w", dir, r.err)
@@ -519,6 +518,27 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 			return nil, d.giveUp("open", start)
 		}
 	}
+}
+
+// ingestDir is where a full restore writes its sstables before DB.Ingest links them into the
+// store (ingestWriter.flush); the writer removes them once ingested.
+func (d *diskStore) ingestDir() string { return filepath.Join(d.dir, "restore-ingest") }
+
+// removeIngestLeftovers deletes what a process killed during a full restore left in ingestDir
+// (sstables written and not yet ingested, or ingested and not yet removed: Pebble holds its own
+// links to those). Called once the store is open: Pebble's lock is held, so no other process is
+// ingesting from this directory. A failure only costs disk space: logged, not fatal.
+func (d *diskStore) removeIngestLeftovers() {
+	dir := d.ingestDir()
+	names, err := d.fs.List(dir)
+	if err != nil || len(names) == 0 {
+		return // none (the usual case: the directory does not exist)
+	}
+	if err := d.fs.RemoveAll(dir); err != nil {
+		d.log.Warn("state store: cannot remove a full restore's leftover sstables", "dir", dir, "files", len(names), "err", err)
+		return
+	}
+	d.log.Info("state store: removed a full restore's leftover sstables (a restore was interrupted)", "dir", dir, "files", len(names))
 }
 
 // close closes the DB within the commit timeout, or within storeShutdownWait when the store
@@ -580,7 +600,8 @@ type partMeta struct {
 
 // metaVersion 2 added StreamTime and, with it, the expiry index ('e' keys): a version-1
 // checkpoint is not trusted (restoreDisk wipes the partition and restores it fully, which
-// builds the index from the changelog's headers) — once, at the first start after the upgrade.
+// builds the index from the changelog: its headers, or for the records the earlier version wrote
+// without them the decoded state, restoreIndex) — once, at the first start after the upgrade.
 const metaVersion = 2
 
 func (m partMeta) encode() []byte {
@@ -770,9 +791,9 @@ func (d *diskStore) newRestoreWriter(ctx context.Context, p int32, m partMeta, e
 	return &restoreWriter{d: d, p: p, meta: m, b: d.db.NewBatch(), inBatch: map[string]bool{}, exact: exact, ctx: ctx}
 }
 
-// put applies the record at offset; hs are its headers (the expiry and stream time, when the
-// stage evicts by time: index).
-func (w *restoreWriter) put(offset int64, key, value []byte, hs []kgo.RecordHeader, index bool) error {
+// put applies the record at offset: key's value (nil: a tombstone), the expiry to index (index)
+// and the stream time it carries (hasST), as restoreIndex.times read them.
+func (w *restoreWriter) put(offset int64, key, value []byte, t recTimes) error {
 	present, seen := w.inBatch[string(key)]
 	if !seen {
 		if w.exact {
@@ -799,14 +820,14 @@ func (w *restoreWriter) put(offset int64, key, value []byte, hs []kgo.RecordHead
 		if err := w.b.Set(k, value, nil); err != nil {
 			return err
 		}
-		if at, ok := headerNanos(hs, headers.Expires); ok && index {
-			if err := w.b.Set(w.d.indexKey(w.p, at, string(key)), nil, nil); err != nil {
+		if t.index {
+			if err := w.b.Set(w.d.indexKey(w.p, t.at, string(key)), nil, nil); err != nil {
 				return err
 			}
 		}
 	}
-	if t, ok := headerNanos(hs, headers.StreamTime); ok && index && t > w.meta.StreamTime {
-		w.meta.StreamTime = t
+	if t.hasST && t.st > w.meta.StreamTime {
+		w.meta.StreamTime = t.st
 	}
 	w.inBatch[string(key)] = value != nil
 	w.meta.Next = offset + 1

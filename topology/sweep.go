@@ -28,7 +28,8 @@ import (
 //     (headers.StreamTime) and the persistent store keeps it in the checkpoint, so a restore
 //     resumes from it instead of from zero.
 //   - Expiry index: each Put's expiry (Expiry on the state written) travels on its changelog
-//     record (headers.Expires), so a restore indexes it without decoding the value; the runtime
+//     record (headers.Expires), so a restore indexes it without decoding the value (a record an
+//     earlier version wrote, with no time headers, is decoded: restoreIndex); the runtime
 //     indexes it at commit: in memory a min-heap per partition, on disk a key
 //     'e' stage 0x00 partition(4) expiry(8) key with no value, written in the transaction's
 //     Pebble batch. Entries are never updated in place: a key whose expiry moved (or that was
@@ -94,32 +95,22 @@ func (s *store[S]) advance(t int64) {
 	}
 }
 
-// restoreHeaders applies what a changelog record read by a restore says about time: its
-// stream time, and its expiry (a value) or the key's removal (a tombstone).
-func (s *store[S]) restoreHeaders(key, value []byte, hs []kgo.RecordHeader) {
-	if t, ok := headerNanos(hs, headers.StreamTime); ok {
-		s.advance(t)
+// restoreTimes applies what a changelog record read by a restore says about time (restoreIndex.times:
+// its headers, or for a record of an earlier version its decoded state): its stream time, and
+// its expiry (a value) or the key's removal (a tombstone).
+func (s *store[S]) restoreTimes(key, value []byte, t recTimes) {
+	if t.hasST {
+		s.advance(t.st)
 	}
 	if value == nil {
 		delete(s.idxAt, string(key))
 		return
 	}
-	if at, ok := headerNanos(hs, headers.Expires); ok {
-		s.index(string(key), at)
+	if t.index {
+		s.index(string(key), t.at)
 	} else {
 		delete(s.idxAt, string(key)) // its heap entry, if any, is stale from now on
 	}
-}
-
-// headerNanos reads a decimal unix-nanosecond header.
-func headerNanos(hs []kgo.RecordHeader, name string) (int64, bool) {
-	for _, h := range hs {
-		if h.Key == name {
-			v, err := strconv.ParseInt(string(h.Value), 10, 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }
 
 // nanos is t in unix nanoseconds, clamped to what an int64 holds (years 1678–2262).
@@ -338,8 +329,13 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 			}
 			if ok {
 				if state, err = r.beh.State.Decode(raw); err != nil {
-					// its next event dead-letters it (class state); the sweep cannot judge it
-					r.log.Warn("sweep: stored state does not decode; not evicted", "partition", it.p, "key", it.key, "err", err)
+					// its next event dead-letters it (class state); the sweep cannot judge it, but
+					// keeps it indexed (the swept entry is deleted): it is looked at again once the
+					// watermark has moved on by a sweep interval, not dropped from the index for good
+					again := r.undecodableAgain(r.watermark(st))
+					reindex = append(reindex, sweepItem{it.p, expiryItem{again, it.key}})
+					r.log.Warn("sweep: stored state does not decode; not evicted, re-indexed", "partition", it.p, "key", it.key,
+						"again_at", time.Unix(0, again).UTC(), "err", err)
 					continue
 				}
 				found = true
@@ -428,6 +424,17 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	return full, nil
 }
 
+// undecodableAgain is when a due key whose state does not decode is due again: the watermark
+// wm plus a sweep interval (of event time: the key is re-checked once input has moved the stream
+// time on, not on every sweep of an idle partition), clamped to what an int64 holds.
+func (r *Runner[E, S, O]) undecodableAgain(wm int64) int64 {
+	step := max(int64(r.o.SweepInterval), 1)
+	if wm > 1<<63-1-step {
+		return 1<<63 - 1
+	}
+	return wm + step
+}
+
 // indexKey is the disk index entry of key in p expiring at: 'e' stage 0x00 partition(4)
 // at(8, big endian, sign bit flipped: byte order is time order) key.
 func (d *diskStore) indexKey(p int32, at int64, key string) []byte {
@@ -441,7 +448,12 @@ func (d *diskStore) due(p int32, streamTime int64, limit int) ([]expiryItem, err
 		return nil, nil
 	}
 	lo := d.prefix('e', p)
-	hi := binary.BigEndian.AppendUint64(d.prefix('e', p), (uint64(streamTime)^(1<<63))+1)
+	var hi []byte
+	if streamTime == 1<<63-1 {
+		hi = d.prefix('e', p+1) // everything of p: the bound below would wrap round to 0
+	} else {
+		hi = binary.BigEndian.AppendUint64(d.prefix('e', p), (uint64(streamTime)^(1<<63))+1)
+	}
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: partition %d expiry index: %w", d.dir, p, err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,9 +149,28 @@ type sweepRig struct {
 	topics orderledger.Topics
 	serde  *schemas.Serde
 	prod   *kgo.Client
-	dir    string // persistent store directory; "" for memory
+	dir    string    // persistent store directory; "" for memory
+	logw   io.Writer // the runners' log (text); nil: discarded
 	// cluster is the kfake cluster, for tests that control its answers
 	cluster *kfake.Cluster
+}
+
+// syncBuffer is a log sink the test reads while runners write it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newSweepRig(t *testing.T, disk bool) *sweepRig {
@@ -213,6 +233,9 @@ func (rg *sweepRig) start() *sweepRun {
 	rg.t.Helper()
 	m := topology.NewCounters(0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if rg.logw != nil {
+		log = slog.New(slog.NewTextHandler(rg.logw, nil))
+	}
 	if os.Getenv("RUNTIME_TEST_LOG") != "" {
 		log = slog.Default()
 	}
@@ -388,4 +411,186 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// legacyChangelog runs c's closed order, orphan and open order through a pipeline (memory) and
+// returns their changelog records as the version before time-driven eviction wrote them: each
+// key's last value, without the rf.expires and rf.stream-time headers.
+func legacyChangelog(t *testing.T, c sweepCase) []*kgo.Record {
+	t.Helper()
+	rg := newSweepRig(t, false)
+	run := rg.start()
+	rg.send(c.closed...)
+	rg.send(c.orphan, c.open)
+	run.waitCommitted(t, int64(len(c.closed)+2))
+	run.stop(t)
+	var out []*kgo.Record
+	last := lastOf(rg.changelog(func([]*kgo.Record) bool { return true }))
+	for _, k := range []string{c.closedKey, c.orphanKey, c.open.Key()} {
+		r := last[k]
+		if r == nil || r.Value == nil {
+			t.Fatalf("no changelog value for %s", k)
+		}
+		out = append(out, &kgo.Record{Key: r.Key, Value: r.Value})
+	}
+	return out
+}
+
+// TestSweepEvictsLegacyChangelog: orders written before the upgrade (changelog values without
+// rf.expires, as the previous version wrote them) are evicted by time alone after a restore
+// indexes them from their decoded state — the memory restore, the full restore of a new
+// persistent store (sstable ingest), and the tail restore of an existing one (batches).
+func TestSweepEvictsLegacyChangelog(t *testing.T) {
+	for _, mode := range []string{"memory", "disk-ingest", "disk-tail"} {
+		t.Run(mode, func(t *testing.T) {
+			c := pickSweepCase(t)
+			legacy := legacyChangelog(t, c)
+			rg := newSweepRig(t, mode != "memory")
+			produceLegacy := func() {
+				for _, r := range legacy {
+					r.Topic = rg.topics.Names[schemas.TopicChangelog]
+					if err := rg.prod.ProduceSync(rg.ctx, r).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if mode == "disk-tail" {
+				// the store exists (checkpoint of an empty changelog) before the legacy records
+				// arrive: the restart reads them as its tail
+				run := rg.start()
+				rg.send(c.near)
+				run.waitCommitted(t, 1)
+				run.stop(t)
+				produceLegacy()
+				run = rg.start()
+				rg.send(c.clock)
+				run.waitCommitted(t, 1)
+				checkLegacyEvicted(t, rg, c, run)
+				return
+			}
+			produceLegacy()
+			run := rg.start()
+			rg.send(c.near)
+			run.waitCommitted(t, 1)
+			time.Sleep(300 * time.Millisecond) // several sweep intervals: nothing is due yet (lateness)
+			for _, r := range rg.changelog(func([]*kgo.Record) bool { return true }) {
+				if r.Value == nil {
+					t.Fatalf("tombstone for %s before any key was due", r.Key)
+				}
+			}
+			rg.send(c.clock)
+			run.waitCommitted(t, 2)
+			checkLegacyEvicted(t, rg, c, run)
+		})
+	}
+}
+
+func checkLegacyEvicted(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun) {
+	t.Helper()
+	recs := rg.changelog(func(recs []*kgo.Record) bool {
+		l := lastOf(recs)
+		return l[c.closedKey] != nil && l[c.closedKey].Value == nil && l[c.orphanKey] != nil && l[c.orphanKey].Value == nil
+	})
+	last := lastOf(recs)
+	closed, orphan := last[c.closedKey], last[c.orphanKey]
+	if closed == nil || closed.Value != nil || orphan == nil || orphan.Value != nil {
+		t.Fatalf("legacy closed order %s and orphan %s not both evicted by time (%d changelog records)", c.closedKey, c.orphanKey, len(recs))
+	}
+	if why, _ := hdr(closed, headers.Evicted); why != "closed" {
+		t.Errorf("closed order's tombstone says %s=%q, want closed", headers.Evicted, why)
+	}
+	if why, _ := hdr(orphan, headers.Evicted); why != "orphan" {
+		t.Errorf("orphan's tombstone says %s=%q, want orphan", headers.Evicted, why)
+	}
+	for _, k := range []string{c.open.Key(), c.clock.Key(), c.near.Key()} {
+		if r := last[k]; r == nil || r.Value == nil {
+			t.Errorf("key %s (not due) was evicted or never written", k)
+		}
+	}
+	run.stop(t)
+	if rg.dir != "" {
+		keys := map[string]bool{}
+		if err := topology.ScanStore(rg.dir, orderledger.StageName, func(_ int32, k, _ []byte) error {
+			keys[string(k)] = true
+			return nil
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if keys[c.closedKey] || keys[c.orphanKey] || !keys[c.open.Key()] || !keys[c.clock.Key()] {
+			t.Errorf("store after the sweep holds %v", keys)
+		}
+	}
+}
+
+// TestSweepKeepsUndecodableStateIndexed: a due key whose stored state does not decode is not
+// evicted (its next event dead-letters it) and stays indexed: it is looked at again, and logged
+// with its key and partition, each time the watermark has moved on by a sweep interval — not
+// dropped from the index silently at the first sweep that met it.
+func TestSweepKeepsUndecodableStateIndexed(t *testing.T) {
+	for _, mode := range []string{"memory", "disk"} {
+		t.Run(mode, func(t *testing.T) {
+			c := pickSweepCase(t)
+			second := anotherOrderAccepted(t, c)
+			rg := newSweepRig(t, mode == "disk")
+			logs := &syncBuffer{}
+			rg.logw = logs
+			const bad = "O-UNDECODABLE-1"
+			at := strconv.FormatInt(c.closedAt.UnixNano(), 10)
+			rec := &kgo.Record{Topic: rg.topics.Names[schemas.TopicChangelog], Key: []byte(bad), Value: []byte("not an avro ledger state"),
+				Headers: []kgo.RecordHeader{{Key: headers.StreamTime, Value: []byte(at)}, {Key: headers.Expires, Value: []byte(at)}}}
+			if err := rg.prod.ProduceSync(rg.ctx, rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			run := rg.start()
+			defer run.stop(t)
+			seen := func(n int) bool {
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					got := 0
+					for _, l := range strings.Split(logs.String(), "\n") {
+						if strings.Contains(l, "does not decode") && strings.Contains(l, "key="+bad) && strings.Contains(l, "partition=0") {
+							got++
+						}
+					}
+					if got >= n {
+						return true
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				return false
+			}
+			rg.send(c.clock) // the bad key is due
+			run.waitCommitted(t, 1)
+			if !seen(1) {
+				t.Fatalf("no log line names the undecodable due key %s:\n%s", bad, logs.String())
+			}
+			rg.send(second) // the watermark moves on by more than a sweep interval: due again
+			run.waitCommitted(t, 2)
+			if !seen(2) {
+				t.Fatalf("the undecodable key %s was not looked at again after the watermark moved: dropped from the index", bad)
+			}
+			for _, r := range rg.changelog(func([]*kgo.Record) bool { return true }) {
+				if string(r.Key) == bad && r.Value == nil {
+					t.Fatalf("the undecodable key was evicted")
+				}
+			}
+		})
+	}
+}
+
+// anotherOrderAccepted is an OrderAccepted of an order c does not use, dated a day after c.clock.
+func anotherOrderAccepted(t *testing.T, c sweepCase) *schemas.Event {
+	t.Helper()
+	tr, err := generate.Generate(generate.Options{Seed: 11, Orders: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{c.closedKey: true, c.orphanKey: true, c.open.Key(): true, c.clock.Key(): true, c.near.Key(): true}
+	for _, r := range tr.Records {
+		if e := r.Event; e != nil && r.Malformed == "" && !r.Duplicate && e.OrderAccepted != nil && !used[r.Key] && !strings.HasPrefix(r.Key, "checkout:") {
+			return moved(e, c.clock.OccurredAt.Add(24*time.Hour).Sub(e.OccurredAt))
+		}
+	}
+	t.Fatal("no other OrderAccepted in the traffic")
+	return nil
 }
