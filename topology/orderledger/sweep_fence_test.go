@@ -69,14 +69,7 @@ func TestSweepTransactionIsFenced(t *testing.T) {
 				t.Fatal("no sweep transaction sent a TxnOffsetCommit: nothing fences it")
 			}
 			armed.Store(false)
-			recs := rg.changelog(func(recs []*kgo.Record) bool {
-				l := lastOf(recs)
-				return l[c.closedKey] != nil && l[c.closedKey].Value == nil && l[c.orphanKey] != nil && l[c.orphanKey].Value == nil
-			})
-			l := lastOf(recs)
-			if l[c.closedKey].Value != nil || l[c.orphanKey].Value != nil {
-				t.Fatalf("the due keys were not evicted once the member's commits were accepted again (%d refused before)", refused.Load())
-			}
+			evictedByTime(t, rg, c)
 			run.stop(t)
 		})
 	}

@@ -358,21 +358,8 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 			}
 			rg.send(c.clock)
 			run.waitCommitted(t, n+1)
-			recs := rg.changelog(func(recs []*kgo.Record) bool {
-				l := lastOf(recs)
-				return l[c.closedKey] != nil && l[c.closedKey].Value == nil && l[c.orphanKey] != nil && l[c.orphanKey].Value == nil
-			})
-			last := lastOf(recs)
+			last := evictedByTime(t, rg, c)
 			closed, orphan := last[c.closedKey], last[c.orphanKey]
-			if closed == nil || closed.Value != nil || orphan == nil || orphan.Value != nil {
-				t.Fatalf("closed order %s and orphan %s not both evicted (%d changelog records)", c.closedKey, c.orphanKey, len(recs))
-			}
-			if why, _ := hdr(closed, headers.Evicted); why != "closed" {
-				t.Errorf("closed order's tombstone says %s=%q, want closed", headers.Evicted, why)
-			}
-			if why, _ := hdr(orphan, headers.Evicted); why != "orphan" {
-				t.Errorf("orphan's tombstone says %s=%q, want orphan", headers.Evicted, why)
-			}
 			want := ledger.ExcHeldWithoutOrder + ":" + c.orphan.EventID
 			if exc, _ := hdr(orphan, headers.OpenExceptions); !strings.Contains(" "+exc+" ", " "+want+" ") {
 				t.Errorf("orphan's tombstone carries exceptions %q, want %s", exc, want)
@@ -391,24 +378,7 @@ func TestSweepEvictsByTimeAlone(t *testing.T) {
 					t.Errorf("a sweep tombstone names an input (%s): it has none", headers.SourceTopic)
 				}
 			}
-			for _, k := range []string{c.open.Key(), c.clock.Key(), c.near.Key()} {
-				if r := last[k]; r == nil || r.Value == nil {
-					t.Errorf("key %s (not due) was evicted or never written", k)
-				}
-			}
-			run.stop(t)
-			if rg.dir != "" {
-				keys := map[string]bool{}
-				if err := topology.ScanStore(rg.dir, orderledger.StageName, func(_ int32, k, _ []byte) error {
-					keys[string(k)] = true
-					return nil
-				}, nil); err != nil {
-					t.Fatal(err)
-				}
-				if keys[c.closedKey] || keys[c.orphanKey] || !keys[c.open.Key()] || !keys[c.clock.Key()] {
-					t.Errorf("store after the sweep holds %v", keys)
-				}
-			}
+			keptAndGone(t, rg, c, run, last)
 		})
 	}
 }
@@ -465,7 +435,7 @@ func TestSweepEvictsLegacyChangelog(t *testing.T) {
 				run = rg.start()
 				rg.send(c.clock)
 				run.waitCommitted(t, 1)
-				checkLegacyEvicted(t, rg, c, run)
+				keptAndGone(t, rg, c, run, evictedByTime(t, rg, c))
 				return
 			}
 			produceLegacy()
@@ -480,21 +450,23 @@ func TestSweepEvictsLegacyChangelog(t *testing.T) {
 			}
 			rg.send(c.clock)
 			run.waitCommitted(t, 2)
-			checkLegacyEvicted(t, rg, c, run)
+			keptAndGone(t, rg, c, run, evictedByTime(t, rg, c))
 		})
 	}
 }
 
-func checkLegacyEvicted(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun) {
+// evictedByTime waits until the closed order and the orphan of c are tombstones on the
+// changelog and checks that each says why; it returns every key's last record.
+func evictedByTime(t *testing.T, rg *sweepRig, c sweepCase) (last map[string]*kgo.Record) {
 	t.Helper()
 	recs := rg.changelog(func(recs []*kgo.Record) bool {
 		l := lastOf(recs)
 		return l[c.closedKey] != nil && l[c.closedKey].Value == nil && l[c.orphanKey] != nil && l[c.orphanKey].Value == nil
 	})
-	last := lastOf(recs)
+	last = lastOf(recs)
 	closed, orphan := last[c.closedKey], last[c.orphanKey]
 	if closed == nil || closed.Value != nil || orphan == nil || orphan.Value != nil {
-		t.Fatalf("legacy closed order %s and orphan %s not both evicted by time (%d changelog records)", c.closedKey, c.orphanKey, len(recs))
+		t.Fatalf("closed order %s and orphan %s not both evicted by time (%d changelog records)", c.closedKey, c.orphanKey, len(recs))
 	}
 	if why, _ := hdr(closed, headers.Evicted); why != "closed" {
 		t.Errorf("closed order's tombstone says %s=%q, want closed", headers.Evicted, why)
@@ -502,6 +474,13 @@ func checkLegacyEvicted(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun) 
 	if why, _ := hdr(orphan, headers.Evicted); why != "orphan" {
 		t.Errorf("orphan's tombstone says %s=%q, want orphan", headers.Evicted, why)
 	}
+	return last
+}
+
+// keptAndGone checks that the keys of c that are not due are still on the changelog, stops the
+// run, and on disk that the store holds them and not the evicted two.
+func keptAndGone(t *testing.T, rg *sweepRig, c sweepCase, run *sweepRun, last map[string]*kgo.Record) {
+	t.Helper()
 	for _, k := range []string{c.open.Key(), c.clock.Key(), c.near.Key()} {
 		if r := last[k]; r == nil || r.Value == nil {
 			t.Errorf("key %s (not due) was evicted or never written", k)
