@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
@@ -131,7 +132,7 @@ func TestColumnWiseInsertMatchesRowWise(t *testing.T) {
 		if err := b.Send(); err != nil {
 			t.Fatal(err)
 		}
-		want, got := dumpTable(t, rowDB, table, cols), dumpTable(t, colDB, table, cols)
+		want, got := dumpTable(t, conn, rowDB, table, cols), dumpTable(t, conn, colDB, table, cols)
 		if len(want) != len(vals) {
 			t.Fatalf("%s: %d rows stored row-wise, %d inserted", table, len(want), len(vals))
 		}
@@ -144,24 +145,9 @@ func TestColumnWiseInsertMatchesRowWise(t *testing.T) {
 
 // dumpTable reads every row of db.table as text (ClickHouse's own formatting of each value,
 // in insertion-independent order).
-func dumpTable(t *testing.T, db, table, cols string) []string {
+func dumpTable(t *testing.T, conn driver.Conn, db, table, cols string) []string {
 	t.Helper()
-	conn := testConn(t)
-	q := "SELECT toString(tuple(" + cols + ")) AS r FROM " + db + "." + table + " ORDER BY r"
-	rs, err := conn.Query(context.Background(), q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rs.Close()
-	var out []string
-	for rs.Next() {
-		var s string
-		if err := rs.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, s)
-	}
-	return out
+	return stringRows(t, conn, "SELECT toString(tuple("+cols+")) AS r FROM "+db+"."+table+" ORDER BY r")
 }
 
 // tableBuf.add estimates a row as rowBytes does (the byte bound of the buffer).

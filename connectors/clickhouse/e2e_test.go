@@ -209,6 +209,28 @@ func (e *env) drain(t *testing.T, o SinkOptions, timeout time.Duration) (*Sink, 
 	return s, took
 }
 
+// stringRows runs q, whose one column is a String, and returns its rows in the order read.
+func stringRows(t *testing.T, conn driver.Conn, q string) []string {
+	t.Helper()
+	rs, err := conn.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rs.Close()
+	var out []string
+	for rs.Next() {
+		var s string
+		if err := rs.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return out
+}
+
 func (e *env) viewRows(t *testing.T) map[string][]oracle.ViewRow {
 	t.Helper()
 	return viewRowsFrom(t, NativeSession(e.conn), e.db)

@@ -78,20 +78,7 @@ func TestDeadLettersRedactedAndPurgedByMonth(t *testing.T) {
 
 	q := func(sql string) []string {
 		t.Helper()
-		rows, err := e.conn.Query(ctx, sql)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		return out
+		return stringRows(t, e.conn, sql)
 	}
 	values := q(fmt.Sprintf("SELECT concat(origin, ' ', toString(toYYYYMM(seen_at)), ' ', record_value) FROM %s.dead_letters FINAL ORDER BY source_offset", e.db))
 	if len(values) != 4 {
