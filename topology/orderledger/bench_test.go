@@ -94,19 +94,26 @@ func benchTopics(suffix string) orderledger.Topics {
 	return orderledger.Topics{Names: names, Reroute: "bench.reroute" + suffix}
 }
 
+// ensureTopics creates the pipeline's topics with n co-partitioned partitions each, the
+// changelog compacted and fingerprinted.
+func ensureTopics(tb testing.TB, ctx context.Context, conn kafka.Conn, topics orderledger.Topics, n int32) {
+	tb.Helper()
+	var specs []kafka.TopicSpec
+	for t, name := range topics.Names {
+		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: n, ReplicationFactor: 1, Compacted: t == schemas.TopicChangelog, CoPartitioned: true})
+	}
+	specs = append(specs, kafka.TopicSpec{Name: topics.Reroute, Partitions: n, ReplicationFactor: 1, CoPartitioned: true},
+		kafka.FingerprintSpec(topics.Names[schemas.TopicChangelog], 1))
+	if _, err := kafka.EnsureTopics(ctx, conn, specs); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // preload creates the pipeline's topics (6 co-partitioned partitions, the changelog compacted)
 // and produces the traffic (Avro, keyed by order id).
 func preload(b *testing.B, ctx context.Context, conn kafka.Conn, topics orderledger.Topics, tr *generate.Traffic) int {
 	b.Helper()
-	var specs []kafka.TopicSpec
-	for t, name := range topics.Names {
-		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: 6, ReplicationFactor: 1, Compacted: t == schemas.TopicChangelog, CoPartitioned: true})
-	}
-	specs = append(specs, kafka.TopicSpec{Name: topics.Reroute, Partitions: 6, ReplicationFactor: 1, CoPartitioned: true},
-		kafka.FingerprintSpec(topics.Names[schemas.TopicChangelog], 1))
-	if _, err := kafka.EnsureTopics(ctx, conn, specs); err != nil {
-		b.Fatal(err)
-	}
+	ensureTopics(b, ctx, conn, topics, 6)
 	cl, err := kgo.NewClient(append(conn.Options(), kgo.MaxBufferedRecords(50000), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		b.Fatal(err)

@@ -182,15 +182,7 @@ func newSweepRig(t *testing.T, disk bool) *sweepRig {
 	t.Cleanup(cluster.Close)
 	ctx := context.Background()
 	rg := &sweepRig{t: t, ctx: ctx, conn: kafka.Conn{Brokers: cluster.ListenAddrs(), ClientID: "sweep", Timeout: 10 * time.Second}, topics: benchTopics(""), cluster: cluster}
-	var specs []kafka.TopicSpec
-	for tp, name := range rg.topics.Names {
-		specs = append(specs, kafka.TopicSpec{Name: name, Partitions: 1, ReplicationFactor: 1, Compacted: tp == schemas.TopicChangelog, CoPartitioned: true})
-	}
-	specs = append(specs, kafka.TopicSpec{Name: rg.topics.Reroute, Partitions: 1, ReplicationFactor: 1, CoPartitioned: true},
-		kafka.FingerprintSpec(rg.topics.Names[schemas.TopicChangelog], 1))
-	if _, err := kafka.EnsureTopics(ctx, rg.conn, specs); err != nil {
-		t.Fatal(err)
-	}
+	ensureTopics(t, ctx, rg.conn, rg.topics, 1)
 	if rg.serde, err = schemas.NewSerde(ctx, schemas.WithPhysicalTopics(rg.topics.Names)); err != nil {
 		t.Fatal(err)
 	}
