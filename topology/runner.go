@@ -1587,21 +1587,16 @@ func (r *Runner[E, S, O]) restoreMemory(ctx context.Context, parts []int32, fres
 	defer cancel()
 	ix := newRestoreIndex(r)
 	defer ix.report(parts)
-	// each store is written by one goroutine: put is never concurrent for the same partition
-	// (kafka.RestoreChangelogConcurrently's read, with the records' headers: the expiry index
-	// and the stream time are rebuilt from them, sweep.go)
-	err := kafka.ReadToEnd(rctx, r.o.Conn, string(r.stage.Store), kafka.ReadOptions{
-		Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: r.m.RestoreProgress,
-		ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
-	}, func(rec *kgo.Record) error {
+	// each store is written by one goroutine: put is never concurrent for the same partition;
+	// the records' headers rebuild the expiry index and the stream time (sweep.go)
+	err := kafka.RestoreChangelog(rctx, r.o.Conn, string(r.stage.Store), parts, runtime.GOMAXPROCS(0), func(rec *kgo.Record) {
 		st := fresh[rec.Partition]
 		st.restorePut(rec.Key, rec.Value)
 		if ix != nil {
 			st.restoreTimes(rec.Key, rec.Value, ix.times(rec.Partition, rec.Key, rec.Value, rec.Headers))
 		}
 		*counts[rec.Partition]++
-		return nil
-	})
+	}, r.m.RestoreProgress)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ type RestoreProgress func(partition int32, read, total int64, done bool)
 // RestoreChangelog reads the given partitions of a compacted changelog from their log start to
 // their stable end and calls put for every committed data record, in offset order per
 // partition (value nil for a tombstone). key and value alias fetch buffers: put must copy what
-// it keeps. put is called from one goroutine.
+// it keeps.
 //
 // Where it stops, and why: first it waits until the partition's last stable offset (LSO,
 // kadm.ListCommittedOffsets with read_committed) equals its high watermark (HWM,
@@ -38,19 +38,14 @@ type RestoreProgress func(partition int32, read, total int64, done bool)
 // Control records are fetched (KeepControlRecords) so that the last offset before the HWM —
 // always a commit or abort marker on a transactional changelog, never compacted away because it
 // sits in the active segment — tells the reader that the partition is complete.
-func RestoreChangelog(ctx context.Context, c Conn, topic string, partitions []int32,
-	put func(partition int32, key, value []byte), progress RestoreProgress,
-) error {
-	return RestoreChangelogConcurrently(ctx, c, topic, partitions, 1, put, progress)
-}
-
-// RestoreChangelogConcurrently is RestoreChangelog with the partitions split over up to
-// workers clients, each fetching, decompressing and calling put from its own goroutines: put
-// and progress are called concurrently for different partitions, never concurrently for the
-// same partition, and in offset order per partition. One client decompresses every batch from
-// a broker on one goroutine, which bounds a restore to about one core; several use more.
-func RestoreChangelogConcurrently(ctx context.Context, c Conn, topic string, partitions []int32, workers int,
-	put func(partition int32, key, value []byte), progress RestoreProgress,
+//
+// The partitions are split over up to workers clients, each fetching, decompressing and calling
+// put from its own goroutines: put and progress are called concurrently for different
+// partitions, never concurrently for the same partition, and in offset order per partition. One
+// client decompresses every batch from a broker on one goroutine, which bounds a restore to
+// about one core; several use more. put gets the whole record (its headers too).
+func RestoreChangelog(ctx context.Context, c Conn, topic string, partitions []int32, workers int,
+	put func(*kgo.Record), progress RestoreProgress,
 ) error {
 	if len(partitions) == 0 {
 		return nil
@@ -60,7 +55,7 @@ func RestoreChangelogConcurrently(ctx context.Context, c Conn, topic string, par
 		// large fetches: a restore reads whole partitions; 64 MiB bounds one response
 		ClientOpts: []kgo.Opt{kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20), kgo.FetchMaxWait(200 * time.Millisecond)},
 	}, func(r *kgo.Record) error {
-		put(r.Partition, r.Key, r.Value)
+		put(r)
 		return nil
 	})
 }
