@@ -46,6 +46,8 @@ import (
 const (
 	DefaultSweepInterval = time.Second
 	DefaultSweepMaxKeys  = 10000
+	// DefaultAllowedLateness is `run`'s state.allowed_lateness when the config does not set it.
+	DefaultAllowedLateness = 7 * 24 * time.Hour
 	// sweepRounds bounds the consecutive full sweep transactions of one call: a backlog (the first
 	// sweep after an upgrade, a large stream-time jump) is worked off without starving input.
 	sweepRounds = 20

@@ -148,6 +148,10 @@ type Expected struct {
 	Members  map[string]*MemberTruth
 	Views    map[string][]ViewRow // by view name (ViewC1 … ViewC6), rows sorted by Key
 	Totals   Totals
+	// Policy and AsOf are what Compute was given: a checker that folds a subset of the events
+	// again (an order the runtime evicted and a late event re-created) folds it by the same rules.
+	Policy Policy
+	AsOf   time.Time
 }
 
 // Compute folds events (any order, duplicates allowed) into the expected outputs. Views are
@@ -164,6 +168,8 @@ func Compute(events []schemas.Event, p Policy, asOf time.Time) *Expected {
 		Commands: map[string]Command{},
 		Members:  map[string]*MemberTruth{},
 		Totals:   Totals{ErpInvoicedNet: map[string]decimal.Decimal{}, ErpCreditedNet: map[string]decimal.Decimal{}},
+		Policy:   p,
+		AsOf:     asOf,
 	}
 	folded := make([]*orderFold, 0, len(order))
 	for _, key := range order {

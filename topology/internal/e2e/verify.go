@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
+	"github.com/retailflow/retailflow/topology"
 )
 
 // Record is an output record with its coordinates and headers.
@@ -103,7 +105,7 @@ type Verdict struct {
 	Duplicated     int // effects present twice: request ids, source coordinates (and rows, for a suite that checks them)
 	DLQUnexplained int // DLQ records whose source was not sent as malformed
 	StateMismatch  int // orders whose changelog-restored state differs from the oracle
-	Evicted        int // orders the sweep evicted by time (compared by their last state; not a problem)
+	Evicted        int // evictions by the sweep (each life compared by the state its tombstone replaced; not a problem)
 	Problems       []string
 }
 
@@ -139,9 +141,22 @@ type Checked struct {
 // Producer recorded, out the outputs read.
 func (p *Pipeline) Check(v *Verdict, all []generate.Record, ex *oracle.Expected, sent []Sent, bySource map[string]int, out Outputs) Checked {
 	var c Checked
-	c.Gross, c.Issued = p.checkCommands(v, ex, out.Commands)
+	// the runtime keys state by record key; the oracle groups by order (a reservation that never
+	// became an order travels under "checkout:<id>")
+	keyOf, idOf := map[string]string{}, map[string]string{}
+	for _, r := range all {
+		if r.Event != nil && r.Malformed == "" {
+			id := oracle.OrderKey(r.Event)
+			keyOf[id], idOf[r.Key] = r.Key, id
+		}
+	}
+	lives := p.readLives(v)
+	exLives, split := splitByLife(v, all, ex, lives, idOf)
+	c.Gross, c.Issued = p.checkCommands(v, exLives, out.Commands)
 	dlqEvents := checkDLQ(v, sent, bySource, out.DLQ)
-	c.States = p.checkState(v, all, ex)
+	if lives != nil {
+		c.States = checkState(v, ex, lives, split, keyOf)
+	}
 	checkEvents(v, sent, c.States, dlqEvents)
 	return c
 }
@@ -303,103 +318,182 @@ func checkDLQ(v *Verdict, sent []Sent, bySource map[string]int, recs []Record) m
 	return events
 }
 
-// checkState restores the ledger from the changelog alone, as a fresh instance would, and
-// compares every order with the oracle: points (P, requested, refunds, posted), the basis B
-// (money, HALF_EVEN to 4 dp on both sides) and the set of request ids.
-func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expected) map[string]*ledgerstate.State {
+// life is one incarnation of a key in the changelog: the state a sweep tombstone replaced
+// (evictedAt: the stream time the tombstone carries), or the key's live state (evictedAt 0).
+type life struct {
+	state     *ledgerstate.State
+	evictedAt int64 // unix nanoseconds
+}
+
+// readLives restores the ledger from the changelog alone, as a fresh instance would, keeping
+// every incarnation of a key: an order the runtime's sweep evicted by time (a tombstone with
+// headers.Evicted) is kept as the state its tombstone replaced (the test's changelog is not
+// compacted that far), which must have been due at the tombstone's stream time; an event that
+// arrives after its order's eviction (later than the allowed lateness, as retention allows)
+// starts a new life under the same key.
+func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 	raw := map[string][]byte{}
-	// An order the runtime's sweep evicted by time (a tombstone with headers.Evicted) is compared
-	// by the state its tombstone replaced: the last one before it (the test's changelog is not
-	// compacted that far), which must have been due at the tombstone's stream time.
 	type eviction struct {
 		last       []byte
-		streamTime string
+		streamTime int64
 	}
-	evicted := map[string]eviction{}
-	// every state a sweep tombstone replaced, per key: an event that arrives after its order's
-	// eviction (later than the allowed lateness, as retention allows) starts a new ledger, and
-	// the events of the evicted one are applied all the same (checkEvents)
-	incarnations := map[string][][]byte{}
+	evictions := map[string][]eviction{}
 	err := kafka.ReadToEnd(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], kafka.ReadOptions{Partitions: p.AllPartitions(), Until: kafka.EndQuiescent}, func(r *kgo.Record) error {
 		k := string(r.Key)
-		if r.Value == nil {
+		if r.Value != nil {
+			raw[k] = append([]byte(nil), r.Value...)
+			return nil
+		}
+		for _, h := range r.Headers {
+			if h.Key != headers.Evicted {
+				continue
+			}
+			last, ok := raw[k]
+			if !ok {
+				v.Problem("sweep tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
+				break
+			}
+			ev := eviction{last: last}
 			for _, h := range r.Headers {
-				if h.Key == headers.Evicted {
-					if last, ok := raw[k]; ok {
-						ev := eviction{last: last}
-						for _, h := range r.Headers {
-							if h.Key == headers.StreamTime {
-								ev.streamTime = string(h.Value)
-							}
-						}
-						evicted[k] = ev
-						incarnations[k] = append(incarnations[k], last)
-					} else {
-						v.Problem("sweep tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
-					}
+				if h.Key == headers.StreamTime {
+					ev.streamTime, _ = strconv.ParseInt(string(h.Value), 10, 64)
 				}
 			}
-			delete(raw, k)
-		} else {
-			raw[k] = append([]byte(nil), r.Value...)
-			delete(evicted, k)
+			if ev.streamTime <= 0 {
+				v.Problem("sweep tombstone of %s at %d/%d has no %s header", k, r.Partition, r.Offset, headers.StreamTime)
+			}
+			evictions[k] = append(evictions[k], ev)
 		}
+		delete(raw, k)
 		return nil
 	})
 	if err != nil {
 		v.Problem("restore the changelog: %v", err)
 		return nil
 	}
-	for k, ev := range evicted {
-		st, err := ledgerstate.Decode(p.Ctx, p.Serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, ev.last)
-		if err != nil {
-			v.StateMismatch++
-			v.Problem("state of %s before its eviction does not decode: %v", k, err)
-			continue
-		}
-		at, ok := ledger.FromState(*st).ExpiresAt(ledger.DefaultPolicy()) // `run`'s default policy
-		if nanos, perr := strconv.ParseInt(ev.streamTime, 10, 64); !ok || perr != nil || at.UnixNano() > nanos {
-			v.Problem("order %s evicted at stream time %q but due at %s (due: %v)", k, ev.streamTime, at, ok)
-		}
-		raw[k] = ev.last
-		v.Evicted++
-	}
-	for k, olds := range incarnations {
-		for i, b := range olds {
-			if ev, ok := evicted[k]; ok && i == len(olds)-1 && string(ev.last) == string(b) {
-				continue // the key's state below
-			}
-			raw[fmt.Sprintf("%s\x00evicted-%d", k, i)] = b // for checkEvents only: no oracle order has this key
-		}
-	}
-	states := map[string]*ledgerstate.State{}
-	for k, b := range raw {
+	decode := func(k string, b []byte) *ledgerstate.State {
 		st, err := ledgerstate.Decode(p.Ctx, p.Serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, b)
 		if err != nil {
 			v.StateMismatch++
 			v.Problem("state of %s does not decode: %v", k, err)
+		}
+		return st
+	}
+	lives := map[string][]life{}
+	for k, evs := range evictions {
+		for _, ev := range evs {
+			st := decode(k, ev.last)
+			if st == nil {
+				continue
+			}
+			at, ok := ledger.FromState(*st).ExpiresAt(ledger.DefaultPolicy()) // `run`'s default policy
+			if !ok || at.UnixNano() > ev.streamTime-int64(topology.DefaultAllowedLateness) {
+				v.Problem("order %s evicted at stream time %s but due at %s (due: %v)", k, time.Unix(0, ev.streamTime).UTC(), at, ok)
+			}
+			lives[k] = append(lives[k], life{state: st, evictedAt: ev.streamTime})
+			v.Evicted++
+		}
+	}
+	for k, b := range raw {
+		if st := decode(k, b); st != nil {
+			lives[k] = append(lives[k], life{state: st})
+		}
+	}
+	return lives
+}
+
+// splitByLife is the oracle for keys with more than one life. The runtime evicted such an order
+// and a later event re-created it, which DESIGN.md allows only for an event later than the
+// allowed lateness behind its partition: every event a later life applied or holds must have
+// occurred before the previous eviction's stream time − the lateness. Each life is then held to
+// the oracle's fold of its own events (the same rules, ex.Policy and ex.AsOf), and the commands
+// expected are those of the lives, not of the whole order folded at once. It returns the
+// oracle's truth per life of each such key and ex with those orders' commands and nets replaced.
+func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives map[string][]life, idOf map[string]string) (*oracle.Expected, map[string][]*oracle.OrderTruth) {
+	events := map[string]*schemas.Event{}
+	for i := range all {
+		if e := all[i].Event; e != nil && all[i].Malformed == "" {
+			events[e.EventID] = e
+		}
+	}
+	split := map[string][]*oracle.OrderTruth{}
+	adjusted := *ex
+	for k, ls := range lives {
+		if len(ls) < 2 {
 			continue
 		}
-		states[k] = st
-	}
-	// the runtime keys state by record key; the oracle groups by order (a reservation that never
-	// became an order travels under "checkout:<id>")
-	recordKey := map[string]string{}
-	for _, r := range all {
-		if r.Event != nil && r.Malformed == "" {
-			recordKey[oracle.OrderKey(r.Event)] = r.Key
+		if len(split) == 0 {
+			adjusted.Orders, adjusted.Commands = maps.Clone(ex.Orders), maps.Clone(ex.Commands)
 		}
+		id := idOf[k]
+		if id == "" {
+			id = k
+		}
+		if o := ex.Orders[id]; o != nil {
+			for _, rid := range o.Commands {
+				delete(adjusted.Commands, rid)
+			}
+		}
+		net := &oracle.OrderTruth{OrderID: id}
+		for i, l := range ls {
+			var mine []schemas.Event
+			ids := map[string]bool{}
+			for _, s := range l.state.Seen {
+				ids[s.EventID] = true
+			}
+			for _, h := range l.state.Held {
+				ids[h.EventID] = true
+			}
+			for eid := range ids {
+				e, ok := events[eid]
+				if !ok {
+					v.Problem("order %s: life %d applied event %s, which was not sent valid", k, i, eid)
+					continue
+				}
+				if i > 0 && e.OccurredAt.UnixNano() >= ls[i-1].evictedAt-int64(topology.DefaultAllowedLateness) {
+					v.Problem("order %s: event %s (occurred %s) re-created the order evicted at stream time %s, within the allowed lateness",
+						k, eid, e.OccurredAt.UTC(), time.Unix(0, ls[i-1].evictedAt).UTC())
+				}
+				mine = append(mine, *e)
+			}
+			part := oracle.Compute(mine, ex.Policy, ex.AsOf)
+			t := part.Orders[id]
+			if t == nil {
+				t = &oracle.OrderTruth{OrderID: id}
+			}
+			split[k] = append(split[k], t)
+			maps.Copy(adjusted.Commands, part.Commands)
+			net.AccrualRequested += t.AccrualRequested
+			net.ReversalRequested += t.ReversalRequested
+			net.RefundRequested += t.RefundRequested
+		}
+		adjusted.Orders[id] = net
+	}
+	return &adjusted, split
+}
+
+// checkState compares every order's state restored from the changelog with the oracle: points
+// (P, requested, refunds, posted), the basis B (money, HALF_EVEN to 4 dp on both sides) and the
+// set of request ids; an order with more than one life (splitByLife) life by life. It returns
+// the states by record key, an earlier life of a key under "<key>\x00evicted-<i>".
+func checkState(v *Verdict, ex *oracle.Expected, lives map[string][]life, split map[string][]*oracle.OrderTruth, keyOf map[string]string) map[string]*ledgerstate.State {
+	states := map[string]*ledgerstate.State{}
+	for k, ls := range lives {
+		for i, l := range ls[:len(ls)-1] {
+			states[fmt.Sprintf("%s\x00evicted-%d", k, i)] = l.state
+		}
+		states[k] = ls[len(ls)-1].state
 	}
 	for id, o := range ex.Orders {
 		key := id
-		if k, ok := recordKey[id]; ok {
+		if k, ok := keyOf[id]; ok {
 			key = k
 		}
-		st, ok := states[key]
+		ls, ok := lives[key]
 		if !ok {
 			v.StateMismatch++
 			var some []string
-			for k := range states {
+			for k := range lives {
 				if _, ok := ex.Orders[k]; !ok && len(some) < 5 {
 					some = append(some, k)
 				}
@@ -407,35 +501,46 @@ func (p *Pipeline) checkState(v *Verdict, all []generate.Record, ex *oracle.Expe
 			v.Problem("order %s has no state in the changelog (changelog keys the oracle lacks: %v)", id, some)
 			continue
 		}
-		// The oracle's request ids, and besides them only corrections for late events and the
-		// commands they correct (DESIGN.md invariant 13; checkCommands holds every share exact).
-		oracleIDs, corrected := map[string]bool{}, map[string]bool{}
-		for _, id := range o.Commands {
-			oracleIDs[id] = true
-		}
-		for _, c := range st.Commands {
-			corrected[c.AttributedTo] = c.AttributedTo != ""
-		}
-		var reqIDs []string
-		for _, c := range st.Commands {
-			if oracleIDs[c.RequestID] || c.AttributedTo == "" && !corrected[c.CausingEventID] {
-				reqIDs = append(reqIDs, c.RequestID)
+		if truths, ok := split[key]; ok {
+			for i, t := range truths {
+				compareState(v, fmt.Sprintf("%s (life %d of %d)", id, i+1, len(truths)), ls[i].state, t)
 			}
+			continue
 		}
-		want := append([]string(nil), o.Commands...)
-		sort.Strings(reqIDs)
-		sort.Strings(want)
-		pts := st.Points
-		if pts.Entitled != o.EntitledPoints || pts.AccrualRequested-pts.ReversalRequested != o.RequestedNet() ||
-			pts.RefundRequested != o.RefundRequested || pts.AccrualPosted != o.AccrualPosted || pts.Reversed != o.ReversalPosted ||
-			pts.RefundPosted != o.RefundPosted || !pts.Basis.Equal(o.Basis) || strings.Join(reqIDs, ",") != strings.Join(want, ",") {
-			v.StateMismatch++
-			v.Problem("order %s: restored P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d; oracle P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d",
-				id, pts.Entitled, pts.AccrualRequested-pts.ReversalRequested, pts.RefundRequested, pts.AccrualPosted, pts.Reversed, pts.RefundPosted, pts.Basis, len(reqIDs),
-				o.EntitledPoints, o.RequestedNet(), o.RefundRequested, o.AccrualPosted, o.ReversalPosted, o.RefundPosted, o.Basis, len(want))
-		}
+		compareState(v, id, ls[len(ls)-1].state, o)
 	}
 	return states
+}
+
+// compareState holds one state to the oracle's truth: the oracle's request ids, and besides them
+// only corrections for late events and the commands they correct (DESIGN.md invariant 13;
+// checkCommands holds every share exact).
+func compareState(v *Verdict, id string, st *ledgerstate.State, o *oracle.OrderTruth) {
+	oracleIDs, corrected := map[string]bool{}, map[string]bool{}
+	for _, id := range o.Commands {
+		oracleIDs[id] = true
+	}
+	for _, c := range st.Commands {
+		corrected[c.AttributedTo] = c.AttributedTo != ""
+	}
+	var reqIDs []string
+	for _, c := range st.Commands {
+		if oracleIDs[c.RequestID] || c.AttributedTo == "" && !corrected[c.CausingEventID] {
+			reqIDs = append(reqIDs, c.RequestID)
+		}
+	}
+	want := append([]string(nil), o.Commands...)
+	sort.Strings(reqIDs)
+	sort.Strings(want)
+	pts := st.Points
+	if pts.Entitled != o.EntitledPoints || pts.AccrualRequested-pts.ReversalRequested != o.RequestedNet() ||
+		pts.RefundRequested != o.RefundRequested || pts.AccrualPosted != o.AccrualPosted || pts.Reversed != o.ReversalPosted ||
+		pts.RefundPosted != o.RefundPosted || !pts.Basis.Equal(o.Basis) || strings.Join(reqIDs, ",") != strings.Join(want, ",") {
+		v.StateMismatch++
+		v.Problem("order %s: restored P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d; oracle P=%d net=%d refunds=%d posted=%d/%d/%d B=%s cmds=%d",
+			id, pts.Entitled, pts.AccrualRequested-pts.ReversalRequested, pts.RefundRequested, pts.AccrualPosted, pts.Reversed, pts.RefundPosted, pts.Basis, len(reqIDs),
+			o.EntitledPoints, o.RequestedNet(), o.RefundRequested, o.AccrualPosted, o.ReversalPosted, o.RefundPosted, o.Basis, len(want))
+	}
 }
 
 // checkEvents: the exact set of valid event ids sent is the set applied (seen or held by the
