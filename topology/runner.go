@@ -80,6 +80,15 @@ type Options struct {
 	// The directory belongs to one process (the pod's volume).
 	StateDir string
 	State    DiskOptions
+	// Standby, with a persistent store, keeps warm copies of the partitions this instance does
+	// not own (standby.go): every StandbyInterval it reads what the changelog gained for each of
+	// them into the store with the same validated restore an assignment runs, so a partition
+	// that moves here (a scale-out, a failed member's share) restores only the records written
+	// since the last pass instead of its whole changelog. An instance with Standby follows
+	// every partition it does not own: its disk holds the whole state and it reads the whole
+	// changelog. Zero StandbyInterval means DefaultStandbyInterval.
+	Standby         bool
+	StandbyInterval time.Duration
 	// SweepInterval is how often time-driven eviction looks for due keys between transactions
 	// (sweep.go; only for a stage with Processor.Expire), and SweepMaxKeys bounds one sweep
 	// transaction's tombstones; zero means DefaultSweepInterval and DefaultSweepMaxKeys.
@@ -165,6 +174,15 @@ func (o *Options) validate() error {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
+	if o.Standby && o.StateDir == "" {
+		bad("Standby needs a persistent store (StateDir): an in-memory standby would hold every partition's state in RAM")
+	}
+	if o.StandbyInterval < 0 {
+		bad("StandbyInterval must not be negative")
+	}
+	if o.StandbyInterval == 0 {
+		o.StandbyInterval = DefaultStandbyInterval
+	}
 	if o.SweepMaxKeys == 0 {
 		o.SweepMaxKeys = DefaultSweepMaxKeys
 	}
@@ -205,7 +223,14 @@ type Runner[E, S, O any] struct {
 	joined     bool
 	restoring  map[int32]bool // assigned, store not yet restored (fetch paused)
 	ownedParts map[int32]bool // assigned and restored
-	fatal      error
+	// heldParts: partitions whose store the run loop holds (installed, not yet dropped); it may
+	// write them until it drops them, so a standby pass leaves them alone
+	heldParts map[int32]bool
+	// standbyCancel interrupts the standby pass in progress (an assignment must not wait for it)
+	standbyCancel context.CancelFunc
+	fatal         error
+	// restoreMu serialises the persistent store's restores: an assignment's and a standby pass
+	restoreMu sync.Mutex
 
 	stores map[int32]*store[S] // only the run loop touches stores
 	disk   *diskStore          // nil: states in memory (Options.StateDir empty)
@@ -365,7 +390,7 @@ func NewRunner[E, S, O any](t Topology, st Processor[E, S, O], o Options) (*Runn
 	}
 	r := &Runner[E, S, O]{
 		top: t, stage: ks, beh: st, o: o, log: o.Logger.With("stage", ks.Name, "instance", o.InstanceID), m: o.Metrics,
-		writes: map[Stream]bool{}, restoring: map[int32]bool{}, ownedParts: map[int32]bool{},
+		writes: map[Stream]bool{}, restoring: map[int32]bool{}, ownedParts: map[int32]bool{}, heldParts: map[int32]bool{},
 		stores: map[int32]*store[S]{}, rejected: map[source]string{},
 		ov:  overlay[S]{parts: map[int32]map[string]*pending[S]{}},
 		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}, rerouted: map[string]int{}},
@@ -493,6 +518,15 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 	// the broker's transaction timeout.
 	if _, _, err := sess.Client().ProducerID(ctx); err != nil && ctx.Err() == nil {
 		r.log.Warn("could not initialise the transactional id before the restore; the first transaction will", "err", err)
+	}
+	if r.o.Standby {
+		sctx, stop := context.WithCancel(ctx)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			r.followStandbys(sctx)
+		}()
+		defer func() { stop(); <-followed }() // before the store closes (deferred above)
 	}
 	err = r.loop(ctx, sess)
 	// Close leaves the group, so the partitions move to the other instances at once; no
@@ -640,6 +674,9 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 	cl.PauseFetchPartitions(assigned)
 	for _, p := range parts {
 		r.restoring[p] = true
+	}
+	if r.standbyCancel != nil {
+		r.standbyCancel() // the restore waits for the pass to stop, not to finish
 	}
 	r.events = append(r.events, assignEvent{assigned: true, partitions: parts})
 	r.wakeLocked()
@@ -1491,6 +1528,9 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 						delete(r.stores, p)
 						r.m.StateSize(p, -1, 0)
 					}
+					r.mu.Lock()
+					delete(r.heldParts, p)
+					r.mu.Unlock()
 				}
 			}
 		}
@@ -1514,14 +1554,19 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 			}
 		})
 		fresh := map[int32]*store[S]{}
+		r.mu.Lock()
 		for _, p := range parts {
 			delete(r.stores, p) // a re-assigned partition is restored anew: another owner may have written
+			delete(r.heldParts, p)
 		}
+		r.mu.Unlock()
 		began := time.Now()
 		var reports map[int32]restoreReport
 		var err error
 		if r.disk != nil {
-			reports, err = r.restoreDisk(ctx, parts, fresh)
+			r.restoreMu.Lock()
+			reports, err = r.restoreDisk(ctx, parts, fresh, false)
+			r.restoreMu.Unlock()
 		} else {
 			reports, err = r.restoreMemory(ctx, parts, fresh)
 		}
@@ -1544,6 +1589,7 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 				continue
 			}
 			r.stores[p] = fresh[p]
+			r.heldParts[p] = true
 			keys += fresh[p].keys()
 			delete(r.restoring, p)
 			r.ownedParts[p] = true

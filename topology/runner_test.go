@@ -109,6 +109,8 @@ type fixture struct {
 	diskOpts DiskOptions
 	// log, if set, receives the runners' log lines
 	log *slog.Logger
+	// standby runs the instances with warm standbys (Options.Standby), passes every 50 ms
+	standby bool
 }
 
 // stateModes runs a test with the stage's states decoded afresh per transaction and with
@@ -180,6 +182,7 @@ func (f *fixture) options(instance string, m Metrics) Options {
 		MaxRecordsPerTxn: 50, MaxTxnDuration: 100 * time.Millisecond, MaxBufferedRecords: 1000,
 		Parallelism: 2, // the concurrent decode and encode paths (go test -race)
 		Metrics:     m, Logger: log, StateDir: f.instanceStateDir(instance), State: f.diskOpts,
+		Standby: f.standby, StandbyInterval: 50 * time.Millisecond,
 	}
 }
 

@@ -112,7 +112,10 @@ func distrust(m partMeta, ok bool, f changelogFacts, p int32) string {
 // record a tail read returns is the one at checkpoint−1 (when the log still has it: compaction
 // may have removed it, and then a later record of its key is in the tail): it must be the
 // record the store recorded, or the partition is wiped and read again from the start.
-func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh map[int32]*store[S]) (map[int32]restoreReport, error) {
+//
+// standby: a standby pass (standby.go) follows partitions this instance does not own: its
+// progress is not the assignment's (no restore metrics).
+func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh map[int32]*store[S], standby bool) (map[int32]restoreReport, error) {
 	facts, err := r.changelogFacts(ctx, parts)
 	if err != nil {
 		return nil, err
@@ -120,6 +123,10 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 	reasons := map[int32]string{}
 	ix := newRestoreIndex(r)
 	defer ix.report(parts)
+	progress := r.m.RestoreProgress
+	if standby {
+		progress = nil
+	}
 	for attempt := 0; ; attempt++ {
 		writers := map[int32]restoreSink{}
 		verify := map[int32]*int64{} // offset of the record to compare, −1 once compared
@@ -156,7 +163,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 		}
 		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
 		err := kafka.ReadToEnd(rctx, r.o.Conn, string(r.stage.Store), kafka.ReadOptions{
-			Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: r.m.RestoreProgress, From: from,
+			Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: progress, From: from,
 			// smaller fetches than the memory restore's: a response and its decompressed batches
 			// are the restore's largest allocation (64 MiB responses made a 2 M-record restore
 			// peak at 1.6 GB), and Pebble, not the fetch size, bounds the rate here

@@ -25,7 +25,7 @@ func (l *restoreLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *restoreLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *restoreLog) WithGroup(string) slog.Handler            { return l }
 func (l *restoreLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "restored state" && !strings.HasPrefix(r.Message, "state store not trusted") {
+	if r.Message != "restored state" && r.Message != "standby copies caught up" && !strings.HasPrefix(r.Message, "state store not trusted") {
 		return nil
 	}
 	m := map[string]string{"msg": r.Message}
@@ -45,6 +45,9 @@ func (l *restoreLog) snapshot() []map[string]string {
 // restored sums the records of the restore lines from index from on, and says which were full.
 func (l *restoreLog) restored(from int) (records int, full string, wiped []string) {
 	for _, m := range l.snapshot()[from:] {
+		if m["msg"] == "standby copies caught up" {
+			continue
+		}
 		if m["msg"] != "restored state" {
 			wiped = append(wiped, m["reason"])
 			continue

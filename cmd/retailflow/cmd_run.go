@@ -88,6 +88,7 @@ func (c Config) RunnerOptions() topology.Options {
 		State: topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes,
 			CommitTimeout: c.State.CommitTimeout, FlushHook: chaosStoreHook()},
 		SweepInterval: c.State.SweepInterval, SweepMaxKeys: c.State.SweepMaxKeys, AllowedLateness: c.State.AllowedLateness,
+		Standby: c.State.Standby == "all", StandbyInterval: c.State.StandbyInterval,
 		// fault-injection hooks exist only in binaries built with -tags chaoshooks (make chaos)
 		ClientOpts: chaosClientOpts(),
 	}

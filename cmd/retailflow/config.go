@@ -181,6 +181,13 @@ type StateConfig struct {
 	// AllowedLateness is how far eviction trails a partition's newest event time: an event up to
 	// that much behind the newest of its partition still finds its order (topology.Options).
 	AllowedLateness time.Duration `mapstructure:"allowed_lateness"`
+	// Standby (pebble mode): none, or all — keep a warm copy of every partition this instance
+	// does not own, refreshed from the changelog every standby_interval, so a partition that
+	// moves here (scale-out, a failed member's share) restores only a short tail instead of its
+	// whole changelog (topology/standby.go). Costs the whole state on each instance's volume and
+	// a read of the whole changelog per instance.
+	Standby         string        `mapstructure:"standby"`
+	StandbyInterval time.Duration `mapstructure:"standby_interval"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -277,7 +284,8 @@ func DefaultConfig() Config {
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
 		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, CommitTimeout: topology.DefaultCommitTimeout,
-			SweepInterval: topology.DefaultSweepInterval, SweepMaxKeys: topology.DefaultSweepMaxKeys, AllowedLateness: topology.DefaultAllowedLateness},
+			SweepInterval: topology.DefaultSweepInterval, SweepMaxKeys: topology.DefaultSweepMaxKeys, AllowedLateness: topology.DefaultAllowedLateness,
+			Standby: "none", StandbyInterval: topology.DefaultStandbyInterval},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
 			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
@@ -469,6 +477,18 @@ func (c *Config) Validate() error {
 	}
 	if c.State.AllowedLateness < 0 || c.State.AllowedLateness > 366*24*time.Hour {
 		bad("state.allowed_lateness", "must be between 0 and 8784h (366 days), got %s", c.State.AllowedLateness)
+	}
+	switch c.State.Standby {
+	case "none":
+	case "all":
+		if c.State.Mode != "pebble" {
+			bad("state.standby", "all needs state.mode pebble (a standby copy of every partition in RAM would hold the whole state on each instance), got mode %q", c.State.Mode)
+		}
+	default:
+		bad("state.standby", "%q is not none or all", c.State.Standby)
+	}
+	if c.State.StandbyInterval < 100*time.Millisecond || c.State.StandbyInterval > time.Hour {
+		bad("state.standby_interval", "must be between 100ms and 1h, got %s", c.State.StandbyInterval)
 	}
 	if c.State.SweepMaxKeys < 1 || c.State.SweepMaxKeys > 100_000 {
 		bad("state.sweep_max_keys", "must be between 1 and 100000 (the tombstones of one transaction), got %d", c.State.SweepMaxKeys)

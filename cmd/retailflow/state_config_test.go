@@ -23,6 +23,9 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		{"no commit timeout", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_COMMIT_TIMEOUT": "10ms"}, "state.commit_timeout: must be between 1s and 10m"},
 		{"sweep too often", map[string]string{"RETAILFLOW_STATE_SWEEP_INTERVAL": "1ms"}, "state.sweep_interval: must be between 10ms and 1h"},
 		{"lateness negative", map[string]string{"RETAILFLOW_STATE_ALLOWED_LATENESS": "-1h"}, "state.allowed_lateness: must be between 0 and 8784h"},
+		{"standby of what", map[string]string{"RETAILFLOW_STATE_STANDBY": "some"}, `state.standby: "some" is not none or all`},
+		{"standby in memory", map[string]string{"RETAILFLOW_STATE_STANDBY": "all"}, "state.standby: all needs state.mode pebble"},
+		{"standby too often", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_STANDBY": "all", "RETAILFLOW_STATE_STANDBY_INTERVAL": "1ms"}, "state.standby_interval: must be between 100ms and 1h"},
 		{"sweep of nothing", map[string]string{"RETAILFLOW_STATE_SWEEP_MAX_KEYS": "0"}, "state.sweep_max_keys: must be between 1 and 100000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +51,14 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 	if o.SweepInterval != topology.DefaultSweepInterval || o.SweepMaxKeys != topology.DefaultSweepMaxKeys || o.AllowedLateness != 7*24*time.Hour {
 		t.Errorf("runner options: sweep every %s, at most %d keys; want the defaults", o.SweepInterval, o.SweepMaxKeys)
 	}
+	if o.Standby || o.StandbyInterval != topology.DefaultStandbyInterval {
+		t.Errorf("runner options: standby %v every %s; want none by default", o.Standby, o.StandbyInterval)
+	}
+	t.Setenv("RETAILFLOW_STATE_STANDBY", "all")
+	if c, err = LoadConfig("", nil); err != nil || !c.RunnerOptions().Standby {
+		t.Errorf("state.standby all: %v (%v), want standbys", c.RunnerOptions().Standby, err)
+	}
+	t.Setenv("RETAILFLOW_STATE_STANDBY", "none")
 	t.Setenv("RETAILFLOW_STATE_MODE", "memory")
 	if c, err = LoadConfig("", nil); err != nil || c.RunnerOptions().StateDir != "" {
 		t.Errorf("memory mode: dir %q (%v), want none", c.RunnerOptions().StateDir, err)

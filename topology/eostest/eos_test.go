@@ -70,10 +70,15 @@ func run(t *testing.T, p params) {
 	var c counts
 	sup := &e2e.Supervisor{
 		Bin: pl.Binary("RETAILFLOW_BIN", "", "run"), LogDir: pl.LogDir,
-		// each instance id keeps its persistent store across its restarts (a pod's volume)
+		// each instance id keeps its persistent store across its restarts (a pod's volume);
+		// every instance but "0" runs warm standbys (passes killed mid-way included)
 		Env: func(s *e2e.Slot) []string {
-			return append(pl.Env(s.ID), "RETAILFLOW_STATE_MODE=pebble",
+			env := append(pl.Env(s.ID), "RETAILFLOW_STATE_MODE=pebble",
 				"RETAILFLOW_STATE_DIR="+filepath.Join(stateDir, "state-"+s.ID))
+			if s.ID != "0" {
+				env = append(env, "RETAILFLOW_STATE_STANDBY=all", "RETAILFLOW_STATE_STANDBY_INTERVAL=1s")
+			}
+			return env
 		},
 		RestartDelay: func() time.Duration { return time.Duration(300+intN(1200)) * time.Millisecond },
 		Errorf:       t.Errorf,

@@ -1,0 +1,77 @@
+package topology
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// waitStandbyPasses waits until the log has n standby passes from index from on: the second
+// of two began after the first ended, so it read everything committed before from.
+func waitStandbyPasses(t *testing.T, rl *restoreLog, from, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		passes := 0
+		for _, m := range rl.snapshot()[from:] {
+			if m["msg"] == "standby copies caught up" {
+				passes++
+			}
+		}
+		if passes >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d standby passes in 20 s", n)
+}
+
+// TestStandbyMakesAMoveATailRestore: instance "1" joins "0" with an empty state directory and
+// gets a share of the partitions; "0" then stops and its partitions move to "1". Without
+// standbys "1" restores them fully; with standbys it has followed their changelog while "0"
+// owned them and reads no record at the move. Either way the sums continue exactly and "1"'s
+// store holds every key's sum.
+func TestStandbyMakesAMoveATailRestore(t *testing.T) {
+	for _, standby := range []bool{false, true} {
+		t.Run(fmt.Sprintf("standby=%v", standby), func(t *testing.T) {
+			f, rl := newDiskFixture(t)
+			f.standby = standby
+			inputs := map[string][]int64{}
+			rn0 := f.start("0", nil, nil)
+			waitReady(t, rn0)
+			f.feed(6, 5, inputs)
+			checkSums(t, f.committed("out", 30), inputs)
+
+			rn1 := f.start("1", nil, nil)
+			deadline := time.Now().Add(20 * time.Second)
+			for len(rn0.r.Status().Owned)+len(rn1.r.Status().Owned) != testPartitions || len(rn1.r.Status().Owned) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("the two instances do not share the partitions: %+v / %+v", rn0.r.Status(), rn1.r.Status())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			moved := len(rn0.r.Status().Owned)
+			f.feed(6, 5, inputs)
+			checkSums(t, f.committed("out", 60), inputs)
+			if standby {
+				waitStandbyPasses(t, rl, len(rl.snapshot()), 2)
+			}
+
+			mark := len(rl.snapshot())
+			rn0.stop(t)
+			waitReady(t, rn1)
+			records, full, wiped := rl.restored(mark)
+			if standby && (records != 0 || full != "[]" || len(wiped) > 0) {
+				t.Errorf("with standbys the move of %d partitions restored %d records (full %s, wiped %v), want a tail of 0", moved, records, full, wiped)
+			}
+			if !standby && (records == 0 || full == "[]") {
+				t.Errorf("without standbys the move of %d partitions restored %d records (full %s): the test no longer tells the two apart", moved, records, full)
+			}
+			t.Logf("standby=%v: the move of %d partitions restored %d records, full %s", standby, moved, records, full)
+			f.feed(6, 1, inputs)
+			checkSums(t, f.committed("out", 66), inputs)
+			rn1.stop(t)
+			checkDisk(t, f.instanceStateDir("1"), sumsOf(inputs))
+		})
+	}
+}
