@@ -25,7 +25,8 @@ import (
 //     read whole. So a standby store only ever holds committed changelog records, with the
 //     checkpoint of the last one, exactly what a restore after a clean stop starts from.
 //   - restoreMu serialises those passes with the assignments' restores, so one partition is
-//     never written by both. An assignment cancels the pass in progress (onAssigned): the
+//     never written by both. No pass starts while an assignment waits for its restore, and an
+//     assignment cancels the pass in progress (onAssigned): the
 //     assignment's restore waits for it to stop, not to finish; what the pass had flushed is
 //     kept (each flush carries its checkpoint), the rest is read again by the assignment.
 //   - Nothing else changes: an assigned partition is restored exactly as without standbys, the
@@ -62,9 +63,11 @@ func (r *Runner[E, S, O]) standbyPass(ctx context.Context) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.mu.Lock()
-	if !r.joined {
+	if !r.joined || len(r.restoring) > 0 {
+		// the assignment's restore goes first: a pass started now would make it wait (an
+		// assignment that arrives during a pass cancels it instead)
 		r.mu.Unlock()
-		return nil // the first assignment is restored first
+		return nil
 	}
 	var follow []int32
 	for p := int32(0); p < n; p++ {

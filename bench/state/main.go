@@ -17,6 +17,10 @@
 //     new traffic of the same size: input events per CPU-second of the process, steady state;
 //   - B: more traffic is produced; once the group commits again the process is SIGKILLed
 //     mid-transaction; seconds from the next process's start to its "restored state" line;
+//   - moves (-moves, default on): a second member ("1", an empty directory, warm standbys)
+//     joins and gets half the partitions, restored in full (what a move to a member without
+//     them costs); once its standby pass has copied the other half, "0" stops and that half
+//     moves to "1": restored from the standby copies (one line `moves: ...`);
 //   - eviction: the process is stopped, the store's keys counted; a new process gets traffic
 //     dated 120 days later, which moves every partition's stream time past the expiry of the
 //     written states (each carries its rf.expires header, as the runtime writes them) and of
@@ -63,6 +67,10 @@ import (
 // swept counts the tombstones the run processes' sweeps logged ("swept expired keys").
 var swept atomic.Int64
 
+// standbyPasses counts the standby passes logged at info level (those that restored a
+// partition in full: the first pass of a member with an empty directory).
+var standbyPasses atomic.Int64
+
 var (
 	bin           = flag.String("bin", "bin/retailflow", "retailflow binary with the run command")
 	orders        = flag.Int("orders", 2_000_000, "final order states written to the changelog")
@@ -72,6 +80,7 @@ var (
 	dataDir       = flag.String("dir", "", "state directory (default: a temporary directory, removed at the end)")
 	cacheBytes    = flag.Int64("cache-bytes", 64<<20, "state.cache_bytes of the pebble runs")
 	measureCeil   = flag.Bool("ceilings", true, "first measure the full restore's ceilings on this box (ceilings.go: a plain read of the changelog, Pebble batches, sstables + ingest)")
+	moves         = flag.Bool("moves", true, "measure partition moves to a second member with and without warm standbys (one line `moves: …`)")
 	cpuProfile    = flag.String("cpuprofile", "", "pass --cpuprofile to the process started after the SIGKILL (a tail restore, then the rest of the traffic: steady state)")
 )
 
@@ -170,7 +179,35 @@ func main() {
 	log.Printf("crash restart: ready after %s, restored %d records (tail %v, full %v)", crash.Round(time.Millisecond), rl.Records, rl.Tail, rl.Full)
 	e.waitCaughtUp(pebbleSet, 30*time.Minute)
 	peak = max(peak, peakRSS(p))
-	stop(p, syscall.SIGTERM)
+
+	// Moves: a second member with an empty directory and warm standbys joins and gets half the
+	// partitions — restored in full, as any move to a member that never had them is; its
+	// standby pass then follows the other half; once that has caught up, "0" stops and the other
+	// half moves to the second member: restored from its standby copies.
+	if *moves {
+		dir1 := filepath.Join(filepath.Dir(dir), "1")
+		standbyPasses.Store(0)
+		q := e.startAs("1", pebbleSet, "pebble", dir1, "", "RETAILFLOW_STATE_STANDBY=all", "RETAILFLOW_STATE_STANDBY_INTERVAL=1s")
+		first := restored(q, 30*time.Minute)
+		joined := time.Now()
+		for standbyPasses.Load() == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		caughtUp := time.Since(joined)
+		stop(p, syscall.SIGTERM) // it leaves the group as it exits
+		left := time.Now()
+		second := restored(q, 30*time.Minute)
+		ready := time.Since(left)
+		moved := *partitions - len(first.Full)
+		peak = max(peak, peakRSS(q))
+		log.Printf("moves: joined with %d partitions restored in full (%d records, %s); standby copies of the other %d caught up after %s; after \"0\" stopped, ready in %s (%d records, full %v, tail %v)",
+			len(first.Full), first.Records, first.Took.Round(time.Millisecond), *partitions-len(first.Full), caughtUp.Round(time.Second), ready.Round(time.Millisecond), second.Records, second.Full, second.Tail)
+		fmt.Printf("moves: moved_partitions=%d restore_without_standby_s=%.2f records_without_standby=%d standby_catch_up_s=%.1f restore_with_standby_s=%.2f records_with_standby=%d ready_after_leave_s=%.2f\n",
+			moved, first.Took.Seconds(), first.Records, caughtUp.Seconds(), second.Took.Seconds(), second.Records, ready.Seconds())
+		stop(q, syscall.SIGTERM)
+	} else {
+		stop(p, syscall.SIGTERM)
+	}
 
 	// Eviction by time: traffic 120 days later moves the stream time past every expiry.
 	keysBefore, mbBefore := storeKeys(dir)
@@ -338,7 +375,12 @@ func (e *env) produce(s topicSet, tr *generate.Traffic) int {
 // start runs `retailflow run` on s with the state mode and directory; its WARN and ERROR log
 // lines are printed.
 func (e *env) start(s topicSet, mode, dir, profile string, more ...string) *rig.RunProcess {
-	args := []string{"run", "--instance-id", "0"}
+	return e.startAs("0", s, mode, dir, profile, more...)
+}
+
+// startAs is start with another instance id (a second member of the group).
+func (e *env) startAs(instance string, s topicSet, mode, dir, profile string, more ...string) *rig.RunProcess {
+	args := []string{"run", "--instance-id", instance}
 	if profile != "" {
 		args = append(args, "--cpuprofile", profile)
 	}
@@ -347,6 +389,9 @@ func (e *env) start(s topicSet, mode, dir, profile string, more ...string) *rig.
 	p, err := rig.StartRun(*bin, args, env, func(line []byte) {
 		if bytes.Contains(line, []byte(`"level":"ERROR"`)) || bytes.Contains(line, []byte(`"level":"WARN"`)) {
 			log.Printf("run: %s", line)
+		}
+		if bytes.Contains(line, []byte(`"standby copies caught up"`)) {
+			standbyPasses.Add(1)
 		}
 		if bytes.Contains(line, []byte(`"swept expired keys"`)) {
 			var l struct {
