@@ -1126,7 +1126,6 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if err != nil {
 		return r.fail(ctx, sess, rec, headers.ClassProcess, err, p)
 	}
-	r.noteEventTime(p, d.ev)
 	// Encode everything before producing anything: an input either has all its effects in the
 	// transaction or none (then it is dead-lettered).
 	outs := r.outs[:0]
@@ -1147,6 +1146,9 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 			return r.fail(ctx, sess, rec, headers.ClassEncode, fmt.Errorf("state of key %q: %w", key, err), p)
 		}
 	}
+	// only an event whose effects are all in the transaction moves the stream time: one that
+	// was dead-lettered above (an output or its state did not encode) does not
+	r.noteEventTime(p, d.ev)
 	for i, e := range step.Outputs {
 		out := t.record()
 		out.Topic, out.Key, out.Value, out.Partition, out.Headers = string(e.To), rec.Key, outs[i], p, t.sourceHeaders(src, i, 5)
