@@ -174,6 +174,12 @@ func (o *Options) validate() error {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
+	switch {
+	case o.State.ValueCacheBytes == 0:
+		o.State.ValueCacheBytes = DefaultValueCacheBytes
+	case o.State.ValueCacheBytes < 0:
+		o.State.ValueCacheBytes = 0 // off
+	}
 	if o.Standby && o.StateDir == "" {
 		bad("Standby needs a persistent store (StateDir): an in-memory standby would hold every partition's state in RAM")
 	}
@@ -1393,6 +1399,9 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 				st.putRaw(k.key, pe.enc)
 			} else {
 				delete(st.live, k.key) // a decoded copy of the old value
+				if r.o.State.ValueCacheBytes > 0 {
+					st.putHot(k.key, pe.enc)
+				}
 			}
 			if pe.hasExp {
 				st.index(k.key, pe.exp)
@@ -1426,6 +1435,9 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 	for topic, n := range t.rerouted {
 		r.m.Rerouted(topic, n)
 	}
+	if r.disk != nil && len(touched) > 0 {
+		r.boundValueCache(touched)
+	}
 	for p := range touched {
 		st := r.stores[p]
 		if r.o.MaxDecodedStates > 0 {
@@ -1434,6 +1446,24 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 		r.m.StateSize(p, st.keys(), st.size())
 	}
 	return nil
+}
+
+// boundValueCache keeps the value caches of the runner's stores within
+// DiskOptions.ValueCacheBytes together: when they exceed it, the stores just written give up
+// values in proportion to their share.
+func (r *Runner[E, S, O]) boundValueCache(touched map[int32]bool) {
+	var total int64
+	for _, st := range r.stores {
+		total += st.hotBytes
+	}
+	limit := r.o.State.ValueCacheBytes
+	if total <= limit {
+		return
+	}
+	for p := range touched {
+		st := r.stores[p]
+		st.shrinkHot(st.hotBytes * limit / total)
+	}
 }
 
 // writeCommitted writes the committed transaction's states to the persistent store, with the

@@ -75,3 +75,49 @@ func TestStandbyMakesAMoveATailRestore(t *testing.T) {
 		})
 	}
 }
+
+// TestValueCacheStaysWithinItsBound: the value caches of a runner's stores give up values
+// once together above DiskOptions.ValueCacheBytes, in proportion to their share, and a
+// dropped (evicted) key leaves its store's cache; every value kept is the last one put.
+func TestValueCacheStaysWithinItsBound(t *testing.T) {
+	r := &Runner[sumEvent, int64, string]{stores: map[int32]*store[int64]{}}
+	r.o.State.ValueCacheBytes = 10_000
+	for p := int32(0); p < 2; p++ {
+		r.stores[p] = newDiskStore[int64](nil, p, partMeta{})
+	}
+	last := map[string]string{}
+	for i := 0; i < 400; i++ {
+		p := int32(i % 2)
+		key := fmt.Sprintf("k%03d", i%150)
+		v := fmt.Sprintf("%s=%090d", key, i)
+		r.stores[p].putHot(key, []byte(v))
+		last[fmt.Sprint(p, key)] = v
+		r.boundValueCache(map[int32]bool{p: true})
+		var total int64
+		for _, st := range r.stores {
+			total += st.hotBytes
+		}
+		if total > r.o.State.ValueCacheBytes+100 { // one value over, at most, before the bound runs
+			t.Fatalf("after %d puts the caches hold %d bytes, bound %d", i+1, total, r.o.State.ValueCacheBytes)
+		}
+	}
+	for p, st := range r.stores {
+		var sum int64
+		for k, v := range st.hot {
+			sum += int64(len(k) + len(v))
+			if last[fmt.Sprint(p, k)] != string(v) {
+				t.Errorf("partition %d caches %s = %q, the last put was %q", p, k, v, last[fmt.Sprint(p, k)])
+			}
+		}
+		if sum != st.hotBytes || len(st.hot) == 0 {
+			t.Errorf("partition %d: %d values of %d bytes, accounted %d", p, len(st.hot), sum, st.hotBytes)
+		}
+		for k := range st.hot {
+			st.drop(k)
+			if _, ok := st.hot[k]; ok {
+				t.Errorf("dropped key %s is still cached", k)
+			}
+			break
+		}
+	}
+}

@@ -81,6 +81,10 @@ type DiskOptions struct {
 	// every commit waits in its write stall. A write that has not finished in time ends Run with
 	// a *StoreStalledError (diskStore.commit).
 	CommitTimeout time.Duration
+	// ValueCacheBytes bounds the committed values of recently written keys that the runner keeps
+	// in memory in front of the store (store.hot): an order's next event then reads its state
+	// without a Pebble Get. Zero means DefaultValueCacheBytes; negative turns the cache off.
+	ValueCacheBytes int64
 
 	fs vfs.FS // tests: a file system whose disk can be made full; nil is the OS's
 }
@@ -89,6 +93,9 @@ type DiskOptions struct {
 // (milliseconds; a write stall while a flush catches up lasts seconds at most on the benchmark
 // host), far below the time a platform team would let a stuck pod hold its partitions.
 const DefaultCommitTimeout = 20 * time.Second
+
+// DefaultValueCacheBytes is DiskOptions.ValueCacheBytes's default.
+const DefaultValueCacheBytes = 64 << 20
 
 // storeShutdownWait is how long a shutdown (Run's context cancelled) still waits for a store
 // write in progress before it gives up on it: the Kafka transaction has committed, so giving up

@@ -36,6 +36,13 @@ type store[S any] struct {
 	diskSize   int64
 	diskSizeAt time.Time
 
+	// disk mode: the committed values of recently written keys (the value cache), so the next
+	// event of an order reads its state from memory instead of a Pebble Get (a data block read
+	// and decompressed, often from a file a compaction has just written); bounded across the
+	// runner's stores by DiskOptions.ValueCacheBytes (Runner.boundValueCache)
+	hot      map[string][]byte
+	hotBytes int64
+
 	// time-driven eviction (sweep.go): the partition's committed stream time (unix ns; on disk
 	// also in meta), and in memory mode the expiry index: a heap of entries, and each key's
 	// indexed expiry (an entry whose time differs, or whose key is not here, is stale)
@@ -64,7 +71,7 @@ const noStreamTime = -1<<63 + 1
 
 // newDiskStore is the store of partition p kept in d; m is its checkpoint on disk.
 func newDiskStore[S any](d *diskStore, p int32, m partMeta) *store[S] {
-	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m, streamTime: m.StreamTime}
+	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m, streamTime: m.StreamTime, hot: map[string][]byte{}}
 }
 
 // keys is the number of keys with a state.
@@ -92,6 +99,9 @@ func (s *store[S]) size() int64 {
 // record's fault: the caller stops.
 func (s *store[S]) lookup(key string) ([]byte, bool, error) {
 	if s.disk != nil {
+		if v, ok := s.hot[key]; ok {
+			return v, true, nil
+		}
 		return s.disk.get(s.part, key)
 	}
 	v, ok := s.raw[key]
@@ -130,6 +140,10 @@ func (s *store[S]) restorePut(key, value []byte) {
 // drop deletes the key.
 func (s *store[S]) drop(key string) {
 	delete(s.idxAt, key)
+	if v, ok := s.hot[key]; ok {
+		s.hotBytes -= int64(len(key) + len(v))
+		delete(s.hot, key)
+	}
 	if old, ok := s.raw[key]; ok {
 		s.bytes -= int64(len(old))
 		delete(s.raw, key)
@@ -146,6 +160,32 @@ func (s *store[S]) putRaw(key string, value []byte) {
 	s.drop(key)
 	s.raw[key] = value
 	s.bytes += int64(len(value))
+}
+
+// putHot keeps a key's committed value (written to disk; owned by the store from now on) in
+// the value cache.
+func (s *store[S]) putHot(key string, value []byte) {
+	if old, ok := s.hot[key]; ok {
+		s.hotBytes -= int64(len(key) + len(old))
+	}
+	s.hot[key] = value
+	s.hotBytes += int64(len(key) + len(value))
+}
+
+// shrinkHot drops cached values until at most limit bytes are left (which go is arbitrary: map
+// order; it drops a tenth more than needed so that it runs rarely). The values stay on disk.
+func (s *store[S]) shrinkHot(limit int64) {
+	if s.hotBytes <= limit {
+		return
+	}
+	target := limit - limit/10
+	for k, v := range s.hot {
+		if s.hotBytes <= target {
+			break
+		}
+		s.hotBytes -= int64(len(k) + len(v))
+		delete(s.hot, k)
+	}
 }
 
 // putLive stores a committed key's decoded state and its changelog value (owned by the store).

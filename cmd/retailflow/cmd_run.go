@@ -85,7 +85,7 @@ func (c Config) RunnerOptions() topology.Options {
 		MinTxnDuration: c.Runtime.MinTxnDuration, Parallelism: c.Runtime.Parallelism,
 		OffsetReset: kafka.OffsetReset(c.Runtime.OffsetReset),
 		StateDir:    c.StateDir(),
-		State: topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes,
+		State: topology.DiskOptions{CacheBytes: c.State.CacheBytes, MemtableBytes: c.State.MemtableBytes, ValueCacheBytes: valueCache(c.State.ValueCacheBytes),
 			CommitTimeout: c.State.CommitTimeout, FlushHook: chaosStoreHook()},
 		SweepInterval: c.State.SweepInterval, SweepMaxKeys: c.State.SweepMaxKeys, AllowedLateness: c.State.AllowedLateness,
 		Standby: c.State.Standby == "all", StandbyInterval: c.State.StandbyInterval,
@@ -170,4 +170,13 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 		return srv.Run(srvCtx)
 	})
 	return g.Wait()
+}
+
+// valueCache is state.value_cache_bytes as topology.DiskOptions.ValueCacheBytes (0 there means the
+// default; the config's 0 means off).
+func valueCache(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

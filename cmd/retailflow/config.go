@@ -168,6 +168,10 @@ type StateConfig struct {
 	// CacheBytes is Pebble's block cache; MemtableBytes one memtable (two at most).
 	CacheBytes    int64 `mapstructure:"cache_bytes"`
 	MemtableBytes int64 `mapstructure:"memtable_bytes"`
+	// ValueCacheBytes (pebble mode) keeps the committed values of recently written orders in
+	// memory in front of Pebble, so an order's next event reads its state without a Pebble Get;
+	// 0 turns it off (topology.DiskOptions).
+	ValueCacheBytes int64 `mapstructure:"value_cache_bytes"`
 	// CommitTimeout bounds one write to the store (and its open and close): Pebble stalls
 	// rather than fails on a full disk, and a write that has not finished in time stops `run`
 	// with an error naming state.dir and the cause, for a restart (topology.DiskOptions).
@@ -283,7 +287,7 @@ func DefaultConfig() Config {
 			MaxRecordsPerTxn: 2000, MaxTxnDuration: 200 * time.Millisecond, MaxBufferedRecords: 10000, Parallelism: 1,
 			OffsetReset: "none", MaxEventSkew: time.Hour,
 		},
-		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, CommitTimeout: topology.DefaultCommitTimeout,
+		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, ValueCacheBytes: topology.DefaultValueCacheBytes, CommitTimeout: topology.DefaultCommitTimeout,
 			SweepInterval: topology.DefaultSweepInterval, SweepMaxKeys: topology.DefaultSweepMaxKeys, AllowedLateness: topology.DefaultAllowedLateness,
 			Standby: "none", StandbyInterval: topology.DefaultStandbyInterval},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
@@ -462,6 +466,9 @@ func (c *Config) Validate() error {
 		}
 		if c.State.CacheBytes < 1<<20 {
 			bad("state.cache_bytes", "must be at least 1 MiB, got %d", c.State.CacheBytes)
+		}
+		if c.State.ValueCacheBytes < 0 || c.State.ValueCacheBytes > 16<<30 {
+			bad("state.value_cache_bytes", "must be between 0 (off) and 16 GiB, got %d", c.State.ValueCacheBytes)
 		}
 		if c.State.MemtableBytes < 1<<20 || c.State.MemtableBytes > 1<<30 {
 			bad("state.memtable_bytes", "must be between 1 MiB and 1 GiB, got %d", c.State.MemtableBytes)

@@ -26,6 +26,7 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		{"standby of what", map[string]string{"RETAILFLOW_STATE_STANDBY": "some"}, `state.standby: "some" is not none or all`},
 		{"standby in memory", map[string]string{"RETAILFLOW_STATE_STANDBY": "all"}, "state.standby: all needs state.mode pebble"},
 		{"standby too often", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_STANDBY": "all", "RETAILFLOW_STATE_STANDBY_INTERVAL": "1ms"}, "state.standby_interval: must be between 100ms and 1h"},
+		{"negative value cache", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_VALUE_CACHE_BYTES": "-1"}, "state.value_cache_bytes: must be between 0 (off) and 16 GiB"},
 		{"sweep of nothing", map[string]string{"RETAILFLOW_STATE_SWEEP_MAX_KEYS": "0"}, "state.sweep_max_keys: must be between 1 and 100000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +51,9 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 	}
 	if o.SweepInterval != topology.DefaultSweepInterval || o.SweepMaxKeys != topology.DefaultSweepMaxKeys || o.AllowedLateness != 7*24*time.Hour {
 		t.Errorf("runner options: sweep every %s, at most %d keys; want the defaults", o.SweepInterval, o.SweepMaxKeys)
+	}
+	if o.State.ValueCacheBytes != topology.DefaultValueCacheBytes {
+		t.Errorf("runner options: value cache %d bytes, want the default", o.State.ValueCacheBytes)
 	}
 	if o.Standby || o.StandbyInterval != topology.DefaultStandbyInterval {
 		t.Errorf("runner options: standby %v every %s; want none by default", o.Standby, o.StandbyInterval)
