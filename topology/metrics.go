@@ -32,6 +32,9 @@ type Metrics interface {
 	// Rerouted counts records of a committed transaction that arrived on another partition
 	// than their key's and were re-routed, by the topic they arrived on.
 	Rerouted(topic string, n int)
+	// StandbyCaughtUp is one standby pass (Options.Standby) that caught up with the changelog:
+	// the partitions it followed and the records it copied into the store.
+	StandbyCaughtUp(partitions int, records int64, took time.Duration)
 }
 
 // NopMetrics implements Metrics by doing nothing.
@@ -46,6 +49,7 @@ func (NopMetrics) Latency(time.Duration)                     {}
 func (NopMetrics) RestoreProgress(int32, int64, int64, bool) {}
 func (NopMetrics) StateSize(int32, int, int64)               {}
 func (NopMetrics) Rerouted(string, int)                      {}
+func (NopMetrics) StandbyCaughtUp(int, int64, time.Duration) {}
 
 // Counters is a Metrics that keeps totals in memory, for tests, benchmarks and the CLI summary.
 type Counters struct {
@@ -61,6 +65,9 @@ type Counters struct {
 	restored    map[int32]int64
 	stateKeys   map[int32]int
 	rerouted    map[string]int
+	// standby passes that caught up, and the records they copied
+	standbyPasses  int
+	standbyRecords int64
 }
 
 // NewCounters returns Counters that keep up to keepLatencies latency samples (the first ones).
@@ -87,6 +94,14 @@ func (c *Counters) Committed(records int, _ time.Duration) {
 }
 func (c *Counters) Aborted(reason string)    { c.mu.Lock(); c.aborts[reason]++; c.mu.Unlock() }
 func (c *Counters) Rerouted(t string, n int) { c.mu.Lock(); c.rerouted[t] += n; c.mu.Unlock() }
+
+// StandbyCaughtUp counts standby passes and the records they copied.
+func (c *Counters) StandbyCaughtUp(_ int, records int64, _ time.Duration) {
+	c.mu.Lock()
+	c.standbyPasses++
+	c.standbyRecords += records
+	c.mu.Unlock()
+}
 func (c *Counters) Latency(d time.Duration) {
 	c.mu.Lock()
 	if len(c.latencies) < c.keepLatency {

@@ -102,6 +102,7 @@ func (r *Runner[E, S, O]) standbyPass(ctx context.Context) error {
 			full = append(full, p)
 		}
 	}
+	r.m.StandbyCaughtUp(len(follow), records, time.Since(began))
 	lvl := r.log.Debug
 	if len(full) > 0 {
 		lvl = r.log.Info

@@ -42,7 +42,8 @@ func TestStandbyMakesAMoveATailRestore(t *testing.T) {
 			f.feed(6, 5, inputs)
 			checkSums(t, f.committed("out", 30), inputs)
 
-			rn1 := f.start("1", nil, nil)
+			m1 := NewCounters(0)
+			rn1 := f.start("1", m1, nil)
 			deadline := time.Now().Add(20 * time.Second)
 			for len(rn0.r.Status().Owned)+len(rn1.r.Status().Owned) != testPartitions || len(rn1.r.Status().Owned) == 0 {
 				if time.Now().After(deadline) {
@@ -61,6 +62,12 @@ func TestStandbyMakesAMoveATailRestore(t *testing.T) {
 			rn0.stop(t)
 			waitReady(t, rn1)
 			records, full, wiped := rl.restored(mark)
+			if standby {
+				passes, copied := m1.standbyTotals()
+				if passes == 0 || copied == 0 {
+					t.Errorf("standby metrics: %d passes, %d records copied; want some of both", passes, copied)
+				}
+			}
 			if standby && (records != 0 || full != "[]" || len(wiped) > 0) {
 				t.Errorf("with standbys the move of %d partitions restored %d records (full %s, wiped %v), want a tail of 0", moved, records, full, wiped)
 			}
@@ -120,4 +127,11 @@ func TestValueCacheStaysWithinItsBound(t *testing.T) {
 			break
 		}
 	}
+}
+
+// standbyTotals is the standby passes counted and the records they copied (tests).
+func (c *Counters) standbyTotals() (passes int, records int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.standbyPasses, c.standbyRecords
 }

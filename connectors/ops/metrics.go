@@ -53,6 +53,9 @@ type RuntimeMetrics struct {
 	restoredRecords   *prometheus.GaugeVec
 	restoreDuration   prometheus.Histogram
 	assignedPartition *prometheus.GaugeVec
+	standbyParts      prometheus.Gauge
+	standbyRecords    prometheus.Counter
+	standbyLastPass   prometheus.Gauge
 
 	mu           sync.Mutex
 	restoreStart map[int32]time.Time // partitions being restored → when the first progress came
@@ -126,11 +129,23 @@ func NewRuntimeMetrics(reg prometheus.Registerer) (*RuntimeMetrics, error) {
 			Namespace: Namespace, Name: "partition_restored",
 			Help: "1 for each partition this instance owns with its state restored, 0 while it restores.",
 		}, []string{"partition"}),
+		standbyParts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "standby_partitions",
+			Help: "Changelog partitions this instance followed in its last standby pass (state.standby: all).",
+		}),
+		standbyRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "standby_read_records_total",
+			Help: "Changelog records the standby passes copied into the persistent store.",
+		}),
+		standbyLastPass: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "standby_last_pass_timestamp_seconds",
+			Help: "Unix time the last standby pass caught up with the changelog (stale: a move will restore more).",
+		}),
 		restoreStart: map[int32]time.Time{},
 	}
 	if err := register(reg, m.consumed, m.produced, m.deadLettered, m.rerouted, m.txnCommitted, m.txnAborted, m.txnDuration,
 		m.txnRecords, m.latency, m.stateEntries, m.stateBytes, m.restoreRemaining, m.restoredRecords,
-		m.restoreDuration, m.assignedPartition); err != nil {
+		m.restoreDuration, m.assignedPartition, m.standbyParts, m.standbyRecords, m.standbyLastPass); err != nil {
 		return nil, fmt.Errorf("ops: runtime metrics: %w", err)
 	}
 	// The abort reasons are a fixed set: their series exist at 0 from the start, so rate() and
@@ -168,6 +183,16 @@ func (m *RuntimeMetrics) DeadLettered(topic, class string, n int) {
 		return
 	}
 	m.deadLettered.WithLabelValues(topic, class).Add(float64(n))
+}
+
+// StandbyCaughtUp is one standby pass that caught up: partitions followed, records copied.
+func (m *RuntimeMetrics) StandbyCaughtUp(partitions int, records int64, _ time.Duration) {
+	if m == nil {
+		return
+	}
+	m.standbyParts.Set(float64(partitions))
+	m.standbyRecords.Add(float64(records))
+	m.standbyLastPass.SetToCurrentTime()
 }
 
 // Rerouted counts n records of topic that arrived on another partition than their key's.
