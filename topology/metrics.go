@@ -32,9 +32,6 @@ type Metrics interface {
 	// Rerouted counts records of a committed transaction that arrived on another partition
 	// than their key's and were re-routed, by the topic they arrived on.
 	Rerouted(topic string, n int)
-	// StandbyCaughtUp is one standby pass (Options.Standby) that caught up with the changelog:
-	// the partitions it followed and the records it copied into the store.
-	StandbyCaughtUp(partitions int, records int64, took time.Duration)
 }
 
 // NopMetrics implements Metrics by doing nothing.
@@ -49,7 +46,6 @@ func (NopMetrics) Latency(time.Duration)                     {}
 func (NopMetrics) RestoreProgress(int32, int64, int64, bool) {}
 func (NopMetrics) StateSize(int32, int, int64)               {}
 func (NopMetrics) Rerouted(string, int)                      {}
-func (NopMetrics) StandbyCaughtUp(int, int64, time.Duration) {}
 
 // Counters is a Metrics that keeps totals in memory, for tests, benchmarks and the CLI summary.
 type Counters struct {

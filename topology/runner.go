@@ -1462,7 +1462,7 @@ func (r *Runner[E, S, O]) boundValueCache(touched map[int32]bool) {
 	}
 	for p := range touched {
 		st := r.stores[p]
-		st.shrinkHot(st.hotBytes * limit / total)
+		st.shrinkHot(int64(float64(st.hotBytes) * float64(limit) / float64(total)))
 	}
 }
 
@@ -1596,8 +1596,13 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 		var reports map[int32]restoreReport
 		var err error
 		if r.disk != nil {
+			r.mu.Lock()
+			if r.standbyCancel != nil {
+				r.standbyCancel() // a standby round in progress stops reading: this restore goes first
+			}
+			r.mu.Unlock()
 			r.restoreMu.Lock()
-			reports, err = r.restoreDisk(ctx, parts, fresh, false)
+			reports, err = r.restoreDisk(ctx, ctx, parts, fresh, false)
 			r.restoreMu.Unlock()
 		} else {
 			reports, err = r.restoreMemory(ctx, parts, fresh)

@@ -115,8 +115,11 @@ func distrust(m partMeta, ok bool, f changelogFacts, p int32) string {
 //
 // standby: a standby pass (standby.go) follows partitions this instance does not own: its
 // progress is not the assignment's (no restore metrics).
-func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh map[int32]*store[S], standby bool) (map[int32]restoreReport, error) {
-	facts, err := r.changelogFacts(ctx, parts)
+//
+// readCtx bounds the changelog reads (a standby round's is cancelled by an assignment); the
+// store's writes use ctx.
+func (r *Runner[E, S, O]) restoreDisk(ctx, readCtx context.Context, parts []int32, fresh map[int32]*store[S], standby bool) (map[int32]restoreReport, error) {
+	facts, err := r.changelogFacts(readCtx, parts)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +164,7 @@ func (r *Runner[E, S, O]) restoreDisk(ctx context.Context, parts []int32, fresh 
 			}
 			verify[p] = &at
 		}
-		rctx, cancel := context.WithTimeout(ctx, r.o.RestoreTimeout)
+		rctx, cancel := context.WithTimeout(readCtx, r.o.RestoreTimeout)
 		err := kafka.ReadToEnd(rctx, r.o.Conn, string(r.stage.Store), kafka.ReadOptions{
 			Partitions: parts, Until: kafka.EndQuiescent, Workers: runtime.GOMAXPROCS(0), Progress: progress, From: from,
 			// smaller fetches than the memory restore's: a response and its decompressed batches

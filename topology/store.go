@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -141,7 +142,7 @@ func (s *store[S]) restorePut(key, value []byte) {
 func (s *store[S]) drop(key string) {
 	delete(s.idxAt, key)
 	if v, ok := s.hot[key]; ok {
-		s.hotBytes -= int64(len(key) + len(v))
+		s.hotBytes -= hotSize(key, v)
 		delete(s.hot, key)
 	}
 	if old, ok := s.raw[key]; ok {
@@ -164,13 +165,26 @@ func (s *store[S]) putRaw(key string, value []byte) {
 
 // putHot keeps a key's committed value (written to disk; owned by the store from now on) in
 // the value cache.
+//
+// The encoder allocates a state with room to spare (its buffer is sized for the largest state
+// it has seen), so a value with much more capacity than length is copied first; a value is
+// counted by its capacity, its key and hotEntryBytes of map entry.
 func (s *store[S]) putHot(key string, value []byte) {
+	if cap(value) > len(value)+len(value)/4 {
+		value = bytes.Clone(value)
+	}
 	if old, ok := s.hot[key]; ok {
-		s.hotBytes -= int64(len(key) + len(old))
+		s.hotBytes -= hotSize(key, old)
 	}
 	s.hot[key] = value
-	s.hotBytes += int64(len(key) + len(value))
+	s.hotBytes += hotSize(key, value)
 }
+
+// hotEntryBytes is what a value cache entry costs besides its key and value: the map's slot
+// (string and slice headers, hash bits) and the key's and value's allocation headers, roughly.
+const hotEntryBytes = 64
+
+func hotSize(key string, value []byte) int64 { return int64(len(key) + cap(value) + hotEntryBytes) }
 
 // shrinkHot drops cached values until at most limit bytes are left (which go is arbitrary: map
 // order; it drops a tenth more than needed so that it runs rarely). The values stay on disk.
@@ -183,7 +197,7 @@ func (s *store[S]) shrinkHot(limit int64) {
 		if s.hotBytes <= target {
 			break
 		}
-		s.hotBytes -= int64(len(k) + len(v))
+		s.hotBytes -= hotSize(k, v)
 		delete(s.hot, k)
 	}
 }
