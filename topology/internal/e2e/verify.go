@@ -318,53 +318,82 @@ func checkDLQ(v *Verdict, sent []Sent, bySource map[string]int, recs []Record) m
 	return events
 }
 
-// life is one incarnation of a key in the changelog: the state a sweep tombstone replaced
-// (evictedAt: the stream time the tombstone carries), or the key's live state (evictedAt 0).
+// life is one incarnation of a key in the changelog: the state a tombstone replaced, or the
+// key's live state.
 type life struct {
-	state     *ledgerstate.State
-	evictedAt int64 // unix nanoseconds
+	state *ledgerstate.State
+	// ended: a tombstone replaced state; swept: it was the sweep's (headers.Evicted; otherwise
+	// the ledger's own clock evicted the order, orderledger.Evictable); evictedAt: the stream
+	// time the sweep's tombstone carries (unix nanoseconds)
+	ended, swept bool
+	evictedAt    int64
+	// the life's first state and the stream time its changelog record carries (a life after
+	// the first: the state the re-creating events made, as the stream time stood when they
+	// were committed)
+	first           *ledgerstate.State
+	firstStreamTime int64
 }
 
 // readLives restores the ledger from the changelog alone, as a fresh instance would, keeping
-// every incarnation of a key: an order the runtime's sweep evicted by time (a tombstone with
-// headers.Evicted) is kept as the state its tombstone replaced (the test's changelog is not
-// compacted that far), which must have been due at the tombstone's stream time; an event that
-// arrives after its order's eviction (later than the allowed lateness, as retention allows)
-// starts a new life under the same key.
+// every incarnation of a key: an order evicted (a tombstone: the sweep's, headers.Evicted, or
+// the ledger's own clock) is kept as the state its tombstone replaced (the test's changelog is
+// not compacted that far); a sweep's eviction must have been due at its tombstone's stream
+// time. An event that arrives after its order's eviction (later than the allowed lateness, as
+// retention allows) starts a new life under the same key.
 func (p *Pipeline) readLives(v *Verdict) map[string][]life {
-	raw := map[string][]byte{}
-	type eviction struct {
-		last       []byte
-		streamTime int64
+	type rec struct {
+		value []byte
+		st    int64 // rf.stream-time
 	}
-	evictions := map[string][]eviction{}
+	type seq struct {
+		ended []life // with raw values in place of states until decoded
+		raws  [][2]rec
+		cur   *rec // the live value
+		first *rec // the current life's first value
+	}
+	keys := map[string]*seq{}
+	streamTime := func(hs []kgo.RecordHeader) int64 {
+		for _, h := range hs {
+			if h.Key == headers.StreamTime {
+				n, _ := strconv.ParseInt(string(h.Value), 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
 	err := kafka.ReadToEnd(p.Ctx, p.Conn, p.Names[schemas.TopicChangelog], kafka.ReadOptions{Partitions: p.AllPartitions(), Until: kafka.EndQuiescent}, func(r *kgo.Record) error {
 		k := string(r.Key)
+		sq := keys[k]
+		if sq == nil {
+			sq = &seq{}
+			keys[k] = sq
+		}
 		if r.Value != nil {
-			raw[k] = append([]byte(nil), r.Value...)
+			c := &rec{append([]byte(nil), r.Value...), streamTime(r.Headers)}
+			if sq.cur == nil {
+				sq.first = c
+			}
+			sq.cur = c
 			return nil
 		}
+		if sq.cur == nil {
+			v.Problem("tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
+			return nil
+		}
+		l := life{ended: true}
 		for _, h := range r.Headers {
-			if h.Key != headers.Evicted {
-				continue
+			if h.Key == headers.Evicted {
+				l.swept = true
 			}
-			last, ok := raw[k]
-			if !ok {
-				v.Problem("sweep tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
-				break
-			}
-			ev := eviction{last: last}
-			for _, h := range r.Headers {
-				if h.Key == headers.StreamTime {
-					ev.streamTime, _ = strconv.ParseInt(string(h.Value), 10, 64)
-				}
-			}
-			if ev.streamTime <= 0 {
+		}
+		if l.swept {
+			if l.evictedAt = streamTime(r.Headers); l.evictedAt <= 0 {
 				v.Problem("sweep tombstone of %s at %d/%d has no %s header", k, r.Partition, r.Offset, headers.StreamTime)
 			}
-			evictions[k] = append(evictions[k], ev)
 		}
-		delete(raw, k)
+		sq.ended = append(sq.ended, l)
+		sq.raws = append(sq.raws, [2]rec{*sq.cur, *sq.first})
+		sq.cur, sq.first = nil, nil
 		return nil
 	})
 	if err != nil {
@@ -380,35 +409,46 @@ func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 		return st
 	}
 	lives := map[string][]life{}
-	for k, evs := range evictions {
-		for _, ev := range evs {
-			st := decode(k, ev.last)
-			if st == nil {
+	for k, sq := range keys {
+		add := func(l life, last, first rec) {
+			if l.state = decode(k, last.value); l.state == nil {
+				return
+			}
+			if l.first = decode(k, first.value); l.first == nil {
+				return
+			}
+			l.firstStreamTime = first.st
+			lives[k] = append(lives[k], l)
+		}
+		for i, l := range sq.ended {
+			add(l, sq.raws[i][0], sq.raws[i][1])
+		}
+		if sq.cur != nil {
+			add(life{}, *sq.cur, *sq.first)
+		}
+		for _, l := range lives[k] {
+			if !l.swept {
 				continue
 			}
-			at, ok := ledger.FromState(*st).ExpiresAt(ledger.DefaultPolicy()) // `run`'s default policy
-			if !ok || at.UnixNano() > ev.streamTime-int64(topology.DefaultAllowedLateness) {
-				v.Problem("order %s evicted at stream time %s but due at %s (due: %v)", k, time.Unix(0, ev.streamTime).UTC(), at, ok)
+			at, ok := ledger.FromState(*l.state).ExpiresAt(ledger.DefaultPolicy()) // `run`'s default policy
+			if !ok || at.UnixNano() > l.evictedAt-int64(topology.DefaultAllowedLateness) {
+				v.Problem("order %s evicted at stream time %s but due at %s (due: %v)", k, time.Unix(0, l.evictedAt).UTC(), at, ok)
 			}
-			lives[k] = append(lives[k], life{state: st, evictedAt: ev.streamTime})
 			v.Evicted++
-		}
-	}
-	for k, b := range raw {
-		if st := decode(k, b); st != nil {
-			lives[k] = append(lives[k], life{state: st})
 		}
 	}
 	return lives
 }
 
 // splitByLife is the oracle for keys with more than one life. The runtime evicted such an order
-// and a later event re-created it, which DESIGN.md allows only for an event later than the
-// allowed lateness behind its partition: every event a later life applied or holds must have
-// occurred before the previous eviction's stream time − the lateness. Each life is then held to
-// the oracle's fold of its own events (the same rules, ex.Policy and ex.AsOf), and the commands
-// expected are those of the lives, not of the whole order folded at once. It returns the
-// oracle's truth per life of each such key and ex with those orders' commands and nets replaced.
+// and a later event re-created it, which DESIGN.md allows, after the sweep's eviction, only for
+// an event later than the allowed lateness behind its partition: the events of a new life's
+// first state must have occurred before the stream time they were committed at − the lateness
+// (checkLate). No event may be applied in two lives (that is a duplicate effect). Each life is
+// held to the oracle's fold of its own events (the same rules, ex.Policy and ex.AsOf), and the
+// commands expected of the order are those of its lives, not of the whole order folded at once.
+// It returns the oracle's truth per life of each such key and ex with those orders' commands and
+// nets replaced.
 func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives map[string][]life, idOf map[string]string) (*oracle.Expected, map[string][]*oracle.OrderTruth) {
 	events := map[string]*schemas.Event{}
 	for i := range all {
@@ -435,6 +475,7 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 			}
 		}
 		net := &oracle.OrderTruth{OrderID: id}
+		lifeOf := map[string]int{}
 		for i, l := range ls {
 			var mine []schemas.Event
 			ids := map[string]bool{}
@@ -445,16 +486,29 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 				ids[h.EventID] = true
 			}
 			for eid := range ids {
+				if j, ok := lifeOf[eid]; ok {
+					v.Duplicated++
+					v.Problem("order %s: event %s applied in life %d and again in life %d", k, eid, j+1, i+1)
+				}
+				lifeOf[eid] = i
 				e, ok := events[eid]
 				if !ok {
-					v.Problem("order %s: life %d applied event %s, which was not sent valid", k, i, eid)
+					v.Problem("order %s: life %d applied event %s, which was not sent valid", k, i+1, eid)
 					continue
 				}
-				if i > 0 && e.OccurredAt.UnixNano() >= ls[i-1].evictedAt-int64(topology.DefaultAllowedLateness) {
-					v.Problem("order %s: event %s (occurred %s) re-created the order evicted at stream time %s, within the allowed lateness",
-						k, eid, e.OccurredAt.UTC(), time.Unix(0, ls[i-1].evictedAt).UTC())
-				}
 				mine = append(mine, *e)
+			}
+			// The events that re-created an order the sweep evicted — its new life's first state —
+			// must be later than the allowed lateness behind the stream time they were committed
+			// at (which bounds the stream time at their arrival from above; that time is at least
+			// the eviction's). Events that joined the new life afterwards met a live order.
+			if i > 0 && ls[i-1].swept {
+				for _, s := range l.first.Seen {
+					checkLate(v, k, s.EventID, events, l.firstStreamTime)
+				}
+				for _, h := range l.first.Held {
+					checkLate(v, k, h.EventID, events, l.firstStreamTime)
+				}
 			}
 			part := oracle.Compute(mine, ex.Policy, ex.AsOf)
 			t := part.Orders[id]
@@ -470,6 +524,19 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 		adjusted.Orders[id] = net
 	}
 	return &adjusted, split
+}
+
+// checkLate reports an event that re-created an evicted order although it was not later than
+// the allowed lateness behind the stream time st (unix nanoseconds) it was committed at.
+func checkLate(v *Verdict, key, eid string, events map[string]*schemas.Event, st int64) {
+	e, ok := events[eid]
+	if !ok {
+		return // reported by the caller
+	}
+	if st <= 0 || e.OccurredAt.UnixNano() >= st-int64(topology.DefaultAllowedLateness) {
+		v.Problem("order %s: event %s (occurred %s) re-created the order evicted by the sweep within the allowed lateness of stream time %s",
+			key, eid, e.OccurredAt.UTC(), time.Unix(0, st).UTC())
+	}
 }
 
 // checkState compares every order's state restored from the changelog with the oracle: points
