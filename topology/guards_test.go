@@ -555,3 +555,25 @@ func TestFatalStageErrorStopsRun(t *testing.T) {
 		t.Errorf("%d outputs committed, want none (the transaction aborted)", len(outs))
 	}
 }
+
+// TestCommittedBeyondEndSettles (kfake): a committed input offset beyond its partition's end
+// is looked at again before the runner refuses to start — right after a broker restart the high
+// watermark can lag the log for a moment (make chaos, seed 1796550289356959483). Here the
+// partition reaches the committed offset a second after the start: the runner starts and
+// processes it; one that never does is refused (the E2E guard test).
+func TestCommittedBeyondEndSettles(t *testing.T) {
+	f := newFixture(t)
+	f.runOnce()
+	adm := f.admin()
+	end := f.produceTo("in-b", "k-settle", 1, 1) + 1
+	commit := kadm.Offsets{}
+	commit.Add(kadm.Offset{Topic: "in-b", Partition: 1, At: end + 5, LeaderEpoch: -1})
+	if res, err := adm.CommitOffsets(context.Background(), f.group, commit); err != nil || res.Error() != nil {
+		t.Fatalf("commit: %v %v", err, res.Error())
+	}
+	rn := f.start("0", nil, nil)
+	time.Sleep(time.Second)
+	f.produceTo("in-b", "k-settle", 1, 6) // the partition now ends past the committed offset
+	waitReady(t, rn)
+	rn.stop(t)
+}

@@ -78,11 +78,31 @@ func (e *TopicsChangedError) Error() string {
 // It returns a *TopicsChangedError listing every problem, or another error when the broker
 // could not be asked.
 // cl is the caller's client (the runner's start-up checks share one).
+//
+// A committed offset beyond the end is looked at again for up to hwmSettle before it counts:
+// right after a broker restarts (a SIGKILL), a partition's high watermark starts from its last
+// checkpoint and can lag the log it still has for a moment (seen in `make chaos`, seed
+// 1796550289356959483: committed 1888, end 1887, and a start a second later found it whole).
 func CheckTopicHistory(ctx context.Context, cl *kgo.Client, h HistorySpec) error {
 	adm := kadm.NewClient(cl)
-	cur, rec, problems, err := inspect(ctx, cl, adm, h)
-	if err != nil {
-		return err
+	settle := time.Now().Add(hwmSettle)
+	var cur, rec *fingerprint
+	var problems []string
+	for {
+		var behind int
+		var err error
+		cur, rec, problems, behind, err = inspect(ctx, cl, adm, h)
+		if err != nil {
+			return err
+		}
+		if behind == 0 || behind < len(problems) || !time.Now().Before(settle) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(hwmSettle / 20):
+		}
 	}
 	if len(problems) > 0 {
 		return &TopicsChangedError{Problems: problems}
@@ -102,7 +122,7 @@ func AcceptTopicChanges(ctx context.Context, c Conn, h HistorySpec) ([]string, e
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	cur, _, problems, err := inspect(ctx, cl, adm, h)
+	cur, _, problems, _, err := inspect(ctx, cl, adm, h)
 	if err != nil {
 		return nil, err
 	}
@@ -118,18 +138,23 @@ func covers(rec, cur *fingerprint) bool {
 	return true
 }
 
-// inspect reads the topics' state now and the recorded fingerprint, and compares them.
-func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpec) (cur, rec *fingerprint, problems []string, err error) {
+// hwmSettle is how long CheckTopicHistory looks again at committed input offsets beyond their
+// partition's end before it refuses to start.
+var hwmSettle = 10 * time.Second
+
+// inspect reads the topics' state now and the recorded fingerprint, and compares them; behind
+// is the number of problems that are committed input offsets beyond their partition's end.
+func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpec) (cur, rec *fingerprint, problems []string, behind int, err error) {
 	names := slices.Concat(h.Inputs, []string{h.Changelog}, h.Outputs)
 	details, err := adm.ListTopics(ctx, names...)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("topic history: list topics: %w", err)
+		return nil, nil, nil, 0, fmt.Errorf("topic history: list topics: %w", err)
 	}
 	cur = &fingerprint{Group: h.Group, Topics: map[string]topicPrint{}}
 	for _, n := range names {
 		d, ok := details[n]
 		if !ok || d.Err != nil {
-			return nil, nil, nil, fmt.Errorf("topic history: topic %s: %v", n, d.Err)
+			return nil, nil, nil, 0, fmt.Errorf("topic history: topic %s: %v", n, d.Err)
 		}
 		cur.Topics[n] = topicPrint{ID: d.ID.String(), Partitions: len(d.Partitions)}
 	}
@@ -138,14 +163,14 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 		err = starts.Error()
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("topic history: list start offsets of %s: %w", h.Changelog, err)
+		return nil, nil, nil, 0, fmt.Errorf("topic history: list start offsets of %s: %w", h.Changelog, err)
 	}
 	ends, err := adm.ListEndOffsets(ctx, slices.Concat(h.Inputs, []string{h.Changelog})...) // only these are compared
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("topic history: list end offsets: %w", err)
+		return nil, nil, nil, 0, fmt.Errorf("topic history: list end offsets: %w", err)
 	}
 	clp := cur.Topics[h.Changelog]
 	clp.LogStart = make([]int64, clp.Partitions)
@@ -156,11 +181,11 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 	cur.Topics[h.Changelog] = clp
 	committed, err := fetchCommitted(ctx, adm, h.Group, h.Inputs...)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		return nil, nil, nil, fmt.Errorf("topic history: committed offsets of group %s: %w", h.Group, err)
+		return nil, nil, nil, 0, fmt.Errorf("topic history: committed offsets of group %s: %w", h.Group, err)
 	}
 
 	if rec, err = readFingerprint(ctx, cl, adm, h); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, 0, err
 	}
 	// inputs: a committed offset past the end means the log behind it is not the one the
 	// group read
@@ -170,6 +195,7 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 				o, ok := committed.Lookup(in, int32(p))
 				end, _ := ends.Lookup(in, int32(p))
 				if ok && o.Err == nil && o.At > end.Offset {
+					behind++
 					problems = append(problems, fmt.Sprintf("input %s[%d]: group %s committed offset %d but the partition ends at %d (truncated or recreated: offsets %d–%d are gone)",
 						in, p, h.Group, o.At, end.Offset, end.Offset, o.At-1))
 				}
@@ -226,7 +252,7 @@ func inspect(ctx context.Context, cl *kgo.Client, adm *kadm.Client, h HistorySpe
 		}
 	}
 	cur.RecordedAt = time.Now().UTC().Truncate(time.Second)
-	return cur, rec, problems, nil
+	return cur, rec, problems, behind, nil
 }
 
 // recordedChangelog is the changelog's recorded print when the changelog is still the same
