@@ -8,6 +8,7 @@ import (
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/retailflow/retailflow/topology"
 )
 
@@ -83,13 +84,14 @@ func TestOrderWithTwoLivesIsComparedLifeByLife(t *testing.T) {
 		m[victim] = []life{{state: &a, first: &a, ended: true, swept: true, evictedAt: evictedAt}, {state: &b, first: &b, firstStreamTime: recreatedAt}}
 		return m
 	}
+	records := tr.Records
 	check := func(ls map[string][]life) Verdict {
 		var v Verdict
 		idOf, keyOf := map[string]string{}, map[string]string{}
 		for _, k := range keys {
 			idOf[k], keyOf[k] = k, k
 		}
-		exLives, split := splitByLife(&v, tr.Records, ex, ls, idOf)
+		exLives, split := splitByLife(&v, records, ex, ls, idOf)
 		for id := range ex.Commands {
 			if _, ok := exLives.Commands[id]; !ok {
 				t.Errorf("command %s of the whole order's fold is not expected of its lives (the late document moves no points)", id)
@@ -121,6 +123,24 @@ func TestOrderWithTwoLivesIsComparedLifeByLife(t *testing.T) {
 	if v := check(lives(within, evictedAt, second)); !v.OK() {
 		t.Errorf("a second life from an event late at its arrival: %+v", v)
 	}
+	// the late document delivered twice (a producer's duplicate): the first copy reached the order
+	// before its eviction, the second re-created it — allowed, as many lives as copies sent
+	withLate := fold(evs)
+	sentOnce := lives(evictedAt, evictedAt, second)
+	sentOnce[victim][0].state, sentOnce[victim][0].first = func() (*ledgerstate.State, *ledgerstate.State) { s := withLate.State(); return &s, &s }()
+	if v := check(sentOnce); v.Duplicated == 0 {
+		t.Errorf("an event sent once and applied in two lives was not reported: %+v", v)
+	}
+	for _, r := range tr.Records {
+		if r.Event != nil && r.Event.EventID == evs[late].EventID {
+			records = append(append([]generate.Record(nil), tr.Records...), r)
+			break
+		}
+	}
+	if v := check(sentOnce); v.Duplicated != 0 {
+		t.Errorf("an event sent twice and applied in two lives was reported: %+v", v)
+	}
+	records = tr.Records
 	// a stale resurrection: the new life carries the evicted one's events (a cache or store that
 	// kept the evicted state) — a duplicate effect
 	stale := fold(evs)
