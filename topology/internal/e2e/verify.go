@@ -322,11 +322,11 @@ func checkDLQ(v *Verdict, sent []Sent, bySource map[string]int, recs []Record) m
 // key's live state.
 type life struct {
 	state *ledgerstate.State
-	// ended: a tombstone replaced state; swept: it was the sweep's (headers.Evicted; otherwise
-	// the ledger's own clock evicted the order, orderledger.Evictable); evictedAt: the stream
-	// time the sweep's tombstone carries (unix nanoseconds)
-	ended, swept bool
-	evictedAt    int64
+	// swept: a tombstone of the sweep's replaced state (headers.Evicted; a tombstone without it
+	// is the ledger's own clock evicting the order, orderledger.Evictable); evictedAt: the
+	// stream time the sweep's tombstone carries (unix nanoseconds)
+	swept     bool
+	evictedAt int64
 	// the life's first state and the stream time its changelog record carries (a life after
 	// the first: the state the re-creating events made, as the stream time stood when they
 	// were committed)
@@ -345,9 +345,12 @@ func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 		value []byte
 		st    int64 // rf.stream-time
 	}
+	type ended struct {
+		l           life // states still to decode from last and first
+		last, first rec
+	}
 	type seq struct {
-		ended []life // with raw values in place of states until decoded
-		raws  [][2]rec
+		ended []ended
 		cur   *rec // the live value
 		first *rec // the current life's first value
 	}
@@ -380,7 +383,7 @@ func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 			v.Problem("tombstone of %s at %d/%d without a state before it", k, r.Partition, r.Offset)
 			return nil
 		}
-		l := life{ended: true}
+		var l life
 		for _, h := range r.Headers {
 			if h.Key == headers.Evicted {
 				l.swept = true
@@ -391,8 +394,7 @@ func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 				v.Problem("sweep tombstone of %s at %d/%d has no %s header", k, r.Partition, r.Offset, headers.StreamTime)
 			}
 		}
-		sq.ended = append(sq.ended, l)
-		sq.raws = append(sq.raws, [2]rec{*sq.cur, *sq.first})
+		sq.ended = append(sq.ended, ended{l, *sq.cur, *sq.first})
 		sq.cur, sq.first = nil, nil
 		return nil
 	})
@@ -420,8 +422,8 @@ func (p *Pipeline) readLives(v *Verdict) map[string][]life {
 			l.firstStreamTime = first.st
 			lives[k] = append(lives[k], l)
 		}
-		for i, l := range sq.ended {
-			add(l, sq.raws[i][0], sq.raws[i][1])
+		for _, e := range sq.ended {
+			add(e.l, e.last, e.first)
 		}
 		if sq.cur != nil {
 			add(life{}, *sq.cur, *sq.first)
@@ -481,14 +483,7 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 		lives := map[string]int{} // lives each event was applied in
 		for i, l := range ls {
 			var mine []schemas.Event
-			ids := map[string]bool{}
-			for _, s := range l.state.Seen {
-				ids[s.EventID] = true
-			}
-			for _, h := range l.state.Held {
-				ids[h.EventID] = true
-			}
-			for eid := range ids {
+			for eid := range eventIDs(l.state) {
 				// An evicted order keeps no memory of its events: a copy of one delivered after the
 				// eviction (a duplicate the producer sent) is applied again in the new life, which
 				// DESIGN.md's retention rule allows. More lives than copies sent is a state that
@@ -509,11 +504,8 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 			// at (which bounds the stream time at their arrival from above; that time is at least
 			// the eviction's). Events that joined the new life afterwards met a live order.
 			if i > 0 && ls[i-1].swept {
-				for _, s := range l.first.Seen {
-					checkLate(v, k, s.EventID, events, l.firstStreamTime)
-				}
-				for _, h := range l.first.Held {
-					checkLate(v, k, h.EventID, events, l.firstStreamTime)
+				for eid := range eventIDs(l.first) {
+					checkLate(v, k, eid, events, l.firstStreamTime)
 				}
 			}
 			part := oracle.Compute(mine, ex.Policy, ex.AsOf)
@@ -530,6 +522,18 @@ func splitByLife(v *Verdict, all []generate.Record, ex *oracle.Expected, lives m
 		adjusted.Orders[id] = net
 	}
 	return &adjusted, split
+}
+
+// eventIDs is the set of events a state has applied (Seen) or holds (Held).
+func eventIDs(st *ledgerstate.State) map[string]bool {
+	ids := make(map[string]bool, len(st.Seen)+len(st.Held))
+	for _, s := range st.Seen {
+		ids[s.EventID] = true
+	}
+	for _, h := range st.Held {
+		ids[h.EventID] = true
+	}
+	return ids
 }
 
 // checkLate reports an event that re-created an evicted order although it was not later than
@@ -625,12 +629,7 @@ func checkEvents(v *Verdict, sent []Sent, states map[string]*ledgerstate.State, 
 	}
 	applied := map[string]bool{}
 	for _, st := range states {
-		for _, s := range st.Seen {
-			applied[s.EventID] = true
-		}
-		for _, e := range st.Held {
-			applied[e.EventID] = true
-		}
+		maps.Copy(applied, eventIDs(st))
 	}
 	valid := map[string]bool{}
 	for _, s := range sent {

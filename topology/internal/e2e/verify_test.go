@@ -81,7 +81,7 @@ func TestOrderWithTwoLivesIsComparedLifeByLife(t *testing.T) {
 			}
 		}
 		a, b := first.State(), second.State()
-		m[victim] = []life{{state: &a, first: &a, ended: true, swept: true, evictedAt: evictedAt}, {state: &b, first: &b, firstStreamTime: recreatedAt}}
+		m[victim] = []life{{state: &a, first: &a, swept: true, evictedAt: evictedAt}, {state: &b, first: &b, firstStreamTime: recreatedAt}}
 		return m
 	}
 	records := tr.Records
