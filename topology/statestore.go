@@ -475,9 +475,11 @@ func openDiskStore(ctx context.Context, dir, stage string, o DiskOptions, log *s
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // a Get of a new order (a miss) reads no block
 	}
-	// Pebble's fastest block compression (MinLZ on amd64, Snappy on arm64) rather than its
-	// default Snappy everywhere: compactions recompress everything they rewrite. With no
-	// compression at all the CPU per event was no lower (bench/RESULTS.md).
+	// Pebble's "fastest" block compression profile. At the format the store opens at (Pebble's
+	// default, sstables of table format v3) that is Snappy: the profile's MinLZ needs table
+	// format v6, and a store at v6 spent as much CPU in MinLZ as this one does in Snappy and
+	// was no faster per event (bench/RESULTS.md, 2026-12-06, seventh session). With no
+	// compression at all the CPU per event was no lower either.
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	opts.EnsureDefaults()
 	d.opts, d.fs, d.chunkBytes = opts, opts.FS, int(o.MemtableBytes)
