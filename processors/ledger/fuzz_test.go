@@ -179,5 +179,24 @@ func BenchmarkApply(b *testing.B) {
 			}
 		}
 	})
+	// The catch-up shape: a confirmation, a shipment and a return arrived before their order
+	// (the shipment and the return held, as JSON in the state); the OrderAccepted releases them.
+	b.Run("order-releasing-held", func(b *testing.B) {
+		b.ReportAllocs()
+		held, _ := run(b, p, confirmed("e-rc", "O-1001", "RSV-1", 1000, day(0)),
+			shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}, qty{"L2", "1"}, qty{"L3", "1"}),
+			returned("e-r1", "O-1001", "R1", day(20), qty{"L2", "1"}))
+		if len(held.State().Held) != 2 {
+			b.Fatalf("%d events held, want 2", len(held.State().Held))
+		}
+		oa := o1001()
+		for b.Loop() {
+			_, cmds, err := held.Apply(oa, p)
+			if err != nil || len(cmds) == 0 {
+				b.Fatal(err, len(cmds))
+			}
+			benchSink = cmds
+		}
+	})
 	_ = time.Second
 }
