@@ -2,7 +2,7 @@
 // default localhost:9092) and prints a Markdown section for bench/RESULTS.md, then one summary
 // line (the issue-16 figures, one run):
 //
-//	runtime: events_per_cpu_s=… passthrough_per_cpu_s=… p50_ms=… p99_ms=… allocs_per_event=… peak_rss_mb=…
+//	runtime: events_per_cpu_s=… passthrough_per_cpu_s=… p50_ms=… p99_ms=… allocs_per_event=… peak_rss_mb=… paced_run_cpu_us=… paced_broker_cpu_us=…
 //
 // allocs_per_event is the run process's go_memstats_mallocs_total (its /metrics, on a free
 // loopback port) from its start to the end of the drain, over the drained events.
@@ -12,7 +12,9 @@
 //   - latency: with the processor caught up, more traffic is produced at -rate events/s (by
 //     default half the drained rate, the goal's operating point) for about -latency-seconds, and
 //     a read_committed consumer of the commands topic measures input timestamp → committed
-//     command;
+//     command; paced_run_cpu_us and paced_broker_cpu_us are the CPU microseconds per paced
+//     input event of the run process and of the local broker (its pid from
+//     $RF_RUN_DIR/kafka/pid; NaN without one) over that run: what the latency costs;
 //   - restore: a changelog of -restore-orders keys (the final ledger states of the throughput
 //     run, replicated under new keys) is restored by a second `retailflow run` process on
 //     otherwise empty topics; the rate is its own "restored state" log line (keys, took: from
@@ -30,9 +32,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,8 +145,23 @@ func main() {
 	latencyOrders := max(100, int(*rate**latencySecs*float64(*orders)/float64(n)))
 	lt, err := generate.Generate(generate.Options{Seed: 43, Orders: latencyOrders})
 	must(err)
-	lats := e.latency(lt)
+	runCPU0, err := proc.CPU()
+	must(err)
+	brokerPid := brokerPID()
+	brokerCPU0, _ := rig.CPUOf(brokerPid)
+	lats, paced := e.latency(lt)
 	e.waitCaughtUp(10 * time.Minute)
+	runCPU1, err := proc.CPU()
+	must(err)
+	// CPU per paced input event: the run process's, and the broker's when its pid is known (a
+	// shorter transaction floor, runtime.min_txn_duration, trades commits for latency: each
+	// commit costs both processes, the broker its markers and transaction log writes)
+	usPer := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(max(paced, 1)) }
+	pacedRunUs, pacedBrokerUs := usPer(runCPU1-runCPU0), math.NaN()
+	if brokerCPU1, err := rig.CPUOf(brokerPid); err == nil && brokerPid > 0 {
+		pacedBrokerUs = usPer(brokerCPU1 - brokerCPU0)
+	}
+	log.Printf("paced run: %d input events, run process %.1f µs CPU per event, broker %.1f µs", paced, pacedRunUs, pacedBrokerUs)
 	samples := e.finalStates()
 	e.stopping.Store(true)
 	must(proc.Stop(syscall.SIGTERM, 2*time.Minute))
@@ -185,8 +204,8 @@ Machine: %d partitions, one local Kafka 4.1 broker (KRaft), 2 cores shared with 
 		*restoreOrders, rn, float64(rbytes)/1e6, float64(rn)/rwall.Seconds(), float64(rbytes)/1e6/rwall.Seconds(),
 		bn, float64(bn)/bwall.Seconds(), float64(bn)/bcpu.Seconds())
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	fmt.Printf("\nruntime: events_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f p50_ms=%.1f p99_ms=%.1f allocs_per_event=%.1f peak_rss_mb=%.0f\n",
-		float64(n)/cpu.Seconds(), float64(bn)/bcpu.Seconds(), ms(p(0.5)), ms(p(0.99)), allocs, rss/1e6)
+	fmt.Printf("\nruntime: events_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f p50_ms=%.1f p99_ms=%.1f allocs_per_event=%.1f peak_rss_mb=%.0f paced_run_cpu_us=%.1f paced_broker_cpu_us=%.1f\n",
+		float64(n)/cpu.Seconds(), float64(bn)/bcpu.Seconds(), ms(p(0.5)), ms(p(0.99)), allocs, rss/1e6, pacedRunUs, pacedBrokerUs)
 }
 
 // envOr is the service address from the environment the tests use (private service pairs), or
@@ -282,9 +301,10 @@ func (e *env) waitCaughtUp(limit time.Duration) {
 
 // latency produces paced traffic and measures, for each committed command, the time from its
 // input's timestamp to its arrival at a read_committed consumer.
-func (e *env) latency(tr *generate.Traffic) []time.Duration {
+func (e *env) latency(tr *generate.Traffic) ([]time.Duration, int) {
+	var produced int
 	lats, err := rig.Latency(e.ctx, e.conn, e.adm, e.names[schemas.TopicCommands], func(sent *rig.Sent) error {
-		e.produce(tr, *rate, sent)
+		produced = e.produce(tr, *rate, sent)
 		return rig.WaitCaughtUp(e.ctx, e.adm, e.group, e.inputs(), 5*time.Minute, nil)
 	})
 	must(err)
@@ -292,7 +312,7 @@ func (e *env) latency(tr *generate.Traffic) []time.Duration {
 		q := func(q float64) time.Duration { return rig.Quantile(lats, q) }
 		log.Printf("latency: n=%d p50 %s p90 %s p95 %s p99 %s p99.9 %s max %s", n, q(0.5), q(0.9), q(0.95), q(0.99), q(0.999), lats[n-1])
 	}
-	return lats
+	return lats, produced
 }
 
 // baseline consumes the inputs in a fresh group and produces each record unchanged to an
@@ -378,4 +398,19 @@ func (e *env) restore(keys int, samples [][]byte) (int, int64, time.Duration) {
 		log.Fatalf("restore: the process restored %d keys, want %d", got.Keys, keys)
 	}
 	return int(got.Keys), bytes, got.Took
+}
+
+// brokerPID is the pid of the local broker that infra/local.sh started ($RF_RUN_DIR/kafka/pid,
+// RF_RUN_DIR defaulting to .run), or 0 when there is none (a remote broker, a cluster).
+func brokerPID() int {
+	dir := envOr("RF_RUN_DIR", ".run")
+	b, err := os.ReadFile(filepath.Join(dir, "kafka", "pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return pid
 }
