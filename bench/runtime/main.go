@@ -113,6 +113,7 @@ func main() {
 	log.Printf("preloaded %d records of %d orders", n, *orders)
 	proc := e.start(e.names, "", "warn", func(line []byte) { fmt.Fprintf(os.Stderr, "%s\n", line) })
 	mallocs0 := e.mallocs(10 * time.Second)
+	commits0 := e.commits()
 	go func() {
 		<-proc.Done()
 		if !e.stopping.Load() {
@@ -128,7 +129,9 @@ func main() {
 	must(err)
 	rss := float64(peak)
 	allocs := (e.mallocs(10*time.Second) - mallocs0) / float64(n)
-	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB, %.1f allocations per event", n, wall, cpu, rss/1e6, allocs)
+	drainCommits := e.commits() - commits0
+	log.Printf("drained %d records in %s using %s CPU, peak RSS %.0f MB, %.1f allocations per event, %.0f transactions (%.0f input records each)",
+		n, wall, cpu, rss/1e6, allocs, drainCommits, float64(n)/max(drainCommits, 1))
 
 	if *onlyDrain {
 		e.stopping.Store(true)
@@ -149,8 +152,10 @@ func main() {
 	must(err)
 	brokerPid := brokerPID()
 	brokerCPU0, _ := rig.CPUOf(brokerPid)
+	pacedCommits0 := e.commits()
 	lats, paced := e.latency(lt)
 	e.waitCaughtUp(10 * time.Minute)
+	pacedCommits := e.commits() - pacedCommits0
 	runCPU1, err := proc.CPU()
 	must(err)
 	// CPU per paced input event: the run process's, and the broker's when its pid is known (a
@@ -161,7 +166,8 @@ func main() {
 	if brokerCPU1, err := rig.CPUOf(brokerPid); err == nil && brokerPid > 0 {
 		pacedBrokerUs = usPer(brokerCPU1 - brokerCPU0)
 	}
-	log.Printf("paced run: %d input events, run process %.1f µs CPU per event, broker %.1f µs", paced, pacedRunUs, pacedBrokerUs)
+	log.Printf("paced run: %d input events, %.0f transactions (%.0f input records each), run process %.1f µs CPU per event, broker %.1f µs",
+		paced, pacedCommits, float64(paced)/max(pacedCommits, 1), pacedRunUs, pacedBrokerUs)
 	samples := e.finalStates()
 	e.stopping.Store(true)
 	must(proc.Stop(syscall.SIGTERM, 2*time.Minute))
@@ -228,6 +234,16 @@ func freeAddr() string {
 // mallocs reads go_memstats_mallocs_total from the throughput process's /metrics, waiting up to
 // limit for the listener to come up.
 func (e *env) mallocs(limit time.Duration) float64 {
+	return e.metric("go_memstats_mallocs_total", limit)
+}
+
+// commits is the run process's committed transactions so far.
+func (e *env) commits() float64 {
+	return e.metric("retailflow_transactions_committed_total", 10*time.Second)
+}
+
+// metric reads one unlabelled sample from the run process's /metrics.
+func (e *env) metric(name string, limit time.Duration) float64 {
 	deadline := time.Now().Add(limit)
 	for {
 		resp, err := http.Get("http://" + e.metricsAddr + "/metrics")
@@ -236,13 +252,13 @@ func (e *env) mallocs(limit time.Duration) float64 {
 			resp.Body.Close()
 			must(err)
 			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "go_memstats_mallocs_total "); ok {
+				if v, ok := strings.CutPrefix(line, name+" "); ok {
 					f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 					must(err)
 					return f
 				}
 			}
-			log.Fatal("the run process's /metrics has no go_memstats_mallocs_total")
+			log.Fatalf("the run process's /metrics has no %s", name)
 		}
 		if time.Now().After(deadline) {
 			log.Fatalf("the run process's /metrics: %v", err)
