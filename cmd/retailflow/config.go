@@ -144,7 +144,7 @@ type RuntimeConfig struct {
 	// a backlog a transaction fills to max_records_per_txn or max_txn_duration) and caps the
 	// commits at one per MinTxnDuration. Shorter lowers latency but raises the commit rate: at
 	// half the drained rate on the benchmark box, 5ms against 25ms gave p50 16 against 32 ms and
-	// p99 49 against 63 ms, for 11 % more CPU per event in the run process and 32 % more in the
+	// p99 49 against 68 ms, for 11 % more CPU per event in the run process and 32 % more in the
 	// broker (bench/RESULTS.md, 2026-12-06).
 	MinTxnDuration time.Duration `mapstructure:"min_txn_duration"`
 	// Parallelism: goroutines that decode/validate a polled batch and encode the changelog.
