@@ -14,16 +14,21 @@
 //     this command) drains A; its commands are compared with the Kafka Streams core's commands
 //     on A (key and value bytes: request ids, points and every other field); then paced
 //     traffic at half its drain rate into A (latency), and again at the Kafka Streams core's
-//     paced rate (the same load on a shared machine).
+//     paced rate (the same load on a shared machine). Then, as the Kafka Streams JVM did, the
+//     same process stops its runner on A and drains B with a new one (warm: CPU of the B
+//     drain only; B then also holds the Kafka Streams latency run's traffic, which both
+//     engines processed), and its commands on B are compared with the Kafka Streams core's.
 //
 // CPU is user+system time of each process from /proc/<pid>/stat (the pass-through: this
 // process's rusage over its loop); latency is input record timestamp → command visible to a
 // read_committed consumer, matched by the rf.source.* headers both engines write. The last
 // line printed is the summary:
 //
-//	kstreams: ks_core_per_cpu_s=… ks_core_warm_per_cpu_s=… rf_core_per_cpu_s=… ratio=… rf_full_per_cpu_s=… passthrough_per_cpu_s=… ks_p99_ms=… rf_p99_ms=… rf_p99_at_ks_rate_ms=… identical=true
+//	kstreams: ks_core_per_cpu_s=… ks_core_warm_per_cpu_s=… rf_core_per_cpu_s=… ratio=… rf_core_warm_per_cpu_s=… ratio_warm=… rf_full_per_cpu_s=… passthrough_per_cpu_s=… ks_p99_ms=… rf_p99_ms=… rf_p99_at_ks_rate_ms=… identical=true
 //
-// ratio is rf_core_per_cpu_s / ks_core_warm_per_cpu_s. The broker is RETAILFLOW_KAFKA_BROKERS
+// ratio is rf_core_per_cpu_s (fresh) / ks_core_warm_per_cpu_s, as in every earlier run;
+// ratio_warm is warm against warm, rf_core_warm_per_cpu_s / ks_core_warm_per_cpu_s; identical
+// covers A and B. The broker is RETAILFLOW_KAFKA_BROKERS
 // (default localhost:9092). Every topic it made is deleted at the end.
 //
 // Usage: make bench-kstreams, or
@@ -79,6 +84,8 @@ var (
 	ksConfig    = flag.String("ks-config", "", "Kafka Streams properties over the app's own settings, k=v,… (experiments)")
 	serveCore   = flag.String("serve-core", "", "internal: run the retailflow core on these topics (JSON) until SIGTERM")
 	coreGroup   = flag.String("group", "", "internal: the retailflow core's group")
+	serveNext   = flag.String("serve-core-next", "", "internal: on SIGUSR1, stop the core and run it on these topics (JSON) with -group-next, in the same process (the warm drain)")
+	groupNext   = flag.String("group-next", "", "internal: the group of -serve-core-next")
 	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
 	coreMemProf = flag.String("core-memprofile", "", "write the retailflow core process's allocation profile (at its end) here")
 	onlyRFCore  = flag.Bool("only-rf-core", false, "profiling: produce set A and drain it with the retailflow core only (no Kafka Streams, no comparison; latency only with -rf-latency-rate)")
@@ -98,7 +105,30 @@ func main() {
 			must(pprof.StartCPUProfile(f))
 			defer pprof.StopCPUProfile()
 		}
-		must(RunCore(ctx, brokers(), t, *coreGroup, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if *serveNext == "" {
+			must(RunCore(ctx, brokers(), t, *coreGroup, logger))
+		} else {
+			// As the Kafka Streams JVM: the first set's runner stops, the next set's starts in
+			// the same (warm) process.
+			var next accrualcore.Topics
+			must(json.Unmarshal([]byte(*serveNext), &next))
+			usr1 := make(chan os.Signal, 1)
+			signal.Notify(usr1, syscall.SIGUSR1)
+			first, stopFirst := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-usr1:
+				case <-ctx.Done():
+				}
+				stopFirst()
+			}()
+			must(RunCore(first, brokers(), t, *coreGroup, logger))
+			if ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "serve-core: next")
+				must(RunCore(ctx, brokers(), next, *groupNext, logger))
+			}
+		}
 		if *coreMemProf != "" {
 			f, err := os.Create(*coreMemProf)
 			must(err)
@@ -435,9 +465,15 @@ func (b *Bench) Run() {
 	group := b.prefix + "-rf-core"
 	spec, err := json.Marshal(ct)
 	must(err)
+	ctB := b.coreTopics(w, b.prefix+".rf-core-B")
+	groupB := b.prefix + "-rf-core-b"
+	b.groups = append(b.groups, group, groupB)
+	specB, err := json.Marshal(ctB)
+	must(err)
 	self, err := os.Executable()
 	must(err)
-	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile)
+	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile,
+		"-serve-core-next", string(specB), "-group-next", groupB)
 	cmd.Stderr = os.Stderr
 	began = time.Now()
 	rf, err := rig.Start(cmd)
@@ -450,10 +486,21 @@ func (b *Bench) Run() {
 	rfLat := b.Latency(&a, ct.Names[schemas.TopicCommands], 43, rfRate, group, rf.Alive)
 	// and at the Kafka Streams core's rate: the same load on the shared machine
 	rfLatKS := b.Latency(&a, ct.Names[schemas.TopicCommands], 46, ksRate, group, rf.Alive)
+	// The same process, warm, drains B (as the Kafka Streams JVM did after A): its runner on A
+	// stops, one on B starts; CPU of the B drain only.
+	cpu0, began = cpuOf(rf), time.Now()
+	must(rf.Cmd.Process.Signal(syscall.SIGUSR1))
+	b.WaitCaughtUp(groupB, w.Inputs(), 30*time.Minute, rf.Alive)
+	rfWarm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(rf) - cpu0}
+	log.Printf("retailflow core, warm process: %d events in %s, %s CPU", w.Events, rfWarm.Wall.Round(time.Millisecond), rfWarm.CPU)
 	stop(rf)
 
 	identical, detail := compare(ksCommands, rfCommands)
 	log.Printf("commands on A: kafka streams %d, retailflow core %d: %s", len(ksCommands), len(rfCommands), detail)
+	ksCommandsB, rfCommandsB := b.ReadAll(ksOutB+".commands"), b.ReadAll(ctB.Names[schemas.TopicCommands])
+	identicalB, detailB := compare(ksCommandsB, rfCommandsB)
+	log.Printf("commands on B: kafka streams %d, retailflow core %d: %s", len(ksCommandsB), len(rfCommandsB), detailB)
+	identical = identical && identicalB
 
 	fmt.Printf(`## Kafka Streams vs retailflow, the accrual core — %s
 
@@ -465,6 +512,7 @@ One local Kafka 4.1.1 broker (KRaft), %d partitions, 2 cores shared with other w
 | Kafka Streams core, fresh JVM (set A) | %d | %s | %.2f | %.0f | %.0f |
 | Kafka Streams core, warm JVM (set B, after A) | %d | %s | %.2f | %.0f | %.0f |
 | retailflow core, fresh process (set A) | %d | %s | %.2f | %.0f | %.0f |
+| retailflow core, warm process (set B with Kafka Streams' latency traffic, after A) | %d | %s | %.2f | %.0f | %.0f |
 | retailflow full ledger, fresh process (set A) | %d | %s | %.2f | %.0f | %.0f |
 | franz-go pass-through (set A) | %d | %s | %.2f | %.0f | %.0f |
 
@@ -474,20 +522,22 @@ One local Kafka 4.1.1 broker (KRaft), %d partitions, 2 cores shared with other w
 | retailflow core | %.0f ev/s | %d | %s | %s |
 | retailflow core, at the Kafka Streams core's rate | %.0f ev/s | %d | %s | %s |
 
-Commands on set A: Kafka Streams %d, retailflow core %d — %s.
+Commands on set A: Kafka Streams %d, retailflow core %d — %s. On set B: %d and %d — %s.
 
 `, time.Now().UTC().Format("2006-01-02"), *orders, *warmOrders, *latencySecs, b.partitions,
 		nA, ksCold.Wall.Round(time.Millisecond), ksCold.CPU.Seconds(), ksCold.Rate(), ksCold.PerCPU(),
 		ksWarm.Events, ksWarm.Wall.Round(time.Millisecond), ksWarm.CPU.Seconds(), ksWarm.Rate(), ksWarm.PerCPU(),
 		nA, rfCore.Wall.Round(time.Millisecond), rfCore.CPU.Seconds(), rfCore.Rate(), rfCore.PerCPU(),
+		rfWarm.Events, rfWarm.Wall.Round(time.Millisecond), rfWarm.CPU.Seconds(), rfWarm.Rate(), rfWarm.PerCPU(),
 		full.Events, full.Wall.Round(time.Millisecond), full.CPU.Seconds(), full.Rate(), full.PerCPU(),
 		pass.Events, pass.Wall.Round(time.Millisecond), pass.CPU.Seconds(), pass.Rate(), pass.PerCPU(),
 		ksRate, len(ksLat), quantile(ksLat, 0.5).Round(time.Millisecond), quantile(ksLat, 0.99).Round(time.Millisecond),
 		rfRate, len(rfLat), quantile(rfLat, 0.5).Round(time.Millisecond), quantile(rfLat, 0.99).Round(time.Millisecond),
 		ksRate, len(rfLatKS), quantile(rfLatKS, 0.5).Round(time.Millisecond), quantile(rfLatKS, 0.99).Round(time.Millisecond),
-		len(ksCommands), len(rfCommands), detail)
-	fmt.Printf("kstreams: ks_core_per_cpu_s=%.0f ks_core_warm_per_cpu_s=%.0f rf_core_per_cpu_s=%.0f ratio=%.2f rf_full_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f ks_p99_ms=%d rf_p99_ms=%d rf_p99_at_ks_rate_ms=%d identical=%t\n",
-		ksCold.PerCPU(), ksWarm.PerCPU(), rfCore.PerCPU(), rfCore.PerCPU()/ksWarm.PerCPU(), full.PerCPU(), pass.PerCPU(),
+		len(ksCommands), len(rfCommands), detail, len(ksCommandsB), len(rfCommandsB), detailB)
+	fmt.Printf("kstreams: ks_core_per_cpu_s=%.0f ks_core_warm_per_cpu_s=%.0f rf_core_per_cpu_s=%.0f ratio=%.2f rf_core_warm_per_cpu_s=%.0f ratio_warm=%.2f rf_full_per_cpu_s=%.0f passthrough_per_cpu_s=%.0f ks_p99_ms=%d rf_p99_ms=%d rf_p99_at_ks_rate_ms=%d identical=%t\n",
+		ksCold.PerCPU(), ksWarm.PerCPU(), rfCore.PerCPU(), rfCore.PerCPU()/ksWarm.PerCPU(), rfWarm.PerCPU(), rfWarm.PerCPU()/ksWarm.PerCPU(),
+		full.PerCPU(), pass.PerCPU(),
 		quantile(ksLat, 0.99).Milliseconds(), quantile(rfLat, 0.99).Milliseconds(), quantile(rfLatKS, 0.99).Milliseconds(), identical)
 	if !identical {
 		os.Exit(1)
