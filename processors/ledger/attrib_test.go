@@ -72,10 +72,7 @@ func TestLateEventWithoutCommandGetsItsOwn(t *testing.T) {
 //     oracle's commands, request ids and points, in order;
 //   - the same arrival fed twice emits the same commands (corrections have deterministic ids).
 func TestPointsPathIndependent(t *testing.T) {
-	var faults generate.Faults
-	for _, f := range generate.AllFaults() {
-		faults.Set(f, 0.1)
-	}
+	faults := everyFault(0.1)
 	orders, perms := 400, 10
 	if testing.Short() {
 		orders, perms = 100, 4

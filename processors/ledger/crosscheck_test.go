@@ -154,10 +154,7 @@ func TestReturnsBeforeTheirShipments(t *testing.T) {
 // a replay): that must give every event the oracle's share of points (sameCommands; the
 // corrections a late event causes included) and the same per-order sums.
 func TestMatchesOracleOnGeneratedTraffic(t *testing.T) {
-	var faults generate.Faults
-	for _, f := range generate.AllFaults() {
-		faults.Set(f, 0.1)
-	}
+	faults := everyFault(0.1)
 	firstShipment := oracle.DefaultPolicy()
 	firstShipment.ConfirmTrigger = oracle.ConfirmAtFirstShipment
 	orders := 2000

@@ -14,10 +14,7 @@ import (
 // to encoding/json's Unmarshal of the same bytes, on every event of generated traffic with every
 // fault: each event type, optional fields present and absent, decimals of every scale.
 func TestHeldEventsDecodeAsStd(t *testing.T) {
-	var faults generate.Faults
-	for _, f := range generate.AllFaults() {
-		faults.Set(f, 0.1)
-	}
+	faults := everyFault(0.1)
 	orders := 300
 	if testing.Short() {
 		orders = 80

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/shopspring/decimal"
 )
@@ -164,4 +165,13 @@ var stateOpts = []cmp.Option{
 	cmp.Comparer(func(x, y decimal.Decimal) bool { return x.Equal(y) }),
 	cmp.Comparer(func(x, y time.Time) bool { return x.Equal(y) }),
 	cmpopts.EquateEmpty(),
+}
+
+// everyFault is every generator fault at rate.
+func everyFault(rate float64) generate.Faults {
+	var faults generate.Faults
+	for _, f := range generate.AllFaults() {
+		faults.Set(f, rate)
+	}
+	return faults
 }

@@ -23,10 +23,7 @@ func TestIncrementalRecomputeIsFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var faults generate.Faults
-	for _, f := range generate.AllFaults() {
-		faults.Set(f, 0.1)
-	}
+	faults := everyFault(0.1)
 	orders := 250
 	if testing.Short() {
 		orders = 80
