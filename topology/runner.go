@@ -681,9 +681,7 @@ func (r *Runner[E, S, O]) onAssigned(_ context.Context, cl *kgo.Client, assigned
 	for _, p := range parts {
 		r.restoring[p] = true
 	}
-	if r.standbyCancel != nil {
-		r.standbyCancel() // the restore waits for the pass to stop, not to finish
-	}
+	r.stopStandbyReadLocked()
 	r.events = append(r.events, assignEvent{assigned: true, partitions: parts})
 	r.wakeLocked()
 }
@@ -1591,16 +1589,12 @@ func (r *Runner[E, S, O]) applyAssignments(ctx context.Context, cl *kgo.Client) 
 			delete(r.stores, p) // a re-assigned partition is restored anew: another owner may have written
 			delete(r.heldParts, p)
 		}
+		r.stopStandbyReadLocked() // this restore goes first
 		r.mu.Unlock()
 		began := time.Now()
 		var reports map[int32]restoreReport
 		var err error
 		if r.disk != nil {
-			r.mu.Lock()
-			if r.standbyCancel != nil {
-				r.standbyCancel() // a standby round in progress stops reading: this restore goes first
-			}
-			r.mu.Unlock()
 			r.restoreMu.Lock()
 			reports, err = r.restoreDisk(ctx, ctx, parts, fresh, false)
 			r.restoreMu.Unlock()

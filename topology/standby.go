@@ -110,6 +110,14 @@ func (r *Runner[E, S, O]) standbyPass(ctx context.Context) error {
 	return nil
 }
 
+// stopStandbyReadLocked cancels the changelog read of the standby round in progress, if any,
+// so that an assignment's restore waits for the round to stop, not to finish. r.mu is held.
+func (r *Runner[E, S, O]) stopStandbyReadLocked() {
+	if r.standbyCancel != nil {
+		r.standbyCancel()
+	}
+}
+
 // standbyRound restores the next standbyGroup partitions to follow that are not in done, under
 // restoreMu; it returns no group when none is left or an assignment waits. An assignment
 // cancels only the round's read: the store's writes keep ctx (Run's), so one that is in a
