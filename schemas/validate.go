@@ -901,10 +901,43 @@ func timeFieldsOf(t reflect.Type) []timeField {
 		if name == "" || name == "-" {
 			continue
 		}
-		if k := f.Type.Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice {
+		if k := f.Type.Kind(); (k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice) && reachesTime(f.Type, nil) {
 			fs = append(fs, timeField{index: i, name: name})
 		}
 	}
 	timeFieldCache.Store(t, fs)
 	return fs
+}
+
+// reachesTime reports whether a value of type t can hold a time.Time (itself, or through
+// exported JSON-named fields, pointers and slices): walkTimes skips the fields that cannot,
+// so a line array or a decimal is not walked value by value on every event. seen breaks
+// cycles of recursive types.
+func reachesTime(t reflect.Type, seen map[reflect.Type]bool) bool {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t == timeType {
+		return true
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return false
+	}
+	if seen == nil {
+		seen = map[reflect.Type]bool{}
+	}
+	seen[t] = true
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name == "" || name == "-" {
+			continue
+		}
+		if reachesTime(f.Type, seen) {
+			return true
+		}
+	}
+	return false
 }

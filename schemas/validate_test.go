@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -251,5 +253,63 @@ func TestValidateErpV2(t *testing.T) {
 	e.InvoicePosted.RedemptionValue = nil
 	if err := e.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// walkTimes skips the fields that cannot hold a time (reachesTime); on every sample body it
+// still visits every time an unpruned walk of all exported, JSON-named fields finds.
+func TestWalkTimesVisitsEveryTime(t *testing.T) {
+	var all func(path string, v reflect.Value, out *[]string)
+	all = func(path string, v reflect.Value, out *[]string) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				all(path, v.Elem(), out)
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				all(fmt.Sprintf("%s[%d]", path, i), v.Index(i), out)
+			}
+		case reflect.Struct:
+			if v.Type() == timeType {
+				*out = append(*out, path)
+				return
+			}
+			for i := range v.NumField() {
+				f := v.Type().Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if f.IsExported() && name != "" && name != "-" {
+					all(path+"."+name, v.Field(i), out)
+				}
+			}
+		}
+	}
+	for _, e := range sampleEvents() {
+		b, n := e.setBody()
+		if n != 1 {
+			t.Fatalf("%s: %d bodies", e.EventType, n)
+		}
+		body := reflect.ValueOf(e).Elem().FieldByIndex(bodyFieldIndex(b.key))
+		var want, got []string
+		all(b.key, body, &want)
+		walkTimes([]byte(b.key), body, func(path, _ []byte, _ time.Time) { got = append(got, string(path)) })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: walkTimes visits %v, the full walk finds %v", e.EventType, got, want)
+		}
+		if len(want) == 0 {
+			t.Errorf("%s: no time in the body (the test proves nothing for it)", e.EventType)
+		}
+	}
+}
+
+// BenchmarkCheckTimes: CheckTimes over the sample events (one of each body type).
+func BenchmarkCheckTimes(b *testing.B) {
+	rec := t0.Add(time.Minute)
+	es := sampleEvents()
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, e := range es {
+			_ = e.CheckTimes(rec, time.Hour)
+		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -60,6 +61,7 @@ var (
 	batchTimeout  = flag.Duration("batch-timeout", time.Second, "sink.batch_timeout")
 	keep          = flag.Bool("keep", false, "keep the topics and the database")
 	cpuProfile    = flag.String("cpuprofile", "", "write a CPU profile of the throughput phase to this file")
+	memProfile    = flag.String("memprofile", "", "write an allocation profile of the throughput phase to this file (sampling every 4 KB allocated)")
 )
 
 func main() {
@@ -155,12 +157,22 @@ func main() {
 		must(err)
 		must(pprof.StartCPUProfile(pf))
 	}
+	if *memProfile != "" {
+		runtime.MemProfileRate = 4096
+	}
 	cpu0, t0 := cpuTime(), time.Now()
 	go func() { done <- s.Run(sctx) }()
 	waitCaughtUp(ctx, adm, group)
 	wall, cpu := time.Since(t0), cpuTime()-cpu0
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		pf, err := os.Create(*memProfile)
+		must(err)
+		must(pprof.Lookup("allocs").WriteTo(pf, 0))
+		must(pf.Close())
+		runtime.MemProfileRate = 0
 	}
 	rows := counter(reg, "retailflow_sink_rows_inserted_total")
 	log.Printf("throughput: %d records, %.0f rows in %s (cpu %s)", len(recs), rows, wall, cpu)
