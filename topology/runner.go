@@ -309,7 +309,7 @@ type txnState struct {
 	deadLog    []deadLogEntry // the first dead letters of the transaction, logged if it commits
 	rerouted   map[string]int
 	marks      []source // the rejected marks this transaction dead-letters; dropped when it commits
-	// polled are the records the transaction polled; recycled (decompressPool) when it ends.
+	// polled are the records the transaction polled; recycled (DecompressPool) when it ends.
 	// Nothing may keep a record, or a slice of its key, value or headers, past End: decoded
 	// values copy what they keep (schemas.Codec.DecodeInto), keys are copied into strings.
 	polled  []*kgo.Record
@@ -492,7 +492,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		// slices, given back when the transaction that consumed their records has ended
 		// (transact): a fresh buffer per batch, zeroed and then collected, was ≈ 8 % of the
 		// accrual core's CPU.
-		kgo.WithPools(&decompressPool{}),
+		kgo.WithPools(&kafka.DecompressPool{}),
 		// A fetch response is decompressed whole when it arrives and its buffers come back only
 		// once its last record's transaction has ended; with franz-go's default 50 MB bound a
 		// response held more than the pool keeps (maxPooledBytes), and most batches allocated

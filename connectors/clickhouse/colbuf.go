@@ -1,8 +1,12 @@
 package clickhouse
 
 import (
+	"reflect"
 	"time"
+	"unsafe"
 
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/shopspring/decimal"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,11 +36,16 @@ const (
 	kindAny // any other type (arrays), or a column given values of more than one type
 )
 
-// colVals holds one column's values in the slice of their Go type.
+// colVals holds one column's values in the slice of their Go type. Strings are kept as ch-go's
+// String column keeps them, their bytes in one buffer and their positions in another (sb, sp):
+// no pointer per value for the GC to follow, no decoded record kept reachable by a substring
+// of it until the flush, and the INSERT lends the two buffers to clickhouse-go's column
+// (appendStrings) instead of copying every string into a column that grows from empty.
 type colVals struct {
 	kind valKind
 	n    int
-	s    []string
+	sb   []byte
+	sp   []proto.Position
 	u8   []uint8
 	u32  []uint32
 	u64  []uint64
@@ -45,6 +54,12 @@ type colVals struct {
 	d    []decimal.Decimal
 	t    []time.Time
 	a    []any
+	// gb and gp hold the strings of the rows of a partial INSERT (gatherStrings)
+	gb []byte
+	gp []proto.Position
+	// lc boxes each distinct string once for a LowCardinality(String) column, whose
+	// clickhouse-go Append takes the values one by one, boxed (internedString)
+	lc map[string]any
 }
 
 // add appends v and returns its estimated size beyond its word or two (rowBytes' per value
@@ -60,7 +75,9 @@ func (c *colVals) add(v any) (size int64) {
 	case kindString:
 		var x string
 		if x, ok = v.(string); ok {
-			c.s = append(c.s, x)
+			start := len(c.sb)
+			c.sb = append(c.sb, x...)
+			c.sp = append(c.sp, proto.Position{Start: start, End: len(c.sb)})
 			size = int64(len(x))
 		}
 	case kindUInt8:
@@ -152,7 +169,7 @@ func (c *colVals) toAny() {
 func (c *colVals) get(i int) any {
 	switch c.kind {
 	case kindString:
-		return c.s[i]
+		return string(c.sb[c.sp[i].Start:c.sp[i].End])
 	case kindUInt8:
 		return c.u8[i]
 	case kindUInt32:
@@ -178,8 +195,11 @@ func (c *colVals) truncate(n int) {
 	}
 	switch c.kind {
 	case kindString:
-		clear(c.s[n:])
-		c.s = c.s[:n]
+		c.sp = c.sp[:n]
+		c.sb = c.sb[:0]
+		if n > 0 {
+			c.sb = c.sb[:c.sp[n-1].End]
+		}
 	case kindUInt8:
 		c.u8 = c.u8[:n]
 	case kindUInt32:
@@ -206,11 +226,11 @@ func (c *colVals) truncate(n int) {
 // reset empties the column, keeping the capacity of its slices and dropping the references
 // they held (the byte bound counts what is buffered, so nothing may stay reachable after).
 func (c *colVals) reset() {
-	clear(c.s)
 	clear(c.d)
 	clear(c.t)
 	clear(c.a)
-	c.s, c.u8, c.u32, c.u64, c.i32, c.i64, c.d, c.t, c.a = c.s[:0], c.u8[:0], c.u32[:0], c.u64[:0], c.i32[:0], c.i64[:0], c.d[:0], c.t[:0], c.a[:0]
+	c.u8, c.u32, c.u64, c.i32, c.i64, c.d, c.t, c.a = c.u8[:0], c.u32[:0], c.u64[:0], c.i32[:0], c.i64[:0], c.d[:0], c.t[:0], c.a[:0]
+	c.sb, c.sp = c.sb[:0], c.sp[:0]
 	c.kind, c.n = kindNone, 0
 }
 
@@ -220,7 +240,7 @@ func (c *colVals) reset() {
 func (c *colVals) typed(chType string) any {
 	switch {
 	case c.kind == kindString && chType == "String":
-		return c.s
+		return c.strings() // appendTo lends the buffers instead where it can
 	case c.kind == kindUInt8 && chType == "UInt8":
 		return c.u8
 	case c.kind == kindUInt32 && chType == "UInt32":
@@ -344,6 +364,32 @@ func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
 	for j := range b.cols {
 		c := &b.cols[j]
 		chType := string(cols[j].Type())
+		if c.kind == kindString && chType == "String" {
+			buf, pos := c.sb, c.sp
+			if idx != nil {
+				buf, pos = c.gatherStrings(idx)
+			}
+			if lendStrings(cols[j], buf, pos) {
+				continue
+			}
+		}
+		if c.kind == kindString && chType == "LowCardinality(String)" {
+			bc := batch.Column(j)
+			n := c.n
+			if idx != nil {
+				n = len(idx)
+			}
+			for r := range n {
+				i := r
+				if idx != nil {
+					i = idx[r]
+				}
+				if err := bc.AppendRow(c.internedString(i)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		var typed any
 		if idx == nil {
 			typed = c.typed(chType)
@@ -373,3 +419,73 @@ func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
 	}
 	return nil
 }
+
+// strings returns the column's strings as a []string (the INSERT's path when lending is off).
+func (c *colVals) strings() []string {
+	out := make([]string, len(c.sp))
+	for i, p := range c.sp {
+		out[i] = string(c.sb[p.Start:p.End])
+	}
+	return out
+}
+
+// internedString is string i boxed, one box per distinct string (a LowCardinality column has
+// few: a currency, a topic); the table of boxes is dropped when it passes 4,096 strings.
+func (c *colVals) internedString(i int) any {
+	b := c.sb[c.sp[i].Start:c.sp[i].End]
+	if v, ok := c.lc[string(b)]; ok { // the conversion in a map index does not allocate
+		return v
+	}
+	if c.lc == nil || len(c.lc) >= 4096 {
+		c.lc = make(map[string]any, 64)
+	}
+	s := string(b)
+	v := any(s)
+	c.lc[s] = v
+	return v
+}
+
+// gatherStrings returns the bytes and positions of the strings of rows idx, in c.gb and c.gp.
+func (c *colVals) gatherStrings(idx []int) ([]byte, []proto.Position) {
+	c.gb, c.gp = c.gb[:0], c.gp[:0]
+	for _, i := range idx {
+		p := c.sp[i]
+		start := len(c.gb)
+		c.gb = append(c.gb, c.sb[p.Start:p.End]...)
+		c.gp = append(c.gp, proto.Position{Start: start, End: len(c.gb)})
+	}
+	return c.gb, c.gp
+}
+
+// lendStrings makes buf and pos the contents of clickhouse-go's String column col and reports
+// whether it could. clickhouse-go makes a new column for every INSERT (PrepareBatch), and its
+// Append copied every string into byte and position slices grown from empty by doubling, in
+// every flush: 9 % of the sink's CPU (bench/RESULTS.md, eighth session). The column's ch-go
+// ColStr is reached at its field offset, found by reflection once (strColOffset); with a
+// clickhouse-go whose String column holds no ColStr the column's own Append is used (false),
+// and TestStringColumnLent fails. The buffers stay the colVals': the batch is sent or aborted
+// before they change (the sink inserts one table at a time and changes its buffers only
+// between flushes; Send has encoded the column when it returns).
+func lendStrings(col column.Interface, buf []byte, pos []proto.Position) bool {
+	sc, ok := col.(*column.String)
+	if !ok || strColOffset == ^uintptr(0) {
+		return false
+	}
+	cs := (*proto.ColStr)(unsafe.Add(unsafe.Pointer(sc), strColOffset))
+	if len(cs.Pos) != 0 {
+		return false
+	}
+	cs.Buf, cs.Pos = buf, pos
+	return true
+}
+
+// strColOffset is the offset of the ch-go ColStr in clickhouse-go's column.String (all ones: none).
+var strColOffset = func() uintptr {
+	t := reflect.TypeFor[column.String]()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Type == reflect.TypeFor[proto.ColStr]() {
+			return f.Offset
+		}
+	}
+	return ^uintptr(0)
+}()

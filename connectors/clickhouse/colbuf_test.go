@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/retailflow/retailflow/processors/generate"
 	"github.com/retailflow/retailflow/schemas"
@@ -168,5 +170,94 @@ func TestTableBufAddEstimatesAsRowBytes(t *testing.T) {
 		if got, want := newTableBuf(tables[r.Table]).add(vals, nil), rowBytes(vals); got != want || want <= int64(24*len(vals)) {
 			t.Errorf("%s: add estimates %d, rowBytes %d", r.Table, got, want)
 		}
+	}
+}
+
+// TestStringColumnLent: a String column's values reach clickhouse-go's column in the colVals'
+// own buffers (lendStrings), encoded byte for byte as the column's own Append encodes them;
+// the next flush writes into the same buffers; a partial INSERT (gatherStrings), truncate and
+// the boxed reads (get, internedString) see the same strings. With a clickhouse-go whose
+// String column no longer holds a ch-go ColStr, lending is off (the sink still works, slower):
+// this test says so.
+func TestStringColumnLent(t *testing.T) {
+	newCol := func() column.Interface {
+		col, err := column.Type("String").Column("s", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return col
+	}
+	encoded := func(col column.Interface) []byte {
+		var b proto.Buffer
+		col.Encode(&b)
+		return b.Buf
+	}
+	check := func(what string, col column.Interface, want []string) {
+		t.Helper()
+		own := newCol()
+		if _, err := own.Append(want); err != nil {
+			t.Fatal(err)
+		}
+		if col.Rows() != len(want) {
+			t.Fatalf("%s: %d rows, want %d", what, col.Rows(), len(want))
+		}
+		for i, s := range want {
+			if got := col.Row(i, false); got != s {
+				t.Errorf("%s: row %d = %q, want %q", what, i, got, s)
+			}
+		}
+		if got, want := encoded(col), encoded(own); string(got) != string(want) {
+			t.Errorf("%s: encoded %x, want %x", what, got, want)
+		}
+	}
+	var c colVals
+	var first *byte
+	for round, ss := range [][]string{
+		{"order-1", "", "ÄÖÜ line", strings.Repeat("x", 300), "order-1"},
+		{"a", "bb"},
+	} {
+		c.reset()
+		for _, s := range ss {
+			if size := c.add(s); size != int64(len(s)) {
+				t.Fatalf("add(%q) = %d", s, size)
+			}
+		}
+		if c.kind != kindString || len(c.strings()) != len(ss) {
+			t.Fatalf("round %d: kind %d, %d strings", round, c.kind, len(c.strings()))
+		}
+		for i, s := range ss {
+			if c.get(i) != s || c.internedString(i) != s {
+				t.Errorf("round %d: get(%d) = %q, interned %q, want %q", round, i, c.get(i), c.internedString(i), s)
+			}
+		}
+		lent := newCol()
+		if !lendStrings(lent, c.sb, c.sp) {
+			t.Fatalf("round %d: clickhouse-go's String column holds no ch-go ColStr (offset %d): lending is off", round, strColOffset)
+		}
+		check(fmt.Sprintf("round %d", round), lent, ss)
+		if round == 0 {
+			first = &c.sb[:1][0]
+		} else if &c.sb[:1][0] != first {
+			t.Error("second flush: the strings went to a new buffer, the first flush's was not kept")
+		}
+	}
+	// rows 1 and 0 of the second round, as a partial INSERT sends them
+	buf, pos := c.gatherStrings([]int{1, 0})
+	part := newCol()
+	if !lendStrings(part, buf, pos) {
+		t.Fatal("gathered rows not lent")
+	}
+	check("gathered", part, []string{"bb", "a"})
+	c.truncate(1)
+	if c.n != 1 || len(c.sb) != 1 || c.get(0) != "a" {
+		t.Errorf("truncate(1): n %d, %d bytes, row 0 %q", c.n, len(c.sb), c.get(0))
+	}
+	// a column that already holds rows is not lent (its rows would be lost)
+	col := newCol()
+	if _, err := col.Append([]string{"kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if lendStrings(col, c.sb, c.sp) {
+		t.Error("lent buffers to a column that already held a row")
 	}
 }

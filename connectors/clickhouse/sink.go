@@ -214,6 +214,9 @@ func NewSink(o SinkOptions) (*Sink, error) {
 		// bounded fetch buffering: at most ~16 MiB per fetch, a few fetches in flight
 		kgo.FetchMaxBytes(16<<20),
 		kgo.MaxConcurrentFetches(4),
+		// fetched batches are decompressed into pooled buffers, given back when a flush has
+		// stored their records' rows (flush recycles them); records are never read after
+		kgo.WithPools(&kafka.DecompressPool{}),
 		kgo.DefaultProduceTopic(o.Topics[schemas.TopicDLQ]),
 	)
 	if s.cl, err = kgo.NewClient(opts...); err != nil {
@@ -472,6 +475,13 @@ func (s *Sink) flush(ctx context.Context) error {
 	}
 	s.rows, s.bytes = 0, 0
 	s.o.Metrics.SetBufferedBytes(0)
+	// The rows are stored and the buffers reset: nothing refers to these records' keys,
+	// values or headers any more (decoded strings are copies; dead letters were produced
+	// synchronously), so their decompression buffers go back to the pool.
+	for i, r := range s.records {
+		r.Recycle()
+		s.records[i] = nil
+	}
 	s.records = s.records[:0]
 	s.dead = map[*kgo.Record]bool{}
 	return nil

@@ -1,4 +1,4 @@
-package topology
+package kafka
 
 import (
 	"encoding/binary"
@@ -13,7 +13,7 @@ import (
 // snappy blocks), never a smaller one, and a buffer put back serves only batches it can hold.
 func TestDecompressPoolSizes(t *testing.T) {
 	snappyOf := func(n int) []byte { return binary.AppendUvarint(nil, uint64(n)) }
-	var p decompressPool
+	var p DecompressPool
 	for _, n := range []int{1, 4096, 4097, 60000, 1 << 20, 8<<20 - 1} {
 		b := p.GetDecompressBytes(snappyOf(n), kgo.CodecSnappy)
 		if len(b) != 0 || cap(b) < n || cap(b) > max(2*n, 1<<minPooledShift) {
@@ -50,7 +50,7 @@ func TestDecompressPoolSizes(t *testing.T) {
 // fresh buffer (bench/RESULTS.md, issue 17, third pass: 40 % of the core's allocated bytes).
 func TestDecompressPoolSurvivesGC(t *testing.T) {
 	snappyOf := func(n int) []byte { return binary.AppendUvarint(nil, uint64(n)) }
-	var p decompressPool
+	var p DecompressPool
 	b := p.GetDecompressBytes(snappyOf(60000), kgo.CodecSnappy)
 	p.PutDecompressBytes(b)
 	runtime.GC()
@@ -73,7 +73,7 @@ func TestDecompressPoolSurvivesGC(t *testing.T) {
 // TestDecompressPoolBounded: what the pool keeps is bounded (maxPooledBytes); beyond it a
 // buffer put back is dropped to the GC, so a burst does not pin its peak for the process's life.
 func TestDecompressPoolBounded(t *testing.T) {
-	var p decompressPool
+	var p DecompressPool
 	n := 2*maxPooledBytes/(1<<20) + 4
 	for range n {
 		p.PutDecompressBytes(make([]byte, 0, 1<<20))

@@ -1,4 +1,4 @@
-package topology
+package kafka
 
 import (
 	"bytes"
@@ -10,10 +10,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// decompressPool is the runner's kgo.PoolDecompressBytes and kgo.PoolRecords: the buffers
-// fetched batches are decompressed into and the record slices they are decoded into, reused
-// once every record of a batch has been recycled (Runner.transact recycles a transaction's
-// records after End). Buffers are kept in power-of-two size classes and a batch gets one of the
+// DecompressPool is a consumer's kgo.PoolDecompressBytes and kgo.PoolRecords (the runner's
+// and the ClickHouse sink's): the buffers fetched batches are decompressed into and the record
+// slices they are decoded into, reused once every record of a batch has been recycled
+// (Record.Recycle: the runner recycles a transaction's records after End, the sink a flush's
+// records after their rows are inserted and their offsets committed). A record must not be
+// read after it is recycled: its key, value and headers are slices of the pooled buffer.
+// Buffers are kept in power-of-two size classes and a batch gets one of the
 // class of its decompressed size, so a small batch does not pin a large buffer while its
 // records wait in the client's buffer (MaxBufferedRecords).
 //
@@ -22,7 +25,7 @@ import (
 // allocated and zeroed a fresh buffer (and the allocations paced the GC). What it keeps is
 // bounded by maxPooledBytes; a slice put back beyond that is left to the GC. Safe for
 // concurrent use (franz-go decompresses on its fetch goroutines).
-type decompressPool struct {
+type DecompressPool struct {
 	mu   sync.Mutex
 	kept int                           // bytes held in bufs and recs
 	bufs [numPoolClasses][][]byte      // class c: buffers of capacity ≥ 1<<(minPooledShift+c)
@@ -66,7 +69,7 @@ func decompressedSize(compressed []byte, codec kgo.CompressionCodecType) int {
 
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-func (d *decompressPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
+func (d *DecompressPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionCodecType) []byte {
 	n := decompressedSize(compressed, codec)
 	c := poolClass(n)
 	if c >= numPoolClasses {
@@ -86,7 +89,7 @@ func (d *decompressPool) GetDecompressBytes(compressed []byte, codec kgo.Compres
 }
 
 // PutDecompressBytes keeps b (zeroed by franz-go) unless the pool is full.
-func (d *decompressPool) PutDecompressBytes(b []byte) {
+func (d *DecompressPool) PutDecompressBytes(b []byte) {
 	// The class whose every buffer this one can stand in for: capacity ≥ the class size.
 	c := bits.Len(uint(cap(b))) - 1 - minPooledShift
 	if c < 0 || c >= numPoolClasses {
@@ -101,7 +104,7 @@ func (d *decompressPool) PutDecompressBytes(b []byte) {
 }
 
 // GetRecords returns a zeroed slice of capacity ≥ n for a batch of n records.
-func (d *decompressPool) GetRecords(n int) []kgo.Record {
+func (d *DecompressPool) GetRecords(n int) []kgo.Record {
 	c := 0
 	if n > 1<<minRecShift {
 		c = bits.Len(uint(n-1)) - minRecShift
@@ -125,7 +128,7 @@ func (d *decompressPool) GetRecords(n int) []kgo.Record {
 // PutRecords keeps rs unless the pool is full. Every record is cleared: franz-go zeroes the
 // records it hands out when they are recycled, but not those of a batch it did not keep (below
 // the fetch offset), which would pin their buffers and hand stale fields to the next batch.
-func (d *decompressPool) PutRecords(rs []kgo.Record) {
+func (d *DecompressPool) PutRecords(rs []kgo.Record) {
 	c := bits.Len(uint(cap(rs))) - 1 - minRecShift
 	if c < 0 || c >= numRecClasses {
 		return
