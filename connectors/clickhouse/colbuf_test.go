@@ -252,6 +252,36 @@ func TestStringColumnLent(t *testing.T) {
 	if c.n != 1 || len(c.sb) != 1 || c.get(0) != "a" {
 		t.Errorf("truncate(1): n %d, %d bytes, row 0 %q", c.n, len(c.sb), c.get(0))
 	}
+	// a LowCardinality(String) column takes the values one by one (appendTo): boxed once per
+	// distinct string, it encodes as the column's own Append of the strings does
+	c.reset()
+	c.lc = nil // the boxes are kept across flushes; count this column's only
+	lcs := []string{"EUR", "EUR", "GBP", "", "EUR"}
+	for _, s := range lcs {
+		c.add(s)
+	}
+	lc := func() column.Interface {
+		col, err := column.Type("LowCardinality(String)").Column("lc", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return col
+	}
+	byRow, own := lc(), lc()
+	for i := range lcs {
+		if err := byRow.AppendRow(c.internedString(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := own.Append(lcs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := encoded(byRow), encoded(own); string(got) != string(want) || byRow.Rows() != len(lcs) {
+		t.Errorf("LowCardinality: %d rows encoded %x, want %x", byRow.Rows(), got, want)
+	}
+	if len(c.lc) != 3 {
+		t.Errorf("LowCardinality: %d boxes for 3 distinct strings", len(c.lc))
+	}
 	// a column that already holds rows is not lent (its rows would be lost)
 	col := newCol()
 	if _, err := col.Append([]string{"kept"}); err != nil {
