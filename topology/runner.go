@@ -495,7 +495,7 @@ func (r *Runner[E, S, O]) Run(ctx context.Context) (err error) {
 		kgo.WithPools(&kafka.DecompressPool{}),
 		// A fetch response is decompressed whole when it arrives and its buffers come back only
 		// once its last record's transaction has ended; with franz-go's default 50 MB bound a
-		// response held more than the pool keeps (maxPooledBytes), and most batches allocated
+		// response held more than the pool keeps (kafka.DefaultPooledBytes), and most batches allocated
 		// afresh. 4 MiB is ≈ 10,000 of these records, several transactions' worth; the next
 		// fetch is sent as soon as the buffered one is drained.
 		kgo.FetchMaxBytes(fetchMaxBytes),

@@ -231,6 +231,7 @@ func (c *colVals) reset() {
 	clear(c.a)
 	c.u8, c.u32, c.u64, c.i32, c.i64, c.d, c.t, c.a = c.u8[:0], c.u32[:0], c.u64[:0], c.i32[:0], c.i64[:0], c.d[:0], c.t[:0], c.a[:0]
 	c.sb, c.sp = c.sb[:0], c.sp[:0]
+	c.gb, c.gp = nil, nil // a partial INSERT's copy is rare: not kept
 	c.kind, c.n = kindNone, 0
 }
 

@@ -59,9 +59,16 @@ type SinkOptions struct {
 }
 
 // DefaultMaxBufferBytes: 64 MiB of buffered rows keeps a full batch of typical rows (50 000 ×
-// ≈500 B) in one flush while a burst of wide order_lines rows still flushes early; with the
-// fetch buffers the sink stays well under 256 MiB.
+// ≈500 B) in one flush while a burst of wide order_lines rows still flushes early. What the
+// sink holds at most, at the defaults: the buffered rows and records (this bound counts each
+// record's key and value with its rows; the decompressed batch a record points into may take
+// up to twice that, its pooled buffer rounded up to a power of two), the fetches in flight
+// (4 × 16 MiB) and the pool's idle buffers (sinkPooledBytes); a String column keeps the
+// capacity of its largest flush, within the bound. About 64 + 64 + 64 + 32 ≈ 224 MiB.
 const DefaultMaxBufferBytes = 64 << 20
+
+// sinkPooledBytes bounds the decompression buffers the sink's pool keeps idle between flushes.
+const sinkPooledBytes = 32 << 20
 
 // DefaultMaxDeadLetterBytes is half of the broker's default message.max.bytes (1 MiB), leaving
 // room for the DeadLetter envelope, headers and the record batch overhead.
@@ -215,8 +222,9 @@ func NewSink(o SinkOptions) (*Sink, error) {
 		kgo.FetchMaxBytes(16<<20),
 		kgo.MaxConcurrentFetches(4),
 		// fetched batches are decompressed into pooled buffers, given back when a flush has
-		// stored their records' rows (flush recycles them); records are never read after
-		kgo.WithPools(&kafka.DecompressPool{}),
+		// stored their records' rows (flush recycles them); records are never read after.
+		// The pool keeps at most sinkPooledBytes of idle buffers (DefaultMaxBufferBytes).
+		kgo.WithPools(&kafka.DecompressPool{MaxBytes: sinkPooledBytes}),
 		kgo.DefaultProduceTopic(o.Topics[schemas.TopicDLQ]),
 	)
 	if s.cl, err = kgo.NewClient(opts...); err != nil {

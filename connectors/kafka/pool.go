@@ -23,9 +23,12 @@ import (
 // It is a free list, not a sync.Pool: a sync.Pool drops what it holds on every second GC, which
 // at the runner's allocation rate is every few transactions, so nearly every fetched batch
 // allocated and zeroed a fresh buffer (and the allocations paced the GC). What it keeps is
-// bounded by maxPooledBytes; a slice put back beyond that is left to the GC. Safe for
+// bounded by MaxBytes; a slice put back beyond that is left to the GC. Safe for
 // concurrent use (franz-go decompresses on its fetch goroutines).
 type DecompressPool struct {
+	// MaxBytes bounds the bytes the pool keeps between uses; zero means DefaultPooledBytes.
+	MaxBytes int
+
 	mu   sync.Mutex
 	kept int                           // bytes held in bufs and recs
 	bufs [numPoolClasses][][]byte      // class c: buffers of capacity ≥ 1<<(minPooledShift+c)
@@ -39,11 +42,11 @@ const (
 	numPoolClasses = 12
 	minRecShift    = 4  // 16 records
 	numRecClasses  = 11 // 16 … 16,384 records
-	// maxPooledBytes bounds what the pool keeps between uses: about what one runner has in
+	// DefaultPooledBytes bounds what the pool keeps between uses: about what one runner has in
 	// flight at its defaults (MaxBufferedRecords buffered plus a transaction's records, in
 	// buffers rounded up to their class), so a steady stream is served from the pool while a
 	// burst's excess goes back to the GC.
-	maxPooledBytes = 64 << 20
+	DefaultPooledBytes = 64 << 20
 )
 
 var recordSize = int(unsafe.Sizeof(kgo.Record{}))
@@ -96,7 +99,7 @@ func (d *DecompressPool) PutDecompressBytes(b []byte) {
 		return
 	}
 	d.mu.Lock()
-	if d.kept+cap(b) <= maxPooledBytes {
+	if d.kept+cap(b) <= d.maxBytes() {
 		d.bufs[c] = append(d.bufs[c], b[:0])
 		d.kept += cap(b)
 	}
@@ -136,9 +139,16 @@ func (d *DecompressPool) PutRecords(rs []kgo.Record) {
 	rs = rs[:cap(rs)]
 	clear(rs)
 	d.mu.Lock()
-	if size := cap(rs) * recordSize; d.kept+size <= maxPooledBytes {
+	if size := cap(rs) * recordSize; d.kept+size <= d.maxBytes() {
 		d.recs[c] = append(d.recs[c], rs[:0])
 		d.kept += size
 	}
 	d.mu.Unlock()
+}
+
+func (d *DecompressPool) maxBytes() int {
+	if d.MaxBytes > 0 {
+		return d.MaxBytes
+	}
+	return DefaultPooledBytes
 }

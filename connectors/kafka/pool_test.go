@@ -70,16 +70,16 @@ func TestDecompressPoolSurvivesGC(t *testing.T) {
 	}
 }
 
-// TestDecompressPoolBounded: what the pool keeps is bounded (maxPooledBytes); beyond it a
+// TestDecompressPoolBounded: what the pool keeps is bounded (DefaultPooledBytes); beyond it a
 // buffer put back is dropped to the GC, so a burst does not pin its peak for the process's life.
 func TestDecompressPoolBounded(t *testing.T) {
 	var p DecompressPool
-	n := 2*maxPooledBytes/(1<<20) + 4
+	n := 2*DefaultPooledBytes/(1<<20) + 4
 	for range n {
 		p.PutDecompressBytes(make([]byte, 0, 1<<20))
 	}
-	if p.kept > maxPooledBytes {
-		t.Fatalf("pool keeps %d bytes, bound %d", p.kept, maxPooledBytes)
+	if p.kept > DefaultPooledBytes {
+		t.Fatalf("pool keeps %d bytes, bound %d", p.kept, DefaultPooledBytes)
 	}
 	got := 0
 	for range n {
