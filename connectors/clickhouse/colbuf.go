@@ -188,41 +188,6 @@ func (c *colVals) get(i int) any {
 	return c.a[i]
 }
 
-// truncate drops the values from n on (a record whose rows are not all taken).
-func (c *colVals) truncate(n int) {
-	if n >= c.n {
-		return
-	}
-	switch c.kind {
-	case kindString:
-		c.sp = c.sp[:n]
-		c.sb = c.sb[:0]
-		if n > 0 {
-			c.sb = c.sb[:c.sp[n-1].End]
-		}
-	case kindUInt8:
-		c.u8 = c.u8[:n]
-	case kindUInt32:
-		c.u32 = c.u32[:n]
-	case kindUInt64:
-		c.u64 = c.u64[:n]
-	case kindInt32:
-		c.i32 = c.i32[:n]
-	case kindInt64:
-		c.i64 = c.i64[:n]
-	case kindDecimal:
-		clear(c.d[n:])
-		c.d = c.d[:n]
-	case kindTime:
-		clear(c.t[n:])
-		c.t = c.t[:n]
-	default:
-		clear(c.a[n:])
-		c.a = c.a[:n]
-	}
-	c.n = n
-}
-
 // reset empties the column, keeping the capacity of its slices and dropping the references
 // they held (the byte bound counts what is buffered, so nothing may stay reachable after).
 func (c *colVals) reset() {
@@ -320,15 +285,6 @@ func (b *tableBuf) add(vals []any, rec *kgo.Record) int64 {
 	}
 	b.recs = append(b.recs, rec)
 	return n
-}
-
-// truncate drops the rows from n on.
-func (b *tableBuf) truncate(n int) {
-	for i := range b.cols {
-		b.cols[i].truncate(n)
-	}
-	clear(b.recs[n:])
-	b.recs = b.recs[:n]
 }
 
 // reset empties the buffer for the next flush, keeping its slices.

@@ -19,7 +19,7 @@ import (
 )
 
 // A column keeps its values in their Go type; a value of another type turns it into a []any
-// without losing or reordering a value; truncate and reset drop exactly the rows asked.
+// without losing or reordering a value; reset drops every row.
 func TestColValsKeepsEveryValue(t *testing.T) {
 	var c colVals
 	c.add("a")
@@ -33,10 +33,6 @@ func TestColValsKeepsEveryValue(t *testing.T) {
 	}
 	if got := []any{c.get(0), c.get(1), c.get(2)}; !reflect.DeepEqual(got, []any{"a", "b", uint8(3)}) {
 		t.Fatalf("values %v", got)
-	}
-	c.truncate(1)
-	if c.n != 1 || c.get(0) != "a" {
-		t.Fatalf("truncate: %d %v", c.n, c.a)
 	}
 	c.reset()
 	d := decimal.RequireFromString("1.25")
@@ -175,8 +171,8 @@ func TestTableBufAddEstimatesAsRowBytes(t *testing.T) {
 
 // TestStringColumnLent: a String column's values reach clickhouse-go's column in the colVals'
 // own buffers (lendStrings), encoded byte for byte as the column's own Append encodes them;
-// the next flush writes into the same buffers; a partial INSERT (gatherStrings), truncate and
-// the boxed reads (get, internedString) see the same strings. With a clickhouse-go whose
+// the next flush writes into the same buffers; a partial INSERT (gatherStrings) and the boxed
+// reads (get, internedString) see the same strings. With a clickhouse-go whose
 // String column no longer holds a ch-go ColStr, lending is off (the sink still works, slower):
 // this test says so.
 func TestStringColumnLent(t *testing.T) {
@@ -248,10 +244,6 @@ func TestStringColumnLent(t *testing.T) {
 		t.Fatal("gathered rows not lent")
 	}
 	check("gathered", part, []string{"bb", "a"})
-	c.truncate(1)
-	if c.n != 1 || len(c.sb) != 1 || c.get(0) != "a" {
-		t.Errorf("truncate(1): n %d, %d bytes, row 0 %q", c.n, len(c.sb), c.get(0))
-	}
 	// a LowCardinality(String) column takes the values one by one (appendTo): boxed once per
 	// distinct string, it encodes as the column's own Append of the strings does
 	c.reset()
