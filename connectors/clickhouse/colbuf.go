@@ -437,12 +437,22 @@ func lendStrings(col column.Interface, buf []byte, pos []proto.Position) bool {
 }
 
 // strColOffset is the offset of the ch-go ColStr in clickhouse-go's column.String (all ones: none).
+// Only a column.String whose one ColStr field is its only state besides its name qualifies: a
+// second ColStr, or anything else (a cached row count), could disagree with the lent buffers.
 var strColOffset = func() uintptr {
 	t := reflect.TypeFor[column.String]()
+	off, found := ^uintptr(0), 0
 	for i := range t.NumField() {
-		if f := t.Field(i); f.Type == reflect.TypeFor[proto.ColStr]() {
-			return f.Offset
+		switch f := t.Field(i); {
+		case f.Type == reflect.TypeFor[proto.ColStr]():
+			off, found = f.Offset, found+1
+		case f.Type.Kind() == reflect.String: // its name
+		default:
+			return ^uintptr(0)
 		}
 	}
-	return ^uintptr(0)
+	if found != 1 {
+		return ^uintptr(0)
+	}
+	return off
 }()
