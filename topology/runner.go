@@ -316,28 +316,72 @@ type txnState struct {
 	promise *kgo.FirstErrPromise
 	evTime  map[int32]int64 // per partition, the highest event time processed (sweep.go)
 	// The outputs and changelog records of the transaction, with their headers, are carved
-	// out of these chunks instead of allocated one by one. They are reset when the next
+	// out of these chunks instead of allocated one by one. They are reused when the next
 	// transaction begins: every produce of this one has completed by then (transact waits for
-	// them before End), so franz-go holds none of them. A full chunk is left to the records in
-	// it and a new one started, so nothing handed to franz-go is ever written again.
+	// them before End), so franz-go holds none of them. Within a transaction a full chunk is
+	// left to the records in it (full) and another one started, so nothing handed to franz-go
+	// is written again before the transaction ends; then the full chunks become free ones.
 	recs []kgo.Record
 	hdrs []kgo.RecordHeader
 	hbuf []byte
+	full chunks // this transaction's full chunks
+	free chunks // chunks of earlier transactions, for this one's next
+}
+
+// chunks are chunks of outputs, headers and header bytes.
+type chunks struct {
+	recs [][]kgo.Record
+	hdrs [][]kgo.RecordHeader
+	hbuf [][]byte
 }
 
 // resetOutputs makes the chunks of the previous transaction reusable (its records are done).
 func (t *txnState) resetOutputs() {
 	clear(t.recs) // no values or keys pinned until the chunk is used again
+	for _, c := range t.full.recs {
+		clear(c)
+	}
 	t.recs, t.hdrs, t.hbuf = t.recs[:0], t.hdrs[:0], t.hbuf[:0]
+	t.free.recs = append(t.free.recs, t.full.recs...)
+	t.free.hdrs = append(t.free.hdrs, t.full.hdrs...)
+	t.free.hbuf = append(t.free.hbuf, t.full.hbuf...)
+	clear(t.full.recs)
+	clear(t.full.hdrs)
+	clear(t.full.hbuf)
+	t.full.recs, t.full.hdrs, t.full.hbuf = t.full.recs[:0], t.full.hdrs[:0], t.full.hbuf[:0]
+}
+
+// nextChunk retires cur (full: it stays with the records that use it until the transaction
+// ends) and returns an empty chunk of capacity ≥ n: a free one, or a new one of capacity size.
+func nextChunk[T any](cur []T, full, free *[][]T, n, size int) []T {
+	if cap(cur) > 0 {
+		*full = append(*full, cur)
+	}
+	for k := len(*free) - 1; k >= 0; k-- {
+		if c := (*free)[k]; cap(c) >= n {
+			(*free)[k] = (*free)[len(*free)-1]
+			(*free)[len(*free)-1] = nil
+			*free = (*free)[:len(*free)-1]
+			return c[:0]
+		}
+	}
+	return make([]T, 0, max(size, n))
 }
 
 // record returns a zero record for one produce of the transaction.
 func (t *txnState) record() *kgo.Record {
 	if len(t.recs) == cap(t.recs) {
-		t.recs = make([]kgo.Record, 0, min(max(256, 2*cap(t.recs)), 8192))
+		t.recs = nextChunk(t.recs, &t.full.recs, &t.free.recs, 1, min(max(256, 2*cap(t.recs)), 8192))
 	}
 	t.recs = t.recs[:len(t.recs)+1]
 	return &t.recs[len(t.recs)-1]
+}
+
+// headerBytes makes room for need more bytes in the transaction's header bytes.
+func (t *txnState) headerBytes(need int) {
+	if len(t.hbuf)+need > cap(t.hbuf) {
+		t.hbuf = nextChunk(t.hbuf, &t.full.hbuf, &t.free.hbuf, need, 16<<10)
+	}
 }
 
 // sourceHeaders is sourceHeaders carved out of the transaction's chunks: the same four
@@ -345,11 +389,9 @@ func (t *txnState) record() *kgo.Record {
 func (t *txnState) sourceHeaders(s source, seq, n int) []kgo.RecordHeader {
 	n = max(n, 4)
 	if len(t.hdrs)+n > cap(t.hdrs) {
-		t.hdrs = make([]kgo.RecordHeader, 0, max(1024, n))
+		t.hdrs = nextChunk(t.hdrs, &t.full.hdrs, &t.free.hdrs, n, 1024)
 	}
-	if need := len(s.topic) + 3*20; len(t.hbuf)+need > cap(t.hbuf) {
-		t.hbuf = make([]byte, 0, max(16<<10, need))
-	}
+	t.headerBytes(len(s.topic) + 3*20)
 	start := len(t.hbuf)
 	buf := append(t.hbuf, s.topic...)
 	tp := len(buf)

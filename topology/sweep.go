@@ -152,9 +152,7 @@ func (r *Runner[E, S, O]) streamTimeOf(p int32) int64 {
 
 // nanosHeader is a header whose value is v in decimal, carved out of the transaction's chunks.
 func (t *txnState) nanosHeader(key string, v int64) kgo.RecordHeader {
-	if len(t.hbuf)+20 > cap(t.hbuf) {
-		t.hbuf = make([]byte, 0, 16<<10)
-	}
+	t.headerBytes(20)
 	start := len(t.hbuf)
 	t.hbuf = strconv.AppendInt(t.hbuf, v, 10)
 	return kgo.RecordHeader{Key: key, Value: t.hbuf[start:len(t.hbuf):len(t.hbuf)]}
