@@ -36,16 +36,15 @@ const (
 	kindAny // any other type (arrays), or a column given values of more than one type
 )
 
-// colVals holds one column's values in the slice of their Go type. Strings are kept as ch-go's
-// String column keeps them, their bytes in one buffer and their positions in another (sb, sp):
-// no pointer per value for the GC to follow, no decoded record kept reachable by a substring
-// of it until the flush, and the INSERT lends the two buffers to clickhouse-go's column
-// (appendStrings) instead of copying every string into a column that grows from empty.
+// colVals holds one column's values in the slice of their Go type. Strings are kept in a ch-go
+// String column (their bytes in one buffer, their positions in another): no pointer per value
+// for the GC to follow, no decoded record kept reachable by a substring of it until the flush,
+// and the INSERT lends that column's buffers to clickhouse-go's (lendStrings) instead of
+// copying every string into a column that grows from empty.
 type colVals struct {
 	kind valKind
 	n    int
-	sb   []byte
-	sp   []proto.Position
+	s    proto.ColStr
 	u8   []uint8
 	u32  []uint32
 	u64  []uint64
@@ -54,9 +53,8 @@ type colVals struct {
 	d    []decimal.Decimal
 	t    []time.Time
 	a    []any
-	// gb and gp hold the strings of the rows of a partial INSERT (gatherStrings)
-	gb []byte
-	gp []proto.Position
+	// g holds the strings of the rows of a partial INSERT (gatherStrings)
+	g proto.ColStr
 	// lc boxes each distinct string once for a LowCardinality(String) column, whose
 	// clickhouse-go Append takes the values one by one, boxed (internedString)
 	lc map[string]any
@@ -75,9 +73,7 @@ func (c *colVals) add(v any) (size int64) {
 	case kindString:
 		var x string
 		if x, ok = v.(string); ok {
-			start := len(c.sb)
-			c.sb = append(c.sb, x...)
-			c.sp = append(c.sp, proto.Position{Start: start, End: len(c.sb)})
+			c.s.Append(x)
 			size = int64(len(x))
 		}
 	case kindUInt8:
@@ -169,7 +165,7 @@ func (c *colVals) toAny() {
 func (c *colVals) get(i int) any {
 	switch c.kind {
 	case kindString:
-		return string(c.sb[c.sp[i].Start:c.sp[i].End])
+		return c.s.Row(i)
 	case kindUInt8:
 		return c.u8[i]
 	case kindUInt32:
@@ -195,8 +191,8 @@ func (c *colVals) reset() {
 	clear(c.t)
 	clear(c.a)
 	c.u8, c.u32, c.u64, c.i32, c.i64, c.d, c.t, c.a = c.u8[:0], c.u32[:0], c.u64[:0], c.i32[:0], c.i64[:0], c.d[:0], c.t[:0], c.a[:0]
-	c.sb, c.sp = c.sb[:0], c.sp[:0]
-	c.gb, c.gp = nil, nil // a partial INSERT's copy is rare: not kept
+	c.s.Reset()
+	c.g = proto.ColStr{} // a partial INSERT's copy is rare: not kept
 	c.kind, c.n = kindNone, 0
 }
 
@@ -322,30 +318,13 @@ func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
 		c := &b.cols[j]
 		chType := string(cols[j].Type())
 		if c.kind == kindString && chType == "String" {
-			buf, pos := c.sb, c.sp
+			strs := c.s
 			if idx != nil {
-				buf, pos = c.gatherStrings(idx)
+				strs = c.gatherStrings(idx)
 			}
-			if lendStrings(cols[j], buf, pos) {
+			if lendStrings(cols[j], strs) {
 				continue
 			}
-		}
-		if c.kind == kindString && chType == "LowCardinality(String)" {
-			bc := batch.Column(j)
-			n := c.n
-			if idx != nil {
-				n = len(idx)
-			}
-			for r := range n {
-				i := r
-				if idx != nil {
-					i = idx[r]
-				}
-				if err := bc.AppendRow(c.internedString(i)); err != nil {
-					return err
-				}
-			}
-			continue
 		}
 		var typed any
 		if idx == nil {
@@ -360,16 +339,20 @@ func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
 			}
 			continue
 		}
+		box := c.get
+		if c.kind == kindString && chType == "LowCardinality(String)" {
+			box = c.internedString // its Append takes the values one by one, boxed
+		}
 		if idx == nil {
 			for i := 0; i < c.n; i++ {
-				if err := bc.AppendRow(c.get(i)); err != nil {
+				if err := bc.AppendRow(box(i)); err != nil {
 					return err
 				}
 			}
 			continue
 		}
 		for _, i := range idx {
-			if err := bc.AppendRow(c.get(i)); err != nil {
+			if err := bc.AppendRow(box(i)); err != nil {
 				return err
 			}
 		}
@@ -379,9 +362,9 @@ func (b *tableBuf) appendTo(batch driver.Batch, idx []int) error {
 
 // strings returns the column's strings as a []string (the INSERT's path when lending is off).
 func (c *colVals) strings() []string {
-	out := make([]string, len(c.sp))
-	for i, p := range c.sp {
-		out[i] = string(c.sb[p.Start:p.End])
+	out := make([]string, c.s.Rows())
+	for i := range out {
+		out[i] = c.s.Row(i)
 	}
 	return out
 }
@@ -389,7 +372,7 @@ func (c *colVals) strings() []string {
 // internedString is string i boxed, one box per distinct string (a LowCardinality column has
 // few: a currency, a topic); the table of boxes is dropped when it passes 4,096 strings.
 func (c *colVals) internedString(i int) any {
-	b := c.sb[c.sp[i].Start:c.sp[i].End]
+	b := c.s.RowBytes(i)
 	if v, ok := c.lc[string(b)]; ok { // the conversion in a map index does not allocate
 		return v
 	}
@@ -402,19 +385,16 @@ func (c *colVals) internedString(i int) any {
 	return v
 }
 
-// gatherStrings returns the bytes and positions of the strings of rows idx, in c.gb and c.gp.
-func (c *colVals) gatherStrings(idx []int) ([]byte, []proto.Position) {
-	c.gb, c.gp = c.gb[:0], c.gp[:0]
+// gatherStrings returns the strings of rows idx, in c.g.
+func (c *colVals) gatherStrings(idx []int) proto.ColStr {
+	c.g.Reset()
 	for _, i := range idx {
-		p := c.sp[i]
-		start := len(c.gb)
-		c.gb = append(c.gb, c.sb[p.Start:p.End]...)
-		c.gp = append(c.gp, proto.Position{Start: start, End: len(c.gb)})
+		c.g.AppendBytes(c.s.RowBytes(i))
 	}
-	return c.gb, c.gp
+	return c.g
 }
 
-// lendStrings makes buf and pos the contents of clickhouse-go's String column col and reports
+// lendStrings makes the buffers of strs the contents of clickhouse-go's String column col and reports
 // whether it could. clickhouse-go makes a new column for every INSERT (PrepareBatch), and its
 // Append copied every string into byte and position slices grown from empty by doubling, in
 // every flush: 9 % of the sink's CPU (bench/RESULTS.md, eighth session). The column's ch-go
@@ -423,7 +403,7 @@ func (c *colVals) gatherStrings(idx []int) ([]byte, []proto.Position) {
 // and TestStringColumnLent fails. The buffers stay the colVals': the batch is sent or aborted
 // before they change (the sink inserts one table at a time and changes its buffers only
 // between flushes; Send has encoded the column when it returns).
-func lendStrings(col column.Interface, buf []byte, pos []proto.Position) bool {
+func lendStrings(col column.Interface, strs proto.ColStr) bool {
 	sc, ok := col.(*column.String)
 	if !ok || strColOffset == ^uintptr(0) {
 		return false
@@ -432,7 +412,7 @@ func lendStrings(col column.Interface, buf []byte, pos []proto.Position) bool {
 	if len(cs.Pos) != 0 {
 		return false
 	}
-	cs.Buf, cs.Pos = buf, pos
+	*cs = strs
 	return true
 }
 

@@ -227,20 +227,19 @@ func TestStringColumnLent(t *testing.T) {
 			}
 		}
 		lent := newCol()
-		if !lendStrings(lent, c.sb, c.sp) {
+		if !lendStrings(lent, c.s) {
 			t.Fatalf("round %d: clickhouse-go's String column holds no ch-go ColStr (offset %d): lending is off", round, strColOffset)
 		}
 		check(fmt.Sprintf("round %d", round), lent, ss)
 		if round == 0 {
-			first = &c.sb[:1][0]
-		} else if &c.sb[:1][0] != first {
+			first = &c.s.Buf[:1][0]
+		} else if &c.s.Buf[:1][0] != first {
 			t.Error("second flush: the strings went to a new buffer, the first flush's was not kept")
 		}
 	}
 	// rows 1 and 0 of the second round, as a partial INSERT sends them
-	buf, pos := c.gatherStrings([]int{1, 0})
 	part := newCol()
-	if !lendStrings(part, buf, pos) {
+	if !lendStrings(part, c.gatherStrings([]int{1, 0})) {
 		t.Fatal("gathered rows not lent")
 	}
 	check("gathered", part, []string{"bb", "a"})
@@ -279,7 +278,7 @@ func TestStringColumnLent(t *testing.T) {
 	if _, err := col.Append([]string{"kept"}); err != nil {
 		t.Fatal(err)
 	}
-	if lendStrings(col, c.sb, c.sp) {
+	if lendStrings(col, c.s) {
 		t.Error("lent buffers to a column that already held a row")
 	}
 }
