@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"fmt"
+	"iter"
 	"reflect"
 	"strconv"
 	"strings"
@@ -892,21 +893,30 @@ func timeFieldsOf(t reflect.Type) []timeField {
 		return fs.([]timeField)
 	}
 	var fs []timeField
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		if k := f.Type.Kind(); (k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice) && reachesTime(f.Type, nil) {
+	for i, name := range jsonFields(t) {
+		ft := t.Field(i).Type
+		if k := ft.Kind(); (k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice) && reachesTime(ft, nil) {
 			fs = append(fs, timeField{index: i, name: name})
 		}
 	}
 	timeFieldCache.Store(t, fs)
 	return fs
+}
+
+// jsonFields yields the index and JSON name of each exported, JSON-named field of struct t:
+// the fields walkTimes walks.
+func jsonFields(t reflect.Type) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" && !yield(i, name) {
+				return
+			}
+		}
+	}
 }
 
 // reachesTime reports whether a value of type t can hold a time.Time (itself, or through
@@ -927,15 +937,8 @@ func reachesTime(t reflect.Type, seen map[reflect.Type]bool) bool {
 		seen = map[reflect.Type]bool{}
 	}
 	seen[t] = true
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name == "" || name == "-" {
-			continue
-		}
-		if reachesTime(f.Type, seen) {
+	for i := range jsonFields(t) {
+		if reachesTime(t.Field(i).Type, seen) {
 			return true
 		}
 	}
