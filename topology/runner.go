@@ -342,13 +342,16 @@ func (t *txnState) resetOutputs() {
 		clear(c)
 	}
 	t.recs, t.hdrs, t.hbuf = t.recs[:0], t.hdrs[:0], t.hbuf[:0]
-	t.free.recs = append(t.free.recs, t.full.recs...)
-	t.free.hdrs = append(t.free.hdrs, t.full.hdrs...)
-	t.free.hbuf = append(t.free.hbuf, t.full.hbuf...)
-	clear(t.full.recs)
-	clear(t.full.hdrs)
-	clear(t.full.hbuf)
-	t.full.recs, t.full.hdrs, t.full.hbuf = t.full.recs[:0], t.full.hdrs[:0], t.full.hbuf[:0]
+	freeChunks(&t.full.recs, &t.free.recs)
+	freeChunks(&t.full.hdrs, &t.free.hdrs)
+	freeChunks(&t.full.hbuf, &t.free.hbuf)
+}
+
+// freeChunks moves the chunks of full to free.
+func freeChunks[T any](full, free *[][]T) {
+	*free = append(*free, *full...)
+	clear(*full)
+	*full = (*full)[:0]
 }
 
 // nextChunk retires cur (full: it stays with the records that use it until the transaction
