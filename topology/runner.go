@@ -944,11 +944,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	// Every produce of the transaction has completed (Err above), so no output refers to a
 	// polled record's key, value or headers any more: their decompression buffers go back to
 	// the pool. A record polled again after an abort is a new record in a new buffer.
-	for i, rec := range t.polled {
-		rec.Recycle()
-		t.polled[i] = nil
-	}
-	t.polled = t.polled[:0]
+	t.polled = kafka.Recycle(t.polled)
 	for topic, n := range t.consumed {
 		r.m.Consumed(topic, n)
 	}

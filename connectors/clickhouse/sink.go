@@ -486,11 +486,7 @@ func (s *Sink) flush(ctx context.Context) error {
 	// The rows are stored and the buffers reset: nothing refers to these records' keys,
 	// values or headers any more (decoded strings are copies; dead letters were produced
 	// synchronously), so their decompression buffers go back to the pool.
-	for i, r := range s.records {
-		r.Recycle()
-		s.records[i] = nil
-	}
-	s.records = s.records[:0]
+	s.records = kafka.Recycle(s.records)
 	s.dead = map[*kgo.Record]bool{}
 	return nil
 }

@@ -152,3 +152,13 @@ func (d *DecompressPool) maxBytes() int {
 	}
 	return DefaultPooledBytes
 }
+
+// Recycle gives every record of rs back to its pool (Record.Recycle) and returns rs emptied,
+// its capacity kept; the records must not be read after.
+func Recycle(rs []*kgo.Record) []*kgo.Record {
+	for i, r := range rs {
+		r.Recycle()
+		rs[i] = nil
+	}
+	return rs[:0]
+}
