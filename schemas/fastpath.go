@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -225,10 +226,45 @@ func decimalFromBytes(b []byte, prec, scale int) (decimal.Decimal, bool) {
 	if u >= pow10Int64[prec] || u <= -pow10Int64[prec] {
 		return decimal.Decimal{}, false
 	}
-	if scale < len(sharedDecimals) && u >= 0 && u <= maxSharedDecimal*pow10Int64[scale] && u%pow10Int64[scale] == 0 {
-		return sharedDecimals[scale][u/pow10Int64[scale]], true
+	return NewDecimal(u, int32(-scale)), true
+}
+
+// NewDecimal is u·10^exp, as decimal.New makes it, without an allocation when the value is a
+// small integer (sharedDecimals) or one decimalCache holds. The ledger makes its derived values
+// with it, so that amounts it computes share the decoders' cache.
+func NewDecimal(u int64, exp int32) decimal.Decimal {
+	if scale := int(-exp); scale >= 0 && scale < len(sharedDecimals) && u >= 0 && u <= maxSharedDecimal*pow10Int64[scale] && u%pow10Int64[scale] == 0 {
+		return sharedDecimals[scale][u/pow10Int64[scale]]
 	}
-	return decimal.New(u, int32(-scale)), true
+	return cachedDecimal(u, exp)
+}
+
+// decimalCacheBits sizes decimalCache: 2^13 slots, ≈ 0.6 MB when full.
+const decimalCacheBits = 13
+
+// decimalCache holds recently decoded decimals, one per slot (direct-mapped by value and scale).
+// Money values repeat across records: catalog prices, tax rates, the tier multipliers, common
+// amounts. A decoded ledger state holds dozens of decimals and each is one big.Int allocation
+// (the state is decoded again in every transaction that touches its order); a hit returns the
+// slot's decimal, which shares its coefficient like sharedDecimals do (a decimal.Decimal never
+// mutates its coefficient). A slot is read and replaced atomically: decoders run concurrently
+// (restores, the run loop, the sink), and a slot's decimal is never modified once published,
+// so a reader checks the value it loaded, not the slot.
+var decimalCache [1 << decimalCacheBits]atomic.Pointer[decimal.Decimal]
+
+func decimalSlot(u int64, exp int32) uint64 {
+	return (uint64(u) ^ uint64(uint32(exp))<<32) * 0x9E3779B97F4A7C15 >> (64 - decimalCacheBits)
+}
+
+// cachedDecimal is u·10^exp, from decimalCache when a slot holds it.
+func cachedDecimal(u int64, exp int32) decimal.Decimal {
+	slot := &decimalCache[decimalSlot(u, exp)]
+	if p := slot.Load(); p != nil && p.Exponent() == exp && p.CoefficientInt64() == u {
+		return *p
+	}
+	d := decimal.New(u, exp)
+	slot.Store(&d)
+	return d
 }
 
 // maxSharedDecimal: the integers 0…maxSharedDecimal are decoded without allocating.

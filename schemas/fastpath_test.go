@@ -568,3 +568,65 @@ func TestFastPathAgreesOnOtherShapes(t *testing.T) {
 		}
 	}
 }
+
+// A decoded decimal comes from decimalCache when a slot holds the same value: equal to a fresh
+// one, without an allocation on a hit, and right when two values share a slot or decoders on
+// several goroutines replace each other's slots (run with -race).
+func TestDecimalCache(t *testing.T) {
+	decode := func(u int64, scale int) decimal.Decimal {
+		t.Helper()
+		var b []byte
+		for i := 7; i >= 0; i-- {
+			b = append(b, byte(u>>(8*i)))
+		}
+		d, ok := decimalFromBytes(b, 18, scale)
+		if !ok {
+			t.Fatalf("decimalFromBytes(%d, scale %d) refused", u, scale)
+		}
+		if want := decimal.New(u, int32(-scale)); !d.Equal(want) || d.Exponent() != want.Exponent() {
+			t.Fatalf("decoded %d at scale %d as %s (exponent %d), want %s", u, scale, d, d.Exponent(), want)
+		}
+		return d
+	}
+	decode(129900, 4)
+	b := []byte{0x01, 0xfb, 0x6c} // 129900
+	if n := testing.AllocsPerRun(100, func() { decimalFromBytes(b, 18, 4) }); n != 0 {
+		t.Errorf("a cached value allocated %.0f times per decode", n)
+	}
+	// the same coefficient at another scale is another value
+	decode(129900, 2)
+	decode(129900, 4)
+	// values that share a slot evict each other and are still decoded right
+	slotOf := func(u int64, scale int) uint64 { return decimalSlot(u, int32(-scale)) }
+	other := int64(129901)
+	for slotOf(other, 4) != slotOf(129900, 4) {
+		other++
+	}
+	for range 3 {
+		decode(129900, 4)
+		decode(other, 4)
+		decode(-other, 4)
+	}
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 20000 {
+				u, scale := r.Int64N(4096)*37-70000, 2+r.IntN(3)
+				var b []byte
+				for i := 7; i >= 0; i-- {
+					b = append(b, byte(u>>(8*i)))
+				}
+				d, ok := decimalFromBytes(b, 18, scale)
+				if want := decimal.New(u, int32(-scale)); !ok || !d.Equal(want) || d.Exponent() != want.Exponent() {
+					t.Errorf("goroutine %d: %d at scale %d decoded as %s", g, u, scale, d)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/retailflow/retailflow/schemas"
 )
 
 // The ledger's exact arithmetic. A decimal is coefficient × 10^exponent, so every quantity the
@@ -170,7 +172,7 @@ func decimalOf(q *big.Int, places int32, old decimal.Decimal) decimal.Decimal {
 		if old.Exponent() == -places && old.NumDigits() <= 18 && old.CoefficientInt64() == v || v == 0 && old.IsZero() {
 			return old
 		}
-		return decimal.New(v, -places)
+		return schemas.NewDecimal(v, -places)
 	}
 	return decimal.NewFromBigInt(q, -places)
 }
@@ -234,7 +236,7 @@ func (s *decSum) value(old decimal.Decimal) decimal.Decimal {
 		return old
 	}
 	if s.z.IsInt64() {
-		return decimal.New(s.z.Int64(), s.exp)
+		return schemas.NewDecimal(s.z.Int64(), s.exp)
 	}
 	return decimal.NewFromBigInt(&s.z, s.exp)
 }
