@@ -313,7 +313,8 @@ type txnState struct {
 	// Nothing may keep a record, or a slice of its key, value or headers, past End: decoded
 	// values copy what they keep (schemas.Codec.DecodeInto), keys are copied into strings.
 	polled  []*kgo.Record
-	promise *kgo.FirstErrPromise
+	results *produceResults // every produce of the transaction reports here
+	reject  func(src source, topic string)
 	evTime  map[int32]int64 // per partition, the highest event time processed (sweep.go)
 	// The outputs and changelog records of the transaction, with their headers, are carved
 	// out of these chunks instead of allocated one by one. They are reused when the next
@@ -446,6 +447,7 @@ func NewRunner[E, S, O any](t Topology, st Processor[E, S, O], o Options) (*Runn
 		ov:  overlay[S]{parts: map[int32]map[string]*pending[S]{}},
 		txn: txnState{produced: map[string]int{}, consumed: map[string]int{}, dead: map[[2]string]int{}, rerouted: map[string]int{}},
 	}
+	r.txn.reject = r.noteRejected
 	for _, w := range ks.Writes {
 		r.writes[w] = true
 	}
@@ -863,7 +865,7 @@ func (t *txnState) begin(now time.Time, cl *kgo.Client) *txnState {
 	t.marks = t.marks[:0]
 	clear(t.evTime)
 	t.resetOutputs()
-	t.promise = kgo.AbortingFirstErrPromise(cl)
+	t.results = newProduceResults(cl, t.reject)
 	return t
 }
 
@@ -935,9 +937,9 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 			r.produceChangelog(pctx, sess)
 		}
 	}
-	// Send what lingers now: Err waits for every produce, and End would flush anyway.
-	_ = sess.Client().Flush(pctx) // errors only on a cancelled context; pctx is never cancelled
-	produceErr := t.promise.Err() // waits for every produce of the transaction
+	// Send what lingers now: wait waits for every produce, and End would flush anyway.
+	_ = sess.Client().Flush(pctx)  // errors only on a cancelled context; pctx is never cancelled
+	produceErr := t.results.wait() // waits for every produce of the transaction
 	try := failure == nil && produceErr == nil
 	// End's context must not be cancelled: a cancelled End can leave the outcome unknown.
 	committed, err := sess.End(context.Background(), kgo.TransactionEndTry(try))
@@ -1197,7 +1199,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	for i, e := range step.Outputs {
 		out := t.record()
 		out.Topic, out.Key, out.Value, out.Partition, out.Headers = string(e.To), rec.Key, outs[i], p, t.sourceHeaders(src, i, 5)
-		sess.Produce(ctx, out, r.promise())
+		sess.Produce(ctx, out, r.txn.results.add())
 		t.produced[out.Topic]++
 	}
 	clear(outs)
@@ -1240,7 +1242,7 @@ func (r *Runner[E, S, O]) reroute(ctx context.Context, sess *kgo.GroupTransactSe
 	h := append(withoutHopHeaders(rec.Headers, 3), sourceHeaders(source{rec.Topic, rec.Partition, rec.Offset}, 0, 0)[:3]...)
 	out := &kgo.Record{Topic: string(r.stage.Reroute), Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp,
 		Partition: want, Headers: h}
-	sess.Produce(ctx, out, r.promise())
+	sess.Produce(ctx, out, r.txn.results.add())
 	r.txn.produced[out.Topic]++
 	r.txn.rerouted[rec.Topic]++
 	if r.log.Enabled(ctx, slog.LevelDebug) {
@@ -1332,7 +1334,7 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 		}
 	}
 	out := &kgo.Record{Topic: string(r.top.DLQ), Key: rec.Key, Value: value, Partition: p, Headers: h}
-	sess.Produce(ctx, out, r.promise())
+	sess.Produce(ctx, out, r.txn.results.add())
 	r.txn.produced[out.Topic]++
 	r.txn.dead[[2]string{rec.Topic, string(class)}]++
 	if len(r.txn.deadLog) < maxDeadLogPerTxn {
@@ -1340,25 +1342,15 @@ func (r *Runner[E, S, O]) deadLetterTo(ctx context.Context, sess *kgo.GroupTrans
 	}
 }
 
-// promise wraps the transaction's aborting promise: a record the broker refuses for what it is
-// (too large, invalid) marks its source input, which is dead-lettered when it is re-polled
-// after the abort instead of failing the same way forever.
-func (r *Runner[E, S, O]) promise() func(*kgo.Record, error) {
-	p := r.txn.promise.Promise()
-	return func(rec *kgo.Record, err error) {
-		if err != nil && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
-			errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)) {
-			if src, ok := headerSource(rec.Headers); ok {
-				r.rejMu.Lock()
-				if len(r.rejected) < 10000 { // bounded: each entry is cleared when its input is dead-lettered
-					r.rejected[src] = rec.Topic
-					r.hasRejected.Store(true)
-				}
-				r.rejMu.Unlock()
-			}
-		}
-		p(rec, err)
+// noteRejected marks the input src, whose output to topic the broker refused for what it is
+// (produceResults.report): it is dead-lettered when it is re-polled after the abort.
+func (r *Runner[E, S, O]) noteRejected(src source, topic string) {
+	r.rejMu.Lock()
+	if len(r.rejected) < 10000 { // bounded: each entry is cleared when its input is dead-lettered
+		r.rejected[src] = topic
+		r.hasRejected.Store(true)
 	}
+	r.rejMu.Unlock()
 }
 
 // prepareChangelog encodes the last state of every key the transaction Put, once per key, in
@@ -1409,7 +1401,7 @@ func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupT
 		}
 		out.Headers = r.changelogHeaders(pe, k.partition, out.Headers)
 		pe.out = out // its offset, once produced, is the persistent store's checkpoint (read by applyOverlay after End, before the next transaction resets the chunk)
-		sess.Produce(ctx, out, r.promise())
+		sess.Produce(ctx, out, r.txn.results.add())
 		r.txn.produced[topic]++
 	}
 }
@@ -1508,7 +1500,7 @@ func (r *Runner[E, S, O]) boundValueCache(touched map[int32]bool) {
 // writeCommitted writes the committed transaction's states to the persistent store, with the
 // checkpoint of each partition it wrote changelog records to: one past the highest offset, and
 // the hash of that record. The records' offsets are set: End committed, so every produce
-// finished (the promise's Err waited for them).
+// finished (produceResults.wait waited for them).
 func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 	w := r.disk.newTxnWrite()
 	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset

@@ -389,7 +389,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	pctx := context.WithoutCancel(ctx)
 	r.produceChangelog(pctx, sess)
 	_ = sess.Client().Flush(pctx)
-	produceErr := t.promise.Err()
+	produceErr := t.results.wait()
 	committed, err := sess.End(fencedCommit(fence), kgo.TransactionEndTry(produceErr == nil))
 	if err != nil {
 		r.ov.reset()
