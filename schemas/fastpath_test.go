@@ -593,8 +593,10 @@ func TestDecimalCache(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { decimalFromBytes(b, 18, 4) }); n != 0 {
 		t.Errorf("a cached value allocated %.0f times per decode", n)
 	}
-	// the same coefficient at another scale is another value
+	// the same coefficient at another scale is another value, also when the slot holds it
 	decode(129900, 2)
+	decode(129900, 4)
+	decimalCache[decimalSlot(129900, -4)].Store(&[]decimal.Decimal{decimal.New(129900, -2)}[0])
 	decode(129900, 4)
 	// values that share a slot evict each other and are still decoded right
 	slotOf := func(u int64, scale int) uint64 { return decimalSlot(u, int32(-scale)) }

@@ -50,7 +50,7 @@ func (p *produceResults) report(rec *kgo.Record, err error) {
 	}
 	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
 		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage) {
-		if src, ok := headerSource(rec.Headers); ok && p.reject != nil {
+		if src, ok := headerSource(rec.Headers); ok {
 			p.reject(src, rec.Topic)
 		}
 	}

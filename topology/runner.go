@@ -943,7 +943,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	try := failure == nil && produceErr == nil
 	// End's context must not be cancelled: a cancelled End can leave the outcome unknown.
 	committed, err := sess.End(context.Background(), kgo.TransactionEndTry(try))
-	// Every produce of the transaction has completed (Err above), so no output refers to a
+	// Every produce of the transaction has completed (wait above), so no output refers to a
 	// polled record's key, value or headers any more: their decompression buffers go back to
 	// the pool. A record polled again after an abort is a new record in a new buffer.
 	t.polled = kafka.Recycle(t.polled)
