@@ -632,3 +632,45 @@ func TestDecimalCache(t *testing.T) {
 		<-done
 	}
 }
+
+// A slab hands every value out once, zeroed, also to decoders on several goroutines (run with
+// -race); a type whose chunk would be too large is not slabbed.
+func TestSlab(t *testing.T) {
+	type item struct {
+		s string
+		n int64
+	}
+	s := newSlab(reflect.TypeFor[item]())
+	const goroutines, each = 4, 5000
+	got := make(chan []*item, goroutines)
+	for g := range goroutines {
+		go func() {
+			var mine []*item
+			for i := range each {
+				n := 1 + i%3
+				p := s.alloc(n)
+				for k := range n {
+					it := (*item)(unsafe.Add(p, uintptr(k)*unsafe.Sizeof(item{})))
+					if *it != (item{}) {
+						t.Errorf("value handed out twice or not zeroed: %+v", *it)
+					}
+					it.s, it.n = fmt.Sprint(g), int64(i)
+					mine = append(mine, it)
+				}
+			}
+			got <- mine
+		}()
+	}
+	seen := map[*item]bool{}
+	for range goroutines {
+		for _, it := range <-got {
+			if seen[it] {
+				t.Fatalf("%p handed out twice", it)
+			}
+			seen[it] = true
+		}
+	}
+	if p := newSlab(reflect.TypeFor[[1 << 10]byte]()).alloc(1); p != nil {
+		t.Error("a 1 KiB type was slabbed (its chunk would be 64 KiB)")
+	}
+}
