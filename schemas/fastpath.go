@@ -863,14 +863,12 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		return nil, err
 	}
 	size := t.Elem().Size()
-	// Backing arrays of up to len(arrays) items are carved from a slab of the item type, or
-	// allocated as [n]T, one object, instead of by reflect.MakeSlice, which also allocates the
-	// slice header it returns.
+	// Backing arrays of up to len(arrays) items are allocated as [n]T, one object, instead of
+	// by reflect.MakeSlice, which also allocates the slice header it returns.
 	var arrays [8]reflect.Type
 	for i := 1; i < len(arrays); i++ {
 		arrays[i] = reflect.ArrayOf(i, t.Elem())
 	}
-	items := newSlab(t.Elem())
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		var s reflect.Value
 		var data unsafe.Pointer
@@ -890,9 +888,7 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			c := int(count)
 			switch {
 			case n == 0 && c < len(arrays):
-				if data = items.alloc(c); data == nil {
-					data = reflect.New(arrays[c]).UnsafePointer()
-				}
+				data = reflect.New(arrays[c]).UnsafePointer()
 			default: // a large block, or a further block (rare: goavro writes one)
 				grown := reflect.MakeSlice(t, n+c, n+c)
 				if n > 0 {
@@ -939,7 +935,6 @@ func (p *fastPlanner) unionDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		decs[i] = d
 	}
 	zero := zeroer(t)
-	values := newSlab(target)
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		i, rest, ok := readLong(buf)
 		if !ok || i < 0 || i >= int64(len(decs)) {
@@ -953,10 +948,7 @@ func (p *fastPlanner) unionDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		if !isPtr {
 			return d(rest, ptr)
 		}
-		v := values.alloc(1)
-		if v == nil {
-			v = reflect.New(target).UnsafePointer()
-		}
+		v := reflect.New(target).UnsafePointer()
 		rest, err := d(rest, v)
 		if err != nil {
 			return buf, err
@@ -964,60 +956,6 @@ func (p *fastPlanner) unionDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		*(*unsafe.Pointer)(ptr) = v
 		return rest, nil
 	}, nil
-}
-
-// slabLen is the number of values in one chunk of a slab.
-const slabLen = 64
-
-// slabMaxBytes bounds a slab's chunk: types whose chunk would be larger are not slabbed.
-const slabMaxBytes = 8 << 10
-
-// A slab hands out zeroed values of one type from chunks of slabLen, so that the decoder
-// allocates once per chunk instead of once per optional value or small array (a decoded ledger
-// state and its event had ≈ 8 such allocations per input event). A value keeps its whole chunk
-// reachable, so slabs serve only types of small chunks (≤ slabMaxBytes), and the values decoded
-// here live about as long as their neighbours: a transaction decodes its events and states, uses
-// them and drops them together (a kept decoded state, as the accrual core keeps, pins at most
-// its chunks). Each of a union's or an array's decoders has its own slab; decoders run
-// concurrently (restores, the run loop, the sink), so a chunk's next value is taken atomically
-// and a full chunk is replaced by compare-and-swap. Every value is handed out once.
-type slab struct {
-	chunk reflect.Type // [slabLen]T; nil: T is not slabbed
-	size  uintptr
-	cur   atomic.Pointer[slabChunk]
-}
-
-type slabChunk struct {
-	data unsafe.Pointer // a [slabLen]T
-	next atomic.Int32   // values handed out (may pass slabLen: then the chunk is full)
-}
-
-func newSlab(t reflect.Type) *slab {
-	if t.Size() == 0 || t.Size()*slabLen > slabMaxBytes {
-		return &slab{}
-	}
-	return &slab{chunk: reflect.ArrayOf(slabLen, t), size: t.Size()}
-}
-
-// alloc returns n (≤ slabLen) contiguous zeroed values, or nil when the type is not slabbed.
-func (s *slab) alloc(n int) unsafe.Pointer {
-	if s.chunk == nil || n > slabLen {
-		return nil
-	}
-	for {
-		c := s.cur.Load()
-		if c != nil {
-			if end := c.next.Add(int32(n)); end <= slabLen {
-				return unsafe.Add(c.data, uintptr(end-int32(n))*s.size)
-			}
-		}
-		fresh := &slabChunk{data: reflect.New(s.chunk).UnsafePointer()}
-		fresh.next.Store(int32(n))
-		if s.cur.CompareAndSwap(c, fresh) {
-			return fresh.data
-		}
-		// another decoder replaced the chunk first: take from its chunk
-	}
 }
 
 // zeroer returns a function that sets a value of type t to its zero value.
