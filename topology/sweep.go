@@ -391,6 +391,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	_ = sess.Client().Flush(pctx)
 	produceErr := t.results.wait()
 	committed, err := sess.End(fencedCommit(fence), kgo.TransactionEndTry(produceErr == nil))
+	r.lastEnd = time.Now()
 	if err != nil {
 		r.ov.reset()
 		return false, fmt.Errorf("stage %s: end sweep transaction (%d tombstones): %w", r.stage.Name, evict, err)
