@@ -29,7 +29,6 @@ type produceResults struct {
 	cl       *kgo.Client
 	reject   func(src source, topic string)
 	callback func(*kgo.Record, error) // report, bound once
-	count    atomic.Int64             // produces of the transaction
 }
 
 func newProduceResults(cl *kgo.Client, reject func(source, string)) *produceResults {
@@ -41,12 +40,8 @@ func newProduceResults(cl *kgo.Client, reject func(source, string)) *produceResu
 // add is the promise of one more produce of the transaction.
 func (p *produceResults) add() func(*kgo.Record, error) {
 	p.wg.Add(1)
-	p.count.Add(1)
 	return p.callback
 }
-
-// produced is how many records the transaction produced so far.
-func (p *produceResults) produced() int64 { return p.count.Load() }
 
 func (p *produceResults) report(rec *kgo.Record, err error) {
 	defer p.wg.Done()

@@ -942,7 +942,7 @@ func (r *Runner[E, S, O]) transact(ctx context.Context, sess *kgo.GroupTransactS
 	_ = sess.Client().Flush(pctx)  // errors only on a cancelled context; pctx is never cancelled
 	produceErr := t.results.wait() // waits for every produce of the transaction
 	try := failure == nil && produceErr == nil
-	if try && t.results.produced() == 0 {
+	if try && len(t.produced) == 0 { // every produce counts its topic in t.produced
 		// Only offsets to commit (every input was a no-op: the accrual core's loyalty and ERP
 		// records): give the previous transaction's markers time (offsetsOnlyGap). Nothing
 		// waits for this transaction's outputs, since it has none.
