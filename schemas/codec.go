@@ -121,7 +121,7 @@ func (c *Codec[T]) Encode(v *T) ([]byte, error) { return c.AppendEncode(nil, v) 
 // AppendEncode appends the Avro binary encoding of *v to dst. Errors name the field path
 // (`payload.lines[2].quantity: …`).
 func (c *Codec[T]) AppendEncode(dst []byte, v *T) ([]byte, error) {
-	if c.fast != nil && v != nil {
+	if c.fast != nil && c.fast.enc != nil && v != nil {
 		if out, err := c.fast.enc(dst, unsafe.Pointer(v)); err == nil {
 			return out, nil
 		}
@@ -134,7 +134,7 @@ func (c *Codec[T]) AppendEncode(dst []byte, v *T) ([]byte, error) {
 // goavroEncode is the reference encoding: Go value → goavro native form → bytes.
 func (c *Codec[T]) goavroEncode(dst []byte, v *T) ([]byte, error) {
 	if c.enc == nil {
-		return dst, errors.New("schemas: codec is decode-only (resolving an older writer schema)")
+		return dst, errors.New("schemas: codec is decode-only (a projection, or resolving an older writer schema)")
 	}
 	if v == nil {
 		return dst, errors.New("schemas: encode nil value")
@@ -173,9 +173,14 @@ func (c *Codec[T]) DecodeInto(b []byte, v *T) (err error) {
 		// The direct path reads from an immutable copy of b (one allocation), and every string
 		// it decodes is a slice of that copy instead of an allocation of its own: a decoded
 		// ledger state has dozens of strings. A string keeps the whole copy alive, which is
-		// about what its value's strings took before.
-		own := string(b)
-		rest, err := c.fast.dec(unsafe.Slice(unsafe.StringData(own), len(own)), unsafe.Pointer(v))
+		// about what its value's strings took before. A projection's plan (inPlace) reads b
+		// itself and copies its few strings: they must not keep a whole record alive.
+		in := b
+		if !c.fast.inPlace {
+			own := string(b)
+			in = unsafe.Slice(unsafe.StringData(own), len(own))
+		}
+		rest, err := c.fast.dec(in, unsafe.Pointer(v))
 		if err == nil && len(rest) == 0 {
 			return nil
 		}
@@ -694,10 +699,25 @@ func (p *planner) buildDecoder(t reflect.Type, w, r *avroType) (decFn, error) {
 	r = unwrapNullable(r)
 	switch {
 	case w.logical == "decimal" && w.kind == "bytes":
-		if t != decimalType {
+		if t != decimalType && !(t == unscaledType && w.prec <= 18) {
 			return nil, mismatch(t, w)
 		}
 		prec, scale := w.prec, w.scale
+		if t == unscaledType {
+			return func(n any, v reflect.Value) error {
+				rat, ok := n.(*big.Rat)
+				if !ok {
+					return fmt.Errorf("decimal: native %T", n)
+				}
+				d, err := ratToDecimal(rat, prec, scale)
+				if err != nil {
+					return err
+				}
+				// exact at scale and below 10^prec ≤ 10^18: the coefficient fits an int64
+				v.Set(reflect.ValueOf(Unscaled{V: d.CoefficientInt64(), Scale: int32(scale)}))
+				return nil
+			}, nil
+		}
 		return func(n any, v reflect.Value) error {
 			rat, ok := n.(*big.Rat)
 			if !ok {

@@ -49,13 +49,21 @@ type (
 type fastCodec struct {
 	enc fastEnc
 	dec fastDec
+	// inPlace: dec reads the caller's bytes (a projection's plan copies its strings) instead
+	// of an immutable copy that its strings share
+	inPlace bool
 }
 
 type fastPlanner struct {
 	encs    map[planKey]*fastEnc
 	decs    map[planKey]*fastDec
 	minSize map[*avroType]int // see minSizes; array decoding bounds its allocation by it
+	skip    bool              // a projection: writer fields T lacks are skipped (compileFastDecode)
 }
+
+// A projection's plan (fastPlanner.skip) decodes from the input itself, not from a copy of it:
+// it keeps a few of a record's strings, each copied, where the full plan shares them all with
+// one copy of the record (which a projection's few strings would keep alive whole).
 
 // compileFast builds the direct path for T against schema a (writer = reader), or returns
 // errNoFastPlan. It runs after the goavro plan compiled, so the mapping is known to be valid.
@@ -70,6 +78,18 @@ func compileFast(t reflect.Type, a *avroType) (*fastCodec, error) {
 		return nil, err
 	}
 	return &fastCodec{enc: enc, dec: dec}, nil
+}
+
+// compileFastDecode builds a decode-only direct path for T, a projection of schema a
+// (NewProjectionCodec): writer fields T lacks are walked by checkBounds, which fails where
+// goavro's decoding would, and not built.
+func compileFastDecode(t reflect.Type, a *avroType) (*fastCodec, error) {
+	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true}
+	dec, err := p.decoder(t, a)
+	if err != nil {
+		return nil, err
+	}
+	return &fastCodec{dec: dec, inPlace: true}, nil
 }
 
 // ---------------------------------------------------------------------------- primitives
@@ -210,11 +230,21 @@ func appendDecimal(buf []byte, d decimal.Decimal, prec, scale int) ([]byte, erro
 // decimalFromBytes reads an Avro bytes decimal(prec, scale) (prec ≤ 18) as decimal.Decimal with
 // exponent -scale, refusing a value of more than prec digits (as ratToDecimal does).
 func decimalFromBytes(b []byte, prec, scale int) (decimal.Decimal, bool) {
+	u, ok := unscaledFromBytes(b, prec)
+	if !ok {
+		return decimal.Decimal{}, false
+	}
+	return NewDecimal(u, int32(-scale)), true
+}
+
+// unscaledFromBytes reads an Avro decimal's unscaled value (big-endian two's complement), which
+// must have at most prec ≤ 18 digits.
+func unscaledFromBytes(b []byte, prec int) (int64, bool) {
 	for len(b) > 1 && ((b[0] == 0 && b[1]&0x80 == 0) || (b[0] == 0xff && b[1]&0x80 != 0)) {
 		b = b[1:] // redundant sign extension
 	}
 	if len(b) > 8 {
-		return decimal.Decimal{}, false // |u| ≥ 2^63 > 10^18 ≥ 10^prec
+		return 0, false // |u| ≥ 2^63 > 10^18 ≥ 10^prec
 	}
 	var u int64
 	if len(b) > 0 && b[0]&0x80 != 0 {
@@ -224,9 +254,9 @@ func decimalFromBytes(b []byte, prec, scale int) (decimal.Decimal, bool) {
 		u = u<<8 | int64(x)
 	}
 	if u >= pow10Int64[prec] || u <= -pow10Int64[prec] {
-		return decimal.Decimal{}, false
+		return 0, false
 	}
-	return NewDecimal(u, int32(-scale)), true
+	return u, true
 }
 
 // NewDecimal is u·10^exp, as decimal.New makes it, without an allocation when the value is a
@@ -239,7 +269,7 @@ func NewDecimal(u int64, exp int32) decimal.Decimal {
 	return cachedDecimal(u, exp)
 }
 
-// decimalCacheBits sizes decimalCache: 2^13 slots, ≈ 0.6 MB when full.
+// decimalCacheBits sizes decimalCache: 2^13 slots, ≈ 0.7 MB when full.
 const decimalCacheBits = 13
 
 // decimalCache holds recently decoded decimals, one per slot (direct-mapped by value and scale).
@@ -249,8 +279,18 @@ const decimalCacheBits = 13
 // slot's decimal, which shares its coefficient like sharedDecimals do (a decimal.Decimal never
 // mutates its coefficient). A slot is read and replaced atomically: decoders run concurrently
 // (restores, the run loop, the sink), and a slot's decimal is never modified once published,
-// so a reader checks the value it loaded, not the slot.
-var decimalCache [1 << decimalCacheBits]atomic.Pointer[decimal.Decimal]
+// so a reader checks the value it loaded, not the slot. An entry carries its coefficient and
+// exponent beside the decimal: a hit compares them in the entry (one load) instead of going
+// through the decimal's big.Int to its words (three dependent loads, each a likely cache miss in
+// a table this size).
+var decimalCache [1 << decimalCacheBits]atomic.Pointer[decimalEntry]
+
+// decimalEntry is one published slot of decimalCache: d is u·10^exp. Immutable once stored.
+type decimalEntry struct {
+	u   int64
+	exp int32
+	d   decimal.Decimal
+}
 
 func decimalSlot(u int64, exp int32) uint64 {
 	return (uint64(u) ^ uint64(uint32(exp))<<32) * 0x9E3779B97F4A7C15 >> (64 - decimalCacheBits)
@@ -259,12 +299,12 @@ func decimalSlot(u int64, exp int32) uint64 {
 // cachedDecimal is u·10^exp, from decimalCache when a slot holds it.
 func cachedDecimal(u int64, exp int32) decimal.Decimal {
 	slot := &decimalCache[decimalSlot(u, exp)]
-	if p := slot.Load(); p != nil && p.Exponent() == exp && p.CoefficientInt64() == u {
-		return *p
+	if e := slot.Load(); e != nil && e.u == u && e.exp == exp {
+		return e.d
 	}
-	d := decimal.New(u, exp)
-	slot.Store(&d)
-	return d
+	e := &decimalEntry{u: u, exp: exp, d: decimal.New(u, exp)}
+	slot.Store(e)
+	return e.d
 }
 
 // maxSharedDecimal: the integers 0…maxSharedDecimal are decoded without allocating.
@@ -327,10 +367,24 @@ func (p *fastPlanner) buildEncoder(t reflect.Type, a *avroType) (fastEnc, error)
 	}
 	switch {
 	case a.logical == "decimal" && a.kind == "bytes":
-		if t != decimalType || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
+		if (t != decimalType && t != unscaledType) || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
 			return nil, errNoFastPlan
 		}
 		prec, scale := a.prec, a.scale
+		if t == unscaledType {
+			return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
+				b, rest, ok := readBytes(buf)
+				if !ok {
+					return buf, errFastInvalid
+				}
+				u, ok := unscaledFromBytes(b, prec)
+				if !ok {
+					return buf, errFastInvalid
+				}
+				*(*Unscaled)(ptr) = Unscaled{V: u, Scale: int32(scale)}
+				return rest, nil
+			}, nil
+		}
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 			return appendDecimal(buf, *(*decimal.Decimal)(ptr), prec, scale)
 		}, nil
@@ -680,10 +734,24 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 	}
 	switch {
 	case a.logical == "decimal" && a.kind == "bytes":
-		if t != decimalType || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
+		if (t != decimalType && t != unscaledType) || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
 			return nil, errNoFastPlan
 		}
 		prec, scale := a.prec, a.scale
+		if t == unscaledType {
+			return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
+				b, rest, ok := readBytes(buf)
+				if !ok {
+					return buf, errFastInvalid
+				}
+				u, ok := unscaledFromBytes(b, prec)
+				if !ok {
+					return buf, errFastInvalid
+				}
+				*(*Unscaled)(ptr) = Unscaled{V: u, Scale: int32(scale)}
+				return rest, nil
+			}, nil
+		}
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 			b, rest, ok := readBytes(buf)
 			if !ok {
@@ -756,16 +824,20 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		if t.Kind() != reflect.String {
 			return nil, errNoFastPlan
 		}
+		copyStrings := p.skip
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 			b, rest, ok := readBytes(buf)
 			if !ok {
 				return buf, errFastInvalid
 			}
-			// buf is Codec.DecodeInto's immutable copy of the input (the only caller of a
-			// decode plan): the string shares its bytes
-			if len(b) == 0 {
+			switch {
+			case len(b) == 0:
 				*(*string)(ptr) = ""
-			} else {
+			case copyStrings:
+				*(*string)(ptr) = string(b)
+			default:
+				// buf is Codec.DecodeInto's immutable copy of the input (the only caller of a
+				// decode plan): the string shares its bytes
 				*(*string)(ptr) = unsafe.String(&b[0], len(b))
 			}
 			return rest, nil
@@ -994,7 +1066,17 @@ func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error
 			plan = append(plan, fastFieldDec{dec: dec})
 			continue
 		}
-		return nil, errNoFastPlan // a writer field T lacks: would need skipping
+		if !p.skip {
+			return nil, errNoFastPlan // a writer field T lacks: only a projection skips it
+		}
+		w, minSize := af.typ, p.minSize
+		plan = append(plan, fastFieldDec{dec: func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			rest, st := checkBounds(w, buf, minSize)
+			if st != boundsOK {
+				return buf, errFastInvalid
+			}
+			return rest, nil
+		}})
 	}
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		for i := range plan {
@@ -1074,10 +1156,19 @@ func checkBounds(a *avroType, buf []byte, minSize map[*avroType]int) ([]byte, bo
 	case "null":
 		return buf, boundsOK
 	case "boolean":
-		return skipN(buf, 1)
-	case "int", "long", "enum":
+		if len(buf) == 0 || buf[0] > 1 {
+			return nil, boundsMalformed // goavro refuses a boolean byte other than 0 or 1
+		}
+		return buf[1:], boundsOK
+	case "int", "long":
 		_, rest, ok := readLong(buf)
 		return rest, okOrMalformed(ok)
+	case "enum":
+		i, rest, ok := readLong(buf)
+		if !ok || i < 0 || i >= int64(len(a.symbols)) {
+			return nil, boundsMalformed // goavro refuses an index outside the symbols
+		}
+		return rest, boundsOK
 	case "float":
 		return skipN(buf, 4)
 	case "double":

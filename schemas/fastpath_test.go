@@ -596,7 +596,8 @@ func TestDecimalCache(t *testing.T) {
 	// the same coefficient at another scale is another value, also when the slot holds it
 	decode(129900, 2)
 	decode(129900, 4)
-	decimalCache[decimalSlot(129900, -4)].Store(&[]decimal.Decimal{decimal.New(129900, -2)}[0])
+	// an entry is matched by its own key, never by the decimal it holds
+	decimalCache[decimalSlot(129900, -4)].Store(&decimalEntry{u: 129900, exp: -2, d: decimal.New(129900, -2)})
 	decode(129900, 4)
 	// values that share a slot evict each other and are still decoded right
 	slotOf := func(u int64, scale int) uint64 { return decimalSlot(u, int32(-scale)) }

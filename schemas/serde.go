@@ -103,9 +103,10 @@ type topicSchema struct {
 const maxSizeHint = 64 << 10
 
 type codecKey struct {
-	id    int
-	topic Topic
-	typ   reflect.Type
+	id      int
+	topic   Topic
+	typ     reflect.Type
+	project bool // a projection codec (Project) of typ
 }
 
 // maxMissing bounds the negative cache of unknown ids, so a stream of garbage ids cannot grow
@@ -381,6 +382,10 @@ func Encode[T any](s *Serde, t Topic, v *T) ([]byte, error) {
 // Decode reads one framed value of ref.Topic into a T. Every error is a *DecodeError.
 // It may call the registry (for an id it has not seen), bounded by ctx.
 func Decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (*T, error) {
+	return decode[T](ctx, s, ref, value, false)
+}
+
+func decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte, project bool) (*T, error) {
 	fail := func(id int, class ErrorClass, err error) (*T, error) {
 		return nil, &DecodeError{RecordRef: ref, SchemaID: id, Class: class, Err: err}
 	}
@@ -394,7 +399,7 @@ func Decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (
 	if _, ok := s.current[ref.Topic]; !ok {
 		return fail(id, ClassUnknownSchema, fmt.Errorf("no value schema for topic %q", ref.Topic))
 	}
-	c, err := codecForID[T](ctx, s, id, ref.Topic)
+	c, err := codecForID[T](ctx, s, id, ref.Topic, project)
 	if err != nil {
 		var de *DecodeError
 		if errors.As(err, &de) {
@@ -442,11 +447,11 @@ func (s *Serde) DecodeEventAt(ctx context.Context, ref RecordRef, value []byte, 
 
 // codecFor returns the cached codec for a known id (current schemas).
 func codecFor[T any](s *Serde, id int, t Topic) (*Codec[T], error) {
-	return codecForID[T](context.Background(), s, id, t)
+	return codecForID[T](context.Background(), s, id, t, false)
 }
 
-func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic) (*Codec[T], error) {
-	key := codecKey{id: id, topic: t, typ: reflect.TypeFor[T]()}
+func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic, project bool) (*Codec[T], error) {
+	key := codecKey{id: id, topic: t, typ: reflect.TypeFor[T](), project: project}
 	if c, ok := s.codecs.Load(key); ok {
 		return c.(*Codec[T]), nil
 	}
@@ -456,9 +461,12 @@ func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic) (*Codec[T
 	}
 	cur := s.current[t]
 	var c *Codec[T]
-	if id == cur.id || text == cur.text {
+	switch {
+	case project && (id == cur.id || text == cur.text):
+		c, err = NewProjectionCodec[T](text)
+	case id == cur.id || text == cur.text:
 		c, err = NewCodecFromSchema[T](text)
-	} else {
+	default:
 		c, err = NewResolvingCodec[T](text, cur.text)
 	}
 	if err != nil {

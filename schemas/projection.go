@@ -1,0 +1,103 @@
+package schemas
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/shopspring/decimal"
+)
+
+// Unscaled is an Avro decimal as its unscaled integer and its schema's scale: V·10^−Scale. A
+// codec reads a decimal of precision ≤ 18 into it without a big.Int; a stage that computes in
+// integer units (processors/accrual) converts it to its own scale exactly.
+type Unscaled struct {
+	V     int64
+	Scale int32
+}
+
+var unscaledType = reflect.TypeFor[Unscaled]()
+
+// String is the decimal's text, e.g. 12.500 for {12500, 3}.
+func (u Unscaled) String() string { return decimal.New(u.V, -u.Scale).String() }
+
+// NewProjectionCodec returns a decode-only codec that reads data of writerSchema into T, a
+// projection of it: a struct with some of the schema's fields, mapped by name as NewCodec maps
+// them, whose decimals may be Unscaled. Writer fields T lacks are walked and checked (they fail
+// where goavro's decoding fails) but not built, so a stage that reads five fields of an event
+// with fifty pays for five.
+func NewProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
+	c, err := newCodec[T](writerSchema, "", false)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkProjection(reflect.TypeFor[T](), c.writer, map[reflect.Type]bool{}); err != nil {
+		return nil, fmt.Errorf("schemas: %s is not a projection of the schema: %w", reflect.TypeFor[T](), err)
+	}
+	// errNoFastPlan leaves the codec on the goavro path, which ignores the fields T lacks too.
+	c.fast, _ = compileFastDecode(reflect.TypeFor[T](), c.writer)
+	return c, nil
+}
+
+// Project decodes a framed value of ref.Topic into T, a projection of the topic's schema (see
+// NewProjectionCodec), with Decode's errors. A writer schema other than the topic's current
+// one is resolved against the current one, as Decode does.
+func Project[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (*T, error) {
+	return decode[T](ctx, s, ref, value, true)
+}
+
+// checkProjection requires every Go field of t (and of the structs it reaches) to name a field
+// of the schema's record (a union group's members may name branches other topics' schemas
+// have, as Event's do): a misspelt json name would
+// otherwise read as a zero value on every record (a resolving codec fills a field the writer
+// lacks with its default, and here the reader is the writer).
+func checkProjection(t reflect.Type, a *avroType, seen map[reflect.Type]bool) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	a = unwrapNullable(a)
+	switch {
+	case t.Kind() == reflect.Slice && a.kind == "array":
+		return checkProjection(t.Elem(), a.items, seen)
+	case t.Kind() == reflect.Map && a.kind == "map":
+		return checkProjection(t.Elem(), a.values, seen)
+	case t.Kind() != reflect.Struct || a.kind != "record" || t == timeType || t == decimalType || t == unscaledType || seen[t]:
+		return nil // a leaf: the codec's own plan checks it
+	}
+	seen[t] = true
+	fields := map[string]*avroType{}
+	for _, f := range a.fields {
+		fields[f.name] = f.typ
+	}
+	byName, groups := splitFields(t)
+	for name, gf := range byName {
+		ft, ok := fields[name]
+		if !ok {
+			return fmt.Errorf("%s.%s: record %s has no field %q", t, t.FieldByIndex(gf.index).Name, a.name, name)
+		}
+		if err := checkProjection(gf.typ, ft, seen); err != nil {
+			return err
+		}
+	}
+	for union, members := range groups {
+		u, ok := fields[union]
+		if !ok || u.kind != "union" {
+			return fmt.Errorf("%s: record %s has no union field %q", t, a.name, union)
+		}
+		for _, gf := range members {
+			var branch *avroType
+			for _, b := range u.branches {
+				if b.kind == "record" && b.shortName() == gf.branch {
+					branch = b
+				}
+			}
+			if branch == nil {
+				continue // a sum type spans topics: a member for another topic's branch stays nil
+			}
+			if err := checkProjection(gf.typ, branch, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

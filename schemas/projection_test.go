@@ -1,0 +1,216 @@
+package schemas
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/shopspring/decimal"
+)
+
+// A schema with every kind a projection has to skip, and the Go types of all of it (full) and
+// of a few fields (proj).
+const projSchema = `{"type":"record","name":"P","fields":[
+ {"name":"id","type":"string"},
+ {"name":"flag","type":"boolean"},
+ {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B","C"]}},
+ {"name":"ratio","type":"double"},
+ {"name":"f32","type":"float"},
+ {"name":"raw","type":"bytes"},
+ {"name":"attrs","type":{"type":"map","values":"long"}},
+ {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":4}},
+ {"name":"rate","type":["null",{"type":"bytes","logicalType":"decimal","precision":9,"scale":6}],"default":null},
+ {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"note","type":["null","string"],"default":null},
+ {"name":"items","type":{"type":"array","items":{"type":"record","name":"I","fields":[
+   {"name":"sku","type":"string"},
+   {"name":"gift","type":"boolean"},
+   {"name":"grade","type":"K"},
+   {"name":"qty","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":3}},
+   {"name":"tags","type":{"type":"array","items":"string"}}]}}},
+ {"name":"tail","type":"string"}]}`
+
+type projFullItem struct {
+	SKU   string          `json:"sku"`
+	Gift  bool            `json:"gift"`
+	Grade string          `json:"grade"`
+	Qty   decimal.Decimal `json:"qty"`
+	Tags  []string        `json:"tags"`
+}
+
+type projFull struct {
+	ID     string           `json:"id"`
+	Flag   bool             `json:"flag"`
+	Kind   string           `json:"kind"`
+	Ratio  float64          `json:"ratio"`
+	F32    float32          `json:"f32"`
+	Raw    []byte           `json:"raw"`
+	Attrs  map[string]int64 `json:"attrs"`
+	Amount decimal.Decimal  `json:"amount"`
+	Rate   *decimal.Decimal `json:"rate"`
+	At     time.Time        `json:"at"`
+	Note   *string          `json:"note"`
+	Items  []projFullItem   `json:"items"`
+	Tail   string           `json:"tail"`
+}
+
+type projItem struct {
+	Qty Unscaled `json:"qty"`
+	SKU string   `json:"sku"`
+}
+
+type proj struct {
+	ID     string     `json:"id"`
+	Amount Unscaled   `json:"amount"`
+	Rate   *Unscaled  `json:"rate"`
+	Items  []projItem `json:"items"`
+	Tail   string     `json:"tail"`
+}
+
+// A projection reads what the full codec reads for its fields (decimals as their unscaled
+// value at the schema's scale), on the direct path and on goavro's alike; writer fields it
+// lacks are skipped, and a skipped field's malformed bytes fail both paths the same way.
+func TestProjection(t *testing.T) {
+	full, err := NewCodecFromSchema[projFull](projSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := NewProjectionCodec[proj](projSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.fast == nil || !pc.fast.inPlace {
+		t.Fatal("the projection has no direct, in-place path")
+	}
+	if _, err := pc.Encode(&proj{}); err == nil {
+		t.Error("a projection codec encoded")
+	}
+	if _, err := NewCodecFromSchema[proj](projSchema); err == nil {
+		t.Error("a full codec accepted a type that lacks writer fields")
+	}
+	r := rand.New(rand.NewPCG(17, 4))
+	decoded := 0
+	for i := range 600 {
+		v := &projFull{}
+		(&valueGen{r: r, wild: []float64{0, 0.02, 0.2}[i%3]}).fill(reflect.ValueOf(v).Elem(), 0)
+		syms := []string{"A", "B", "C"} // valueGen knows no enum's symbols
+		v.Kind = syms[r.IntN(3)]
+		for j := range v.Items {
+			v.Items[j].Grade = syms[r.IntN(3)]
+		}
+		b, err := full.Encode(v)
+		if err != nil {
+			continue // a random value the schema refuses (an enum symbol, a fixed's size…)
+		}
+		if err := fastDecodeAgrees(pc, b); err != nil {
+			t.Fatalf("value %d: %v", i, err)
+		}
+		var fv projFull
+		if err := full.DecodeInto(b, &fv); err != nil {
+			t.Fatalf("value %d: the full codec refuses its own encoding: %v", i, err)
+		}
+		in := append([]byte(nil), b...)
+		got, err := pc.Decode(in)
+		if err != nil {
+			t.Fatalf("value %d: %v", i, err)
+		}
+		want := proj{ID: fv.ID, Amount: Unscaled{fv.Amount.Shift(4).IntPart(), 4}, Tail: fv.Tail}
+		if fv.Rate != nil {
+			want.Rate = &Unscaled{fv.Rate.Shift(6).IntPart(), 6}
+		}
+		for _, it := range fv.Items {
+			want.Items = append(want.Items, projItem{Qty: Unscaled{it.Qty.Shift(3).IntPart(), 3}, SKU: it.SKU})
+		}
+		if d := cmp.Diff(want, *got, cmp.Comparer(func(a, b []projItem) bool { return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b)) })); d != "" {
+			t.Fatalf("value %d (-full +projection):\n%s", i, d)
+		}
+		// the strings are the projection's own: the input's buffer may be reused
+		for j := range in {
+			in[j] = 'x'
+		}
+		if got.ID != fv.ID || got.Tail != fv.Tail {
+			t.Fatalf("value %d: a decoded string shares the input's bytes", i)
+		}
+		decoded++
+		for range 16 {
+			if err := fastDecodeAgrees(pc, mutate(r, b)); err != nil {
+				t.Fatalf("value %d, mutated: %v", i, err)
+			}
+		}
+	}
+	if decoded < 200 {
+		t.Fatalf("only %d of 600 random values encoded", decoded)
+	}
+}
+
+// A skipped boolean other than 0 or 1, or a skipped enum index outside its symbols, fails the
+// direct path as it fails goavro: the projection never accepts what a full decode refuses.
+func TestProjectionSkipsStrictly(t *testing.T) {
+	full, err := NewCodecFromSchema[projFull](projSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := NewProjectionCodec[proj](projSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := full.Encode(&projFull{ID: "abc", Kind: "B", Amount: decimal.New(12345, -4), At: time.UnixMicro(1e15).UTC(), Tail: "z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Decode(b); err != nil {
+		t.Fatal(err)
+	}
+	// id is 1+3 bytes; flag is the next byte, kind the one after
+	for _, c := range []struct {
+		what string
+		at   int
+		to   byte
+	}{{"boolean 2", 4, 2}, {"enum index 3", 5, 6}, {"enum index -1", 5, 1}} {
+		bad := append([]byte(nil), b...)
+		bad[c.at] = c.to
+		if _, err := pc.Decode(bad); err == nil {
+			t.Errorf("%s in a skipped field: decoded", c.what)
+		}
+		if _, err := full.Decode(bad); err == nil {
+			t.Errorf("%s: the full codec decoded it (the test's offsets are wrong)", c.what)
+		}
+		if err := fastDecodeAgrees(pc, bad); err != nil {
+			t.Errorf("%s: %v", c.what, err)
+		}
+	}
+}
+
+// A projection's Go field without a schema field (a misspelt json name) is refused when the
+// codec is built, not read as a zero value on every record.
+func TestProjectionFieldsExist(t *testing.T) {
+	type item struct {
+		Qty Unscaled `json:"quantity"`
+	}
+	type badItem struct {
+		ID    string `json:"id"`
+		Items []item `json:"items"`
+	}
+	type badTop struct {
+		ID    string `json:"id"`
+		Items []projItem
+	}
+	if _, err := NewProjectionCodec[badTop](projSchema); err == nil || !strings.Contains(err.Error(), `no field "Items"`) {
+		t.Errorf("a field named by its Go name: err = %v", err)
+	}
+	if _, err := NewProjectionCodec[badItem](projSchema); err == nil || !strings.Contains(err.Error(), `no field "quantity"`) {
+		t.Errorf("a nested field: err = %v", err)
+	}
+}
+
+// The projection of a schema's decimal of precision > 18 into Unscaled is refused when the
+// codec is built, naming the type.
+func TestUnscaledNeedsPrecision18(t *testing.T) {
+	s := strings.Replace(projSchema, `"precision":18,"scale":4`, `"precision":20,"scale":4`, 1)
+	if _, err := NewProjectionCodec[proj](s); err == nil || !strings.Contains(err.Error(), "Unscaled") {
+		t.Fatalf("err = %v", err)
+	}
+}
