@@ -200,7 +200,7 @@ func TestCoreEarnsWhatTheLedgerEarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, lp := policy(t), ledger.DefaultPolicy()
+	p, lp, serde := policy(t), ledger.DefaultPolicy(), offlineSerde(t)
 	core := map[string]accrual.State{}
 	led := map[string]ledger.Ledger{}
 	compared := 0
@@ -208,10 +208,7 @@ func TestCoreEarnsWhatTheLedgerEarns(t *testing.T) {
 		if r.Event == nil {
 			continue
 		}
-		e, err := accrual.FromEvent(r.Event)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := decoded(t, serde, r)
 		s, found := core[r.Key]
 		n, _, changed, err := accrual.Apply(r.Key, s, found, e, p)
 		if err != nil {

@@ -19,14 +19,12 @@ func BenchmarkApply(b *testing.B) {
 		e   accrual.Event
 	}
 	var evs []in
+	serde := offlineSerde(b)
 	for _, r := range tr.Records {
 		if r.Event == nil {
 			continue
 		}
-		e, err := accrual.FromEvent(r.Event)
-		if err != nil {
-			b.Fatal(err)
-		}
+		e := decoded(b, serde, r)
 		evs = append(evs, in{r.Key, e})
 	}
 	p := policy(b)

@@ -2,6 +2,7 @@ package accrual
 
 import (
 	"fmt"
+	"math/big"
 
 	"github.com/shopspring/decimal"
 
@@ -15,12 +16,17 @@ func Units(d decimal.Decimal, scale int32) (int64, error) {
 	if !s.IsInteger() {
 		return 0, fmt.Errorf("accrual: %s has more than %d decimals", d, scale)
 	}
-	c := s.Truncate(0)
-	if c.NumDigits() > 18 {
+	// s.BigInt, not the coefficient: a shift can leave a positive exponent (1 at scale 0 is
+	// 1·10^3 at scale 3), which NumDigits and IntPart's int64 conversion would not count
+	c := s.BigInt()
+	if c.CmpAbs(maxUnitsBig) > 0 {
 		return 0, fmt.Errorf("accrual: %s does not fit 64 bits at scale %d", d, scale)
 	}
-	return c.IntPart(), nil
+	return c.Int64(), nil
 }
+
+// maxUnitsBig is maxUnits, the largest integer of 18 digits.
+var maxUnitsBig = big.NewInt(maxUnits)
 
 // PolicyFrom takes the earn rule of the ledger's policy (earn rates, tier multipliers, the
 // dedup bound): the core and the ledger earn alike.

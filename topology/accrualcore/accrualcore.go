@@ -67,14 +67,11 @@ func NewProcessor(ctx context.Context, t Topics, serde *schemas.Serde, p accrual
 				}
 				return accrual.Event{Kind: accrual.Other}, nil
 			}
-			e, err := schemas.Decode[schemas.Event](ctx, serde, schemas.RecordRef{Topic: lt, Partition: r.Partition, Offset: r.Offset}, r.Value)
-			if err != nil {
-				if errors.Is(err, schemas.ErrRegistryAuth) {
-					return accrual.Event{}, fmt.Errorf("%w: %w", topology.ErrFatal, err)
-				}
-				return accrual.Event{}, err
+			e, err := accrual.Decode(ctx, serde, schemas.RecordRef{Topic: lt, Partition: r.Partition, Offset: r.Offset}, r.Value)
+			if errors.Is(err, schemas.ErrRegistryAuth) {
+				return accrual.Event{}, fmt.Errorf("%w: %w", topology.ErrFatal, err)
 			}
-			return accrual.FromEvent(e)
+			return e, err
 		},
 		Process: func(key string, s accrual.State, found bool, e accrual.Event) (step, error) {
 			n, cmds, changed, err := accrual.Apply(key, s, found, e, p)

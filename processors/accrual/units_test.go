@@ -1,0 +1,32 @@
+package accrual
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/retailflow/retailflow/schemas"
+)
+
+// unitsOf converts an unscaled decimal exactly as Units converts the same decimal: the same
+// value, or an error for the same inputs (more decimals than the scale, more than 18 digits).
+func TestUnitsOfAgreesWithUnits(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	vals := []int64{0, 1, -1, 9, 10, 999, 1000, 123456, -123450, 999_999_999_999_999_999, -999_999_999_999_999_999, 100_000_000_000_000_000}
+	for range 4000 {
+		v := r.Int64N(2_000_000_000_000_000_000) - 1_000_000_000_000_000_000
+		vals = append(vals, v, v/1000*1000, r.Int64N(100_000)-50_000, r.Int64N(1000)*1_000_000)
+	}
+	for _, v := range vals {
+		for from := int32(0); from <= 9; from++ {
+			for _, to := range []int32{QtyScale, MoneyScale, RateScale} {
+				want, werr := Units(decimal.New(v, -from), to)
+				got, gerr := unitsOf(schemas.Unscaled{V: v, Scale: from}, to)
+				if (werr == nil) != (gerr == nil) || got != want && werr == nil {
+					t.Fatalf("%d at scale %d to scale %d: Units %d, %v; unitsOf %d, %v", v, from, to, want, werr, got, gerr)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package accrual
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/retailflow/retailflow/schemas"
+)
+
+// The core's projection of the input events: the fields FromEvent reads and no others, by the
+// schemas' field names, decimals as schemas.Unscaled. schemas.Project walks the other fields
+// (addresses, tenders, taxes, prices, discounts…) without building them, and reads the
+// decimals without a big.Int. Each input topic's payload union has only these branches.
+type (
+	wireEvent struct {
+		EventID    string    `json:"event_id"`
+		OccurredAt time.Time `json:"occurred_at"`
+
+		OrderAccepted       *wireOrder        `avro:"payload=OrderAccepted"`
+		OrderLinesCancelled *wireCancellation `avro:"payload=OrderLinesCancelled"`
+		ShipmentConfirmed   *wireShipment     `avro:"payload=ShipmentConfirmed"`
+		ReturnReceived      *wireReturn       `avro:"payload=ReturnReceived"`
+	}
+	wireOrder struct {
+		OrderID            string            `json:"order_id"`
+		LoyaltyMemberID    *string           `json:"loyalty_member_id"`
+		LoyaltyTierAtOrder *string           `json:"loyalty_tier_at_order"`
+		Currency           string            `json:"currency"`
+		LoyaltyRedemption  *wireRedemption   `json:"loyalty_redemption"`
+		Lines              []wireOrderLine   `json:"lines"`
+		EarnRate           *schemas.Unscaled `json:"earn_rate"`
+		TierMultiplier     *schemas.Unscaled `json:"tier_multiplier"`
+	}
+	wireRedemption struct {
+		Accounting string `json:"accounting"`
+	}
+	wireOrderLine struct {
+		OrderLineID     string           `json:"order_line_id"`
+		IsGiftCard      bool             `json:"is_gift_card"`
+		Quantity        schemas.Unscaled `json:"quantity"`
+		LineNet         schemas.Unscaled `json:"line_net"`
+		RedemptionAlloc *wireAlloc       `json:"loyalty_redemption_allocation"`
+	}
+	wireAlloc struct {
+		Value schemas.Unscaled `json:"value"`
+	}
+	wireCancellation struct {
+		Lines []struct {
+			OrderLineID       string           `json:"order_line_id"`
+			QuantityCancelled schemas.Unscaled `json:"quantity_cancelled"`
+		} `json:"lines"`
+	}
+	wireShipment struct {
+		IsReship bool `json:"is_reship"`
+		Lines    []struct {
+			OrderLineID     string           `json:"order_line_id"`
+			QuantityShipped schemas.Unscaled `json:"quantity_shipped"`
+		} `json:"lines"`
+	}
+	wireReturn struct {
+		Lines []struct {
+			OrderLineID      string           `json:"order_line_id"`
+			QuantityAccepted schemas.Unscaled `json:"quantity_accepted"`
+		} `json:"lines"`
+	}
+)
+
+// Decode reads a framed orders, shipments or returns value into the core's event: what
+// schemas.Decode followed by FromEvent gives (TestDecodeAgreesWithFromEvent), without building
+// the fields the core does not read. Its errors are schemas.Decode's (*schemas.DecodeError)
+// and FromEvent's.
+func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
+	w, err := schemas.Project[wireEvent](ctx, serde, ref, value)
+	if err != nil {
+		return Event{}, err
+	}
+	return fromWire(w)
+}
+
+// fromWire is FromEvent on the projection, with its checks and errors.
+func fromWire(e *wireEvent) (Event, error) {
+	out := Event{EventID: e.EventID, OccurredAt: e.OccurredAt.UnixMicro()}
+	var err error
+	// units converts u to scale, keeping the first error (the event is rejected whole).
+	units := func(what string, u schemas.Unscaled, scale int32) int64 {
+		v, e2 := unitsOf(u, scale)
+		if e2 != nil && err == nil {
+			err = fmt.Errorf("event %s: %s: %w", e.EventID, what, e2)
+		}
+		return v
+	}
+	switch {
+	case e.OrderAccepted != nil:
+		o := e.OrderAccepted
+		out.Kind = Accepted
+		f := &OrderFacts{OrderID: o.OrderID, Currency: o.Currency, Lines: make([]OrderLine, len(o.Lines))}
+		if o.LoyaltyMemberID != nil {
+			f.MemberID = *o.LoyaltyMemberID
+		}
+		if o.LoyaltyTierAtOrder != nil {
+			f.Tier = *o.LoyaltyTierAtOrder
+		}
+		if o.EarnRate != nil {
+			rr := Rate(units("earn_rate", *o.EarnRate, RateScale))
+			f.EarnRate = &rr
+		}
+		if o.TierMultiplier != nil {
+			rr := Rate(units("tier_multiplier", *o.TierMultiplier, RateScale))
+			f.Multiplier = &rr
+		}
+		tender := o.LoyaltyRedemption != nil && o.LoyaltyRedemption.Accounting == "TENDER"
+		for i, l := range o.Lines {
+			ln := OrderLine{ID: l.OrderLineID, Ordered: Qty(units("quantity", l.Quantity, QtyScale))}
+			if !l.IsGiftCard {
+				v := units("line_net", l.LineNet, MoneyScale)
+				if tender && l.RedemptionAlloc != nil {
+					v -= units("redemption allocation", l.RedemptionAlloc.Value, MoneyScale)
+				}
+				ln.Eligible = Money(max(v, 0))
+			}
+			f.Lines[i] = ln
+		}
+		out.Order = f
+	case e.ShipmentConfirmed != nil:
+		s := e.ShipmentConfirmed
+		out.Kind = Shipment
+		m := &Move{EventID: e.EventID, Kind: Shipment, OccurredAt: out.OccurredAt, Reship: s.IsReship, Lines: make([]MoveLine, len(s.Lines))}
+		for i, l := range s.Lines {
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
+		}
+		out.Move = m
+	case e.ReturnReceived != nil:
+		r := e.ReturnReceived
+		out.Kind = Return
+		m := &Move{EventID: e.EventID, Kind: Return, OccurredAt: out.OccurredAt, Lines: make([]MoveLine, len(r.Lines))}
+		for i, l := range r.Lines {
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
+		}
+		out.Move = m
+	case e.OrderLinesCancelled != nil:
+		c := e.OrderLinesCancelled
+		out.Kind = Cancellation
+		m := &Move{EventID: e.EventID, Kind: Cancellation, OccurredAt: out.OccurredAt, CancelAll: len(c.Lines) == 0, Lines: make([]MoveLine, len(c.Lines))}
+		for i, l := range c.Lines {
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
+		}
+		out.Move = m
+	default:
+		out.Kind = Other
+	}
+	return out, err
+}
+
+// unitsOf is Units for an unscaled decimal: u as an integer in units of 10^−scale, or an error
+// when u has more decimals than scale or does not fit 18 digits there. Nothing is rounded.
+func unitsOf(u schemas.Unscaled, scale int32) (int64, error) {
+	v := u.V
+	if v == 0 {
+		return 0, nil
+	}
+	switch d := scale - u.Scale; {
+	case d < 0:
+		p := pow10(-d)
+		if p == 0 || v%p != 0 {
+			return 0, fmt.Errorf("accrual: %s has more than %d decimals", u, scale)
+		}
+		v /= p
+	case d > 0:
+		p := pow10(d)
+		if p == 0 || v > maxUnits/p || v < -maxUnits/p {
+			return 0, fmt.Errorf("accrual: %s does not fit 64 bits at scale %d", u, scale)
+		}
+		v *= p
+	}
+	if v > maxUnits || v < -maxUnits {
+		return 0, fmt.Errorf("accrual: %s does not fit 64 bits at scale %d", u, scale)
+	}
+	return v, nil
+}
+
+// maxUnits is the largest integer of 18 digits, Units' bound.
+const maxUnits = 999_999_999_999_999_999
+
+// pow10 is 10^n for 0 ≤ n ≤ 18, and 0 beyond (no int64 holds it).
+func pow10(n int32) int64 {
+	if n < 0 || n > 18 {
+		return 0
+	}
+	p := int64(1)
+	for range n {
+		p *= 10
+	}
+	return p
+}
