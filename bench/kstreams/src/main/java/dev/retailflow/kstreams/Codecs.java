@@ -21,6 +21,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.avro.Schema;
 import org.apache.avro.SchemaNormalization;
 import org.apache.avro.generic.GenericData;
@@ -70,12 +71,68 @@ public final class Codecs {
     private final Schema coreMoveLine = coreMove.getField("lines").schema().getElementType();
 
     public Codecs() {
-        // the input topics the core decodes: current schemas and every released version
+        // the input topics the core decodes: current schemas and every released version, each
+        // read into the core's projection of the current schema
         for (String t : new String[] {"orders", "shipments", "returns"}) {
             Schema current = parse("avro/" + t + ".avsc");
-            readers.put(offlineId(current), new GenericDatumReader<>(current, current));
+            Schema read = project(current, new HashMap<>());
+            readers.put(offlineId(current), new GenericDatumReader<>(current, read));
             Schema released = parse("avro/released/" + t + "/v1.avsc");
-            readers.putIfAbsent(offlineId(released), new GenericDatumReader<>(released, current));
+            readers.putIfAbsent(offlineId(released), new GenericDatumReader<>(released, read));
+        }
+    }
+
+    /**
+     * The fields the core reads, by record: the reader schema every input is decoded into is the
+     * current schema with only these (Avro's schema resolution skips the writer's other fields
+     * without building them). retailflow's core decodes the same projection
+     * (processors/accrual/wire.go).
+     */
+    static final Map<String, Set<String>> READ = Map.ofEntries(
+            Map.entry("OrdersEvent", Set.of("event_id", "occurred_at", "payload")),
+            Map.entry("ShipmentsEvent", Set.of("event_id", "occurred_at", "payload")),
+            Map.entry("ReturnsEvent", Set.of("event_id", "occurred_at", "payload")),
+            Map.entry("OrderAccepted", Set.of("order_id", "loyalty_member_id", "loyalty_tier_at_order", "currency",
+                    "loyalty_redemption", "lines", "earn_rate", "tier_multiplier")),
+            Map.entry("LoyaltyRedemption", Set.of("accounting")),
+            Map.entry("OrderLine", Set.of("order_line_id", "is_gift_card", "quantity", "line_net", "loyalty_redemption_allocation")),
+            Map.entry("RedemptionAlloc", Set.of("value")),
+            Map.entry("OrderLinesCancelled", Set.of("lines")),
+            Map.entry("CancelledLine", Set.of("order_line_id", "quantity_cancelled")),
+            Map.entry("ShipmentConfirmed", Set.of("is_reship", "lines")),
+            Map.entry("ShipmentLine", Set.of("order_line_id", "quantity_shipped")),
+            Map.entry("ReturnReceived", Set.of("lines")),
+            Map.entry("ReturnLine", Set.of("order_line_id", "quantity_accepted")));
+
+    /** s with only the READ fields of each record it reaches (done: the records made so far). */
+    static Schema project(Schema s, Map<String, Schema> done) {
+        switch (s.getType()) {
+            case RECORD -> {
+                Schema p = done.get(s.getFullName());
+                if (p != null) return p;
+                Set<String> keep = READ.get(s.getName());
+                if (keep == null) throw new IllegalStateException("the core's projection does not name record " + s.getFullName());
+                p = Schema.createRecord(s.getName(), s.getDoc(), s.getNamespace(), false);
+                done.put(s.getFullName(), p);
+                List<Schema.Field> fields = new ArrayList<>();
+                for (Schema.Field f : s.getFields()) {
+                    if (keep.contains(f.name())) fields.add(new Schema.Field(f, project(f.schema(), done)));
+                }
+                if (fields.size() != keep.size()) throw new IllegalStateException("record " + s.getFullName() + " lacks some of " + keep);
+                p.setFields(fields);
+                return p;
+            }
+            case ARRAY -> {
+                return Schema.createArray(project(s.getElementType(), done));
+            }
+            case UNION -> {
+                List<Schema> branches = new ArrayList<>();
+                for (Schema b : s.getTypes()) branches.add(project(b, done));
+                return Schema.createUnion(branches);
+            }
+            default -> {
+                return s;
+            }
         }
     }
 
