@@ -1382,7 +1382,7 @@ func (r *Runner[E, S, O]) noteRejected(src source, topic string) {
 func (r *Runner[E, S, O]) prepareChangelog() error {
 	q := r.encodeQueue[:0]
 	for _, k := range r.ov.order {
-		if pe, _ := r.ov.get(k.partition, k.key); pe.op == Put && pe.enc == nil {
+		if pe := k.e; pe.op == Put && pe.enc == nil {
 			q = append(q, pe)
 		}
 	}
@@ -1412,7 +1412,7 @@ func (r *Runner[E, S, O]) prepareChangelog() error {
 func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupTransactSession) {
 	topic := string(r.stage.Store)
 	for _, k := range r.ov.order {
-		pe, _ := r.ov.get(k.partition, k.key)
+		pe := k.e
 		if pe.op == Keep {
 			continue
 		}
@@ -1443,7 +1443,7 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 		}
 	}
 	for _, k := range r.ov.order {
-		pe, _ := r.ov.get(k.partition, k.key)
+		pe := k.e
 		st := r.stores[k.partition]
 		switch pe.op {
 		case Put:
@@ -1529,7 +1529,7 @@ func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset
 	keys := map[int32]int64{}
 	for _, k := range r.ov.order {
-		pe, _ := r.ov.get(k.partition, k.key)
+		pe := k.e
 		var err error
 		switch pe.op {
 		case Keep:

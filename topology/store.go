@@ -204,6 +204,14 @@ func (s *store[S]) shrinkHot(limit int64) {
 
 // putLive stores a committed key's decoded state and its changelog value (owned by the store).
 func (s *store[S]) putLive(key string, state S, value []byte) {
+	if old, ok := s.live[key]; ok && s.disk == nil {
+		// the common case, a key decoded before: live and raw hold a key at most once between
+		// them, and only idxAt can hold it besides (hot is the persistent store's)
+		delete(s.idxAt, key)
+		s.bytes += int64(len(value) - len(old.raw))
+		s.live[key] = liveState[S]{state: state, raw: value}
+		return
+	}
 	s.drop(key)
 	s.live[key] = liveState[S]{state: state, raw: value}
 	s.bytes += int64(len(value))
@@ -269,13 +277,14 @@ type source struct {
 // the stores only after the transaction commits and dropped otherwise.
 type overlay[S any] struct {
 	parts map[int32]map[string]*pending[S]
-	order []overlayKey  // first-touch order, so changelog records are produced deterministically
+	order []overlayKey[S] // first-touch order, so changelog records are produced deterministically
 	free  []*pending[S] // entries of earlier transactions, reused (nothing refers to them after reset)
 }
 
-type overlayKey struct {
+type overlayKey[S any] struct {
 	partition int32
 	key       string
+	e         *pending[S] // the key's entry: the commit's loops need no map lookup
 }
 
 func (o *overlay[S]) get(p int32, key string) (*pending[S], bool) {
@@ -302,7 +311,7 @@ func (o *overlay[S]) add(p int32, key string) *pending[S] {
 	}
 	e.key = key
 	m[key] = e
-	o.order = append(o.order, overlayKey{p, key})
+	o.order = append(o.order, overlayKey[S]{p, key, e})
 	return e
 }
 
