@@ -88,6 +88,7 @@ var (
 	groupNext   = flag.String("group-next", "", "internal: the group of -serve-core-next")
 	coreProfile = flag.String("core-cpuprofile", "", "write the retailflow core process's CPU profile (drain and latency run) here")
 	coreMemProf = flag.String("core-memprofile", "", "write the retailflow core process's allocation profile (at its end) here")
+	onlyKS      = flag.Bool("only-ks", false, "profiling: produce sets A and B and drain them with the Kafka Streams core only, fresh JVM then warm (no retailflow, no comparison)")
 	onlyRFCore  = flag.Bool("only-rf-core", false, "profiling: produce set A and drain it with the retailflow core only (no Kafka Streams, no comparison; latency only with -rf-latency-rate)")
 	rfLatRate   = flag.Float64("rf-latency-rate", 0, "with -only-rf-core: after the drain, a paced latency run at this many input events/s")
 )
@@ -146,6 +147,10 @@ func main() {
 	}()
 	if *onlyRFCore {
 		b.RunRFCoreOnly()
+		return
+	}
+	if *onlyKS {
+		b.RunKSOnly()
 		return
 	}
 	b.Run()
@@ -578,6 +583,39 @@ func (b *Bench) RunRFCoreOnly() {
 		line += fmt.Sprintf(" latency_rate=%.0f p50_ms=%d p99_ms=%d", *rfLatRate, quantile(lat, 0.5).Milliseconds(), quantile(lat, 0.99).Milliseconds())
 	}
 	fmt.Println(line)
+}
+
+// RunKSOnly drains set A with a fresh Kafka Streams JVM and then set B with the same, warm JVM,
+// as Run does, and prints one line (for comparing builds of the Kafka Streams app).
+func (b *Bench) RunKSOnly() {
+	a, w := b.NewInputSet("A"), b.NewInputSet("B")
+	b.Produce(&a, generate.Options{Seed: 42, Orders: *orders}, 0, nil)
+	b.Produce(&w, generate.Options{Seed: 44, Orders: *warmOrders}, 0, nil)
+	log.Printf("produced %d events into set A, %d into set B", a.Events, w.Events)
+	stateDir, err := os.MkdirTemp("", "kstreams-core-")
+	must(err)
+	defer os.RemoveAll(stateDir)
+	outA, outB := b.prefix+".ks-A", b.prefix+".ks-B"
+	for _, o := range []string{outA, outB} {
+		b.ensure(o+".commands", false)
+		b.ensure(o+".dlq", false)
+	}
+	appA, appB := b.prefix+"-ks-a", b.prefix+"-ks-b"
+	b.groups = append(b.groups, appA, appB)
+	began := time.Now()
+	ks := StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
+	defer ks.Close()
+	ks.Do("start "+appA+" "+a.Prefix+" "+outA, "running")
+	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.Alive)
+	cold := Drain{Events: a.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process)}
+	ks.Do("stop", "stopped")
+	cpu0, began := cpuOf(ks.Process), time.Now()
+	ks.Do("start "+appB+" "+w.Prefix+" "+outB, "running")
+	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.Alive)
+	warm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process) - cpu0}
+	ks.Do("stop", "stopped")
+	fmt.Printf("ks_core: events=%d cold_per_cpu_s=%.0f warm_events=%d warm_wall_s=%.2f warm_cpu_s=%.2f warm_per_cpu_s=%.0f\n",
+		cold.Events, cold.PerCPU(), warm.Events, warm.Wall.Seconds(), warm.CPU.Seconds(), warm.PerCPU())
 }
 
 // compare reports whether two sorted command lists (key + value bytes) are equal and non-empty.
