@@ -278,7 +278,7 @@ type source struct {
 type overlay[S any] struct {
 	parts map[int32]map[string]*pending[S]
 	order []overlayKey[S] // first-touch order, so changelog records are produced deterministically
-	free  []*pending[S] // entries of earlier transactions, reused (nothing refers to them after reset)
+	free  []*pending[S]   // entries of earlier transactions, reused (nothing refers to them after reset)
 }
 
 type overlayKey[S any] struct {
