@@ -59,6 +59,7 @@ type fastPlanner struct {
 	decs    map[planKey]*fastDec
 	minSize map[*avroType]int // see minSizes; array decoding bounds its allocation by it
 	skip    bool              // a projection: writer fields T lacks are skipped (compileFastDecode)
+	skips   map[*avroType]*fastDec
 }
 
 // A projection's plan (fastPlanner.skip) decodes from the input itself, not from a copy of it:
@@ -84,7 +85,7 @@ func compileFast(t reflect.Type, a *avroType) (*fastCodec, error) {
 // (NewProjectionCodec): writer fields T lacks are walked by checkBounds, which fails where
 // goavro's decoding would, and not built.
 func compileFastDecode(t reflect.Type, a *avroType) (*fastCodec, error) {
-	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true}
+	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true, skips: map[*avroType]*fastDec{}}
 	dec, err := p.decoder(t, a)
 	if err != nil {
 		return nil, err
@@ -1069,14 +1070,7 @@ func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error
 		if !p.skip {
 			return nil, errNoFastPlan // a writer field T lacks: only a projection skips it
 		}
-		w, minSize := af.typ, p.minSize
-		plan = append(plan, fastFieldDec{dec: func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
-			rest, st := checkBounds(w, buf, minSize)
-			if st != boundsOK {
-				return buf, errFastInvalid
-			}
-			return rest, nil
-		}})
+		plan = append(plan, fastFieldDec{dec: p.skipper(af.typ)})
 	}
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		for i := range plan {
@@ -1129,6 +1123,130 @@ func (p *fastPlanner) groupDecoder(t reflect.Type, members []goField, u *avroTyp
 		*(*unsafe.Pointer)(unsafe.Add(ptr, b.off)) = v
 		return rest, nil
 	}, nil
+}
+
+// skipper returns the walk over a value of schema a that a projection takes for a field it
+// lacks: checkBounds compiled for a (no switch on the kind per value), failing with
+// errFastInvalid wherever checkBounds reports a problem. ptr is ignored.
+func (p *fastPlanner) skipper(a *avroType) fastDec {
+	if f, ok := p.skips[a]; ok {
+		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { return (*f)(buf, ptr) }
+	}
+	slot := new(fastDec)
+	p.skips[a] = slot
+	*slot = p.buildSkipper(a)
+	return *slot
+}
+
+func (p *fastPlanner) buildSkipper(a *avroType) fastDec {
+	fixed := func(n int) fastDec {
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			if len(buf) < n {
+				return buf, errFastInvalid
+			}
+			return buf[n:], nil
+		}
+	}
+	switch a.kind {
+	case "null":
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) { return buf, nil }
+	case "boolean":
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			if len(buf) == 0 || buf[0] > 1 {
+				return buf, errFastInvalid
+			}
+			return buf[1:], nil
+		}
+	case "int", "long":
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			if _, rest, ok := readLong(buf); ok {
+				return rest, nil
+			}
+			return buf, errFastInvalid
+		}
+	case "enum":
+		n := int64(len(a.symbols))
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			if i, rest, ok := readLong(buf); ok && i >= 0 && i < n {
+				return rest, nil
+			}
+			return buf, errFastInvalid
+		}
+	case "float":
+		return fixed(4)
+	case "double":
+		return fixed(8)
+	case "fixed":
+		return fixed(a.size)
+	case "bytes", "string":
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			if _, rest, ok := readBytes(buf); ok {
+				return rest, nil
+			}
+			return buf, errFastInvalid
+		}
+	case "record":
+		fields := make([]fastDec, len(a.fields))
+		for i, f := range a.fields {
+			fields[i] = p.skipper(f.typ)
+		}
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			for _, f := range fields {
+				var err error
+				if buf, err = f(buf, nil); err != nil {
+					return buf, err
+				}
+			}
+			return buf, nil
+		}
+	case "union":
+		branches := make([]fastDec, len(a.branches))
+		for i, b := range a.branches {
+			branches[i] = p.skipper(b)
+		}
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			i, rest, ok := readLong(buf)
+			if !ok || i < 0 || i >= int64(len(branches)) {
+				return buf, errFastInvalid
+			}
+			return branches[i](rest, nil)
+		}
+	case "array", "map":
+		isMap := a.kind == "map"
+		item, itemMin := a.items, 0
+		if isMap {
+			item, itemMin = a.values, 1 // the key's length
+		}
+		itemMin += p.minSize[item]
+		skip := p.skipper(item)
+		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			for {
+				count, rest, ok := readBlockCount(buf)
+				if !ok {
+					return buf, errFastInvalid
+				}
+				buf = rest
+				if count == 0 {
+					return buf, nil
+				}
+				if (itemMin > 0 && count > int64(len(buf)/itemMin)) || (itemMin == 0 && count > maxZeroSizeItems) {
+					return buf, errFastInvalid // checkBounds' boundsOversized
+				}
+				for i := int64(0); i < count; i++ {
+					if isMap {
+						if _, buf, ok = readBytes(buf); !ok {
+							return buf, errFastInvalid
+						}
+					}
+					var err error
+					if buf, err = skip(buf, nil); err != nil {
+						return buf, err
+					}
+				}
+			}
+		}
+	}
+	return func(buf []byte, _ unsafe.Pointer) ([]byte, error) { return buf, errFastInvalid }
 }
 
 // ---------------------------------------------------------------------------- bounds guard

@@ -214,3 +214,49 @@ func TestUnscaledNeedsPrecision18(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// The compiled skipper walks exactly as checkBounds does: the same bytes left where both accept,
+// and a failure wherever checkBounds reports a problem, on every event schema's values and
+// mutations of them.
+func TestSkipperIsCheckBounds(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	check := func(name string, a *avroType, b []byte) {
+		t.Helper()
+		p := &fastPlanner{minSize: minSizes(a), skips: map[*avroType]*fastDec{}}
+		rest, err := p.skipper(a)(b, nil)
+		want, st := checkBounds(a, b, p.minSize)
+		if (err == nil) != (st == boundsOK) || err == nil && len(rest) != len(want) {
+			t.Fatalf("%s: skipper left %d bytes (%v), checkBounds %d (%d): % x", name, len(rest), err, len(want), st, b)
+		}
+	}
+	codecs := eventCodecs(t)
+	checked := 0
+	for name, c := range codecs {
+		for i := range 150 {
+			v := new(Event)
+			(&valueGen{r: r, wild: []float64{0, 0.05}[i%2]}).fill(reflect.ValueOf(v).Elem(), 0)
+			b, err := c.Encode(v)
+			if err != nil {
+				continue
+			}
+			check(string(name), c.writer, b)
+			checked++
+			for range 8 {
+				check(string(name), c.writer, mutate(r, b))
+			}
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d random events encoded", checked)
+	}
+	check("projection test schema", mustParse(t, projSchema), []byte{6, 'a', 'b', 'c', 2})
+}
+
+func mustParse(t *testing.T, schema string) *avroType {
+	t.Helper()
+	a, err := parseAvroSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -58,7 +58,7 @@ func DecodeCommand(b []byte) (Command, error) {
 
 // EncodeState is the Avro binary of s (StateSchema), unframed: the changelog is the stage's own.
 func EncodeState(s State) []byte {
-	b := make([]byte, 0, 64+24*len(s.Seen))
+	b := make([]byte, 0, stateSize(s))
 	b = appendString(b, s.OrderID)
 	if s.Order == nil {
 		b = appendLong(b, 0)
@@ -88,6 +88,31 @@ func EncodeState(s State) []byte {
 	b = appendMoves(b, s.Held)
 	b = appendMoves(b, s.Waiting)
 	return appendLong(b, s.Requested)
+}
+
+// stateSize bounds EncodeState's output from above (a varint is at most 10 bytes), so that it
+// allocates once.
+func stateSize(s State) int {
+	const v = 10
+	n := 9*v + len(s.OrderID)
+	if o := s.Order; o != nil {
+		n += 6*v + len(o.MemberID)
+		for _, l := range o.Lines {
+			n += 6*v + len(l.ID)
+		}
+	}
+	for _, id := range s.Seen {
+		n += v + len(id)
+	}
+	for _, ms := range [][]Move{s.Held, s.Waiting} {
+		for _, m := range ms {
+			n += 7*v + len(m.EventID)
+			for _, l := range m.Lines {
+				n += 2*v + len(l.LineID)
+			}
+		}
+	}
+	return n
 }
 
 func appendMoves(b []byte, ms []Move) []byte {

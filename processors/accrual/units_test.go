@@ -30,3 +30,36 @@ func TestUnitsOfAgreesWithUnits(t *testing.T) {
 		}
 	}
 }
+
+// stateSize bounds EncodeState's output, with the widest varints too.
+func TestStateSizeBoundsEncoding(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 1))
+	str := func() string { return string(make([]byte, r.IntN(60))) }
+	long := func() int64 { return []int64{0, -1, 1 << 62, -1 << 63, r.Int64()}[r.IntN(5)] }
+	moves := func() []Move {
+		var ms []Move
+		for range r.IntN(4) {
+			m := Move{EventID: str(), Kind: Kind(r.IntN(5)), OccurredAt: long(), Reship: r.IntN(2) == 0}
+			for range r.IntN(4) {
+				m.Lines = append(m.Lines, MoveLine{LineID: str(), Qty: Qty(long())})
+			}
+			ms = append(ms, m)
+		}
+		return ms
+	}
+	for range 2000 {
+		s := State{OrderID: str(), Held: moves(), Waiting: moves(), Requested: long()}
+		if r.IntN(2) == 0 {
+			s.Order = &Order{MemberID: str(), EarnRate: Rate(long()), Multiplier: Rate(long())}
+			for range r.IntN(6) {
+				s.Order.Lines = append(s.Order.Lines, Line{ID: str(), Ordered: Qty(long()), Eligible: Money(long()), Shipped: Qty(long()), Returned: Qty(long()), CancelRequested: Qty(long())})
+			}
+		}
+		for range r.IntN(12) {
+			s.Seen = append(s.Seen, str())
+		}
+		if n, bound := len(EncodeState(s)), stateSize(s); n > bound {
+			t.Fatalf("encoded %d bytes, stateSize %d: %+v", n, bound, s)
+		}
+	}
+}
