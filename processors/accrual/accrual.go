@@ -43,7 +43,9 @@ package accrual
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
+	"math/bits"
 	"slices"
 	"sort"
 
@@ -341,8 +343,102 @@ var pow10_16 = new(big.Int).Exp(big.NewInt(10), big.NewInt(MoneyScale+2*RateScal
 
 // Entitled is P = floor(B × earn_rate × tier_multiplier) with
 // B = Σ_l E(l) × (shipped(l) − returned(l)) / ordered(l), computed exactly (one common
-// denominator, one truncating division; every term is ≥ 0, so truncation is the floor).
+// denominator, one truncating division; every term is ≥ 0, so truncation is the floor). The
+// common denominator is the least common multiple of the ordered quantities, and the sum is
+// taken in 128 bits; where a product would not fit, in math/big (entitledBig, the reference
+// TestEntitledFastIsExact holds the fast path to).
 func Entitled(o *Order) int64 {
+	if p, ok := entitled128(o); ok {
+		return p
+	}
+	return entitledBig(o)
+}
+
+// entitled128 is Entitled in 128-bit integers, or false when an intermediate value would not fit.
+func entitled128(o *Order) (int64, bool) {
+	if o.EarnRate < 0 || o.Multiplier < 0 {
+		return 0, false
+	}
+	// L = lcm of the ordered quantities of the lines that count
+	l := uint64(1)
+	for i := range o.Lines {
+		ln := &o.Lines[i]
+		if ln.Eligible <= 0 || ln.Shipped-ln.Returned <= 0 || ln.Ordered <= 0 {
+			continue
+		}
+		q := uint64(ln.Ordered)
+		hi, lo := bits.Mul64(l/gcd(l, q), q)
+		if hi != 0 {
+			return 0, false
+		}
+		l = lo
+	}
+	// num = Σ E·f·(L/q), 128 bits
+	var nhi, nlo uint64
+	for i := range o.Lines {
+		ln := &o.Lines[i]
+		f := int64(ln.Shipped - ln.Returned)
+		if ln.Eligible <= 0 || f <= 0 || ln.Ordered <= 0 {
+			continue
+		}
+		thi, tlo := bits.Mul64(uint64(ln.Eligible), uint64(f))
+		if thi != 0 {
+			return 0, false
+		}
+		thi, tlo = bits.Mul64(tlo, l/uint64(ln.Ordered))
+		var c uint64
+		nlo, c = bits.Add64(nlo, tlo, 0)
+		if nhi, c = bits.Add64(nhi, thi, c); c != 0 {
+			return 0, false
+		}
+	}
+	if nhi == 0 && nlo == 0 {
+		return 0, true
+	}
+	// num × rate × multiplier, still 128 bits
+	for _, m := range []uint64{uint64(o.EarnRate), uint64(o.Multiplier)} {
+		h1, l1 := bits.Mul64(nlo, m)
+		h2, l2 := bits.Mul64(nhi, m)
+		if h2 != 0 {
+			return 0, false
+		}
+		var c uint64
+		if nhi, c = bits.Add64(h1, l2, 0); c != 0 {
+			return 0, false
+		}
+		nlo = l1
+	}
+	// floor(num / (10^16 · L)) = floor(floor(num / 10^16) / L) for positive integers
+	for _, d := range []uint64{pow10_16u, l} {
+		if nhi >= d {
+			qhi := nhi / d
+			var qlo uint64
+			qlo, _ = bits.Div64(nhi%d, nlo, d)
+			nhi, nlo = qhi, qlo
+		} else {
+			nlo, _ = bits.Div64(nhi, nlo, d)
+			nhi = 0
+		}
+	}
+	if nhi != 0 || nlo > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(nlo), true
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// pow10_16u is pow10_16 as a uint64.
+const pow10_16u = 10_000_000_000_000_000
+
+// entitledBig is Entitled in math/big: one common denominator, the product of the ordered
+// quantities.
+func entitledBig(o *Order) int64 {
 	var num, den, t big.Int
 	num.SetInt64(0)
 	den.SetInt64(1)

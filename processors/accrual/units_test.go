@@ -1,6 +1,7 @@
 package accrual
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -61,5 +62,48 @@ func TestStateSizeBoundsEncoding(t *testing.T) {
 		if n, bound := len(EncodeState(s)), stateSize(s); n > bound {
 			t.Fatalf("encoded %d bytes, stateSize %d: %+v", n, bound, s)
 		}
+	}
+}
+
+// The 128-bit Entitled gives what the math/big one gives, or declines (and Entitled falls back):
+// on typical orders, on orders with many lines of co-prime quantities and on values near the
+// int64 range; and it declines only where it must, not on the typical ones.
+func TestEntitledFastIsExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 6))
+	typical, fast := 0, 0
+	for i := range 20000 {
+		big := i%4 == 3
+		val := func(typ int64) int64 {
+			if big {
+				return []int64{r.Int64(), r.Int64N(1 << 40), 1<<62 + r.Int64N(1<<62), typ}[r.IntN(4)]
+			}
+			return r.Int64N(typ) + 1
+		}
+		o := &Order{EarnRate: Rate(val(2_000_000)), Multiplier: Rate(val(3_000_000))}
+		for range 1 + r.IntN(8) {
+			q := Qty(val(20) * []int64{1000, 1, 7, 997}[r.IntN(4)])
+			if q <= 0 || q == math.MaxInt64 { // a wrapped product
+				q = 1000
+			}
+			sh := Qty(r.Int64N(int64(q) + 1))
+			o.Lines = append(o.Lines, Line{Ordered: q, Eligible: Money(val(100_000_000)), Shipped: sh, Returned: Qty(r.Int64N(int64(sh) + 1))})
+		}
+		want := entitledBig(o)
+		got, ok := entitled128(o)
+		if ok && got != want {
+			t.Fatalf("%+v: 128-bit %d, math/big %d", *o, got, want)
+		}
+		if !big {
+			typical++
+			if ok {
+				fast++
+			}
+		}
+		if Entitled(o) != want {
+			t.Fatalf("%+v: Entitled %d, math/big %d", *o, Entitled(o), want)
+		}
+	}
+	if fast < typical*99/100 {
+		t.Errorf("the 128-bit path took only %d of %d typical orders", fast, typical)
 	}
 }
