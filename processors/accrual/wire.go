@@ -8,7 +8,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 )
 
-// The core's projection of the input events: the fields FromEvent reads and no others, by the
+// The core's projection of the input events: the fields the rules read and no others, by the
 // schemas' field names, decimals as schemas.Unscaled. schemas.Project walks the other fields
 // (addresses, tenders, taxes, prices, discounts…) without building them, and reads the
 // decimals without a big.Int. Each input topic's payload union has only these branches.
@@ -66,10 +66,11 @@ type (
 	}
 )
 
-// Decode reads a framed orders, shipments or returns value into the core's event: what
-// schemas.Decode followed by FromEvent gives (TestDecodeAgreesWithFromEvent), without building
-// the fields the core does not read. Its errors are schemas.Decode's (*schemas.DecodeError)
-// and FromEvent's.
+// Decode reads a framed orders, shipments or returns value into the core's event: what the full
+// schemas.Decode reduced with decimal arithmetic gives (TestDecodeAgreesWithReference), without
+// building the fields the core does not read. Its errors are schemas.Decode's
+// (*schemas.DecodeError), or name the event and the field whose value has more decimals than
+// its unit or does not fit 18 digits.
 func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
 	w, err := schemas.Project[wireEvent](ctx, serde, ref, value)
 	if err != nil {
@@ -78,7 +79,7 @@ func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, va
 	return fromWire(w)
 }
 
-// fromWire is FromEvent on the projection, with its checks and errors.
+// fromWire reduces the projection to the core's event.
 func fromWire(e *wireEvent) (Event, error) {
 	out := Event{EventID: e.EventID, OccurredAt: e.OccurredAt.UnixMicro()}
 	var err error

@@ -49,7 +49,7 @@ type step = topology.Step[accrual.State, accrual.Command]
 // ErrNotFramed is the decode error of a loyalty or ERP record without the Confluent framing.
 var ErrNotFramed = errors.New("accrualcore: value is not in the Confluent framing (magic 0 + 4-byte schema id)")
 
-// NewProcessor builds the stage: decode (schemas) and reduce (accrual.FromEvent),
+// NewProcessor builds the stage: decode (accrual.Decode, a projection of the input),
 // accrual.Apply, the command encoding and the state codec.
 func NewProcessor(ctx context.Context, t Topics, serde *schemas.Serde, p accrual.Policy) Processor {
 	logical := map[string]schemas.Topic{}
