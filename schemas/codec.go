@@ -40,7 +40,7 @@ import (
 type Codec[T any] struct {
 	schema string // compact writer schema text
 	avro   *goavro.Codec
-	enc    encFn // nil for a decode-only (resolving) codec
+	enc    encFn // nil for a decode-only codec (a projection, or resolving an older writer)
 	dec    decFn
 	fast   *fastCodec // direct binary path (fastpath.go); nil when the pair is not covered
 

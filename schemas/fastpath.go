@@ -62,9 +62,6 @@ type fastPlanner struct {
 	skips   map[*avroType]*fastDec
 }
 
-// A projection's plan (fastPlanner.skip) decodes from the input itself, not from a copy of it:
-// it keeps a few of a record's strings, each copied, where the full plan shares them all with
-// one copy of the record (which a projection's few strings would keep alive whole).
 
 // compileFast builds the direct path for T against schema a (writer = reader), or returns
 // errNoFastPlan. It runs after the goavro plan compiled, so the mapping is known to be valid.
@@ -82,8 +79,8 @@ func compileFast(t reflect.Type, a *avroType) (*fastCodec, error) {
 }
 
 // compileFastDecode builds a decode-only direct path for T, a projection of schema a
-// (NewProjectionCodec): writer fields T lacks are walked by checkBounds, which fails where
-// goavro's decoding would, and not built.
+// (NewProjectionCodec): writer fields T lacks are walked by a skipper compiled from schema a,
+// which fails where goavro's decoding would, and not built.
 func compileFastDecode(t reflect.Type, a *avroType) (*fastCodec, error) {
 	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true, skips: map[*avroType]*fastDec{}}
 	dec, err := p.decoder(t, a)
@@ -368,24 +365,10 @@ func (p *fastPlanner) buildEncoder(t reflect.Type, a *avroType) (fastEnc, error)
 	}
 	switch {
 	case a.logical == "decimal" && a.kind == "bytes":
-		if (t != decimalType && t != unscaledType) || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
-			return nil, errNoFastPlan
+		if t != decimalType || a.prec > 18 || a.prec < 1 || a.scale < 0 || a.scale > a.prec {
+			return nil, errNoFastPlan // Unscaled is decode-only
 		}
 		prec, scale := a.prec, a.scale
-		if t == unscaledType {
-			return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
-				b, rest, ok := readBytes(buf)
-				if !ok {
-					return buf, errFastInvalid
-				}
-				u, ok := unscaledFromBytes(b, prec)
-				if !ok {
-					return buf, errFastInvalid
-				}
-				*(*Unscaled)(ptr) = Unscaled{V: u, Scale: int32(scale)}
-				return rest, nil
-			}, nil
-		}
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 			return appendDecimal(buf, *(*decimal.Decimal)(ptr), prec, scale)
 		}, nil
@@ -1220,6 +1203,7 @@ func (p *fastPlanner) buildSkipper(a *avroType) fastDec {
 		itemMin += p.minSize[item]
 		skip := p.skipper(item)
 		return func(buf []byte, _ unsafe.Pointer) ([]byte, error) {
+			var keys map[string]struct{} // a map's keys: goavro refuses a duplicate
 			for {
 				count, rest, ok := readBlockCount(buf)
 				if !ok {
@@ -1234,7 +1218,8 @@ func (p *fastPlanner) buildSkipper(a *avroType) fastDec {
 				}
 				for i := int64(0); i < count; i++ {
 					if isMap {
-						if _, buf, ok = readBytes(buf); !ok {
+						var key []byte
+						if key, buf, ok = readBytes(buf); !ok || !newKey(&keys, key) {
 							return buf, errFastInvalid
 						}
 					}
@@ -1316,6 +1301,7 @@ func checkBounds(a *avroType, buf []byte, minSize map[*avroType]int) ([]byte, bo
 			item, itemMin = a.values, 1 // the key's length
 		}
 		itemMin += minSize[item]
+		var keys map[string]struct{} // a map's keys: goavro refuses a duplicate
 		for {
 			count, rest, ok := readBlockCount(buf)
 			if !ok {
@@ -1330,7 +1316,8 @@ func checkBounds(a *avroType, buf []byte, minSize map[*avroType]int) ([]byte, bo
 			}
 			for i := int64(0); i < count; i++ {
 				if a.kind == "map" {
-					if _, buf, ok = readBytes(buf); !ok {
+					var key []byte
+					if key, buf, ok = readBytes(buf); !ok || !newKey(&keys, key) {
 						return nil, boundsMalformed
 					}
 				}
@@ -1342,6 +1329,18 @@ func checkBounds(a *avroType, buf []byte, minSize map[*avroType]int) ([]byte, bo
 		}
 	}
 	return nil, boundsMalformed
+}
+
+// newKey adds key to *keys (made on first use) and reports whether it was not there yet.
+func newKey(keys *map[string]struct{}, key []byte) bool {
+	if *keys == nil {
+		*keys = map[string]struct{}{}
+	}
+	if _, dup := (*keys)[string(key)]; dup {
+		return false
+	}
+	(*keys)[string(key)] = struct{}{}
+	return true
 }
 
 func okOrMalformed(ok bool) bounds {

@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"bytes"
+	"context"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -146,8 +148,9 @@ func TestProjection(t *testing.T) {
 	}
 }
 
-// A skipped boolean other than 0 or 1, or a skipped enum index outside its symbols, fails the
-// direct path as it fails goavro: the projection never accepts what a full decode refuses.
+// A skipped boolean other than 0 or 1, a skipped enum index outside its symbols or a skipped
+// map with a key twice fails the direct path as it fails goavro: the projection never accepts
+// what a full decode refuses.
 func TestProjectionSkipsStrictly(t *testing.T) {
 	full, err := NewCodecFromSchema[projFull](projSchema)
 	if err != nil {
@@ -169,9 +172,20 @@ func TestProjectionSkipsStrictly(t *testing.T) {
 		what string
 		at   int
 		to   byte
-	}{{"boolean 2", 4, 2}, {"enum index 3", 5, 6}, {"enum index -1", 5, 1}} {
+	}{{"boolean 2", 4, 2}, {"enum index 3", 5, 6}, {"enum index -1", 5, 1}, {"map key twice", -1, 0}} {
 		bad := append([]byte(nil), b...)
-		bad[c.at] = c.to
+		if c.at >= 0 {
+			bad[c.at] = c.to
+		} else if bad, err = full.Encode(&projFull{ID: "abc", Kind: "B", Attrs: map[string]int64{"k": 1, "l": 2}, Amount: decimal.New(12345, -4), At: time.UnixMicro(1e15).UTC(), Tail: "z"}); err != nil {
+			t.Fatal(err)
+		} else {
+			// the map's second key "l" becomes "k" (2 items: count, then key, value, key, value)
+			i := bytes.LastIndex(bad, []byte{2, 'l'})
+			if i < 0 {
+				t.Fatal("no key l in the encoding")
+			}
+			bad[i+1] = 'k'
+		}
 		if _, err := pc.Decode(bad); err == nil {
 			t.Errorf("%s in a skipped field: decoded", c.what)
 		}
@@ -259,4 +273,29 @@ func mustParse(t *testing.T, schema string) *avroType {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// Decode and Project of one type on one Serde get codecs of their own: the projection's is
+// decode-only and reads in place, the full one encodes and shares one copy of the record.
+func TestProjectionCodecCachedApart(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewSerde(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.SchemaID(TopicOrders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, err := codecForID[Event](ctx, s, id, TopicOrders, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := codecForID[Event](ctx, s, id, TopicOrders, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proj == full || full.fast == nil || full.fast.inPlace || full.enc == nil || proj.fast == nil || !proj.fast.inPlace || proj.enc != nil {
+		t.Fatalf("Decode's codec %p (encodes: %t) and Project's %p share or swap their kinds", full, full.enc != nil, proj)
+	}
 }

@@ -1,6 +1,9 @@
 package topology
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // putLive keeps the memory store's byte count, key count and expiry index as drop-then-insert
 // did, also on its one-lookup path for a key already decoded.
@@ -34,4 +37,24 @@ func TestPutLiveAccounting(t *testing.T) {
 	check("b put live", 12, 2)
 	s.drop("a")
 	check("a dropped", 7, 1)
+}
+
+// With a persistent store, putLive of a key decoded before also drops its value-cache entry
+// (the one-lookup path is the memory store's only).
+func TestPutLiveDropsCachedValue(t *testing.T) {
+	d, err := openDiskStore(context.Background(), t.TempDir(), "sum", DiskOptions{CacheBytes: 1 << 20}, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	s := newDiskStore[int](d, 0, partMeta{})
+	s.putHot("a", []byte("old"))
+	s.promote("a", 1)
+	s.putLive("a", 2, []byte("new"))
+	if v, ok := s.hot["a"]; ok {
+		t.Fatalf("the value cache still holds a's old value %q", v)
+	}
+	if s.hotBytes != 0 {
+		t.Fatalf("value cache bytes %d after its only entry went", s.hotBytes)
+	}
 }

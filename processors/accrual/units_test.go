@@ -106,4 +106,28 @@ func TestEntitledFastIsExact(t *testing.T) {
 	if fast < typical*99/100 {
 		t.Errorf("the 128-bit path took only %d of %d typical orders", fast, typical)
 	}
+	// each where a 128-bit step overflows (the sum, the lcm, the rate product) or a rate is
+	// negative: the fast path must decline or agree, and Entitled must agree
+	lines := func(ls ...Line) []Line { return ls }
+	full := func(q Qty, e Money) Line { return Line{Ordered: q, Shipped: q, Eligible: e} }
+	for i, o := range []*Order{
+		{EarnRate: 1, Multiplier: 1, Lines: lines(full(1, math.MaxInt64), full(1, math.MaxInt64), full(1, math.MaxInt64),
+			full(1, math.MaxInt64), full(1, math.MaxInt64), Line{Ordered: math.MaxInt64, Shipped: 1, Eligible: 1})},
+		{EarnRate: One, Multiplier: One, Lines: lines(full(4294967291, 1000), full(4294967279, 1000), full(4294967231, 1000))},
+		{EarnRate: One, Multiplier: One, Lines: lines(Line{Ordered: 4294967291, Shipped: 4294967000, Eligible: 1e12},
+			Line{Ordered: 4294967279, Shipped: 3, Eligible: 1e12}, Line{Ordered: 4294967231, Shipped: 77777, Eligible: 1e12})},
+		// lcm(2^40+1, 2^30+1) = 2^70 + …: it wraps to ≈ 1.1·10^12, which would pass for an lcm
+		{EarnRate: One, Multiplier: One, Lines: lines(full(1<<40+1, 1_000_000), Line{Ordered: 1<<30 + 1, Shipped: 1, Eligible: 1_000_000})},
+		{EarnRate: math.MaxInt64, Multiplier: math.MaxInt64, Lines: lines(full(1000, 1<<40))},
+		{EarnRate: -One, Multiplier: One, Lines: lines(full(1000, 1_000_000))},
+		{EarnRate: One, Multiplier: -2 * One, Lines: lines(full(3000, 1_000_000), Line{Ordered: 7, Shipped: 3, Eligible: 999})},
+	} {
+		want := entitledBig(o)
+		if got, ok := entitled128(o); ok && got != want {
+			t.Errorf("order %d: 128-bit %d, math/big %d", i, got, want)
+		}
+		if got := Entitled(o); got != want {
+			t.Errorf("order %d: Entitled %d, math/big %d", i, got, want)
+		}
+	}
 }

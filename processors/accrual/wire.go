@@ -11,7 +11,9 @@ import (
 // The core's projection of the input events: the fields the rules read and no others, by the
 // schemas' field names, decimals as schemas.Unscaled. schemas.Project walks the other fields
 // (addresses, tenders, taxes, prices, discounts…) without building them, and reads the
-// decimals without a big.Int. Each input topic's payload union has only these branches.
+// decimals without a big.Int. Each input topic's payload union has only these branches; a
+// branch a new schema version adds must be named here too, or its records fail to decode (as
+// they would into schemas.Event until it named the branch).
 type (
 	wireEvent struct {
 		EventID    string    `json:"event_id"`
