@@ -62,7 +62,6 @@ type fastPlanner struct {
 	skips   map[*avroType]*fastDec
 }
 
-
 // compileFast builds the direct path for T against schema a (writer = reader), or returns
 // errNoFastPlan. It runs after the goavro plan compiled, so the mapping is known to be valid.
 func compileFast(t reflect.Type, a *avroType) (*fastCodec, error) {
