@@ -44,8 +44,8 @@ type Codec[T any] struct {
 	dec    decFn
 	fast   *fastCodec // direct binary path (fastpath.go); nil when the pair is not covered
 
-	writer  *avroType
-	minSize map[*avroType]int // for checkBounds, the guard in front of goavro
+	writer *avroType
+	guard  fastDec // the writer schema's skipper (fastPlanner.skipper): walked before goavro
 }
 
 // NewCodec returns a codec for T against the embedded schema with that name
@@ -96,7 +96,7 @@ func newCodec[T any](writerText, readerText string, encode bool) (*Codec[T], err
 	}
 	t := reflect.TypeFor[T]()
 	p := &planner{encs: map[planKey]*encFn{}, decs: map[planKey]*decFn{}, strict: encode}
-	c := &Codec[T]{schema: compact, avro: ac, writer: w, minSize: minSizes(w)}
+	c := &Codec[T]{schema: compact, avro: ac, writer: w, guard: compileSkipper(w)}
 	if encode {
 		if c.enc, err = p.encoder(t, w); err != nil {
 			return nil, err
@@ -193,8 +193,8 @@ func (c *Codec[T]) DecodeInto(b []byte, v *T) (err error) {
 
 // goavroDecodeInto is the reference decoding: bytes → goavro native form → Go value.
 func (c *Codec[T]) goavroDecodeInto(b []byte, v *T) error {
-	if _, st := checkBounds(c.writer, b, c.minSize); st == boundsOversized {
-		return errors.New("malformed Avro: an array or map block claims more items than the bytes left can hold")
+	if _, err := c.guard(b, nil); errors.Is(err, errOversized) {
+		return err
 	}
 	native, rest, err := c.avro.NativeFromBinary(b)
 	if err != nil {
@@ -702,22 +702,7 @@ func (p *planner) buildDecoder(t reflect.Type, w, r *avroType) (decFn, error) {
 		if t != decimalType && !(t == unscaledType && w.prec <= 18) {
 			return nil, mismatch(t, w)
 		}
-		prec, scale := w.prec, w.scale
-		if t == unscaledType {
-			return func(n any, v reflect.Value) error {
-				rat, ok := n.(*big.Rat)
-				if !ok {
-					return fmt.Errorf("decimal: native %T", n)
-				}
-				d, err := ratToDecimal(rat, prec, scale)
-				if err != nil {
-					return err
-				}
-				// exact at scale and below 10^prec ≤ 10^18: the coefficient fits an int64
-				v.Set(reflect.ValueOf(Unscaled{V: d.CoefficientInt64(), Scale: int32(scale)}))
-				return nil
-			}, nil
-		}
+		prec, scale, unscaled := w.prec, w.scale, t == unscaledType
 		return func(n any, v reflect.Value) error {
 			rat, ok := n.(*big.Rat)
 			if !ok {
@@ -726,6 +711,11 @@ func (p *planner) buildDecoder(t reflect.Type, w, r *avroType) (decFn, error) {
 			d, err := ratToDecimal(rat, prec, scale)
 			if err != nil {
 				return err
+			}
+			if unscaled {
+				// exact at scale and below 10^prec ≤ 10^18: the coefficient fits an int64
+				v.Set(reflect.ValueOf(Unscaled{V: d.CoefficientInt64(), Scale: int32(scale)}))
+				return nil
 			}
 			v.Set(reflect.ValueOf(d))
 			return nil

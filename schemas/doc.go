@@ -55,7 +55,9 @@
 //
 // A bounds guard runs in front of goavro: goavro allocates the capacity an array or map block
 // claims before reading it, so a 7-byte value claiming 2^31-1 items made the process die of an
-// unrecoverable out-of-memory error. Such input is now an ordinary avro-class decode error.
+// unrecoverable out-of-memory error. Such input is now an ordinary avro-class decode error. The
+// guard is the writer schema's skipper (fastPlanner.skipper), the walk a projection
+// (NewProjectionCodec) takes over the fields it lacks.
 //
 // Validation builds field paths only when it reports a problem and checks decimal scales
 // through a plan made once per type.

@@ -1107,9 +1107,18 @@ func (p *fastPlanner) groupDecoder(t reflect.Type, members []goField, u *avroTyp
 	}, nil
 }
 
-// skipper returns the walk over a value of schema a that a projection takes for a field it
-// lacks: checkBounds compiled for a (no switch on the kind per value), failing with
-// errFastInvalid wherever checkBounds reports a problem. ptr is ignored.
+// compileSkipper is the skipper of schema a on its own.
+func compileSkipper(a *avroType) fastDec {
+	p := &fastPlanner{minSize: minSizes(a), skips: map[*avroType]*fastDec{}}
+	return p.skipper(a)
+}
+
+// skipper returns a walk over one value of schema a that builds nothing: a projection takes
+// it over a field it lacks, and the goavro path over the whole value first (Codec.guard). It
+// stops at the first problem, where goavro's decoding fails too: errOversized for a block count
+// the bytes left cannot hold, errFastInvalid for anything else (a short or malformed primitive,
+// a boolean byte other than 0/1, an enum or union index out of range, a map key twice). ptr is
+// ignored.
 func (p *fastPlanner) skipper(a *avroType) fastDec {
 	if f, ok := p.skips[a]; ok {
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { return (*f)(buf, ptr) }
@@ -1213,7 +1222,7 @@ func (p *fastPlanner) buildSkipper(a *avroType) fastDec {
 					return buf, nil
 				}
 				if (itemMin > 0 && count > int64(len(buf)/itemMin)) || (itemMin == 0 && count > maxZeroSizeItems) {
-					return buf, errFastInvalid // checkBounds' boundsOversized
+					return buf, errOversized
 				}
 				for i := int64(0); i < count; i++ {
 					if isMap {
@@ -1239,96 +1248,13 @@ func (p *fastPlanner) buildSkipper(a *avroType) fastDec {
 // (null, a record of nulls): the bytes cannot bound it, and goavro allocates the whole count.
 const maxZeroSizeItems = 1 << 16
 
-type bounds int
-
-const (
-	boundsOK        bounds = iota
-	boundsMalformed        // a short or malformed primitive: goavro fails there too, safely
-	boundsOversized        // a block count the bytes left cannot hold: goavro must not see it
-)
-
-// checkBounds walks one Avro value of schema a in buf without building it, and stops at the
-// first problem. goavro allocates capacity for a claimed array or map count before reading
-// the items, so a 7-byte record claiming 2^31-1 items makes it allocate 32 GiB and kills the
-// process with an unrecoverable out-of-memory error; the goavro path runs this guard first
-// and refuses boundsOversized input itself. goavro reads in the same order and would fail at
-// the same place (the items cannot all be there), so no input goavro accepts is refused.
-func checkBounds(a *avroType, buf []byte, minSize map[*avroType]int) ([]byte, bounds) {
-	switch a.kind {
-	case "null":
-		return buf, boundsOK
-	case "boolean":
-		if len(buf) == 0 || buf[0] > 1 {
-			return nil, boundsMalformed // goavro refuses a boolean byte other than 0 or 1
-		}
-		return buf[1:], boundsOK
-	case "int", "long":
-		_, rest, ok := readLong(buf)
-		return rest, okOrMalformed(ok)
-	case "enum":
-		i, rest, ok := readLong(buf)
-		if !ok || i < 0 || i >= int64(len(a.symbols)) {
-			return nil, boundsMalformed // goavro refuses an index outside the symbols
-		}
-		return rest, boundsOK
-	case "float":
-		return skipN(buf, 4)
-	case "double":
-		return skipN(buf, 8)
-	case "fixed":
-		return skipN(buf, a.size)
-	case "bytes", "string":
-		_, rest, ok := readBytes(buf)
-		return rest, okOrMalformed(ok)
-	case "record":
-		for _, f := range a.fields {
-			var st bounds
-			if buf, st = checkBounds(f.typ, buf, minSize); st != boundsOK {
-				return nil, st
-			}
-		}
-		return buf, boundsOK
-	case "union":
-		i, rest, ok := readLong(buf)
-		if !ok || i < 0 || i >= int64(len(a.branches)) {
-			return nil, boundsMalformed
-		}
-		return checkBounds(a.branches[i], rest, minSize)
-	case "array", "map":
-		item, itemMin := a.items, 0
-		if a.kind == "map" {
-			item, itemMin = a.values, 1 // the key's length
-		}
-		itemMin += minSize[item]
-		var keys map[string]struct{} // a map's keys: goavro refuses a duplicate
-		for {
-			count, rest, ok := readBlockCount(buf)
-			if !ok {
-				return nil, boundsMalformed
-			}
-			buf = rest
-			if count == 0 {
-				return buf, boundsOK
-			}
-			if (itemMin > 0 && count > int64(len(buf)/itemMin)) || (itemMin == 0 && count > maxZeroSizeItems) {
-				return nil, boundsOversized
-			}
-			for i := int64(0); i < count; i++ {
-				if a.kind == "map" {
-					var key []byte
-					if key, buf, ok = readBytes(buf); !ok || !newKey(&keys, key) {
-						return nil, boundsMalformed
-					}
-				}
-				var st bounds
-				if buf, st = checkBounds(item, buf, minSize); st != boundsOK {
-					return nil, st
-				}
-			}
-		}
-	}
-	return nil, boundsMalformed
-}
+// errOversized: an array or map block claims more items than the bytes left can hold. goavro
+// allocates capacity for a claimed count before reading the items, so a 7-byte record claiming
+// 2^31-1 items makes it allocate 32 GiB and kills the process with an unrecoverable
+// out-of-memory error: the goavro path walks the value with the writer schema's skipper first
+// (Codec.guard) and refuses it itself. goavro reads in the same order and would fail at the same
+// place (the items cannot all be there), so no input goavro accepts is refused.
+var errOversized = errors.New("malformed Avro: an array or map block claims more items than the bytes left can hold")
 
 // newKey adds key to *keys (made on first use) and reports whether it was not there yet.
 func newKey(keys *map[string]struct{}, key []byte) bool {
@@ -1340,18 +1266,4 @@ func newKey(keys *map[string]struct{}, key []byte) bool {
 	}
 	(*keys)[string(key)] = struct{}{}
 	return true
-}
-
-func okOrMalformed(ok bool) bounds {
-	if ok {
-		return boundsOK
-	}
-	return boundsMalformed
-}
-
-func skipN(buf []byte, n int) ([]byte, bounds) {
-	if n < 0 || len(buf) < n {
-		return nil, boundsMalformed
-	}
-	return buf[n:], boundsOK
 }

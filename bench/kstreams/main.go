@@ -434,25 +434,7 @@ func (b *Bench) Run() {
 	stateDir, err := os.MkdirTemp("", "kstreams-core-")
 	must(err)
 	defer os.RemoveAll(stateDir)
-	ksOutA, ksOutB := b.prefix+".ks-A", b.prefix+".ks-B"
-	for _, o := range []string{ksOutA, ksOutB} {
-		b.ensure(o+".commands", false)
-		b.ensure(o+".dlq", false)
-	}
-	appA, appB := b.prefix+"-ks-a", b.prefix+"-ks-b"
-	b.groups = append(b.groups, appA, appB)
-	began := time.Now()
-	ks := StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
-	ks.Do("start "+appA+" "+a.Prefix+" "+ksOutA, "running")
-	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.Alive)
-	ksCold := Drain{Events: nA, Wall: time.Since(began), CPU: cpuOf(ks.Process)}
-	log.Printf("kafka streams core, fresh JVM: %d events in %s, %s CPU", nA, ksCold.Wall.Round(time.Millisecond), ksCold.CPU)
-	ks.Do("stop", "stopped")
-	cpu0, began := cpuOf(ks.Process), time.Now()
-	ks.Do("start "+appB+" "+w.Prefix+" "+ksOutB, "running")
-	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.Alive)
-	ksWarm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process) - cpu0}
-	log.Printf("kafka streams core, warm JVM: %d events in %s, %s CPU", w.Events, ksWarm.Wall.Round(time.Millisecond), ksWarm.CPU)
+	ks, ksCold, ksWarm, ksOutA, ksOutB, appB := b.drainKS(&a, &w, stateDir)
 	ksRate := ksWarm.Rate() / 2
 	ksLat := b.Latency(&w, ksOutB+".commands", 45, ksRate, appB, ks.Alive)
 	ks.Do("stop", "stopped")
@@ -487,7 +469,7 @@ func (b *Bench) Run() {
 	cmd := exec.Command(self, "-serve-core", string(spec), "-group", group, "-core-cpuprofile", *coreProfile,
 		"-serve-core-next", string(specB), "-group-next", groupB)
 	cmd.Stderr = os.Stderr
-	began = time.Now()
+	began := time.Now()
 	rf, err := rig.Start(cmd)
 	must(err)
 	b.WaitCaughtUp(group, a.Inputs(), 30*time.Minute, rf.Alive)
@@ -500,7 +482,7 @@ func (b *Bench) Run() {
 	rfLatKS := b.Latency(&a, ct.Names[schemas.TopicCommands], 46, ksRate, group, rf.Alive)
 	// The same process, warm, drains B (as the Kafka Streams JVM did after A): its runner on A
 	// stops, one on B starts; CPU of the B drain only.
-	cpu0, began = cpuOf(rf), time.Now()
+	cpu0, began := cpuOf(rf), time.Now()
 	must(rf.Cmd.Process.Signal(syscall.SIGUSR1))
 	b.WaitCaughtUp(groupB, w2.Inputs(), 30*time.Minute, rf.Alive)
 	rfWarm := Drain{Events: w2.Events, Wall: time.Since(began), CPU: cpuOf(rf) - cpu0}
@@ -585,6 +567,32 @@ func (b *Bench) RunRFCoreOnly() {
 	fmt.Println(line)
 }
 
+// drainKS starts a Kafka Streams JVM, drains set a with it fresh and then set w with it warm,
+// and leaves it running on w (its application appB, outputs under outB).
+func (b *Bench) drainKS(a, w *InputSet, stateDir string) (ks *KSApp, cold, warm Drain, outA, outB, appB string) {
+	outA, outB = b.prefix+".ks-A", b.prefix+".ks-B"
+	for _, o := range []string{outA, outB} {
+		b.ensure(o+".commands", false)
+		b.ensure(o+".dlq", false)
+	}
+	appA := b.prefix + "-ks-a"
+	appB = b.prefix + "-ks-b"
+	b.groups = append(b.groups, appA, appB)
+	began := time.Now()
+	ks = StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
+	ks.Do("start "+appA+" "+a.Prefix+" "+outA, "running")
+	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.Alive)
+	cold = Drain{Events: a.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process)}
+	log.Printf("kafka streams core, fresh JVM: %d events in %s, %s CPU", a.Events, cold.Wall.Round(time.Millisecond), cold.CPU)
+	ks.Do("stop", "stopped")
+	cpu0, began := cpuOf(ks.Process), time.Now()
+	ks.Do("start "+appB+" "+w.Prefix+" "+outB, "running")
+	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.Alive)
+	warm = Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process) - cpu0}
+	log.Printf("kafka streams core, warm JVM: %d events in %s, %s CPU", w.Events, warm.Wall.Round(time.Millisecond), warm.CPU)
+	return ks, cold, warm, outA, outB, appB
+}
+
 // RunKSOnly drains set A with a fresh Kafka Streams JVM and then set B with the same, warm JVM,
 // as Run does, and prints one line (for comparing builds of the Kafka Streams app).
 func (b *Bench) RunKSOnly() {
@@ -595,24 +603,8 @@ func (b *Bench) RunKSOnly() {
 	stateDir, err := os.MkdirTemp("", "kstreams-core-")
 	must(err)
 	defer os.RemoveAll(stateDir)
-	outA, outB := b.prefix+".ks-A", b.prefix+".ks-B"
-	for _, o := range []string{outA, outB} {
-		b.ensure(o+".commands", false)
-		b.ensure(o+".dlq", false)
-	}
-	appA, appB := b.prefix+"-ks-a", b.prefix+"-ks-b"
-	b.groups = append(b.groups, appA, appB)
-	began := time.Now()
-	ks := StartKS(b.conn.Brokers, *jar, *javaBin, stateDir, CorePolicy())
+	ks, cold, warm, _, _, _ := b.drainKS(&a, &w, stateDir)
 	defer ks.Close()
-	ks.Do("start "+appA+" "+a.Prefix+" "+outA, "running")
-	b.WaitCaughtUp(appA, a.Inputs(), 30*time.Minute, ks.Alive)
-	cold := Drain{Events: a.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process)}
-	ks.Do("stop", "stopped")
-	cpu0, began := cpuOf(ks.Process), time.Now()
-	ks.Do("start "+appB+" "+w.Prefix+" "+outB, "running")
-	b.WaitCaughtUp(appB, w.Inputs(), 30*time.Minute, ks.Alive)
-	warm := Drain{Events: w.Events, Wall: time.Since(began), CPU: cpuOf(ks.Process) - cpu0}
 	ks.Do("stop", "stopped")
 	fmt.Printf("ks_core: events=%d cold_per_cpu_s=%.0f warm_events=%d warm_wall_s=%.2f warm_cpu_s=%.2f warm_per_cpu_s=%.0f\n",
 		cold.Events, cold.PerCPU(), warm.Events, warm.Wall.Seconds(), warm.CPU.Seconds(), warm.PerCPU())
