@@ -1381,8 +1381,8 @@ func (r *Runner[E, S, O]) noteRejected(src source, topic string) {
 // (eagerEncode) are not encoded again. An error means the transaction must abort.
 func (r *Runner[E, S, O]) prepareChangelog() error {
 	q := r.encodeQueue[:0]
-	for _, k := range r.ov.order {
-		if pe := k.e; pe.op == Put && pe.enc == nil {
+	for _, pe := range r.ov.order {
+		if pe.op == Put && pe.enc == nil {
 			q = append(q, pe)
 		}
 	}
@@ -1411,18 +1411,17 @@ func (r *Runner[E, S, O]) prepareChangelog() error {
 // produceChangelog writes the new state of each key the transaction changed, once.
 func (r *Runner[E, S, O]) produceChangelog(ctx context.Context, sess *kgo.GroupTransactSession) {
 	topic := string(r.stage.Store)
-	for _, k := range r.ov.order {
-		pe := k.e
+	for _, pe := range r.ov.order {
 		if pe.op == Keep {
 			continue
 		}
 		out := r.txn.record()
 		// the key's bytes are the overlay key's (a string: never written; franz-go only reads a Key)
-		out.Topic, out.Key, out.Value, out.Partition = topic, unsafe.Slice(unsafe.StringData(k.key), len(k.key)), pe.enc, k.partition
+		out.Topic, out.Key, out.Value, out.Partition = topic, unsafe.Slice(unsafe.StringData(pe.key), len(pe.key)), pe.enc, pe.partition
 		if pe.src.topic != "" { // a sweep's tombstone has no input
 			out.Headers = r.txn.sourceHeaders(pe.src, 0, 6)
 		}
-		out.Headers = r.changelogHeaders(pe, k.partition, out.Headers)
+		out.Headers = r.changelogHeaders(pe, out.Headers)
 		pe.out = out // its offset, once produced, is the persistent store's checkpoint (read by applyOverlay after End, before the next transaction resets the chunk)
 		sess.Produce(ctx, out, r.txn.results.add())
 		r.txn.produced[topic]++
@@ -1442,28 +1441,27 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 			return fmt.Errorf("stage %s: %w", r.stage.Name, err)
 		}
 	}
-	for _, k := range r.ov.order {
-		pe := k.e
-		st := r.stores[k.partition]
+	for _, pe := range r.ov.order {
+		st := r.stores[pe.partition]
 		switch pe.op {
 		case Put:
 			if r.beh.ImmutableState {
-				st.putLive(k.key, pe.state, pe.enc)
+				st.putLive(pe.key, pe.state, pe.enc)
 			} else if r.disk == nil {
-				st.putRaw(k.key, pe.enc)
+				st.putRaw(pe.key, pe.enc)
 			} else {
-				delete(st.live, k.key) // a decoded copy of the old value
+				delete(st.live, pe.key) // a decoded copy of the old value
 				if r.o.State.ValueCacheBytes > 0 {
-					st.putHot(k.key, pe.enc)
+					st.putHot(pe.key, pe.enc)
 				}
 			}
 			if pe.hasExp {
-				st.index(k.key, pe.exp)
+				st.index(pe.key, pe.exp)
 			}
 		case Evict:
-			st.drop(k.key)
+			st.drop(pe.key)
 		}
-		touched[k.partition] = true // a read may have decoded the key: bound below
+		touched[pe.partition] = true // a read may have decoded the key: bound below
 	}
 	r.commitStreamTimes()
 	r.ov.reset()
@@ -1528,24 +1526,23 @@ func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 	w := r.disk.newTxnWrite()
 	lasts := map[int32]*kgo.Record{} // per partition, the changelog record with the highest offset
 	keys := map[int32]int64{}
-	for _, k := range r.ov.order {
-		pe := k.e
+	for _, pe := range r.ov.order {
 		var err error
 		switch pe.op {
 		case Keep:
 			continue
 		case Put:
-			err = w.set(k.partition, k.key, pe.enc)
+			err = w.set(pe.partition, pe.key, pe.enc)
 			if err == nil && pe.hasExp {
-				err = w.b.Set(r.disk.indexKey(k.partition, pe.exp, k.key), nil, nil)
+				err = w.b.Set(r.disk.indexKey(pe.partition, pe.exp, pe.key), nil, nil)
 			}
 			if !pe.existed {
-				keys[k.partition]++
+				keys[pe.partition]++
 			}
 		case Evict:
-			err = w.delete(k.partition, k.key)
+			err = w.delete(pe.partition, pe.key)
 			if pe.existed {
-				keys[k.partition]--
+				keys[pe.partition]--
 			}
 		}
 		if err != nil {
@@ -1555,8 +1552,8 @@ func (r *Runner[E, S, O]) writeCommitted(ctx context.Context) error {
 		if pe.out == nil || pe.out.Offset < 0 {
 			continue
 		}
-		if l, ok := lasts[k.partition]; !ok || pe.out.Offset > l.Offset {
-			lasts[k.partition] = pe.out
+		if l, ok := lasts[pe.partition]; !ok || pe.out.Offset > l.Offset {
+			lasts[pe.partition] = pe.out
 		}
 	}
 	for p, l := range lasts {

@@ -249,12 +249,13 @@ func (s *store[S]) bound(limit int) {
 
 // pending is one key's state inside the open transaction.
 type pending[S any] struct {
-	key   string
-	state S
-	found bool    // state is a real value (from the store or a Put), not the zero S
-	op    StateOp // Keep: only read in this transaction; Put/Evict: write at commit
-	enc   []byte  // encoded state for Put: set when the changelog is prepared (or per event, see Runner.eagerEncode)
-	src   source  // the input that last changed the key
+	key       string
+	partition int32
+	state     S
+	found     bool    // state is a real value (from the store or a Put), not the zero S
+	op        StateOp // Keep: only read in this transaction; Put/Evict: write at commit
+	enc       []byte  // encoded state for Put: set when the changelog is prepared (or per event, see Runner.eagerEncode)
+	src       source  // the input that last changed the key
 	// existed: the key had a committed state when the transaction first read it (the
 	// persistent store's key count)
 	existed bool
@@ -277,14 +278,8 @@ type source struct {
 // the stores only after the transaction commits and dropped otherwise.
 type overlay[S any] struct {
 	parts map[int32]map[string]*pending[S]
-	order []overlayKey[S] // first-touch order, so changelog records are produced deterministically
-	free  []*pending[S]   // entries of earlier transactions, reused (nothing refers to them after reset)
-}
-
-type overlayKey[S any] struct {
-	partition int32
-	key       string
-	e         *pending[S] // the key's entry: the commit's loops need no map lookup
+	order []*pending[S] // first-touch order, so changelog records are produced deterministically
+	free  []*pending[S] // entries of earlier transactions, reused (nothing refers to them after reset)
 }
 
 func (o *overlay[S]) get(p int32, key string) (*pending[S], bool) {
@@ -309,9 +304,9 @@ func (o *overlay[S]) add(p int32, key string) *pending[S] {
 	} else {
 		e = new(pending[S])
 	}
-	e.key = key
+	e.key, e.partition = key, p
 	m[key] = e
-	o.order = append(o.order, overlayKey[S]{p, key, e})
+	o.order = append(o.order, e)
 	return e
 }
 

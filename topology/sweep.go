@@ -158,14 +158,14 @@ func (t *txnState) nanosHeader(key string, v int64) kgo.RecordHeader {
 	return kgo.RecordHeader{Key: key, Value: t.hbuf[start:len(t.hbuf):len(t.hbuf)]}
 }
 
-// changelogHeaders appends the time headers of pe's changelog record to hs: the partition's
+// changelogHeaders appends the time headers of pe's changelog record to hs: its partition's
 // stream time, and for a Put the state's expiry (which it also keeps in pe for the index), and
 // a sweep tombstone's own headers.
-func (r *Runner[E, S, O]) changelogHeaders(pe *pending[S], p int32, hs []kgo.RecordHeader) []kgo.RecordHeader {
+func (r *Runner[E, S, O]) changelogHeaders(pe *pending[S], hs []kgo.RecordHeader) []kgo.RecordHeader {
 	if r.beh.Expiry == nil {
 		return hs
 	}
-	hs = append(hs, r.txn.nanosHeader(headers.StreamTime, r.streamTimeOf(p)))
+	hs = append(hs, r.txn.nanosHeader(headers.StreamTime, r.streamTimeOf(pe.partition)))
 	switch pe.op {
 	case Put:
 		if at, ok := r.beh.Expiry(pe.state); ok {
