@@ -127,32 +127,35 @@ func fromWire(e *wireEvent) (Event, error) {
 		out.Order = f
 	case e.ShipmentConfirmed != nil:
 		s := e.ShipmentConfirmed
-		out.Kind = Shipment
-		m := &Move{EventID: e.EventID, Kind: Shipment, OccurredAt: out.OccurredAt, Reship: s.IsReship, Lines: make([]MoveLine, len(s.Lines))}
+		m := out.move(Shipment, len(s.Lines))
+		m.Reship = s.IsReship
 		for i, l := range s.Lines {
 			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
 		}
-		out.Move = m
 	case e.ReturnReceived != nil:
 		r := e.ReturnReceived
-		out.Kind = Return
-		m := &Move{EventID: e.EventID, Kind: Return, OccurredAt: out.OccurredAt, Lines: make([]MoveLine, len(r.Lines))}
+		m := out.move(Return, len(r.Lines))
 		for i, l := range r.Lines {
 			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
 		}
-		out.Move = m
 	case e.OrderLinesCancelled != nil:
 		c := e.OrderLinesCancelled
-		out.Kind = Cancellation
-		m := &Move{EventID: e.EventID, Kind: Cancellation, OccurredAt: out.OccurredAt, CancelAll: len(c.Lines) == 0, Lines: make([]MoveLine, len(c.Lines))}
+		m := out.move(Cancellation, len(c.Lines))
+		m.CancelAll = len(c.Lines) == 0
 		for i, l := range c.Lines {
 			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
 		}
-		out.Move = m
 	default:
 		out.Kind = Other
 	}
 	return out, err
+}
+
+// move makes e a shipment, return or cancellation of n lines (to be filled in) and returns it.
+func (e *Event) move(kind Kind, n int) *Move {
+	e.Kind = kind
+	e.Move = &Move{EventID: e.EventID, Kind: kind, OccurredAt: e.OccurredAt, Lines: make([]MoveLine, n)}
+	return e.Move
 }
 
 // unitsOf is Units for an unscaled decimal: u as an integer in units of 10^−scale, or an error
