@@ -48,9 +48,9 @@ func Project[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) 
 
 // checkProjection requires every Go field of t (and of the structs it reaches) to name a field
 // of the schema's record (a union group's members may name branches other topics' schemas
-// have, as Event's do): a misspelt json name would
-// otherwise read as a zero value on every record (a resolving codec fills a field the writer
-// lacks with its default, and here the reader is the writer).
+// have, as Event's do): a misspelt json name would otherwise read as a zero value on every
+// record (a resolving codec fills a field the writer lacks with its default, and here the
+// reader is the writer).
 func checkProjection(t reflect.Type, a *avroType, seen map[reflect.Type]bool) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()

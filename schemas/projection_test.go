@@ -72,10 +72,9 @@ type proj struct {
 	Tail   string     `json:"tail"`
 }
 
-// A projection reads what the full codec reads for its fields (decimals as their unscaled
-// value at the schema's scale), on the direct path and on goavro's alike; writer fields it
-// lacks are skipped, and a skipped field's malformed bytes fail both paths the same way.
-func TestProjection(t *testing.T) {
+// projCodecs are the full codec of projSchema and the projection codec of proj.
+func projCodecs(t *testing.T) (*Codec[projFull], *Codec[proj]) {
+	t.Helper()
 	full, err := NewCodecFromSchema[projFull](projSchema)
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +83,14 @@ func TestProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return full, pc
+}
+
+// A projection reads what the full codec reads for its fields (decimals as their unscaled
+// value at the schema's scale), on the direct path and on goavro's alike; writer fields it
+// lacks are skipped, and a skipped field's malformed bytes fail both paths the same way.
+func TestProjection(t *testing.T) {
+	full, pc := projCodecs(t)
 	if pc.fast == nil || !pc.fast.inPlace {
 		t.Fatal("the projection has no direct, in-place path")
 	}
@@ -152,14 +159,7 @@ func TestProjection(t *testing.T) {
 // map with a key twice fails the direct path as it fails goavro: the projection never accepts
 // what a full decode refuses.
 func TestProjectionSkipsStrictly(t *testing.T) {
-	full, err := NewCodecFromSchema[projFull](projSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := NewProjectionCodec[proj](projSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full, pc := projCodecs(t)
 	b, err := full.Encode(&projFull{ID: "abc", Kind: "B", Amount: decimal.New(12345, -4), At: time.UnixMicro(1e15).UTC(), Tail: "z"})
 	if err != nil {
 		t.Fatal(err)
