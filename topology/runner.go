@@ -1169,17 +1169,18 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if d.err != nil {
 		return r.fail(ctx, sess, rec, d.step, d.err, p)
 	}
-	pe, inOverlay := r.ov.get(p, string(rec.Key))
+	pe, ls := r.ov.find(st, p, string(rec.Key))
+	inOverlay := pe != nil
 	var key string
 	var state S
 	var found bool
 	if inOverlay {
 		key, state, found = pe.key, pe.state, pe.found
+	} else if ls != nil {
+		key, state, found = ls.key, ls.state, true
 	} else {
 		key = string(rec.Key)
-		if ls, ok := st.live[key]; ok {
-			state, found = ls.state, true
-		} else if raw, ok, err := st.lookup(key); ok || err != nil {
+		if raw, ok, err := st.lookup(key); ok || err != nil {
 			if err != nil {
 				return &fatalError{fmt.Errorf("%s/%d@%d: %w", rec.Topic, p, rec.Offset, err)}
 			}
@@ -1188,7 +1189,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 			}
 			found = true
 			if r.beh.ImmutableState {
-				st.promote(key, state) // the same committed value, decoded once
+				ls = st.promote(key, state) // the same committed value, decoded once
 			}
 		}
 	}
@@ -1227,7 +1228,7 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	}
 	clear(outs)
 	if !inOverlay {
-		pe = r.ov.add(p, key)
+		pe = r.ov.add(p, key, ls)
 		pe.state, pe.found, pe.existed = state, found, found
 	}
 	switch step.Op {
@@ -1446,11 +1447,17 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 		switch pe.op {
 		case Put:
 			if r.beh.ImmutableState {
-				st.putLive(pe.key, pe.state, pe.enc)
+				if ls := pe.live; ls != nil && !ls.gone && st.disk == nil {
+					st.update(ls, pe.state, pe.enc) // read from live by this transaction: no lookup
+				} else {
+					st.putLive(pe.key, pe.state, pe.enc)
+				}
 			} else if r.disk == nil {
 				st.putRaw(pe.key, pe.enc)
 			} else {
-				delete(st.live, pe.key) // a decoded copy of the old value
+				if ls, ok := st.live[pe.key]; ok {
+					st.unlink(pe.key, ls) // a decoded copy of the old value
+				}
 				if r.o.State.ValueCacheBytes > 0 {
 					st.putHot(pe.key, pe.enc)
 				}

@@ -25,7 +25,7 @@ import (
 // to disk (applyOverlay), the store here only reads them.
 type store[S any] struct {
 	raw   map[string][]byte
-	live  map[string]liveState[S]
+	live  map[string]*liveState[S]
 	bytes int64  // sum of the changelog value sizes of every key (raw and live); memory mode only
 	arena []byte // restore copies values into chunks of it: one allocation per chunk, not per record
 
@@ -54,17 +54,32 @@ type store[S any] struct {
 
 const diskSizeEvery = 30 * time.Second
 
-// liveState is a decoded committed state and its changelog value.
+// liveState is a decoded committed state and its changelog value, under its key (the map's
+// key string: an event of the key reads it here instead of converting its record's key). An
+// open transaction's pending entry may point at it (pending.live) so that its commit updates it
+// without a lookup: whatever removes an entry from live marks it gone (unlink), and a gone
+// entry is never updated.
 type liveState[S any] struct {
+	key   string
 	state S
 	raw   []byte
+	gone  bool
+	// pending: the open transaction's entry for the key (overlay.add), nil if the transaction
+	// has not touched it; an event finds it here with the same lookup that finds the state
+	pending *pending[S]
+}
+
+// unlink removes key's entry from live, marking it gone.
+func (s *store[S]) unlink(key string, ls *liveState[S]) {
+	ls.gone = true
+	delete(s.live, key)
 }
 
 // arenaChunk is the size of one restore allocation; values larger than a quarter of it get their own.
 const arenaChunk = 1 << 20
 
 func newStore[S any]() *store[S] {
-	return &store[S]{raw: map[string][]byte{}, live: map[string]liveState[S]{}, streamTime: noStreamTime}
+	return &store[S]{raw: map[string][]byte{}, live: map[string]*liveState[S]{}, streamTime: noStreamTime}
 }
 
 // noStreamTime is a partition's stream time before any event: nothing is due.
@@ -72,7 +87,7 @@ const noStreamTime = -1<<63 + 1
 
 // newDiskStore is the store of partition p kept in d; m is its checkpoint on disk.
 func newDiskStore[S any](d *diskStore, p int32, m partMeta) *store[S] {
-	return &store[S]{live: map[string]liveState[S]{}, disk: d, part: p, meta: m, streamTime: m.StreamTime, hot: map[string][]byte{}}
+	return &store[S]{live: map[string]*liveState[S]{}, disk: d, part: p, meta: m, streamTime: m.StreamTime, hot: map[string][]byte{}}
 }
 
 // keys is the number of keys with a state.
@@ -130,9 +145,9 @@ func (s *store[S]) restorePut(key, value []byte) {
 	// (compaction has not run yet): replace it without a second lookup through drop.
 	if old, ok := s.raw[string(key)]; ok {
 		s.bytes -= int64(len(old))
-	} else {
-		s.bytes -= int64(len(s.live[string(key)].raw))
-		delete(s.live, string(key))
+	} else if ls, ok := s.live[string(key)]; ok {
+		s.bytes -= int64(len(ls.raw))
+		s.unlink(ls.key, ls)
 	}
 	s.raw[string(key)] = v
 	s.bytes += int64(len(v))
@@ -152,7 +167,7 @@ func (s *store[S]) drop(key string) {
 	}
 	if old, ok := s.live[key]; ok {
 		s.bytes -= int64(len(old.raw))
-		delete(s.live, key)
+		s.unlink(key, old)
 	}
 }
 
@@ -205,28 +220,40 @@ func (s *store[S]) shrinkHot(limit int64) {
 // putLive stores a committed key's decoded state and its changelog value (owned by the store).
 func (s *store[S]) putLive(key string, state S, value []byte) {
 	if old, ok := s.live[key]; ok && s.disk == nil {
-		// the common case, a key decoded before: live and raw hold a key at most once between
-		// them, and only idxAt can hold it besides (hot is the persistent store's)
-		delete(s.idxAt, key)
-		s.bytes += int64(len(value) - len(old.raw))
-		s.live[key] = liveState[S]{state: state, raw: value}
+		s.update(old, state, value)
 		return
 	}
 	s.drop(key)
-	s.live[key] = liveState[S]{state: state, raw: value}
+	s.live[key] = &liveState[S]{key: key, state: state, raw: value}
 	s.bytes += int64(len(value))
 }
 
-// promote moves a key decoded from raw into live (ImmutableState only), so it is decoded once.
-func (s *store[S]) promote(key string, state S) {
+// update replaces the state and value of ls, an entry of live that is not gone, in memory mode:
+// putLive for a key decoded before, without its lookup. Live and raw hold a key at most once
+// between them, and only idxAt can hold it besides (hot is the persistent store's).
+func (s *store[S]) update(ls *liveState[S], state S, value []byte) {
+	if s.idxAt != nil {
+		delete(s.idxAt, ls.key)
+	}
+	s.bytes += int64(len(value) - len(ls.raw))
+	ls.state, ls.raw = state, value
+}
+
+// promote moves a key decoded from raw into live (ImmutableState only), so it is decoded once,
+// and returns its entry (nil if key had no committed bytes in memory mode).
+func (s *store[S]) promote(key string, state S) *liveState[S] {
 	if s.disk != nil {
-		s.live[key] = liveState[S]{state: state}
-		return
+		ls := &liveState[S]{key: key, state: state}
+		s.live[key] = ls
+		return ls
 	}
 	if v, ok := s.raw[key]; ok {
 		delete(s.raw, key)
-		s.live[key] = liveState[S]{state: state, raw: v}
+		ls := &liveState[S]{key: key, state: state, raw: v}
+		s.live[key] = ls
+		return ls
 	}
+	return nil
 }
 
 // bound moves keys from live back to raw until at most limit are decoded. Which keys go is
@@ -240,7 +267,7 @@ func (s *store[S]) bound(limit int) {
 		if len(s.live) <= target {
 			break
 		}
-		delete(s.live, k)
+		s.unlink(k, ls)
 		if s.disk == nil { // on disk the bytes are there already
 			s.raw[k] = ls.raw
 		}
@@ -260,6 +287,10 @@ type pending[S any] struct {
 	// persistent store's key count)
 	existed bool
 	out     *kgo.Record // the changelog record produced for the key (its offset once committed)
+	// live: the key's decoded committed entry when the transaction read it from the store's
+	// live map, which links back to this entry (overlay.find); in memory mode the commit
+	// updates it in place unless it is gone by then
+	live *liveState[S]
 	// time-driven eviction (sweep.go): a Put's expiry (unix ns), set when its changelog record
 	// is produced; a sweep tombstone's headers
 	exp    int64
@@ -276,47 +307,62 @@ type source struct {
 
 // overlay holds the open transaction's state changes, per partition and key. It is applied to
 // the stores only after the transaction commits and dropped otherwise.
+//
+// A key the transaction found in its store's live map has its entry linked from there
+// (liveState.pending) and not in parts: find looks in live first, so most events of a
+// transaction cost one map lookup. parts holds the entries of keys that were not in live when
+// the transaction first touched them. Nothing adds a key to live during a transaction except
+// promote, which comes before the key's add; the commit's putLive comes after the last find.
 type overlay[S any] struct {
 	parts map[int32]map[string]*pending[S]
 	order []*pending[S] // first-touch order, so changelog records are produced deterministically
 	free  []*pending[S] // entries of earlier transactions, reused (nothing refers to them after reset)
 }
 
-func (o *overlay[S]) get(p int32, key string) (*pending[S], bool) {
-	m := o.parts[p]
-	if m == nil {
-		return nil, false
+// find returns key's entry in the open transaction (nil if it has none) and its decoded
+// committed state in st (nil if it is not in live).
+func (o *overlay[S]) find(st *store[S], p int32, key string) (*pending[S], *liveState[S]) {
+	if ls := st.live[key]; ls != nil {
+		return ls.pending, ls
 	}
-	e, ok := m[key]
-	return e, ok
+	return o.parts[p][key], nil
 }
 
-// add returns a new, zero entry for key (which must not be in the overlay yet).
-func (o *overlay[S]) add(p int32, key string) *pending[S] {
-	m := o.parts[p]
-	if m == nil {
-		m = map[string]*pending[S]{}
-		o.parts[p] = m
-	}
+// add returns a new, zero entry for key, which must have none yet; ls is the key's entry in
+// its store's live map as find returned it, or nil.
+func (o *overlay[S]) add(p int32, key string, ls *liveState[S]) *pending[S] {
 	var e *pending[S]
 	if n := len(o.free); n > 0 {
 		e, o.free = o.free[n-1], o.free[:n-1]
 	} else {
 		e = new(pending[S])
 	}
-	e.key, e.partition = key, p
-	m[key] = e
+	e.key, e.partition, e.live = key, p, ls
+	if ls != nil {
+		ls.pending = e
+	} else {
+		m := o.parts[p]
+		if m == nil {
+			m = map[string]*pending[S]{}
+			o.parts[p] = m
+		}
+		m[key] = e
+	}
 	o.order = append(o.order, e)
 	return e
 }
 
-// reset empties the overlay; the entries are zeroed (so they hold no state) and kept for reuse.
+// reset empties the overlay; the entries are zeroed (so they hold no state), unlinked from
+// live, and kept for reuse.
 func (o *overlay[S]) reset() {
-	for _, m := range o.parts {
-		for _, e := range m {
-			*e = pending[S]{}
-			o.free = append(o.free, e)
+	for _, e := range o.order {
+		if e.live != nil {
+			e.live.pending = nil
 		}
+		*e = pending[S]{}
+		o.free = append(o.free, e)
+	}
+	for _, m := range o.parts {
 		clear(m)
 	}
 	o.order = o.order[:0]

@@ -313,12 +313,13 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 	evict := 0
 	for _, it := range items {
 		st := r.stores[it.p]
-		if _, dup := r.ov.get(it.p, it.key); dup {
+		pe, ls := r.ov.find(st, it.p, it.key)
+		if pe != nil {
 			continue // two entries of one key: the first decided
 		}
 		var state S
 		found := false
-		if ls, ok := st.live[it.key]; ok {
+		if ls != nil {
 			state, found = ls.state, true
 		} else {
 			raw, ok, err := st.lookup(it.key)
@@ -354,7 +355,7 @@ func (r *Runner[E, S, O]) sweepOnce(ctx context.Context, sess *kgo.GroupTransact
 			}
 			continue
 		}
-		pe := r.ov.add(it.p, it.key)
+		pe = r.ov.add(it.p, it.key, ls)
 		pe.op, pe.existed, pe.hdrs = Evict, true, hs
 		evict++
 	}
