@@ -52,6 +52,10 @@ type fastCodec struct {
 	// inPlace: dec reads the caller's bytes (a projection's plan copies its strings) instead
 	// of an immutable copy that its strings share
 	inPlace bool
+	// borrow: a borrowing projection's plan (NewBorrowingProjectionCodec): its strings are
+	// views of the caller's bytes, and it reuses the pointers and backing arrays the value
+	// holds from an earlier decode
+	borrow bool
 }
 
 type fastPlanner struct {
@@ -59,6 +63,7 @@ type fastPlanner struct {
 	decs    map[planKey]*fastDec
 	minSize map[*avroType]int // see minSizes; array decoding bounds its allocation by it
 	skip    bool              // a projection: writer fields T lacks are skipped (compileFastDecode)
+	borrow  bool              // a borrowing projection (compileFastDecode): see fastCodec.borrow
 	skips   map[*avroType]*fastDec
 }
 
@@ -80,13 +85,19 @@ func compileFast(t reflect.Type, a *avroType) (*fastCodec, error) {
 // compileFastDecode builds a decode-only direct path for T, a projection of schema a
 // (NewProjectionCodec): writer fields T lacks are walked by a skipper compiled from schema a,
 // which fails where goavro's decoding would, and not built.
-func compileFastDecode(t reflect.Type, a *avroType) (*fastCodec, error) {
-	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true, skips: map[*avroType]*fastDec{}}
+//
+// With borrow, the plan decodes into a value that may hold an earlier decode's result: it
+// reuses the objects that value points to (an optional's or a union branch's struct, an
+// array's backing array when it is large enough) instead of allocating new ones, sets every
+// field it maps (a field the schema lacks, or a union group's other members, to zero), and
+// leaves its strings pointing into the input.
+func compileFastDecode(t reflect.Type, a *avroType, borrow bool) (*fastCodec, error) {
+	p := &fastPlanner{decs: map[planKey]*fastDec{}, minSize: minSizes(a), skip: true, borrow: borrow, skips: map[*avroType]*fastDec{}}
 	dec, err := p.decoder(t, a)
 	if err != nil {
 		return nil, err
 	}
-	return &fastCodec{dec: dec, inPlace: true}, nil
+	return &fastCodec{dec: dec, inPlace: true, borrow: borrow}, nil
 }
 
 // ---------------------------------------------------------------------------- primitives
@@ -705,8 +716,12 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		if err != nil {
 			return nil, err
 		}
+		reuse := p.borrow
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
-			v := reflect.New(elemType).UnsafePointer()
+			v := *(*unsafe.Pointer)(ptr)
+			if !reuse || v == nil {
+				v = reflect.New(elemType).UnsafePointer()
+			}
 			buf, err := elem(buf, v)
 			if err != nil {
 				return buf, err
@@ -807,7 +822,7 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		if t.Kind() != reflect.String {
 			return nil, errNoFastPlan
 		}
-		copyStrings := p.skip
+		copyStrings := p.skip && !p.borrow
 		return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 			b, rest, ok := readBytes(buf)
 			if !ok {
@@ -820,7 +835,7 @@ func (p *fastPlanner) buildDecoder(t reflect.Type, a *avroType) (fastDec, error)
 				*(*string)(ptr) = string(b)
 			default:
 				// buf is Codec.DecodeInto's immutable copy of the input (the only caller of a
-				// decode plan): the string shares its bytes
+				// decode plan), or a borrowing projection's input: the string shares its bytes
 				*(*string)(ptr) = unsafe.String(&b[0], len(b))
 			}
 			return rest, nil
@@ -924,9 +939,15 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 	for i := 1; i < len(arrays); i++ {
 		arrays[i] = reflect.ArrayOf(i, t.Elem())
 	}
+	reuse := p.borrow
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		var s reflect.Value
 		var data unsafe.Pointer
+		var have int // reuse: the capacity of the backing array ptr holds
+		if reuse {
+			old := *(*sliceHeader)(ptr)
+			data, have = old.data, old.cap
+		}
 		n := 0
 		for {
 			count, rest, ok := readBlockCount(buf)
@@ -942,6 +963,8 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			}
 			c := int(count)
 			switch {
+			case n+c <= have:
+				// reuse: the earlier decode's backing array (data) holds these items too
 			case n == 0 && c < len(arrays):
 				data = reflect.New(arrays[c]).UnsafePointer()
 			default: // a large block, or a further block (rare: goavro writes one)
@@ -950,10 +973,10 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 					if s.IsValid() {
 						reflect.Copy(grown, s)
 					} else {
-						reflect.Copy(grown, reflect.NewAt(arrays[n], data).Elem())
+						reflect.Copy(grown, reflect.NewAt(reflect.ArrayOf(n, t.Elem()), data).Elem())
 					}
 				}
-				s, data = grown, grown.UnsafePointer()
+				s, data, have = grown, grown.UnsafePointer(), n+c
 			}
 			for i := n; i < n+c; i++ {
 				var err error
@@ -964,7 +987,17 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			n += c
 		}
 		if n == 0 {
+			if reuse && have > 0 {
+				// empty, keeping the backing array for the next decode (Go's nil/empty
+				// distinction is not the borrowing plan's: its caller reads len)
+				*(*sliceHeader)(ptr) = sliceHeader{data: data, len: 0, cap: have}
+				return buf, nil
+			}
 			*(*sliceHeader)(ptr) = sliceHeader{} // empty is nil: the canonical Go form
+			return buf, nil
+		}
+		if reuse && have > n {
+			*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: have}
 			return buf, nil
 		}
 		*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: n}
@@ -990,6 +1023,7 @@ func (p *fastPlanner) unionDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		decs[i] = d
 	}
 	zero := zeroer(t)
+	reuse := p.borrow
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		i, rest, ok := readLong(buf)
 		if !ok || i < 0 || i >= int64(len(decs)) {
@@ -1003,7 +1037,10 @@ func (p *fastPlanner) unionDecoder(t reflect.Type, a *avroType) (fastDec, error)
 		if !isPtr {
 			return d(rest, ptr)
 		}
-		v := reflect.New(target).UnsafePointer()
+		v := *(*unsafe.Pointer)(ptr)
+		if !reuse || v == nil {
+			v = reflect.New(target).UnsafePointer()
+		}
 		rest, err := d(rest, v)
 		if err != nil {
 			return buf, err
@@ -1032,6 +1069,7 @@ type fastFieldDec struct {
 func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error) {
 	byName, groups := splitFields(t)
 	var plan []fastFieldDec
+	set := map[string]bool{} // Go fields (json names) and groups (union names) the plan sets
 	for _, af := range a.fields {
 		if gf, ok := byName[af.name]; ok {
 			dec, err := p.decoder(gf.typ, af.typ)
@@ -1039,6 +1077,7 @@ func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error
 				return nil, err
 			}
 			plan = append(plan, fastFieldDec{off: fieldOffset(t, gf.index), dec: dec})
+			set[af.name] = true
 			continue
 		}
 		if members, ok := groups[af.name]; ok {
@@ -1047,12 +1086,34 @@ func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error
 				return nil, err
 			}
 			plan = append(plan, fastFieldDec{dec: dec})
+			set["union "+af.name] = true
 			continue
 		}
 		if !p.skip {
 			return nil, errNoFastPlan // a writer field T lacks: only a projection skips it
 		}
 		plan = append(plan, fastFieldDec{dec: p.skipper(af.typ)})
+	}
+	if p.borrow {
+		// The value may hold an earlier decode's result: a Go field the schema does not set is
+		// zeroed first (a projection has none but a union group's members, which groupDecoder
+		// sets; this keeps the plan right for any T).
+		var zero []fastFieldDec
+		for name, gf := range byName {
+			if !set[name] {
+				z := zeroer(gf.typ)
+				zero = append(zero, fastFieldDec{off: fieldOffset(t, gf.index), dec: func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { z(ptr); return buf, nil }})
+			}
+		}
+		for union, members := range groups {
+			if !set["union "+union] {
+				for _, gf := range members {
+					z := zeroer(gf.typ)
+					zero = append(zero, fastFieldDec{off: fieldOffset(t, gf.index), dec: func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { z(ptr); return buf, nil }})
+				}
+			}
+		}
+		plan = append(zero, plan...)
 	}
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		for i := range plan {
@@ -1091,13 +1152,29 @@ func (p *fastPlanner) groupDecoder(t reflect.Type, members []goField, u *avroTyp
 			branches[i] = fastGroupBranch{off: fieldOffset(t, gf.index), typ: gf.typ.Elem(), dec: dec, some: true}
 		}
 	}
+	reuse := p.borrow
+	offs := make([]uintptr, len(members)) // reuse: every member, the ones not decoded are set to nil
+	for i, gf := range members {
+		offs[i] = fieldOffset(t, gf.index)
+	}
 	return func(buf []byte, ptr unsafe.Pointer) ([]byte, error) {
 		i, rest, ok := readLong(buf)
 		if !ok || i < 0 || i >= int64(len(branches)) || !branches[i].some {
 			return buf, errFastInvalid
 		}
 		b := &branches[i]
-		v := reflect.New(b.typ).UnsafePointer()
+		var v unsafe.Pointer
+		if reuse {
+			v = *(*unsafe.Pointer)(unsafe.Add(ptr, b.off))
+			for _, off := range offs {
+				if off != b.off {
+					*(*unsafe.Pointer)(unsafe.Add(ptr, off)) = nil
+				}
+			}
+		}
+		if v == nil {
+			v = reflect.New(b.typ).UnsafePointer()
+		}
 		rest, err := b.dec(rest, v)
 		if err != nil {
 			return buf, err

@@ -27,6 +27,20 @@ func (u Unscaled) String() string { return decimal.New(u.V, -u.Scale).String() }
 // where goavro's decoding fails) but not built, so a stage that reads five fields of an event
 // with fifty pays for five.
 func NewProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
+	return newProjectionCodec[T](writerSchema, false)
+}
+
+// NewBorrowingProjectionCodec is NewProjectionCodec for a caller that copies what it keeps
+// from each decoded value before the next decode into it, and before the input bytes change
+// (processors/accrual's Decode): DecodeInto's strings are views of its input bytes, not
+// copies, and it reuses what *v holds from an earlier DecodeInto (an optional's or a union
+// branch's struct, an array's backing array) instead of allocating again. *v need not be the
+// zero value; every field the plan maps is set. A decode that fails leaves *v zero.
+func NewBorrowingProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
+	return newProjectionCodec[T](writerSchema, true)
+}
+
+func newProjectionCodec[T any](writerSchema string, borrow bool) (*Codec[T], error) {
 	c, err := newCodec[T](writerSchema, "", false)
 	if err != nil {
 		return nil, err
@@ -35,7 +49,7 @@ func NewProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
 		return nil, fmt.Errorf("schemas: %s is not a projection of the schema: %w", reflect.TypeFor[T](), err)
 	}
 	// errNoFastPlan leaves the codec on the goavro path, which ignores the fields T lacks too.
-	c.fast, _ = compileFastDecode(reflect.TypeFor[T](), c.writer)
+	c.fast, _ = compileFastDecode(reflect.TypeFor[T](), c.writer, borrow)
 	return c, nil
 }
 
@@ -43,7 +57,20 @@ func NewProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
 // NewProjectionCodec), with Decode's errors. A writer schema other than the topic's current
 // one is resolved against the current one, as Decode does.
 func Project[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (*T, error) {
-	return decode[T](ctx, s, ref, value, true)
+	v := new(T)
+	if err := decode(ctx, s, ref, value, decodeProject, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// ProjectInto is Project into *dst with a borrowing codec (NewBorrowingProjectionCodec): the
+// strings of *dst are views of value, and *dst's pointers and backing arrays from an earlier
+// ProjectInto are reused. The caller copies what it keeps before value changes and before the
+// next ProjectInto into dst; dst must not be shared between goroutines. On an error *dst is
+// left zero or partly decoded, and must not be read.
+func ProjectInto[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte, dst *T) error {
+	return decode(ctx, s, ref, value, decodeBorrow, dst)
 }
 
 // checkProjection requires every Go field of t (and of the structs it reaches) to name a field

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/shopspring/decimal"
 )
 
@@ -278,15 +280,166 @@ func TestProjectionCodecCachedApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proj, err := codecForID[Event](ctx, s, id, TopicOrders, true)
+	proj, err := codecForID[Event](ctx, s, id, TopicOrders, decodeProject)
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := codecForID[Event](ctx, s, id, TopicOrders, false)
+	full, err := codecForID[Event](ctx, s, id, TopicOrders, decodeFull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if proj == full || full.fast == nil || full.fast.inPlace || full.enc == nil || proj.fast == nil || !proj.fast.inPlace || proj.enc != nil {
 		t.Fatalf("Decode's codec %p (encodes: %t) and Project's %p share or swap their kinds", full, full.enc != nil, proj)
+	}
+}
+
+// A borrowing projection decodes every value into one reused destination as the copying
+// projection decodes it into a fresh one — across values with fewer or more items, absent
+// optionals and malformed bytes between them — its strings point into the input, and once
+// the destination has room a decode allocates nothing.
+func TestBorrowingProjection(t *testing.T) {
+	full, pc := projCodecs(t)
+	bc, err := NewBorrowingProjectionCodec[proj](projSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bc.fast == nil || !bc.fast.borrow || pc.fast.borrow {
+		t.Fatal("the borrowing projection has no borrowing direct path, or the copying one borrows")
+	}
+	r := rand.New(rand.NewPCG(23, 5))
+	var dst proj
+	decoded := 0
+	for i := range 800 {
+		v := &projFull{}
+		(&valueGen{r: r, wild: []float64{0, 0.05}[i%2]}).fill(reflect.ValueOf(v).Elem(), 0)
+		v.Kind = "A"
+		for j := range v.Items {
+			v.Items[j].Grade = "B"
+		}
+		b, err := full.Encode(v)
+		if err != nil {
+			continue
+		}
+		if i%7 == 3 { // a malformed value between good ones: both fail, dst is not read after
+			b = b[:len(b)/2]
+		}
+		want, werr := pc.Decode(b)
+		gerr := bc.DecodeInto(b, &dst)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("value %d: copying projection error %v, borrowing %v", i, werr, gerr)
+		}
+		if werr != nil {
+			continue
+		}
+		decoded++
+		if d := cmp.Diff(*want, dst, cmpopts.EquateEmpty()); d != "" {
+			t.Fatalf("value %d: borrowing decode differs (-copying +borrowing):\n%s", i, d)
+		}
+		if dst.ID != "" && !within(dst.ID, b) {
+			t.Fatalf("value %d: the borrowed id is not a view of the input", i)
+		}
+	}
+	if decoded < 300 {
+		t.Fatalf("only %d values decoded", decoded)
+	}
+
+	big := &projFull{ID: "order-1", Tail: "t", Rate: &decimal.Zero, Items: make([]projFullItem, 5)}
+	small := &projFull{ID: "order-2", Tail: "u", Rate: &decimal.Zero, Items: make([]projFullItem, 3)}
+	bare := &projFull{ID: "order-3", Tail: "v"}
+	var enc [3][]byte
+	for i, v := range []*projFull{big, small, bare} {
+		for j := range v.Items {
+			v.Items[j] = projFullItem{SKU: "sku", Grade: "A", Qty: decimal.New(int64(j), 0), Tags: []string{}}
+		}
+		v.Kind, v.Attrs, v.Raw = "A", map[string]int64{}, []byte{}
+		if enc[i], err = full.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bc.DecodeInto(enc[0], &dst); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		_ = bc.DecodeInto(enc[1], &dst)
+		_ = bc.DecodeInto(enc[0], &dst)
+	}); n != 0 {
+		t.Fatalf("a borrowing decode into a destination with room allocated %.1f times", n)
+	}
+	if err := bc.DecodeInto(enc[1], &dst); err != nil || dst.ID != "order-2" || len(dst.Items) != 3 || dst.Rate == nil {
+		t.Fatalf("after the small value: %v, %+v", err, dst)
+	}
+	if err := bc.DecodeInto(enc[2], &dst); err != nil || dst.ID != "order-3" || len(dst.Items) != 0 || dst.Rate != nil {
+		t.Fatalf("after the value without items or rate: %v, %+v", err, dst)
+	}
+}
+
+// within reports whether s's bytes lie inside b.
+func within(s string, b []byte) bool {
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= start && p+uintptr(len(s)) <= start+uintptr(len(b))
+}
+
+// ProjectInto reads framed events of several topics into one destination whose union group
+// (the payload's branches) changes from value to value: the branch not in a value is nil.
+func TestProjectInto(t *testing.T) {
+	type line struct {
+		OrderLineID string   `json:"order_line_id"`
+		Quantity    Unscaled `json:"quantity"`
+	}
+	type shipLine struct {
+		OrderLineID string   `json:"order_line_id"`
+		Shipped     Unscaled `json:"quantity_shipped"`
+	}
+	type event struct {
+		EventID string `json:"event_id"`
+		Order   *struct {
+			OrderID string  `json:"order_id"`
+			Member  *string `json:"loyalty_member_id"`
+			Lines   []line  `json:"lines"`
+		} `avro:"payload=OrderAccepted"`
+		Shipment *struct {
+			Lines []shipLine `json:"lines"`
+		} `avro:"payload=ShipmentConfirmed"`
+		Return *struct {
+			Lines []struct {
+				OrderLineID string `json:"order_line_id"`
+			} `json:"lines"`
+		} `avro:"payload=ReturnReceived"`
+	}
+	ctx := context.Background()
+	s, err := NewSerde(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst event
+	n := 0
+	for round := range 3 {
+		for _, e := range sampleEvents() {
+			topic, ok := TopicOf(e.EventType)
+			if !ok {
+				t.Fatalf("%s: no topic for %s", e.EventID, e.EventType)
+			}
+			b, err := s.EncodeEvent(topic, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := RecordRef{Topic: topic, Offset: int64(round)}
+			want, werr := Project[event](ctx, s, ref, b)
+			gerr := ProjectInto(ctx, s, ref, b, &dst)
+			if (werr == nil) != (gerr == nil) {
+				t.Fatalf("%s: Project error %v, ProjectInto %v", e.EventID, werr, gerr)
+			}
+			if werr != nil {
+				continue
+			}
+			n++
+			if d := cmp.Diff(*want, dst, cmpopts.EquateEmpty()); d != "" {
+				t.Fatalf("%s (round %d): ProjectInto differs (-Project +ProjectInto):\n%s", e.EventID, round, d)
+			}
+		}
+	}
+	if n < 9 {
+		t.Fatalf("only %d events decoded", n)
 	}
 }

@@ -103,11 +103,20 @@ type topicSchema struct {
 const maxSizeHint = 64 << 10
 
 type codecKey struct {
-	id      int
-	topic   Topic
-	typ     reflect.Type
-	project bool // a projection codec (Project) of typ
+	id    int
+	topic Topic
+	typ   reflect.Type
+	mode  decodeMode
 }
+
+// decodeMode is the kind of codec a decode of a type asks for.
+type decodeMode uint8
+
+const (
+	decodeFull    decodeMode = iota // Decode: the whole value
+	decodeProject                   // Project: a projection, its strings copied
+	decodeBorrow                    // ProjectInto: a borrowing projection (NewBorrowingProjectionCodec)
+)
 
 // maxMissing bounds the negative cache of unknown ids, so a stream of garbage ids cannot grow
 // memory; when full it is cleared (the registry is asked again).
@@ -382,12 +391,18 @@ func Encode[T any](s *Serde, t Topic, v *T) ([]byte, error) {
 // Decode reads one framed value of ref.Topic into a T. Every error is a *DecodeError.
 // It may call the registry (for an id it has not seen), bounded by ctx.
 func Decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte) (*T, error) {
-	return decode[T](ctx, s, ref, value, false)
+	v := new(T)
+	if err := decode(ctx, s, ref, value, decodeFull, v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
-func decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte, project bool) (*T, error) {
-	fail := func(id int, class ErrorClass, err error) (*T, error) {
-		return nil, &DecodeError{RecordRef: ref, SchemaID: id, Class: class, Err: err}
+// decode reads one framed value of ref.Topic into *v with the codec of mode; *v must be the
+// zero value unless mode is decodeBorrow.
+func decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte, mode decodeMode, v *T) error {
+	fail := func(id int, class ErrorClass, err error) error {
+		return &DecodeError{RecordRef: ref, SchemaID: id, Class: class, Err: err}
 	}
 	if len(value) < HeaderSize {
 		return fail(-1, ClassBadHeader, fmt.Errorf("value of %d bytes is shorter than the %d-byte Confluent header", len(value), HeaderSize))
@@ -399,20 +414,25 @@ func decode[T any](ctx context.Context, s *Serde, ref RecordRef, value []byte, p
 	if _, ok := s.current[ref.Topic]; !ok {
 		return fail(id, ClassUnknownSchema, fmt.Errorf("no value schema for topic %q", ref.Topic))
 	}
-	c, err := codecForID[T](ctx, s, id, ref.Topic, project)
+	c, err := codecForID[T](ctx, s, id, ref.Topic, mode)
 	if err != nil {
 		var de *DecodeError
 		if errors.As(err, &de) {
 			de.RecordRef, de.SchemaID = ref, id
-			return nil, de
+			return de
 		}
 		return fail(id, ClassIncompatibleSchema, err)
 	}
-	v, err := c.Decode(value[HeaderSize:])
-	if err != nil {
+	if mode == decodeBorrow && (c.fast == nil || !c.fast.borrow) {
+		// an older writer's schema (a resolving codec) or no direct plan: the goavro path
+		// decodes into a zero value
+		var zero T
+		*v = zero
+	}
+	if err := c.DecodeInto(value[HeaderSize:], v); err != nil {
 		return fail(id, ClassAvro, err)
 	}
-	return v, nil
+	return nil
 }
 
 // EncodeEvent frames an event for topic t. It does not validate (generators may produce
@@ -447,11 +467,11 @@ func (s *Serde) DecodeEventAt(ctx context.Context, ref RecordRef, value []byte, 
 
 // codecFor returns the cached codec for a known id (current schemas).
 func codecFor[T any](s *Serde, id int, t Topic) (*Codec[T], error) {
-	return codecForID[T](context.Background(), s, id, t, false)
+	return codecForID[T](context.Background(), s, id, t, decodeFull)
 }
 
-func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic, project bool) (*Codec[T], error) {
-	key := codecKey{id: id, topic: t, typ: reflect.TypeFor[T](), project: project}
+func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic, mode decodeMode) (*Codec[T], error) {
+	key := codecKey{id: id, topic: t, typ: reflect.TypeFor[T](), mode: mode}
 	if c, ok := s.codecs.Load(key); ok {
 		return c.(*Codec[T]), nil
 	}
@@ -462,8 +482,8 @@ func codecForID[T any](ctx context.Context, s *Serde, id int, t Topic, project b
 	cur := s.current[t]
 	var c *Codec[T]
 	switch {
-	case project && (id == cur.id || text == cur.text):
-		c, err = NewProjectionCodec[T](text)
+	case mode != decodeFull && (id == cur.id || text == cur.text):
+		c, err = newProjectionCodec[T](text, mode == decodeBorrow)
 	case id == cur.id || text == cur.text:
 		c, err = NewCodecFromSchema[T](text)
 	default:

@@ -3,6 +3,7 @@ package accrual
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/retailflow/retailflow/schemas"
@@ -73,17 +74,43 @@ type (
 // building the fields the core does not read. Its errors are schemas.Decode's
 // (*schemas.DecodeError), or name the event and the field whose value has more decimals than
 // its unit or does not fit 18 digits.
+//
+// The projection is decoded borrowing (schemas.ProjectInto) into a scratch value reused from
+// decode to decode: its strings are views of value, and fromWire copies the ones the event
+// keeps into one allocation.
 func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
-	w, err := schemas.Project[wireEvent](ctx, serde, ref, value)
-	if err != nil {
+	s := scratches.Get().(*scratch)
+	defer scratches.Put(s)
+	if err := schemas.ProjectInto(ctx, serde, ref, value, &s.wire); err != nil {
 		return Event{}, err
 	}
-	return fromWire(w)
+	return fromWire(&s.wire, &s.text)
 }
 
-// fromWire reduces the projection to the core's event.
-func fromWire(e *wireEvent) (Event, error) {
-	out := Event{EventID: e.EventID, OccurredAt: e.OccurredAt.UnixMicro()}
+// scratch is one decoder's reused projection, and the buffer fromWire gathers its strings in.
+// Between decodes its strings still point into an earlier input: it is only read right after
+// the ProjectInto that filled it.
+type scratch struct {
+	wire wireEvent
+	text []byte
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// fromWire reduces the projection to the core's event. e's strings may be views of the input
+// (Decode's borrowing projection): every string the event holds is copied, all of them into
+// one string built in *buf, so that an event costs one allocation for its text.
+func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
+	text := gatherText(e, (*buf)[:0])
+	*buf = text
+	all := string(text)
+	at := 0
+	keep := func(s string) string { // the next gathered string, in gatherText's order
+		k := all[at : at+len(s)]
+		at += len(s)
+		return k
+	}
+	out := Event{EventID: keep(e.EventID), OccurredAt: e.OccurredAt.UnixMicro()}
 	var err error
 	// units converts u to scale, keeping the first error (the event is rejected whole).
 	units := func(what string, u schemas.Unscaled, scale int32) int64 {
@@ -97,12 +124,12 @@ func fromWire(e *wireEvent) (Event, error) {
 	case e.OrderAccepted != nil:
 		o := e.OrderAccepted
 		out.Kind = Accepted
-		f := &OrderFacts{OrderID: o.OrderID, Currency: o.Currency, Lines: make([]OrderLine, len(o.Lines))}
+		f := &OrderFacts{OrderID: keep(o.OrderID), Currency: keep(o.Currency), Lines: make([]OrderLine, len(o.Lines))}
 		if o.LoyaltyMemberID != nil {
-			f.MemberID = *o.LoyaltyMemberID
+			f.MemberID = keep(*o.LoyaltyMemberID)
 		}
 		if o.LoyaltyTierAtOrder != nil {
-			f.Tier = *o.LoyaltyTierAtOrder
+			f.Tier = keep(*o.LoyaltyTierAtOrder)
 		}
 		if o.EarnRate != nil {
 			rr := Rate(units("earn_rate", *o.EarnRate, RateScale))
@@ -114,7 +141,7 @@ func fromWire(e *wireEvent) (Event, error) {
 		}
 		tender := o.LoyaltyRedemption != nil && o.LoyaltyRedemption.Accounting == "TENDER"
 		for i, l := range o.Lines {
-			ln := OrderLine{ID: l.OrderLineID, Ordered: Qty(units("quantity", l.Quantity, QtyScale))}
+			ln := OrderLine{ID: keep(l.OrderLineID), Ordered: Qty(units("quantity", l.Quantity, QtyScale))}
 			if !l.IsGiftCard {
 				v := units("line_net", l.LineNet, MoneyScale)
 				if tender && l.RedemptionAlloc != nil {
@@ -130,25 +157,57 @@ func fromWire(e *wireEvent) (Event, error) {
 		m := out.move(Shipment, len(s.Lines))
 		m.Reship = s.IsReship
 		for i, l := range s.Lines {
-			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
 		}
 	case e.ReturnReceived != nil:
 		r := e.ReturnReceived
 		m := out.move(Return, len(r.Lines))
 		for i, l := range r.Lines {
-			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
 		}
 	case e.OrderLinesCancelled != nil:
 		c := e.OrderLinesCancelled
 		m := out.move(Cancellation, len(c.Lines))
 		m.CancelAll = len(c.Lines) == 0
 		for i, l := range c.Lines {
-			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
 		}
 	default:
 		out.Kind = Other
 	}
 	return out, err
+}
+
+// gatherText appends to b the strings fromWire keeps from e, in the order it keeps them.
+func gatherText(e *wireEvent, b []byte) []byte {
+	b = append(b, e.EventID...)
+	switch {
+	case e.OrderAccepted != nil:
+		o := e.OrderAccepted
+		b = append(append(b, o.OrderID...), o.Currency...)
+		if o.LoyaltyMemberID != nil {
+			b = append(b, *o.LoyaltyMemberID...)
+		}
+		if o.LoyaltyTierAtOrder != nil {
+			b = append(b, *o.LoyaltyTierAtOrder...)
+		}
+		for _, l := range o.Lines {
+			b = append(b, l.OrderLineID...)
+		}
+	case e.ShipmentConfirmed != nil:
+		for _, l := range e.ShipmentConfirmed.Lines {
+			b = append(b, l.OrderLineID...)
+		}
+	case e.ReturnReceived != nil:
+		for _, l := range e.ReturnReceived.Lines {
+			b = append(b, l.OrderLineID...)
+		}
+	case e.OrderLinesCancelled != nil:
+		for _, l := range e.OrderLinesCancelled.Lines {
+			b = append(b, l.OrderLineID...)
+		}
+	}
+	return b
 }
 
 // move makes e a shipment, return or cancellation of n lines (to be filled in) and returns it.
