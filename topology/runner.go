@@ -1169,6 +1169,10 @@ func (r *Runner[E, S, O]) process(ctx context.Context, sess *kgo.GroupTransactSe
 	if d.err != nil {
 		return r.fail(ctx, sess, rec, d.step, d.err, p)
 	}
+	if r.beh.Ignore != nil && r.beh.Ignore(d.ev) {
+		r.noteEventTime(p, d.ev) // as after a Process that kept the state and emitted nothing
+		return nil
+	}
 	pe, ls := r.ov.find(st, p, string(rec.Key))
 	inOverlay := pe != nil
 	var key string

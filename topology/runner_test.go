@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,11 +28,15 @@ import (
 // The test stage keeps a running sum per key. Inputs are "<int>" (add), "evict" (delete the
 // key), "bad" (does not decode) or a negative number (fails validation). Every accepted add
 // emits "<key>=<sum>", so the committed output of a key must be exactly its prefix sums: a lost
-// or doubled effect shows as a wrong or repeated sum.
+// or doubled effect shows as a wrong or repeated sum. "skip" is an input the stage ignores
+// (Processor.Ignore): Process must never see it (skipsProcessed counts those that it does).
 type sumEvent struct {
 	n     int64
 	evict bool
+	skip  bool
 }
+
+var skipsProcessed atomic.Int64
 
 type intCodec struct{}
 
@@ -47,6 +52,8 @@ func sumStageTo(out Stream, process func()) Processor[sumEvent, int64, string] {
 			switch string(r.Value) {
 			case "evict":
 				return sumEvent{evict: true}, nil
+			case "skip":
+				return sumEvent{skip: true}, nil
 			case "huge":
 				return sumEvent{n: -1 << 40}, nil
 			}
@@ -63,6 +70,10 @@ func sumStageTo(out Stream, process func()) Processor[sumEvent, int64, string] {
 			if process != nil {
 				process()
 			}
+			if e.skip {
+				skipsProcessed.Add(1)
+				return Step[int64, string]{}, nil
+			}
 			if e.evict {
 				return Step[int64, string]{Op: Evict}, nil
 			}
@@ -73,6 +84,7 @@ func sumStageTo(out Stream, process func()) Processor[sumEvent, int64, string] {
 			return Step[int64, string]{Op: Put, State: sum,
 				Outputs: []Emit[string]{{To: out, Value: key + "=" + strconv.FormatInt(sum, 10)}}}, nil
 		},
+		Ignore: func(e sumEvent) bool { return e.skip },
 		State:  intCodec{},
 		Encode: func(_ Stream, s string) ([]byte, error) { return []byte(s), nil },
 	}
@@ -669,6 +681,61 @@ func TestStoreBound(t *testing.T) {
 		}
 		if got != int64(i) {
 			t.Fatalf("key %s = %d, want %d", k, got, i)
+		}
+	}
+}
+
+// TestRunnerIgnore: ignored inputs, of keys with and without state, reach neither Process nor
+// the store (no state, no changelog record for a key that had only those), change no sum, and
+// commit with their transactions (the group's offsets reach the end of the inputs).
+func TestRunnerIgnore(t *testing.T) { stateModes(t, testRunnerIgnore) }
+
+func testRunnerIgnore(t *testing.T, immutable bool) {
+	f := newFixture(t)
+	f.immutable = immutable
+	skipsProcessed.Store(0)
+	inputs := map[string][]int64{}
+	f.feed(4, 2, inputs)
+	for _, key := range []string{"k0", "k1", "k2", "k3", "only-skips"} {
+		f.produce("in-a", key, "skip")
+		f.produce("in-b", key, "skip")
+	}
+	f.feed(4, 2, inputs)
+	rn := f.start("0", nil, nil)
+	checkSums(t, f.committed("out", 16), inputs)
+	adm := f.admin()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, f.prefix+"in-a", f.prefix+"in-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := adm.FetchOffsets(ctx, f.group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := 0
+		ends.Each(func(o kadm.ListedOffset) {
+			if c, ok := got.Lookup(o.Topic, o.Partition); !ok || c.At < o.Offset {
+				behind++
+			}
+		})
+		if behind == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d input partitions' committed offsets are short of their ends", behind)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rn.stop(t)
+	if n := skipsProcessed.Load(); n != 0 {
+		t.Errorf("Process saw %d ignored inputs", n)
+	}
+	for _, r := range f.committed("sum-changelog", 4) {
+		if string(r.Key) == "only-skips" {
+			t.Errorf("an ignored input wrote the changelog: %s = %q", r.Key, r.Value)
 		}
 	}
 }

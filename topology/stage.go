@@ -69,6 +69,12 @@ type Processor[E, S, O any] struct {
 	// key without state (state is then the zero S). It must not mutate state it did not create
 	// and must not do I/O. An error sends the record to the DLQ with class "process".
 	Process func(key string, state S, found bool, event E) (Step[S, O], error)
+	// Ignore reports that Process would leave the state unchanged and emit nothing for an
+	// event, whatever the key's state (an input the stage reads but does not use). The runtime
+	// then neither looks the key's state up nor calls Process: the record only commits with
+	// the transaction, and its event time counts (EventTime) as any processed event's does.
+	// It runs after the checks every input gets (key, partition, decode). Nil ignores nothing.
+	Ignore func(E) bool
 	// State encodes the state for the changelog.
 	State Codec[S]
 	// ImmutableState declares that Process never writes into a state it is given, nor into

@@ -84,7 +84,10 @@ func NewProcessor(ctx context.Context, t Topics, serde *schemas.Serde, p accrual
 			}
 			return st, nil
 		},
-		State: stateCodec{},
+		// loyalty and ERP records, and events of other types: Apply changes nothing for them
+		// (the Kafka Streams core returns before its store lookup for the same records)
+		Ignore: func(e accrual.Event) bool { return e.Kind == accrual.Other },
+		State:  stateCodec{},
 		// Apply never writes into a state it is given (accrual.State.clone).
 		ImmutableState: true,
 		Encode: func(_ topology.Stream, c accrual.Command) ([]byte, error) {

@@ -53,6 +53,7 @@ final class CoreProcessor implements Processor<String, byte[], String, byte[]> {
             }
             if (rec.key() == null) throw new Codecs.BadInput("no-key", "record has no key");
             Event e = codecs.decode(rec.value());
+            if (e.kind == AccrualCore.OTHER) return; // changes nothing: no store lookup (as retailflow's Ignore)
             out.clear();
             State s = AccrualCore.apply(rec.key(), states.get(rec.key()), e, policy, out);
             if (s == null) return;
