@@ -59,6 +59,13 @@
 // guard is the writer schema's skipper (fastPlanner.skipper), the walk a projection
 // (NewProjectionCodec) takes over the fields it lacks.
 //
+// A projection reads its input in place and copies the strings it keeps. Its borrowing form
+// (ProjectInto, NewBorrowingProjectionCodec) copies nothing: its strings are views of the input
+// and it reuses what the destination holds from the previous decode (an optional's or a union
+// branch's struct, an array's backing array), so a decode into a grown destination allocates
+// nothing. Its caller copies what it keeps before the input or the destination is reused
+// (processors/accrual's Decode).
+//
 // Validation builds field paths only when it reports a problem and checks decimal scales
 // through a plan made once per type.
 //
