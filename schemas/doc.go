@@ -62,9 +62,11 @@
 // A projection reads its input in place and copies the strings it keeps. Its borrowing form
 // (ProjectInto, NewBorrowingProjectionCodec) copies nothing: its strings are views of the input
 // and it reuses what the destination holds from the previous decode (an optional's or a union
-// branch's struct, an array's backing array), so a decode into a grown destination allocates
-// nothing. Its caller copies what it keeps before the input or the destination is reused
-// (processors/accrual's Decode).
+// branch's struct, an array's backing array), so a decode of the same shape into a grown
+// destination allocates nothing (a union group's other branches are set to nil: a caller that
+// alternates branches keeps their structs itself, as processors/accrual's Decode does). Its
+// caller copies what it keeps before the input or the destination is reused, and clears the
+// views it leaves there (they would keep the input's buffer alive).
 //
 // Validation builds field paths only when it reports a problem and checks decimal scales
 // through a plan made once per type.

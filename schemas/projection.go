@@ -35,7 +35,8 @@ func NewProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
 // (processors/accrual's Decode): DecodeInto's strings are views of its input bytes, not
 // copies, and it reuses what *v holds from an earlier DecodeInto (an optional's or a union
 // branch's struct, an array's backing array) instead of allocating again. *v need not be the
-// zero value; every field the plan maps is set. A decode that fails leaves *v zero.
+// zero value; every field the plan maps is set (a union group's other branches to nil). After
+// a decode that fails, *v must not be read.
 func NewBorrowingProjectionCodec[T any](writerSchema string) (*Codec[T], error) {
 	return newProjectionCodec[T](writerSchema, true)
 }

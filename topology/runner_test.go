@@ -700,6 +700,11 @@ func testRunnerIgnore(t *testing.T, immutable bool) {
 		f.produce("in-a", key, "skip")
 		f.produce("in-b", key, "skip")
 	}
+	// a key whose stored state does not decode: processed, its skip would be dead-lettered
+	// (class state); ignored, it only commits
+	f.produce("sum-changelog", "bad-state", "not a number")
+	f.produce("in-a", "bad-state", "skip")
+	f.produce("in-b", "k0", "bad") // the one dead letter
 	f.feed(4, 2, inputs)
 	rn := f.start("0", nil, nil)
 	checkSums(t, f.committed("out", 16), inputs)
@@ -733,9 +738,16 @@ func testRunnerIgnore(t *testing.T, immutable bool) {
 	if n := skipsProcessed.Load(); n != 0 {
 		t.Errorf("Process saw %d ignored inputs", n)
 	}
-	for _, r := range f.committed("sum-changelog", 4) {
-		if string(r.Key) == "only-skips" {
+	for _, r := range f.committed("sum-changelog", 5) {
+		if k := string(r.Key); k == "only-skips" || k == "bad-state" && string(r.Value) != "not a number" {
 			t.Errorf("an ignored input wrote the changelog: %s = %q", r.Key, r.Value)
 		}
+	}
+	dlq := f.committedWithin("dlq", 2, 3*time.Second)
+	if len(dlq) != 1 || header(dlq[0], headers.ErrorClassKey) != string(headers.ClassDecode) {
+		for _, r := range dlq {
+			t.Errorf("dead letter %s: %s", r.Key, header(r, headers.ErrorClassKey))
+		}
+		t.Fatalf("%d dead letters, want the one bad input", len(dlq))
 	}
 }

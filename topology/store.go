@@ -243,6 +243,9 @@ func (s *store[S]) update(ls *liveState[S], state S, value []byte) {
 // and returns its entry (nil if key had no committed bytes in memory mode).
 func (s *store[S]) promote(key string, state S) *liveState[S] {
 	if s.disk != nil {
+		if old, ok := s.live[key]; ok {
+			s.unlink(key, old) // not reached: process promotes only a key find did not see in live
+		}
 		ls := &liveState[S]{key: key, state: state}
 		s.live[key] = ls
 		return ls

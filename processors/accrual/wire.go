@@ -81,18 +81,77 @@ type (
 func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
 	s := scratches.Get().(*scratch)
 	defer scratches.Put(s)
-	if err := schemas.ProjectInto(ctx, serde, ref, value, &s.wire); err != nil {
-		return Event{}, err
-	}
-	return fromWire(&s.wire, &s.text)
+	return s.decode(ctx, serde, ref, value)
 }
 
-// scratch is one decoder's reused projection, and the buffer fromWire gathers its strings in.
-// Between decodes its strings still point into an earlier input: it is only read right after
-// the ProjectInto that filled it.
+// decode is Decode with this scratch.
+func (s *scratch) decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
+	w := &s.wire
+	// Each payload branch's struct is kept across decodes of other branches (the decode sets
+	// the branches it does not read to nil): an order after a shipment reuses the last order's
+	// struct and lines.
+	w.OrderAccepted, w.OrderLinesCancelled, w.ShipmentConfirmed, w.ReturnReceived = s.order, s.cancel, s.ship, s.ret
+	if err := schemas.ProjectInto(ctx, serde, ref, value, w); err != nil {
+		// the failed decode may have left views of value in any of the structs: drop them
+		*s = scratch{text: s.text}
+		return Event{}, err
+	}
+	e, err := fromWire(w, &s.text)
+	s.keep()
+	return e, err
+}
+
+// scratch is one decoder's reused projection, each payload branch's struct, and the buffer
+// fromWire gathers its strings in. It holds no view of an input between decodes (keep).
 type scratch struct {
-	wire wireEvent
-	text []byte
+	wire   wireEvent
+	order  *wireOrder
+	cancel *wireCancellation
+	ship   *wireShipment
+	ret    *wireReturn
+	text   []byte
+}
+
+// keep saves the decoded branch's struct for later decodes and clears every string the decode
+// set: they are views of the input, which the runner recycles, and must neither keep its
+// buffer alive nor be read after it changes. A slot of a reused lines array past its length
+// was cleared when a longer decode set it.
+func (s *scratch) keep() {
+	w := &s.wire
+	w.EventID = ""
+	switch {
+	case w.OrderAccepted != nil:
+		o := w.OrderAccepted
+		o.OrderID, o.Currency = "", ""
+		if o.LoyaltyMemberID != nil {
+			*o.LoyaltyMemberID = ""
+		}
+		if o.LoyaltyTierAtOrder != nil {
+			*o.LoyaltyTierAtOrder = ""
+		}
+		if o.LoyaltyRedemption != nil {
+			o.LoyaltyRedemption.Accounting = ""
+		}
+		for i := range o.Lines {
+			o.Lines[i].OrderLineID = ""
+		}
+		s.order = o
+	case w.OrderLinesCancelled != nil:
+		for i := range w.OrderLinesCancelled.Lines {
+			w.OrderLinesCancelled.Lines[i].OrderLineID = ""
+		}
+		s.cancel = w.OrderLinesCancelled
+	case w.ShipmentConfirmed != nil:
+		for i := range w.ShipmentConfirmed.Lines {
+			w.ShipmentConfirmed.Lines[i].OrderLineID = ""
+		}
+		s.ship = w.ShipmentConfirmed
+	case w.ReturnReceived != nil:
+		for i := range w.ReturnReceived.Lines {
+			w.ReturnReceived.Lines[i].OrderLineID = ""
+		}
+		s.ret = w.ReturnReceived
+	}
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
