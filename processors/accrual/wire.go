@@ -76,8 +76,8 @@ type (
 // its unit or does not fit 18 digits.
 //
 // The projection is decoded borrowing (schemas.ProjectInto) into a scratch value reused from
-// decode to decode: its strings are views of value, and fromWire copies the ones the event
-// keeps into one allocation.
+// decode to decode: its strings are views of value, and are copied, all into one allocation,
+// before fromWire reads them.
 func Decode(ctx context.Context, serde *schemas.Serde, ref schemas.RecordRef, value []byte) (Event, error) {
 	s := scratches.Get().(*scratch)
 	defer scratches.Put(s)
@@ -96,13 +96,20 @@ func (s *scratch) decode(ctx context.Context, serde *schemas.Serde, ref schemas.
 		*s = scratch{text: s.text}
 		return Event{}, err
 	}
-	e, err := fromWire(w, &s.text)
+	// Every string moves from the input to one copy of all of them (the event's text), so that
+	// neither the event nor the scratch keeps a view of value: the runner recycles its buffer.
+	text := s.text[:0]
+	wireStrings(w, func(p *string) { text = append(text, *p...) })
+	s.text = text
+	all, at := string(text), 0
+	wireStrings(w, func(p *string) { *p, at = all[at:at+len(*p)], at+len(*p) })
+	e, err := fromWire(w)
 	s.keep()
 	return e, err
 }
 
-// scratch is one decoder's reused projection, each payload branch's struct, and the buffer
-// fromWire gathers its strings in. It holds no view of an input between decodes (keep).
+// scratch is one decoder's reused projection, each payload branch's struct, and the buffer its
+// strings are gathered in. It holds no view of an input between decodes.
 type scratch struct {
 	wire   wireEvent
 	order  *wireOrder
@@ -112,64 +119,26 @@ type scratch struct {
 	text   []byte
 }
 
-// keep saves the decoded branch's struct for later decodes and clears every string the decode
-// set: they are views of the input, which the runner recycles, and must neither keep its
-// buffer alive nor be read after it changes. A slot of a reused lines array past its length
-// was cleared when a longer decode set it.
+// keep saves the decoded branch's struct for later decodes.
 func (s *scratch) keep() {
-	w := &s.wire
-	w.EventID = ""
-	switch {
+	switch w := &s.wire; {
 	case w.OrderAccepted != nil:
-		o := w.OrderAccepted
-		o.OrderID, o.Currency = "", ""
-		if o.LoyaltyMemberID != nil {
-			*o.LoyaltyMemberID = ""
-		}
-		if o.LoyaltyTierAtOrder != nil {
-			*o.LoyaltyTierAtOrder = ""
-		}
-		if o.LoyaltyRedemption != nil {
-			o.LoyaltyRedemption.Accounting = ""
-		}
-		for i := range o.Lines {
-			o.Lines[i].OrderLineID = ""
-		}
-		s.order = o
+		s.order = w.OrderAccepted
 	case w.OrderLinesCancelled != nil:
-		for i := range w.OrderLinesCancelled.Lines {
-			w.OrderLinesCancelled.Lines[i].OrderLineID = ""
-		}
 		s.cancel = w.OrderLinesCancelled
 	case w.ShipmentConfirmed != nil:
-		for i := range w.ShipmentConfirmed.Lines {
-			w.ShipmentConfirmed.Lines[i].OrderLineID = ""
-		}
 		s.ship = w.ShipmentConfirmed
 	case w.ReturnReceived != nil:
-		for i := range w.ReturnReceived.Lines {
-			w.ReturnReceived.Lines[i].OrderLineID = ""
-		}
 		s.ret = w.ReturnReceived
 	}
 }
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
 
-// fromWire reduces the projection to the core's event. e's strings may be views of the input
-// (Decode's borrowing projection): every string the event holds is copied, all of them into
-// one string built in *buf, so that an event costs one allocation for its text.
-func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
-	text := gatherText(e, (*buf)[:0])
-	*buf = text
-	all := string(text)
-	at := 0
-	keep := func(s string) string { // the next gathered string, in gatherText's order
-		k := all[at : at+len(s)]
-		at += len(s)
-		return k
-	}
-	out := Event{EventID: keep(e.EventID), OccurredAt: e.OccurredAt.UnixMicro()}
+// fromWire reduces the projection to the core's event. The event shares e's strings, which
+// must not be views of the input (Decode copies them first).
+func fromWire(e *wireEvent) (Event, error) {
+	out := Event{EventID: e.EventID, OccurredAt: e.OccurredAt.UnixMicro()}
 	var err error
 	// units converts u to scale, keeping the first error (the event is rejected whole).
 	units := func(what string, u schemas.Unscaled, scale int32) int64 {
@@ -183,12 +152,12 @@ func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
 	case e.OrderAccepted != nil:
 		o := e.OrderAccepted
 		out.Kind = Accepted
-		f := &OrderFacts{OrderID: keep(o.OrderID), Currency: keep(o.Currency), Lines: make([]OrderLine, len(o.Lines))}
+		f := &OrderFacts{OrderID: o.OrderID, Currency: o.Currency, Lines: make([]OrderLine, len(o.Lines))}
 		if o.LoyaltyMemberID != nil {
-			f.MemberID = keep(*o.LoyaltyMemberID)
+			f.MemberID = *o.LoyaltyMemberID
 		}
 		if o.LoyaltyTierAtOrder != nil {
-			f.Tier = keep(*o.LoyaltyTierAtOrder)
+			f.Tier = *o.LoyaltyTierAtOrder
 		}
 		if o.EarnRate != nil {
 			rr := Rate(units("earn_rate", *o.EarnRate, RateScale))
@@ -200,7 +169,7 @@ func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
 		}
 		tender := o.LoyaltyRedemption != nil && o.LoyaltyRedemption.Accounting == "TENDER"
 		for i, l := range o.Lines {
-			ln := OrderLine{ID: keep(l.OrderLineID), Ordered: Qty(units("quantity", l.Quantity, QtyScale))}
+			ln := OrderLine{ID: l.OrderLineID, Ordered: Qty(units("quantity", l.Quantity, QtyScale))}
 			if !l.IsGiftCard {
 				v := units("line_net", l.LineNet, MoneyScale)
 				if tender && l.RedemptionAlloc != nil {
@@ -216,20 +185,20 @@ func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
 		m := out.move(Shipment, len(s.Lines))
 		m.Reship = s.IsReship
 		for i, l := range s.Lines {
-			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_shipped", l.QuantityShipped, QtyScale))}
 		}
 	case e.ReturnReceived != nil:
 		r := e.ReturnReceived
 		m := out.move(Return, len(r.Lines))
 		for i, l := range r.Lines {
-			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_accepted", l.QuantityAccepted, QtyScale))}
 		}
 	case e.OrderLinesCancelled != nil:
 		c := e.OrderLinesCancelled
 		m := out.move(Cancellation, len(c.Lines))
 		m.CancelAll = len(c.Lines) == 0
 		for i, l := range c.Lines {
-			m.Lines[i] = MoveLine{LineID: keep(l.OrderLineID), Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
+			m.Lines[i] = MoveLine{LineID: l.OrderLineID, Qty: Qty(units("quantity_cancelled", l.QuantityCancelled, QtyScale))}
 		}
 	default:
 		out.Kind = Other
@@ -237,36 +206,39 @@ func fromWire(e *wireEvent, buf *[]byte) (Event, error) {
 	return out, err
 }
 
-// gatherText appends to b the strings fromWire keeps from e, in the order it keeps them.
-func gatherText(e *wireEvent, b []byte) []byte {
-	b = append(b, e.EventID...)
+// wireStrings calls f with every string of e (the event id and the decoded payload branch's).
+func wireStrings(e *wireEvent, f func(*string)) {
+	f(&e.EventID)
 	switch {
 	case e.OrderAccepted != nil:
 		o := e.OrderAccepted
-		b = append(append(b, o.OrderID...), o.Currency...)
+		f(&o.OrderID)
+		f(&o.Currency)
 		if o.LoyaltyMemberID != nil {
-			b = append(b, *o.LoyaltyMemberID...)
+			f(o.LoyaltyMemberID)
 		}
 		if o.LoyaltyTierAtOrder != nil {
-			b = append(b, *o.LoyaltyTierAtOrder...)
+			f(o.LoyaltyTierAtOrder)
 		}
-		for _, l := range o.Lines {
-			b = append(b, l.OrderLineID...)
+		if o.LoyaltyRedemption != nil {
+			f(&o.LoyaltyRedemption.Accounting)
+		}
+		for i := range o.Lines {
+			f(&o.Lines[i].OrderLineID)
 		}
 	case e.ShipmentConfirmed != nil:
-		for _, l := range e.ShipmentConfirmed.Lines {
-			b = append(b, l.OrderLineID...)
+		for i := range e.ShipmentConfirmed.Lines {
+			f(&e.ShipmentConfirmed.Lines[i].OrderLineID)
 		}
 	case e.ReturnReceived != nil:
-		for _, l := range e.ReturnReceived.Lines {
-			b = append(b, l.OrderLineID...)
+		for i := range e.ReturnReceived.Lines {
+			f(&e.ReturnReceived.Lines[i].OrderLineID)
 		}
 	case e.OrderLinesCancelled != nil:
-		for _, l := range e.OrderLinesCancelled.Lines {
-			b = append(b, l.OrderLineID...)
+		for i := range e.OrderLinesCancelled.Lines {
+			f(&e.OrderLinesCancelled.Lines[i].OrderLineID)
 		}
 	}
-	return b
 }
 
 // move makes e a shipment, return or cancellation of n lines (to be filled in) and returns it.
