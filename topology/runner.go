@@ -1451,11 +1451,7 @@ func (r *Runner[E, S, O]) applyOverlay(ctx context.Context) error {
 		switch pe.op {
 		case Put:
 			if r.beh.ImmutableState {
-				if ls := pe.live; ls != nil && !ls.gone && st.disk == nil {
-					st.update(ls, pe.state, pe.enc) // read from live by this transaction: no lookup
-				} else {
-					st.putLive(pe.key, pe.state, pe.enc)
-				}
+				st.putLiveAt(pe.live, pe.key, pe.state, pe.enc) // read from live by this transaction: no lookup
 			} else if r.disk == nil {
 				st.putRaw(pe.key, pe.enc)
 			} else {

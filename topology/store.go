@@ -219,8 +219,14 @@ func (s *store[S]) shrinkHot(limit int64) {
 
 // putLive stores a committed key's decoded state and its changelog value (owned by the store).
 func (s *store[S]) putLive(key string, state S, value []byte) {
-	if old, ok := s.live[key]; ok && s.disk == nil {
-		s.update(old, state, value)
+	s.putLiveAt(s.live[key], key, state, value)
+}
+
+// putLiveAt is putLive for a key whose entry in live the caller has already looked up (ls, nil
+// if it had none; it may have gone since): a memory store updates a live entry in place.
+func (s *store[S]) putLiveAt(ls *liveState[S], key string, state S, value []byte) {
+	if ls != nil && !ls.gone && s.disk == nil {
+		s.update(ls, state, value)
 		return
 	}
 	s.drop(key)
