@@ -986,21 +986,16 @@ func (p *fastPlanner) arrayDecoder(t reflect.Type, a *avroType) (fastDec, error)
 			}
 			n += c
 		}
-		if n == 0 {
-			if reuse && have > 0 {
-				// empty, keeping the backing array for the next decode (Go's nil/empty
-				// distinction is not the borrowing plan's: its caller reads len)
-				*(*sliceHeader)(ptr) = sliceHeader{data: data, len: 0, cap: have}
-				return buf, nil
-			}
-			*(*sliceHeader)(ptr) = sliceHeader{} // empty is nil: the canonical Go form
-			return buf, nil
-		}
-		if reuse && have > n {
+		switch {
+		case reuse && have > n:
+			// the backing array keeps its capacity for the next decode, also when empty (Go's
+			// nil/empty distinction is not the borrowing plan's: its caller reads len)
 			*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: have}
-			return buf, nil
+		case n == 0:
+			*(*sliceHeader)(ptr) = sliceHeader{} // empty is nil: the canonical Go form
+		default:
+			*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: n}
 		}
-		*(*sliceHeader)(ptr) = sliceHeader{data: data, len: n, cap: n}
 		return buf, nil
 	}, nil
 }
@@ -1098,20 +1093,21 @@ func (p *fastPlanner) recordDecoder(t reflect.Type, a *avroType) (fastDec, error
 		// The value may hold an earlier decode's result: a Go field the schema does not set is
 		// zeroed first (a projection has none but a union group's members, which groupDecoder
 		// sets; this keeps the plan right for any T).
-		var zero []fastFieldDec
+		var unset []goField
 		for name, gf := range byName {
 			if !set[name] {
-				z := zeroer(gf.typ)
-				zero = append(zero, fastFieldDec{off: fieldOffset(t, gf.index), dec: func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { z(ptr); return buf, nil }})
+				unset = append(unset, gf)
 			}
 		}
 		for union, members := range groups {
 			if !set["union "+union] {
-				for _, gf := range members {
-					z := zeroer(gf.typ)
-					zero = append(zero, fastFieldDec{off: fieldOffset(t, gf.index), dec: func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { z(ptr); return buf, nil }})
-				}
+				unset = append(unset, members...)
 			}
+		}
+		zero := make([]fastFieldDec, len(unset))
+		for i, gf := range unset {
+			z := zeroer(gf.typ)
+			zero[i] = fastFieldDec{off: fieldOffset(t, gf.index), dec: func(buf []byte, ptr unsafe.Pointer) ([]byte, error) { z(ptr); return buf, nil }}
 		}
 		plan = append(zero, plan...)
 	}
