@@ -27,16 +27,8 @@ func TestScratchKeepsNoViews(t *testing.T) {
 	var s scratch
 	byKind := map[Kind][]byte{}
 	decoded := 0
-	for i, r := range tr.Records {
-		if r.Topic != schemas.TopicOrders && r.Topic != schemas.TopicShipments && r.Topic != schemas.TopicReturns {
-			continue
-		}
-		value := r.Raw
-		if value == nil {
-			if value, err = serde.EncodeEvent(r.Topic, r.Event); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, in := range DecodedInputs(t, serde, tr) {
+		i, r, value := in.Index, in.Record, in.Value
 		e, err := s.decode(ctx, serde, schemas.RecordRef{Topic: r.Topic}, value)
 		if err == nil {
 			decoded++
@@ -107,4 +99,33 @@ func viewInto(v reflect.Value, b []byte) string {
 		return ""
 	}
 	return walk(v, "scratch")
+}
+
+// DecodedInput is a generated record of a topic the core decodes (orders, shipments, returns)
+// with its value as the stage reads it: its malformed bytes, or its event encoded in the
+// topic's schema. Index is its position in the traffic.
+type DecodedInput struct {
+	Index  int
+	Record generate.Record
+	Value  []byte
+}
+
+// DecodedInputs returns tr's records of the topics the core decodes, framed.
+func DecodedInputs(tb testing.TB, serde *schemas.Serde, tr *generate.Traffic) []DecodedInput {
+	tb.Helper()
+	var out []DecodedInput
+	for i, r := range tr.Records {
+		if r.Topic != schemas.TopicOrders && r.Topic != schemas.TopicShipments && r.Topic != schemas.TopicReturns {
+			continue
+		}
+		value := r.Raw
+		if value == nil {
+			var err error
+			if value, err = serde.EncodeEvent(r.Topic, r.Event); err != nil {
+				tb.Fatalf("record %d: %v", i, err)
+			}
+		}
+		out = append(out, DecodedInput{i, r, value})
+	}
+	return out
 }

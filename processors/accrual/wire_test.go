@@ -34,16 +34,8 @@ func TestDecodeAgreesWithReference(t *testing.T) {
 	kinds := map[accrual.Kind]int{}
 	refused := 0
 	var kept [][2]accrual.Event
-	for i, r := range tr.Records {
-		if r.Topic != schemas.TopicOrders && r.Topic != schemas.TopicShipments && r.Topic != schemas.TopicReturns {
-			continue
-		}
-		value := r.Raw
-		if value == nil {
-			if value, err = serde.EncodeEvent(r.Topic, r.Event); err != nil {
-				t.Fatalf("record %d: %v", i, err)
-			}
-		}
+	for _, x := range accrual.DecodedInputs(t, serde, tr) {
+		i, r, value := x.Index, x.Record, x.Value
 		ref := schemas.RecordRef{Topic: r.Topic, Offset: int64(i)}
 		var want accrual.Event
 		full, werr := schemas.Decode[schemas.Event](ctx, serde, ref, value)
