@@ -363,7 +363,7 @@ func entitled128(o *Order) (int64, bool) {
 	l := uint64(1)
 	for i := range o.Lines {
 		ln := &o.Lines[i]
-		if ln.Eligible <= 0 || ln.Shipped-ln.Returned <= 0 || ln.Ordered <= 0 {
+		if ln.kept() <= 0 {
 			continue
 		}
 		q := uint64(ln.Ordered)
@@ -377,8 +377,8 @@ func entitled128(o *Order) (int64, bool) {
 	var nhi, nlo uint64
 	for i := range o.Lines {
 		ln := &o.Lines[i]
-		f := int64(ln.Shipped - ln.Returned)
-		if ln.Eligible <= 0 || f <= 0 || ln.Ordered <= 0 {
+		f := ln.kept()
+		if f <= 0 {
 			continue
 		}
 		thi, tlo := bits.Mul64(uint64(ln.Eligible), uint64(f))
@@ -426,6 +426,15 @@ func entitled128(o *Order) (int64, bool) {
 	return int64(nlo), true
 }
 
+// kept is the line's shipped quantity not returned when it counts towards B (eligible value
+// and a positive ordered quantity), and 0 when it does not.
+func (ln *Line) kept() int64 {
+	if ln.Eligible <= 0 || ln.Ordered <= 0 {
+		return 0
+	}
+	return max(int64(ln.Shipped-ln.Returned), 0)
+}
+
 func gcd(a, b uint64) uint64 {
 	for b != 0 {
 		a, b = b, a%b
@@ -444,8 +453,8 @@ func entitledBig(o *Order) int64 {
 	den.SetInt64(1)
 	for i := range o.Lines {
 		ln := &o.Lines[i]
-		f := int64(ln.Shipped - ln.Returned)
-		if ln.Eligible <= 0 || f <= 0 || ln.Ordered <= 0 {
+		f := ln.kept()
+		if f <= 0 {
 			continue
 		}
 		// num/den + E·f/q = (num·q + E·f·den) / (den·q)
