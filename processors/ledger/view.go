@@ -97,9 +97,13 @@ func (l Ledger) EvictAfter() (time.Time, bool) {
 //   - accepted, every line not cancelled shipped: the end of the return window since the last
 //     shipment (when it closes on any later clock) plus RetentionAfterClose;
 //   - never accepted (an orphan: its events wait for an OrderAccepted, or a checkout's
-//     reservation): its clock plus OrphanGrace (from then on its held events are the
-//     HELD_WITHOUT_ORDER exception) plus RetentionAfterClose, kept as long as a closed order
-//     for an OrderAccepted that comes very late;
+//     reservation): the later of its clock and the time its latest event reached the log
+//     (Arrived), plus OrphanGrace (from then on its held events are the HELD_WITHOUT_ORDER
+//     exception) plus RetentionAfterClose, kept as long as a closed order for an OrderAccepted
+//     that comes very late. The arrival counts because stream time is business time: an event
+//     that reaches the log a fortnight after it occurred (a backlog an upstream system sends
+//     after an outage) is already past its clock's expiry when it arrives, and its
+//     OrderAccepted, a record behind it in the same backlog, would find it evicted;
 //   - otherwise (open): none.
 //
 // It reads the state only: the closure rule runs on a copy whose clock is at the end of time.
@@ -108,7 +112,11 @@ func (l Ledger) ExpiresAt(p Policy) (time.Time, bool) {
 		if l.s.Clock.IsZero() {
 			return time.Time{}, false
 		}
-		return l.s.Clock.Add(p.OrphanGrace).Add(p.RetentionAfterClose), true
+		since := l.s.Clock
+		if l.s.OrphanSince.After(since) {
+			since = l.s.OrphanSince
+		}
+		return since.Add(p.OrphanGrace).Add(p.RetentionAfterClose), true
 	}
 	if l.s.Closed {
 		return l.s.EvictAt, true
@@ -117,4 +125,19 @@ func (l Ledger) ExpiresAt(p Policy) (time.Time, bool) {
 	n.s.Clock = time.Unix(1<<62, 0)
 	n.close(p)
 	return n.s.EvictAt, n.s.Closed
+}
+
+// Arrived records that an event of this ledger's order reached the log at t (its Kafka record's
+// timestamp), on a ledger Apply returned for it. While the order has no OrderAccepted the
+// latest such time is kept (State.OrphanSince: an orphan's expiry counts from it, ExpiresAt);
+// an accepted order keeps none. It writes a scalar of its own copy only, so it keeps Apply's
+// copy-on-write promise.
+func (l Ledger) Arrived(t time.Time) Ledger {
+	switch {
+	case l.s.Order != nil:
+		l.s.OrphanSince = time.Time{}
+	case t.Unix() > 0 && t.After(l.s.OrphanSince): // no timestamp (-1, or unset) says nothing
+		l.s.OrphanSince = t.UTC().Truncate(time.Microsecond) // the changelog keeps microseconds
+	}
+	return l
 }

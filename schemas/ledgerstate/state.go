@@ -96,6 +96,14 @@ type State struct {
 	// canonical order, from which the canonical attribution of points is replayed (attrib.go).
 	// Empty in a state written before the field existed (such an order is never re-attributed).
 	Moves []MoveRecord `json:"moves"`
+
+	// OrphanSince, while the order has no OrderAccepted, is the latest Kafka record timestamp of
+	// its events: when the latest of them reached the log (ledger.Ledger.Arrived). An orphan is
+	// kept OrphanGrace + RetentionAfterClose past the later of this and Clock, so an event that
+	// arrives long after it occurred (a backlog) still waits that long for its order. Zero (or
+	// 1970-01-01, the schema default, in a state written before the field existed) in an
+	// accepted order.
+	OrphanSince time.Time `json:"orphan_since"`
 }
 
 // MoveRecord is one applied point-moving event; its content is in Shipments, Returns or

@@ -73,7 +73,16 @@ type Options struct {
 }
 
 // Processor is the stage's typed behaviour.
-type Processor = topology.Processor[*schemas.Event, ledger.Ledger, *schemas.Event]
+type Processor = topology.Processor[*Input, ledger.Ledger, *schemas.Event]
+
+// Input is one decoded input record: its event, and when the record reached the log.
+type Input struct {
+	*schemas.Event
+	// Arrived is the Kafka record's timestamp (the producer's create time, or the broker's
+	// append time on a LogAppendTime topic): fixed with the record, so a replay sees the same.
+	// An orphan's expiry counts from it (ledger.Ledger.Arrived).
+	Arrived time.Time
+}
 
 type step = topology.Step[ledger.Ledger, *schemas.Event]
 
@@ -91,7 +100,7 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 		// Event times are bounded against the record's timestamp before the ledger sees them:
 		// the ledger's clock is the largest occurred_at it folded, and one event dated years
 		// ahead would close and evict its order (a later real return then held forever).
-		Decode: func(r *kgo.Record) (*schemas.Event, error) {
+		Decode: func(r *kgo.Record) (*Input, error) {
 			ref := schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}
 			e, err := serde.DecodeEventAt(ctx, ref, r.Value, r.Timestamp, o.MaxEventSkew)
 			var de *schemas.DecodeError
@@ -99,7 +108,7 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 				// it decodes but breaks a rule: dead-lettered, and its log line names its ids
 				// (LogAttrs); decoded again without the checks, only for such records
 				if raw, rerr := schemas.Decode[schemas.Event](ctx, serde, ref, r.Value); rerr == nil {
-					return raw, err
+					return &Input{Event: raw, Arrived: r.Timestamp}, err
 				}
 			}
 			if errors.Is(err, schemas.ErrRegistryAuth) {
@@ -107,16 +116,21 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 				// every record or retry forever
 				return nil, fmt.Errorf("%w: %w", topology.ErrFatal, err)
 			}
-			return e, err
+			if e == nil {
+				return nil, err
+			}
+			return &Input{Event: e, Arrived: r.Timestamp}, err
 		},
-		Process: func(key string, l ledger.Ledger, found bool, e *schemas.Event) (step, error) {
+		Process: func(key string, l ledger.Ledger, found bool, in *Input) (step, error) {
 			if !found {
 				l = ledger.New(key)
 			}
+			e := in.Event
 			n, cmds, err := l.Apply(*e, p)
 			if err != nil {
 				return step{}, err
 			}
+			n = n.Arrived(in.Arrived)
 			st := step{Op: topology.Put, State: n}
 			if Evictable(n, len(cmds)) {
 				st.Op = topology.Evict
@@ -141,10 +155,15 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 			return schemas.Encode(serde, schemas.TopicDLQ, DeadLetter(rj))
 		},
 		Classify: Classify,
-		LogAttrs: LogAttrs,
+		LogAttrs: func(in *Input) []any {
+			if in == nil {
+				return nil
+			}
+			return LogAttrs(in.Event)
+		},
 		// Time-driven eviction (topology/sweep.go): stream time is the events' business time,
 		// the clock the ledger closes orders on.
-		EventTime: func(e *schemas.Event) time.Time { return e.OccurredAt },
+		EventTime: func(in *Input) time.Time { return in.OccurredAt },
 		Expiry:    func(l ledger.Ledger) (time.Time, bool) { return l.ExpiresAt(p) },
 		Expire: func(_ string, l ledger.Ledger, now time.Time) (bool, []kgo.RecordHeader) {
 			return Expired(l, p, now)
