@@ -216,7 +216,13 @@ func main() {
 	// after it; with the default 1h they would be dead-lettered as time-out-of-range)
 	p = e.start(pebbleSet, "pebble", dir, "", "RETAILFLOW_RUNTIME_MAX_EVENT_SKEW=0")
 	restored(p, 10*time.Minute)
-	tr4, err := generate.Generate(generate.Options{Seed: 45, Orders: *trafficOrders, Start: generate.DefaultStart.Add(120 * 24 * time.Hour)})
+	// (and at least 30 days past today: the earlier traffic was produced today, and an orphan's
+	// expiry counts from its record's timestamp, ledger.Ledger.Arrived)
+	later := generate.DefaultStart.Add(120 * 24 * time.Hour)
+	if min := time.Now().Add(30 * 24 * time.Hour); later.Before(min) {
+		later = min.Truncate(24 * time.Hour)
+	}
+	tr4, err := generate.Generate(generate.Options{Seed: 45, Orders: *trafficOrders, Start: later})
 	must(err)
 	sweepBegan := time.Now()
 	e.produce(pebbleSet, tr4)
@@ -311,7 +317,8 @@ func storeKeys(dir string) (int64, float64) {
 }
 
 // samples folds generated traffic through the ledger, as the processor does, and returns each
-// order's final state as its changelog record.
+// order's final state as its changelog record (records dated when their events occurred: no
+// Arrived, so an orphan expires on its clock, as one that reached the log on time does).
 func (e *env) samples() []sample {
 	tr, err := generate.Generate(generate.Options{Seed: 7, Orders: 2000})
 	must(err)

@@ -131,7 +131,7 @@ func runLedger(ctx context.Context, app *App, c Config) error {
 	o.Metrics, o.Logger = metrics, log
 	o.Conn = app.KafkaConn(c) // with franz-go's warnings in slog
 	o.ClientOpts = append(o.ClientOpts[:len(o.ClientOpts):len(o.ClientOpts)], kafkaClientMetrics(reg, "ledger"))
-	proc := orderledger.NewProcessor(ctx, c.LedgerTopics(), orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: c.Runtime.MaxEventSkew})
+	proc := orderledger.NewProcessor(ctx, c.LedgerTopics(), orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: c.Runtime.MaxEventSkew, StateLayout: c.StateLayout()})
 	runner, err := topology.NewRunner(c.LedgerTopology(), proc, o)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"net"
 	"net/url"
 	"os"
@@ -197,6 +198,10 @@ type StateConfig struct {
 	// a read of the whole changelog per instance.
 	Standby         string        `mapstructure:"standby"`
 	StandbyInterval time.Duration `mapstructure:"standby_interval"`
+	// ChangelogLayout is the order_ledger schema version the changelog is written in: v3 (the
+	// default), or v2 for the first bounce of a rolling upgrade from a release that reads only
+	// v2, with offline schema ids (ledgerstate.Layout; README "Upgrading").
+	ChangelogLayout string `mapstructure:"changelog_layout"`
 }
 
 // SinkConfig drives `retailflow sink`, the ClickHouse sink.
@@ -294,7 +299,7 @@ func DefaultConfig() Config {
 		},
 		State: StateConfig{Mode: "memory", CacheBytes: 64 << 20, MemtableBytes: 32 << 20, ValueCacheBytes: topology.DefaultValueCacheBytes, CommitTimeout: topology.DefaultCommitTimeout,
 			SweepInterval: topology.DefaultSweepInterval, SweepMaxKeys: topology.DefaultSweepMaxKeys, AllowedLateness: topology.DefaultAllowedLateness,
-			Standby: "none", StandbyInterval: topology.DefaultStandbyInterval},
+			Standby: "none", StandbyInterval: topology.DefaultStandbyInterval, ChangelogLayout: "v3"},
 		Sink: SinkConfig{Group: "retailflow-sink", BatchRows: 50000, BatchTimeout: time.Second, MaxRetryWait: 30 * time.Second,
 			MaxBufferBytes: 64 << 20, DeadLetterValues: "redacted"},
 		Policy: PolicyConfig{
@@ -498,6 +503,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("state.standby", "%q is not none or all", c.State.Standby)
+	}
+	if l, err := ledgerstate.ParseLayout(c.State.ChangelogLayout); err != nil {
+		bad("state.changelog_layout", "%v", err)
+	} else if l == ledgerstate.LayoutV2 && c.Registry.URL != "" {
+		bad("state.changelog_layout", "v2 is for offline schema ids (registry.url unset): with a registry, instances of the release before fetch v3 and resolve it themselves")
 	}
 	if c.State.StandbyInterval < 100*time.Millisecond || c.State.StandbyInterval > time.Hour {
 		bad("state.standby_interval", "must be between 100ms and 1h, got %s", c.State.StandbyInterval)
@@ -755,4 +765,10 @@ func lookup(m map[string]any, dotted string) any {
 		cur = mm[p]
 	}
 	return cur
+}
+
+// StateLayout is state.changelog_layout, validated by Load.
+func (c *Config) StateLayout() ledgerstate.Layout {
+	l, _ := ledgerstate.ParseLayout(c.State.ChangelogLayout)
+	return l
 }

@@ -28,6 +28,8 @@ func TestStateConfigErrorsNameTheKey(t *testing.T) {
 		{"standby too often", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_STANDBY": "all", "RETAILFLOW_STATE_STANDBY_INTERVAL": "1ms"}, "state.standby_interval: must be between 100ms and 1h"},
 		{"negative value cache", map[string]string{"RETAILFLOW_STATE_MODE": "pebble", "RETAILFLOW_STATE_DIR": "/x", "RETAILFLOW_STATE_VALUE_CACHE_BYTES": "-1"}, "state.value_cache_bytes: must be between 0 (off) and 16 GiB"},
 		{"sweep of nothing", map[string]string{"RETAILFLOW_STATE_SWEEP_MAX_KEYS": "0"}, "state.sweep_max_keys: must be between 1 and 100000"},
+		{"layout of what", map[string]string{"RETAILFLOW_STATE_CHANGELOG_LAYOUT": "v4"}, `state.changelog_layout: "v4" is not v3 (the default) or v2`},
+		{"layout v2 with a registry", map[string]string{"RETAILFLOW_STATE_CHANGELOG_LAYOUT": "v2", "RETAILFLOW_REGISTRY_URL": "http://registry:8081"}, "state.changelog_layout: v2 is for offline schema ids"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -1,8 +1,11 @@
 package ledger
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/retailflow/retailflow/schemas"
 )
 
 // An orphan's expiry counts from the later of its clock and the time its latest event reached
@@ -40,6 +43,19 @@ func TestOrphanExpiryCountsFromArrival(t *testing.T) {
 	}
 	if got := expires(orphan.Arrived(day(0))); !got.Equal(day(1).Add(keep)) {
 		t.Fatalf("an arrival before the clock moved the expiry to %s", got)
+	}
+	// a timestamp beyond any plausible lag (microseconds written as milliseconds: year 58,000)
+	// counts as MaxArrivalLag past the clock, and the state still encodes
+	wild := orphan.Arrived(time.UnixMilli(day(1).UnixMicro()))
+	if got, want := wild.State().OrphanSince, day(1).Add(MaxArrivalLag); !got.Equal(want) {
+		t.Fatalf("a timestamp in year %d kept as %s, want clock + MaxArrivalLag = %s", time.UnixMilli(day(1).UnixMicro()).Year(), got, want)
+	}
+	serde, err := schemas.NewSerde(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EncodeState(serde, wild); err != nil {
+		t.Fatalf("the clamped state does not encode: %v", err)
 	}
 	for _, none := range []time.Time{{}, time.UnixMilli(-1), time.Unix(0, 0)} {
 		if got := orphan.Arrived(none).State().OrphanSince; !got.IsZero() {

@@ -14,6 +14,12 @@ func EncodeState(s *schemas.Serde, l Ledger) ([]byte, error) {
 	return ledgerstate.Encode(s, &l.s)
 }
 
+// EncodeStateLayout is EncodeState in a given layout (ledgerstate.Layout: the first bounce of a
+// rolling upgrade writes the layout the release before reads).
+func EncodeStateLayout(s *schemas.Serde, l Ledger, layout ledgerstate.Layout) ([]byte, error) {
+	return ledgerstate.EncodeLayout(s, &l.s, layout)
+}
+
 // DecodeState reads a changelog value into a Ledger (ledgerstate.Decode: any version of the
 // schema; errors are *schemas.DecodeError or a version error for a state written by a newer
 // ledger). A reader that only needs the state, not the ledger, calls ledgerstate.Decode.

@@ -9,6 +9,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/retailflow/retailflow/schemas"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 )
 
 // A changelog written before this release (order_ledger v1, under the offline id of that time)
@@ -82,6 +83,60 @@ func TestStateWrittenByReleasedVersionDecodes(t *testing.T) {
 		}
 		if !equalStates(gs, want) {
 			t.Fatalf("v1 state decoded as\n%+v\nwant\n%+v", gs, want)
+		}
+	}
+}
+
+// Layout v2 (state.changelog_layout=v2, the first bounce of a rolling upgrade) is what the
+// release before v3 reads: released v2's bytes, complete, under the offline id that release
+// computes for its own order_ledger (2080235706, TestOfflineSchemaIDsMatchFastavro at stop 30).
+// This release reads them back as the same state with orphan_since at its default.
+func TestStateLayoutV2IsWhatTheReleaseBeforeReads(t *testing.T) {
+	serde, err := schemas.NewSerde(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := DefaultPolicy()
+	accepted, _ := run(t, p, o1001(), shipment("e-s1", "O-1001", "S1", day(1), qty{"L1", "1"}))
+	orphan, _ := run(t, p, shipment("e-s9", "O-1009", "S9", day(1), qty{"L1", "1"}))
+	orphan = orphan.Arrived(day(20))
+	if orphan.State().OrphanSince.IsZero() {
+		t.Fatal("the orphan has no arrival to drop")
+	}
+	released, err := schemas.ReleasedSchemas("order_ledger")
+	if err != nil || len(released) < 2 || released[1].Version != 2 {
+		t.Fatalf("order_ledger v2 not released: %v", err)
+	}
+	v2, err := goavro.NewCodec(released[1].Text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []Ledger{accepted, orphan} {
+		b, err := EncodeStateLayout(serde, l, ledgerstate.LayoutV2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := binary.BigEndian.Uint32(b[1:5]); b[0] != 0 || id != 2080235706 {
+			t.Fatalf("%s: header % x, want magic 0 and v2's offline id 2080235706", l.OrderID(), b[:5])
+		}
+		if _, rest, err := v2.NativeFromBinary(b[5:]); err != nil || len(rest) != 0 {
+			t.Fatalf("%s: v2 reads it with %d bytes left: %v", l.OrderID(), len(rest), err)
+		}
+		back, err := DecodeState(context.Background(), serde, schemas.RecordRef{Topic: schemas.TopicChangelog}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := l.State()
+		want.OrphanSince = time.Unix(0, 0).UTC()
+		if !equalStates(back.State(), want) {
+			t.Fatalf("%s: layout v2 read back as\n%+v\nwant\n%+v", l.OrderID(), back.State(), want)
+		}
+		cur, err := EncodeStateLayout(serde, l, ledgerstate.LayoutCurrent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := binary.BigEndian.Uint32(cur[1:5]); id == 2080235706 {
+			t.Fatalf("%s: the current layout is written under v2's id", l.OrderID())
 		}
 	}
 }

@@ -66,6 +66,15 @@ func TestChangelogWrittenByMainDecodes(t *testing.T) {
 		if !bytes.HasPrefix(body, old) {
 			t.Fatalf("value %d (order %s): re-encoded bytes differ from main's", n, want.OrderID)
 		}
+		// the current layout decodes by the direct path (the golden bytes, under v2's id, went
+		// through resolution) to the same state
+		back, err := DecodeState(context.Background(), serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: int64(n)}, again)
+		if err != nil {
+			t.Fatalf("value %d re-encoded: %v", n, err)
+		}
+		if got := back.State(); !reflect.DeepEqual(got, *want) {
+			t.Fatalf("value %d (order %s): re-encoded, the direct path decodes\n%+v\nthe reference\n%+v", n, want.OrderID, got, *want)
+		}
 		// orphan_since at its default (1970-01-01: 0 µs, the one byte 0x00)
 		if tail := body[len(old):]; !bytes.Equal(tail, []byte{0}) {
 			t.Fatalf("value %d (order %s): % x after v2's fields, want orphan_since's default 00", n, want.OrderID, tail)

@@ -132,12 +132,29 @@ func (l Ledger) ExpiresAt(p Policy) (time.Time, bool) {
 // latest such time is kept (State.OrphanSince: an orphan's expiry counts from it, ExpiresAt);
 // an accepted order keeps none. It writes a scalar of its own copy only, so it keeps Apply's
 // copy-on-write promise.
+//
+// A record timestamp is the producer's say, not checked against anything (max_event_skew bounds
+// the event's times against it, not it against the clock), so it counts at most MaxArrivalLag
+// past the order's clock: a producer whose clock is wrong (or one that writes microseconds
+// where Kafka wants milliseconds, year 58,000) keeps an orphan at most that much longer,
+// instead of for ever or with a state the changelog cannot encode.
 func (l Ledger) Arrived(t time.Time) Ledger {
-	switch {
-	case l.s.Order != nil:
+	if l.s.Order != nil {
 		l.s.OrphanSince = time.Time{}
-	case t.Unix() > 0 && t.After(l.s.OrphanSince): // no timestamp (-1, or unset) says nothing
+		return l
+	}
+	if t.UnixMilli() <= 0 || l.s.Clock.IsZero() { // no timestamp (-1, or unset) says nothing
+		return l
+	}
+	if limit := l.s.Clock.Add(MaxArrivalLag); t.After(limit) {
+		t = limit
+	}
+	if t.After(l.s.OrphanSince) {
 		l.s.OrphanSince = t.UTC().Truncate(time.Microsecond) // the changelog keeps microseconds
 	}
 	return l
 }
+
+// MaxArrivalLag is how far past an orphan's clock its record timestamps count (Arrived): a
+// backlog later than this is kept as if it had arrived this late.
+const MaxArrivalLag = 366 * 24 * time.Hour

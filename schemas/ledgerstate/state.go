@@ -55,7 +55,8 @@ func Decode(ctx context.Context, s *schemas.Serde, ref schemas.RecordRef, value 
 
 // State is the whole ledger of one order as plain data: what the changelog carries and what the
 // ClickHouse sink reads into order_line_state. Every slice is kept sorted by its key (noted on
-// the field) so that two ledgers that saw the same events in a different order are equal.
+// the field) so that two ledgers that saw the same events in a different order are equal
+// (OrphanSince aside: an orphan also keeps when its latest record reached the log).
 // Quantities are decimal(12,3), amounts decimal(18,4), rates decimal(9,6), points int64.
 //
 // Treat a State obtained from ledger.Ledger.State as read-only; the ledger never shares its
@@ -98,11 +99,12 @@ type State struct {
 	Moves []MoveRecord `json:"moves"`
 
 	// OrphanSince, while the order has no OrderAccepted, is the latest Kafka record timestamp of
-	// its events: when the latest of them reached the log (ledger.Ledger.Arrived). An orphan is
-	// kept OrphanGrace + RetentionAfterClose past the later of this and Clock, so an event that
-	// arrives long after it occurred (a backlog) still waits that long for its order. Zero (or
-	// 1970-01-01, the schema default, in a state written before the field existed) in an
-	// accepted order.
+	// its events (duplicates too), at most ledger.MaxArrivalLag past Clock: when the latest of
+	// them reached the log (ledger.Ledger.Arrived). An orphan is kept OrphanGrace +
+	// RetentionAfterClose past the later of this and Clock, so an event that arrives long after
+	// it occurred (a backlog) still waits that long for its order. Zero (0001-01-01) in an
+	// accepted order; 1970-01-01, the schema's default, in a state written before the field
+	// existed or in layout v2 (ledgerstate.Layout). Either means no arrival.
 	OrphanSince time.Time `json:"orphan_since"`
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/retailflow/retailflow/processors/ledger"
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/retailflow/retailflow/topology"
 )
 
@@ -70,6 +71,9 @@ type Options struct {
 	// MaxEventSkew bounds an event's times against its record's timestamp
 	// (schemas.Event.CheckTimes); zero checks the absolute range only.
 	MaxEventSkew time.Duration
+	// StateLayout is the order_ledger layout the changelog is written in (state.changelog_layout;
+	// the zero value is the current one).
+	StateLayout ledgerstate.Layout
 }
 
 // Processor is the stage's typed behaviour.
@@ -140,7 +144,7 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 			}
 			return st, nil
 		},
-		State: stateCodec{ctx: ctx, serde: serde},
+		State: stateCodec{ctx: ctx, serde: serde, layout: o.StateLayout},
 		// Ledger.Apply is copy-on-write and never writes into its receiver (processors/ledger
 		// cow.go), so the runtime could keep decoded ledgers between transactions; it does
 		// not: a decoded ledger is several times its bytes and pointer-rich, and on the
@@ -233,11 +237,14 @@ func Evictable(n ledger.Ledger, commands int) bool {
 
 // stateCodec stores a Ledger in the changelog as a schemas.LedgerState.
 type stateCodec struct {
-	ctx   context.Context
-	serde *schemas.Serde
+	ctx    context.Context
+	serde  *schemas.Serde
+	layout ledgerstate.Layout
 }
 
-func (c stateCodec) Encode(l ledger.Ledger) ([]byte, error) { return ledger.EncodeState(c.serde, l) }
+func (c stateCodec) Encode(l ledger.Ledger) ([]byte, error) {
+	return ledger.EncodeStateLayout(c.serde, l, c.layout)
+}
 func (c stateCodec) Decode(b []byte) (ledger.Ledger, error) {
 	return ledger.DecodeState(c.ctx, c.serde, schemas.RecordRef{Topic: schemas.TopicChangelog, Partition: -1, Offset: -1}, b)
 }
