@@ -77,9 +77,10 @@ type Options struct {
 }
 
 // Processor is the stage's typed behaviour.
-type Processor = topology.Processor[*Input, ledger.Ledger, *schemas.Event]
+type Processor = topology.Processor[Input, ledger.Ledger, *schemas.Event]
 
-// Input is one decoded input record: its event, and when the record reached the log.
+// Input is one decoded input record: its event, and when the record reached the log. A value
+// (the runtime keeps a polled batch's inputs in a slice): no allocation of its own.
 type Input struct {
 	*schemas.Event
 	// Arrived is the Kafka record's timestamp (the producer's create time, or the broker's
@@ -104,7 +105,7 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 		// Event times are bounded against the record's timestamp before the ledger sees them:
 		// the ledger's clock is the largest occurred_at it folded, and one event dated years
 		// ahead would close and evict its order (a later real return then held forever).
-		Decode: func(r *kgo.Record) (*Input, error) {
+		Decode: func(r *kgo.Record) (Input, error) {
 			ref := schemas.RecordRef{Topic: logical[r.Topic], Partition: r.Partition, Offset: r.Offset}
 			e, err := serde.DecodeEventAt(ctx, ref, r.Value, r.Timestamp, o.MaxEventSkew)
 			var de *schemas.DecodeError
@@ -112,20 +113,20 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 				// it decodes but breaks a rule: dead-lettered, and its log line names its ids
 				// (LogAttrs); decoded again without the checks, only for such records
 				if raw, rerr := schemas.Decode[schemas.Event](ctx, serde, ref, r.Value); rerr == nil {
-					return &Input{Event: raw, Arrived: r.Timestamp}, err
+					return Input{Event: raw, Arrived: r.Timestamp}, err
 				}
 			}
 			if errors.Is(err, schemas.ErrRegistryAuth) {
 				// not the record's fault, not fixed by waiting: stop rather than dead-letter
 				// every record or retry forever
-				return nil, fmt.Errorf("%w: %w", topology.ErrFatal, err)
+				return Input{}, fmt.Errorf("%w: %w", topology.ErrFatal, err)
 			}
 			if e == nil {
-				return nil, err
+				return Input{}, err
 			}
-			return &Input{Event: e, Arrived: r.Timestamp}, err
+			return Input{Event: e, Arrived: r.Timestamp}, err
 		},
-		Process: func(key string, l ledger.Ledger, found bool, in *Input) (step, error) {
+		Process: func(key string, l ledger.Ledger, found bool, in Input) (step, error) {
 			if !found {
 				l = ledger.New(key)
 			}
@@ -159,15 +160,10 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 			return schemas.Encode(serde, schemas.TopicDLQ, DeadLetter(rj))
 		},
 		Classify: Classify,
-		LogAttrs: func(in *Input) []any {
-			if in == nil {
-				return nil
-			}
-			return LogAttrs(in.Event)
-		},
+		LogAttrs: func(in Input) []any { return LogAttrs(in.Event) },
 		// Time-driven eviction (topology/sweep.go): stream time is the events' business time,
 		// the clock the ledger closes orders on.
-		EventTime: func(in *Input) time.Time { return in.OccurredAt },
+		EventTime: func(in Input) time.Time { return in.OccurredAt },
 		Expiry:    func(l ledger.Ledger) (time.Time, bool) { return l.ExpiresAt(p) },
 		Expire: func(_ string, l ledger.Ledger, now time.Time) (bool, []kgo.RecordHeader) {
 			return Expired(l, p, now)

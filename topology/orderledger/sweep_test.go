@@ -215,7 +215,7 @@ func (rg *sweepRig) send(evs ...*schemas.Event) {
 }
 
 type sweepRun struct {
-	r      *topology.Runner[*orderledger.Input, ledger.Ledger, *schemas.Event]
+	r      *topology.Runner[orderledger.Input, ledger.Ledger, *schemas.Event]
 	m      *topology.Counters
 	cancel context.CancelFunc
 	done   chan error
