@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"net"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 	chsink "github.com/retailflow/retailflow/connectors/clickhouse"
 	"github.com/retailflow/retailflow/connectors/kafka"
+	"github.com/retailflow/retailflow/schemas/ledgerstate"
 	"github.com/retailflow/retailflow/topology"
 )
 

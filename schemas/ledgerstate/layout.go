@@ -59,6 +59,31 @@ var v2ID = sync.OnceValues(func() (int, error) {
 	return 0, fmt.Errorf("order_ledger v2 is not released")
 })
 
+// asCurrent turns a value written in layout v2 (under v2's offline id, by this release's
+// LayoutV2 or by the release before) into the same state in the current layout: v2's bytes,
+// then orphan_since's default (0x00), under the current id. Decoded so, it takes the direct
+// path (schemas' fast planner) instead of goavro's resolution of v2 into the current schema,
+// which was 17× slower per state — every state of a changelog written before the upgrade, and
+// every one during its first bounce. ok is false for any other value.
+func asCurrent(s *schemas.Serde, value []byte) ([]byte, bool) {
+	if len(value) <= schemas.HeaderSize || value[0] != 0 {
+		return nil, false
+	}
+	id, err := v2ID()
+	if err != nil || binary.BigEndian.Uint32(value[1:schemas.HeaderSize]) != uint32(id) {
+		return nil, false
+	}
+	cur, err := s.SchemaID(schemas.TopicChangelog)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]byte, len(value)+1)
+	copy(out, value)
+	binary.BigEndian.PutUint32(out[1:schemas.HeaderSize], uint32(cur))
+	out[len(value)] = 0
+	return out, true
+}
+
 // EncodeLayout is Encode in layout l. LayoutV2 is for offline schema ids only: the value
 // carries v2's offline id.
 func EncodeLayout(s *schemas.Serde, st *State, l Layout) ([]byte, error) {

@@ -43,6 +43,9 @@ func Encode(s *schemas.Serde, st *State) ([]byte, error) {
 // whether a retry may help), or a version error for a state written by a newer ledger than this
 // one. A tombstone (nil value) is not a state: the reader drops the order.
 func Decode(ctx context.Context, s *schemas.Serde, ref schemas.RecordRef, value []byte) (*State, error) {
+	if v3, ok := asCurrent(s, value); ok {
+		value = v3
+	}
 	st, err := schemas.Decode[State](ctx, s, ref, value)
 	if err != nil {
 		return nil, err

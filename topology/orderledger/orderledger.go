@@ -135,7 +135,11 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 			if err != nil {
 				return step{}, err
 			}
-			n = n.Arrived(in.Arrived)
+			if o.StateLayout == ledgerstate.LayoutCurrent {
+				// layout v2 cannot store the arrival: an orphan expires on its clock alone, so
+				// that the expiry indexed (rf.expires) is the one its stored state implies
+				n = n.Arrived(in.Arrived)
+			}
 			st := step{Op: topology.Put, State: n}
 			if Evictable(n, len(cmds)) {
 				st.Op = topology.Evict

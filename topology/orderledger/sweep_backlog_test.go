@@ -1,6 +1,7 @@
 package orderledger_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/retailflow/retailflow/schemas"
 	"github.com/retailflow/retailflow/schemas/headers"
 	"github.com/retailflow/retailflow/schemas/ledgerstate"
+	"github.com/retailflow/retailflow/topology/orderledger"
 )
 
 // sendAt produces events as send does, with the record timestamp at: when they reached the log.
@@ -171,5 +173,57 @@ func TestSweepKeepsABacklogOrphan(t *testing.T) {
 					st.Order != nil, len(st.Held), len(st.Shipments), st.Points.AccrualRequested, len(st.Commands), st.OrphanSince)
 			}
 		})
+	}
+}
+
+// The stage notes an orphan's arrival (its record's timestamp) in the current layout only:
+// layout v2 cannot store it, and the expiry the runtime indexes (rf.expires) must be the one
+// the stored state implies — on its clock alone, as before v3.
+func TestArrivalOnlyInTheCurrentLayout(t *testing.T) {
+	ctx := context.Background()
+	topics := benchTopics("")
+	serde, err := schemas.NewSerde(ctx, schemas.WithPhysicalTopics(topics.Names))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ship := earningOrders(t, 1, nil)[0][1]
+	v, err := serde.EncodeEvent(schemas.TopicShipments, ship)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived := ship.OccurredAt.Add(40 * 24 * time.Hour)
+	rec := &kgo.Record{Topic: topics.Names[schemas.TopicShipments], Key: []byte(ship.Key()), Value: v, Timestamp: arrived}
+	p := ledger.DefaultPolicy()
+	for _, tc := range []struct {
+		layout ledgerstate.Layout
+		want   time.Time // the orphan's expiry
+	}{
+		{ledgerstate.LayoutCurrent, arrived.UTC().Truncate(time.Millisecond).Add(p.OrphanGrace + p.RetentionAfterClose)},
+		{ledgerstate.LayoutV2, ship.OccurredAt.UTC().Add(p.OrphanGrace + p.RetentionAfterClose)},
+	} {
+		proc := orderledger.NewProcessor(ctx, topics, orderledger.Options{Serde: serde, Policy: p, MaxEventSkew: time.Hour, StateLayout: tc.layout})
+		in, err := proc.Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step, err := proc.Process(ship.Key(), ledger.Ledger{}, false, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, ok := proc.Expiry(step.State)
+		if !ok || !at.Equal(tc.want) {
+			t.Fatalf("layout %d: the orphan expires at %s (%v), want %s", tc.layout, at, ok, tc.want)
+		}
+		b, err := proc.State.Encode(step.State)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := proc.State.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := back.ExpiresAt(p); !got.Equal(tc.want) {
+			t.Fatalf("layout %d: stored, the orphan expires at %s, indexed at %s", tc.layout, got, tc.want)
+		}
 	}
 }
