@@ -121,9 +121,6 @@ func NewProcessor(ctx context.Context, t Topics, o Options) Processor {
 				// every record or retry forever
 				return Input{}, fmt.Errorf("%w: %w", topology.ErrFatal, err)
 			}
-			if e == nil {
-				return Input{}, err
-			}
 			return Input{Event: e, Arrived: r.Timestamp}, err
 		},
 		Process: func(key string, l ledger.Ledger, found bool, in Input) (step, error) {
