@@ -20,15 +20,7 @@ import (
 func (rg *sweepRig) sendAt(at time.Time, evs ...*schemas.Event) {
 	rg.t.Helper()
 	for _, e := range evs {
-		tp, _ := schemas.TopicOf(e.EventType)
-		v, err := rg.serde.EncodeEvent(tp, e)
-		if err != nil {
-			rg.t.Fatal(err)
-		}
-		rec := &kgo.Record{Topic: rg.topics.Names[tp], Key: []byte(e.Key()), Value: v, Timestamp: at}
-		if err := rg.prod.ProduceSync(rg.ctx, rec).FirstErr(); err != nil {
-			rg.t.Fatal(err)
-		}
+		rg.produce(e, at)
 	}
 }
 

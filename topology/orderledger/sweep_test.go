@@ -196,21 +196,28 @@ func newSweepRig(t *testing.T, disk bool) *sweepRig {
 	return rg
 }
 
+// send produces each event with its record dated when it was published.
 func (rg *sweepRig) send(evs ...*schemas.Event) {
 	rg.t.Helper()
 	for _, e := range evs {
-		tp, ok := schemas.TopicOf(e.EventType)
-		if !ok {
-			rg.t.Fatalf("no topic for %s", e.EventType)
-		}
-		v, err := rg.serde.EncodeEvent(tp, e)
-		if err != nil {
-			rg.t.Fatal(err)
-		}
-		rec := &kgo.Record{Topic: rg.topics.Names[tp], Key: []byte(e.Key()), Value: v, Timestamp: e.PublishedAt}
-		if err := rg.prod.ProduceSync(rg.ctx, rec).FirstErr(); err != nil {
-			rg.t.Fatal(err)
-		}
+		rg.produce(e, e.PublishedAt)
+	}
+}
+
+// produce writes one event to its input topic, the record's timestamp at: when it reached the log.
+func (rg *sweepRig) produce(e *schemas.Event, at time.Time) {
+	rg.t.Helper()
+	tp, ok := schemas.TopicOf(e.EventType)
+	if !ok {
+		rg.t.Fatalf("no topic for %s", e.EventType)
+	}
+	v, err := rg.serde.EncodeEvent(tp, e)
+	if err != nil {
+		rg.t.Fatal(err)
+	}
+	rec := &kgo.Record{Topic: rg.topics.Names[tp], Key: []byte(e.Key()), Value: v, Timestamp: at}
+	if err := rg.prod.ProduceSync(rg.ctx, rec).FirstErr(); err != nil {
+		rg.t.Fatal(err)
 	}
 }
 
